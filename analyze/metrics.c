@@ -1,0 +1,433 @@
+/* metrics.c — FID statistics, Fréchet distance, k-NN precision/recall,
+ * accuracy, PSNR and SSIM. Everything accumulates in double; the O(N²)
+ * and O(D³) parts run on OpenBLAS (dgemm/dsyrk) and GSL (symmetric eigen). */
+#include "metrics.h"
+
+#include <gsl/gsl_cblas.h> /* GSL's copy of the CBLAS declarations (it clashes with
+                               OpenBLAS's cblas.h); OpenBLAS provides the symbols */
+#include <gsl/gsl_eigen.h>
+#include <gsl/gsl_errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+
+#define STATS_BLOCK 256 /* rows centred per dsyrk call                     */
+#define DIST_BLOCK 512  /* rows (and columns) of one squared-distance tile */
+
+/* ------------------------------------------------------------------------ */
+/* Feature statistics                                                        */
+
+eb_status eb_feature_stats(double *mean, double *cov, const float *x, int N, int D) {
+    if (N < 2 || D < 1) return eb_fail(EB_EINPUT, "feature statistics: need N >= 2 and D >= 1, got N=%d D=%d", N, D);
+    int64_t dims[2] = {N, D};
+    eb_status st = eb_check_finite(x, dims, 2, EB_EINPUT, "features");
+    if (st) return st;
+    double *centred = malloc((size_t)STATS_BLOCK * D * sizeof *centred);
+    if (!centred) return eb_fail(EB_ERUNTIME, "feature statistics: out of memory (D=%d)", D);
+
+    for (int j = 0; j < D; j++) mean[j] = 0.0;
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < D; j++) mean[j] += x[(size_t)i * D + j];
+    for (int j = 0; j < D; j++) mean[j] /= N;
+
+    /* Centring first (two passes) avoids the cancellation of E[xxᵀ] − μμᵀ. */
+    for (int i0 = 0; i0 < N; i0 += STATS_BLOCK) {
+        int m = N - i0 < STATS_BLOCK ? N - i0 : STATS_BLOCK;
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < D; j++) centred[(size_t)i * D + j] = x[(size_t)(i0 + i) * D + j] - mean[j];
+        cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, D, m, 1.0, centred, D, i0 ? 1.0 : 0.0, cov, D);
+    }
+    for (int i = 0; i < D; i++)
+        for (int j = 0; j <= i; j++) {
+            double v = cov[(size_t)i * D + j] / (N - 1);
+            cov[(size_t)i * D + j] = cov[(size_t)j * D + i] = v;
+        }
+    free(centred);
+    return EB_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Fréchet distance                                                          */
+
+/* dst (D, D) = (src + srcᵀ) / 2 */
+static void symmetrize(double *dst, const double *src, int D) {
+    for (int i = 0; i < D; i++)
+        for (int j = 0; j < D; j++) dst[(size_t)i * D + j] = 0.5 * (src[(size_t)i * D + j] + src[(size_t)j * D + i]);
+}
+
+/* Eigenvalues eval (D) of the symmetric a (D, D), and its eigenvectors as the
+ * columns of evec (D, D) when evec is not NULL. a is destroyed. Returns a GSL
+ * status (GSL_ENOMEM when the workspace cannot be allocated). */
+static int sym_eigen(double *eval, double *evec, double *a, int D) {
+    gsl_matrix_view A = gsl_matrix_view_array(a, D, D);
+    gsl_vector_view L = gsl_vector_view_array(eval, D);
+    int status;
+    if (evec) {
+        gsl_eigen_symmv_workspace *ws = gsl_eigen_symmv_alloc(D);
+        if (!ws) return GSL_ENOMEM;
+        gsl_matrix_view V = gsl_matrix_view_array(evec, D, D);
+        status = gsl_eigen_symmv(&A.matrix, &L.vector, &V.matrix, ws);
+        gsl_eigen_symmv_free(ws);
+    } else {
+        gsl_eigen_symm_workspace *ws = gsl_eigen_symm_alloc(D);
+        if (!ws) return GSL_ENOMEM;
+        status = gsl_eigen_symm(&A.matrix, &L.vector, ws);
+        gsl_eigen_symm_free(ws);
+    }
+    return status;
+}
+
+/* The trace term tr (Σ1^½ Σ2 Σ1^½)^½.
+ *
+ * tr √(Σ1 Σ2) has the same value, but Σ1 Σ2 is not symmetric: a general
+ * matrix square root of it (scipy's sqrtm, as pytorch-fid uses) works on a
+ * Schur form and round-off can give complex eigenvalues and a complex result
+ * for nearly singular covariances. Σ1^½ Σ2 Σ1^½ is similar to Σ1 Σ2 (same
+ * eigenvalues) and is symmetric positive semi-definite, so a symmetric
+ * eigen-solver returns real eigenvalues and the trace of its square root is
+ * Σ √max(λ, 0). Σ1^½ itself is the unique PSD root V √max(Λ, 0) Vᵀ; the clamp
+ * removes the tiny negative eigenvalues round-off gives a singular Σ1.
+ * s1, s2 (D, D) symmetric; s1 is destroyed; work holds 2·D² + D doubles. */
+static int trace_sqrt_product(double *out, double *s1, const double *s2, int D, double *work) {
+    double *vec = work, *tmp = work + (size_t)D * D, *eval = work + 2 * (size_t)D * D;
+    int status = sym_eigen(eval, vec, s1, D);
+    if (status) return status;
+    for (int j = 0; j < D; j++) {
+        double root = sqrt(fmax(eval[j], 0.0));
+        for (int i = 0; i < D; i++) vec[(size_t)i * D + j] *= root;
+    }
+    double *root = s1; /* Σ1^½ = (V√Λ)(V√Λ)ᵀ, lower half from dsyrk, mirrored */
+    cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, D, D, 1.0, vec, D, 0.0, root, D);
+    for (int i = 0; i < D; i++)
+        for (int j = 0; j < i; j++) root[(size_t)j * D + i] = root[(size_t)i * D + j];
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, D, D, D, 1.0, root, D, s2, D, 0.0, tmp, D);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, D, D, D, 1.0, tmp, D, root, D, 0.0, vec, D);
+    status = sym_eigen(eval, NULL, vec, D); /* reads the lower half of M */
+    if (status) return status;
+    double sum = 0.0;
+    for (int j = 0; j < D; j++) sum += sqrt(fmax(eval[j], 0.0));
+    *out = sum;
+    return GSL_SUCCESS;
+}
+
+eb_status eb_frechet_distance(double *fd, const double *mu1, const double *cov1, const double *mu2,
+                              const double *cov2, int D) {
+    if (D < 1) return eb_fail(EB_EINPUT, "frechet distance: bad dimension D=%d", D);
+    int64_t vdims[1] = {D}, mdims[2] = {D, D};
+    eb_status st;
+    if ((st = eb_check_finite_f64(mu1, vdims, 1, EB_EINPUT, "mu1")) ||
+        (st = eb_check_finite_f64(mu2, vdims, 1, EB_EINPUT, "mu2")) ||
+        (st = eb_check_finite_f64(cov1, mdims, 2, EB_EINPUT, "cov1")) ||
+        (st = eb_check_finite_f64(cov2, mdims, 2, EB_EINPUT, "cov2")))
+        return st;
+
+    size_t DD = (size_t)D * D;
+    double *buf = malloc((4 * DD + D) * sizeof *buf);
+    if (!buf) return eb_fail(EB_ERUNTIME, "frechet distance: out of memory (D=%d)", D);
+    double *s1 = buf, *s2 = buf + DD;
+    symmetrize(s1, cov1, D);
+    symmetrize(s2, cov2, D);
+    double mean_term = 0.0, trace1 = 0.0, trace2 = 0.0, trace_sqrt = 0.0;
+    for (int i = 0; i < D; i++) {
+        double d = mu1[i] - mu2[i];
+        mean_term += d * d;
+        trace1 += s1[(size_t)i * D + i];
+        trace2 += s2[(size_t)i * D + i];
+    }
+    /* GSL aborts on errors by default; report them instead. (Process-wide
+     * handler, restored before returning.) */
+    gsl_error_handler_t *old_handler = gsl_set_error_handler_off();
+    int status = trace_sqrt_product(&trace_sqrt, s1, s2, D, buf + 2 * DD);
+    gsl_set_error_handler(old_handler);
+    free(buf);
+    if (status) return eb_fail(EB_ERUNTIME, "frechet distance: eigen-decomposition failed (D=%d): %s", D,
+                               gsl_strerror(status));
+    *fd = mean_term + trace1 + trace2 - 2.0 * trace_sqrt;
+    if (!isfinite(*fd)) return eb_fail(EB_ERUNTIME, "frechet distance: non-finite result (D=%d)", D);
+    return EB_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* k-NN precision / recall                                                   */
+
+/* Scratch of one distance tile: two row blocks in double, their squared
+ * norms, the tile, and per-row state of the row block. */
+typedef struct {
+    double *a, *a_norm;  /* (DIST_BLOCK, D), (DIST_BLOCK) */
+    double *b, *b_norm;  /* (DIST_BLOCK, D), (DIST_BLOCK) */
+    double *tile;        /* (DIST_BLOCK, DIST_BLOCK)      */
+    double *nearest;     /* (DIST_BLOCK, k) sorted        */
+    char *covered;       /* (DIST_BLOCK)                  */
+} dist_work;
+
+/* dst (n, D) = rows [r0, r0 + n) of src (·, D) in double; norm (n) their ‖·‖². */
+static void load_rows(double *dst, double *norm, const float *src, int r0, int n, int D) {
+    for (int i = 0; i < n; i++) {
+        double s = 0.0;
+        for (int j = 0; j < D; j++) {
+            double v = src[(size_t)(r0 + i) * D + j];
+            dst[(size_t)i * D + j] = v;
+            s += v * v;
+        }
+        norm[i] = s;
+    }
+}
+
+/* tile (na, nb) = ‖a_i − b_j‖² = ‖a_i‖² + ‖b_j‖² − 2 a_i·b_j, clamped at 0
+ * (round-off can make the expansion slightly negative). */
+static void sq_dist_tile(dist_work *w, int na, int nb, int D) {
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, na, nb, D, -2.0, w->a, D, w->b, D, 0.0, w->tile, nb);
+#pragma omp parallel for
+    for (int i = 0; i < na; i++)
+        for (int j = 0; j < nb; j++) {
+            double d = w->tile[(size_t)i * nb + j] + w->a_norm[i] + w->b_norm[j];
+            w->tile[(size_t)i * nb + j] = d > 0.0 ? d : 0.0;
+        }
+}
+
+/* radius2 (n) = squared distance from each row of x (n, D) to its k-th nearest
+ * other row (n > k). */
+static void knn_radii(double *radius2, const float *x, int n, int D, int k, dist_work *w) {
+    for (int i0 = 0; i0 < n; i0 += DIST_BLOCK) {
+        int na = n - i0 < DIST_BLOCK ? n - i0 : DIST_BLOCK;
+        load_rows(w->a, w->a_norm, x, i0, na, D);
+        for (size_t i = 0; i < (size_t)na * k; i++) w->nearest[i] = INFINITY;
+        for (int j0 = 0; j0 < n; j0 += DIST_BLOCK) {
+            int nb = n - j0 < DIST_BLOCK ? n - j0 : DIST_BLOCK;
+            load_rows(w->b, w->b_norm, x, j0, nb, D);
+            sq_dist_tile(w, na, nb, D);
+#pragma omp parallel for
+            for (int i = 0; i < na; i++) {
+                double *best = w->nearest + (size_t)i * k; /* ascending */
+                for (int j = 0; j < nb; j++) {
+                    double d = w->tile[(size_t)i * nb + j];
+                    if (i0 + i == j0 + j || d >= best[k - 1]) continue;
+                    int p = k - 1;
+                    for (; p > 0 && best[p - 1] > d; p--) best[p] = best[p - 1];
+                    best[p] = d;
+                }
+            }
+        }
+        for (int i = 0; i < na; i++) radius2[i0 + i] = w->nearest[(size_t)i * k + k - 1];
+    }
+}
+
+/* Fraction of the rows of q (nq, D) within (≤) the ball of some row of
+ * ref (nref, D) whose squared radii are ref_radius2 (nref). */
+static double coverage(const float *q, int nq, const float *ref, const double *ref_radius2, int nref, int D,
+                       dist_work *w) {
+    long inside = 0;
+    for (int i0 = 0; i0 < nq; i0 += DIST_BLOCK) {
+        int na = nq - i0 < DIST_BLOCK ? nq - i0 : DIST_BLOCK;
+        load_rows(w->a, w->a_norm, q, i0, na, D);
+        memset(w->covered, 0, (size_t)na);
+        int left = na;
+        for (int j0 = 0; j0 < nref && left > 0; j0 += DIST_BLOCK) {
+            int nb = nref - j0 < DIST_BLOCK ? nref - j0 : DIST_BLOCK;
+            load_rows(w->b, w->b_norm, ref, j0, nb, D);
+            sq_dist_tile(w, na, nb, D);
+            int found = 0;
+#pragma omp parallel for reduction(+ : found)
+            for (int i = 0; i < na; i++) {
+                if (w->covered[i]) continue;
+                for (int j = 0; j < nb; j++)
+                    if (w->tile[(size_t)i * nb + j] <= ref_radius2[j0 + j]) {
+                        w->covered[i] = 1;
+                        found++;
+                        break;
+                    }
+            }
+            left -= found;
+        }
+        inside += na - left;
+    }
+    return (double)inside / nq;
+}
+
+eb_status eb_precision_recall(double *precision, double *recall, const float *real, int n_real, const float *fake,
+                              int n_fake, int D, int k) {
+    if (D < 1 || k < 1) return eb_fail(EB_EINPUT, "precision/recall: bad D=%d or k=%d", D, k);
+    if (n_real <= k || n_fake <= k)
+        return eb_fail(EB_EINPUT, "precision/recall: k=%d needs more than %d real and fake samples, got %d and %d", k,
+                       k, n_real, n_fake);
+    int64_t rdims[2] = {n_real, D}, fdims[2] = {n_fake, D};
+    eb_status st;
+    if ((st = eb_check_finite(real, rdims, 2, EB_EINPUT, "real features")) ||
+        (st = eb_check_finite(fake, fdims, 2, EB_EINPUT, "fake features")))
+        return st;
+
+    size_t rows = (size_t)DIST_BLOCK * D;
+    dist_work w = {
+        .a = malloc(rows * sizeof(double)),
+        .a_norm = malloc(DIST_BLOCK * sizeof(double)),
+        .b = malloc(rows * sizeof(double)),
+        .b_norm = malloc(DIST_BLOCK * sizeof(double)),
+        .tile = malloc((size_t)DIST_BLOCK * DIST_BLOCK * sizeof(double)),
+        .nearest = malloc((size_t)DIST_BLOCK * k * sizeof(double)),
+        .covered = malloc(DIST_BLOCK),
+    };
+    double *real_r2 = malloc((size_t)n_real * sizeof *real_r2);
+    double *fake_r2 = malloc((size_t)n_fake * sizeof *fake_r2);
+    if (w.a && w.a_norm && w.b && w.b_norm && w.tile && w.nearest && w.covered && real_r2 && fake_r2) {
+        knn_radii(real_r2, real, n_real, D, k, &w);
+        knn_radii(fake_r2, fake, n_fake, D, k, &w);
+        *precision = coverage(fake, n_fake, real, real_r2, n_real, D, &w);
+        *recall = coverage(real, n_real, fake, fake_r2, n_fake, D, &w);
+    } else {
+        st = eb_fail(EB_ERUNTIME, "precision/recall: out of memory (D=%d, %d real, %d fake)", D, n_real, n_fake);
+    }
+    free(w.a), free(w.a_norm), free(w.b), free(w.b_norm), free(w.tile), free(w.nearest), free(w.covered);
+    free(real_r2), free(fake_r2);
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Accuracy                                                                  */
+
+eb_status eb_accuracy(double *accuracy, const float *logits, const int32_t *labels, int N, int K) {
+    if (N < 1 || K < 1) return eb_fail(EB_EINPUT, "accuracy: bad sizes N=%d K=%d", N, K);
+    int64_t dims[2] = {N, K};
+    eb_status st = eb_check_finite(logits, dims, 2, EB_EINPUT, "logits");
+    if (st) return st;
+    long correct = 0;
+    for (int i = 0; i < N; i++) {
+        if (labels[i] < 0 || labels[i] >= K)
+            return eb_fail(EB_EINPUT, "accuracy: labels[%d] = %d is outside 0..%d", i, labels[i], K - 1);
+        const float *row = logits + (size_t)i * K;
+        int best = 0;
+        for (int c = 1; c < K; c++)
+            if (row[c] > row[best]) best = c;
+        correct += best == labels[i];
+    }
+    *accuracy = (double)correct / N;
+    return EB_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* PSNR and SSIM                                                             */
+
+/* Checks the shared arguments of the image metrics. */
+static eb_status check_image_pair(const char *metric, const float *a, const float *b, int N, int C, int H, int W,
+                                  double data_range) {
+    if (N < 1 || C < 1 || H < 1 || W < 1)
+        return eb_fail(EB_EINPUT, "%s: bad shape (%d, %d, %d, %d)", metric, N, C, H, W);
+    if (!(data_range > 0.0) || !isfinite(data_range))
+        return eb_fail(EB_EINPUT, "%s: data range %g must be positive and finite", metric, data_range);
+    int64_t dims[4] = {N, C, H, W};
+    eb_status st = eb_check_finite(a, dims, 4, EB_EINPUT, "a");
+    return st ? st : eb_check_finite(b, dims, 4, EB_EINPUT, "b");
+}
+
+/* Writes per_image and mean when they are not NULL. */
+static void report(double *per_image, double *mean, const double *values, int N) {
+    double sum = 0.0;
+    for (int i = 0; i < N; i++) sum += values[i];
+    if (per_image) memcpy(per_image, values, (size_t)N * sizeof *values);
+    if (mean) *mean = sum / N;
+}
+
+eb_status eb_psnr(double *per_image, double *mean, const float *a, const float *b, int N, int C, int H, int W,
+                  double data_range) {
+    eb_status st = check_image_pair("psnr", a, b, N, C, H, W, data_range);
+    if (st) return st;
+    double *psnr = malloc((size_t)N * sizeof *psnr);
+    if (!psnr) return eb_fail(EB_ERUNTIME, "psnr: out of memory (N=%d)", N);
+    size_t size = (size_t)C * H * W;
+#pragma omp parallel for
+    for (int n = 0; n < N; n++) {
+        double sum = 0.0;
+        for (size_t i = 0; i < size; i++) {
+            double d = (double)a[n * size + i] - b[n * size + i];
+            sum += d * d;
+        }
+        double mse = sum / size;
+        psnr[n] = mse > 0.0 ? 10.0 * log10(data_range * data_range / mse) : INFINITY;
+    }
+    report(per_image, mean, psnr, N);
+    free(psnr);
+    return EB_OK;
+}
+
+/* w (n) = Gaussian taps of standard deviation EB_SSIM_SIGMA centred on the
+ * window, summing to 1. For n = 11 this is the window of Wang et al.; for a
+ * shorter (clipped) window the same Gaussian is centred on it. */
+static void gaussian_taps(double *w, int n) {
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        double t = i - 0.5 * (n - 1);
+        sum += w[i] = exp(-t * t / (2.0 * EB_SSIM_SIGMA * EB_SSIM_SIGMA));
+    }
+    for (int i = 0; i < n; i++) w[i] /= sum;
+}
+
+/* Mean SSIM over the valid region of one channel a, b (H, W). The separable
+ * window wy (wh) ⊗ wx (ww) filters a, b, a², b², ab: a horizontal pass into
+ * scratch (5, H, W − ww + 1), then a vertical pass per output pixel. */
+static double ssim_plane(const float *a, const float *b, int H, int W, const double *wy, int wh, const double *wx,
+                         int ww, double c1, double c2, double *scratch) {
+    int oh = H - wh + 1, ow = W - ww + 1;
+    size_t plane = (size_t)H * ow;
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < ow; x++) {
+            double s[5] = {0};
+            for (int i = 0; i < ww; i++) {
+                double va = a[(size_t)y * W + x + i], vb = b[(size_t)y * W + x + i];
+                s[0] += wx[i] * va;
+                s[1] += wx[i] * vb;
+                s[2] += wx[i] * va * va;
+                s[3] += wx[i] * vb * vb;
+                s[4] += wx[i] * va * vb;
+            }
+            for (int q = 0; q < 5; q++) scratch[q * plane + (size_t)y * ow + x] = s[q];
+        }
+    double total = 0.0;
+    for (int y = 0; y < oh; y++)
+        for (int x = 0; x < ow; x++) {
+            double m[5] = {0};
+            for (int j = 0; j < wh; j++)
+                for (int q = 0; q < 5; q++) m[q] += wy[j] * scratch[q * plane + (size_t)(y + j) * ow + x];
+            double mu_a = m[0], mu_b = m[1];
+            double var_a = m[2] - mu_a * mu_a, var_b = m[3] - mu_b * mu_b, cov = m[4] - mu_a * mu_b;
+            total += (2.0 * mu_a * mu_b + c1) * (2.0 * cov + c2) /
+                     ((mu_a * mu_a + mu_b * mu_b + c1) * (var_a + var_b + c2));
+        }
+    return total / ((double)oh * ow);
+}
+
+eb_status eb_ssim(double *per_image, double *mean, const float *a, const float *b, int N, int C, int H, int W,
+                  double data_range) {
+    eb_status st = check_image_pair("ssim", a, b, N, C, H, W, data_range);
+    if (st) return st;
+    int wh = H < EB_SSIM_WIN ? H : EB_SSIM_WIN, ww = W < EB_SSIM_WIN ? W : EB_SSIM_WIN;
+    double wy[EB_SSIM_WIN], wx[EB_SSIM_WIN];
+    gaussian_taps(wy, wh);
+    gaussian_taps(wx, ww);
+    double c1 = (EB_SSIM_K1 * data_range) * (EB_SSIM_K1 * data_range);
+    double c2 = (EB_SSIM_K2 * data_range) * (EB_SSIM_K2 * data_range);
+
+    int threads = omp_get_max_threads();
+    size_t scratch_size = 5 * (size_t)H * (W - ww + 1);
+    double *scratch = malloc((size_t)threads * scratch_size * sizeof *scratch);
+    double *plane_ssim = malloc((size_t)N * C * sizeof *plane_ssim);
+    double *ssim = malloc((size_t)N * sizeof *ssim);
+    if (!scratch || !plane_ssim || !ssim) {
+        free(scratch), free(plane_ssim), free(ssim);
+        return eb_fail(EB_ERUNTIME, "ssim: out of memory for (%d, %d, %d, %d)", N, C, H, W);
+    }
+    size_t hw = (size_t)H * W;
+#pragma omp parallel for num_threads(threads)
+    for (long p = 0; p < (long)N * C; p++)
+        plane_ssim[p] = ssim_plane(a + p * hw, b + p * hw, H, W, wy, wh, wx, ww, c1, c2,
+                                   scratch + (size_t)omp_get_thread_num() * scratch_size);
+    for (int n = 0; n < N; n++) {
+        double sum = 0.0;
+        for (int c = 0; c < C; c++) sum += plane_ssim[(size_t)n * C + c];
+        ssim[n] = sum / C;
+    }
+    report(per_image, mean, ssim, N);
+    free(scratch), free(plane_ssim), free(ssim);
+    return EB_OK;
+}

@@ -1,0 +1,162 @@
+/* args.c — long options, strict number parsing and the default model path. */
+#include "args.h"
+
+#include "ebcache.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void print_help(const char *usage, const eb_opt *opts, int nopts) {
+    printf("%s\n\noptions:\n", usage);
+    for (int i = 0; i < nopts; i++) {
+        char left[64];
+        snprintf(left, sizeof left, "--%s%s%s", opts[i].name, opts[i].meta ? " " : "", opts[i].meta ? opts[i].meta : "");
+        printf("  %-26s %s\n", left, opts[i].help);
+    }
+    printf("  %-26s %s\n", "--help", "show this help");
+}
+
+int eb_args_parse(int argc, char **argv, eb_opt *opts, int nopts, const char *usage) {
+    for (int a = 1; a < argc; a++) {
+        const char *arg = argv[a];
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+            print_help(usage, opts, nopts);
+            return -1;
+        }
+        if (strncmp(arg, "--", 2) != 0) {
+            fprintf(stderr, "ebcache %s: unexpected argument '%s' (see --help)\n", argv[0], arg);
+            return 2;
+        }
+        const char *name = arg + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        eb_opt *o = NULL;
+        for (int i = 0; i < nopts; i++)
+            if (strlen(opts[i].name) == len && !strncmp(opts[i].name, name, len)) o = &opts[i];
+        if (!o) {
+            fprintf(stderr, "ebcache %s: unknown option '--%.*s' (see --help)\n", argv[0], (int)len, name);
+            return 2;
+        }
+        if (!o->meta) {
+            if (eq) {
+                fprintf(stderr, "ebcache %s: --%s takes no value\n", argv[0], o->name);
+                return 2;
+            }
+            o->value = "1";
+        } else if (eq) {
+            o->value = eq + 1;
+        } else if (a + 1 < argc) {
+            o->value = argv[++a];
+        } else {
+            fprintf(stderr, "ebcache %s: --%s needs a value %s\n", argv[0], o->name, o->meta);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+const char *eb_arg(const eb_opt *opts, int nopts, const char *name) {
+    for (int i = 0; i < nopts; i++)
+        if (!strcmp(opts[i].name, name)) return opts[i].value;
+    return NULL;
+}
+
+void eb_arg_default(eb_opt *opts, int nopts, const char *name, const char *v) {
+    for (int i = 0; i < nopts; i++)
+        if (!strcmp(opts[i].name, name) && !opts[i].value) opts[i].value = v;
+}
+
+int eb_arg_int(const char *cmd, const char *name, const char *value, long min, long max, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(value, &end, 10);
+    if (errno || end == value || *end || v < min || v > max) {
+        fprintf(stderr, "ebcache %s: --%s: '%s' is not an integer in [%ld, %ld]\n", cmd, name, value, min, max);
+        return 2;
+    }
+    *out = v;
+    return 0;
+}
+
+int eb_arg_float(const char *cmd, const char *name, const char *value, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(value, &end);
+    if (errno || end == value || *end || !isfinite(v)) {
+        fprintf(stderr, "ebcache %s: --%s: '%s' is not a finite number\n", cmd, name, value);
+        return 2;
+    }
+    *out = v;
+    return 0;
+}
+
+int eb_arg_u64(const char *cmd, const char *name, const char *value, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(value, &end, 10);
+    if (errno || end == value || *end || value[0] == '-') {
+        fprintf(stderr, "ebcache %s: --%s: '%s' is not a non-negative integer\n", cmd, name, value);
+        return 2;
+    }
+    *out = v;
+    return 0;
+}
+
+int eb_arg_int_list(const char *cmd, const char *name, const char *value, long min, long max, int32_t **out, int *n) {
+    int cap = 1;
+    for (const char *p = value; *p; p++) cap += *p == ',';
+    int32_t *list = malloc(cap * sizeof(int32_t));
+    if (!list) {
+        fprintf(stderr, "ebcache %s: out of memory\n", cmd);
+        return 1;
+    }
+    int count = 0;
+    for (const char *p = value;;) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (errno || end == p || v < min || v > max || (*end && *end != ',')) {
+            fprintf(stderr, "ebcache %s: --%s: item %d of '%s' is not an integer in [%ld, %ld]\n", cmd, name, count,
+                    value, min, max);
+            free(list);
+            return 2;
+        }
+        list[count++] = (int32_t)v;
+        if (!*end) break;
+        p = end + 1;
+    }
+    *out = list;
+    *n = count;
+    return 0;
+}
+
+int eb_report(const char *cmd, int status) {
+    if (status) fprintf(stderr, "ebcache %s: %s\n", cmd, eb_last_error());
+    return status;
+}
+
+const char *eb_default_model_path(void) {
+    static char path[PATH_MAX];
+    const char *env = getenv("EBCACHE_MODEL");
+    if (env && *env) return env;
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = 0;
+        /* bin/ebcache and build/<variant>/ebcache both sit below the source tree */
+        const char *ups[] = {"/../data/" EB_DEFAULT_MODEL_FILE, "/../../data/" EB_DEFAULT_MODEL_FILE};
+        for (size_t i = 0; i < sizeof ups / sizeof ups[0]; i++) {
+            snprintf(path, sizeof path, "%s%s", exe, ups[i]);
+            if (access(path, R_OK) == 0) return path;
+        }
+    }
+    eb_fail(EB_EINPUT, "no --model given and no default model (data/%s); set EBCACHE_MODEL or pass --model",
+            EB_DEFAULT_MODEL_FILE);
+    return NULL;
+}

@@ -1,0 +1,163 @@
+/* cmd_sample.c — `ebcache sample`: DDPM / DDIM sampling with guidance. */
+#include "args.h"
+#include "commands.h"
+#include "common.h"
+
+#include "ebcache.h"
+#include "h5io.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* x_T and labels: from --noise, or drawn from --seed with --labels / --n. */
+static eb_status load_start(const eb_opt *opts, int n, const eb_config *c, uint64_t seed, float **x, int32_t **y,
+                            int *N, int *rc) {
+    const char *noise = eb_arg(opts, n, "noise"), *labels = eb_arg(opts, n, "labels"), *count = eb_arg(opts, n, "n");
+    if (!!noise + !!labels + !!count != 1) {
+        fprintf(stderr, "ebcache sample: give exactly one of --noise, --labels, --n (see --help)\n");
+        *rc = 2;
+        return EB_EINPUT;
+    }
+    size_t per = (size_t)c->in_channels * c->input_size * c->input_size;
+    if (noise) {
+        eb_h5 *f;
+        int64_t xd[4], yd[1], want_x[4] = {EB_H5_ANY, c->in_channels, c->input_size, c->input_size};
+        eb_status st = eb_h5_open(&f, noise);
+        if (!st) st = eb_h5_read_f32(f, "noise", 4, want_x, x, xd, EB_H5_FINITE);
+        if (!st) {
+            int64_t want_y[1] = {xd[0]};
+            st = eb_h5_read_i32(f, "y", 1, want_y, y, yd);
+        }
+        eb_h5_close(f);
+        if (!st && xd[0] == 0) st = eb_fail(EB_EINPUT, "%s: dataset 'noise' holds no rows", noise);
+        for (int64_t i = 0; !st && i < xd[0]; i++)
+            if ((*y)[i] < 0 || (*y)[i] > c->num_classes)
+                st = eb_fail(EB_EINPUT, "%s: dataset 'y' [%lld] = %d outside [0, %d]", noise, (long long)i, (*y)[i],
+                             c->num_classes);
+        *N = st ? 0 : (int)xd[0];
+        return st;
+    }
+    long count_v = 0;
+    if (labels) {
+        if ((*rc = eb_arg_int_list("sample", "labels", labels, 0, c->num_classes, y, N))) return EB_EINPUT;
+    } else {
+        if ((*rc = eb_arg_int("sample", "n", count, 1, 1 << 20, &count_v))) return EB_EINPUT;
+        *N = (int)count_v;
+        if (!(*y = malloc(*N * sizeof(int32_t)))) return eb_fail(EB_ERUNTIME, "out of memory");
+        for (int i = 0; i < *N; i++) (*y)[i] = c->num_classes ? i % c->num_classes : 0;
+    }
+    if (!(*x = malloc((size_t)*N * per * sizeof(float)))) return eb_fail(EB_ERUNTIME, "out of memory");
+    for (int i = 0; i < *N; i++) eb_rng_fill_normal(*x + i * per, per, eb_rng_key(seed, eb_stream_xT(i)));
+    return EB_OK;
+}
+
+int cmd_sample(int argc, char **argv) {
+    eb_opt opts[] = {
+        {"model", "PATH", "model (.safetensors or diffusers folder); default: the shipped model", NULL},
+        {"heads", "N", "number of heads when the file does not say and D is not in the DiT table", NULL},
+        {"sampler", "ddpm|ddim", "reverse process (default ddpm)", NULL},
+        {"steps", "N", "sampling steps: respacing \"N\" of the 1000 training steps (default 50)", NULL},
+        {"respacing", "SPEC", "explicit official respacing instead: \"N\", \"a,b,c\" or \"ddimN\"", NULL},
+        {"eta", "E", "DDIM eta (default 0, deterministic)", NULL},
+        {"variance", "small|large", "fixed variance of a model without learn_sigma (default large)", NULL},
+        {"cfg-scale", "S", "classifier-free guidance scale (default 1.5; 1 = no guidance)", NULL},
+        {"cfg-channels", "K|all", "channels guidance acts on (default min(3, C) as the official code)", NULL},
+        {"noise", "IN.h5", "start from datasets noise (N,C,H,W) = x_T and y (N)", NULL},
+        {"seed", "K", "noise seed (default 0); x_T too unless --noise", NULL},
+        {"labels", "L1,L2,...", "one sample per label", NULL},
+        {"n", "N", "N samples with labels 0,1,2,... cycling over the classes", NULL},
+        {"batch", "B", "samples per model batch (default 32); results do not depend on it", NULL},
+        {"output", "OUT.h5", "gets samples (N,C,H,W), y (N) and the settings as attributes", NULL},
+        {"threads", "N", "threads (default: all cores)", NULL},
+    };
+    const int n = sizeof opts / sizeof opts[0];
+    int rc = eb_args_parse(argc, argv, opts, n,
+                           "usage: ebcache sample [--model PATH] --sampler ddpm|ddim --steps N [--eta E] --cfg-scale S\n"
+                           "                      (--noise IN.h5 | --seed K (--labels L1,L2,... | --n N)) --output OUT.h5");
+    if (rc) return rc < 0 ? 0 : rc;
+    const char *out_path = eb_arg(opts, n, "output");
+    if (!out_path) {
+        fprintf(stderr, "ebcache sample: --output is required (see --help)\n");
+        return 2;
+    }
+    const char *sampler = eb_arg(opts, n, "sampler"), *variance = eb_arg(opts, n, "variance");
+    if (sampler && strcmp(sampler, "ddpm") && strcmp(sampler, "ddim")) {
+        fprintf(stderr, "ebcache sample: --sampler: '%s' is not ddpm or ddim\n", sampler);
+        return 2;
+    }
+    if (variance && strcmp(variance, "small") && strcmp(variance, "large")) {
+        fprintf(stderr, "ebcache sample: --variance: '%s' is not small or large\n", variance);
+        return 2;
+    }
+    long steps = 50, batch = 32;
+    double eta = 0.0;
+    uint64_t seed = 0;
+    const char *v;
+    if ((v = eb_arg(opts, n, "steps")) && (rc = eb_arg_int("sample", "steps", v, 2, EB_DIFFUSION_STEPS, &steps))) return rc;
+    if ((v = eb_arg(opts, n, "batch")) && (rc = eb_arg_int("sample", "batch", v, 1, 1 << 16, &batch))) return rc;
+    if ((v = eb_arg(opts, n, "eta")) && (rc = eb_arg_float("sample", "eta", v, &eta))) return rc;
+    if ((v = eb_arg(opts, n, "seed")) && (rc = eb_arg_u64("sample", "seed", v, &seed))) return rc;
+    eb_arg_default(opts, n, "cfg-scale", "1.5");
+    char respacing[32];
+    snprintf(respacing, sizeof respacing, "%ld", steps);
+    const char *spacing = eb_arg(opts, n, "respacing") ? eb_arg(opts, n, "respacing") : respacing;
+
+    eb_model *m = NULL;
+    eb_cli_run run;
+    if ((rc = eb_cli_open_model("sample", opts, n, &m, &run))) return rc;
+    const eb_config *c = eb_model_config(m);
+    eb_schedule sched = {0};
+    eb_sampler_opts so = {
+        .kind = sampler && !strcmp(sampler, "ddim") ? EB_SAMPLER_DDIM : EB_SAMPLER_DDPM,
+        .var_type = c->learn_sigma ? EB_VAR_LEARNED_RANGE
+                    : variance && !strcmp(variance, "small") ? EB_VAR_FIXED_SMALL : EB_VAR_FIXED_LARGE,
+        .eta = (float)eta, .cfg_scale = run.cfg_scale, .guide_channels = run.guide_channels, .seed = seed,
+        .progress = 1,
+    };
+    float *x = NULL;
+    int32_t *y = NULL;
+    int N = 0;
+    eb_status st = eb_schedule_create(&sched, spacing);
+    if (!st) st = load_start(opts, n, c, seed, &x, &y, &N, &rc);
+    if (rc) goto done;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    size_t per = (size_t)c->in_channels * c->input_size * c->input_size;
+    for (int first = 0; !st && first < N; first += (int)batch) {
+        int b = N - first < batch ? N - first : (int)batch;
+        st = eb_sample(m, &sched, &so, x + first * per, y + first, b, first);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double wall = (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec);
+    if (!st) {
+        eb_h5w *w = NULL;
+        int64_t xd[4] = {N, c->in_channels, c->input_size, c->input_size}, yd[1] = {N};
+        st = eb_h5w_create(&w, out_path);
+        if (!st) {
+            eb_h5w_write(w, "samples", EB_H5_F32, x, 4, xd);
+            eb_h5w_write(w, "y", EB_H5_I32, y, 1, yd);
+            eb_cli_write_run_attrs(w, &run, m);
+            eb_h5w_attr_str(w, NULL, "sampler", so.kind == EB_SAMPLER_DDIM ? "ddim" : "ddpm");
+            eb_h5w_attr_str(w, NULL, "respacing", spacing);
+            eb_h5w_attr_i64(w, NULL, "steps", sched.S);
+            eb_h5w_attr_f64(w, NULL, "eta", so.eta);
+            eb_h5w_attr_str(w, NULL, "variance", so.var_type == EB_VAR_LEARNED_RANGE ? "learned_range"
+                                                 : so.var_type == EB_VAR_FIXED_SMALL ? "fixed_small" : "fixed_large");
+            eb_h5w_attr_i64(w, NULL, "seed", (int64_t)seed);
+            eb_h5w_attr_str(w, NULL, "start", eb_arg(opts, n, "noise") ? eb_arg(opts, n, "noise") : "seed");
+            eb_h5w_attr_f64(w, NULL, "wall_seconds", wall);
+            st = eb_h5w_commit(w);
+        }
+        if (!st)
+            fprintf(stderr, "sampled %d images, %d steps, %.2f s (%.3f s per image)\n", N, sched.S, wall, wall / N);
+    }
+    rc = eb_report("sample", st);
+done:
+    free(x);
+    free(y);
+    eb_schedule_free(&sched);
+    eb_model_free(m);
+    return rc;
+}

@@ -1,0 +1,50 @@
+/* main.c — bin/ebcache: dispatches to the subcommands. */
+#include "commands.h"
+
+#include "ebcache.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+    const char *name;
+    int (*run)(int, char **);
+    const char *summary;
+} commands[] = {
+    {"info", cmd_info, "print a model's configuration, parameter count and cost per forward"},
+    {"forward", cmd_forward, "run the model on x, t, y from an HDF5 file"},
+    {"sample", cmd_sample, "sample images with DDPM or DDIM, with classifier-free guidance"},
+    {"train", cmd_train, "train a DiT on Fashion-MNIST (resumable)"},
+    {"eval", cmd_eval, "sample-quality metrics: FD, precision/recall, class accuracy, PSNR/SSIM"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "ebcache %s — DiT feature caching toolkit\n\nusage: ebcache <command> [options]\n\ncommands:\n",
+            EBCACHE_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "  %-10s %s\n\n'ebcache <command> --help' describes each command.\n"
+               "Exit status: 0 success, 1 runtime failure, 2 usage or input error.\n",
+            "help", "this text");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *name = argv[1];
+    if (!strcmp(name, "help") || !strcmp(name, "--help") || !strcmp(name, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(name, "--version")) {
+        printf("ebcache %s\n", EBCACHE_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(name, commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "ebcache: unknown command '%s'\n\n", name);
+    usage(stderr);
+    return 2;
+}

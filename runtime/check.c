@@ -1,0 +1,78 @@
+/* check.c — finite-value checks (see check.h). */
+#include "check.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+char *eb_format_index(char *buf, size_t cap, int64_t flat, const int64_t *dims, int rank) {
+    int64_t idx[8];
+    int r = rank < 8 ? rank : 8;
+    for (int d = r - 1; d >= 0; d--) { /* peel the fastest-varying index first */
+        idx[d] = dims[d] > 0 ? flat % dims[d] : 0;
+        flat = dims[d] > 0 ? flat / dims[d] : 0;
+    }
+    size_t len = (size_t)snprintf(buf, cap, "[");
+    for (int d = 0; d < r && len < cap; d++)
+        len += (size_t)snprintf(buf + len, cap - len, d ? ", %lld" : "%lld", (long long)idx[d]);
+    if (len < cap) snprintf(buf + len, cap - len, "]");
+    return buf;
+}
+
+static int64_t element_count(const int64_t *dims, int rank) {
+    int64_t n = 1;
+    for (int d = 0; d < rank; d++) n *= dims[d];
+    return n;
+}
+
+/* The scans OR a bit over blocks without branching so they vectorize; only a
+ * block that holds a bad value is searched again for its first one. */
+enum { SCAN_BLOCK = 1024 };
+
+static int64_t first_nonfinite_f32(const float *a, int64_t n) {
+    for (int64_t start = 0; start < n; start += SCAN_BLOCK) {
+        int64_t end = n - start < SCAN_BLOCK ? n : start + SCAN_BLOCK;
+        uint32_t bad = 0;
+        for (int64_t i = start; i < end; i++) {
+            uint32_t bits;
+            memcpy(&bits, &a[i], sizeof bits);
+            bad |= (bits & 0x7f800000u) == 0x7f800000u; /* exponent all ones: Inf or NaN */
+        }
+        if (bad)
+            for (int64_t i = start; i < end; i++)
+                if (!isfinite(a[i])) return i;
+    }
+    return -1;
+}
+
+static int64_t first_nonfinite_f64(const double *a, int64_t n) {
+    for (int64_t start = 0; start < n; start += SCAN_BLOCK) {
+        int64_t end = n - start < SCAN_BLOCK ? n : start + SCAN_BLOCK;
+        uint64_t bad = 0;
+        for (int64_t i = start; i < end; i++) {
+            uint64_t bits;
+            memcpy(&bits, &a[i], sizeof bits);
+            bad |= (bits & 0x7ff0000000000000u) == 0x7ff0000000000000u;
+        }
+        if (bad)
+            for (int64_t i = start; i < end; i++)
+                if (!isfinite(a[i])) return i;
+    }
+    return -1;
+}
+
+static eb_status report(eb_status code, const char *what, double value, int64_t flat, const int64_t *dims, int rank) {
+    char where[EB_INDEX_STR_MAX];
+    const char *kind = isnan(value) ? "NaN" : value > 0 ? "Inf" : "-Inf";
+    return eb_fail(code, "%s has %s at %s", what, kind, eb_format_index(where, sizeof where, flat, dims, rank));
+}
+
+eb_status eb_check_finite(const float *a, const int64_t *dims, int rank, eb_status code, const char *what) {
+    int64_t bad = first_nonfinite_f32(a, element_count(dims, rank));
+    return bad < 0 ? EB_OK : report(code, what, a[bad], bad, dims, rank);
+}
+
+eb_status eb_check_finite_f64(const double *a, const int64_t *dims, int rank, eb_status code, const char *what) {
+    int64_t bad = first_nonfinite_f64(a, element_count(dims, rank));
+    return bad < 0 ? EB_OK : report(code, what, a[bad], bad, dims, rank);
+}

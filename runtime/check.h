@@ -1,0 +1,31 @@
+/* check.h — finite-value checks with the location of the first bad element.
+ *
+ * One implementation for every caller: the HDF5 readers check what they load,
+ * the forward pass checks its inputs and outputs. Locations are row-major
+ * multi-indices, e.g. "x.h5: dataset 'x' has NaN at [1, 0, 3, 7]".
+ */
+#ifndef EB_CHECK_H
+#define EB_CHECK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ebcache.h"
+
+/* Room for any multi-index of rank ≤ 8 written by eb_format_index. */
+#define EB_INDEX_STR_MAX 192
+
+/* Writes the multi-index of flat element `flat` of a row-major array of shape
+ * dims (rank) as "[i, j, k]" into buf (cap bytes, truncated to fit; "[]" for
+ * rank 0). Returns buf. */
+char *eb_format_index(char *buf, size_t cap, int64_t flat, const int64_t *dims, int rank);
+
+/* Checks that every element of a (dims[0], ..., dims[rank-1]) array is finite.
+ * Returns EB_OK, or `code` (the caller decides: EB_EINPUT for data it was
+ * given, EB_ERUNTIME for values it produced) with the message
+ * "<what> has NaN at [i, j, ...]" (or Inf, -Inf) for the first bad element in
+ * row-major order. */
+eb_status eb_check_finite(const float *a, const int64_t *dims, int rank, eb_status code, const char *what);
+eb_status eb_check_finite_f64(const double *a, const int64_t *dims, int rank, eb_status code, const char *what);
+
+#endif

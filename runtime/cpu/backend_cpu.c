@@ -1,0 +1,37 @@
+/* backend_cpu.c — the CPU backend table over kernels.c. */
+#include "backend.h"
+#include "kernels.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void *cpu_alloc(size_t bytes) { return calloc(1, bytes ? bytes : 1); }
+static void cpu_copy(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
+
+static void cpu_ln_modulate(float *out, const float *x, const float *shift, const float *scale, int B, int T, int D,
+                            int mod_stride) {
+    ln_modulate_forward(out, NULL, NULL, x, shift, scale, B, T, D, mod_stride);
+}
+
+static void cpu_attention(float *out, const float *qkv, int B, int T, int NH, int hd) {
+    attention_forward(out, NULL, qkv, B, T, NH, hd);
+}
+
+const eb_backend eb_backend_cpu = {
+    .name = "cpu",
+    .alloc = cpu_alloc,
+    .free = free,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .linear = linear_forward,
+    .patch_embed = patch_embed_forward,
+    .timestep_freq = timestep_freq_forward,
+    .silu = silu_forward,
+    .label_add = label_add_forward,
+    .ln_modulate = cpu_ln_modulate,
+    .attention = cpu_attention,
+    .gelu_tanh = gelu_tanh_forward,
+    .gate_residual = gate_residual_forward,
+    .unpatchify = unpatchify_forward,
+    .cfg_combine = cfg_combine_forward,
+};

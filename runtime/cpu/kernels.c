@@ -1,0 +1,177 @@
+/* kernels.c — the CPU kernels: OpenBLAS for the GEMMs, OpenMP loops for the rest.
+ * Every output element is written by one thread with a fixed summation order,
+ * so results do not depend on the thread count. Elementwise formulas follow
+ * PyTorch's float32 CPU kernels (no FMA contraction: -std=c11 keeps it off). */
+#include "kernels.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void linear_forward(float *out, const float *in, const float *w, const float *b, int BT, int IC, int OC) {
+    float beta = 0.0f;
+    if (b) {
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < BT; r++) memcpy(out + (size_t)r * OC, b, sizeof(float) * OC);
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BT, OC, IC, 1.0f, in, IC, w, IC, beta, out, OC);
+}
+
+void patch_embed_forward(float *out, const float *x, const float *w, const float *b, const float *pos, int B, int C,
+                         int H, int p, int D) {
+    int grid = H / p, T = grid * grid, K = C * p * p;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int n = 0; n < B; n++)
+        for (int tok = 0; tok < T; tok++) {
+            int gy = tok / grid, gx = tok % grid;
+            float *o = out + ((size_t)n * T + tok) * D;
+            for (int d = 0; d < D; d++) {
+                const float *wd = w + (size_t)d * K;
+                float acc = 0.0f;
+                for (int c = 0; c < C; c++)
+                    for (int py = 0; py < p; py++) {
+                        const float *xr = x + (((size_t)n * C + c) * H + gy * p + py) * H + gx * p;
+                        const float *wr = wd + (c * p + py) * p;
+                        for (int px = 0; px < p; px++) acc += wr[px] * xr[px];
+                    }
+                o[d] = (acc + b[d]) + pos[(size_t)tok * D + d];
+            }
+        }
+}
+
+void timestep_freq_forward(float *out, const int32_t *t, int B) {
+    const int half = EB_FREQ_HALF;
+    const float neg_log_period = (float)(-log(10000.0));
+    for (int n = 0; n < B; n++) {
+        float tf = (float)t[n];
+        for (int i = 0; i < half; i++) {
+            float freq = expf(((float)i * neg_log_period) / (float)half);
+            float arg = tf * freq;
+            out[(size_t)n * 2 * half + i] = cosf(arg);
+            out[(size_t)n * 2 * half + half + i] = sinf(arg);
+        }
+    }
+}
+
+void silu_forward(float *out, const float *in, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 16384)
+    for (size_t i = 0; i < n; i++) out[i] = in[i] / (1.0f + expf(-in[i]));
+}
+
+void label_add_forward(float *c, const float *table, const int32_t *y, int B, int D) {
+    for (int n = 0; n < B; n++) {
+        const float *row = table + (size_t)y[n] * D;
+        for (int d = 0; d < D; d++) c[(size_t)n * D + d] += row[d];
+    }
+}
+
+void ln_modulate_forward(float *out, float *mean, float *rstd, const float *x, const float *shift, const float *scale,
+                         int B, int T, int D, int mod_stride) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int n = 0; n < B; n++)
+        for (int tok = 0; tok < T; tok++) {
+            const float *xr = x + ((size_t)n * T + tok) * D;
+            float *o = out + ((size_t)n * T + tok) * D;
+            const float *sh = shift + (size_t)n * mod_stride, *sc = scale + (size_t)n * mod_stride;
+            double sum = 0.0, sq = 0.0;
+            for (int d = 0; d < D; d++) sum += xr[d];
+            float m = (float)(sum / D);
+            for (int d = 0; d < D; d++) {
+                double dev = (double)xr[d] - m;
+                sq += dev * dev;
+            }
+            float s = (float)(1.0 / sqrt(sq / D + EB_LN_EPS));
+            for (int d = 0; d < D; d++) o[d] = ((xr[d] - m) * s) * (1.0f + sc[d]) + sh[d];
+            if (mean) mean[(size_t)n * T + tok] = m;
+            if (rstd) rstd[(size_t)n * T + tok] = s;
+        }
+}
+
+/* Per-thread scores buffer of the attention (T×T floats), grown on demand
+ * and kept: repeated forwards of one model allocate nothing. */
+static _Thread_local float *attn_scratch;
+static _Thread_local size_t attn_scratch_len;
+
+void attention_forward(float *out, float *probs, const float *qkv, int B, int T, int NH, int hd) {
+    const int D = NH * hd, row = 3 * D;
+    const float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int n = 0; n < B; n++)
+        for (int h = 0; h < NH; h++) {
+            size_t need = (size_t)T * T;
+            float *att = probs ? probs + ((size_t)n * NH + h) * need : NULL;
+            if (!att) {
+                if (attn_scratch_len < need) {
+                    free(attn_scratch);
+                    attn_scratch = malloc(need * sizeof(float));
+                    attn_scratch_len = attn_scratch ? need : 0;
+                }
+                att = attn_scratch;
+            }
+            if (!att) { /* out of memory: poison the output so the NaN check reports it */
+                for (int i = 0; i < T; i++)
+                    for (int d = 0; d < hd; d++) out[((size_t)n * T + i) * D + h * hd + d] = NAN;
+                continue;
+            }
+            const float *q = qkv + (size_t)n * T * row + h * hd;
+            const float *k = q + D, *v = q + 2 * D;
+            /* scores (T, T) = scale · Q Kᵀ, then a row softmax, then out = P V. */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, row, k, row, 0.0f, att, T);
+            for (int i = 0; i < T; i++) {
+                float *s = att + (size_t)i * T, mx = -INFINITY, sum = 0.0f;
+                for (int j = 0; j < T; j++) mx = s[j] > mx ? s[j] : mx;
+                for (int j = 0; j < T; j++) {
+                    s[j] = expf(s[j] - mx);
+                    sum += s[j];
+                }
+                float inv = 1.0f / sum;
+                for (int j = 0; j < T; j++) s[j] *= inv;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, att, T, v, row, 0.0f,
+                        out + (size_t)n * T * D + h * hd, D);
+        }
+}
+
+void gelu_tanh_forward(float *out, const float *in, size_t n) {
+    const float beta = (float)(M_SQRT2 * M_2_SQRTPI * 0.5), kappa = 0.044715f;
+#pragma omp parallel for schedule(static) if (n > 16384)
+    for (size_t i = 0; i < n; i++) {
+        float x = in[i];
+        float inner = beta * (x + kappa * (x * x * x));
+        out[i] = 0.5f * x * (1.0f + tanhf(inner));
+    }
+}
+
+void gate_residual_forward(float *x, const float *gate, const float *branch, int B, int T, int D, int mod_stride) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int n = 0; n < B; n++)
+        for (int tok = 0; tok < T; tok++) {
+            float *xr = x + ((size_t)n * T + tok) * D;
+            const float *br = branch + ((size_t)n * T + tok) * D, *g = gate + (size_t)n * mod_stride;
+            for (int d = 0; d < D; d++) xr[d] = xr[d] + g[d] * br[d];
+        }
+}
+
+void unpatchify_forward(float *out, const float *tokens, int B, int C, int H, int p) {
+    int grid = H / p, T = grid * grid, K = p * p * C;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int n = 0; n < B; n++)
+        for (int c = 0; c < C; c++)
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < H; x++) {
+                    int tok = (y / p) * grid + x / p, inner = ((y % p) * p + x % p) * C + c;
+                    out[(((size_t)n * C + c) * H + y) * H + x] = tokens[((size_t)n * T + tok) * K + inner];
+                }
+}
+
+void cfg_combine_forward(float *out, const float *model_out, int N, int Co, int HW, int guided, float scale) {
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < Co; c++) {
+            const float *cond = model_out + ((size_t)n * Co + c) * HW;
+            const float *uncond = model_out + ((size_t)(N + n) * Co + c) * HW;
+            float *o = out + ((size_t)n * Co + c) * HW;
+            for (int i = 0; i < HW; i++) o[i] = c < guided ? uncond[i] + scale * (cond[i] - uncond[i]) : cond[i];
+        }
+}

@@ -1,0 +1,39 @@
+/* kernels.h — CPU kernels (OpenMP + OpenBLAS), llm.c style free functions.
+ *
+ * The CPU backend's table points at these; the trainer calls them directly
+ * and passes the optional statistic buffers (mean/rstd, attention probs)
+ * that its backward pass needs. Shapes as in backend.h.
+ */
+#ifndef EB_CPU_KERNELS_H
+#define EB_CPU_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define EB_LN_EPS 1e-6
+#define EB_FREQ_HALF 128 /* half of the 256 timestep frequencies */
+
+/* out (BT, OC) = in (BT, IC) · w (OC, IC)ᵀ + b (OC); b may be NULL. */
+void linear_forward(float *out, const float *in, const float *w, const float *b, int BT, int IC, int OC);
+/* out (B, T, D) = conv_{p,p}(x (B, C, H, W); w (D, C*p*p), b (D)) + pos (T, D). */
+void patch_embed_forward(float *out, const float *x, const float *w, const float *b, const float *pos, int B, int C,
+                         int H, int p, int D);
+/* out (B, 256): cos(t·f_i) for i < 128, then sin; f_i = exp(−ln(10000)·i/128), float32 as PyTorch. */
+void timestep_freq_forward(float *out, const int32_t *t, int B);
+void silu_forward(float *out, const float *in, size_t n);
+/* c (B, D) += table[y[b]] */
+void label_add_forward(float *c, const float *table, const int32_t *y, int B, int D);
+/* out = LayerNorm(x)·(1 + scale) + shift; x, out (B, T, D); mean, rstd (B, T) or NULL. */
+void ln_modulate_forward(float *out, float *mean, float *rstd, const float *x, const float *shift, const float *scale,
+                         int B, int T, int D, int mod_stride);
+/* Softmax attention; qkv (B, T, 3, NH, hd); out (B, T, NH*hd); probs (B, NH, T, T) or NULL. */
+void attention_forward(float *out, float *probs, const float *qkv, int B, int T, int NH, int hd);
+void gelu_tanh_forward(float *out, const float *in, size_t n);
+/* x (B, T, D) += gate (row stride mod_stride) ⊙ branch (B, T, D). */
+void gate_residual_forward(float *x, const float *gate, const float *branch, int B, int T, int D, int mod_stride);
+/* tokens (B, T, p*p*C) → out (B, C, H, W). */
+void unpatchify_forward(float *out, const float *tokens, int B, int C, int H, int p);
+/* See backend.h cfg_combine. */
+void cfg_combine_forward(float *out, const float *model_out, int N, int Co, int HW, int guided, float scale);
+
+#endif

@@ -1,0 +1,785 @@
+/* h5io.c — HDF5 reading and atomic writing (see h5io.h). */
+#include "h5io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <float.h>
+#include <hdf5.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+
+/* ------------------------------------------------------------------------ */
+/* Shared helpers                                                            */
+
+static void close_id(hid_t id) {
+    if (id < 0) return;
+    switch (H5Iget_type(id)) {
+    case H5I_DATASET: H5Dclose(id); break;
+    case H5I_GROUP: H5Gclose(id); break;
+    case H5I_DATATYPE: H5Tclose(id); break;
+    case H5I_DATASPACE: H5Sclose(id); break;
+    case H5I_ATTR: H5Aclose(id); break;
+    case H5I_GENPROP_LST: H5Pclose(id); break;
+    default: break;
+    }
+}
+
+/* Only our messages reach the user; HDF5's stack is kept for hdf5_reason. */
+static void silence_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+static herr_t take_innermost(unsigned n, const H5E_error2_t *e, void *buf) {
+    snprintf(buf, 256, "%s", e->desc ? e->desc : "");
+    return 1; /* the first entry walking upward is the most specific one */
+}
+
+/* HDF5's most specific description of its current error ("" when none). */
+static const char *hdf5_reason(void) {
+    static _Thread_local char buf[256];
+    buf[0] = 0;
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, take_innermost, buf);
+    return buf;
+}
+
+/* Every traversal refuses external links, which would open other files. */
+static herr_t refuse_external_link(const char *parent_file, const char *parent_group, const char *child_file,
+                                   const char *child_object, unsigned *acc_flags, hid_t fapl, void *data) {
+    return -1;
+}
+
+static hid_t link_access(void) {
+    static hid_t lapl = H5I_INVALID_HID;
+    if (lapl < 0 || H5Iis_valid(lapl) <= 0) { /* re-made if the library was closed and reopened */
+        lapl = H5Pcreate(H5P_LINK_ACCESS);
+        if (lapl >= 0) H5Pset_elink_cb(lapl, refuse_external_link, NULL);
+    }
+    return lapl;
+}
+
+static int is_root(const char *path) { return !path || !path[0] || !strcmp(path, "/"); }
+
+/* Opens the object at `path` (NULL, "" or "/" = root). Negative when it does
+ * not exist or cannot be reached. */
+static hid_t open_object(hid_t file, const char *path) {
+    if (is_root(path)) return H5Oopen(file, "/", H5P_DEFAULT);
+    /* H5Lexists fails (negative) when an intermediate group is missing. */
+    if (H5Lexists(file, path, link_access()) <= 0) return H5I_INVALID_HID;
+    if (H5Oexists_by_name(file, path, link_access()) <= 0) return H5I_INVALID_HID;
+    return H5Oopen(file, path, link_access());
+}
+
+static eb_h5_kind kind_of(hid_t file, const char *path) {
+    hid_t obj = open_object(file, path);
+    if (obj < 0) return EB_H5_NONE;
+    H5I_type_t t = H5Iget_type(obj);
+    close_id(obj);
+    return t == H5I_DATASET ? EB_H5_DATASET : t == H5I_GROUP ? EB_H5_GROUP : EB_H5_NONE;
+}
+
+static const char *type_name(eb_h5_type t) {
+    static const char *names[] = {"float32", "float64", "int32", "int64"};
+    return names[t];
+}
+
+static size_t type_size(eb_h5_type t) { return t == EB_H5_F32 || t == EB_H5_I32 ? 4 : 8; }
+
+/* A stored type in words: "float64", "uint8", "string", "compound", ... */
+static const char *describe_type(hid_t type, char buf[32]) {
+    size_t bits = 8 * H5Tget_size(type);
+    switch (H5Tget_class(type)) {
+    case H5T_INTEGER: snprintf(buf, 32, "%sint%zu", H5Tget_sign(type) == H5T_SGN_NONE ? "u" : "", bits); break;
+    case H5T_FLOAT: snprintf(buf, 32, "float%zu", bits); break;
+    case H5T_STRING: snprintf(buf, 32, "string"); break;
+    case H5T_COMPOUND: snprintf(buf, 32, "compound"); break;
+    case H5T_ENUM: snprintf(buf, 32, "enum"); break;
+    case H5T_ARRAY: snprintf(buf, 32, "array"); break;
+    case H5T_VLEN: snprintf(buf, 32, "variable-length"); break;
+    case H5T_REFERENCE: snprintf(buf, 32, "reference"); break;
+    default: snprintf(buf, 32, "opaque"); break;
+    }
+    return buf;
+}
+
+/* "[2, 3, *]" for extents where negative means any. */
+static const char *format_dims(char buf[EB_INDEX_STR_MAX], const int64_t *dims, int rank) {
+    size_t len = (size_t)snprintf(buf, EB_INDEX_STR_MAX, "[");
+    for (int d = 0; d < rank && len < EB_INDEX_STR_MAX; d++) {
+        const char *sep = d ? ", " : "";
+        if (dims[d] < 0) len += (size_t)snprintf(buf + len, EB_INDEX_STR_MAX - len, "%s*", sep);
+        else len += (size_t)snprintf(buf + len, EB_INDEX_STR_MAX - len, "%s%lld", sep, (long long)dims[d]);
+    }
+    if (len < EB_INDEX_STR_MAX) snprintf(buf + len, EB_INDEX_STR_MAX - len, "]");
+    return buf;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reading                                                                   */
+
+struct eb_h5 {
+    hid_t file;
+    char *path;
+};
+
+/* HDF5's signature sits at offset 0, 512, 1024, 2048, ... (a user block may precede it). */
+static int has_hdf5_signature(FILE *fp, long long size) {
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    for (long long off = 0; off + 8 <= size; off = off ? 2 * off : 512) {
+        unsigned char buf[8];
+        if (fseeko(fp, off, SEEK_SET) || fread(buf, 1, 8, fp) != 8) return 0;
+        if (!memcmp(buf, sig, 8)) return 1;
+    }
+    return 0;
+}
+
+eb_status eb_h5_open(eb_h5 **out, const char *path) {
+    *out = NULL;
+    if (!path || !path[0]) return eb_fail(EB_EINPUT, "HDF5 input: empty file name");
+    struct stat sb;
+    if (stat(path, &sb)) return eb_fail(EB_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+    if (S_ISDIR(sb.st_mode)) return eb_fail(EB_EINPUT, "%s: is a directory, expected an HDF5 file", path);
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return eb_fail(EB_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+    int looks_hdf5 = has_hdf5_signature(fp, (long long)sb.st_size);
+    fclose(fp);
+    if (!looks_hdf5) return eb_fail(EB_EINPUT, "%s: not an HDF5 file (no HDF5 signature)", path);
+
+    silence_hdf5();
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG); /* closing the file closes whatever is left open */
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    H5Pclose(fapl);
+    if (file < 0) return eb_fail(EB_EINPUT, "%s: truncated or corrupt HDF5 file (HDF5: %s)", path, hdf5_reason());
+
+    eb_h5 *f = malloc(sizeof *f);
+    char *copy = strdup(path);
+    if (!f || !copy) {
+        free(f);
+        free(copy);
+        H5Fclose(file);
+        return eb_fail(EB_ERUNTIME, "%s: out of memory", path);
+    }
+    f->file = file;
+    f->path = copy;
+    *out = f;
+    return EB_OK;
+}
+
+void eb_h5_close(eb_h5 *f) {
+    if (!f) return;
+    H5Fclose(f->file);
+    free(f->path);
+    free(f);
+}
+
+const char *eb_h5_path(const eb_h5 *f) { return f->path; }
+
+eb_h5_kind eb_h5_lookup(eb_h5 *f, const char *path) { return kind_of(f->file, path); }
+
+/* Opens dataset `name`, or fails naming what is there instead. */
+static eb_status open_dataset(eb_h5 *f, const char *name, hid_t *ds) {
+    *ds = H5I_INVALID_HID;
+    if (is_root(name)) return eb_fail(EB_EINPUT, "%s: dataset name is empty or '/'", f->path);
+    hid_t obj = open_object(f->file, name);
+    if (obj < 0) return eb_fail(EB_EINPUT, "%s: dataset '%s' not found", f->path, name);
+    H5I_type_t t = H5Iget_type(obj);
+    if (t != H5I_DATASET) {
+        close_id(obj);
+        return eb_fail(EB_EINPUT, "%s: '%s' is %s, expected a dataset", f->path, name,
+                       t == H5I_GROUP ? "a group" : "a named datatype");
+    }
+    *ds = obj;
+    return EB_OK;
+}
+
+/* Rank and extents of an open dataset; refuses null dataspaces and rank > 8. */
+static eb_status dataset_shape(eb_h5 *f, const char *name, hid_t ds, int *rank, int64_t dims[EB_H5_MAX_RANK]) {
+    hid_t space = H5Dget_space(ds);
+    H5S_class_t cls = space < 0 ? H5S_NO_CLASS : H5Sget_simple_extent_type(space);
+    int r = cls == H5S_SIMPLE || cls == H5S_SCALAR ? H5Sget_simple_extent_ndims(space) : -1;
+    hsize_t h[H5S_MAX_RANK];
+    eb_status st = EB_OK;
+    if (cls == H5S_NULL)
+        st = eb_fail(EB_EINPUT, "%s: dataset '%s' is empty (null dataspace)", f->path, name);
+    else if (r < 0 || r > H5S_MAX_RANK || H5Sget_simple_extent_dims(space, h, NULL) < 0)
+        st = eb_fail(EB_EINPUT, "%s: dataset '%s' has an unreadable shape (HDF5: %s)", f->path, name, hdf5_reason());
+    else if (r > EB_H5_MAX_RANK)
+        st = eb_fail(EB_EINPUT, "%s: dataset '%s' has rank %d, more than %d", f->path, name, r, EB_H5_MAX_RANK);
+    else {
+        for (int d = 0; d < r; d++) {
+            if (h[d] > (hsize_t)INT64_MAX) {
+                st = eb_fail(EB_EINPUT, "%s: dataset '%s' extent %d is too large", f->path, name, d);
+                break;
+            }
+            dims[d] = (int64_t)h[d];
+        }
+        *rank = r;
+    }
+    close_id(space);
+    return st;
+}
+
+eb_status eb_h5_shape(eb_h5 *f, const char *name, int *rank, int64_t dims[EB_H5_MAX_RANK]) {
+    hid_t ds;
+    eb_status st = open_dataset(f, name, &ds);
+    if (!st) st = dataset_shape(f, name, ds, rank, dims);
+    close_id(ds);
+    return st;
+}
+
+/* Element count of dims (rank), or -1 beyond EB_H5_MAX_ELEMS. */
+static int64_t checked_count(const int64_t *dims, int rank) {
+    int64_t n = 1;
+    for (int d = 0; d < rank; d++) {
+        if (dims[d] == 0) return 0;
+        if (n > EB_H5_MAX_ELEMS / dims[d]) n = EB_H5_MAX_ELEMS + 1;
+        else n *= dims[d];
+    }
+    return n > EB_H5_MAX_ELEMS ? -1 : n;
+}
+
+/* Values read wide (double, int64, uint64) are range-checked and narrowed in
+ * place; memcpy keeps the aliasing of the shared buffer well defined. */
+enum wide_kind { WIDE_DOUBLE, WIDE_INT64, WIDE_UINT64 };
+
+static eb_status narrow_in_place(eb_h5 *f, const char *name, unsigned char *buf, int64_t n, enum wide_kind wide,
+                                 eb_h5_type type, const int64_t *dims, int rank) {
+    const int64_t lo = type == EB_H5_I32 ? INT32_MIN : INT64_MIN;
+    const int64_t hi = type == EB_H5_I32 ? INT32_MAX : INT64_MAX;
+    size_t out_size = type_size(type);
+    for (int64_t i = 0; i < n; i++) {
+        const unsigned char *src = buf + 8 * i;
+        unsigned char *dst = buf + out_size * i;
+        int bad = 0;
+        char value[32];
+        if (wide == WIDE_DOUBLE) {
+            double v;
+            memcpy(&v, src, 8);
+            float narrow = (float)v;
+            bad = isfinite(v) && fabs(v) > FLT_MAX;
+            if (bad) snprintf(value, sizeof value, "%g", v);
+            else memcpy(dst, &narrow, 4);
+        } else if (wide == WIDE_UINT64) {
+            uint64_t v;
+            memcpy(&v, src, 8);
+            bad = v > (uint64_t)hi;
+            if (bad) snprintf(value, sizeof value, "%llu", (unsigned long long)v);
+            else if (type == EB_H5_I32) { int32_t x = (int32_t)v; memcpy(dst, &x, 4); }
+            else { int64_t x = (int64_t)v; memcpy(dst, &x, 8); }
+        } else {
+            int64_t v;
+            memcpy(&v, src, 8);
+            bad = v < lo || v > hi;
+            if (bad) snprintf(value, sizeof value, "%lld", (long long)v);
+            else if (type == EB_H5_I32) { int32_t x = (int32_t)v; memcpy(dst, &x, 4); }
+        }
+        if (bad) {
+            char where[EB_INDEX_STR_MAX];
+            return eb_fail(EB_EINPUT, "%s: dataset '%s' value %s at %s does not fit %s", f->path, name, value,
+                           eb_format_index(where, sizeof where, i, dims, rank), type_name(type));
+        }
+    }
+    return EB_OK;
+}
+
+eb_status eb_h5_read(eb_h5 *f, const char *name, eb_h5_type type, int rank, const int64_t *want, void **data,
+                     int64_t *dims, int flags) {
+    *data = NULL;
+    if (rank < 0 || rank > EB_H5_MAX_RANK)
+        return eb_fail(EB_EINPUT, "%s: dataset '%s': expected rank %d is not in 0..%d", f->path, name, rank,
+                       EB_H5_MAX_RANK);
+    hid_t ds, ftype = H5I_INVALID_HID;
+    unsigned char *buf = NULL;
+    eb_status st = open_dataset(f, name, &ds);
+    if (st) return st;
+
+    int found_rank;
+    int64_t found[EB_H5_MAX_RANK];
+    char a[EB_INDEX_STR_MAX], b[EB_INDEX_STR_MAX], tname[32];
+    if ((st = dataset_shape(f, name, ds, &found_rank, found))) goto done;
+    if (found_rank != rank) {
+        st = eb_fail(EB_EINPUT, "%s: dataset '%s' has rank %d (dims %s), expected rank %d", f->path, name, found_rank,
+                     format_dims(a, found, found_rank), rank);
+        goto done;
+    }
+    for (int d = 0; want && d < rank; d++)
+        if (want[d] >= 0 && want[d] != found[d]) {
+            st = eb_fail(EB_EINPUT, "%s: dataset '%s' has dims %s, expected %s", f->path, name,
+                         format_dims(a, found, rank), format_dims(b, want, rank));
+            goto done;
+        }
+    int64_t n = checked_count(found, rank);
+    if (n < 0) {
+        st = eb_fail(EB_EINPUT, "%s: dataset '%s' has dims %s, more than %lld elements", f->path, name,
+                     format_dims(a, found, rank), (long long)EB_H5_MAX_ELEMS);
+        goto done;
+    }
+
+    ftype = H5Dget_type(ds);
+    H5T_class_t cls = ftype < 0 ? H5T_NO_CLASS : H5Tget_class(ftype);
+    int want_float = type == EB_H5_F32 || type == EB_H5_F64;
+    if (cls != (want_float ? H5T_FLOAT : H5T_INTEGER)) {
+        st = eb_fail(EB_EINPUT, "%s: dataset '%s' has type %s, expected %s data (read as %s)", f->path, name,
+                     ftype < 0 ? "unknown" : describe_type(ftype, tname), want_float ? "float" : "integer",
+                     type_name(type));
+        goto done;
+    }
+    /* Read exactly as asked when no narrowing can lose values, else wide and check. */
+    enum wide_kind wide = WIDE_INT64;
+    hid_t mem;
+    int narrow;
+    if (want_float) {
+        narrow = type == EB_H5_F32 && H5Tget_size(ftype) > 4;
+        wide = WIDE_DOUBLE;
+        mem = type == EB_H5_F32 && !narrow ? H5T_NATIVE_FLOAT : H5T_NATIVE_DOUBLE;
+    } else {
+        /* HDF5 would clamp out-of-range integers silently: read 64-bit and check. */
+        int u64 = H5Tget_sign(ftype) == H5T_SGN_NONE && H5Tget_size(ftype) >= 8;
+        narrow = type == EB_H5_I32 || u64;
+        wide = u64 ? WIDE_UINT64 : WIDE_INT64;
+        mem = u64 ? H5T_NATIVE_UINT64 : H5T_NATIVE_INT64;
+    }
+    size_t read_size = narrow ? 8 : type_size(type);
+    buf = malloc((size_t)(n ? n : 1) * read_size);
+    if (!buf) {
+        st = eb_fail(EB_ERUNTIME, "%s: dataset '%s': out of memory for %lld elements", f->path, name, (long long)n);
+        goto done;
+    }
+    if (n && H5Dread(ds, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+        st = eb_fail(EB_EINPUT, "%s: dataset '%s' cannot be read, file truncated or corrupt (HDF5: %s)", f->path, name,
+                     hdf5_reason());
+        goto done;
+    }
+    if (narrow) {
+        if ((st = narrow_in_place(f, name, buf, n, wide, type, found, rank))) goto done;
+        unsigned char *shrunk = realloc(buf, (size_t)(n ? n : 1) * type_size(type));
+        if (shrunk) buf = shrunk;
+    }
+    if (flags & EB_H5_FINITE && want_float) {
+        char what[512];
+        snprintf(what, sizeof what, "%s: dataset '%s'", f->path, name);
+        st = type == EB_H5_F32 ? eb_check_finite((const float *)buf, found, rank, EB_EINPUT, what)
+                               : eb_check_finite_f64((const double *)buf, found, rank, EB_EINPUT, what);
+        if (st) goto done;
+    }
+    memcpy(dims, found, sizeof(int64_t) * (size_t)rank);
+    *data = buf;
+    buf = NULL;
+done:
+    free(buf);
+    close_id(ftype);
+    close_id(ds);
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Attribute reading                                                         */
+
+static const char *object_name(const char *obj) { return is_root(obj) ? "/" : obj; }
+
+int eb_h5_has_attr(eb_h5 *f, const char *obj, const char *name) {
+    hid_t o = open_object(f->file, obj);
+    int found = o >= 0 && name && H5Aexists(o, name) > 0;
+    close_id(o);
+    return found;
+}
+
+/* Opens a one-element attribute and its stored type. */
+static eb_status open_attr(eb_h5 *f, const char *obj, const char *name, hid_t *attr, hid_t *ftype) {
+    *attr = *ftype = H5I_INVALID_HID;
+    if (!name) return eb_fail(EB_EINPUT, "%s: attribute name is NULL", f->path);
+    hid_t o = open_object(f->file, obj);
+    if (o < 0) return eb_fail(EB_EINPUT, "%s: attribute '%s': object '%s' not found", f->path, name, object_name(obj));
+    if (H5Aexists(o, name) <= 0) {
+        close_id(o);
+        return eb_fail(EB_EINPUT, "%s: attribute '%s' of '%s' not found", f->path, name, object_name(obj));
+    }
+    *attr = H5Aopen(o, name, H5P_DEFAULT);
+    close_id(o);
+    hid_t space = *attr < 0 ? H5I_INVALID_HID : H5Aget_space(*attr);
+    hssize_t npoints = space < 0 ? -1 : H5Sget_simple_extent_npoints(space);
+    close_id(space);
+    *ftype = *attr < 0 ? H5I_INVALID_HID : H5Aget_type(*attr);
+    if (*ftype < 0 || npoints < 0)
+        return eb_fail(EB_EINPUT, "%s: attribute '%s' of '%s' cannot be read (HDF5: %s)", f->path, name,
+                       object_name(obj), hdf5_reason());
+    if (npoints != 1)
+        return eb_fail(EB_EINPUT, "%s: attribute '%s' of '%s' has %lld elements, expected a scalar", f->path, name,
+                       object_name(obj), (long long)npoints);
+    return EB_OK;
+}
+
+static eb_status attr_fail_type(eb_h5 *f, const char *obj, const char *name, hid_t ftype, const char *expected) {
+    char tname[32];
+    return eb_fail(EB_EINPUT, "%s: attribute '%s' of '%s' has type %s, expected %s", f->path, name, object_name(obj),
+                   describe_type(ftype, tname), expected);
+}
+
+static eb_status attr_read(eb_h5 *f, const char *obj, const char *name, hid_t attr, hid_t mem, void *v) {
+    if (H5Aread(attr, mem, v) >= 0) return EB_OK;
+    return eb_fail(EB_EINPUT, "%s: attribute '%s' of '%s' cannot be read (HDF5: %s)", f->path, name,
+                   object_name(obj), hdf5_reason());
+}
+
+/* Reads an integer attribute as int64, range-checked (unsigned 64-bit values may not fit). */
+static eb_status attr_int(eb_h5 *f, const char *obj, const char *name, hid_t attr, hid_t ftype, int64_t *v) {
+    if (H5Tget_sign(ftype) == H5T_SGN_NONE && H5Tget_size(ftype) >= 8) {
+        uint64_t u;
+        eb_status st = attr_read(f, obj, name, attr, H5T_NATIVE_UINT64, &u);
+        if (st) return st;
+        if (u > (uint64_t)INT64_MAX)
+            return eb_fail(EB_EINPUT, "%s: attribute '%s' of '%s' value %llu does not fit int64", f->path, name,
+                           object_name(obj), (unsigned long long)u);
+        *v = (int64_t)u;
+        return EB_OK;
+    }
+    return attr_read(f, obj, name, attr, H5T_NATIVE_INT64, v);
+}
+
+eb_status eb_h5_attr_f64(eb_h5 *f, const char *obj, const char *name, double *v) {
+    hid_t attr, ftype;
+    eb_status st = open_attr(f, obj, name, &attr, &ftype);
+    if (!st) {
+        H5T_class_t cls = H5Tget_class(ftype);
+        int64_t i;
+        if (cls == H5T_FLOAT) st = attr_read(f, obj, name, attr, H5T_NATIVE_DOUBLE, v);
+        else if (cls == H5T_INTEGER) {
+            if (!(st = attr_int(f, obj, name, attr, ftype, &i))) *v = (double)i;
+        } else st = attr_fail_type(f, obj, name, ftype, "a number");
+    }
+    close_id(ftype);
+    close_id(attr);
+    return st;
+}
+
+eb_status eb_h5_attr_i64(eb_h5 *f, const char *obj, const char *name, int64_t *v) {
+    hid_t attr, ftype;
+    eb_status st = open_attr(f, obj, name, &attr, &ftype);
+    if (!st) {
+        if (H5Tget_class(ftype) == H5T_INTEGER) st = attr_int(f, obj, name, attr, ftype, v);
+        else st = attr_fail_type(f, obj, name, ftype, "an integer");
+    }
+    close_id(ftype);
+    close_id(attr);
+    return st;
+}
+
+eb_status eb_h5_attr_str(eb_h5 *f, const char *obj, const char *name, char **s) {
+    *s = NULL;
+    hid_t attr, ftype, mem = H5I_INVALID_HID;
+    eb_status st = open_attr(f, obj, name, &attr, &ftype);
+    if (!st && H5Tget_class(ftype) != H5T_STRING) st = attr_fail_type(f, obj, name, ftype, "a string");
+    if (!st && H5Tis_variable_str(ftype) > 0) {
+        char *p = NULL;
+        mem = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mem, H5T_VARIABLE);
+        H5Tset_cset(mem, H5Tget_cset(ftype));
+        if (!(st = attr_read(f, obj, name, attr, mem, &p))) {
+            *s = strdup(p ? p : "");
+            H5free_memory(p);
+        }
+    } else if (!st) {
+        size_t size = H5Tget_size(ftype);
+        char *p = calloc(size + 1, 1); /* fixed-length strings need not be terminated */
+        if (p && !(st = attr_read(f, obj, name, attr, ftype, p))) *s = p;
+        else free(p);
+    }
+    if (!st && !*s) st = eb_fail(EB_ERUNTIME, "%s: attribute '%s' of '%s': out of memory", f->path, name,
+                                 object_name(obj));
+    close_id(mem);
+    close_id(ftype);
+    close_id(attr);
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Atomic writing                                                            */
+
+struct eb_h5w {
+    hid_t file;
+    char *path;      /* final path                                   */
+    char *tmp;       /* "<path>.tmp.<pid>", renamed onto path at commit */
+    int deflate;     /* 0 = contiguous datasets                      */
+    int slot;        /* index in live_temps, -1 when not registered  */
+    eb_status failed;
+    char *error;     /* message of the first failure                 */
+};
+
+/* Temporary paths of live writers, read by eb_h5w_remove_temps from a signal
+ * handler: a slot is set only once its string is complete, cleared before it
+ * is freed. */
+#define MAX_LIVE_WRITERS 32
+static char *volatile live_temps[MAX_LIVE_WRITERS];
+
+void eb_h5w_remove_temps(void) {
+    for (int i = 0; i < MAX_LIVE_WRITERS; i++) {
+        char *p = live_temps[i];
+        if (p) unlink(p);
+    }
+}
+
+static void forget_temp(eb_h5w *w) {
+    if (w->slot >= 0) live_temps[w->slot] = NULL;
+    w->slot = -1;
+}
+
+/* Closes and removes the temporary file after a failure; the message of the
+ * failure (already set) is kept for later calls. Returns the status. */
+static eb_status poison(eb_h5w *w, eb_status st) {
+    if (w->failed) return st;
+    w->failed = st;
+    w->error = strdup(eb_last_error());
+    if (w->file >= 0) H5Fclose(w->file);
+    w->file = H5I_INVALID_HID;
+    unlink(w->tmp);
+    forget_temp(w);
+    return st;
+}
+
+/* The status of an earlier failure, re-raised with its message. */
+static eb_status refail(eb_h5w *w) {
+    return eb_fail(w->failed, "%s", w->error ? w->error : "HDF5 writer failed earlier");
+}
+
+static void free_writer(eb_h5w *w) {
+    forget_temp(w);
+    free(w->path);
+    free(w->tmp);
+    free(w->error);
+    free(w);
+}
+
+eb_status eb_h5w_create(eb_h5w **out, const char *path) {
+    *out = NULL;
+    if (!path || !path[0]) return eb_fail(EB_EINPUT, "HDF5 output: empty file name");
+    struct stat sb;
+    if (!stat(path, &sb) && S_ISDIR(sb.st_mode)) return eb_fail(EB_EINPUT, "%s: is a directory", path);
+    eb_h5w *w = calloc(1, sizeof *w);
+    size_t cap = strlen(path) + 32;
+    char *tmp = malloc(cap);
+    char *copy = strdup(path);
+    if (!w || !tmp || !copy) {
+        free(w);
+        free(tmp);
+        free(copy);
+        return eb_fail(EB_ERUNTIME, "%s: out of memory", path);
+    }
+    snprintf(tmp, cap, "%s.tmp.%ld", path, (long)getpid());
+    w->path = copy;
+    w->tmp = tmp;
+    w->file = H5I_INVALID_HID;
+    w->slot = -1;
+
+    /* Create it ourselves first for a plain errno message on a bad directory. */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (fd < 0) {
+        int e = errno;
+        eb_status code = e == ENOENT || e == ENOTDIR || e == EACCES || e == EROFS || e == EISDIR ? EB_EINPUT
+                                                                                                  : EB_ERUNTIME;
+        eb_fail(code, "%s: cannot create %s: %s", path, tmp, strerror(e));
+        free_writer(w);
+        return code;
+    }
+    close(fd);
+    for (int i = 0; i < MAX_LIVE_WRITERS; i++)
+        if (!live_temps[i]) {
+            live_temps[i] = w->tmp;
+            w->slot = i;
+            break;
+        }
+
+    silence_hdf5();
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
+    w->file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (w->file < 0) {
+        eb_status code = eb_fail(EB_ERUNTIME, "%s: cannot create HDF5 file %s (HDF5: %s)", path, tmp, hdf5_reason());
+        unlink(tmp);
+        free_writer(w);
+        return code;
+    }
+    *out = w;
+    return EB_OK;
+}
+
+void eb_h5w_set_deflate(eb_h5w *w, int level) { w->deflate = level < 0 ? 0 : level > 9 ? 9 : level; }
+
+/* Chunks of about 2^18 elements that keep the trailing extents whole where
+ * they fit: chunk (rank). */
+static void choose_chunk(hsize_t *chunk, const int64_t *dims, int rank) {
+    const int64_t target = (int64_t)1 << 18;
+    int64_t inner = 1; /* elements of one chunk below dimension d */
+    for (int d = rank - 1; d >= 0; d--) {
+        int64_t fit = target / inner;
+        chunk[d] = (hsize_t)(fit < 1 ? 1 : dims[d] < fit ? dims[d] : fit);
+        inner *= (int64_t)chunk[d];
+    }
+}
+
+/* Files are always little-endian IEEE / two's complement, whatever the host. */
+static hid_t file_type(eb_h5_type t) {
+    return t == EB_H5_F32 ? H5T_IEEE_F32LE : t == EB_H5_F64 ? H5T_IEEE_F64LE
+                         : t == EB_H5_I32 ? H5T_STD_I32LE : H5T_STD_I64LE;
+}
+
+static hid_t mem_type(eb_h5_type t) {
+    return t == EB_H5_F32 ? H5T_NATIVE_FLOAT : t == EB_H5_F64 ? H5T_NATIVE_DOUBLE
+                         : t == EB_H5_I32 ? H5T_NATIVE_INT32 : H5T_NATIVE_INT64;
+}
+
+/* Link creation that makes missing parent groups. */
+static hid_t make_parents(void) {
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    return lcpl;
+}
+
+eb_status eb_h5w_write(eb_h5w *w, const char *name, eb_h5_type type, const void *data, int rank,
+                       const int64_t *dims) {
+    if (w->failed) return refail(w);
+    char shape[EB_INDEX_STR_MAX];
+    if (is_root(name)) return poison(w, eb_fail(EB_EINPUT, "%s: dataset name is empty or '/'", w->path));
+    if ((unsigned)type > EB_H5_I64 || rank < 0 || rank > EB_H5_MAX_RANK || (rank && !dims))
+        return poison(w, eb_fail(EB_EINPUT, "%s: dataset '%s': bad type or rank %d", w->path, name, rank));
+    for (int d = 0; d < rank; d++)
+        if (dims[d] < 0)
+            return poison(w, eb_fail(EB_EINPUT, "%s: dataset '%s': negative extent in %s", w->path, name,
+                                     format_dims(shape, dims, rank)));
+    int64_t n = checked_count(dims, rank);
+    if (n < 0)
+        return poison(w, eb_fail(EB_EINPUT, "%s: dataset '%s': dims %s exceed %lld elements", w->path, name,
+                                 format_dims(shape, dims, rank), (long long)EB_H5_MAX_ELEMS));
+    if (n && !data) return poison(w, eb_fail(EB_EINPUT, "%s: dataset '%s': no data", w->path, name));
+    if (kind_of(w->file, name) != EB_H5_NONE)
+        return poison(w, eb_fail(EB_EINPUT, "%s: dataset '%s' already exists", w->path, name));
+
+    hsize_t h[EB_H5_MAX_RANK], chunk[EB_H5_MAX_RANK];
+    for (int d = 0; d < rank; d++) h[d] = (hsize_t)dims[d];
+    hid_t space = rank ? H5Screate_simple(rank, h, NULL) : H5Screate(H5S_SCALAR);
+    hid_t lcpl = make_parents(), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (w->deflate && rank && n >= EB_H5_DEFLATE_MIN) {
+        choose_chunk(chunk, dims, rank);
+        H5Pset_chunk(dcpl, rank, chunk);
+        H5Pset_shuffle(dcpl);
+        H5Pset_deflate(dcpl, (unsigned)w->deflate);
+    }
+    eb_status st = EB_OK;
+    hid_t ds = H5Dcreate2(w->file, name, file_type(type), space, lcpl, dcpl, H5P_DEFAULT);
+    if (ds < 0)
+        st = eb_fail(EB_ERUNTIME, "%s: cannot create dataset '%s' (HDF5: %s)", w->path, name, hdf5_reason());
+    else if (n && H5Dwrite(ds, mem_type(type), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+        st = eb_fail(EB_ERUNTIME, "%s: cannot write dataset '%s' (HDF5: %s)", w->path, name, hdf5_reason());
+    close_id(ds);
+    close_id(dcpl);
+    close_id(lcpl);
+    close_id(space);
+    return st ? poison(w, st) : EB_OK;
+}
+
+eb_status eb_h5w_group(eb_h5w *w, const char *path) {
+    if (w->failed) return refail(w);
+    eb_h5_kind kind = kind_of(w->file, path);
+    if (kind == EB_H5_GROUP) return EB_OK;
+    if (kind == EB_H5_DATASET)
+        return poison(w, eb_fail(EB_EINPUT, "%s: group '%s' is already a dataset", w->path, path));
+    hid_t lcpl = make_parents();
+    hid_t g = H5Gcreate2(w->file, path, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    eb_status st = g < 0 ? eb_fail(EB_ERUNTIME, "%s: cannot create group '%s' (HDF5: %s)", w->path, path,
+                                   hdf5_reason())
+                         : EB_OK;
+    close_id(g);
+    close_id(lcpl);
+    return st ? poison(w, st) : EB_OK;
+}
+
+/* Writes a scalar attribute of file type ftype from v (memory type mem). */
+static eb_status write_attr(eb_h5w *w, const char *obj, const char *name, hid_t ftype, hid_t mem, const void *v) {
+    if (w->failed) return refail(w);
+    if (!name || !name[0]) return poison(w, eb_fail(EB_EINPUT, "%s: attribute name is empty", w->path));
+    hid_t o = open_object(w->file, obj);
+    if (o < 0)
+        return poison(w, eb_fail(EB_EINPUT, "%s: attribute '%s': object '%s' not found", w->path, name,
+                                 object_name(obj)));
+    eb_status st = EB_OK;
+    if (H5Aexists(o, name) > 0 && H5Adelete(o, name) < 0)
+        st = eb_fail(EB_ERUNTIME, "%s: cannot replace attribute '%s' of '%s' (HDF5: %s)", w->path, name,
+                     object_name(obj), hdf5_reason());
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t attr = st ? H5I_INVALID_HID : H5Acreate2(o, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT);
+    if (!st && (attr < 0 || H5Awrite(attr, mem, v) < 0))
+        st = eb_fail(EB_ERUNTIME, "%s: cannot write attribute '%s' of '%s' (HDF5: %s)", w->path, name,
+                     object_name(obj), hdf5_reason());
+    close_id(attr);
+    close_id(space);
+    close_id(o);
+    return st ? poison(w, st) : EB_OK;
+}
+
+eb_status eb_h5w_attr_f64(eb_h5w *w, const char *obj, const char *name, double v) {
+    return write_attr(w, obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v);
+}
+
+eb_status eb_h5w_attr_i64(eb_h5w *w, const char *obj, const char *name, int64_t v) {
+    return write_attr(w, obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v);
+}
+
+eb_status eb_h5w_attr_str(eb_h5w *w, const char *obj, const char *name, const char *s) {
+    if (w->failed) return refail(w);
+    if (!s) return poison(w, eb_fail(EB_EINPUT, "%s: attribute '%s': NULL string", w->path, name ? name : ""));
+    hid_t type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, H5T_VARIABLE);
+    H5Tset_cset(type, H5T_CSET_UTF8);
+    eb_status st = write_attr(w, obj, name, type, type, &s);
+    close_id(type);
+    return st;
+}
+
+/* Flushes a closed file's data to disk. */
+static int sync_path(const char *path, int flags) {
+    int fd = open(path, flags);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+eb_status eb_h5w_commit(eb_h5w *w) {
+    eb_status st = EB_OK;
+    if (w->failed) st = refail(w);
+    else if (H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0 || H5Fclose(w->file) < 0)
+        st = poison(w, eb_fail(EB_ERUNTIME, "%s: cannot finish writing %s (HDF5: %s)", w->path, w->tmp,
+                               hdf5_reason()));
+    else {
+        w->file = H5I_INVALID_HID;
+        if (sync_path(w->tmp, O_RDONLY) || rename(w->tmp, w->path))
+            st = poison(w, eb_fail(EB_ERUNTIME, "%s: cannot move %s into place: %s", w->path, w->tmp,
+                                   strerror(errno)));
+        else {
+            /* Best effort: make the rename itself durable. */
+            char *dir = strdup(w->path);
+            char *slash = dir ? strrchr(dir, '/') : NULL;
+            if (slash == dir && dir) slash[1] = 0; /* a file in "/" */
+            else if (slash) slash[0] = 0;
+            if (dir) sync_path(slash ? dir : ".", O_RDONLY | O_DIRECTORY);
+            free(dir);
+        }
+    }
+    free_writer(w);
+    return st;
+}
+
+void eb_h5w_abort(eb_h5w *w) {
+    if (!w) return;
+    if (!w->failed) {
+        if (w->file >= 0) H5Fclose(w->file);
+        unlink(w->tmp);
+    }
+    free_writer(w);
+}
