@@ -48,7 +48,7 @@ build/$(1)/libebcache.a: $$(LIB_SRC:%.c=build/$(1)/%.o)
 	@rm -f $$@; ar rcs $$@ $$^
 build/$(1)/ebcache: $$(CLI_SRC:%.c=build/$(1)/%.o) build/$(1)/libebcache.a
 	$$(CC) $(2) $$^ -o $$@ $$(LDLIBS)
-build/$(1)/tests: $$(TEST_SRC:%.c=build/$(1)/%.o) build/$(1)/libebcache.a
+build/$(1)/test_suite: $$(TEST_SRC:%.c=build/$(1)/%.o) build/$(1)/libebcache.a
 	$$(CC) $(2) $$^ -o $$@ $$(LDLIBS) -lcriterion
 endef
 $(eval $(call variant,opt,$(CFLAGS_OPT)))
@@ -62,15 +62,15 @@ build/libebcache.a: build/opt/libebcache.a
 # The suite runs twice: optimized, then under AddressSanitizer + UBSan.
 # Tests find the CLI through EBCACHE_BIN (the variant's own binary).
 test: test-opt test-san
-test-opt: deps build/opt/tests build/opt/ebcache
-	EBCACHE_BIN=build/opt/ebcache OMP_NUM_THREADS=2 build/opt/tests --jobs 1
-test-san: deps build/san/tests build/san/ebcache
-	EBCACHE_BIN=build/san/ebcache ASAN_OPTIONS=detect_leaks=1 OMP_NUM_THREADS=2 build/san/tests --jobs 1
+test-opt: deps build/opt/test_suite build/opt/ebcache
+	EBCACHE_BIN=build/opt/ebcache OMP_NUM_THREADS=2 build/opt/test_suite --jobs 1
+test-san: deps build/san/test_suite build/san/ebcache
+	EBCACHE_BIN=build/san/ebcache ASAN_OPTIONS=detect_leaks=1 OMP_NUM_THREADS=2 build/san/test_suite --jobs 1
 
 run: deps bin/ebcache
 	./tools/main_job.sh
 
-bench: deps bin/ebcache
+bench: deps bin/ebcache build/opt/bench_forward
 	./bench/run.sh
 
 goldens:
@@ -81,3 +81,6 @@ fuzz: deps
 
 clean:
 	rm -rf build bin
+
+build/opt/bench_%: bench/bench_%.c build/opt/libebcache.a
+	$(CC) $(CPPFLAGS) $(CFLAGS_OPT) $^ -o $@ $(LDLIBS)

@@ -96,10 +96,10 @@ static int trace_sqrt_product(double *out, double *s1, const double *s2, int D, 
     int status = sym_eigen(eval, vec, s1, D);
     if (status) return status;
     for (int j = 0; j < D; j++) {
-        double root = sqrt(fmax(eval[j], 0.0));
-        for (int i = 0; i < D; i++) vec[(size_t)i * D + j] *= root;
+        double fourth_root = sqrt(sqrt(fmax(eval[j], 0.0)));
+        for (int i = 0; i < D; i++) vec[(size_t)i * D + j] *= fourth_root;
     }
-    double *root = s1; /* Σ1^½ = (V√Λ)(V√Λ)ᵀ, lower half from dsyrk, mirrored */
+    double *root = s1; /* Σ1^½ = (V Λ^¼)(V Λ^¼)ᵀ, lower half from dsyrk, mirrored */
     cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, D, D, 1.0, vec, D, 0.0, root, D);
     for (int i = 0; i < D; i++)
         for (int j = 0; j < i; j++) root[(size_t)j * D + i] = root[(size_t)i * D + j];

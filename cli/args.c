@@ -143,7 +143,7 @@ const char *eb_default_model_path(void) {
     static char path[PATH_MAX];
     const char *env = getenv("EBCACHE_MODEL");
     if (env && *env) return env;
-    char exe[PATH_MAX];
+    char exe[PATH_MAX - 64];
     ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (len > 0) {
         exe[len] = 0;

@@ -68,7 +68,7 @@ int cmd_sample(int argc, char **argv) {
         {"seed", "K", "noise seed (default 0); x_T too unless --noise", NULL},
         {"labels", "L1,L2,...", "one sample per label", NULL},
         {"n", "N", "N samples with labels 0,1,2,... cycling over the classes", NULL},
-        {"batch", "B", "samples per model batch (default 32); results do not depend on it", NULL},
+        {"batch", "B", "samples per model batch (default 32); keep it fixed to reproduce bits", NULL},
         {"output", "OUT.h5", "gets samples (N,C,H,W), y (N) and the settings as attributes", NULL},
         {"threads", "N", "threads (default: all cores)", NULL},
     };

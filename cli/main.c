@@ -14,8 +14,6 @@ static const struct {
     {"info", cmd_info, "print a model's configuration, parameter count and cost per forward"},
     {"forward", cmd_forward, "run the model on x, t, y from an HDF5 file"},
     {"sample", cmd_sample, "sample images with DDPM or DDIM, with classifier-free guidance"},
-    {"train", cmd_train, "train a DiT on Fashion-MNIST (resumable)"},
-    {"eval", cmd_eval, "sample-quality metrics: FD, precision/recall, class accuracy, PSNR/SSIM"},
 };
 
 static void usage(FILE *f) {

@@ -2,16 +2,13 @@
  * written against the backend interface. */
 #include "model.h"
 
+#include "kernels.h"
+
 #include <cblas.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
-void eb_set_threads(int n) {
-    if (n <= 0) n = omp_get_num_procs();
-    omp_set_num_threads(n);
-    openblas_set_num_threads(n);
-}
+void eb_set_threads(int n) { eb_kernels_init(n); }
 
 static void acts_free(eb_model *m) {
     eb_acts *a = &m->acts;
@@ -56,6 +53,7 @@ eb_status eb_model_create(eb_model **out, const eb_config *c) {
     if (!m) return eb_fail(EB_ERUNTIME, "out of memory");
     m->cfg = *c;
     m->be = &eb_backend_cpu;
+    openblas_set_num_threads(1); /* see EB_GEMM_ROWS */
     size_t T = eb_tokens(c), D = c->hidden_size;
     m->slab = m->be->alloc(eb_param_count(c) * sizeof(float));
     m->pos_embed = m->be->alloc(T * D * sizeof(float));

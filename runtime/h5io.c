@@ -40,11 +40,13 @@ static herr_t take_innermost(unsigned n, const H5E_error2_t *e, void *buf) {
     return 1; /* the first entry walking upward is the most specific one */
 }
 
-/* HDF5's most specific description of its current error ("" when none). */
+/* HDF5's most specific description of the error of the last API call. Call
+ * it right after the failing call: any other API call clears the stack. */
 static const char *hdf5_reason(void) {
     static _Thread_local char buf[256];
     buf[0] = 0;
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, take_innermost, buf);
+    if (!buf[0]) snprintf(buf, sizeof buf, "no detail");
     return buf;
 }
 
@@ -154,8 +156,9 @@ eb_status eb_h5_open(eb_h5 **out, const char *path) {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG); /* closing the file closes whatever is left open */
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    const char *why = file < 0 ? hdf5_reason() : "";
     H5Pclose(fapl);
-    if (file < 0) return eb_fail(EB_EINPUT, "%s: truncated or corrupt HDF5 file (HDF5: %s)", path, hdf5_reason());
+    if (file < 0) return eb_fail(EB_EINPUT, "%s: truncated or corrupt HDF5 file (HDF5: %s)", path, why);
 
     eb_h5 *f = malloc(sizeof *f);
     char *copy = strdup(path);
@@ -368,7 +371,7 @@ eb_status eb_h5_read(eb_h5 *f, const char *name, eb_h5_type type, int rank, cons
                                : eb_check_finite_f64((const double *)buf, found, rank, EB_EINPUT, what);
         if (st) goto done;
     }
-    memcpy(dims, found, sizeof(int64_t) * (size_t)rank);
+    if (rank) memcpy(dims, found, sizeof(int64_t) * (size_t)rank);
     *data = buf;
     buf = NULL;
 done:
@@ -401,14 +404,16 @@ static eb_status open_attr(eb_h5 *f, const char *obj, const char *name, hid_t *a
         return eb_fail(EB_EINPUT, "%s: attribute '%s' of '%s' not found", f->path, name, object_name(obj));
     }
     *attr = H5Aopen(o, name, H5P_DEFAULT);
-    close_id(o);
-    hid_t space = *attr < 0 ? H5I_INVALID_HID : H5Aget_space(*attr);
-    hssize_t npoints = space < 0 ? -1 : H5Sget_simple_extent_npoints(space);
+    hid_t space = H5I_INVALID_HID;
+    hssize_t npoints = -1;
+    if (*attr >= 0 && (space = H5Aget_space(*attr)) >= 0) npoints = H5Sget_simple_extent_npoints(space);
+    if (npoints >= 0) *ftype = H5Aget_type(*attr);
+    const char *why = *ftype < 0 ? hdf5_reason() : "";
     close_id(space);
-    *ftype = *attr < 0 ? H5I_INVALID_HID : H5Aget_type(*attr);
-    if (*ftype < 0 || npoints < 0)
+    close_id(o);
+    if (*ftype < 0)
         return eb_fail(EB_EINPUT, "%s: attribute '%s' of '%s' cannot be read (HDF5: %s)", f->path, name,
-                       object_name(obj), hdf5_reason());
+                       object_name(obj), why);
     if (npoints != 1)
         return eb_fail(EB_EINPUT, "%s: attribute '%s' of '%s' has %lld elements, expected a scalar", f->path, name,
                        object_name(obj), (long long)npoints);
@@ -598,9 +603,10 @@ eb_status eb_h5w_create(eb_h5w **out, const char *path) {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
     w->file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    const char *why = w->file < 0 ? hdf5_reason() : "";
     H5Pclose(fapl);
     if (w->file < 0) {
-        eb_status code = eb_fail(EB_ERUNTIME, "%s: cannot create HDF5 file %s (HDF5: %s)", path, tmp, hdf5_reason());
+        eb_status code = eb_fail(EB_ERUNTIME, "%s: cannot create HDF5 file %s (HDF5: %s)", path, tmp, why);
         unlink(tmp);
         free_writer(w);
         return code;
@@ -650,8 +656,8 @@ eb_status eb_h5w_write(eb_h5w *w, const char *name, eb_h5_type type, const void 
         return poison(w, eb_fail(EB_EINPUT, "%s: dataset '%s': bad type or rank %d", w->path, name, rank));
     for (int d = 0; d < rank; d++)
         if (dims[d] < 0)
-            return poison(w, eb_fail(EB_EINPUT, "%s: dataset '%s': negative extent in %s", w->path, name,
-                                     format_dims(shape, dims, rank)));
+            return poison(w, eb_fail(EB_EINPUT, "%s: dataset '%s': extent %d is negative (%lld)", w->path, name, d,
+                                     (long long)dims[d]));
     int64_t n = checked_count(dims, rank);
     if (n < 0)
         return poison(w, eb_fail(EB_EINPUT, "%s: dataset '%s': dims %s exceed %lld elements", w->path, name,

@@ -531,7 +531,8 @@ static eb_status parse_metadata(eb_json *j, eb_st_file *f) {
     eb_status st;
     snprintf(j->scope, sizeof j->scope, "__metadata__");
     while (!(st = eb_json_member(j, &count, &key)) && key) {
-        if (eb_st_metadata(f, key)) st = eb_json_fail(j, "duplicate key '%s'", key);
+        snprintf(j->scope, sizeof j->scope, "__metadata__ key '%.120s'", key);
+        if (eb_st_metadata(f, key)) st = eb_json_fail(j, "duplicate key");
         else if (!(st = eb_json_string(j, &value))) {
             if (grow((void **)&f->meta, f->n_meta, &cap, sizeof *f->meta)) {
                 f->meta[f->n_meta++] = (eb_st_meta){key, value};

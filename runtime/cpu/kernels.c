@@ -7,16 +7,27 @@
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
+#include <omp.h>
 #include <string.h>
 
+void eb_kernels_init(int threads) {
+    openblas_set_num_threads(1);
+    omp_set_num_threads(threads > 0 ? threads : omp_get_num_procs());
+}
+
 void linear_forward(float *out, const float *in, const float *w, const float *b, int BT, int IC, int OC) {
-    float beta = 0.0f;
-    if (b) {
-#pragma omp parallel for schedule(static)
-        for (int r = 0; r < BT; r++) memcpy(out + (size_t)r * OC, b, sizeof(float) * OC);
-        beta = 1.0f;
+    /* Fixed row chunks, each one single-threaded sgemm: OpenBLAS's own threading
+     * splits work by thread count and would change the bits with it. */
+    int chunks = (BT + EB_GEMM_ROWS - 1) / EB_GEMM_ROWS;
+#pragma omp parallel for schedule(static) if (chunks > 1)
+    for (int k = 0; k < chunks; k++) {
+        int r0 = k * EB_GEMM_ROWS, rows = BT - r0 < EB_GEMM_ROWS ? BT - r0 : EB_GEMM_ROWS;
+        float *o = out + (size_t)r0 * OC;
+        if (b)
+            for (int r = 0; r < rows; r++) memcpy(o + (size_t)r * OC, b, sizeof(float) * OC);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, OC, IC, 1.0f, in + (size_t)r0 * IC, IC, w, IC,
+                    b ? 1.0f : 0.0f, o, OC);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BT, OC, IC, 1.0f, in, IC, w, IC, beta, out, OC);
 }
 
 void patch_embed_forward(float *out, const float *x, const float *w, const float *b, const float *pos, int B, int C,

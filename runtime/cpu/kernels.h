@@ -13,6 +13,14 @@
 #define EB_LN_EPS 1e-6
 #define EB_FREQ_HALF 128 /* half of the 256 timestep frequencies */
 
+/* Rows per sgemm call of linear_forward: a constant, so results do not depend
+ * on the thread count. OpenBLAS must run single-threaded (eb_kernels_init). */
+#define EB_GEMM_ROWS 64
+
+/* Makes OpenBLAS single-threaded (the kernels parallelise over fixed chunks
+ * themselves) and sets the OpenMP thread count (0 = all cores). */
+void eb_kernels_init(int threads);
+
 /* out (BT, OC) = in (BT, IC) · w (OC, IC)ᵀ + b (OC); b may be NULL. */
 void linear_forward(float *out, const float *in, const float *w, const float *b, int BT, int IC, int OC);
 /* out (B, T, D) = conv_{p,p}(x (B, C, H, W); w (D, C*p*p), b (D)) + pos (T, D). */

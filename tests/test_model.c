@@ -1,0 +1,176 @@
+/* test_model.c — the DiT forward against the PyTorch reference goldens. */
+#include "golden.h"
+#include "kernels.h"
+#include "model.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FWD_TOL 1e-5 /* max |Δ| / max |want| for every fp32 forward golden */
+
+static size_t numel(const int64_t *d, int rank) {
+    size_t n = 1;
+    for (int i = 0; i < rank; i++) n *= (size_t)d[i];
+    return n;
+}
+
+Test(model, timestep_frequencies) {
+    int64_t td[1], od[2];
+    int32_t *t = golden_i32("components.h5", "/tfreq/t", 1, td);
+    float *want = golden_f32("components.h5", "/tfreq/out", 2, od);
+    float *got = malloc(numel(od, 2) * sizeof(float));
+    timestep_freq_forward(got, t, (int)td[0]);
+    /* f_i is float32 as in PyTorch, whose expf may differ from glibc's by one ulp;
+     * t·f_i with t up to 999 turns that ulp into ~6e-5 of the cos/sin argument. */
+    double err = max_rel_err(got, want, numel(od, 2));
+    cr_expect_leq(err, 1e-4, "timestep frequencies: rel err %g", err);
+    free(t), free(want), free(got);
+}
+
+Test(model, pos_embed) {
+    struct { const char *name; int D, grid; } cases[] = {
+        {"/pos_embed/d64_g4", 64, 4}, {"/pos_embed/d48_g6", 48, 6}, {"/pos_embed/d1152_g16", 1152, 16}};
+    for (size_t i = 0; i < 3; i++) {
+        int64_t d[2];
+        float *want = golden_f32("components.h5", cases[i].name, 2, d);
+        cr_assert_eq(d[0], cases[i].grid * cases[i].grid);
+        float *got = malloc(numel(d, 2) * sizeof(float));
+        eb_pos_embed(got, cases[i].D, cases[i].grid);
+        double err = max_rel_err(got, want, numel(d, 2));
+        cr_expect_leq(err, 1e-6, "%s: rel err %g", cases[i].name, err);
+        free(want), free(got);
+    }
+}
+
+Test(model, patch_embed_and_unpatchify) {
+    eb_model *m = golden_model("tiny_sigma.safetensors", 0);
+    int64_t xd[4], td[3], ud[3], od[4];
+    float *x = golden_f32("components.h5", "/patch/x", 4, xd);
+    float *tokens = golden_f32("components.h5", "/patch/tokens", 3, td);
+    int B = (int)xd[0];
+    cr_assert_eq(eb_acts_reserve(m, B), EB_OK);
+    memcpy(m->acts.x_in, x, numel(xd, 4) * sizeof(float));
+    eb_embed(m, B);
+    double err = max_rel_err(m->acts.tokens, tokens, numel(td, 3));
+    cr_expect_leq(err, FWD_TOL, "patch embedding: rel err %g", err);
+
+    float *ut = golden_f32("components.h5", "/unpatch/tokens", 3, ud);
+    float *uo = golden_f32("components.h5", "/unpatch/out", 4, od);
+    float *got = malloc(numel(od, 4) * sizeof(float));
+    unpatchify_forward(got, ut, (int)od[0], (int)od[1], (int)od[2], m->cfg.patch_size);
+    cr_expect_eq(memcmp(got, uo, numel(od, 4) * sizeof(float)), 0, "unpatchify is a permutation: must be exact");
+    free(x), free(tokens), free(ut), free(uo), free(got);
+    eb_model_free(m);
+}
+
+Test(model, one_block) {
+    eb_model *m = golden_model("tiny_sigma.safetensors", 0);
+    int64_t xd[3], cd[2];
+    float *x = golden_f32("components.h5", "/block/x", 3, xd);
+    float *c = golden_f32("components.h5", "/block/c", 2, cd);
+    float *want = golden_f32("components.h5", "/block/out", 3, xd);
+    int B = (int)xd[0];
+    cr_assert_eq(eb_acts_reserve(m, B), EB_OK);
+    memcpy(m->acts.tokens, x, numel(xd, 3) * sizeof(float));
+    silu_forward(m->acts.cond_silu, c, numel(cd, 2));
+    eb_block_forward(m, 0, B);
+    double err = max_rel_err(m->acts.tokens, want, numel(xd, 3));
+    cr_expect_leq(err, FWD_TOL, "block 0: rel err %g", err);
+    free(x), free(c), free(want);
+    eb_model_free(m);
+}
+
+/* Runs the model on a golden file's x, t, y and compares with its out. */
+static void check_forward(const char *model, int heads, const char *golden, double tol) {
+    eb_model *m = golden_model(model, heads);
+    int64_t xd[4], nd[1], od[4];
+    float *x = golden_f32(golden, "x", 4, xd);
+    int32_t *t = golden_i32(golden, "t", 1, nd), *y = golden_i32(golden, "y", 1, nd);
+    float *want = golden_f32(golden, "out", 4, od);
+    float *got = malloc(numel(od, 4) * sizeof(float));
+    cr_assert_eq(eb_forward(m, got, x, t, y, (int)xd[0]), EB_OK, "%s", eb_last_error());
+    double err = max_rel_err(got, want, numel(od, 4));
+    cr_expect_leq(err, tol, "%s on %s: rel err %g", model, golden, err);
+    free(x), free(t), free(y), free(want), free(got);
+    eb_model_free(m);
+}
+
+Test(model, forward_learn_sigma) { check_forward("tiny_sigma.safetensors", 0, "forward_sigma.h5", FWD_TOL); }
+Test(model, forward_fixed_sigma_no_metadata) { check_forward("tiny_nosigma.safetensors", 3, "forward_nosigma.h5", FWD_TOL); }
+Test(model, forward_f16_weights) { check_forward("tiny_sigma_f16.safetensors", 0, "forward_f16.h5", FWD_TOL); }
+Test(model, forward_bf16_weights) { check_forward("tiny_sigma_bf16.safetensors", 0, "forward_bf16.h5", FWD_TOL); }
+Test(model, forward_diffusers_folder) { check_forward("tiny_diffusers", 0, "forward_sigma.h5", FWD_TOL); }
+
+Test(model, classifier_free_guidance) {
+    eb_model *m = golden_model("tiny_sigma.safetensors", 0);
+    int64_t xd[4], nd[1], od[4];
+    float *x = golden_f32("cfg.h5", "x", 4, xd);
+    int32_t *t = golden_i32("cfg.h5", "t", 1, nd), *y = golden_i32("cfg.h5", "y", 1, nd);
+    float scale = (float)golden_attr_f64("cfg.h5", "scale");
+    const char *outs[] = {"out", "out_all"};
+    int channels[] = {eb_default_guide_channels(eb_model_config(m)), eb_model_config(m)->in_channels};
+    cr_assert_eq(channels[0], 3, "the official code guides 3 channels");
+    for (int k = 0; k < 2; k++) {
+        float *want = golden_f32("cfg.h5", outs[k], 4, od);
+        float *got = malloc(numel(od, 4) * sizeof(float));
+        cr_assert_eq(eb_forward_cfg(m, got, x, t, y, (int)xd[0], scale, channels[k]), EB_OK, "%s", eb_last_error());
+        double err = max_rel_err(got, want, numel(od, 4));
+        cr_expect_leq(err, FWD_TOL, "guidance %s: rel err %g", outs[k], err);
+        free(want), free(got);
+    }
+    free(x), free(t), free(y);
+    eb_model_free(m);
+}
+
+Test(model, same_bits_at_any_thread_count) {
+    eb_model *m = golden_model("tiny_sigma.safetensors", 0);
+    int64_t xd[4], nd[1];
+    float *x = golden_f32("forward_sigma.h5", "x", 4, xd);
+    int32_t *t = golden_i32("forward_sigma.h5", "t", 1, nd), *y = golden_i32("forward_sigma.h5", "y", 1, nd);
+    size_t n = (size_t)xd[0] * 8 * 64;
+    float *one = malloc(n * sizeof(float)), *two = malloc(n * sizeof(float));
+    eb_set_threads(1);
+    cr_assert_eq(eb_forward(m, one, x, t, y, (int)xd[0]), EB_OK);
+    eb_set_threads(2);
+    cr_assert_eq(eb_forward(m, two, x, t, y, (int)xd[0]), EB_OK);
+    cr_expect_eq(memcmp(one, two, n * sizeof(float)), 0, "1 and 2 threads differ");
+    free(x), free(t), free(y), free(one), free(two);
+    eb_model_free(m);
+}
+
+Test(model, rejects_bad_inputs) {
+    eb_model *m = golden_model("tiny_sigma.safetensors", 0);
+    float x[2 * 4 * 8 * 8] = {0}, out[2 * 8 * 8 * 8];
+    int32_t t[2] = {10, 1000}, y[2] = {1, 2};
+    cr_expect_eq(eb_forward(m, out, x, t, y, 2), EB_EINPUT);
+    cr_expect(strstr(eb_last_error(), "t[1] = 1000"), "message: %s", eb_last_error());
+    t[1] = 5, y[0] = 11;
+    cr_expect_eq(eb_forward(m, out, x, t, y, 2), EB_EINPUT);
+    cr_expect(strstr(eb_last_error(), "y[0] = 11"), "message: %s", eb_last_error());
+    y[0] = 10; /* the null class is a valid label */
+    cr_expect_eq(eb_forward(m, out, x, t, y, 2), EB_OK, "%s", eb_last_error());
+    x[1 * 256 + 2 * 64 + 3 * 8 + 4] = NAN;
+    cr_expect_eq(eb_forward(m, out, x, t, y, 2), EB_EINPUT);
+    cr_expect(strstr(eb_last_error(), "[1, 2, 3, 4]"), "message: %s", eb_last_error());
+    eb_model_free(m);
+}
+
+Test(model, named_configs_and_cost) {
+    eb_config c;
+    cr_assert_eq(eb_config_named(&c, "DiT-XL/2"), EB_OK);
+    cr_expect_eq(c.hidden_size, 1152);
+    cr_expect_eq(c.depth, 28);
+    cr_expect_eq(c.num_heads, 16);
+    /* The DiT paper's 118.6 "Gflops" for XL/2 are multiply-accumulates; its parameter count is 675M. */
+    cr_expect(fabs(eb_forward_macs(&c) * 1e-9 - 118.6) < 0.1, "XL/2 GMACs %g", eb_forward_macs(&c) * 1e-9);
+    cr_expect(fabs(eb_param_count(&c) * 1e-6 - 675.1) < 0.5, "XL/2 params %zu", eb_param_count(&c));
+    cr_assert_eq(eb_config_named(&c, "S/8"), EB_OK);
+    cr_expect_eq(c.patch_size, 8);
+    cr_expect_eq(eb_config_named(&c, "XL/3"), EB_EINPUT);
+    cr_expect_eq(eb_config_named(&c, "M/2"), EB_EINPUT);
+    c.num_heads = 7;
+    cr_expect_eq(eb_config_validate(&c), EB_EINPUT);
+    cr_expect(strstr(eb_last_error(), "num_heads"), "%s", eb_last_error());
+}

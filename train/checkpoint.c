@@ -1,0 +1,370 @@
+/* checkpoint.c — training checkpoints, the EMA export, and the training loop
+ * that writes them (progress line, CSV log, stop on a signal). */
+#include "trainer.h"
+
+#include "check.h"
+#include "safetensors.h"
+#include "weights.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CKPT_FORMAT "ebcache-train-1"
+#define KEY_LEN 96
+#define VALUE_LEN 32
+
+/* The slabs a checkpoint holds, by tensor-name prefix. */
+static const char *const slab_prefix[4] = {"params", "ema", "adam_m", "adam_v"};
+
+static float *slab_of(const eb_trainer *tr, int s) {
+    float *slabs[4] = {tr->model->slab, tr->ema, tr->adam_m, tr->adam_v};
+    return slabs[s];
+}
+
+/* ------------------------------------------------------------------------ */
+/* Metadata                                                                  */
+
+typedef struct {
+    eb_st_meta pairs[24];
+    char values[24][VALUE_LEN];
+    int n;
+} meta_list;
+
+static void meta_add(meta_list *m, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void meta_add(meta_list *m, const char *key, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->values[m->n], VALUE_LEN, fmt, ap);
+    va_end(ap);
+    m->pairs[m->n] = (eb_st_meta){key, m->values[m->n]};
+    m->n++;
+}
+
+/* The recipe and progress keys (shared by checkpoints and the EMA export);
+ * doubles in %.17g so that they read back exactly. */
+static void meta_recipe(meta_list *m, const eb_trainer *tr) {
+    const eb_recipe *r = &tr->recipe;
+    meta_add(m, "step", "%" PRId64, tr->step);
+    meta_add(m, "data_n", "%d", tr->data_n);
+    meta_add(m, "batch", "%d", r->batch);
+    meta_add(m, "lr", "%.17g", r->lr);
+    meta_add(m, "weight_decay", "%.17g", r->weight_decay);
+    meta_add(m, "beta1", "%.17g", r->beta1);
+    meta_add(m, "beta2", "%.17g", r->beta2);
+    meta_add(m, "adam_eps", "%.17g", r->adam_eps);
+    meta_add(m, "warmup_steps", "%d", r->warmup_steps);
+    meta_add(m, "grad_clip", "%.17g", r->grad_clip);
+    meta_add(m, "ema_decay", "%.17g", r->ema_decay);
+    meta_add(m, "class_dropout", "%.17g", r->class_dropout);
+    meta_add(m, "seed", "%" PRIu64, r->seed);
+}
+
+static eb_status meta_get(const eb_st_file *f, const char *key, const char **value) {
+    *value = eb_st_metadata(f, key);
+    if (!*value) return eb_fail(EB_EINPUT, "%s: checkpoint metadata lacks '%s'", eb_st_label(f), key);
+    return EB_OK;
+}
+
+static eb_status meta_int64(const eb_st_file *f, const char *key, int64_t min, int64_t max, int64_t *out) {
+    const char *s;
+    eb_status st = meta_get(f, key, &s);
+    if (st) return st;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || *end || errno || v < min || v > max)
+        return eb_fail(EB_EINPUT, "%s: checkpoint metadata '%s' = '%s' is not an integer in [%" PRId64 ", %" PRId64 "]",
+                       eb_st_label(f), key, s, min, max);
+    *out = v;
+    return EB_OK;
+}
+
+static eb_status meta_int(const eb_st_file *f, const char *key, int min, int max, int *out) {
+    int64_t v;
+    eb_status st = meta_int64(f, key, min, max, &v);
+    if (!st) *out = (int)v;
+    return st;
+}
+
+static eb_status meta_double(const eb_st_file *f, const char *key, double *out) {
+    const char *s;
+    eb_status st = meta_get(f, key, &s);
+    if (st) return st;
+    char *end;
+    errno = 0;
+    *out = strtod(s, &end);
+    if (end == s || *end || errno || !isfinite(*out))
+        return eb_fail(EB_EINPUT, "%s: checkpoint metadata '%s' = '%s' is not a finite number", eb_st_label(f), key, s);
+    return EB_OK;
+}
+
+static eb_status meta_u64(const eb_st_file *f, const char *key, uint64_t *out) {
+    const char *s;
+    eb_status st = meta_get(f, key, &s);
+    if (st) return st;
+    char *end;
+    errno = 0;
+    *out = strtoull(s, &end, 10);
+    if (end == s || *end || errno || *s == '-')
+        return eb_fail(EB_EINPUT, "%s: checkpoint metadata '%s' = '%s' is not an unsigned integer", eb_st_label(f),
+                       key, s);
+    return EB_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Save, load, export                                                        */
+
+/* Tensors in a slab once the block stacks are split into official per-block keys. */
+static int count_slices(const eb_config *c) {
+    int n = 0;
+    for (int i = 0; i < EB_NUM_PARAM_TENSORS; i++) n += eb_param_table[i].per_block ? c->depth : 1;
+    return n;
+}
+
+/* The official key of tensor i's slice for block l, and its element count. */
+static size_t slice_key(char key[KEY_LEN], int i, int l, const eb_config *c) {
+    snprintf(key, KEY_LEN, eb_param_table[i].fmt, l);
+    int64_t dims[4];
+    int rank = eb_param_shape(i, c, dims);
+    size_t n = 1;
+    for (int r = 0; r < rank; r++) n *= (size_t)dims[r];
+    return n;
+}
+
+eb_status eb_trainer_save(const eb_trainer *tr, const char *path) {
+    const eb_config *c = &tr->model->cfg;
+    int per_slab = count_slices(c), n = 4 * per_slab;
+    eb_st_entry *entries = calloc((size_t)n, sizeof *entries);
+    char (*names)[KEY_LEN + 8] = calloc((size_t)n, KEY_LEN + 8);
+    if (!entries || !names) {
+        free(entries);
+        free(names);
+        return eb_fail(EB_ERUNTIME, "%s: out of memory", path);
+    }
+    int e = 0;
+    for (int s = 0; s < 4; s++) {
+        const float *at = slab_of(tr, s);
+        for (int i = 0; i < EB_NUM_PARAM_TENSORS; i++)
+            for (int l = 0; l < (eb_param_table[i].per_block ? c->depth : 1); l++, e++) {
+                char key[KEY_LEN];
+                size_t numel = slice_key(key, i, l, c);
+                snprintf(names[e], KEY_LEN + 8, "%s.%s", slab_prefix[s], key);
+                entries[e] = (eb_st_entry){.name = names[e], .dtype = EB_DT_F32, .data = at};
+                entries[e].rank = eb_param_shape(i, c, entries[e].shape);
+                at += numel;
+            }
+    }
+    meta_list m = {.n = 0};
+    meta_add(&m, "format", "%s", CKPT_FORMAT);
+    meta_add(&m, "input_size", "%d", c->input_size);
+    meta_add(&m, "patch_size", "%d", c->patch_size);
+    meta_add(&m, "in_channels", "%d", c->in_channels);
+    meta_add(&m, "hidden_size", "%d", c->hidden_size);
+    meta_add(&m, "depth", "%d", c->depth);
+    meta_add(&m, "num_heads", "%d", c->num_heads);
+    meta_add(&m, "num_classes", "%d", c->num_classes);
+    meta_add(&m, "learn_sigma", "%s", c->learn_sigma ? "true" : "false");
+    meta_recipe(&m, tr);
+    eb_status st = eb_st_write(path, entries, n, m.pairs, m.n);
+    free(entries);
+    free(names);
+    return st;
+}
+
+/* Reads the configuration and recipe of an open checkpoint. */
+static eb_status read_header(const eb_st_file *f, eb_config *c, eb_recipe *r, int *data_n, int64_t *step) {
+    const char *format = eb_st_metadata(f, "format");
+    if (!format || strcmp(format, CKPT_FORMAT))
+        return eb_fail(EB_EINPUT, "%s: not an ebcache training checkpoint (metadata 'format' is %s%s%s, expected '%s')",
+                       eb_st_label(f), format ? "'" : "", format ? format : "missing", format ? "'" : "", CKPT_FORMAT);
+    const char *ls;
+    eb_status st = meta_get(f, "learn_sigma", &ls);
+    if (st) return st;
+    if (strcmp(ls, "true") && strcmp(ls, "false"))
+        return eb_fail(EB_EINPUT, "%s: checkpoint metadata 'learn_sigma' = '%s', expected true or false",
+                       eb_st_label(f), ls);
+    c->learn_sigma = !strcmp(ls, "true");
+    struct { const char *key; int *field, min, max; } ints[] = {
+        {"input_size", &c->input_size, 1, 4096}, {"patch_size", &c->patch_size, 1, 64},
+        {"in_channels", &c->in_channels, 1, 256}, {"hidden_size", &c->hidden_size, 1, 16384},
+        {"depth", &c->depth, 1, 256}, {"num_heads", &c->num_heads, 1, 1024},
+        {"num_classes", &c->num_classes, 1, 1000000}, {"data_n", data_n, 1, INT32_MAX},
+        {"batch", &r->batch, 1, 1 << 20}, {"warmup_steps", &r->warmup_steps, 0, INT32_MAX},
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0] && !st; i++)
+        st = meta_int(f, ints[i].key, ints[i].min, ints[i].max, ints[i].field);
+    struct { const char *key; double *field; } reals[] = {
+        {"lr", &r->lr}, {"weight_decay", &r->weight_decay}, {"beta1", &r->beta1}, {"beta2", &r->beta2},
+        {"adam_eps", &r->adam_eps}, {"grad_clip", &r->grad_clip}, {"ema_decay", &r->ema_decay},
+        {"class_dropout", &r->class_dropout},
+    };
+    for (size_t i = 0; i < sizeof reals / sizeof reals[0] && !st; i++) st = meta_double(f, reals[i].key, reals[i].field);
+    if (!st) st = meta_u64(f, "seed", &r->seed);
+    if (!st) st = meta_int64(f, "step", 0, INT64_MAX / 2, step);
+    if (!st) st = eb_config_validate(c);
+    return st;
+}
+
+eb_status eb_trainer_load(eb_trainer **out, const char *path) {
+    *out = NULL;
+    eb_st_file *f;
+    eb_status st = eb_st_open(&f, path);
+    if (st) return st;
+    eb_config c;
+    eb_recipe r;
+    int data_n;
+    int64_t step;
+    eb_trainer *tr = NULL;
+    st = read_header(f, &c, &r, &data_n, &step);
+    if (!st) st = eb_trainer_create(&tr, &c, &r, data_n);
+    for (int s = 0; s < 4 && !st; s++) {
+        float *at = slab_of(tr, s);
+        for (int i = 0; i < EB_NUM_PARAM_TENSORS && !st; i++)
+            for (int l = 0; l < (eb_param_table[i].per_block ? c.depth : 1) && !st; l++) {
+                char key[KEY_LEN], name[KEY_LEN + 8];
+                size_t numel = slice_key(key, i, l, &c);
+                snprintf(name, sizeof name, "%s.%s", slab_prefix[s], key);
+                const eb_st_tensor *t = eb_st_find(f, name);
+                int64_t dims[4];
+                int rank = eb_param_shape(i, &c, dims);
+                if (!t) {
+                    st = eb_fail(EB_EINPUT, "%s: checkpoint lacks tensor '%s'", path, name);
+                    break;
+                }
+                int same = t->rank == rank && t->dtype == EB_DT_F32;
+                for (int k = 0; same && k < rank; k++) same = t->shape[k] == dims[k];
+                if (!same) {
+                    st = eb_fail(EB_EINPUT, "%s: tensor '%s' is not F32 of the configuration's shape", path, name);
+                    break;
+                }
+                st = eb_st_read_f32(f, t, at, numel);
+                if (!st) {
+                    char what[KEY_LEN + 64];
+                    snprintf(what, sizeof what, "%s: tensor '%s'", path, name);
+                    st = eb_check_finite(at, dims, rank, EB_EINPUT, what);
+                }
+                at += numel;
+            }
+    }
+    eb_st_close(f);
+    if (st) {
+        eb_trainer_free(tr);
+        return st;
+    }
+    tr->step = step;
+    *out = tr;
+    return EB_OK;
+}
+
+eb_status eb_trainer_export_ema(const eb_trainer *tr, const char *path) {
+    meta_list m = {.n = 0};
+    meta_add(&m, "producer", "ebcache train (EMA weights)");
+    meta_recipe(&m, tr);
+    return eb_weights_save(&tr->model->cfg, tr->ema, path, m.pairs, m.n, EB_DT_F32);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The training loop                                                         */
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+/* Loss terms summed over the steps since the last log row. */
+typedef struct {
+    double loss, mse, vb, t0;
+    int steps;
+} log_window;
+
+static eb_status check_data(const eb_trainer *tr, const eb_fmnist *data) {
+    const eb_config *c = &tr->model->cfg;
+    if (data->n != tr->data_n)
+        return eb_fail(EB_EINPUT, "the dataset has %d images but this run was set up for %d (data order)", data->n,
+                       tr->data_n);
+    if (c->in_channels != 1 || data->h != c->input_size || data->w != c->input_size)
+        return eb_fail(EB_EINPUT, "images are 1x%dx%d but the model takes %dx%dx%d", data->h, data->w,
+                       c->in_channels, c->input_size, c->input_size);
+    for (int i = 0; i < data->n; i++)
+        if (data->labels[i] < 0 || data->labels[i] >= c->num_classes)
+            return eb_fail(EB_EINPUT, "label %d of image %d is outside the model's %d classes", data->labels[i], i,
+                           c->num_classes);
+    return EB_OK;
+}
+
+/* Opens the CSV log for appending, with its header when the file is new. */
+static eb_status open_log(FILE **log, const char *path) {
+    *log = fopen(path, "a");
+    if (!*log) return eb_fail(EB_EINPUT, "%s: cannot open the training log: %s", path, strerror(errno));
+    if (ftell(*log) == 0) fprintf(*log, "step,loss,mse,vb,lr,images_per_s\n");
+    return EB_OK;
+}
+
+static void print_progress(const eb_trainer *tr, int64_t steps, double smooth_loss, double rate) {
+    double eta = rate > 0 ? (double)(steps - tr->step) * tr->recipe.batch / rate : 0.0;
+    fprintf(stderr, "\r\033[Kstep %" PRId64 "/%" PRId64 "  loss %.4f  %.1f img/s  ETA %dh%02dm", tr->step, steps,
+            smooth_loss, rate, (int)(eta / 3600), (int)fmod(eta / 60, 60));
+}
+
+eb_status eb_train_run(eb_trainer *tr, const eb_fmnist *data, const eb_train_opts *o) {
+    eb_status st = check_data(tr, data);
+    if (st) return st;
+    const int B = tr->recipe.batch, per = data->h * data->w;
+    const int64_t batches_per_epoch = tr->data_n / B, first_step = tr->step;
+    int *perm = malloc((size_t)tr->data_n * sizeof(int));
+    if (!perm) return eb_fail(EB_ERUNTIME, "out of memory for the data order");
+    FILE *log = NULL;
+    if (o->log_path && (st = open_log(&log, o->log_path))) {
+        free(perm);
+        return st;
+    }
+    const int tty = o->progress && isatty(2);
+    int64_t perm_epoch = -1;
+    double smooth = NAN, t_start = now_seconds(), t_print = 0.0;
+    log_window w = {.t0 = t_start};
+    eb_train_acts *a = &tr->a;
+    while (tr->step < o->steps && !(o->stop && *o->stop)) {
+        int64_t epoch = tr->step / batches_per_epoch, first = tr->step % batches_per_epoch * B;
+        if (epoch != perm_epoch) {
+            eb_train_permutation(perm, tr->data_n, tr->recipe.seed, epoch);
+            perm_epoch = epoch;
+        }
+        for (int i = 0; i < B; i++) {
+            int row = perm[first + i];
+            memcpy(a->x0 + (size_t)i * per, data->images + (size_t)row * per, per * sizeof(float));
+            a->labels[i] = data->labels[row];
+        }
+        eb_step_stats s;
+        if ((st = eb_train_step(tr, a->x0, a->labels, &s))) break;
+        smooth = isnan(smooth) ? s.terms.loss : 0.98 * smooth + 0.02 * s.terms.loss;
+        w.loss += s.terms.loss;
+        w.mse += s.terms.mse;
+        w.vb += s.terms.vb;
+        w.steps++;
+        double t = now_seconds();
+        if (log && ((o->log_every > 0 && tr->step % o->log_every == 0) || tr->step == o->steps)) {
+            fprintf(log, "%" PRId64 ",%.6f,%.6f,%.6f,%.6g,%.2f\n", tr->step, w.loss / w.steps, w.mse / w.steps,
+                    w.vb / w.steps, s.lr, w.steps * B / (t - w.t0));
+            fflush(log);
+            w = (log_window){.t0 = t};
+        }
+        if (tty && t - t_print > 0.5) {
+            print_progress(tr, o->steps, smooth, (tr->step - first_step) * B / (t - t_start));
+            t_print = t;
+        }
+        if (o->ckpt_every > 0 && tr->step % o->ckpt_every == 0 && (st = eb_trainer_save(tr, o->ckpt_path))) break;
+    }
+    if (tty) fputc('\n', stderr);
+    if (!st && o->ckpt_path) st = eb_trainer_save(tr, o->ckpt_path);
+    if (log && fclose(log) && !st) st = eb_fail(EB_ERUNTIME, "%s: cannot write the training log", o->log_path);
+    free(perm);
+    return st;
+}
