@@ -75,6 +75,7 @@ bench: deps bin/ebcache build/opt/bench_forward
 
 goldens:
 	/usr/bin/python3 reference/make_goldens.py tests/golden
+	/usr/bin/python3 reference/metrics_ref.py tests/golden
 
 fuzz: deps
 	$(MAKE) -C fuzz

@@ -152,16 +152,51 @@ eb_status eb_frechet_distance(double *fd, const double *mu1, const double *cov1,
 
 /* ------------------------------------------------------------------------ */
 /* k-NN precision / recall                                                   */
+/*
+ * Distances come in tiles of DIST_BLOCK × DIST_BLOCK from one dgemm each.
+ * Threads split the row blocks and each runs its own (serial) dgemm on its own
+ * scratch: one parallel region per pass instead of one per tile, which keeps
+ * busy or oversubscribed cores from stalling every tile on a barrier.
+ */
 
-/* Scratch of one distance tile: two row blocks in double, their squared
- * norms, the tile, and per-row state of the row block. */
+/* One thread's scratch: a row block and a column block in double with their
+ * squared norms, their tile of squared distances, and per-row state. */
 typedef struct {
     double *a, *a_norm;  /* (DIST_BLOCK, D), (DIST_BLOCK) */
     double *b, *b_norm;  /* (DIST_BLOCK, D), (DIST_BLOCK) */
     double *tile;        /* (DIST_BLOCK, DIST_BLOCK)      */
-    double *nearest;     /* (DIST_BLOCK, k) sorted        */
-    char *covered;       /* (DIST_BLOCK)                  */
+    double *nearest;     /* (DIST_BLOCK, k) ascending     */
+    char *covered;       /* (DIST_BLOCK) inside some ball */
 } dist_work;
+
+static void dist_work_free(dist_work *w, int threads) {
+    for (int t = 0; w && t < threads; t++) {
+        free(w[t].a), free(w[t].a_norm), free(w[t].b), free(w[t].b_norm);
+        free(w[t].tile), free(w[t].nearest), free(w[t].covered);
+    }
+    free(w);
+}
+
+/* Scratch for `threads` threads; NULL when out of memory. */
+static dist_work *dist_work_alloc(int threads, int D, int k) {
+    dist_work *w = calloc((size_t)threads, sizeof *w);
+    int ok = w != NULL;
+    size_t rows = (size_t)DIST_BLOCK * D * sizeof(double), norms = DIST_BLOCK * sizeof(double);
+    for (int t = 0; ok && t < threads; t++) {
+        w[t] = (dist_work){
+            .a = malloc(rows),
+            .a_norm = malloc(norms),
+            .b = malloc(rows),
+            .b_norm = malloc(norms),
+            .tile = malloc((size_t)DIST_BLOCK * DIST_BLOCK * sizeof(double)),
+            .nearest = malloc((size_t)DIST_BLOCK * k * sizeof(double)),
+            .covered = malloc(DIST_BLOCK),
+        };
+        ok = w[t].a && w[t].a_norm && w[t].b && w[t].b_norm && w[t].tile && w[t].nearest && w[t].covered;
+    }
+    if (!ok) dist_work_free(w, threads), w = NULL;
+    return w;
+}
 
 /* dst (n, D) = rows [r0, r0 + n) of src (·, D) in double; norm (n) their ‖·‖². */
 static void load_rows(double *dst, double *norm, const float *src, int r0, int n, int D) {
@@ -176,11 +211,12 @@ static void load_rows(double *dst, double *norm, const float *src, int r0, int n
     }
 }
 
-/* tile (na, nb) = ‖a_i − b_j‖² = ‖a_i‖² + ‖b_j‖² − 2 a_i·b_j, clamped at 0
+/* Loads rows [j0, j0 + nb) of y as the column block and fills the tile
+ * (na, nb) with ‖a_i − b_j‖² = ‖a_i‖² + ‖b_j‖² − 2 a_i·b_j, clamped at 0
  * (round-off can make the expansion slightly negative). */
-static void sq_dist_tile(dist_work *w, int na, int nb, int D) {
+static void sq_dist_tile(dist_work *w, int na, const float *y, int j0, int nb, int D) {
+    load_rows(w->b, w->b_norm, y, j0, nb, D);
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, na, nb, D, -2.0, w->a, D, w->b, D, 0.0, w->tile, nb);
-#pragma omp parallel for
     for (int i = 0; i < na; i++)
         for (int j = 0; j < nb; j++) {
             double d = w->tile[(size_t)i * nb + j] + w->a_norm[i] + w->b_norm[j];
@@ -188,24 +224,26 @@ static void sq_dist_tile(dist_work *w, int na, int nb, int D) {
         }
 }
 
+static int min_int(int a, int b) { return a < b ? a : b; }
+
 /* radius2 (n) = squared distance from each row of x (n, D) to its k-th nearest
  * other row (n > k). */
-static void knn_radii(double *radius2, const float *x, int n, int D, int k, dist_work *w) {
+static void knn_radii(double *radius2, const float *x, int n, int D, int k, dist_work *work) {
+#pragma omp parallel for schedule(dynamic, 1)
     for (int i0 = 0; i0 < n; i0 += DIST_BLOCK) {
-        int na = n - i0 < DIST_BLOCK ? n - i0 : DIST_BLOCK;
+        dist_work *w = &work[omp_get_thread_num()];
+        int na = min_int(n - i0, DIST_BLOCK);
         load_rows(w->a, w->a_norm, x, i0, na, D);
         for (size_t i = 0; i < (size_t)na * k; i++) w->nearest[i] = INFINITY;
         for (int j0 = 0; j0 < n; j0 += DIST_BLOCK) {
-            int nb = n - j0 < DIST_BLOCK ? n - j0 : DIST_BLOCK;
-            load_rows(w->b, w->b_norm, x, j0, nb, D);
-            sq_dist_tile(w, na, nb, D);
-#pragma omp parallel for
+            int nb = min_int(n - j0, DIST_BLOCK);
+            sq_dist_tile(w, na, x, j0, nb, D);
             for (int i = 0; i < na; i++) {
-                double *best = w->nearest + (size_t)i * k; /* ascending */
+                double *best = w->nearest + (size_t)i * k;
                 for (int j = 0; j < nb; j++) {
                     double d = w->tile[(size_t)i * nb + j];
                     if (i0 + i == j0 + j || d >= best[k - 1]) continue;
-                    int p = k - 1;
+                    int p = k - 1; /* insertion into the sorted k best */
                     for (; p > 0 && best[p - 1] > d; p--) best[p] = best[p - 1];
                     best[p] = d;
                 }
@@ -218,29 +256,27 @@ static void knn_radii(double *radius2, const float *x, int n, int D, int k, dist
 /* Fraction of the rows of q (nq, D) within (≤) the ball of some row of
  * ref (nref, D) whose squared radii are ref_radius2 (nref). */
 static double coverage(const float *q, int nq, const float *ref, const double *ref_radius2, int nref, int D,
-                       dist_work *w) {
+                       dist_work *work) {
     long inside = 0;
+#pragma omp parallel for schedule(dynamic, 1) reduction(+ : inside)
     for (int i0 = 0; i0 < nq; i0 += DIST_BLOCK) {
-        int na = nq - i0 < DIST_BLOCK ? nq - i0 : DIST_BLOCK;
+        dist_work *w = &work[omp_get_thread_num()];
+        int na = min_int(nq - i0, DIST_BLOCK);
         load_rows(w->a, w->a_norm, q, i0, na, D);
         memset(w->covered, 0, (size_t)na);
         int left = na;
         for (int j0 = 0; j0 < nref && left > 0; j0 += DIST_BLOCK) {
-            int nb = nref - j0 < DIST_BLOCK ? nref - j0 : DIST_BLOCK;
-            load_rows(w->b, w->b_norm, ref, j0, nb, D);
-            sq_dist_tile(w, na, nb, D);
-            int found = 0;
-#pragma omp parallel for reduction(+ : found)
+            int nb = min_int(nref - j0, DIST_BLOCK);
+            sq_dist_tile(w, na, ref, j0, nb, D);
             for (int i = 0; i < na; i++) {
                 if (w->covered[i]) continue;
                 for (int j = 0; j < nb; j++)
                     if (w->tile[(size_t)i * nb + j] <= ref_radius2[j0 + j]) {
                         w->covered[i] = 1;
-                        found++;
+                        left--;
                         break;
                     }
             }
-            left -= found;
         }
         inside += na - left;
     }
@@ -259,27 +295,19 @@ eb_status eb_precision_recall(double *precision, double *recall, const float *re
         (st = eb_check_finite(fake, fdims, 2, EB_EINPUT, "fake features")))
         return st;
 
-    size_t rows = (size_t)DIST_BLOCK * D;
-    dist_work w = {
-        .a = malloc(rows * sizeof(double)),
-        .a_norm = malloc(DIST_BLOCK * sizeof(double)),
-        .b = malloc(rows * sizeof(double)),
-        .b_norm = malloc(DIST_BLOCK * sizeof(double)),
-        .tile = malloc((size_t)DIST_BLOCK * DIST_BLOCK * sizeof(double)),
-        .nearest = malloc((size_t)DIST_BLOCK * k * sizeof(double)),
-        .covered = malloc(DIST_BLOCK),
-    };
+    int threads = omp_get_max_threads();
+    dist_work *work = dist_work_alloc(threads, D, k);
     double *real_r2 = malloc((size_t)n_real * sizeof *real_r2);
     double *fake_r2 = malloc((size_t)n_fake * sizeof *fake_r2);
-    if (w.a && w.a_norm && w.b && w.b_norm && w.tile && w.nearest && w.covered && real_r2 && fake_r2) {
-        knn_radii(real_r2, real, n_real, D, k, &w);
-        knn_radii(fake_r2, fake, n_fake, D, k, &w);
-        *precision = coverage(fake, n_fake, real, real_r2, n_real, D, &w);
-        *recall = coverage(real, n_real, fake, fake_r2, n_fake, D, &w);
+    if (work && real_r2 && fake_r2) {
+        knn_radii(real_r2, real, n_real, D, k, work);
+        knn_radii(fake_r2, fake, n_fake, D, k, work);
+        *precision = coverage(fake, n_fake, real, real_r2, n_real, D, work);
+        *recall = coverage(real, n_real, fake, fake_r2, n_fake, D, work);
     } else {
         st = eb_fail(EB_ERUNTIME, "precision/recall: out of memory (D=%d, %d real, %d fake)", D, n_real, n_fake);
     }
-    free(w.a), free(w.a_norm), free(w.b), free(w.b_norm), free(w.tile), free(w.nearest), free(w.covered);
+    dist_work_free(work, threads);
     free(real_r2), free(fake_r2);
     return st;
 }

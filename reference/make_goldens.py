@@ -83,7 +83,8 @@ def write_models(out, w_sigma, w_nosigma):
     st_io.save(path("tiny_sigma.safetensors"), w_sigma, SIGMA.metadata())
     st_io.save(path("tiny_sigma_f16.safetensors"), {k: v.half() for k, v in w_sigma.items()}, SIGMA.metadata())
     st_io.save(path("tiny_sigma_bf16.safetensors"), {k: v.bfloat16() for k, v in w_sigma.items()}, SIGMA.metadata())
-    st_io.save(path("tiny_nosigma.safetensors"), {k: v for k, v in w_nosigma.items() if k != "pos_embed"})
+    # No metadata: the loader infers input_size from pos_embed and needs heads given.
+    st_io.save(path("tiny_nosigma.safetensors"), w_nosigma)
     st_io.save(path("tiny_diffusers", "transformer", "diffusion_pytorch_model.safetensors"),
                diffusers_state_dict(SIGMA, w_sigma), {"format": "pt"})
     cfg_path = path("tiny_diffusers", "transformer", "config.json")

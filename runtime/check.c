@@ -5,6 +5,17 @@
 #include <stdio.h>
 #include <string.h>
 
+char *eb_format_dims(char *buf, size_t cap, const int64_t *v, int rank) {
+    size_t len = (size_t)snprintf(buf, cap, "[");
+    for (int d = 0; d < rank && len < cap; d++) {
+        const char *sep = d ? ", " : "";
+        if (v[d] < 0) len += (size_t)snprintf(buf + len, cap - len, "%s*", sep);
+        else len += (size_t)snprintf(buf + len, cap - len, "%s%lld", sep, (long long)v[d]);
+    }
+    if (len < cap) snprintf(buf + len, cap - len, "]");
+    return buf;
+}
+
 char *eb_format_index(char *buf, size_t cap, int64_t flat, const int64_t *dims, int rank) {
     int64_t idx[8];
     int r = rank < 8 ? rank : 8;
@@ -12,11 +23,7 @@ char *eb_format_index(char *buf, size_t cap, int64_t flat, const int64_t *dims, 
         idx[d] = dims[d] > 0 ? flat % dims[d] : 0;
         flat = dims[d] > 0 ? flat / dims[d] : 0;
     }
-    size_t len = (size_t)snprintf(buf, cap, "[");
-    for (int d = 0; d < r && len < cap; d++)
-        len += (size_t)snprintf(buf + len, cap - len, d ? ", %lld" : "%lld", (long long)idx[d]);
-    if (len < cap) snprintf(buf + len, cap - len, "]");
-    return buf;
+    return eb_format_dims(buf, cap, idx, r);
 }
 
 static int64_t element_count(const int64_t *dims, int rank) {

@@ -12,12 +12,15 @@
 
 #include "ebcache.h"
 
-/* Room for any multi-index of rank ≤ 8 written by eb_format_index. */
+/* Room for any index or shape of rank ≤ 8 written by the two formatters. */
 #define EB_INDEX_STR_MAX 192
 
-/* Writes the multi-index of flat element `flat` of a row-major array of shape
- * dims (rank) as "[i, j, k]" into buf (cap bytes, truncated to fit; "[]" for
- * rank 0). Returns buf. */
+/* Writes v (rank) as "[2, 3, 4]" into buf (cap bytes, truncated to fit; "[]"
+ * for rank 0); a negative entry is written "*" (any extent). Returns buf. */
+char *eb_format_dims(char *buf, size_t cap, const int64_t *v, int rank);
+
+/* Writes the row-major multi-index of flat element `flat` of an array of
+ * shape dims (rank ≤ 8) as "[i, j, k]". Returns buf. */
 char *eb_format_index(char *buf, size_t cap, int64_t flat, const int64_t *dims, int rank);
 
 /* Checks that every element of a (dims[0], ..., dims[rank-1]) array is finite.

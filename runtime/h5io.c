@@ -6,8 +6,6 @@
 #include <float.h>
 #include <hdf5.h>
 #include <math.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,20 +102,9 @@ static const char *describe_type(hid_t type, char buf[32]) {
     case H5T_ARRAY: snprintf(buf, 32, "array"); break;
     case H5T_VLEN: snprintf(buf, 32, "variable-length"); break;
     case H5T_REFERENCE: snprintf(buf, 32, "reference"); break;
+    case H5T_BITFIELD: snprintf(buf, 32, "bitfield"); break;
     default: snprintf(buf, 32, "opaque"); break;
     }
-    return buf;
-}
-
-/* "[2, 3, *]" for extents where negative means any. */
-static const char *format_dims(char buf[EB_INDEX_STR_MAX], const int64_t *dims, int rank) {
-    size_t len = (size_t)snprintf(buf, EB_INDEX_STR_MAX, "[");
-    for (int d = 0; d < rank && len < EB_INDEX_STR_MAX; d++) {
-        const char *sep = d ? ", " : "";
-        if (dims[d] < 0) len += (size_t)snprintf(buf + len, EB_INDEX_STR_MAX - len, "%s*", sep);
-        else len += (size_t)snprintf(buf + len, EB_INDEX_STR_MAX - len, "%s%lld", sep, (long long)dims[d]);
-    }
-    if (len < EB_INDEX_STR_MAX) snprintf(buf + len, EB_INDEX_STR_MAX - len, "]");
     return buf;
 }
 
@@ -308,26 +295,26 @@ eb_status eb_h5_read(eb_h5 *f, const char *name, eb_h5_type type, int rank, cons
     if ((st = dataset_shape(f, name, ds, &found_rank, found))) goto done;
     if (found_rank != rank) {
         st = eb_fail(EB_EINPUT, "%s: dataset '%s' has rank %d (dims %s), expected rank %d", f->path, name, found_rank,
-                     format_dims(a, found, found_rank), rank);
+                     eb_format_dims(a, sizeof a, found, found_rank), rank);
         goto done;
     }
     for (int d = 0; want && d < rank; d++)
         if (want[d] >= 0 && want[d] != found[d]) {
             st = eb_fail(EB_EINPUT, "%s: dataset '%s' has dims %s, expected %s", f->path, name,
-                         format_dims(a, found, rank), format_dims(b, want, rank));
+                         eb_format_dims(a, sizeof a, found, rank), eb_format_dims(b, sizeof b, want, rank));
             goto done;
         }
     int64_t n = checked_count(found, rank);
     if (n < 0) {
         st = eb_fail(EB_EINPUT, "%s: dataset '%s' has dims %s, more than %lld elements", f->path, name,
-                     format_dims(a, found, rank), (long long)EB_H5_MAX_ELEMS);
+                     eb_format_dims(a, sizeof a, found, rank), (long long)EB_H5_MAX_ELEMS);
         goto done;
     }
 
     ftype = H5Dget_type(ds);
     H5T_class_t cls = ftype < 0 ? H5T_NO_CLASS : H5Tget_class(ftype);
     int want_float = type == EB_H5_F32 || type == EB_H5_F64;
-    if (cls != (want_float ? H5T_FLOAT : H5T_INTEGER)) {
+    if (cls != (want_float ? H5T_FLOAT : H5T_INTEGER) || H5Tget_size(ftype) > 8) {
         st = eb_fail(EB_EINPUT, "%s: dataset '%s' has type %s, expected %s data (read as %s)", f->path, name,
                      ftype < 0 ? "unknown" : describe_type(ftype, tname), want_float ? "float" : "integer",
                      type_name(type));
@@ -661,7 +648,7 @@ eb_status eb_h5w_write(eb_h5w *w, const char *name, eb_h5_type type, const void 
     int64_t n = checked_count(dims, rank);
     if (n < 0)
         return poison(w, eb_fail(EB_EINPUT, "%s: dataset '%s': dims %s exceed %lld elements", w->path, name,
-                                 format_dims(shape, dims, rank), (long long)EB_H5_MAX_ELEMS));
+                                 eb_format_dims(shape, sizeof shape, dims, rank), (long long)EB_H5_MAX_ELEMS));
     if (n && !data) return poison(w, eb_fail(EB_EINPUT, "%s: dataset '%s': no data", w->path, name));
     if (kind_of(w->file, name) != EB_H5_NONE)
         return poison(w, eb_fail(EB_EINPUT, "%s: dataset '%s' already exists", w->path, name));

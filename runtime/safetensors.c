@@ -469,12 +469,13 @@ static eb_status parse_tensor(eb_json *j, eb_st_file *f, eb_st_tensor *t) {
             return st;
         }
         *seen = 1;
+        char *name = NULL;
         if (seen == &have_dtype) {
-            char *name;
-            if ((st = eb_json_string(j, &name))) break;
-            int dt = dtype_from_name(name);
-            if (dt < 0) st = eb_fail(EB_EINPUT, "%s: tensor '%s': unknown dtype '%s'", f->label, t->name, name);
-            else t->dtype = (eb_dtype)dt;
+            if (!(st = eb_json_string(j, &name))) {
+                int dt = dtype_from_name(name);
+                if (dt < 0) st = eb_fail(EB_EINPUT, "%s: tensor '%s': unknown dtype '%s'", f->label, t->name, name);
+                else t->dtype = (eb_dtype)dt;
+            }
             free(name);
         } else if (seen == &have_shape) {
             st = json_int_array(j, t->shape, EB_ST_MAX_RANK, &t->rank, "shape");

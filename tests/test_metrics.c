@@ -99,7 +99,10 @@ Test(metrics, frechet_commuting_closed_form) {
     double r1[D * D] = {0}, r2[D * D] = {0};
     for (int i = 0; i < D; i++)
         for (int j = 0; j < D; j++)
-            for (int k = 0; k < D; k++) r1[i * D + j] += q[i * D + k] * a[k] * q[j * D + k], r2[i * D + j] += q[i * D + k] * b[k] * q[j * D + k];
+            for (int k = 0; k < D; k++) {
+                r1[i * D + j] += q[i * D + k] * a[k] * q[j * D + k];
+                r2[i * D + j] += q[i * D + k] * b[k] * q[j * D + k];
+            }
     cr_assert_eq(eb_frechet_distance(&fd, mu1, r1, mu2, r2, D), EB_OK, "%s", eb_last_error());
     cr_assert_float_eq(fd, want, 1e-11 * want, "rotated: %.15g vs %.15g", fd, want);
 }
@@ -190,16 +193,20 @@ Test(metrics, precision_recall_hand_case) {
     cr_assert(p == 0.25 && r == 0.5, "p %g r %g", p, r);
 }
 
+/* ‖x − y‖² by direct differences; x, y (D). */
+static double direct_sq_dist(const float *x, const float *y, int D) {
+    double s = 0;
+    for (int c = 0; c < D; c++) s += ((double)x[c] - y[c]) * ((double)x[c] - y[c]);
+    return s;
+}
+
 /* Brute force: the k-th nearest distance by direct differences and a scan. */
 static void brute_radii(double *r2, const float *x, int n, int D, int k) {
     double *d = malloc((size_t)n * sizeof *d);
     for (int i = 0; i < n; i++) {
         int m = 0;
         for (int j = 0; j < n; j++) {
-            if (j == i) continue;
-            double s = 0;
-            for (int c = 0; c < D; c++) s += ((double)x[i * D + c] - x[j * D + c]) * ((double)x[i * D + c] - x[j * D + c]);
-            d[m++] = s;
+            if (j != i) d[m++] = direct_sq_dist(x + i * D, x + j * D, D);
         }
         for (int t = 0; t < k; t++) /* partial selection sort: d[t] = t-th smallest */
             for (int j = t + 1; j < m; j++)
@@ -215,14 +222,11 @@ static void brute_radii(double *r2, const float *x, int n, int D, int k) {
 static double brute_coverage(const float *q, int nq, const float *ref, const double *r2, int nref, int D) {
     int inside = 0;
     for (int i = 0; i < nq; i++)
-        for (int j = 0; j < nref; j++) {
-            double s = 0;
-            for (int c = 0; c < D; c++) s += ((double)q[i * D + c] - ref[j * D + c]) * ((double)q[i * D + c] - ref[j * D + c]);
-            if (s <= r2[j]) {
+        for (int j = 0; j < nref; j++)
+            if (direct_sq_dist(q + i * D, ref + j * D, D) <= r2[j]) {
                 inside++;
                 break;
             }
-        }
     return (double)inside / nq;
 }
 
@@ -331,7 +335,8 @@ static void check_image_golden(const char *group) {
     double sum = 0;
     for (int n = 0; n < N; n++) {
         cr_assert(ssim_ref[n] > 0.2 && ssim_ref[n] < 0.95, "golden not discriminating: %g", ssim_ref[n]);
-        cr_assert_float_eq(ab[n], ssim_ref[n], 1e-10, "%s image %d: %.15g vs numpy %.15g", group, n, ab[n], ssim_ref[n]);
+        cr_assert_float_eq(ab[n], ssim_ref[n], 1e-10, "%s image %d: %.15g vs numpy %.15g", group, n, ab[n],
+                           ssim_ref[n]);
         cr_assert_float_eq(ba[n], ab[n], 1e-14, "%s image %d not symmetric", group, n);
         cr_assert_float_eq(psnr[n], psnr_ref[n], 1e-10, "%s psnr %d", group, n);
         sum += ab[n];

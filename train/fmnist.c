@@ -56,7 +56,7 @@ static void idx_close(idx_file *f) {
     f->gz = NULL;
 }
 
-/* Reads exactly n bytes into buf (n ≤ IDX_CHUNK). */
+/* Reads exactly n bytes into buf (n < 2^31: a chunk, never the whole file). */
 static eb_status idx_read(idx_file *f, void *buf, size_t n) {
     size_t done = 0;
     while (done < n) {

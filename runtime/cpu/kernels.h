@@ -17,6 +17,11 @@
  * on the thread count. OpenBLAS must run single-threaded (eb_kernels_init). */
 #define EB_GEMM_ROWS 64
 
+/* The vectorisable exp and tanh of the softmax and GELU loops (≤ 2 ulp / ≤ 1e-7
+ * absolute from libm; exposed for tests and the trainer's backward). */
+float eb_fast_expf(float x);
+float eb_fast_tanhf(float x);
+
 /* Makes OpenBLAS single-threaded (the kernels parallelise over fixed chunks
  * themselves) and sets the OpenMP thread count (0 = all cores). */
 void eb_kernels_init(int threads);

@@ -1,0 +1,52 @@
+/* test_kernels.c — the CPU kernels' own numerics (the goldens cover the rest). */
+#include "kernels.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+static int64_t ulp_distance(float a, float b) {
+    int32_t ia, ib;
+    memcpy(&ia, &a, 4);
+    memcpy(&ib, &b, 4);
+    if (ia < 0) ia = INT32_MIN - ia;
+    if (ib < 0) ib = INT32_MIN - ib;
+    return llabs((int64_t)ia - ib);
+}
+
+Test(kernels, fast_exp_within_two_ulp) {
+    int64_t worst = 0;
+    float at = 0;
+    for (float x = -87.0f; x <= 88.0f; x += 0.000731f) {
+        int64_t d = ulp_distance(eb_fast_expf(x), (float)exp((double)x));
+        if (d > worst) worst = d, at = x;
+    }
+    cr_expect_leq(worst, 2, "fast exp is %lld ulp off at %g", (long long)worst, at);
+    cr_expect_eq(eb_fast_expf(0.0f), 1.0f);
+    cr_expect(eb_fast_expf(-1e30f) < 1e-37f && eb_fast_expf(-1e30f) >= 0.0f, "large negative arguments underflow to ~0");
+}
+
+Test(kernels, fast_tanh_absolute_error) {
+    double worst = 0;
+    for (float x = -20.0f; x <= 20.0f; x += 0.0001f) worst = fmax(worst, fabs(eb_fast_tanhf(x) - tanh((double)x)));
+    cr_expect_leq(worst, 2e-7, "fast tanh abs error %g", worst);
+}
+
+Test(kernels, linear_blocks_do_not_change_results) {
+    /* 3 row blocks of EB_GEMM_ROWS plus a tail against a plain double loop. */
+    enum { BT = 3 * EB_GEMM_ROWS + 5, IC = 17, OC = 9 };
+    static float in[BT * IC], w[OC * IC], b[OC], out[BT * OC];
+    for (int i = 0; i < BT * IC; i++) in[i] = sinf(i * 0.37f);
+    for (int i = 0; i < OC * IC; i++) w[i] = cosf(i * 0.11f);
+    for (int i = 0; i < OC; i++) b[i] = 0.1f * i;
+    linear_forward(out, in, w, b, BT, IC, OC);
+    double worst = 0;
+    for (int r = 0; r < BT; r++)
+        for (int o = 0; o < OC; o++) {
+            double acc = b[o];
+            for (int k = 0; k < IC; k++) acc += (double)in[r * IC + k] * w[o * IC + k];
+            worst = fmax(worst, fabs(acc - out[r * OC + o]));
+        }
+    cr_expect_leq(worst, 1e-5, "linear: max abs error %g", worst);
+}

@@ -1,0 +1,392 @@
+/* test_train.c — the trainer: gradients and AdamW against PyTorch, the forward
+ * against inference, determinism, resume bit-identity, the stop signal. */
+#include "golden.h"
+#include "safetensors.h"
+#include "trainer.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define GOLDEN "train_step.h5"
+#define GRAD_TOL 1e-5 /* max |Δ| / max |g| per gradient tensor */
+#define LOSS_TOL 1e-5 /* relative, loss and per-sample terms     */
+
+/* The golden's configuration (reference/train_ref.py CONFIG). */
+static const eb_config tiny = {.input_size = 8, .patch_size = 2, .in_channels = 1, .hidden_size = 32, .depth = 2,
+                               .num_heads = 2, .num_classes = 10, .learn_sigma = 1};
+
+static eb_trainer *new_trainer(const eb_config *c, int batch, uint64_t seed, int data_n) {
+    eb_recipe r = eb_recipe_default();
+    r.batch = batch;
+    r.seed = seed;
+    r.lr = 1e-3; /* large enough that a few steps move every weight */
+    eb_trainer *tr;
+    eb_status st = eb_trainer_create(&tr, c, &r, data_n);
+    cr_assert_eq(st, EB_OK, "%s", eb_last_error());
+    return tr;
+}
+
+/* Every parameter N(0, 0.1²): with the official zero init the output would be 0. */
+static void randomize(eb_trainer *tr, uint64_t seed) {
+    eb_rng_fill_normal(tr->model->slab, tr->n_params, eb_rng_key(seed, 7));
+    for (size_t i = 0; i < tr->n_params; i++) tr->model->slab[i] *= 0.1f;
+    memcpy(tr->ema, tr->model->slab, tr->n_params * sizeof(float));
+}
+
+/* A dataset of n random 8-bit-like images (1, side, side) and labels. */
+static eb_fmnist fake_data(int n, int side, uint64_t seed) {
+    eb_fmnist d = {.n = n, .h = side, .w = side};
+    d.images = malloc((size_t)n * side * side * sizeof(float));
+    d.labels = malloc((size_t)n * sizeof(int32_t));
+    uint64_t key = eb_rng_key(seed, 11);
+    for (size_t i = 0; i < (size_t)n * side * side; i++) {
+        int level = (int)((eb_rng_key(key, i) >> 32) % 256);
+        d.images[i] = level / 127.5f - 1.0f;
+    }
+    for (int i = 0; i < n; i++) d.labels[i] = i % 10;
+    return d;
+}
+
+/* Official-key slices of a slab, in slab order: calls f(key, slice, numel). */
+static void for_each_slice(float *slab, const eb_config *c, void (*f)(const char *, float *, size_t, void *), void *ctx) {
+    eb_params p;
+    eb_params_point(&p, slab, c);
+    for (int i = 0; i < EB_NUM_PARAM_TENSORS; i++) {
+        int64_t dims[4];
+        int rank = eb_param_shape(i, c, dims);
+        size_t n = 1;
+        for (int r = 0; r < rank; r++) n *= (size_t)dims[r];
+        for (int l = 0; l < (eb_param_table[i].per_block ? c->depth : 1); l++) {
+            char key[96];
+            snprintf(key, sizeof key, eb_param_table[i].fmt, l);
+            f(key, *eb_params_slot(&p, i) + l * n, n, ctx);
+        }
+    }
+}
+
+static void load_weight(const char *key, float *dst, size_t n, void *ctx) {
+    char name[128];
+    snprintf(name, sizeof name, "/weights/%s", key);
+    int64_t dims[4];
+    int rank = strstr(key, "x_embedder.proj.weight") ? 4 : (strstr(key, "weight") ? 2 : 1);
+    float *w = golden_f32(GOLDEN, name, rank, dims);
+    memcpy(dst, w, n * sizeof(float));
+    free(w);
+}
+
+typedef struct {
+    double worst;
+    char worst_key[96];
+} grad_check;
+
+static void compare_grad(const char *key, float *got, size_t n, void *ctx) {
+    grad_check *g = ctx;
+    char name[128];
+    snprintf(name, sizeof name, "/grads/%s", key);
+    int rank = strstr(key, "x_embedder.proj.weight") ? 4 : (strstr(key, "weight") ? 2 : 1);
+    float *want = golden_f32(GOLDEN, name, rank, NULL);
+    double err = max_rel_err(got, want, n);
+    cr_expect_leq(err, GRAD_TOL, "gradient of %s: max |Δ| / max |g| = %g", key, err);
+    if (err > g->worst) {
+        g->worst = err;
+        snprintf(g->worst_key, sizeof g->worst_key, "%s", key);
+    }
+    free(want);
+}
+
+Test(train, gradients_match_pytorch) {
+    int64_t xd[4], td[1];
+    float *x0 = golden_f32(GOLDEN, "/x0", 4, xd), *noise = golden_f32(GOLDEN, "/noise", 4, NULL);
+    int32_t *t = golden_i32(GOLDEN, "/t", 1, td), *y = golden_i32(GOLDEN, "/y", 1, NULL);
+    float *mse = golden_f32(GOLDEN, "/mse", 1, NULL), *vb = golden_f32(GOLDEN, "/vb", 1, NULL);
+    float *loss = golden_f32(GOLDEN, "/loss", 0, NULL);
+    int B = (int)td[0];
+    eb_trainer *tr = new_trainer(&tiny, B, 1, B);
+    for_each_slice(tr->model->slab, &tiny, load_weight, NULL);
+    eb_loss_terms terms;
+    float mse_b[B], vb_b[B];
+    cr_assert_eq(eb_train_loss_grad(tr, &terms, mse_b, vb_b, x0, noise, t, y), EB_OK, "%s", eb_last_error());
+    cr_expect_leq(fabs(terms.loss - loss[0]) / loss[0], LOSS_TOL, "loss %.9g, PyTorch %.9g", terms.loss, loss[0]);
+    for (int n = 0; n < B; n++) {
+        cr_expect_leq(fabsf(mse_b[n] - mse[n]) / mse[n], LOSS_TOL, "mse[%d] %.9g vs %.9g", n, mse_b[n], mse[n]);
+        cr_expect_leq(fabsf(vb_b[n] - vb[n]) / vb[n], LOSS_TOL, "vb[%d] (t=%d) %.9g vs %.9g", n, t[n], vb_b[n], vb[n]);
+    }
+    grad_check g = {0};
+    for_each_slice(tr->grads, &tiny, compare_grad, &g);
+    cr_log_info("train gradients: worst max|Δ|/max|g| = %.3g (%s)", g.worst, g.worst_key);
+    eb_trainer_free(tr);
+    free(x0), free(noise), free(t), free(y), free(mse), free(vb), free(loss);
+}
+
+Test(train, adamw_matches_pytorch) {
+    int64_t d[1];
+    float *p = golden_f32(GOLDEN, "/adamw/p0", 1, d);
+    size_t n = (size_t)d[0];
+    eb_recipe r = eb_recipe_default();
+    r.weight_decay = golden_attr_f64(GOLDEN, "adamw_weight_decay");
+    r.beta1 = golden_attr_f64(GOLDEN, "adamw_beta1");
+    r.beta2 = golden_attr_f64(GOLDEN, "adamw_beta2");
+    r.adam_eps = golden_attr_f64(GOLDEN, "adamw_eps");
+    double lr = golden_attr_f64(GOLDEN, "adamw_lr");
+    float *m = calloc(n, sizeof(float)), *v = calloc(n, sizeof(float));
+    for (int step = 1; step <= 3; step++) {
+        char name[32];
+        snprintf(name, sizeof name, "/adamw/g%d", step);
+        float *g = golden_f32(GOLDEN, name, 1, NULL);
+        eb_adamw_update(p, g, m, v, n, step, lr, &r);
+        snprintf(name, sizeof name, "/adamw/p%d", step);
+        float *want = golden_f32(GOLDEN, name, 1, NULL);
+        /* The update is ~lr; a few float ulps of |p| ≈ 1 is the floor (torch may fuse multiply-adds). */
+        double err = max_rel_err(p, want, n);
+        cr_expect_leq(err, 1e-6, "AdamW step %d: rel err %g", step, err);
+        free(g), free(want);
+    }
+    float *m3 = golden_f32(GOLDEN, "/adamw/m3", 1, NULL), *v3 = golden_f32(GOLDEN, "/adamw/v3", 1, NULL);
+    cr_expect_leq(max_rel_err(m, m3, n), 1e-6, "exp_avg: rel err %g", max_rel_err(m, m3, n));
+    cr_expect_leq(max_rel_err(v, v3, n), 1e-6, "exp_avg_sq: rel err %g", max_rel_err(v, v3, n));
+    free(p), free(m), free(v), free(m3), free(v3);
+}
+
+Test(train, forward_equals_inference_bitwise) {
+    const int B = 5;
+    eb_trainer *tr = new_trainer(&tiny, B, 3, B);
+    randomize(tr, 3);
+    eb_model *m = tr->model;
+    size_t per = 64;
+    eb_rng_fill_normal(tr->a.x_t, B * per, eb_rng_key(3, 1));
+    int32_t t[] = {0, 999, 17, 500, 250}, y[] = {0, 10, 3, 9, 10};
+    memcpy(tr->a.t, t, sizeof t);
+    memcpy(tr->a.y, y, sizeof y);
+    eb_train_forward(tr);
+    cr_assert_eq(eb_acts_reserve(m, B), EB_OK);
+    memcpy(m->acts.x_in, tr->a.x_t, B * per * sizeof(float));
+    memcpy(m->acts.t_in, t, sizeof t);
+    memcpy(m->acts.y_in, y, sizeof y);
+    eb_forward_batch(m, B);
+    cr_expect_eq(memcmp(tr->a.out, m->acts.out, (size_t)B * 2 * per * sizeof(float)), 0,
+                 "the training forward differs from eb_forward_batch");
+    eb_trainer_free(tr);
+}
+
+Test(train, loss_gradient_matches_finite_differences) {
+    /* Independent of PyTorch: d loss / d out of every term, t = 0 (decoder NLL) included. */
+    enum { B = 3, C = 1, HW = 16, CO = 2 };
+    eb_loss_coefs *c = malloc(sizeof *c);
+    cr_assert_eq(eb_loss_coefs_init(c), EB_OK);
+    float x0[B * HW], noise[B * HW], x_t[B * HW], out[B * CO * HW], dout[B * CO * HW], mse[B], vb[B];
+    int32_t t[B] = {0, 1, 600};
+    uint64_t key = eb_rng_key(5, 5);
+    for (int i = 0; i < B * HW; i++) {
+        x0[i] = (float)((int)(eb_rng_key(key, i) >> 56) / 127.5 - 1.0);
+        noise[i] = eb_rng_normal(key, i);
+    }
+    x0[0] = -1.0f, x0[1] = 1.0f; /* both edge bins of the decoder */
+    for (int i = 0; i < B * CO * HW; i++) out[i] = 0.5f * eb_rng_normal(key, 1000 + i);
+    eb_q_sample(x_t, x0, noise, t, c, B, HW);
+    eb_loss_terms base;
+    cr_assert_eq(eb_diffusion_loss(&base, mse, vb, dout, out, x0, x_t, noise, t, c, B, C, HW, 1), EB_OK);
+    /* ε reaches vb only through the detached mean: its gradient is the MSE's alone. */
+    float scratch[B * CO * HW];
+    for (int i = 0; i < B * CO * HW; i += 3) {
+        const float h = 1e-2f;
+        const int var_channel = (i / HW) % CO == 1;
+        double f[2];
+        float keep = out[i];
+        for (int s = 0; s < 2; s++) {
+            eb_loss_terms lt;
+            out[i] = keep + (s ? h : -h);
+            cr_assert_eq(eb_diffusion_loss(&lt, mse, vb, scratch, out, x0, x_t, noise, t, c, B, C, HW, 1), EB_OK);
+            f[s] = var_channel ? lt.loss : lt.mse;
+        }
+        out[i] = keep;
+        double fd = (f[1] - f[0]) / (2 * h);
+        cr_expect(fabs(fd - dout[i]) <= 2e-3 * fabs(dout[i]) + 1e-5, "d loss / d out[%d]: analytic %g, numeric %g", i,
+                  dout[i], fd);
+    }
+    /* learn_sigma off: the MSE alone, no variance channels. */
+    eb_loss_terms plain;
+    cr_assert_eq(eb_diffusion_loss(&plain, mse, vb, dout, out, x0, x_t, noise, t, c, B, C, HW, 0), EB_OK);
+    cr_expect_eq(plain.vb, 0.0);
+    cr_expect_eq(plain.loss, plain.mse);
+    free(c);
+}
+
+Test(train, non_finite_loss_names_the_row) {
+    enum { B = 2, HW = 4 };
+    eb_loss_coefs *c = malloc(sizeof *c);
+    cr_assert_eq(eb_loss_coefs_init(c), EB_OK);
+    float x0[B * HW] = {0}, noise[B * HW] = {0}, out[B * 2 * HW] = {0}, dout[B * 2 * HW], mse[B], vb[B];
+    int32_t t[B] = {3, 7};
+    out[2 * HW + 1] = NAN; /* row 1 */
+    eb_loss_terms lt;
+    cr_expect_eq(eb_diffusion_loss(&lt, mse, vb, dout, out, x0, x0, noise, t, c, B, 1, HW, 1), EB_ERUNTIME);
+    cr_expect(strstr(eb_last_error(), "row 1 (t = 7)") != NULL, "%s", eb_last_error());
+    free(c);
+}
+
+Test(train, official_initialisation) {
+    eb_config c = tiny;
+    c.hidden_size = 64;
+    size_t n = eb_param_count(&c);
+    float *slab = malloc(n * sizeof(float)), *again = malloc(n * sizeof(float));
+    eb_init_params(slab, &c, 9);
+    eb_init_params(again, &c, 9);
+    cr_expect_eq(memcmp(slab, again, n * sizeof(float)), 0, "initialisation is not deterministic");
+    eb_params p;
+    eb_params_point(&p, slab, &c);
+    size_t sizes[EB_NUM_PARAM_TENSORS];
+    eb_param_sizes(sizes, &c);
+    for (int i = 0; i < EB_NUM_PARAM_TENSORS; i++) {
+        const float *w = *eb_params_slot(&p, i);
+        double sq = 0.0, mx = 0.0;
+        for (size_t j = 0; j < sizes[i]; j++) sq += (double)w[j] * w[j], mx = fmax(mx, fabs(w[j]));
+        double rms = sqrt(sq / sizes[i]);
+        int64_t dims[4];
+        int rank = eb_param_shape(i, &c, dims);
+        if (i == EB_P_X_EMBED_W || i == EB_P_QKV_W || i == EB_P_PROJ_W || i == EB_P_FC1_W || i == EB_P_FC2_W) {
+            double fan_in = 1;
+            for (int r = 1; r < rank; r++) fan_in *= dims[r];
+            double bound = sqrt(6.0 / (fan_in + dims[0]));
+            cr_expect(mx <= bound && mx > 0.95 * bound, "%s: max %g, xavier bound %g", eb_param_table[i].fmt, mx, bound);
+            cr_expect(fabs(rms - bound / sqrt(3.0)) < 0.1 * bound, "%s: rms %g", eb_param_table[i].fmt, rms);
+        } else if (i == EB_P_Y_TABLE || i == EB_P_T_FC1_W || i == EB_P_T_FC2_W) {
+            cr_expect(fabs(rms - 0.02) < 0.002, "%s: std %g, expected 0.02", eb_param_table[i].fmt, rms);
+        } else {
+            cr_expect_eq(mx, 0.0, "%s must start at 0", eb_param_table[i].fmt);
+        }
+    }
+    free(slab), free(again);
+}
+
+Test(train, ema_with_warmup) {
+    cr_expect_float_eq(eb_ema_decay(0, 0.9999), 0.1, 1e-15);
+    cr_expect_float_eq(eb_ema_decay(90, 0.9999), 91.0 / 100.0, 1e-15);
+    cr_expect_float_eq(eb_ema_decay(1000000, 0.9999), 0.9999, 1e-15);
+    float ema[3] = {1.0f, -2.0f, 0.5f}, p[3] = {3.0f, 2.0f, 0.5f};
+    eb_ema_update(ema, p, 3, 0.75);
+    cr_expect_eq(ema[0], 1.5f);
+    cr_expect_eq(ema[1], -1.0f);
+    cr_expect_eq(ema[2], 0.5f);
+}
+
+Test(train, draws_and_data_order) {
+    eb_recipe r = eb_recipe_default();
+    r.seed = 4;
+    int dropped = 0, hist[4] = {0};
+    float noise[8], again[8];
+    for (int n = 0; n < 4000; n++) {
+        int32_t t;
+        int drop;
+        eb_train_draw(&r, 12, n, 8, &t, &drop, noise);
+        cr_assert(t >= 0 && t < EB_DIFFUSION_STEPS);
+        hist[t / 250]++;
+        dropped += drop;
+    }
+    cr_expect(dropped > 320 && dropped < 480, "%d of 4000 labels dropped, expected about 400", dropped);
+    for (int q = 0; q < 4; q++) cr_expect(hist[q] > 900 && hist[q] < 1100, "t quarter %d: %d of 4000", q, hist[q]);
+    int32_t t1, t2;
+    int d1, d2;
+    eb_train_draw(&r, 5, 3, 8, &t1, &d1, noise);
+    eb_train_draw(&r, 5, 3, 8, &t2, &d2, again);
+    cr_expect(t1 == t2 && d1 == d2 && !memcmp(noise, again, sizeof noise), "draws are not a function of (step, row)");
+    int perm[100], seen[100] = {0}, other[100];
+    eb_train_permutation(perm, 100, 4, 0);
+    eb_train_permutation(other, 100, 4, 1);
+    for (int i = 0; i < 100; i++) seen[perm[i]]++;
+    for (int i = 0; i < 100; i++) cr_expect_eq(seen[i], 1, "row %d appears %d times in the epoch", i, seen[i]);
+    cr_expect_neq(memcmp(perm, other, sizeof perm), 0, "two epochs have the same order");
+}
+
+/* Trains `steps` steps of a fresh seeded trainer on `data` with `threads` threads. */
+static eb_trainer *train_fresh(const eb_fmnist *data, int steps, int threads) {
+    eb_set_threads(threads);
+    eb_trainer *tr = new_trainer(&tiny, 8, 21, data->n);
+    randomize(tr, 21);
+    eb_train_opts o = {.steps = steps};
+    cr_assert_eq(eb_train_run(tr, data, &o), EB_OK, "%s", eb_last_error());
+    return tr;
+}
+
+static void expect_same_state(const eb_trainer *a, const eb_trainer *b, const char *what) {
+    size_t bytes = a->n_params * sizeof(float);
+    cr_expect_eq(a->step, b->step, "%s: step", what);
+    cr_expect_eq(memcmp(a->model->slab, b->model->slab, bytes), 0, "%s: parameters differ", what);
+    cr_expect_eq(memcmp(a->ema, b->ema, bytes), 0, "%s: EMA differs", what);
+    cr_expect_eq(memcmp(a->adam_m, b->adam_m, bytes), 0, "%s: AdamW m differs", what);
+    cr_expect_eq(memcmp(a->adam_v, b->adam_v, bytes), 0, "%s: AdamW v differs", what);
+}
+
+Test(train, same_bits_for_one_and_two_threads) {
+    eb_fmnist data = fake_data(24, 8, 1);
+    eb_trainer *one = train_fresh(&data, 3, 1), *two = train_fresh(&data, 3, 2);
+    expect_same_state(one, two, "1 vs 2 threads");
+    eb_trainer_free(one), eb_trainer_free(two);
+    eb_fmnist_free(&data);
+}
+
+Test(train, resume_is_bit_identical) {
+    char dir[] = "/tmp/eb_train_resumeXXXXXX", ckpt[64];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt.safetensors", dir);
+    eb_fmnist data = fake_data(20, 8, 2); /* 2 batches of 8 per epoch: 5 steps cross two epochs */
+    eb_trainer *straight = train_fresh(&data, 5, 2);
+
+    eb_trainer *first = train_fresh(&data, 2, 2);
+    cr_assert_eq(eb_trainer_save(first, ckpt), EB_OK, "%s", eb_last_error());
+    eb_trainer *resumed;
+    cr_assert_eq(eb_trainer_load(&resumed, ckpt), EB_OK, "%s", eb_last_error());
+    expect_same_state(first, resumed, "checkpoint round trip");
+    eb_train_opts o = {.steps = 5};
+    cr_assert_eq(eb_train_run(resumed, &data, &o), EB_OK, "%s", eb_last_error());
+    expect_same_state(straight, resumed, "5 steps vs 2 + resume + 3");
+
+    /* The EMA export loads as an inference model holding the EMA weights. */
+    char exported[80];
+    snprintf(exported, sizeof exported, "%s/ema.safetensors", dir);
+    cr_assert_eq(eb_trainer_export_ema(resumed, exported), EB_OK, "%s", eb_last_error());
+    eb_model *m;
+    cr_assert_eq(eb_model_load(&m, exported, 0), EB_OK, "%s", eb_last_error());
+    cr_expect_eq(memcmp(m->slab, resumed->ema, resumed->n_params * sizeof(float)), 0, "exported EMA differs");
+    eb_model_free(m);
+
+    /* A checkpoint for another dataset size refuses to continue. */
+    eb_fmnist other = fake_data(24, 8, 2);
+    cr_expect_eq(eb_train_run(resumed, &other, &o), EB_EINPUT);
+    eb_fmnist_free(&other);
+    eb_trainer_free(straight), eb_trainer_free(first), eb_trainer_free(resumed);
+    eb_fmnist_free(&data);
+    remove(ckpt), remove(exported), rmdir(dir);
+}
+
+Test(train, load_rejects_non_checkpoints) {
+    eb_trainer *tr;
+    cr_expect_eq(eb_trainer_load(&tr, "tests/golden/models/tiny_sigma.safetensors"), EB_EINPUT);
+    cr_expect(strstr(eb_last_error(), "not an ebcache training checkpoint") != NULL, "%s", eb_last_error());
+    cr_expect_null(tr);
+    cr_expect_eq(eb_trainer_load(&tr, "/nonexistent/ckpt.safetensors"), EB_EINPUT);
+}
+
+Test(train, stop_flag_saves_after_the_current_step) {
+    char dir[] = "/tmp/eb_train_stopXXXXXX", ckpt[64];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt.safetensors", dir);
+    eb_fmnist data = fake_data(16, 8, 3);
+    eb_trainer *tr = new_trainer(&tiny, 8, 5, data.n);
+    volatile sig_atomic_t stop = 1; /* as if SIGINT arrived during the first step */
+    eb_train_opts o = {.steps = 100, .ckpt_path = ckpt, .stop = &stop};
+    cr_assert_eq(eb_train_run(tr, &data, &o), EB_OK, "%s", eb_last_error());
+    eb_trainer *saved;
+    cr_assert_eq(eb_trainer_load(&saved, ckpt), EB_OK, "%s", eb_last_error());
+    cr_expect_eq(saved->step, tr->step);
+    cr_expect_lt(saved->step, 100);
+    eb_trainer_free(saved), eb_trainer_free(tr);
+    eb_fmnist_free(&data);
+    remove(ckpt), rmdir(dir);
+}
