@@ -141,7 +141,7 @@ static eb_status match_plan(const eb_st_file *f, plan_item *items, int n, const 
     for (int i = 0; i < eb_st_count(f) && !st; i++) {
         const char *name = eb_st_tensor_at(f, i)->name;
         if (!used[i] && strcmp(name, pos_key) != 0)
-            st = eb_fail(EB_EINPUT, "%s: unexpected tensor '%s' (not a %s DiT parameter)", label, name,
+            st = eb_fail(EB_EINPUT, "%s: unexpected tensor '%s' (not among the %s DiT keys)", label, name,
                          strcmp(pos_key, "pos_embed") == 0 ? "official" : "diffusers");
     }
     free(used);
@@ -173,7 +173,7 @@ static eb_status fill_params(eb_model *m, const eb_st_file *f, const plan_item *
         float *into = it->replica ? tmp : dst;
         if ((st = eb_st_read_f32(f, it->tensor, into, numel)) || (st = check_finite(into, numel, label, it->key)))
             break;
-        for (size_t i = 0; it->replica && i < numel; i++)
+        for (size_t i = 0; it->replica && i < numel && !st; i++)
             if (tmp[i] != dst[i])
                 st = eb_fail(EB_EINPUT,
                              "%s: tensor '%s' differs from block 0's copy at flat index %zu (%g vs %g); "
