@@ -13,6 +13,7 @@ train_step.h5 holds
   /weights/<official key>   the random model (adaLN and final layer non-zero)
   /x0 (N,C,H,W) /t (N) /noise (N,C,H,W) /y (N)   the batch (y = num_classes: a dropped label)
   /loss (scalar) /mse (N) /vb (N)                  the objective and its per-sample terms
+  /out (N,2C,H,W) /d_out (N,2C,H,W)                the model output and d loss / d out
   /grads/<official key>     d loss / d parameter
   /adamw/p0 /adamw/g{1,2,3} /adamw/p{1,2,3} /adamw/m3 /adamw/v3   torch.optim.AdamW, three steps
   attributes on /: the configuration, and adamw_{lr,weight_decay,beta1,beta2,eps}
@@ -96,7 +97,14 @@ def write_train_step(out):
     x0 = pixels.float() / 127.5 - 1.0
     noise = torch.randn(N, cfg.in_channels, side, side, generator=g)
     t, y = torch.tensor(TIMESTEPS), torch.tensor(LABELS)
-    terms = training_losses(model.forward, dr.Schedule(""), x0, t, noise, y)
+    kept = {}
+
+    def model_fn(x, t_, y_):
+        kept["out"] = model.forward(x, t_, y_)
+        kept["out"].retain_grad()
+        return kept["out"]
+
+    terms = training_losses(model_fn, dr.Schedule(""), x0, t, noise, y)
     loss = terms["loss"].mean()
     loss.backward()
 
@@ -113,6 +121,8 @@ def write_train_step(out):
         h.put("loss", loss.detach())
         h.put("mse", terms["mse"].detach())
         h.put("vb", terms["vb"].detach())
+        h.put("out", kept["out"].detach())
+        h.put("d_out", kept["out"].grad)
         for k, v in params.items():
             h.put(f"grads/{k}", v.grad)
         write_adamw(h, g)

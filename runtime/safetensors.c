@@ -117,7 +117,7 @@ eb_status eb_json_finish(eb_json *j) {
 }
 
 /* The separator before the next member/element: the opener on the first call,
- * then ',' or the closer. Returns 1 when the container ended. */
+ * then ',' or the closer; *ended = 1 when the container closed. */
 static eb_status json_next(eb_json *j, int *count, char open, char close, int *ended) {
     char c = eb_json_peek(j);
     *ended = 0;
