@@ -88,6 +88,12 @@ def write_train_step(out):
     g = torch.Generator().manual_seed(401)
     cfg = CONFIG
     weights = random_weights(cfg, g)
+    # In float32 the t = 0 decoder NLL is ill-conditioned where |x0 − mean| is more
+    # than ~4σ (both CDFs round towards 1): there PyTorch's and any other float32
+    # gradient agree only to ~1e-3. A small ε keeps |x0 − mean| ≈ 0.01·|noise − ε|
+    # inside that range, so the golden measures the implementation.
+    for k in ("final_layer.linear.weight", "final_layer.linear.bias"):
+        weights[k] = weights[k] * 0.25
     params = {k: v.clone().requires_grad_(True) for k, v in weights.items() if k != "pos_embed"}
     model = DiT(cfg, params)
     N, side = len(TIMESTEPS), cfg.input_size
@@ -95,7 +101,7 @@ def write_train_step(out):
     pixels = torch.randint(0, 256, (N, cfg.in_channels, side, side), generator=g)
     pixels[:, :, 0, :2] = torch.tensor([0, 255])
     x0 = pixels.float() / 127.5 - 1.0
-    noise = torch.randn(N, cfg.in_channels, side, side, generator=g)
+    noise = torch.randn(N, cfg.in_channels, side, side, generator=g).clamp(-2.5, 2.5)
     t, y = torch.tensor(TIMESTEPS), torch.tensor(LABELS)
     kept = {}
 

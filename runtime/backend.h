@@ -49,6 +49,22 @@ typedef struct eb_backend {
      * [0, N) are conditional and [N, 2N) unconditional; the first `guided`
      * channels become u + s(c − u), the rest are copied from c. */
     void (*cfg_combine)(float *out, const float *model_out, int N, int Co, int HW, int guided, float scale);
+
+    /* The cache engine's operations on activations (runtime/cache.c). */
+    /* dst (n) = src (n), both backend buffers. */
+    void (*copy)(float *dst, const float *src, size_t n);
+    /* out (n) = a (n) + s·b (n); out may alias a or b (s = −1 forms a residual, s = 1 applies one). */
+    void (*add_scaled)(float *out, const float *a, float s, const float *b, size_t n);
+    /* Σ|a − b| / Σ|b| over n elements (the relative L1 change of TeaCache and
+     * first-block caching), summed in double in a fixed order. */
+    double (*rel_l1)(const float *a, const float *b, size_t n);
+    /* TaylorSeer's finite differences. factors (cap, n): factor k is the k-th
+     * divided difference of a feature over its last computes, `have` of them
+     * valid. Replaces them by feature (n) and the differences against the old
+     * factors over a step distance `dist`; min(have + 1, cap) are valid after. */
+    void (*taylor_update)(float *factors, int cap, int have, const float *feature, size_t n, float dist);
+    /* out (n) = Σ_{k < orders} factors[k] · offset^k / k!  (the Taylor forecast). */
+    void (*taylor_forecast)(float *out, const float *factors, int orders, size_t n, float offset);
 } eb_backend;
 
 /* The CPU backend (OpenMP + OpenBLAS). */

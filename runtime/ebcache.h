@@ -155,6 +155,51 @@ eb_status eb_sample(eb_model *m, const eb_schedule *s, const eb_sampler_opts *o,
                     int first_index);
 
 /* ------------------------------------------------------------------------ */
+/* Cache schedules (docs/schedule.md)                                        */
+
+/* A cache schedule table: per sampling step the action of every block's
+ * attention and MLP (compute, reuse, Taylor forecast, skip by a cached
+ * residual), an ε scale, and optionally a dynamic policy (TeaCache,
+ * first-block cache) decided at run time. Generators: runtime/schedule.h. */
+typedef struct eb_cache_schedule eb_cache_schedule;
+
+/* Reads a table from a file / parses one from text (`name` names it in
+ * messages). EB_EINPUT naming the file and line on any syntax error. */
+eb_status eb_cache_schedule_read(eb_cache_schedule **out, const char *path);
+eb_status eb_cache_schedule_parse(eb_cache_schedule **out, const char *text, const char *name);
+/* Writes the table to `path` through a temporary file and a rename. */
+eb_status eb_cache_schedule_write(const eb_cache_schedule *cs, const char *path);
+void eb_cache_schedule_free(eb_cache_schedule *cs);
+
+/* Validates the table against a model and a sampler: step count, timesteps,
+ * block indices, that every reuse / forecast / skip has something cached by
+ * an earlier step. `s` may be NULL (the timestep column is then unchecked).
+ * EB_EINPUT naming the line. */
+eb_status eb_cache_schedule_check(const eb_cache_schedule *cs, const eb_config *c, const eb_schedule *s);
+
+/* Predicted fraction of the uncached multiply-accumulates the table executes
+ * on model `c` (dynamic policies counted as computing every step); NaN when
+ * the table does not fit the model (check it first). */
+double eb_cache_schedule_flops(const eb_cache_schedule *cs, const eb_config *c);
+
+/* What a cached run did; eb_sample_cached adds to it (so a caller can sum
+ * batches) and keeps the largest cache size. */
+typedef struct {
+    double macs;           /* multiply-accumulates executed, all model-batch rows and steps */
+    double macs_uncached;  /* what the same run costs without the schedule                  */
+    size_t cache_bytes;    /* memory the cache held (allocated before the first step)       */
+    int steps;             /* sampling steps run                                            */
+    int steps_skipped;     /* steps a dynamic policy served from the cached residual        */
+} eb_cache_stats;
+
+/* eb_sample running the schedule `cs` (checked against m and s first; NULL
+ * runs uncached, bit-identical to eb_sample). Caches for the whole model
+ * batch (both guidance halves) are allocated before the first step. `stats`
+ * may be NULL. */
+eb_status eb_sample_cached(eb_model *m, const eb_schedule *s, const eb_sampler_opts *o, const eb_cache_schedule *cs,
+                           float *x, const int32_t *y, int N, int first_index, eb_cache_stats *stats);
+
+/* ------------------------------------------------------------------------ */
 /* Noise (docs/rng.md): a counter-based generator; element j of stream
  * (seed, stream) is a pure function, so any thread count gives the same bits. */
 

@@ -1,4 +1,5 @@
 /* forward.c — the checked public forward and classifier-free guidance. */
+#include "cache.h"
 #include "check.h"
 #include "model.h"
 
@@ -45,31 +46,40 @@ static void load_batch(eb_model *m, const float *x, const int32_t *t, const int3
     }
 }
 
-eb_status eb_forward(eb_model *m, float *out, const float *x, const int32_t *t, const int32_t *y, int N) {
-    eb_status st = check_inputs(m, x, t, y, N);
-    if (!st) st = eb_acts_reserve(m, N);
-    if (st) return st;
-    load_batch(m, x, t, y, N, 0);
-    eb_forward_batch(m, N);
+eb_status eb_forward_run(eb_model *m, eb_cache *cache, int step, float *out, const float *x, const int32_t *t,
+                         const int32_t *y, int N, int guided, float cfg_scale, int guide_channels) {
     const eb_config *c = &m->cfg;
-    m->be->download(out, m->acts.out, (size_t)N * eb_out_channels(c) * c->input_size * c->input_size * sizeof(float));
+    if (guided) {
+        if (c->num_classes == 0) return eb_fail(EB_EINPUT, "guidance needs a class-conditional model");
+        if (guide_channels < 0 || guide_channels > eb_out_channels(c))
+            return eb_fail(EB_EINPUT, "guide_channels %d outside [0, %d]", guide_channels, eb_out_channels(c));
+        if (!isfinite(cfg_scale)) return eb_fail(EB_EINPUT, "cfg scale is not finite");
+    }
+    int B = guided ? 2 * N : N;
+    eb_status st = check_inputs(m, x, t, y, N);
+    if (!st) st = eb_acts_reserve(m, B);
+    if (st) return st;
+    load_batch(m, x, t, y, N, guided);
+    if (cache) {
+        if ((st = eb_cache_forward_batch(cache, step, B))) return st;
+    } else {
+        eb_forward_batch(m, B);
+    }
+    int HW = c->input_size * c->input_size;
+    const float *result = m->acts.out;
+    if (guided) {
+        m->be->cfg_combine(m->acts.guided, m->acts.out, N, eb_out_channels(c), HW, guide_channels, cfg_scale);
+        result = m->acts.guided;
+    }
+    m->be->download(out, result, (size_t)N * eb_out_channels(c) * HW * sizeof(float));
     return check_output(m, out, N);
+}
+
+eb_status eb_forward(eb_model *m, float *out, const float *x, const int32_t *t, const int32_t *y, int N) {
+    return eb_forward_run(m, NULL, 0, out, x, t, y, N, 0, 1.0f, 0);
 }
 
 eb_status eb_forward_cfg(eb_model *m, float *out, const float *x, const int32_t *t, const int32_t *y, int N,
                          float cfg_scale, int guide_channels) {
-    const eb_config *c = &m->cfg;
-    if (c->num_classes == 0) return eb_fail(EB_EINPUT, "guidance needs a class-conditional model");
-    if (guide_channels < 0 || guide_channels > eb_out_channels(c))
-        return eb_fail(EB_EINPUT, "guide_channels %d outside [0, %d]", guide_channels, eb_out_channels(c));
-    if (!isfinite(cfg_scale)) return eb_fail(EB_EINPUT, "cfg scale is not finite");
-    eb_status st = check_inputs(m, x, t, y, N);
-    if (!st) st = eb_acts_reserve(m, 2 * N);
-    if (st) return st;
-    load_batch(m, x, t, y, N, 1);
-    eb_forward_batch(m, 2 * N);
-    int HW = c->input_size * c->input_size;
-    m->be->cfg_combine(m->acts.guided, m->acts.out, N, eb_out_channels(c), HW, guide_channels, cfg_scale);
-    m->be->download(out, m->acts.guided, (size_t)N * eb_out_channels(c) * HW * sizeof(float));
-    return check_output(m, out, N);
+    return eb_forward_run(m, NULL, 0, out, x, t, y, N, 1, cfg_scale, guide_channels);
 }

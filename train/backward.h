@@ -33,8 +33,8 @@ void ln_modulate_backward(float *dx, float *dshift, float *dscale, const float *
 void attention_backward(float *dqkv, float *dprobs, const float *dout, const float *qkv, const float *probs, int B,
                         int T, int NH, int hd);
 
-/* dinp (n) += dout ⊙ gelu_tanh'(inp). */
-void gelu_tanh_backward(float *dinp, const float *inp, const float *dout, size_t n);
+/* dinp (n) += dout ⊙ gelu_tanh'(inp); out (n) is the forward's gelu_tanh(inp). */
+void gelu_tanh_backward(float *dinp, const float *inp, const float *out, const float *dout, size_t n);
 /* dinp (n) += dout ⊙ silu'(inp). */
 void silu_backward(float *dinp, const float *inp, const float *dout, size_t n);
 

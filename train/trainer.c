@@ -246,7 +246,8 @@ static void train_backward(eb_trainer *tr) {
                                d.D, 6 * d.D);
         linear_backward(a->d_gelu, g->fc2_w + l * D * H4, g->fc2_b + l * D, a->d_branch, a->gelu + EB_MLP_RATIO * l * BTD,
                         p->fc2_w + l * D * H4, d.BT, d.H4, d.D);
-        gelu_tanh_backward(a->d_fc1, a->fc1 + EB_MLP_RATIO * l * BTD, a->d_gelu, BT * H4);
+        gelu_tanh_backward(a->d_fc1, a->fc1 + EB_MLP_RATIO * l * BTD, a->gelu + EB_MLP_RATIO * l * BTD, a->d_gelu,
+                           BT * H4);
         linear_backward(a->d_ln, g->fc1_w + l * H4 * D, g->fc1_b + l * H4, a->d_fc1, a->ln2 + l * BTD,
                         p->fc1_w + l * H4 * D, d.BT, d.D, d.H4);
         ln_modulate_backward(a->d_resid, a->d_mod + 3 * D, a->d_mod + 4 * D, a->d_ln, x_mid, a->ln2_mean + l * BT,

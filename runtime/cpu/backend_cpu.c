@@ -34,4 +34,9 @@ const eb_backend eb_backend_cpu = {
     .gate_residual = gate_residual_forward,
     .unpatchify = unpatchify_forward,
     .cfg_combine = cfg_combine_forward,
+    .copy = copy_forward,
+    .add_scaled = add_scaled_forward,
+    .rel_l1 = rel_l1_forward,
+    .taylor_update = taylor_update_forward,
+    .taylor_forecast = taylor_forecast_forward,
 };

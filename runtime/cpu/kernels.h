@@ -49,4 +49,16 @@ void unpatchify_forward(float *out, const float *tokens, int B, int C, int H, in
 /* See backend.h cfg_combine. */
 void cfg_combine_forward(float *out, const float *model_out, int N, int Co, int HW, int guided, float scale);
 
+/* The cache engine's kernels (cache_kernels.c); see backend.h for each contract. */
+#define EB_TAYLOR_MAX_ORDER 4
+void copy_forward(float *dst, const float *src, size_t n);
+/* out (n) = a (n) + s·b (n); out may alias a or b. */
+void add_scaled_forward(float *out, const float *a, float s, const float *b, size_t n);
+/* Σ|a − b| / Σ|b| over n elements, in double, thread-count independent. */
+double rel_l1_forward(const float *a, const float *b, size_t n);
+/* factors (cap, n) ← feature (n) and its divided differences against the old factors (have valid). */
+void taylor_update_forward(float *factors, int cap, int have, const float *feature, size_t n, float dist);
+/* out (n) = Σ_{k < orders ≤ EB_TAYLOR_MAX_ORDER + 1} factors[k] (·, n) · offset^k / k! */
+void taylor_forecast_forward(float *out, const float *factors, int orders, size_t n, float offset);
+
 #endif

@@ -1,0 +1,64 @@
+/* cache_kernels.c — the CPU kernels of the cache engine: copies, residuals,
+ * the relative L1 change and TaylorSeer's finite differences and forecast.
+ * Elementwise float32 in the order PyTorch evaluates the same expressions,
+ * so the reference (reference/cache_ref.py) matches to rounding. */
+#include "kernels.h"
+
+#include <omp.h>
+#include <string.h>
+
+void copy_forward(float *dst, const float *src, size_t n) { memcpy(dst, src, n * sizeof(float)); }
+
+void add_scaled_forward(float *out, const float *a, float s, const float *b, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + s * b[i];
+}
+
+/* Fixed chunks, each summed by one thread, then added in chunk order: the
+ * result does not depend on the thread count. */
+#define REL_L1_CHUNKS 64
+
+double rel_l1_forward(const float *a, const float *b, size_t n) {
+    double diff[REL_L1_CHUNKS], base[REL_L1_CHUNKS];
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < REL_L1_CHUNKS; k++) {
+        size_t lo = n * k / REL_L1_CHUNKS, hi = n * (k + 1) / REL_L1_CHUNKS;
+        double d = 0, s = 0;
+        for (size_t i = lo; i < hi; i++) {
+            d += __builtin_fabsf(a[i] - b[i]);
+            s += __builtin_fabsf(b[i]);
+        }
+        diff[k] = d, base[k] = s;
+    }
+    double d = 0, s = 0;
+    for (int k = 0; k < REL_L1_CHUNKS; k++) d += diff[k], s += base[k];
+    return d / s;
+}
+
+void taylor_update_forward(float *factors, int cap, int have, const float *feature, size_t n, float dist) {
+    int valid = have + 1 < cap ? have + 1 : cap;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float next = feature[i];
+        for (int k = 0; k < valid; k++) {
+            float old = factors[(size_t)k * n + i];
+            factors[(size_t)k * n + i] = next;
+            if (k + 1 < valid) next = (next - old) / dist;
+        }
+    }
+}
+
+void taylor_forecast_forward(float *out, const float *factors, int orders, size_t n, float offset) {
+    float coef[EB_TAYLOR_MAX_ORDER + 1], power[EB_TAYLOR_MAX_ORDER + 1];
+    double fact = 1, pw = 1;
+    for (int k = 0; k < orders; k++) {
+        if (k) fact *= k, pw *= offset;
+        coef[k] = (float)(1.0 / fact), power[k] = (float)pw;
+    }
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float acc = coef[0] * factors[i] * power[0];
+        for (int k = 1; k < orders; k++) acc += coef[k] * factors[(size_t)k * n + i] * power[k];
+        out[i] = acc;
+    }
+}

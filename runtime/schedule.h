@@ -1,0 +1,139 @@
+/* schedule.h — cache schedule tables (docs/schedule.md): the parsed table,
+ * the validated per-step plan the cache engine runs, FLOP accounting, and the
+ * generators for FORA, Δ-DiT, TeaCache, first-block cache, TaylorSeer and the
+ * official EB-Cache cache_table.npy.
+ *
+ * Steps are numbered in sampling order: step k = 0 is the first (noisiest)
+ * model call, at the sampler's respaced index i = S−1−k and timestep
+ * s->timestep[S−1−k].
+ */
+#ifndef EB_SCHEDULE_H
+#define EB_SCHEDULE_H
+
+#include "ebcache.h"
+
+#define EB_SCHEDULE_VERSION_LINE "# ebcache schedule v1"
+
+/* What one attention or MLP does at one step. */
+typedef enum {
+    EB_ACT_COMPUTE = 0, /* C: run it; refresh its cache if a later step needs one        */
+    EB_ACT_REUSE,       /* R: the pre-gate output of its last compute, current gate      */
+    EB_ACT_FORECAST,    /* Tk: Taylor forecast of order k from its last computes         */
+    EB_ACT_SKIP,        /* S: the block is skipped; its run of S blocks adds the cached  */
+                        /*    residual (output − input) of that run                      */
+} eb_act_kind;
+
+typedef struct {
+    uint8_t kind;  /* eb_act_kind                        */
+    uint8_t order; /* Taylor order 1..4 of a forecast    */
+} eb_act;
+
+typedef enum { EB_POLICY_NONE = 0, EB_POLICY_TEACACHE, EB_POLICY_FBCACHE } eb_policy_kind;
+
+#define EB_POLY_MAX 8
+
+/* A dynamic policy: per step, computes or serves the whole model (TeaCache)
+ * or the blocks after the first `blocks` (first-block cache) from the cached
+ * residual, deciding from the relative L1 change of a probe tensor. */
+typedef struct {
+    eb_policy_kind kind;
+    double threshold;
+    int npoly;                 /* TeaCache rescale polynomial, highest degree first (np.poly1d) */
+    double poly[EB_POLY_MAX];
+    int blocks;                /* first-block cache: blocks always computed                     */
+} eb_policy;
+
+/* One table row: the actions of blocks [lo, hi] at one step (hi = −1: every block). */
+typedef struct {
+    int line;          /* 1-based line in the source, 0 for a generated row */
+    int step, t;
+    int lo, hi;
+    eb_act attn, mlp;
+    double scale;      /* ε is divided by it after guidance */
+} eb_sched_row;
+
+struct eb_cache_schedule {
+    char name[256];                          /* source file, for messages              */
+    char method[64], params[256], model[128], sampler[128];
+    int steps, steps_line;
+    double flops;                            /* the predicted fraction the header claims (NaN: none) */
+    eb_policy policy;
+    int policy_line;
+    int nrows, cap_rows;
+    eb_sched_row *rows;                      /* in step order, a step's "*" row first */
+};
+
+/* A contiguous run of blocks [lo, hi) served by one cached residual. */
+typedef struct {
+    int lo, hi;
+} eb_block_run;
+
+/* The table expanded for a model of L blocks and validated. */
+typedef struct {
+    int S, L;
+    eb_act *act;          /* (S, L, 2): step, block, 0 = attention / 1 = MLP        */
+    float *scale;         /* (S) ε divisor                                          */
+    eb_policy policy;
+    int nruns;
+    eb_block_run *runs;   /* (nruns) every run a step skips (and the policy's run)  */
+    uint8_t *run_use;     /* (S, nruns) 1: the step skips the run                   */
+    uint8_t *run_record;  /* (S, nruns) 1: the step stores the run's residual       */
+    int *slot_cap;        /* (L, 2) Taylor factors a module keeps (0: never reused) */
+} eb_cache_plan;
+
+/* Expands and validates `cs` for `depth` blocks and the sampler `s` (NULL:
+ * timesteps unchecked). EB_EINPUT naming the line. */
+eb_status eb_cache_plan_build(eb_cache_plan *p, const eb_cache_schedule *cs, int depth, const eb_schedule *s);
+void eb_cache_plan_free(eb_cache_plan *p);
+
+/* Multiply-accumulates of one forward for one row, by part; they add up to
+ * eb_forward_macs(c). */
+typedef struct {
+    double embed;  /* patch and condition embeddings    */
+    double adaln;  /* one block's modulation            */
+    double attn;   /* one block's attention             */
+    double mlp;    /* one block's MLP                   */
+    double final;  /* final layer                       */
+} eb_macs_parts;
+void eb_macs_split(eb_macs_parts *mp, const eb_config *c);
+
+/* MACs per row of `step` under plan p; policy_skip: the dynamic policy
+ * serves this step from its residual. */
+double eb_plan_step_macs(const eb_cache_plan *p, const eb_macs_parts *mp, int step, int policy_skip);
+
+/* ------------------------------------------------------------------------ */
+/* Generators: a table for the sampler `s` (its steps and timesteps).        */
+
+/* An empty table of s->S steps with provenance; rows are added with eb_cache_schedule_add. */
+eb_status eb_cache_schedule_new(eb_cache_schedule **out, const eb_schedule *s, const char *method,
+                                const char *params);
+/* Appends a row (blocks [lo, hi], hi = −1 for all) at `step` with timestep from s. */
+eb_status eb_cache_schedule_add(eb_cache_schedule *cs, const eb_schedule *s, int step, int lo, int hi, eb_act attn,
+                                eb_act mlp, double scale);
+
+/* FORA: compute every block at steps k ≡ 0 (mod interval), reuse attention and MLP between. */
+eb_status eb_cache_schedule_fora(eb_cache_schedule **out, const eb_schedule *s, int interval);
+/* Δ-DiT: every step k ≢ 0 (mod interval) skips `blocks` blocks by their cached
+ * residual: the rear ones for k < boundary, the front ones from step `boundary` on. */
+eb_status eb_cache_schedule_delta_dit(eb_cache_schedule **out, const eb_schedule *s, int depth, int interval,
+                                      int blocks, int boundary);
+/* TeaCache: all rows compute, the policy skips whole-model forwards at run time. */
+eb_status eb_cache_schedule_teacache(eb_cache_schedule **out, const eb_schedule *s, double threshold,
+                                     const double *poly, int npoly);
+/* First-block cache: blocks [0, blocks) always run; the rest reuse their residual
+ * while the first blocks' residual changes by less than `threshold`. */
+eb_status eb_cache_schedule_fbcache(eb_cache_schedule **out, const eb_schedule *s, double threshold, int blocks);
+/* TaylorSeer: compute the first `warmup` steps and every `interval`-th after
+ * the last of them; forecast with order `order` (1..4) between. */
+eb_status eb_cache_schedule_taylorseer(eb_cache_schedule **out, const eb_schedule *s, int interval, int order,
+                                       int warmup);
+/* The official EB-Cache table: an int64 .npy of length S indexed by the
+ * sampler's index i (entry S−1 is the first step); 0 = compute both, 2 = reuse
+ * both, other values reuse attention and compute the MLP; every step's ε is
+ * divided by `delta`. EB_EINPUT naming the file. */
+eb_status eb_cache_schedule_from_npy(eb_cache_schedule **out, const char *path, const eb_schedule *s, double delta);
+
+/* Reads a strict .npy of int64 ('<i8', C order, 1-D): *data malloc'd. */
+eb_status eb_npy_read_i64(const char *path, int64_t **data, int64_t *n);
+
+#endif
