@@ -74,10 +74,12 @@ static int setup_new(const eb_opt *opts, int n, eb_config *c, eb_recipe *r, int 
     c->depth = atoi(DEFAULT_DEPTH);
     c->num_heads = atoi(DEFAULT_HEADS);
     const char *named = eb_arg(opts, n, "config");
-    if (named) { /* a DiT size (S/4, B/2, ...) on Fashion-MNIST's input */
+    if (named) { /* a DiT size ("S", or with its patch "S/4") on Fashion-MNIST's input */
+        char full[64];
         eb_config table;
-        if (eb_config_named(&table, named)) return eb_report(CMD, EB_EINPUT);
-        c->patch_size = table.patch_size;
+        snprintf(full, sizeof full, strchr(named, '/') ? "%s" : "%s/2", named);
+        if (eb_config_named(&table, full)) return eb_report(CMD, EB_EINPUT);
+        if (strchr(named, '/')) c->patch_size = table.patch_size;
         c->hidden_size = table.hidden_size;
         c->depth = table.depth;
         c->num_heads = table.num_heads;
@@ -122,7 +124,7 @@ static int make_out_dir(const char *dir) {
 int cmd_train(int argc, char **argv) {
     eb_opt opts[] = {
         {"out", "DIR", "output folder: ckpt.safetensors and train_log.csv (required)", NULL},
-        {"config", "NAME", "a DiT size on 28×28 inputs: S/4, S/2, B/4, ... (sets patch, hidden, depth, heads)", NULL},
+        {"config", "NAME", "a DiT size (S, B, L, XL; S/4 also sets the patch) for hidden, depth and heads", NULL},
         {"input-size", "N", "image side, Fashion-MNIST padded to N (default 28)", NULL},
         {"patch-size", "P", "patch side (default " DEFAULT_PATCH ")", NULL},
         {"hidden", "D", "hidden size (default " DEFAULT_HIDDEN ")", NULL},

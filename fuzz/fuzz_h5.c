@@ -2,8 +2,8 @@
  *
  * Each input is written to a temporary file and read through every call the
  * commands make: the datasets they read by name, as float (with the finite
- * check) and as int, at the stored rank and at a wrong one, and the root
- * attributes they read. Any outcome but a crash or a sanitizer report is fine.
+ * check) and as int, at the stored rank and at a wrong one, and the
+ * attributes of the root and of those datasets. Any outcome but a crash or a sanitizer report is fine.
  * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined with runtime/h5io.c,
  * runtime/check.c and runtime/error.c (see fuzz/Makefile). libhdf5 itself is
  * the system's, not instrumented: crashes inside it show up, silent overreads
@@ -17,6 +17,15 @@
 
 #include "h5io.h"
 
+/* Known behaviour of libhdf5 1.10 on malformed files that is not ours to fix:
+ * it leaks a few metadata-cache blocks when an object header fails to decode,
+ * and it asks malloc for absurd sizes read from corrupt length fields (and
+ * copes with NULL). Also known, and not suppressible here: an endless loop in
+ * its global-heap decoder (a zero-size free-space object) when a variable-
+ * length string is read; run with -timeout and -fork=1 -ignore_timeouts=1. */
+const char *__lsan_default_suppressions(void) { return "leak:libhdf5_serial.so\n"; }
+const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
+
 /* Dataset and attribute names used by the CLI and the recorder. */
 static const char *const datasets[] = {
     "x", "t", "y", "noise", "out", "samples", "x0", "xT",
@@ -24,21 +33,28 @@ static const char *const datasets[] = {
 };
 static const char *const attributes[] = {"scale", "seed", "steps", "model", "schedule", "cfg_scale"};
 
-/* One temporary file reused for every input, on tmpfs where there is one
- * (HDF5 needs a real path: it resolves it, so a memfd will not do). */
-static char input_path[64];
+/* Each input goes to a file on tmpfs where there is one (HDF5 needs a real
+ * path: it resolves it, so a memfd will not do), removed after the run. */
+static int write_input(char *path, size_t cap, const uint8_t *bytes, size_t size) {
+    snprintf(path, cap, "%s/fuzz_h5.%ld", access("/dev/shm", W_OK) ? "/tmp" : "/dev/shm", (long)getpid());
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) return -1;
+    int ok = write(fd, bytes, size) == (ssize_t)size;
+    close(fd);
+    return ok ? 0 : -1;
+}
 
-static void remove_input(void) { unlink(input_path); }
-
-static int input_file(void) {
-    static int fd = -1;
-    if (fd < 0) {
-        snprintf(input_path, sizeof input_path, "%s/fuzz_h5.XXXXXX", access("/dev/shm", W_OK) ? "/tmp" : "/dev/shm");
-        fd = mkstemp(input_path);
-        if (fd < 0) abort();
-        atexit(remove_input);
+/* The attributes of `obj` (NULL = root) as every type. */
+static void read_attributes(eb_h5 *f, const char *obj) {
+    for (size_t a = 0; a < sizeof attributes / sizeof *attributes; a++) {
+        double d;
+        int64_t i;
+        char *s = NULL;
+        eb_h5_has_attr(f, obj, attributes[a]);
+        eb_h5_attr_f64(f, obj, attributes[a], &d);
+        eb_h5_attr_i64(f, obj, attributes[a], &i);
+        if (!eb_h5_attr_str(f, obj, attributes[a], &s)) free(s);
     }
-    return fd;
 }
 
 /* Reads up to EB_H5_MAX_ELEMS are legal and only cost memory (a few bytes of
@@ -61,34 +77,23 @@ static void read_all_ways(eb_h5 *f, const char *name) {
     void *data = NULL;
     if (!eb_h5_read(f, name, EB_H5_F32, 4, want, &data, got, EB_H5_FINITE)) free(data);
     if (!eb_h5_read(f, name, EB_H5_I32, 4, want, &data, got, 0)) free(data);
-    for (size_t a = 0; a < sizeof attributes / sizeof *attributes; a++) {
-        double d;
-        int64_t i;
-        char *s = NULL;
-        eb_h5_attr_f64(f, name, attributes[a], &d);
-        eb_h5_attr_i64(f, name, attributes[a], &i);
-        if (!eb_h5_attr_str(f, name, attributes[a], &s)) free(s);
-    }
+    read_attributes(f, name);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *bytes, size_t size) {
-    int fd = input_file();
-    if (ftruncate(fd, 0) || pwrite(fd, bytes, size, 0) != (ssize_t)size) abort();
+    char path[64];
+    if (write_input(path, sizeof path, bytes, size)) abort();
     eb_h5 *f;
-    if (eb_h5_open(&f, input_path)) return 0;
+    if (eb_h5_open(&f, path)) {
+        unlink(path);
+        return 0;
+    }
     for (size_t i = 0; i < sizeof datasets / sizeof *datasets; i++) {
         eb_h5_lookup(f, datasets[i]);
         read_all_ways(f, datasets[i]);
     }
-    for (size_t a = 0; a < sizeof attributes / sizeof *attributes; a++) {
-        double d;
-        int64_t i;
-        char *s = NULL;
-        eb_h5_has_attr(f, NULL, attributes[a]);
-        eb_h5_attr_f64(f, NULL, attributes[a], &d);
-        eb_h5_attr_i64(f, NULL, attributes[a], &i);
-        if (!eb_h5_attr_str(f, NULL, attributes[a], &s)) free(s);
-    }
+    read_attributes(f, NULL);
     eb_h5_close(f);
+    unlink(path);
     return 0;
 }

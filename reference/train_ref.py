@@ -39,7 +39,8 @@ ADAMW = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
 
 def normal_kl(mean1, logvar1, mean2, logvar2):
     """KL(N(mean1, e^logvar1) ‖ N(mean2, e^logvar2)) elementwise, in nats."""
-    return 0.5 * (-1.0 + logvar2 - logvar1 + torch.exp(logvar1 - logvar2) + ((mean1 - mean2) ** 2) * torch.exp(-logvar2))
+    return 0.5 * (-1.0 + logvar2 - logvar1 + torch.exp(logvar1 - logvar2)
+                  + ((mean1 - mean2) ** 2) * torch.exp(-logvar2))
 
 
 def approx_standard_normal_cdf(x):
@@ -74,7 +75,8 @@ def training_losses(model, s, x0, t, noise, y):
     # The variance learns through vb only: the mean there uses ε detached.
     frozen = torch.cat([eps.detach(), var_values], dim=1)
     p = dr.p_mean_variance(s, dr.LEARNED_RANGE, frozen, x_t, t)
-    true_mean = dr.extract(s.posterior_mean_coef1, t, x0.shape) * x0 + dr.extract(s.posterior_mean_coef2, t, x0.shape) * x_t
+    coef1, coef2 = dr.extract(s.posterior_mean_coef1, t, x0.shape), dr.extract(s.posterior_mean_coef2, t, x0.shape)
+    true_mean = coef1 * x0 + coef2 * x_t
     true_log_var = dr.extract(s.posterior_log_var_clipped, t, x0.shape)
     kl = mean_flat(normal_kl(true_mean, true_log_var, p["mean"], p["log_variance"])) / np.log(2.0)
     nll = -discretized_gaussian_log_likelihood(x0, p["mean"], 0.5 * p["log_variance"])

@@ -53,8 +53,9 @@ eb_status eb_h5_shape(eb_h5 *f, const char *name, int *rank, int64_t dims[EB_H5_
  * range are refused when reading EB_H5_F32); integer types accept any stored
  * integer type whose values fit. The dataset must have rank `rank`; when
  * `want` (rank) is not NULL, each want[d] ≥ 0 must equal extent d
- * (EB_H5_ANY matches any). dims (rank) receives the extents. flags:
- * EB_H5_FINITE refuses a NaN / Inf (float types), naming its multi-index.
+ * (EB_H5_ANY matches any). dims (rank) receives the extents (NULL is fine
+ * for rank 0). flags: EB_H5_FINITE refuses a NaN / Inf (float types), naming
+ * its multi-index.
  * A dataset of more than EB_H5_MAX_ELEMS elements is refused. Mismatches are
  * EB_EINPUT naming the file, the dataset, what was expected and what was
  * found. *data is NULL on failure. */

@@ -249,6 +249,7 @@ eb_status eb_cache_schedule_parse(eb_cache_schedule **out, const char *text, con
     char *p = copy;
     for (char *l = p; !st && l; l = p) {
         char *nl = strchr(l, '\n');
+        if (!nl && !*l && line) break; /* the end of a file whose last line ends with a newline */
         if (nl) *nl = 0;
         p = nl ? nl + 1 : NULL;
         line++;
@@ -563,8 +564,9 @@ double eb_cache_schedule_flops(const eb_cache_schedule *cs, const eb_config *c) 
     eb_macs_split(&mp, c);
     double macs = 0;
     for (int k = 0; k < p.S; k++) macs += eb_plan_step_macs(&p, &mp, k, 0);
+    double uncached = p.S * eb_forward_macs(c);
     eb_cache_plan_free(&p);
-    return macs / (p.S * eb_forward_macs(c));
+    return macs / uncached;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -5,6 +5,7 @@
 #include "trainer.h"
 
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -57,8 +58,10 @@ static eb_fmnist fake_data(int n, int side, uint64_t seed) {
     return d;
 }
 
-/* Official-key slices of a slab, in slab order: calls f(key, slice, numel). */
-static void for_each_slice(float *slab, const eb_config *c, void (*f)(const char *, float *, size_t, void *), void *ctx) {
+/* Official-key slices of a slab, in slab order: calls f(key, slice, numel, ctx). */
+typedef void slice_fn(const char *key, float *slice, size_t n, void *ctx);
+
+static void for_each_slice(float *slab, const eb_config *c, slice_fn *f, void *ctx) {
     eb_params p;
     eb_params_point(&p, slab, c);
     for (int i = 0; i < EB_NUM_PARAM_TENSORS; i++) {
@@ -246,7 +249,8 @@ Test(train, official_initialisation) {
             double fan_in = 1;
             for (int r = 1; r < rank; r++) fan_in *= dims[r];
             double bound = sqrt(6.0 / (fan_in + dims[0]));
-            cr_expect(mx <= bound && mx > 0.95 * bound, "%s: max %g, xavier bound %g", eb_param_table[i].fmt, mx, bound);
+            cr_expect(mx <= bound && mx > 0.95 * bound, "%s: max %g, xavier bound %g", eb_param_table[i].fmt, mx,
+                      bound);
             cr_expect(fabs(rms - bound / sqrt(3.0)) < 0.1 * bound, "%s: rms %g", eb_param_table[i].fmt, rms);
         } else if (i == EB_P_Y_TABLE || i == EB_P_T_FC1_W || i == EB_P_T_FC2_W) {
             cr_expect(fabs(rms - 0.02) < 0.002, "%s: std %g, expected 0.02", eb_param_table[i].fmt, rms);
@@ -365,13 +369,13 @@ Test(train, load_rejects_non_checkpoints) {
     cr_expect_eq(eb_trainer_load(&tr, "/nonexistent/ckpt.safetensors"), EB_EINPUT);
 }
 
-Test(train, stop_flag_saves_after_the_current_step) {
+Test(train, stop_flag_saves_and_returns_ok) {
     char dir[] = "/tmp/eb_train_stopXXXXXX", ckpt[64];
     cr_assert_not_null(mkdtemp(dir));
     snprintf(ckpt, sizeof ckpt, "%s/ckpt.safetensors", dir);
     eb_fmnist data = fake_data(16, 8, 3);
     eb_trainer *tr = new_trainer(&tiny, 8, 5, data.n);
-    volatile sig_atomic_t stop = 1; /* as if SIGINT arrived during the first step */
+    volatile sig_atomic_t stop = 1; /* as if SIGINT had arrived */
     eb_train_opts o = {.steps = 100, .ckpt_path = ckpt, .stop = &stop};
     cr_assert_eq(eb_train_run(tr, &data, &o), EB_OK, "%s", eb_last_error());
     eb_trainer *saved;
@@ -381,4 +385,78 @@ Test(train, stop_flag_saves_after_the_current_step) {
     eb_trainer_free(saved), eb_trainer_free(tr);
     eb_fmnist_free(&data);
     remove(ckpt), rmdir(dir);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The CLI ($EBCACHE_BIN)                                                    */
+
+static const char *ebcache_bin(void) { return getenv("EBCACHE_BIN") ? getenv("EBCACHE_BIN") : "build/opt/ebcache"; }
+
+/* Starts `ebcache train ARGS...` with its output discarded; returns the pid. */
+static pid_t spawn_train(char *const args[]) {
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1), dup2(null, 2);
+        execv(ebcache_bin(), args);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int exit_status(pid_t pid) {
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status), "ebcache train did not exit normally (status %#x)", status);
+    return WEXITSTATUS(status);
+}
+
+/* The step of the last row of a training log (0 when it has none yet). */
+static long last_logged_step(const char *path) {
+    FILE *f = fopen(path, "r");
+    long step = 0, s;
+    char line[256];
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "%ld,", &s) == 1) step = s;
+    if (f) fclose(f);
+    return step;
+}
+
+Test(train, cli_sigint_finishes_the_step_saves_and_exits_0) {
+    char dir[] = "/tmp/eb_train_cliXXXXXX", log[64], ckpt[64];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(log, sizeof log, "%s/train_log.csv", dir);
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt.safetensors", dir);
+    char *args[] = {(char *)ebcache_bin(), "train", "--out", dir, "--limit", "64", "--batch", "8", "--hidden", "16",
+                    "--depth", "1", "--heads", "2", "--steps", "1000000", "--log-every", "1", "--threads", "1", NULL};
+    pid_t pid = spawn_train(args);
+    /* Wait (bounded) until a few steps are done, then interrupt. */
+    for (int i = 0; i < 1200 && last_logged_step(log) < 3; i++) usleep(50000);
+    cr_assert_geq(last_logged_step(log), 3, "no training progress within 60 s");
+    kill(pid, SIGINT);
+    cr_expect_eq(exit_status(pid), 0);
+    eb_trainer *tr;
+    cr_assert_eq(eb_trainer_load(&tr, ckpt), EB_OK, "%s", eb_last_error());
+    cr_expect_eq(tr->step, last_logged_step(log), "the checkpoint holds the last finished (logged) step");
+    cr_expect_lt(tr->step, 1000000);
+    eb_trainer_free(tr);
+    remove(log), remove(ckpt), rmdir(dir);
+}
+
+Test(train, cli_usage_errors_exit_2) {
+    char *no_out[] = {(char *)ebcache_bin(), "train", "--steps", "1", NULL};
+    char *resume_and_model[] = {(char *)ebcache_bin(), "train", "--out", "/tmp", "--resume", "x.safetensors",
+                                "--hidden", "64", NULL};
+    char *bad_number[] = {(char *)ebcache_bin(), "train", "--out", "/tmp", "--lr", "fast", NULL};
+    char *bad_config[] = {(char *)ebcache_bin(), "train", "--out", "/tmp", "--hidden", "30", "--heads", "4", NULL};
+    char *missing_ckpt[] = {(char *)ebcache_bin(), "train", "--out", "/tmp", "--resume", "/nonexistent.safetensors",
+                            NULL};
+    char *help[] = {(char *)ebcache_bin(), "train", "--help", NULL};
+    cr_expect_eq(exit_status(spawn_train(no_out)), 2);
+    cr_expect_eq(exit_status(spawn_train(resume_and_model)), 2);
+    cr_expect_eq(exit_status(spawn_train(bad_number)), 2);
+    cr_expect_eq(exit_status(spawn_train(bad_config)), 2);
+    cr_expect_eq(exit_status(spawn_train(missing_ckpt)), 2);
+    cr_expect_eq(exit_status(spawn_train(help)), 0);
 }

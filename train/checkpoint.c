@@ -205,7 +205,8 @@ static eb_status read_header(const eb_st_file *f, eb_config *c, eb_recipe *r, in
         {"adam_eps", &r->adam_eps}, {"grad_clip", &r->grad_clip}, {"ema_decay", &r->ema_decay},
         {"class_dropout", &r->class_dropout},
     };
-    for (size_t i = 0; i < sizeof reals / sizeof reals[0] && !st; i++) st = meta_double(f, reals[i].key, reals[i].field);
+    for (size_t i = 0; i < sizeof reals / sizeof reals[0] && !st; i++)
+        st = meta_double(f, reals[i].key, reals[i].field);
     if (!st) st = meta_u64(f, "seed", &r->seed);
     if (!st) st = meta_int64(f, "step", 0, INT64_MAX / 2, step);
     if (!st) st = eb_config_validate(c);

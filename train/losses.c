@@ -92,7 +92,8 @@ eb_status eb_diffusion_loss(eb_loss_terms *terms, float *mse_b, float *vb_b, flo
         if (learn_sigma) {
             const float c1 = c->coef1[tn], c2 = c->coef2[tn], sri = c->sqrt_recip_ac[tn], srm1 = c->sqrt_recipm1_ac[tn];
             const float min_log = c->log_var_clipped[tn], max_log = c->log_beta[tn];
-            const float dlv_dvar = 0.5f * (max_log - min_log); /* log_var = frac·max + (1 − frac)·min, frac = (v+1)/2 */
+            /* log_var = frac·max + (1 − frac)·min with frac = (v + 1)/2 */
+            const float dlv_dvar = 0.5f * (max_log - min_log);
             for (size_t i = 0; i < per; i++) {
                 /* The model mean uses ε detached: only the variance channels get a gradient. */
                 float pred_x0 = sri * xtn[i] - srm1 * eps[i];

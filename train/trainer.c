@@ -236,6 +236,10 @@ static void train_backward(eb_trainer *tr) {
         const float *x = a->resid + 2 * l * BTD, *x_mid = x + BTD;
         const float *mod = a->mod + (size_t)l * d.B * 6 * D;
         const float *probs = a->probs + (size_t)l * d.B * d.NH * d.T * d.T;
+        const float *fc1 = a->fc1 + EB_MLP_RATIO * l * BTD, *gelu = a->gelu + EB_MLP_RATIO * l * BTD;
+        /* block l's slice of the stacked (L, out, in) weights */
+        const size_t w6 = (size_t)l * 6 * D * D, w4 = (size_t)l * H4 * D, w3 = (size_t)l * 3 * D * D;
+        const size_t w1 = (size_t)l * D * D;
         zero(a->d_mod, d.B * 6 * D);
         /* MLP half: x_out = x_mid + gate_mlp ⊙ fc2(gelu(fc1(ln2(x_mid)))) */
         zero(a->d_branch, BTD);
@@ -244,12 +248,10 @@ static void train_backward(eb_trainer *tr) {
         zero(a->d_ln, BTD);
         gate_residual_backward(a->d_mod + 5 * D, a->d_branch, a->d_resid, mod + 5 * D, a->mlp_out + l * BTD, d.B, d.T,
                                d.D, 6 * d.D);
-        linear_backward(a->d_gelu, g->fc2_w + l * D * H4, g->fc2_b + l * D, a->d_branch, a->gelu + EB_MLP_RATIO * l * BTD,
-                        p->fc2_w + l * D * H4, d.BT, d.H4, d.D);
-        gelu_tanh_backward(a->d_fc1, a->fc1 + EB_MLP_RATIO * l * BTD, a->gelu + EB_MLP_RATIO * l * BTD, a->d_gelu,
-                           BT * H4);
-        linear_backward(a->d_ln, g->fc1_w + l * H4 * D, g->fc1_b + l * H4, a->d_fc1, a->ln2 + l * BTD,
-                        p->fc1_w + l * H4 * D, d.BT, d.D, d.H4);
+        linear_backward(a->d_gelu, g->fc2_w + w4, g->fc2_b + l * D, a->d_branch, gelu, p->fc2_w + w4, d.BT, d.H4, d.D);
+        gelu_tanh_backward(a->d_fc1, fc1, gelu, a->d_gelu, BT * H4);
+        linear_backward(a->d_ln, g->fc1_w + w4, g->fc1_b + l * H4, a->d_fc1, a->ln2 + l * BTD, p->fc1_w + w4, d.BT,
+                        d.D, d.H4);
         ln_modulate_backward(a->d_resid, a->d_mod + 3 * D, a->d_mod + 4 * D, a->d_ln, x_mid, a->ln2_mean + l * BT,
                              a->ln2_rstd + l * BT, mod + 4 * D, d.B, d.T, d.D, 6 * d.D);
         /* attention half: x_mid = x + gate_msa ⊙ proj(attention(qkv(ln1(x)))) */
@@ -259,16 +261,16 @@ static void train_backward(eb_trainer *tr) {
         zero(a->d_ln, BTD);
         gate_residual_backward(a->d_mod + 2 * D, a->d_branch, a->d_resid, mod + 2 * D, a->attn_out + l * BTD, d.B,
                                d.T, d.D, 6 * d.D);
-        linear_backward(a->d_attn, g->proj_w + l * D * D, g->proj_b + l * D, a->d_branch, a->attn + l * BTD,
-                        p->proj_w + l * D * D, d.BT, d.D, d.D);
+        linear_backward(a->d_attn, g->proj_w + w1, g->proj_b + l * D, a->d_branch, a->attn + l * BTD, p->proj_w + w1,
+                        d.BT, d.D, d.D);
         attention_backward(a->d_qkv, a->d_probs, a->d_attn, a->qkv + 3 * l * BTD, probs, d.B, d.T, d.NH, d.hd);
-        linear_backward(a->d_ln, g->qkv_w + l * 3 * D * D, g->qkv_b + l * 3 * D, a->d_qkv, a->ln1 + l * BTD,
-                        p->qkv_w + l * 3 * D * D, d.BT, d.D, 3 * d.D);
+        linear_backward(a->d_ln, g->qkv_w + w3, g->qkv_b + l * 3 * D, a->d_qkv, a->ln1 + l * BTD, p->qkv_w + w3, d.BT,
+                        d.D, 3 * d.D);
         ln_modulate_backward(a->d_resid, a->d_mod, a->d_mod + D, a->d_ln, x, a->ln1_mean + l * BT,
                              a->ln1_rstd + l * BT, mod + D, d.B, d.T, d.D, 6 * d.D);
         /* adaLN modulation of this block */
-        linear_backward(a->d_cond_silu, g->adaln_w + l * 6 * D * D, g->adaln_b + l * 6 * D, a->d_mod, a->cond_silu,
-                        p->adaln_w + l * 6 * D * D, d.B, d.D, 6 * d.D);
+        linear_backward(a->d_cond_silu, g->adaln_w + w6, g->adaln_b + l * 6 * D, a->d_mod, a->cond_silu,
+                        p->adaln_w + w6, d.B, d.D, 6 * d.D);
     }
     patch_embed_backward(g->x_embed_w, g->x_embed_b, a->patches, a->d_resid, a->x_t, d.B, d.C, d.H, d.p, d.D);
     /* conditioning: c = fc2(silu(fc1(tfreq))) + table[y] */

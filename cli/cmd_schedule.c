@@ -1,0 +1,346 @@
+/* cmd_schedule.c — `ebcache schedule`: write cache schedule tables for FORA,
+ * Δ-DiT, TeaCache, first-block cache, TaylorSeer and the official EB-Cache
+ * cache_table.npy, and show a table. Format: docs/schedule.md. */
+#include "args.h"
+#include "commands.h"
+
+#include "ebcache.h"
+#include "schedule.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_CONFIG "DiT-XL/2"
+
+/* The model a table is written for: --model PATH, --config NAME, else `fallback`
+ * (a config name) or DiT-XL/2. label names it in the table's provenance. */
+static int target_model(const char *cmd, const eb_opt *opts, int n, const char *fallback, eb_config *c, char *label,
+                        size_t size) {
+    const char *path = eb_arg(opts, n, "model"), *name = eb_arg(opts, n, "config"), *v;
+    if (path && name) {
+        fprintf(stderr, "ebcache %s: give --model or --config, not both\n", cmd);
+        return 2;
+    }
+    if (path) {
+        long heads = 0;
+        int rc;
+        if ((v = eb_arg(opts, n, "heads")) && (rc = eb_arg_int(cmd, "heads", v, 1, 1024, &heads))) return rc;
+        eb_model *m;
+        eb_status st = eb_model_load(&m, path, (int)heads);
+        if (st) return eb_report(cmd, st);
+        *c = *eb_model_config(m);
+        eb_model_free(m);
+        snprintf(label, size, "%s", path);
+        return 0;
+    }
+    if (!name) name = fallback && eb_config_named(c, fallback) == EB_OK ? fallback : DEFAULT_CONFIG;
+    if (eb_config_named(c, name)) return eb_report(cmd, EB_EINPUT);
+    snprintf(label, size, "%s%s", strncmp(name, "DiT-", 4) ? "DiT-" : "", name);
+    return 0;
+}
+
+/* The sampler's respaced schedule from --steps S or --respacing SPEC. */
+static int sampler_schedule(const char *cmd, const eb_opt *opts, int n, eb_schedule *s, char *spacing, size_t size) {
+    const char *steps = eb_arg(opts, n, "steps"), *resp = eb_arg(opts, n, "respacing");
+    if (!steps && !resp) {
+        fprintf(stderr, "ebcache %s: --steps S (or --respacing SPEC) is required (see --help)\n", cmd);
+        return 2;
+    }
+    long v;
+    int rc;
+    if (steps && (rc = eb_arg_int(cmd, "steps", steps, 1, EB_DIFFUSION_STEPS, &v))) return rc;
+    if (resp) snprintf(spacing, size, "%s", resp);
+    else snprintf(spacing, size, "%ld", v);
+    eb_status st = eb_schedule_create(s, spacing);
+    if (!st && steps && s->S != v) {
+        st = eb_fail(EB_EINPUT, "--respacing '%s' gives %d steps, not --steps %ld", spacing, s->S, v);
+        eb_schedule_free(s);
+    }
+    return st ? eb_report(cmd, st) : 0;
+}
+
+/* Options every generator takes. */
+#define COMMON_OPTS                                                                                                  \
+    {"steps", "S", "sampling steps (respacing \"S\", as `ebcache sample --steps S`)", NULL},                          \
+    {"respacing", "SPEC", "the sampler's official respacing instead (\"ddim50\", \"10,10,5\")", NULL},               \
+    {"output", "TABLE", "the schedule table to write", NULL},                                                      \
+    {"config", "NAME", "model the FLOP prediction (and Δ-DiT's depth) is for (default DiT-XL/2)", NULL},             \
+    {"model", "PATH", "a model file instead of --config", NULL},                                                   \
+    {"heads", "N", "heads of --model when the file does not say", NULL}
+
+/* Parses one generator's options, then builds, annotates and writes its table. */
+typedef eb_status (*generator)(eb_cache_schedule **out, const eb_schedule *s, const eb_config *c, const eb_opt *opts,
+                               int n, int *rc);
+
+static int generate(int argc, char **argv, eb_opt *opts, int n, const char *usage, generator gen) {
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "schedule %s", argv[0]);
+    char *args[argc];
+    memcpy(args, argv, argc * sizeof *args);
+    args[0] = cmd;
+    int rc = eb_args_parse(argc, args, opts, n, usage);
+    if (rc) return rc < 0 ? 0 : rc;
+    const char *out = eb_arg(opts, n, "output");
+    if (!out) {
+        fprintf(stderr, "ebcache %s: --output TABLE is required (see --help)\n", cmd);
+        return 2;
+    }
+    eb_config c;
+    char label[128], spacing[64];
+    eb_schedule s;
+    if ((rc = target_model(cmd, opts, n, NULL, &c, label, sizeof label))) return rc;
+    if ((rc = sampler_schedule(cmd, opts, n, &s, spacing, sizeof spacing))) return rc;
+    eb_cache_schedule *cs = NULL;
+    eb_status st = gen(&cs, &s, &c, opts, n, &rc);
+    if (!rc && !st) {
+        snprintf(cs->model, sizeof cs->model, "%s", label);
+        snprintf(cs->sampler, sizeof cs->sampler, "respacing=%s", spacing);
+        st = eb_cache_schedule_check(cs, &c, &s);
+        if (!st) cs->flops = eb_cache_schedule_flops(cs, &c);
+        if (!st) st = eb_cache_schedule_write(cs, out);
+        if (!st)
+            fprintf(stderr, "wrote %s: %s, %d steps, predicted %.1f%% of the uncached MACs on %s (%.2fx)%s\n", out,
+                    cs->method, s.S, 100 * cs->flops, label, 1 / cs->flops,
+                    cs->policy.kind != EB_POLICY_NONE ? "; the policy skips more at run time" : "");
+    }
+    if (!rc) rc = eb_report(cmd, st);
+    eb_cache_schedule_free(cs);
+    eb_schedule_free(&s);
+    return rc;
+}
+
+static int int_opt(const char *cmd, const eb_opt *opts, int n, const char *name, long def, long min, long max,
+                   long *out, int *rc) {
+    const char *v = eb_arg(opts, n, name);
+    *out = def;
+    if (!v && def < min) {
+        fprintf(stderr, "ebcache %s: --%s is required (see --help)\n", cmd, name);
+        return *rc = 2;
+    }
+    return v ? (*rc = eb_arg_int(cmd, name, v, min, max, out)) : 0;
+}
+
+static int float_opt(const char *cmd, const eb_opt *opts, int n, const char *name, double def, double *out, int *rc) {
+    const char *v = eb_arg(opts, n, name);
+    *out = def;
+    if (!v && isnan(def)) {
+        fprintf(stderr, "ebcache %s: --%s is required (see --help)\n", cmd, name);
+        return *rc = 2;
+    }
+    return v ? (*rc = eb_arg_float(cmd, name, v, out)) : 0;
+}
+
+static eb_status gen_fora(eb_cache_schedule **out, const eb_schedule *s, const eb_config *c, const eb_opt *opts, int n,
+                          int *rc) {
+    long interval;
+    if (int_opt("schedule fora", opts, n, "interval", -1, 1, EB_DIFFUSION_STEPS, &interval, rc)) return EB_EINPUT;
+    return eb_cache_schedule_fora(out, s, (int)interval);
+}
+
+static eb_status gen_delta(eb_cache_schedule **out, const eb_schedule *s, const eb_config *c, const eb_opt *opts, int n,
+                           int *rc) {
+    const char *cmd = "schedule delta-dit";
+    long interval, blocks, boundary;
+    if (int_opt(cmd, opts, n, "interval", -1, 1, EB_DIFFUSION_STEPS, &interval, rc) ||
+        int_opt(cmd, opts, n, "blocks", -1, 1, c->depth, &blocks, rc) ||
+        int_opt(cmd, opts, n, "boundary", s->S / 2, 0, s->S, &boundary, rc))
+        return EB_EINPUT;
+    return eb_cache_schedule_delta_dit(out, s, c->depth, (int)interval, (int)blocks, (int)boundary);
+}
+
+static eb_status gen_teacache(eb_cache_schedule **out, const eb_schedule *s, const eb_config *c, const eb_opt *opts,
+                              int n, int *rc) {
+    double threshold, poly[EB_POLY_MAX] = {1, 0};
+    int npoly = 2;
+    if (float_opt("schedule teacache", opts, n, "threshold", NAN, &threshold, rc)) return EB_EINPUT;
+    const char *v = eb_arg(opts, n, "poly");
+    if (v) {
+        char buf[512], *save;
+        snprintf(buf, sizeof buf, "%s", v);
+        npoly = 0;
+        for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            if (npoly == EB_POLY_MAX) {
+                fprintf(stderr, "ebcache schedule teacache: --poly: more than %d coefficients\n", EB_POLY_MAX);
+                return *rc = 2, EB_EINPUT;
+            }
+            if ((*rc = eb_arg_float("schedule teacache", "poly", tok, &poly[npoly++]))) return EB_EINPUT;
+        }
+    }
+    return eb_cache_schedule_teacache(out, s, threshold, poly, npoly);
+}
+
+static eb_status gen_fbcache(eb_cache_schedule **out, const eb_schedule *s, const eb_config *c, const eb_opt *opts,
+                             int n, int *rc) {
+    double threshold;
+    long blocks;
+    if (float_opt("schedule fbcache", opts, n, "threshold", NAN, &threshold, rc) ||
+        int_opt("schedule fbcache", opts, n, "blocks", 1, 1, c->depth - 1, &blocks, rc))
+        return EB_EINPUT;
+    return eb_cache_schedule_fbcache(out, s, threshold, (int)blocks);
+}
+
+static eb_status gen_taylorseer(eb_cache_schedule **out, const eb_schedule *s, const eb_config *c, const eb_opt *opts,
+                                int n, int *rc) {
+    const char *cmd = "schedule taylorseer";
+    long interval, order, warmup;
+    if (int_opt(cmd, opts, n, "interval", -1, 1, EB_DIFFUSION_STEPS, &interval, rc) ||
+        int_opt(cmd, opts, n, "order", -1, 1, 4, &order, rc) ||
+        int_opt(cmd, opts, n, "warmup", 2, 1, EB_DIFFUSION_STEPS, &warmup, rc))
+        return EB_EINPUT;
+    return eb_cache_schedule_taylorseer(out, s, (int)interval, (int)order, (int)warmup);
+}
+
+static eb_status gen_npy(eb_cache_schedule **out, const eb_schedule *s, const eb_config *c, const eb_opt *opts, int n,
+                         int *rc) {
+    const char *input = eb_arg(opts, n, "input");
+    double delta;
+    if (!input) {
+        fprintf(stderr, "ebcache schedule from-npy: --input cache_table.npy is required (see --help)\n");
+        return *rc = 2, EB_EINPUT;
+    }
+    if (float_opt("schedule from-npy", opts, n, "delta", 1.0, &delta, rc)) return EB_EINPUT;
+    return eb_cache_schedule_from_npy(out, input, s, delta);
+}
+
+/* A module's action in the picture. */
+static char act_char(eb_act a) {
+    switch (a.kind) {
+    case EB_ACT_COMPUTE: return 'C';
+    case EB_ACT_REUSE: return 'R';
+    case EB_ACT_FORECAST: return (char)('0' + a.order);
+    default: return '-';
+    }
+}
+
+static int show(int argc, char **argv) {
+    eb_opt opts[] = {
+        {"config", "NAME", "model for the block count and FLOPs (default: the table's model, else DiT-XL/2)", NULL},
+        {"model", "PATH", "a model file instead of --config", NULL},
+        {"heads", "N", "heads of --model when the file does not say", NULL},
+    };
+    const int n = sizeof opts / sizeof opts[0];
+    const char *cmd = "schedule show";
+    if (argc < 2 || argv[1][0] == '-') {
+        if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+            printf("usage: ebcache schedule show TABLE [--config NAME | --model PATH]\n");
+            return 0;
+        }
+        fprintf(stderr, "ebcache %s: give the table first: ebcache schedule show TABLE [--config NAME]\n", cmd);
+        return 2;
+    }
+    const char *path = argv[1];
+    char *args[argc - 1];
+    args[0] = (char *)cmd;
+    memcpy(args + 1, argv + 2, (argc - 2) * sizeof *args);
+    int rc = eb_args_parse(argc - 1, args, opts, n, "usage: ebcache schedule show TABLE [--config NAME | --model PATH]");
+    if (rc) return rc < 0 ? 0 : rc;
+    eb_cache_schedule *cs;
+    eb_status st = eb_cache_schedule_read(&cs, path);
+    if (st) return eb_report(cmd, st);
+    eb_config c;
+    char label[128];
+    eb_cache_plan p;
+    if ((rc = target_model(cmd, opts, n, cs->model, &c, label, sizeof label)) ||
+        (rc = eb_report(cmd, eb_cache_plan_build(&p, cs, c.depth, NULL)))) {
+        eb_cache_schedule_free(cs);
+        return rc;
+    }
+    double flops = eb_cache_schedule_flops(cs, &c);
+    printf("%s: %s%s%s%s, %d steps\n", path, cs->method[0] ? cs->method : "(no method)", cs->params[0] ? " (" : "",
+           cs->params, cs->params[0] ? ")" : "", cs->steps);
+    if (cs->sampler[0]) printf("sampler: %s\n", cs->sampler);
+    if (p.policy.kind == EB_POLICY_TEACACHE)
+        printf("policy: TeaCache, threshold %g: at run time whole steps may reuse the model's residual\n", p.policy.threshold);
+    if (p.policy.kind == EB_POLICY_FBCACHE)
+        printf("policy: first-block cache, threshold %g: blocks %d.. may reuse their residual at run time\n",
+               p.policy.threshold, p.policy.blocks);
+    printf("legend: C compute, R reuse, 1-4 Taylor forecast of that order, - skipped (cached residual)\n");
+    int width = c.depth > 9 ? c.depth : 9; /* room for the "attention" heading */
+    printf("%5s %4s %8s  %-*s  %-*s  %s\n", "step", "t", "scale", width, "attention", width, "mlp", "MACs");
+    eb_macs_parts mp;
+    eb_macs_split(&mp, &c);
+    char attn[c.depth + 1], mlp[c.depth + 1];
+    for (int k = 0, r = 0; k < p.S; k++) {
+        while (cs->rows[r].step < k) r++; /* the step's first row */
+        for (int b = 0; b < c.depth; b++) {
+            attn[b] = act_char(p.act[((size_t)k * c.depth + b) * 2]);
+            mlp[b] = act_char(p.act[((size_t)k * c.depth + b) * 2 + 1]);
+        }
+        attn[c.depth] = mlp[c.depth] = 0;
+        printf("%5d %4d %8g  %-*s  %-*s  %5.1f%%\n", k, cs->rows[r].t, p.scale[k], width, attn, width, mlp,
+               100 * eb_plan_step_macs(&p, &mp, k, 0) / eb_forward_macs(&c));
+    }
+    printf("predicted: %.1f%% of the uncached MACs on %s (%.2fx)%s\n", 100 * flops, label, 1 / flops,
+           p.policy.kind != EB_POLICY_NONE ? ", before the policy's skips" : "");
+    eb_cache_plan_free(&p);
+    eb_cache_schedule_free(cs);
+    return 0;
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: ebcache schedule KIND [options] --steps S --output TABLE\n"
+            "       ebcache schedule show TABLE [--config NAME | --model PATH]\n\n"
+            "kinds:\n"
+            "  fora        --interval N                       reuse attention and MLP between refreshes every N steps\n"
+            "  delta-dit   --interval N --blocks K [--boundary I]  skip K rear blocks before step I, front blocks after\n"
+            "  teacache    --threshold X [--poly c,...]       skip whole steps while the rescaled input change stays small\n"
+            "  fbcache     --threshold X [--blocks F]         skip blocks F.. while the first blocks' residual is stable\n"
+            "  taylorseer  --interval N --order O [--warmup W]  Taylor forecasts between refreshes every N steps\n"
+            "  from-npy    --input cache_table.npy [--delta D]  the official EB-Cache table (0 compute, 2 reuse both,\n"
+            "                                                  else reuse attention) with ε divided by D\n\n"
+            "'ebcache schedule KIND --help' lists every option. Format: docs/schedule.md.\n");
+}
+
+int cmd_schedule(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *kind = argv[1];
+    if (!strcmp(kind, "show")) return show(argc - 1, argv + 1);
+    struct {
+        const char *name;
+        generator gen;
+        eb_opt extra[3];
+        const char *usage;
+    } kinds[] = {
+        {"fora", gen_fora, {{"interval", "N", "refresh every N steps (1 = no caching)", NULL}},
+         "usage: ebcache schedule fora --interval N --steps S --output TABLE"},
+        {"delta-dit", gen_delta,
+         {{"interval", "N", "refresh every N steps", NULL}, {"blocks", "K", "blocks skipped by their residual", NULL},
+          {"boundary", "I", "first step that skips the front blocks (default S/2)", NULL}},
+         "usage: ebcache schedule delta-dit --interval N --blocks K [--boundary I] --steps S --output TABLE"},
+        {"teacache", gen_teacache,
+         {{"threshold", "X", "accumulated rescaled change that forces a compute", NULL},
+          {"poly", "c,...", "rescale polynomial, highest degree first as np.poly1d (default 1,0: none)", NULL}},
+         "usage: ebcache schedule teacache --threshold X [--poly c,...] --steps S --output TABLE"},
+        {"fbcache", gen_fbcache,
+         {{"threshold", "X", "relative L1 change of the first blocks' residual below which the rest is reused", NULL},
+          {"blocks", "F", "blocks always computed (default 1)", NULL}},
+         "usage: ebcache schedule fbcache --threshold X [--blocks F] --steps S --output TABLE"},
+        {"taylorseer", gen_taylorseer,
+         {{"interval", "N", "refresh every N steps", NULL}, {"order", "O", "Taylor order 1..4", NULL},
+          {"warmup", "W", "first steps always computed (default 2, as the official code)", NULL}},
+         "usage: ebcache schedule taylorseer --interval N --order O [--warmup W] --steps S --output TABLE"},
+        {"from-npy", gen_npy,
+         {{"input", "NPY", "cache_table.npy: int64 (S,), entry S-1 = the first step", NULL},
+          {"delta", "D", "ε is divided by D at every step (default 1; the released code uses 0.965)", NULL}},
+         "usage: ebcache schedule from-npy --input cache_table.npy --steps S [--delta D] --output TABLE"},
+    };
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        if (strcmp(kind, kinds[k].name)) continue;
+        eb_opt opts[] = {kinds[k].extra[0], kinds[k].extra[1], kinds[k].extra[2], COMMON_OPTS};
+        int n = sizeof opts / sizeof opts[0];
+        /* drop the unused extra slots */
+        int used = 0;
+        for (int i = 0; i < n; i++)
+            if (opts[i].name) opts[used++] = opts[i];
+        return generate(argc - 1, argv + 1, opts, used, kinds[k].usage, kinds[k].gen);
+    }
+    fprintf(stderr, "ebcache schedule: unknown kind '%s'\n\n", kind);
+    usage(stderr);
+    return 2;
+}

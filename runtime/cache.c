@@ -1,0 +1,216 @@
+/* cache.c — executing a cache schedule: per block and step, compute, reuse
+ * (the pre-gate output of the last compute, re-gated with the current step's
+ * adaLN gate), Taylor forecast (TaylorSeer), or skip a run of blocks by its
+ * cached residual (Δ-DiT); TeaCache and first-block cache decide skips at run
+ * time. Semantics: docs/schedule.md; reference: reference/cache_ref.py. */
+#include "cache.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct eb_cache {
+    eb_model *m;
+    eb_cache_plan plan;
+    eb_macs_parts parts;
+    int capacity;        /* model-batch rows the buffers hold                        */
+    int batch;           /* rows of this trajectory (set by step 0)                  */
+    int next_step;
+    size_t bytes;
+    float **factors;     /* (L·2) per module: Taylor factors (cap, batch·T·D), or NULL */
+    int *have;           /* (L·2) valid factors                                       */
+    int *last_compute;   /* (L·2) step of the module's last compute                   */
+    float **residual;    /* (nruns) (batch, T, D) output − input of each run         */
+    float *probe_prev;   /* policy: last probe (TeaCache input / first-block residual) */
+    float *probe_cur;    /* first-block cache: this step's first-block residual       */
+    int have_probe;
+    double accumulated;  /* TeaCache: rescaled relative L1 change since the last compute */
+    uint8_t *policy_skip; /* (S) */
+    int skipped;
+    double macs;
+};
+
+void eb_cache_free(eb_cache *c) {
+    if (!c) return;
+    const eb_backend *be = c->m->be;
+    for (int i = 0; c->factors && i < c->plan.L * 2; i++) be->free(c->factors[i]);
+    for (int r = 0; c->residual && r < c->plan.nruns; r++) be->free(c->residual[r]);
+    be->free(c->probe_prev);
+    be->free(c->probe_cur);
+    free(c->factors), free(c->have), free(c->last_compute), free(c->residual), free(c->policy_skip);
+    eb_cache_plan_free(&c->plan);
+    free(c);
+}
+
+/* A backend buffer of `n` floats, counted in c->bytes; NULL when out of memory. */
+static float *cache_alloc(eb_cache *c, size_t n) {
+    float *p = c->m->be->alloc(n * sizeof(float));
+    if (p) c->bytes += n * sizeof(float);
+    return p;
+}
+
+eb_status eb_cache_create(eb_cache **out, eb_model *m, const eb_cache_schedule *cs, const eb_schedule *s,
+                          int capacity) {
+    *out = NULL;
+    eb_cache *c = calloc(1, sizeof *c);
+    if (!c) return eb_fail(EB_ERUNTIME, "out of memory");
+    c->m = m;
+    eb_status st = eb_cache_plan_build(&c->plan, cs, m->cfg.depth, s);
+    if (st) {
+        free(c);
+        return st;
+    }
+    const eb_cache_plan *p = &c->plan;
+    const int slots = p->L * 2;
+    const size_t n = (size_t)capacity * eb_tokens(&m->cfg) * m->cfg.hidden_size;
+    c->capacity = capacity;
+    eb_macs_split(&c->parts, &m->cfg);
+    c->factors = calloc(slots, sizeof *c->factors);
+    c->have = calloc(slots, sizeof *c->have);
+    c->last_compute = calloc(slots, sizeof *c->last_compute);
+    c->residual = calloc(p->nruns ? p->nruns : 1, sizeof *c->residual);
+    c->policy_skip = calloc(p->S, 1);
+    int ok = c->factors && c->have && c->last_compute && c->residual && c->policy_skip;
+    for (int i = 0; ok && i < slots; i++)
+        if (p->slot_cap[i]) ok = !!(c->factors[i] = cache_alloc(c, p->slot_cap[i] * n));
+    for (int r = 0; ok && r < p->nruns; r++) ok = !!(c->residual[r] = cache_alloc(c, n));
+    if (ok && p->policy.kind != EB_POLICY_NONE) ok = !!(c->probe_prev = cache_alloc(c, n));
+    if (ok && p->policy.kind == EB_POLICY_FBCACHE) ok = !!(c->probe_cur = cache_alloc(c, n));
+    if (!ok) {
+        size_t bytes = c->bytes;
+        eb_cache_free(c);
+        return eb_fail(EB_ERUNTIME, "out of memory for the schedule's caches (%zu bytes allocated so far)", bytes);
+    }
+    *out = c;
+    return EB_OK;
+}
+
+float eb_cache_eps_scale(const eb_cache *c, int step) { return c->plan.scale[step]; }
+size_t eb_cache_bytes(const eb_cache *c) { return c->bytes; }
+double eb_cache_macs(const eb_cache *c) { return c->macs; }
+int eb_cache_steps_skipped(const eb_cache *c) { return c->skipped; }
+int eb_cache_policy_skipped(const eb_cache *c, int step) { return c->policy_skip[step]; }
+
+/* np.poly1d: coefficients highest degree first (Horner). */
+static double poly_eval(const eb_policy *p, double x) {
+    double y = 0;
+    for (int k = 0; k < p->npoly; k++) y = y * x + p->poly[k];
+    return y;
+}
+
+/* TeaCache: probe = block 0's modulated input; the rescaled relative L1 change
+ * accumulates until it reaches the threshold; first and last steps compute. */
+static int teacache_skips(eb_cache *c, int step, int B, size_t n) {
+    eb_model *m = c->m;
+    eb_acts *a = &m->acts;
+    int D = m->cfg.hidden_size, T = eb_tokens(&m->cfg);
+    eb_block_modulation(m, 0, B); /* block 0 below reuses this modulation */
+    m->be->ln_modulate(a->normed, a->tokens, a->mod, a->mod + D, B, T, D, 6 * D);
+    int skip = 0;
+    if (step == 0 || step == c->plan.S - 1 || !c->have_probe) {
+        c->accumulated = 0;
+    } else {
+        c->accumulated += poly_eval(&c->plan.policy, m->be->rel_l1(a->normed, c->probe_prev, n));
+        if (c->accumulated < c->plan.policy.threshold) skip = 1;
+        else c->accumulated = 0;
+    }
+    m->be->copy(c->probe_prev, a->normed, n);
+    c->have_probe = 1;
+    return skip;
+}
+
+/* First-block cache, after the first F blocks: probe_cur holds the tokens
+ * before block 0; turn it into the first blocks' residual and compare it with
+ * the one of the last computed step (kept only when this step computes). */
+static int fbcache_skips(eb_cache *c, size_t n) {
+    const eb_backend *be = c->m->be;
+    be->add_scaled(c->probe_cur, c->m->acts.tokens, -1.0f, c->probe_cur, n);
+    int skip = c->have_probe && be->rel_l1(c->probe_cur, c->probe_prev, n) < c->plan.policy.threshold;
+    if (!skip) {
+        float *t = c->probe_prev;
+        c->probe_prev = c->probe_cur, c->probe_cur = t;
+        c->have_probe = 1;
+    }
+    return skip;
+}
+
+/* Attention (module 0) or MLP (1) of block l at `step`: compute, reuse or
+ * forecast its pre-gate output, then add it through the current gate. */
+static void run_module(eb_cache *c, int step, int l, int module, int B, size_t n) {
+    eb_model *m = c->m;
+    const eb_backend *be = m->be;
+    eb_acts *a = &m->acts;
+    int D = m->cfg.hidden_size, T = eb_tokens(&m->cfg), slot = l * 2 + module;
+    eb_act act = c->plan.act[((size_t)step * c->plan.L + l) * 2 + module];
+    const float *branch = a->branch;
+    if (act.kind == EB_ACT_COMPUTE) {
+        if (module) eb_block_mlp_branch(m, l, B);
+        else eb_block_attn_branch(m, l, B);
+        int cap = c->plan.slot_cap[slot];
+        if (cap) {
+            be->taylor_update(c->factors[slot], cap, c->have[slot], a->branch, n, (float)(step - c->last_compute[slot]));
+            c->have[slot] = c->have[slot] < cap ? c->have[slot] + 1 : cap;
+            c->last_compute[slot] = step;
+        }
+    } else if (act.kind == EB_ACT_REUSE) {
+        branch = c->factors[slot];
+    } else {
+        int orders = act.order + 1 < c->have[slot] ? act.order + 1 : c->have[slot];
+        be->taylor_forecast(a->branch, c->factors[slot], orders, n, (float)(step - c->last_compute[slot]));
+    }
+    be->gate_residual(a->tokens, a->mod + (module ? 5 : 2) * D, branch, B, T, D, 6 * D);
+}
+
+eb_status eb_cache_forward_batch(eb_cache *c, int step, int B) {
+    const eb_cache_plan *p = &c->plan;
+    if (step != c->next_step)
+        return eb_fail(EB_EINPUT, "cache: step %d run out of order (expected step %d of %d)", step, c->next_step, p->S);
+    if (step == 0) {
+        if (B > c->capacity) return eb_fail(EB_EINPUT, "cache: model batch %d exceeds its capacity %d", B, c->capacity);
+        c->batch = B;
+    } else if (B != c->batch) {
+        return eb_fail(EB_EINPUT, "cache: step %d has a model batch of %d rows, the trajectory %d", step, B, c->batch);
+    }
+    c->next_step++;
+    eb_model *m = c->m;
+    const eb_backend *be = m->be;
+    eb_acts *a = &m->acts;
+    const size_t n = (size_t)B * eb_tokens(&m->cfg) * m->cfg.hidden_size;
+    const eb_policy_kind policy = p->policy.kind;
+
+    eb_embed(m, B);
+    int skip = policy == EB_POLICY_TEACACHE && teacache_skips(c, step, B, n);
+    if (policy == EB_POLICY_FBCACHE) be->copy(c->probe_cur, a->tokens, n);
+    for (int l = 0; l < p->L && !skip; l++) {
+        if (policy == EB_POLICY_FBCACHE && l == p->policy.blocks && (skip = fbcache_skips(c, n))) break;
+        int jump_to = -1;
+        for (int r = 0; r < p->nruns; r++) {
+            if (p->runs[r].lo != l) continue;
+            if (p->run_use[(size_t)step * p->nruns + r]) {
+                be->add_scaled(a->tokens, a->tokens, 1.0f, c->residual[r], n);
+                jump_to = p->runs[r].hi;
+            } else if (p->run_record[(size_t)step * p->nruns + r]) {
+                be->copy(c->residual[r], a->tokens, n); /* the run's input, until its end */
+            }
+        }
+        if (jump_to >= 0) {
+            l = jump_to - 1;
+            continue;
+        }
+        if (!(policy == EB_POLICY_TEACACHE && l == 0)) eb_block_modulation(m, l, B);
+        run_module(c, step, l, 0, B, n);
+        run_module(c, step, l, 1, B, n);
+        for (int r = 0; r < p->nruns; r++)
+            if (p->runs[r].hi == l + 1 && p->run_record[(size_t)step * p->nruns + r])
+                be->add_scaled(c->residual[r], a->tokens, -1.0f, c->residual[r], n);
+    }
+    if (skip) {
+        /* the policy's run is the only one: TeaCache all blocks, first-block cache the rest */
+        be->add_scaled(a->tokens, a->tokens, 1.0f, c->residual[0], n);
+        c->policy_skip[step] = 1;
+        c->skipped++;
+    }
+    eb_final_layer(m, B);
+    c->macs += B * eb_plan_step_macs(p, &c->parts, step, skip);
+    return EB_OK;
+}
