@@ -26,7 +26,7 @@ DEB_PKGS := build-essential libopenblas-openmp-dev libhdf5-dev libgsl-dev libcri
             gnuplot-nox dataset-fashion-mnist hdf5-tools pkg-config
 DEB_STAMP := build/.deps
 
-.PHONY: all deps test test-opt test-san run bench goldens fuzz clean
+.PHONY: all deps test test-opt test-san run bench goldens fuzz clean train-default
 all: bin/ebcache build/libebcache.a
 
 # Installs missing Debian packages (needs root or sudo); a no-op when all are present.
@@ -70,11 +70,12 @@ test-san: deps build/san/test_suite build/san/ebcache
 run: deps bin/ebcache
 	./tools/main_job.sh
 
-bench: deps bin/ebcache build/opt/bench_forward
+bench: deps bin/ebcache build/opt/bench_forward build/opt/bench_cache
 	./bench/run.sh
 
 goldens:
 	/usr/bin/python3 reference/make_goldens.py tests/golden
+	/usr/bin/python3 reference/make_cache_goldens.py tests/golden
 	/usr/bin/python3 reference/metrics_ref.py tests/golden
 
 fuzz: deps
@@ -85,3 +86,7 @@ clean:
 
 build/opt/bench_%: bench/bench_%.c build/opt/libebcache.a
 	$(CC) $(CPPFLAGS) $(CFLAGS_OPT) $^ -o $@ $(LDLIBS)
+
+# Trains or resumes the default model (data/default-run/, then data/dit_fmnist.safetensors).
+train-default: deps bin/ebcache
+	./tools/train_default.sh

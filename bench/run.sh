@@ -28,6 +28,8 @@ rate() { sed -E 's/.*: ([0-9.]+) images\/s.*/\1/'; }
   echo '```'
   OMP_NUM_THREADS=$threads build/opt/bench_forward XL/2 1 1
   echo '```'
+  echo
+  OMP_NUM_THREADS=$threads nice -n 10 build/opt/bench_cache B/2 10 "$iters"
 } | tee "$tmp"
 mkdir -p results && mv "$tmp" "$out" && trap - EXIT
 echo "wrote $out"

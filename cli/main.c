@@ -14,6 +14,7 @@ static const struct {
     {"info", cmd_info, "print a model's configuration, parameter count and cost per forward"},
     {"forward", cmd_forward, "run the model on x, t, y from an HDF5 file"},
     {"sample", cmd_sample, "sample images with DDPM or DDIM, with classifier-free guidance"},
+    {"train", cmd_train, "train a DiT on Fashion-MNIST (resumable, deterministic)"},
     {"eval", cmd_eval, "sample quality: FD, precision/recall, class accuracy, PSNR/SSIM vs uncached samples"},
     {"train-classifier", cmd_train_classifier, "train the Fashion-MNIST classifier eval measures with"},
     {"schedule", cmd_schedule, "write or show cache schedule tables (FORA, Δ-DiT, TeaCache, TaylorSeer, EB-Cache)"},

@@ -245,6 +245,10 @@ def main(argv):
         write_pmv(out)
         write_loops(out, sigma, nosigma)
     write_rng(out)
+    # train_ref imports H5 from this module, so it is imported here, not at the top.
+    import train_ref
+
+    train_ref.write_train_step(out)
     return 0
 
 

@@ -9,8 +9,9 @@
  *
  * HDF5's own error printing is silenced: every failure is an eb_status whose
  * message names the file and the dataset or attribute (plus HDF5's innermost
- * reason where it has one). Bad or corrupt files are EB_EINPUT. External links
- * are never followed (they would open other files).
+ * reason where it has one). Bad or corrupt files are EB_EINPUT. A file never
+ * makes us open another: external links, external raw-data storage and
+ * virtual datasets are refused.
  * Serial libhdf5 is not thread-safe: use these functions from one thread.
  */
 #ifndef EB_H5IO_H
@@ -138,8 +139,8 @@ eb_status eb_h5w_commit(eb_h5w *w);
 /* Closes and removes the temporary file and frees w (NULL is a no-op). */
 void eb_h5w_abort(eb_h5w *w);
 
-/* Removes the temporary files of every writer not yet committed or aborted.
- * Async-signal-safe: for a SIGINT / SIGTERM handler, so that an interrupted
+/* Removes the temporary files of every writer not yet committed or aborted
+ * (the first 32 alive at once are tracked). Async-signal-safe: for a SIGINT / SIGTERM handler, so that an interrupted
  * run leaves nothing behind. The writers must still be aborted or abandoned. */
 void eb_h5w_remove_temps(void);
 

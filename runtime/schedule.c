@@ -413,34 +413,16 @@ static int run_recordable(const eb_cache_plan *p, int step, const eb_block_run *
 
 static const char *module_name(int m) { return m ? "mlp" : "attention"; }
 
-eb_status eb_cache_plan_build(eb_cache_plan *p, const eb_cache_schedule *cs, int depth, const eb_schedule *s) {
-    memset(p, 0, sizeof *p);
-    const int S = cs->steps, L = depth;
-    if (s && s->S != S)
-        return fail_at(cs, cs->steps_line, -1, "the table has %d steps but the sampler runs %d", S, s->S);
-    /* at most one run per two blocks per step, plus the policy's */
-    size_t max_runs = (size_t)S * ((L + 1) / 2) + 1;
-    p->S = S, p->L = L, p->policy = cs->policy;
-    p->act = calloc((size_t)S * L * 2, sizeof *p->act);
-    p->scale = malloc(S * sizeof *p->scale);
-    p->runs = malloc(max_runs * sizeof *p->runs);
-    p->slot_cap = calloc((size_t)L * 2, sizeof *p->slot_cap);
-    int *line_of = calloc((size_t)S * L, sizeof *line_of);
-    eb_status st = EB_OK;
-    if (!p->act || !p->scale || !p->runs || !p->slot_cap || !line_of) st = eb_fail(EB_ERUNTIME, "out of memory");
-
-    for (int i = 0; !st && i < cs->nrows; i++) {
+/* Rows → per step and block actions; checks block indices and timesteps. line_of (S, L) gets each cell's row. */
+static eb_status expand_rows(eb_cache_plan *p, const eb_cache_schedule *cs, const eb_schedule *s, int *line_of) {
+    const int S = p->S, L = p->L;
+    for (int i = 0; i < cs->nrows; i++) {
         const eb_sched_row *r = &cs->rows[i];
         int hi = r->hi < 0 ? L - 1 : r->hi;
-        if (hi >= L) {
-            st = fail_at(cs, r->line, r->step, "block %d outside the model's blocks [0, %d)", hi, L);
-            break;
-        }
-        if (s && r->t != s->timestep[S - 1 - r->step]) {
-            st = fail_at(cs, r->line, r->step, "t = %d but the sampler's step %d runs t = %d", r->t, r->step,
-                         s->timestep[S - 1 - r->step]);
-            break;
-        }
+        if (hi >= L) return fail_at(cs, r->line, r->step, "block %d outside the model's blocks [0, %d)", hi, L);
+        if (s && r->t != s->timestep[S - 1 - r->step])
+            return fail_at(cs, r->line, r->step, "t = %d but the sampler's step %d runs t = %d", r->t, r->step,
+                           s->timestep[S - 1 - r->step]);
         for (int b = r->lo; b <= hi; b++) {
             eb_act *a = &p->act[((size_t)r->step * L + b) * 2];
             a[0] = r->attn, a[1] = r->mlp;
@@ -448,70 +430,63 @@ eb_status eb_cache_plan_build(eb_cache_plan *p, const eb_cache_schedule *cs, int
         }
         p->scale[r->step] = (float)r->scale;
     }
-    const eb_policy *pol = &cs->policy;
-    if (!st && pol->kind == EB_POLICY_FBCACHE && pol->blocks >= L)
-        st = fail_at(cs, cs->policy_line, -1, "fbcache blocks=%d leaves no block to cache (the model has %d)", pol->blocks, L);
+    return EB_OK;
+}
 
-    /* Per step: runs of skipped blocks, and every reuse / forecast after a compute. */
+/* Step by step: every reuse / forecast follows a compute of its module (sizing
+ * its cache), skips come in pairs, a policy sees only computes; collects the
+ * skipped runs. */
+static eb_status check_actions(eb_cache_plan *p, const eb_cache_schedule *cs, const int *line_of) {
+    const int S = p->S, L = p->L;
     int *computed = calloc((size_t)L * 2, sizeof *computed);
-    if (!st && !computed) st = eb_fail(EB_ERUNTIME, "out of memory");
-    size_t use_size = 0;
+    if (!computed) return eb_fail(EB_ERUNTIME, "out of memory");
+    eb_status st = EB_OK;
     for (int k = 0; !st && k < S; k++) {
         for (int b = 0; !st && b < L; b++) {
             const eb_act *a = &p->act[((size_t)k * L + b) * 2];
             int line = line_of[(size_t)k * L + b];
-            if (pol->kind != EB_POLICY_NONE && (a[0].kind != EB_ACT_COMPUTE || a[1].kind != EB_ACT_COMPUTE)) {
+            if (cs->policy.kind != EB_POLICY_NONE && (a[0].kind != EB_ACT_COMPUTE || a[1].kind != EB_ACT_COMPUTE))
                 st = fail_at(cs, line, k, "block %d: a dynamic policy (line %d) needs every action C", b, cs->policy_line);
-                break;
-            }
-            if ((a[0].kind == EB_ACT_SKIP) != (a[1].kind == EB_ACT_SKIP)) {
+            else if ((a[0].kind == EB_ACT_SKIP) != (a[1].kind == EB_ACT_SKIP))
                 st = fail_at(cs, line, k, "block %d: S (skip) must be given for both attention and mlp", b);
-                break;
-            }
-            if (a[0].kind == EB_ACT_SKIP) continue;
-            for (int m = 0; m < 2; m++) {
+            for (int m = 0; !st && m < 2 && a[m].kind != EB_ACT_SKIP; m++) {
                 if (a[m].kind == EB_ACT_COMPUTE) continue;
-                if (!computed[b * 2 + m]) {
+                if (!computed[b * 2 + m])
                     st = fail_at(cs, line, k, "block %d %s: %s with nothing cached yet (no earlier step computes it)", b,
                                  module_name(m), a[m].kind == EB_ACT_REUSE ? "reuse" : "forecast");
-                    break;
-                }
                 int cap = a[m].kind == EB_ACT_REUSE ? 1 : a[m].order + 1;
                 if (cap > p->slot_cap[b * 2 + m]) p->slot_cap[b * 2 + m] = cap;
             }
         }
-        for (int b = 0; !st && b < L; b++)
+        for (int b = 0; !st && b < L; b++) {
             for (int m = 0; m < 2; m++)
                 if (p->act[((size_t)k * L + b) * 2 + m].kind == EB_ACT_COMPUTE) computed[b * 2 + m] = 1;
-        for (int b = 0; !st && b < L; b++) {
             int e = skip_run_end(p, k, b);
             if (e > 0) find_or_add_run(p, b, e);
         }
     }
     free(computed);
-    if (!st && pol->kind != EB_POLICY_NONE) find_or_add_run(p, pol->kind == EB_POLICY_FBCACHE ? pol->blocks : 0, L);
+    return st;
+}
 
-    /* Which steps use each run, and which store it: the last step before a use that runs all its blocks. */
-    if (!st) {
-        use_size = (size_t)S * (p->nruns ? p->nruns : 1);
-        p->run_use = calloc(use_size, 1);
-        p->run_record = calloc(use_size, 1);
-        if (!p->run_use || !p->run_record) st = eb_fail(EB_ERUNTIME, "out of memory");
-    }
-    for (int r = 0; !st && r < p->nruns; r++) {
+/* Which steps use each run, and which store its residual: the last step
+ * before a use that runs all of its blocks. The policy's run (then the only
+ * one) is stored at every step that computes. */
+static eb_status place_runs(eb_cache_plan *p, const eb_cache_schedule *cs, const int *line_of) {
+    const int S = p->S, L = p->L;
+    size_t size = (size_t)S * (p->nruns ? p->nruns : 1);
+    if (!(p->run_use = calloc(size, 1)) || !(p->run_record = calloc(size, 1))) return eb_fail(EB_ERUNTIME, "out of memory");
+    for (int r = 0; r < p->nruns; r++) {
         const eb_block_run *run = &p->runs[r];
         int last = -1;
-        for (int k = 0; !st && k < S; k++) {
-            if (pol->kind != EB_POLICY_NONE) {
-                /* the policy's run (the only one then): stored at every step, used when the policy says */
+        for (int k = 0; k < S; k++) {
+            if (cs->policy.kind != EB_POLICY_NONE) {
                 p->run_record[(size_t)k * p->nruns + r] = 1;
             } else if (skip_run_end(p, k, run->lo) == run->hi) {
-                if (last < 0) {
-                    st = fail_at(cs, line_of[(size_t)k * L + run->lo], k,
-                                 "blocks %d-%d skip with nothing cached yet (no earlier step runs all of them)", run->lo,
-                                 run->hi - 1);
-                    break;
-                }
+                if (last < 0)
+                    return fail_at(cs, line_of[(size_t)k * L + run->lo], k,
+                                   "blocks %d-%d skip with nothing cached yet (no earlier step runs all of them)",
+                                   run->lo, run->hi - 1);
                 p->run_use[(size_t)k * p->nruns + r] = 1;
                 p->run_record[(size_t)last * p->nruns + r] = 1;
             } else if (run_recordable(p, k, run)) {
@@ -519,6 +494,32 @@ eb_status eb_cache_plan_build(eb_cache_plan *p, const eb_cache_schedule *cs, int
             }
         }
     }
+    return EB_OK;
+}
+
+eb_status eb_cache_plan_build(eb_cache_plan *p, const eb_cache_schedule *cs, int depth, const eb_schedule *s) {
+    memset(p, 0, sizeof *p);
+    const int S = cs->steps, L = depth;
+    if (s && s->S != S)
+        return fail_at(cs, cs->steps_line, -1, "the table has %d steps but the sampler runs %d", S, s->S);
+    const eb_policy *pol = &cs->policy;
+    if (pol->kind == EB_POLICY_FBCACHE && pol->blocks >= L)
+        return fail_at(cs, cs->policy_line, -1, "fbcache blocks=%d leaves no block to cache (the model has %d)",
+                       pol->blocks, L);
+    /* at most one run per two blocks per step, plus the policy's */
+    size_t max_runs = (size_t)S * ((L + 1) / 2) + 1;
+    p->S = S, p->L = L, p->policy = *pol;
+    p->act = calloc((size_t)S * L * 2, sizeof *p->act);
+    p->scale = malloc(S * sizeof *p->scale);
+    p->runs = malloc(max_runs * sizeof *p->runs);
+    p->slot_cap = calloc((size_t)L * 2, sizeof *p->slot_cap);
+    int *line_of = calloc((size_t)S * L, sizeof *line_of);
+    eb_status st = EB_OK;
+    if (!p->act || !p->scale || !p->runs || !p->slot_cap || !line_of) st = eb_fail(EB_ERUNTIME, "out of memory");
+    if (!st) st = expand_rows(p, cs, s, line_of);
+    if (!st) st = check_actions(p, cs, line_of);
+    if (!st && pol->kind != EB_POLICY_NONE) find_or_add_run(p, pol->kind == EB_POLICY_FBCACHE ? pol->blocks : 0, L);
+    if (!st) st = place_runs(p, cs, line_of);
     free(line_of);
     if (st) eb_cache_plan_free(p);
     return st;

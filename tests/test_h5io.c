@@ -635,6 +635,78 @@ Test(h5io, external_links_are_not_followed) {
     eb_h5_close(f);
 }
 
+Test(h5io, external_storage_and_virtual_datasets_are_refused) {
+    const char *path = in_dir("in.h5"), *other = in_dir("other.h5");
+    float x[4] = {1, 2, 3, 4};
+    write_one(other, "x", EB_H5_F32, 1, (int64_t[]){4}, x);
+    hid_t file = raw_create(path);
+    hsize_t four = 4;
+    hid_t space = H5Screate_simple(1, &four, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_external(dcpl, in_dir("raw.bin"), 0, sizeof x);
+    hid_t ds = H5Dcreate2(file, "ext", H5T_NATIVE_FLOAT, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    cr_assert(ds >= 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+    H5Dclose(ds);
+    H5Pclose(dcpl);
+    dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    cr_assert(H5Pset_virtual(dcpl, space, other, "/x", space) >= 0);
+    ds = H5Dcreate2(file, "virt", H5T_NATIVE_FLOAT, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    cr_assert(ds >= 0);
+    H5Dclose(ds);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+    H5Fclose(file);
+
+    eb_h5 *f;
+    float *y;
+    int64_t got[1];
+    cr_assert_eq(eb_h5_open(&f, path), EB_OK);
+    EXPECT_INPUT_ERROR(eb_h5_read_f32(f, "ext", 1, NULL, &y, got, 0), path, "'ext'", "external storage");
+    EXPECT_INPUT_ERROR(eb_h5_read_f32(f, "virt", 1, NULL, &y, got, 0), path, "'virt'", "virtual dataset");
+    eb_h5_close(f);
+}
+
+/* A compact dataset whose layout message claims no bytes (libhdf5 1.10 would
+ * crash in H5Dread): found by the fuzzer, made here by patching the message. */
+Test(h5io, short_compact_storage_is_refused) {
+    const char *path = in_dir("in.h5");
+    double v[10];
+    for (int i = 0; i < 10; i++) v[i] = 1.0 + i / 1024.0;
+    hid_t file = raw_create(path);
+    hsize_t ten = 10;
+    hid_t space = H5Screate_simple(1, &ten, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_layout(dcpl, H5D_COMPACT);
+    hid_t ds = H5Dcreate2(file, "c", H5T_IEEE_F64LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    cr_assert(ds >= 0 && H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0);
+    H5Dclose(ds);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+    H5Fclose(file);
+
+    /* Layout message v3, class compact: 03 00, size 80 (LE), then the data. */
+    static unsigned char bytes[1 << 16];
+    FILE *fp = fopen(path, "r+b");
+    size_t size = fread(bytes, 1, sizeof bytes, fp);
+    unsigned char pattern[4 + 8] = {3, 0, 80, 0};
+    memcpy(pattern + 4, &v[0], 8);
+    long at = -1;
+    for (size_t i = 0; i + sizeof pattern <= size && at < 0; i++)
+        if (!memcmp(bytes + i, pattern, sizeof pattern)) at = (long)i;
+    cr_assert_geq(at, 0, "compact layout message not found");
+    fseek(fp, at + 2, SEEK_SET);
+    fputc(0, fp); /* the message now claims 0 bytes */
+    fclose(fp);
+
+    eb_h5 *f;
+    double *y;
+    int64_t got[1];
+    cr_assert_eq(eb_h5_open(&f, path), EB_OK, "%s", eb_last_error());
+    EXPECT_INPUT_ERROR(eb_h5_read_f64(f, "c", 1, NULL, &y, got, 0), path, "'c'", "corrupt", "holds 0 bytes",
+                       "needs 80");
+    eb_h5_close(f);
+}
+
 /* ------------------------------------------------------------------------ */
 /* The shared finite check                                                   */
 

@@ -1,6 +1,7 @@
 /* test_train.c — the trainer: gradients and AdamW against PyTorch, the forward
  * against inference, determinism, resume bit-identity, the stop signal. */
 #include "golden.h"
+#include "backward.h"
 #include "safetensors.h"
 #include "trainer.h"
 
@@ -147,6 +148,42 @@ Test(train, adamw_matches_pytorch) {
     cr_expect_leq(max_rel_err(m, m3, n), 1e-6, "exp_avg: rel err %g", max_rel_err(m, m3, n));
     cr_expect_leq(max_rel_err(v, v3, n), 1e-6, "exp_avg_sq: rel err %g", max_rel_err(v, v3, n));
     free(p), free(m), free(v), free(m3), free(v3);
+}
+
+Test(train, linear_backward_matches_double_sums) {
+    /* BT = 700 takes the split weight-gradient path (8 partial products), IC·OC the chunked input gradient. */
+    enum { BT = 700, IC = 24, OC = 40 };
+    float *dout = malloc(sizeof(float) * BT * OC), *inp = malloc(sizeof(float) * BT * IC);
+    float *w = malloc(sizeof(float) * OC * IC), *dinp = malloc(sizeof(float) * BT * IC);
+    float *dw = malloc(sizeof(float) * OC * IC), db[OC];
+    uint64_t key = eb_rng_key(8, 8);
+    eb_rng_fill_normal(dout, BT * OC, eb_rng_key(key, 1));
+    eb_rng_fill_normal(inp, BT * IC, eb_rng_key(key, 2));
+    eb_rng_fill_normal(w, OC * IC, eb_rng_key(key, 3));
+    for (int i = 0; i < BT * IC; i++) dinp[i] = 1.0f; /* outputs accumulate */
+    for (int i = 0; i < OC * IC; i++) dw[i] = 1.0f;
+    for (int o = 0; o < OC; o++) db[o] = 1.0f;
+    linear_backward(dinp, dw, db, dout, inp, w, BT, IC, OC);
+    double worst = 0.0;
+    for (int o = 0; o < OC; o++) {
+        double b = 1.0;
+        for (int r = 0; r < BT; r++) b += dout[r * OC + o];
+        worst = fmax(worst, fabs(db[o] - b) / sqrt((double)BT));
+        for (int i = 0; i < IC; i++) {
+            double g = 1.0;
+            for (int r = 0; r < BT; r++) g += (double)dout[r * OC + o] * inp[r * IC + i];
+            worst = fmax(worst, fabs(dw[o * IC + i] - g) / sqrt((double)BT));
+        }
+    }
+    for (int r = 0; r < BT; r++)
+        for (int i = 0; i < IC; i++) {
+            double g = 1.0;
+            for (int o = 0; o < OC; o++) g += (double)dout[r * OC + o] * w[o * IC + i];
+            worst = fmax(worst, fabs(dinp[r * IC + i] - g) / sqrt((double)OC));
+        }
+    /* sums of n unit-variance products: float error ~1e-7·sqrt(n) per element */
+    cr_expect_leq(worst, 1e-5, "max |Δ| / sqrt(terms) = %g", worst);
+    free(dout), free(inp), free(w), free(dinp), free(dw);
 }
 
 Test(train, forward_equals_inference_bitwise) {
@@ -303,7 +340,7 @@ Test(train, draws_and_data_order) {
 /* Trains `steps` steps of a fresh seeded trainer on `data` with `threads` threads. */
 static eb_trainer *train_fresh(const eb_fmnist *data, int steps, int threads) {
     eb_set_threads(threads);
-    eb_trainer *tr = new_trainer(&tiny, 8, 21, data->n);
+    eb_trainer *tr = new_trainer(&tiny, 32, 21, data->n); /* B·T = 512: the split weight-gradient GEMMs */
     randomize(tr, 21);
     eb_train_opts o = {.steps = steps};
     cr_assert_eq(eb_train_run(tr, data, &o), EB_OK, "%s", eb_last_error());
@@ -320,7 +357,7 @@ static void expect_same_state(const eb_trainer *a, const eb_trainer *b, const ch
 }
 
 Test(train, same_bits_for_one_and_two_threads) {
-    eb_fmnist data = fake_data(24, 8, 1);
+    eb_fmnist data = fake_data(96, 8, 1);
     eb_trainer *one = train_fresh(&data, 3, 1), *two = train_fresh(&data, 3, 2);
     expect_same_state(one, two, "1 vs 2 threads");
     eb_trainer_free(one), eb_trainer_free(two);
@@ -331,7 +368,7 @@ Test(train, resume_is_bit_identical) {
     char dir[] = "/tmp/eb_train_resumeXXXXXX", ckpt[64];
     cr_assert_not_null(mkdtemp(dir));
     snprintf(ckpt, sizeof ckpt, "%s/ckpt.safetensors", dir);
-    eb_fmnist data = fake_data(20, 8, 2); /* 2 batches of 8 per epoch: 5 steps cross two epochs */
+    eb_fmnist data = fake_data(80, 8, 2); /* 2 batches of 32 per epoch: 5 steps cross two epochs */
     eb_trainer *straight = train_fresh(&data, 5, 2);
 
     eb_trainer *first = train_fresh(&data, 2, 2);
@@ -353,7 +390,7 @@ Test(train, resume_is_bit_identical) {
     eb_model_free(m);
 
     /* A checkpoint for another dataset size refuses to continue. */
-    eb_fmnist other = fake_data(24, 8, 2);
+    eb_fmnist other = fake_data(96, 8, 2);
     cr_expect_eq(eb_train_run(resumed, &other, &o), EB_EINPUT);
     eb_fmnist_free(&other);
     eb_trainer_free(straight), eb_trainer_free(first), eb_trainer_free(resumed);

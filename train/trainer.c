@@ -97,7 +97,7 @@ static size_t acts_layout(eb_train_acts *a, float *slab, const eb_config *c, int
 
 eb_status eb_trainer_create(eb_trainer **out, const eb_config *c, const eb_recipe *r, int data_n) {
     *out = NULL;
-    if (r->batch < 1) return eb_fail(EB_EINPUT, "batch size %d must be positive", r->batch);
+    if (r->batch < 1 || r->batch > 65536) return eb_fail(EB_EINPUT, "batch size %d outside [1, 65536]", r->batch);
     if (data_n < r->batch)
         return eb_fail(EB_EINPUT, "the dataset has %d images, fewer than one batch of %d", data_n, r->batch);
     if (!(r->lr >= 0) || !(r->weight_decay >= 0) || !(r->beta1 >= 0 && r->beta1 < 1) ||

@@ -1,0 +1,273 @@
+/* test_eval.c — `ebcache eval` end to end on a tiny Fashion-MNIST written here
+ * and a small random classifier: known answers (identical sets, a known PSNR,
+ * the floor of identical splits), the feature cache, and bad inputs. */
+#include "classifier.h"
+#include "fmnist.h"
+#include "h5io.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define N_IMAGES 40
+#define SIDE 28
+
+static char workdir[256];
+static char err_text[8192], out_text[8192];
+static eb_fmnist images; /* the tiny split, as eb_fmnist_load reads it back */
+
+static void path_in(char *buf, size_t cap, const char *name) { snprintf(buf, cap, "%s/%s", workdir, name); }
+
+static void put_be32(unsigned char *p, uint32_t v) {
+    p[0] = v >> 24, p[1] = v >> 16, p[2] = v >> 8, p[3] = v;
+}
+
+static void write_gz(const char *name, const unsigned char *bytes, size_t n) {
+    char path[512];
+    path_in(path, sizeof path, name);
+    gzFile gz = gzopen(path, "wb");
+    cr_assert_not_null(gz);
+    cr_assert_eq(gzwrite(gz, bytes, (unsigned)n), (int)n);
+    cr_assert_eq(gzclose(gz), Z_OK);
+}
+
+/* The same N_IMAGES random images and labels i % 10 as both splits. */
+static void write_tiny_fmnist(void) {
+    size_t pixels = (size_t)N_IMAGES * SIDE * SIDE;
+    unsigned char *img = malloc(16 + pixels), lab[8 + N_IMAGES];
+    put_be32(img, 0x803), put_be32(img + 4, N_IMAGES), put_be32(img + 8, SIDE), put_be32(img + 12, SIDE);
+    put_be32(lab, 0x801), put_be32(lab + 4, N_IMAGES);
+    uint64_t key = eb_rng_key(5, 5);
+    for (size_t i = 0; i < pixels; i++) img[16 + i] = (unsigned char)(eb_rng_key(key, i) >> 56);
+    for (int i = 0; i < N_IMAGES; i++) lab[8 + i] = (unsigned char)(i % 10);
+    const char *split[2] = {"train", "t10k"};
+    for (int s = 0; s < 2; s++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s-images-idx3-ubyte.gz", split[s]);
+        write_gz(name, img, 16 + pixels);
+        snprintf(name, sizeof name, "%s-labels-idx1-ubyte.gz", split[s]);
+        write_gz(name, lab, sizeof lab);
+    }
+    free(img);
+}
+
+static void setup(void) {
+    snprintf(workdir, sizeof workdir, "/tmp/ebcache_eval_XXXXXX");
+    cr_assert(mkdtemp(workdir), "mkdtemp");
+    write_tiny_fmnist();
+    cr_assert_eq(eb_fmnist_load(&images, workdir, "t10k", 0, 0), EB_OK, "%s", eb_last_error());
+    eb_clf_config c = {.side = SIDE, .patch = 4, .dim = 16, .depth = 1, .heads = 2, .classes = 10};
+    eb_clf *m;
+    char path[512];
+    path_in(path, sizeof path, "clf.safetensors");
+    cr_assert_eq(eb_clf_create(&m, &c, 3), EB_OK, "%s", eb_last_error());
+    cr_assert_eq(eb_clf_save(m, path, 0, NULL, NULL, 0), EB_OK, "%s", eb_last_error());
+    eb_clf_free(m);
+}
+
+static void teardown(void) {
+    eb_fmnist_free(&images);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", workdir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(eval, .init = setup, .fini = teardown);
+
+/* Runs "$EBCACHE_BIN eval --classifier C --data-dir W <args>" in workdir with
+ * stdout and stderr captured; returns the exit status. */
+static int run_eval(const char *fmt, ...) {
+    const char *bin = getenv("EBCACHE_BIN") ? getenv("EBCACHE_BIN") : "build/opt/ebcache";
+    char args[2048], cmd[4096], out_path[300], err_path[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    path_in(out_path, sizeof out_path, "stdout.txt");
+    path_in(err_path, sizeof err_path, "stderr.txt");
+    char cwd[1024]; /* the command runs in workdir: a relative binary path starts here */
+    cr_assert(getcwd(cwd, sizeof cwd));
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && '%s%s%s' eval --classifier clf.safetensors --data-dir . %s >stdout.txt 2>stderr.txt", workdir,
+             bin[0] == '/' ? "" : cwd, bin[0] == '/' ? "" : "/", bin, args);
+    int status = system(cmd);
+    char *bufs[2] = {out_text, err_text};
+    const char *paths[2] = {out_path, err_path};
+    for (int i = 0; i < 2; i++) {
+        FILE *f = fopen(paths[i], "r");
+        size_t len = f ? fread(bufs[i], 1, sizeof out_text - 1, f) : 0;
+        bufs[i][len] = 0;
+        if (f) fclose(f);
+        unlink(paths[i]);
+    }
+    cr_assert(WIFEXITED(status), "eval %s did not exit normally", args);
+    return WEXITSTATUS(status);
+}
+
+/* Writes images (N, 1, side, side) as dataset `name` (and labels y when given) to workdir/file. */
+static void write_samples(const char *file, const char *name, const float *x, int N, int C, int side,
+                          const int32_t *y) {
+    char path[512];
+    path_in(path, sizeof path, file);
+    eb_h5w *w;
+    int64_t xd[4] = {N, C, side, side}, yd[1] = {N};
+    cr_assert_eq(eb_h5w_create(&w, path), EB_OK, "%s", eb_last_error());
+    eb_h5w_write(w, name, EB_H5_F32, x, 4, xd);
+    if (y) eb_h5w_write(w, "y", EB_H5_I32, y, 1, yd);
+    cr_assert_eq(eb_h5w_commit(w), EB_OK, "%s", eb_last_error());
+}
+
+static double attr(const char *file, const char *name) {
+    char path[512];
+    path_in(path, sizeof path, file);
+    eb_h5 *f;
+    double v = NAN;
+    cr_assert_eq(eb_h5_open(&f, path), EB_OK, "%s", eb_last_error());
+    cr_assert_eq(eb_h5_attr_f64(f, NULL, name, &v), EB_OK, "%s", eb_last_error());
+    eb_h5_close(f);
+    return v;
+}
+
+static int exists(const char *file) {
+    char path[512];
+    path_in(path, sizeof path, file);
+    return access(path, F_OK) == 0;
+}
+
+/* The classifier's accuracy on the tiny set, computed in-process. */
+static double direct_accuracy(void) {
+    char path[512];
+    path_in(path, sizeof path, "clf.safetensors");
+    eb_clf *m;
+    double acc;
+    cr_assert_eq(eb_clf_load(&m, path, NULL, NULL), EB_OK, "%s", eb_last_error());
+    cr_assert_eq(eb_clf_accuracy(m, &acc, images.images, images.labels, images.n), EB_OK, "%s", eb_last_error());
+    eb_clf_free(m);
+    return acc;
+}
+
+Test(eval, identical_sets_known_answers) {
+    write_samples("s.h5", "samples", images.images, N_IMAGES, 1, SIDE, images.labels);
+    cr_assert_eq(run_eval("--samples s.h5 --reference s.h5 --output m.h5"), 0, "%s", err_text);
+    /* FD of a set with itself: 0 up to round-off of order 1e-12 · trace */
+    cr_expect_leq(fabs(attr("m.h5", "fd")), 1e-6, "fd %g", attr("m.h5", "fd"));
+    cr_expect_eq(attr("m.h5", "precision"), 1.0);
+    cr_expect_eq(attr("m.h5", "recall"), 1.0);
+    cr_expect(isinf(attr("m.h5", "psnr")) && attr("m.h5", "psnr") > 0, "psnr %g", attr("m.h5", "psnr"));
+    cr_expect_leq(fabs(attr("m.h5", "ssim") - 1.0), 1e-12, "ssim %.17g", attr("m.h5", "ssim"));
+    double acc = direct_accuracy();
+    cr_expect_eq(attr("m.h5", "accuracy"), acc, "accuracy %g vs %g", attr("m.h5", "accuracy"), acc);
+    cr_expect_eq(attr("m.h5", "classifier_real_accuracy"), acc);
+    cr_expect_eq(attr("m.h5", "n_samples"), N_IMAGES);
+    cr_expect_eq(attr("m.h5", "n_real"), N_IMAGES);
+    cr_expect(strstr(out_text, "FD"), "table: %s", out_text);
+}
+
+Test(eval, known_psnr_and_json) {
+    size_t n = (size_t)N_IMAGES * SIDE * SIDE;
+    float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) a[i] = 0.5f * images.images[i], b[i] = a[i] + 0.125f; /* exact in float */
+    write_samples("a.h5", "samples", a, N_IMAGES, 1, SIDE, NULL);
+    write_samples("b.h5", "samples", b, N_IMAGES, 1, SIDE, NULL);
+    cr_assert_eq(run_eval("--samples a.h5 --reference b.h5 --output m.h5 --json"), 0, "%s", err_text);
+    double want = 10.0 * log10(4.0 / (0.125 * 0.125)); /* MSE 1/64 over data range 2: 24.08 dB */
+    cr_expect_leq(fabs(attr("m.h5", "psnr") - want), 1e-9, "psnr %.12g vs %.12g", attr("m.h5", "psnr"), want);
+    cr_expect_lt(attr("m.h5", "ssim"), 1.0);
+    cr_expect(strstr(out_text, "\"psnr\": 24.08"), "json: %s", out_text);
+    cr_expect(strstr(out_text, "\"accuracy\": null"), "no labels, no accuracy: %s", out_text);
+    /* a constant shift of every image moves the features: FD > 0 */
+    cr_assert_eq(run_eval("--samples b.h5 --output m2.h5"), 0, "%s", err_text);
+    cr_expect_gt(attr("m2.h5", "fd"), 1e-3);
+    free(a);
+    free(b);
+}
+
+Test(eval, padded_samples_are_cropped) {
+    eb_fmnist padded;
+    cr_assert_eq(eb_fmnist_load(&padded, workdir, "t10k", 0, 32), EB_OK, "%s", eb_last_error());
+    write_samples("p.h5", "x", padded.images, N_IMAGES, 1, 32, padded.labels);
+    cr_assert_eq(run_eval("--samples p.h5 --dataset x --output m.h5"), 0, "%s", err_text);
+    cr_expect_leq(fabs(attr("m.h5", "fd")), 1e-6);
+    cr_expect_eq(attr("m.h5", "accuracy"), direct_accuracy());
+    eb_fmnist_free(&padded);
+}
+
+Test(eval, floor_of_identical_splits) {
+    cr_assert_eq(run_eval("--floor --output f.h5"), 0, "%s", err_text);
+    cr_expect_leq(fabs(attr("f.h5", "fd")), 1e-6);
+    cr_expect_eq(attr("f.h5", "precision"), 1.0);
+    cr_expect_eq(attr("f.h5", "recall"), 1.0);
+    cr_expect_eq(attr("f.h5", "accuracy"), direct_accuracy());
+    cr_assert_eq(run_eval("--floor --n-real 20 --output f.h5"), 0, "%s", err_text);
+    cr_expect_eq(attr("f.h5", "n_real"), 20);
+    cr_expect_eq(attr("f.h5", "n_samples"), 20);
+}
+
+Test(eval, real_feature_cache) {
+    write_samples("s.h5", "samples", images.images, N_IMAGES, 1, SIDE, images.labels);
+    cr_assert_eq(run_eval("--samples s.h5 --real-cache c.h5 --output m1.h5"), 0, "%s", err_text);
+    cr_assert(exists("c.h5"));
+    cr_assert_eq(run_eval("--samples s.h5 --real-cache c.h5 --output m2.h5"), 0, "%s", err_text);
+    cr_expect_eq(attr("m1.h5", "fd"), attr("m2.h5", "fd"));
+    cr_expect_eq(attr("m1.h5", "recall"), attr("m2.h5", "recall"));
+    /* a different real count makes the cache stale: recomputed, not reused */
+    cr_assert_eq(run_eval("--samples s.h5 --real-cache c.h5 --n-real 30 --output m3.h5"), 0, "%s", err_text);
+    cr_expect_eq(attr("m3.h5", "n_real"), 30);
+    cr_expect_eq(attr("c.h5", "n_real"), 30);
+    /* a file that is not a cache is never overwritten */
+    cr_expect_eq(run_eval("--samples s.h5 --real-cache s.h5"), 2);
+    cr_expect(strstr(err_text, "not an ebcache real-feature cache"), "%s", err_text);
+    cr_assert_eq(run_eval("--samples s.h5 --output m4.h5"), 0, "s.h5 still intact: %s", err_text);
+}
+
+/* Every bad input: exit 2, a message naming the culprit, no output file. */
+Test(eval, bad_inputs) {
+    size_t n = (size_t)N_IMAGES * SIDE * SIDE;
+    float *x = malloc(n * sizeof(float));
+    memcpy(x, images.images, n * sizeof(float));
+    int32_t *y = malloc(N_IMAGES * sizeof(int32_t));
+    memcpy(y, images.labels, N_IMAGES * sizeof(int32_t));
+    write_samples("good.h5", "samples", x, N_IMAGES, 1, SIDE, y);
+    write_samples("small.h5", "samples", x, N_IMAGES, 1, 20, NULL);
+    write_samples("rgb.h5", "samples", x, 13, 3, SIDE, NULL);
+    write_samples("few.h5", "samples", x, 3, 1, SIDE, NULL);
+    write_samples("ref_short.h5", "samples", x, N_IMAGES - 1, 1, SIDE, NULL);
+    x[5 * 784 + 3 * 28 + 7] = NAN;
+    write_samples("nan.h5", "samples", x, N_IMAGES, 1, SIDE, NULL);
+    y[7] = 10;
+    write_samples("badlabel.h5", "samples", images.images, N_IMAGES, 1, SIDE, y);
+    struct { const char *args, *message; } cases[] = {
+        {"--samples missing.h5", "missing.h5"},
+        {"--samples good.h5 --dataset nope", "nope"},
+        {"--samples small.h5", "side >= 28"},
+        {"--samples rgb.h5", "rgb.h5"},
+        {"--samples few.h5", "at least 4"},
+        {"--samples nan.h5", "[5, 0, 3, 7]"},
+        {"--samples badlabel.h5", "[7] = 10"},
+        {"--samples good.h5 --labels-dataset labels", "labels"},
+        {"--samples good.h5 --reference ref_short.h5", "same seeds"},
+        {"--samples good.h5 --reference missing.h5", "missing.h5"},
+        {"--samples good.h5 --real valid", "--real"},
+        {"--samples good.h5 --n-real 2", "--n-real"},
+        {"--floor --samples good.h5", "--floor"},
+        {"", "--samples"},
+        {"--samples good.h5 --classifier good.h5", "good.h5"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int rc = run_eval("%s --output out.h5", cases[i].args);
+        cr_expect_eq(rc, 2, "'%s' exited %d: %s", cases[i].args, rc, err_text);
+        cr_expect(strstr(err_text, cases[i].message), "'%s': message '%s' lacks '%s'", cases[i].args, err_text,
+                  cases[i].message);
+        cr_expect(!exists("out.h5"), "'%s' left an output", cases[i].args);
+    }
+    cr_expect_eq(run_eval("--samples badlabel.h5 --labels-dataset none --output out.h5"), 0, "%s", err_text);
+    free(x);
+    free(y);
+}
