@@ -55,7 +55,7 @@ $(eval $(call variant,opt,$(CFLAGS_OPT)))
 $(eval $(call variant,san,$(CFLAGS_SAN)))
 
 bin/ebcache: build/opt/ebcache
-	@mkdir -p bin && cp $< $@
+	@mkdir -p bin && cp -f $< $@
 build/libebcache.a: build/opt/libebcache.a
 	cp $< $@
 

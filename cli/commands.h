@@ -8,6 +8,7 @@ int cmd_forward(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_grid(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_train_classifier(int argc, char **argv);
 int cmd_schedule(int argc, char **argv);

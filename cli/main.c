@@ -15,6 +15,7 @@ static const struct {
     {"forward", cmd_forward, "run the model on x, t, y from an HDF5 file"},
     {"sample", cmd_sample, "sample images with DDPM or DDIM, with classifier-free guidance"},
     {"train", cmd_train, "train a DiT on Fashion-MNIST (resumable, deterministic)"},
+    {"grid", cmd_grid, "a PNG grid of samples, one row per class"},
     {"eval", cmd_eval, "sample quality: FD, precision/recall, class accuracy, PSNR/SSIM vs uncached samples"},
     {"train-classifier", cmd_train_classifier, "train the Fashion-MNIST classifier eval measures with"},
     {"schedule", cmd_schedule, "write or show cache schedule tables (FORA, Δ-DiT, TeaCache, TaylorSeer, EB-Cache)"},
@@ -24,8 +25,8 @@ static void usage(FILE *f) {
     fprintf(f, "ebcache %s — DiT feature caching toolkit\n\nusage: ebcache <command> [options]\n\ncommands:\n",
             EBCACHE_VERSION);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "  %-10s %s\n\n'ebcache <command> --help' describes each command.\n"
+        fprintf(f, "  %-17s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "  %-17s %s\n\n'ebcache <command> --help' describes each command.\n"
                "Exit status: 0 success, 1 runtime failure, 2 usage or input error.\n",
             "help", "this text");
 }
