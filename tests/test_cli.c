@@ -1,54 +1,19 @@
 /* test_cli.c — bin/ebcache end to end: results, exit codes, messages, and
  * that a failed command leaves no output behind. */
+#include "cli_util.h"
 #include "golden.h"
 #include "h5io.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define MODEL GOLDEN_DIR "models/tiny_sigma.safetensors"
-
-static char workdir[256];
-static char err_text[8192];
-
-static void make_workdir(void) {
-    snprintf(workdir, sizeof workdir, "/tmp/ebcache_cli_XXXXXX");
-    cr_assert(mkdtemp(workdir), "mkdtemp");
-}
-
-static void remove_workdir(void) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", workdir);
-    cr_assert_eq(system(cmd), 0);
-}
-
-/* Runs "$EBCACHE_BIN <args>" with stderr captured in err_text; returns the exit status. */
-static int run_cli(const char *fmt, ...) {
-    const char *bin = getenv("EBCACHE_BIN") ? getenv("EBCACHE_BIN") : "build/opt/ebcache";
-    char args[2048], cmd[4096], err_path[300];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(err_path, sizeof err_path, "%s/stderr.txt", workdir);
-    snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>'%s'", bin, args, err_path);
-    int status = system(cmd);
-    FILE *f = fopen(err_path, "r");
-    size_t len = f ? fread(err_text, 1, sizeof err_text - 1, f) : 0;
-    err_text[len] = 0;
-    if (f) fclose(f);
-    unlink(err_path);
-    cr_assert(WIFEXITED(status), "%s did not exit normally", args);
-    return WEXITSTATUS(status);
-}
 
 /* Only stderr.txt may be in the work dir besides what the test created. */
 static int entries_in_workdir(void) {
@@ -92,16 +57,16 @@ static void write_input(const char *name, int channels, int32_t t1, int32_t y1, 
     free(x);
 }
 
-TestSuite(cli, .init = make_workdir, .fini = remove_workdir);
+TestSuite(cli, .init = cli_workdir_make, .fini = cli_workdir_remove);
 
 Test(cli, forward_matches_golden) {
-    cr_assert_eq(run_cli("forward --model " MODEL " --input " GOLDEN_DIR "forward_sigma.h5 --output %s/o.h5", workdir),
+    cr_assert_eq(cli_run("forward --model " MODEL " --input " GOLDEN_DIR "forward_sigma.h5 --output %s/o.h5", workdir),
                  0, "%s", err_text);
     size_t n;
     float *got = read_out("o.h5", "out", &n), *want = golden_f32("forward_sigma.h5", "out", 4, NULL);
     cr_expect_leq(max_rel_err(got, want, n), 1e-5);
     free(got), free(want);
-    cr_assert_eq(run_cli("forward --model " MODEL " --input " GOLDEN_DIR "cfg.h5 --cfg-scale 1.5 --cfg-channels all "
+    cr_assert_eq(cli_run("forward --model " MODEL " --input " GOLDEN_DIR "cfg.h5 --cfg-scale 1.5 --cfg-channels all "
                          "--output %s/g.h5", workdir), 0, "%s", err_text);
     got = read_out("g.h5", "out", &n), want = golden_f32("cfg.h5", "out_all", 4, NULL);
     cr_expect_leq(max_rel_err(got, want, n), 1e-5);
@@ -114,15 +79,15 @@ Test(cli, forward_rejects_bad_input_and_leaves_nothing) {
         {3, 5, 1, 0, "'x'"}};
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         write_input("in.h5", cases[k].channels, cases[k].t1, cases[k].y1, cases[k].x_bad);
-        int rc = run_cli("forward --model " MODEL " --input %s/in.h5 --output %s/o.h5", workdir, workdir);
+        int rc = cli_run("forward --model " MODEL " --input %s/in.h5 --output %s/o.h5", workdir, workdir);
         cr_expect_eq(rc, 2, "case %zu: exit %d (%s)", k, rc, err_text);
         cr_expect(strstr(err_text, cases[k].needle), "case %zu: message lacks '%s': %s", k, cases[k].needle, err_text);
         cr_expect_eq(entries_in_workdir(), 1, "case %zu: an output or temporary file was left", k);
     }
-    cr_expect_eq(run_cli("forward --model %s/missing.safetensors --input x --output %s/o.h5", workdir, workdir), 2);
+    cr_expect_eq(cli_run("forward --model %s/missing.safetensors --input x --output %s/o.h5", workdir, workdir), 2);
     cr_expect(strstr(err_text, "missing.safetensors"), "%s", err_text);
-    cr_expect_eq(run_cli("forward --model " MODEL " --output %s/o.h5", workdir), 2);
-    cr_expect_eq(run_cli("forward --bogus 1"), 2);
+    cr_expect_eq(cli_run("forward --model " MODEL " --output %s/o.h5", workdir), 2);
+    cr_expect_eq(cli_run("forward --bogus 1"), 2);
     cr_expect(strstr(err_text, "--bogus"), "%s", err_text);
 }
 
@@ -130,24 +95,24 @@ Test(cli, truncated_model_is_an_input_error) {
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "head -c 3000 " MODEL " > %s/cut.safetensors", workdir);
     cr_assert_eq(system(cmd), 0);
-    cr_expect_eq(run_cli("info --model %s/cut.safetensors", workdir), 2);
+    cr_expect_eq(cli_run("info --model %s/cut.safetensors", workdir), 2);
     cr_expect(strstr(err_text, "cut.safetensors"), "%s", err_text);
 }
 
 Test(cli, sample_is_reproducible_across_threads) {
     const char *common = "sample --model " MODEL " --sampler ddpm --steps 4 --cfg-scale 1.5 --seed 3 --n 3";
-    cr_assert_eq(run_cli("%s --threads 1 --output %s/a.h5", common, workdir), 0, "%s", err_text);
-    cr_assert_eq(run_cli("%s --threads 2 --output %s/b.h5", common, workdir), 0, "%s", err_text);
+    cr_assert_eq(cli_run("%s --threads 1 --output %s/a.h5", common, workdir), 0, "%s", err_text);
+    cr_assert_eq(cli_run("%s --threads 2 --output %s/b.h5", common, workdir), 0, "%s", err_text);
     size_t na, nb;
     float *a = read_out("a.h5", "samples", &na), *b = read_out("b.h5", "samples", &nb);
     cr_assert_eq(na, nb);
     cr_expect_eq(memcmp(a, b, na * sizeof(float)), 0, "same seed, other thread count: different bits");
     free(a), free(b);
-    cr_expect_eq(run_cli("sample --model " MODEL " --sampler euler --steps 4 --n 1 --output %s/c.h5", workdir), 2);
-    cr_expect_eq(run_cli("sample --model " MODEL " --steps 4 --labels 1,11 --output %s/c.h5", workdir), 2);
+    cr_expect_eq(cli_run("sample --model " MODEL " --sampler euler --steps 4 --n 1 --output %s/c.h5", workdir), 2);
+    cr_expect_eq(cli_run("sample --model " MODEL " --steps 4 --labels 1,11 --output %s/c.h5", workdir), 2);
     cr_expect(strstr(err_text, "labels"), "%s", err_text);
-    cr_expect_eq(run_cli("sample --model " MODEL " --steps 4 --output %s/c.h5", workdir), 2);
-    cr_expect_eq(run_cli("sample --model " MODEL " --respacing ddim999 --n 1 --output %s/c.h5", workdir), 2);
+    cr_expect_eq(cli_run("sample --model " MODEL " --steps 4 --output %s/c.h5", workdir), 2);
+    cr_expect_eq(cli_run("sample --model " MODEL " --respacing ddim999 --n 1 --output %s/c.h5", workdir), 2);
     cr_expect(strstr(err_text, "ddim999"), "%s", err_text);
     char c_path[512];
     struct stat st;
@@ -156,9 +121,9 @@ Test(cli, sample_is_reproducible_across_threads) {
 }
 
 Test(cli, info_help_and_unknown_command) {
-    cr_expect_eq(run_cli("info --model " MODEL), 0, "%s", err_text);
-    cr_expect_eq(run_cli("help"), 0);
-    cr_expect_eq(run_cli("sample --help"), 0);
-    cr_expect_eq(run_cli("frobnicate"), 2);
+    cr_expect_eq(cli_run("info --model " MODEL), 0, "%s", err_text);
+    cr_expect_eq(cli_run("help"), 0);
+    cr_expect_eq(cli_run("sample --help"), 0);
+    cr_expect_eq(cli_run("frobnicate"), 2);
     cr_expect(strstr(err_text, "frobnicate"), "%s", err_text);
 }

@@ -1,36 +1,17 @@
 /* test_schedule.c — the schedule table: parsing, validation errors that name
  * the line, writing, FLOP accounting, generators, the EB-Cache .npy reader
  * and the `ebcache schedule` / `sample --schedule` commands. */
+#include "cli_util.h"
 #include "golden.h"
 #include "h5io.h"
 #include "schedule.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
-
-static char workdir[256];
-
-static void make_workdir(void) {
-    snprintf(workdir, sizeof workdir, "/tmp/ebcache_schedule_XXXXXX");
-    cr_assert(mkdtemp(workdir), "mkdtemp");
-}
-
-static void remove_workdir(void) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", workdir);
-    cr_assert_eq(system(cmd), 0);
-}
-
-static const char *in_workdir(char *buf, const char *name) {
-    sprintf(buf, "%s/%s", workdir, name);
-    return buf;
-}
 
 static void write_text(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
@@ -144,7 +125,7 @@ Test(schedule, validation_errors_name_the_line) {
     }
 }
 
-Test(schedule, write_read_round_trip, .init = make_workdir, .fini = remove_workdir) {
+Test(schedule, write_read_round_trip, .init = cli_workdir_make, .fini = cli_workdir_remove) {
     eb_schedule s;
     cr_assert_eq(eb_schedule_create(&s, "ddim10"), EB_OK);
     eb_cache_schedule *a, *b;
@@ -155,7 +136,7 @@ Test(schedule, write_read_round_trip, .init = make_workdir, .fini = remove_workd
     for (int i = 0; i < a->nrows; i++) a->rows[i].scale = 0.1 * (a->rows[i].step + 1) / 3; /* digits that need care */
     a->flops = 0.123456;
     snprintf(a->model, sizeof a->model, "DiT-XL/2");
-    char path[300];
+    char path[512];
     cr_assert_eq(eb_cache_schedule_write(a, in_workdir(path, "t.tsv")), EB_OK, "%s", eb_last_error());
     cr_assert_eq(eb_cache_schedule_read(&b, path), EB_OK, "%s", eb_last_error());
     cr_expect_str_eq(b->method, "delta-dit");
@@ -265,12 +246,12 @@ static void write_npy(const char *path, int major, const char *dict, const int64
 
 #define NPY_DICT "{'descr': '<i8', 'fortran_order': False, 'shape': (6,), }"
 
-Test(schedule, ebcache_npy_table, .init = make_workdir, .fini = remove_workdir) {
+Test(schedule, ebcache_npy_table, .init = cli_workdir_make, .fini = cli_workdir_remove) {
     eb_schedule s;
     cr_assert_eq(eb_schedule_create(&s, "6"), EB_OK);
     /* indexed by the sampler's i: entry 5 is the first step */
     int64_t v[6] = {2, 1, 0, 2, 7, 0};
-    char path[300];
+    char path[512];
     write_npy(in_workdir(path, "t.npy"), 1, NPY_DICT, v, 6, 0);
     eb_cache_schedule *cs;
     cr_assert_eq(eb_cache_schedule_from_npy(&cs, path, &s, 0.965), EB_OK, "%s", eb_last_error());
@@ -319,39 +300,18 @@ Test(schedule, ebcache_npy_table, .init = make_workdir, .fini = remove_workdir) 
 
 #define MODEL GOLDEN_DIR "models/tiny_sigma.safetensors"
 
-static char err_text[8192];
-
-/* Runs "$EBCACHE_BIN <args>" with stderr in err_text; returns the exit status. */
-static int run(const char *fmt, ...) {
-    const char *bin = getenv("EBCACHE_BIN") ? getenv("EBCACHE_BIN") : "build/opt/ebcache";
-    char args[2048], cmd[4096], err[300];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>'%s'", bin, args, in_workdir(err, "stderr.txt"));
-    int status = system(cmd);
-    FILE *f = fopen(err, "r");
-    size_t len = f ? fread(err_text, 1, sizeof err_text - 1, f) : 0;
-    err_text[len] = 0;
-    if (f) fclose(f);
-    unlink(err);
-    cr_assert(WIFEXITED(status), "%s did not exit normally", args);
-    return WEXITSTATUS(status);
-}
-
-Test(schedule, cli_generate_show_and_sample, .init = make_workdir, .fini = remove_workdir) {
-    char table[300], out[300], npy[300];
+Test(schedule, cli_generate_show_and_sample, .init = cli_workdir_make, .fini = cli_workdir_remove) {
+    char table[512], out[512], npy[512];
     in_workdir(table, "fora.tsv"), in_workdir(out, "s.h5");
-    cr_assert_eq(run("schedule fora --interval 2 --steps 6 --model %s --output %s", MODEL, table), 0, "%s", err_text);
+    cr_assert_eq(cli_run("schedule fora --interval 2 --steps 6 --model %s --output %s", MODEL, table), 0, "%s", err_text);
     eb_cache_schedule *cs;
     cr_assert_eq(eb_cache_schedule_read(&cs, table), EB_OK, "%s", eb_last_error());
     cr_expect_str_eq(cs->method, "fora");
     cr_expect_str_eq(cs->sampler, "respacing=6");
     double predicted = cs->flops;
     eb_cache_schedule_free(cs);
-    cr_expect_eq(run("schedule show %s --model %s", table, MODEL), 0, "%s", err_text);
-    cr_assert_eq(run("sample --model %s --steps 6 --sampler ddim --seed 1 --n 3 --batch 2 --schedule %s --baseline "
+    cr_expect_eq(cli_run("schedule show %s --model %s", table, MODEL), 0, "%s", err_text);
+    cr_assert_eq(cli_run("sample --model %s --steps 6 --sampler ddim --seed 1 --n 3 --batch 2 --schedule %s --baseline "
                      "--threads 2 --output %s",
                      MODEL, table, out),
                  0, "%s", err_text);
@@ -371,29 +331,29 @@ Test(schedule, cli_generate_show_and_sample, .init = make_workdir, .fini = remov
     int64_t v[6] = {2, 1, 0, 2, 1, 0};
     write_npy(in_workdir(npy, "cache_table.npy"), 1, NPY_DICT, v, 6, 0);
     in_workdir(table, "eb.tsv");
-    cr_expect_eq(run("schedule from-npy --input %s --steps 6 --delta 0.965 --output %s", npy, table), 0, "%s", err_text);
-    cr_expect_eq(run("schedule show %s", table), 0, "%s", err_text);
+    cr_expect_eq(cli_run("schedule from-npy --input %s --steps 6 --delta 0.965 --output %s", npy, table), 0, "%s", err_text);
+    cr_expect_eq(cli_run("schedule show %s", table), 0, "%s", err_text);
 }
 
-Test(schedule, cli_errors_exit_2_and_leave_nothing, .init = make_workdir, .fini = remove_workdir) {
-    char table[300], out[300], npy[300];
+Test(schedule, cli_errors_exit_2_and_leave_nothing, .init = cli_workdir_make, .fini = cli_workdir_remove) {
+    char table[512], out[512], npy[512];
     in_workdir(table, "bad.tsv"), in_workdir(out, "s.h5");
     write_text(table, HEAD "0 999 * C C 1\n1 666 * R Q 1\n");
-    cr_expect_eq(run("sample --model %s --steps 4 --seed 1 --n 1 --schedule %s --output %s", MODEL, table, out), 2);
+    cr_expect_eq(cli_run("sample --model %s --steps 4 --seed 1 --n 1 --schedule %s --output %s", MODEL, table, out), 2);
     cr_expect(strstr(err_text, "bad.tsv:5:") && strstr(err_text, "unknown mlp action 'Q'"), "%s", err_text);
     cr_expect_eq(access(out, F_OK), -1, "a failed sample left %s", out);
     write_text(table, GOOD);
-    cr_expect_eq(run("sample --model %s --steps 5 --seed 1 --n 1 --schedule %s --output %s", MODEL, table, out), 2);
+    cr_expect_eq(cli_run("sample --model %s --steps 5 --seed 1 --n 1 --schedule %s --output %s", MODEL, table, out), 2);
     cr_expect(strstr(err_text, "bad.tsv:3:") && strstr(err_text, "sampler runs 5"), "%s", err_text);
-    cr_expect_eq(run("sample --model %s --steps 4 --seed 1 --n 1 --baseline --output %s", MODEL, out), 2);
+    cr_expect_eq(cli_run("sample --model %s --steps 4 --seed 1 --n 1 --baseline --output %s", MODEL, out), 2);
     cr_expect_eq(access(out, F_OK), -1);
 
     in_workdir(table, "t.tsv");
-    cr_expect_eq(run("schedule fora --steps 4 --output %s", table), 2, "--interval is required");
-    cr_expect_eq(run("schedule taylorseer --interval 2 --order 9 --steps 4 --output %s", table), 2);
-    cr_expect_eq(run("schedule nonsense --steps 4 --output %s", table), 2);
+    cr_expect_eq(cli_run("schedule fora --steps 4 --output %s", table), 2, "--interval is required");
+    cr_expect_eq(cli_run("schedule taylorseer --interval 2 --order 9 --steps 4 --output %s", table), 2);
+    cr_expect_eq(cli_run("schedule nonsense --steps 4 --output %s", table), 2);
     write_text(in_workdir(npy, "x.npy"), "garbage");
-    cr_expect_eq(run("schedule from-npy --input %s --steps 4 --output %s", npy, table), 2);
+    cr_expect_eq(cli_run("schedule from-npy --input %s --steps 4 --output %s", npy, table), 2);
     cr_expect(strstr(err_text, "x.npy"), "%s", err_text);
     cr_expect_eq(access(table, F_OK), -1, "a failed command left %s", table);
 }

@@ -1,0 +1,46 @@
+/* cli_util.c — scratch folders and the CLI runner for the tests. */
+#include "cli_util.h"
+
+#include <criterion/criterion.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+char workdir[256];
+char err_text[8192];
+
+void cli_workdir_make(void) {
+    snprintf(workdir, sizeof workdir, "/tmp/ebcache_test_XXXXXX");
+    cr_assert(mkdtemp(workdir), "mkdtemp");
+}
+
+void cli_workdir_remove(void) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", workdir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+const char *in_workdir(char *buf, const char *name) {
+    snprintf(buf, 512, "%s/%s", workdir, name);
+    return buf;
+}
+
+int cli_run(const char *fmt, ...) {
+    const char *bin = getenv("EBCACHE_BIN") ? getenv("EBCACHE_BIN") : "build/opt/ebcache";
+    char args[2048], cmd[4096], err_path[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>'%s'", bin, args, in_workdir(err_path, "stderr.txt"));
+    int status = system(cmd);
+    FILE *f = fopen(err_path, "r");
+    size_t len = f ? fread(err_text, 1, sizeof err_text - 1, f) : 0;
+    err_text[len] = 0;
+    if (f) fclose(f);
+    unlink(err_path);
+    cr_assert(WIFEXITED(status), "%s did not exit normally", args);
+    return WEXITSTATUS(status);
+}
