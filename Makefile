@@ -77,6 +77,7 @@ goldens:
 	/usr/bin/python3 reference/make_goldens.py tests/golden
 	/usr/bin/python3 reference/make_cache_goldens.py tests/golden
 	/usr/bin/python3 reference/metrics_ref.py tests/golden
+	/usr/bin/python3 reference/record_ref.py tests/golden
 
 fuzz: deps
 	$(MAKE) -C fuzz
@@ -90,3 +91,8 @@ build/opt/bench_%: bench/bench_%.c build/opt/libebcache.a
 # Trains or resumes the default model (data/default-run/, then data/dit_fmnist.safetensors).
 train-default: deps bin/ebcache
 	./tools/train_default.sh
+
+# Trains (or resumes) the classifier `ebcache eval` measures with (docs/metrics.md): about 15 CPU-minutes.
+.PHONY: classifier
+classifier: deps bin/ebcache
+	nice -n 5 bin/ebcache train-classifier --output data/classifier.safetensors --checkpoint build/classifier.ckpt.safetensors

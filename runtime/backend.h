@@ -65,7 +65,15 @@ typedef struct eb_backend {
     void (*taylor_update)(float *factors, int cap, int have, const float *feature, size_t n, float dist);
     /* out (n) = Σ_{k < orders} factors[k] · offset^k / k!  (the Taylor forecast). */
     void (*taylor_forecast)(float *out, const float *factors, int orders, size_t n, float offset);
+
+    /* The recorder's reduction (analyze/record.c): how a feature moved since
+     * its previous value, in one pass, then prev ← cur. sums (EB_DRIFT_SUMS):
+     * Σ|cur − prev|, Σ|prev|, Σ cur·prev, Σ cur², Σ prev² over n elements, in
+     * double in a fixed order; only these five numbers reach the host. */
+    void (*feature_drift)(double *sums, float *prev, const float *cur, size_t n);
 } eb_backend;
+
+enum { EB_DRIFT_L1, EB_DRIFT_BASE_L1, EB_DRIFT_DOT, EB_DRIFT_CUR2, EB_DRIFT_PREV2, EB_DRIFT_SUMS };
 
 /* The CPU backend (OpenMP + OpenBLAS). */
 extern const eb_backend eb_backend_cpu;

@@ -140,7 +140,7 @@ static void run_module(eb_cache *c, int step, int l, int module, int B, size_t n
     eb_model *m = c->m;
     const eb_backend *be = m->be;
     eb_acts *a = &m->acts;
-    int D = m->cfg.hidden_size, T = eb_tokens(&m->cfg), slot = l * 2 + module;
+    int slot = l * 2 + module;
     eb_act act = c->plan.act[((size_t)step * c->plan.L + l) * 2 + module];
     const float *branch = a->branch;
     if (act.kind == EB_ACT_COMPUTE) {
@@ -158,7 +158,7 @@ static void run_module(eb_cache *c, int step, int l, int module, int B, size_t n
         int orders = act.order + 1 < c->have[slot] ? act.order + 1 : c->have[slot];
         be->taylor_forecast(a->branch, c->factors[slot], orders, n, (float)(step - c->last_compute[slot]));
     }
-    be->gate_residual(a->tokens, a->mod + (module ? 5 : 2) * D, branch, B, T, D, 6 * D);
+    eb_block_add_branch(m, l, module, branch, B);
 }
 
 eb_status eb_cache_forward_batch(eb_cache *c, int step, int B) {

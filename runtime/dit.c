@@ -113,14 +113,18 @@ void eb_block_mlp_branch(eb_model *m, int l, int B) {
     be->linear(a->branch, a->hidden, m->p.fc2_w + (size_t)l * D * H4, m->p.fc2_b + (size_t)l * D, BT, H4, D);
 }
 
-void eb_block_forward(eb_model *m, int l, int B) {
+void eb_block_add_branch(eb_model *m, int l, int module, const float *f, int B) {
     int D = m->cfg.hidden_size, T = eb_tokens(&m->cfg);
-    eb_acts *a = &m->acts;
+    if (m->obs && m->obs->branch) m->obs->branch(m->obs->ctx, m, l, module, f, B);
+    m->be->gate_residual(m->acts.tokens, m->acts.mod + (module ? 5 : 2) * D, f, B, T, D, 6 * D);
+}
+
+void eb_block_forward(eb_model *m, int l, int B) {
     eb_block_modulation(m, l, B);
     eb_block_attn_branch(m, l, B);
-    m->be->gate_residual(a->tokens, a->mod + 2 * D, a->branch, B, T, D, 6 * D);
+    eb_block_add_branch(m, l, 0, m->acts.branch, B);
     eb_block_mlp_branch(m, l, B);
-    m->be->gate_residual(a->tokens, a->mod + 5 * D, a->branch, B, T, D, 6 * D);
+    eb_block_add_branch(m, l, 1, m->acts.branch, B);
 }
 
 void eb_embed(eb_model *m, int B) {
@@ -136,6 +140,7 @@ void eb_embed(eb_model *m, int B) {
     be->linear(a->cond, a->thidden, m->p.t_fc2_w, m->p.t_fc2_b, B, D, D);
     be->label_add(a->cond, m->p.y_table, a->y_in, B, D);
     be->silu(a->cond_silu, a->cond, (size_t)B * D);
+    if (m->obs && m->obs->embedded) m->obs->embedded(m->obs->ctx, m, B);
 }
 
 void eb_final_layer(eb_model *m, int B) {
@@ -147,6 +152,7 @@ void eb_final_layer(eb_model *m, int B) {
     be->ln_modulate(a->normed, a->tokens, a->mod, a->mod + D, B, T, D, 2 * D);
     be->linear(a->final_out, a->normed, m->p.final_w, m->p.final_b, B * T, D, K);
     be->unpatchify(a->out, a->final_out, B, Co, c->input_size, c->patch_size);
+    if (m->obs && m->obs->output) m->obs->output(m->obs->ctx, m, B);
 }
 
 void eb_forward_batch(eb_model *m, int B) {

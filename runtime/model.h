@@ -29,9 +29,29 @@ typedef struct {
     int32_t *y_in;    /* (B)                                                  */
 } eb_acts;
 
+/* Watches the forward and the sampler without changing a result
+ * (analyze/record.c). The forward calls the model hooks on the backend's
+ * buffers, for every forward, cached or not; the sampler calls `step` on the
+ * host after each model call. Any hook may be NULL. */
+typedef struct eb_observer {
+    void *ctx;
+    /* after eb_embed: acts.tokens (B, T, D) and acts.cond_silu (B, D) hold the batch's embedding */
+    void (*embedded)(void *ctx, eb_model *m, int B);
+    /* the pre-gate output f (B, T, D) that block l's attention (module 0) or MLP (1)
+     * adds this forward, whether computed, reused or forecast (skipped blocks add none) */
+    void (*branch)(void *ctx, eb_model *m, int l, int module, const float *f, int B);
+    /* after eb_final_layer: acts.out (B, C_out, H, W) */
+    void (*output)(void *ctx, eb_model *m, int B);
+    /* sampler step k (index i = S−1−k of the schedule it runs): x (N, C, H, W) the
+     * chain's input x_t, eps (N, C_out, H, W) the model output after guidance and the
+     * cache's ε scale. A failure stops the sampler with that status. */
+    eb_status (*step)(void *ctx, int k, const float *x, const float *eps, int N);
+} eb_observer;
+
 struct eb_model {
     eb_config cfg;
     const eb_backend *be;
+    const eb_observer *obs; /* NULL: none                                            */
     float *slab;          /* eb_param_count(cfg) floats                          */
     eb_params p;          /* pointers into slab                                  */
     float *pos_embed;     /* (T, D) fixed                                        */
@@ -45,13 +65,17 @@ eb_status eb_acts_reserve(eb_model *m, int B);
  * eb_embed: x_in, t_in, y_in → tokens (patch + pos embedding), cond, cond_silu.
  * eb_block_modulation: mod = adaLN_l(SiLU(c)) (B, 6D).
  * eb_block_attn_branch / eb_block_mlp_branch: the pre-gate branch output into branch.
- * eb_block_forward: one whole block on tokens. eb_final_layer: tokens → out. */
+ * eb_block_forward: one whole block on tokens. eb_final_layer: tokens → out.
+ * The observer (m->obs) sees eb_embed's and eb_final_layer's results. */
 void eb_embed(eb_model *m, int B);
 void eb_block_modulation(eb_model *m, int l, int B);
 void eb_block_attn_branch(eb_model *m, int l, int B);
 void eb_block_mlp_branch(eb_model *m, int l, int B);
 void eb_block_forward(eb_model *m, int l, int B);
 void eb_final_layer(eb_model *m, int B);
+/* tokens += gate ⊙ f: block l's attention (module 0) or MLP (1) output f (B, T, D),
+ * pre-gate, through the gate in acts.mod (shown to the observer first). */
+void eb_block_add_branch(eb_model *m, int l, int module, const float *f, int B);
 
 /* The forward pass on the model batch already in m->acts.x_in/t_in/y_in:
  * leaves the output (B, C_out, H, W) in m->acts.out. No checks, no allocation. */

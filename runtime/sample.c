@@ -63,6 +63,7 @@ eb_status eb_sample_cached(eb_model *m, const eb_schedule *s, const eb_sampler_o
             break;
         }
         if (cache) scale_eps(model_out, N, C, Co, HW, eb_cache_eps_scale(cache, step));
+        if (m->obs && m->obs->step && (st = m->obs->step(m->obs->ctx, step, x, model_out, N))) break;
         eb_p_mean_variance(s, o->var_type, i, x, model_out, N, C, HW, mean, log_var, pred_xstart);
         int needs_noise = i > 0 && (o->kind == EB_SAMPLER_DDPM || o->eta != 0.0f);
         if (needs_noise) draw_step_noise(noise, (size_t)C * HW, N, o->seed, first_index, i);

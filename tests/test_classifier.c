@@ -43,11 +43,13 @@ static eb_fmnist toy_data(int n, uint64_t seed) {
     return d;
 }
 
+/* A short run with flips and shifts on, so that they are covered too. */
 static eb_clf_recipe quiet_recipe(int batch) {
     eb_clf_recipe r = eb_clf_recipe_default();
     r.batch = batch;
     r.warmup_steps = 2;
     r.lr = 3e-3;
+    r.flip = 0.5, r.max_shift = 2;
     return r;
 }
 

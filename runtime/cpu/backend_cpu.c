@@ -39,4 +39,5 @@ const eb_backend eb_backend_cpu = {
     .rel_l1 = rel_l1_forward,
     .taylor_update = taylor_update_forward,
     .taylor_forecast = taylor_forecast_forward,
+    .feature_drift = feature_drift_forward,
 };

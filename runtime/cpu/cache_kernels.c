@@ -1,9 +1,11 @@
 /* cache_kernels.c — the CPU kernels of the cache engine: copies, residuals,
- * the relative L1 change and TaylorSeer's finite differences and forecast.
+ * the relative L1 change and TaylorSeer's finite differences and forecast;
+ * and the recorder's drift reduction, which shares the fixed-chunk sums.
  * Elementwise float32 in the order PyTorch evaluates the same expressions,
  * so the reference (reference/cache_ref.py) matches to rounding. */
 #include "kernels.h"
 
+#include <math.h>
 #include <omp.h>
 #include <string.h>
 
@@ -33,6 +35,24 @@ double rel_l1_forward(const float *a, const float *b, size_t n) {
     double d = 0, s = 0;
     for (int k = 0; k < REL_L1_CHUNKS; k++) d += diff[k], s += base[k];
     return d / s;
+}
+
+void feature_drift_forward(double *sums, float *prev, const float *cur, size_t n) {
+    double part[REL_L1_CHUNKS][5];
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < REL_L1_CHUNKS; k++) {
+        size_t lo = n * k / REL_L1_CHUNKS, hi = n * (k + 1) / REL_L1_CHUNKS;
+        double l1 = 0, base = 0, dot = 0, cc = 0, pp = 0;
+        for (size_t i = lo; i < hi; i++) {
+            double c = cur[i], p = prev[i];
+            l1 += fabs(c - p), base += fabs(p), dot += c * p, cc += c * c, pp += p * p;
+            prev[i] = cur[i];
+        }
+        part[k][0] = l1, part[k][1] = base, part[k][2] = dot, part[k][3] = cc, part[k][4] = pp;
+    }
+    for (int j = 0; j < 5; j++) sums[j] = 0;
+    for (int k = 0; k < REL_L1_CHUNKS; k++)
+        for (int j = 0; j < 5; j++) sums[j] += part[k][j];
 }
 
 void taylor_update_forward(float *factors, int cap, int have, const float *feature, size_t n, float dist) {

@@ -60,5 +60,8 @@ double rel_l1_forward(const float *a, const float *b, size_t n);
 void taylor_update_forward(float *factors, int cap, int have, const float *feature, size_t n, float dist);
 /* out (n) = Σ_{k < orders ≤ EB_TAYLOR_MAX_ORDER + 1} factors[k] (·, n) · offset^k / k! */
 void taylor_forecast_forward(float *out, const float *factors, int orders, size_t n, float offset);
+/* sums (5) = Σ|cur − prev|, Σ|prev|, Σ cur·prev, Σ cur², Σ prev² over n elements, then prev (n) ← cur (n);
+ * in double, thread-count independent. */
+void feature_drift_forward(double *sums, float *prev, const float *cur, size_t n);
 
 #endif

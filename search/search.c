@@ -1,0 +1,688 @@
+/* search.c — schedule search: EB-Cache's Algorithm 1, the baselines through
+ * the schedule generators, the FLOP-budget dynamic programme, bisection on a
+ * method's parameter for a FLOP target, and provenance (search.h,
+ * docs/search.md). */
+#include "search.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const METHOD_NAMES[EB_SEARCH_NMETHODS] = {"eb-cache", "fora",       "delta-dit",
+                                                             "teacache", "taylorseer", "budget"};
+static const char *const SCALING_NAMES[] = {"default", "none", "two-phase", "linear", "per-step"};
+#define NSCALINGS ((int)(sizeof SCALING_NAMES / sizeof SCALING_NAMES[0]))
+
+const char *eb_search_method_name(eb_search_method m) {
+    return m >= 0 && m < EB_SEARCH_NMETHODS ? METHOD_NAMES[m] : "?";
+}
+
+eb_status eb_search_method_parse(eb_search_method *m, const char *name) {
+    for (int i = 0; i < EB_SEARCH_NMETHODS; i++)
+        if (!strcmp(name, METHOD_NAMES[i])) return *m = (eb_search_method)i, EB_OK;
+    return eb_fail(EB_EINPUT, "unknown method '%s' (eb-cache, fora, delta-dit, teacache, taylorseer, budget)", name);
+}
+
+const char *eb_scaling_name(eb_scaling s) { return s >= 0 && (int)s < NSCALINGS ? SCALING_NAMES[s] : "?"; }
+
+eb_status eb_scaling_parse(eb_scaling *s, const char *name) {
+    for (int i = 0; i < NSCALINGS; i++)
+        if (!strcmp(name, SCALING_NAMES[i])) return *s = (eb_scaling)i, EB_OK;
+    return eb_fail(EB_EINPUT, "unknown noise scaling '%s' (none, two-phase, linear, per-step)", name);
+}
+
+void eb_search_defaults(eb_search_opts *o) {
+    *o = (eb_search_opts){.method = EB_SEARCH_EBCACHE, .target = NAN, .scaling = EB_SCALING_DEFAULT,
+                          .delta_a = 0.02, .delta_c = 0.005, .t_thre = NAN, .threshold = NAN, .interval = 0,
+                          .blocks = 0, .boundary = -1, .order = 2, .warmup = 2};
+}
+
+void eb_search_result_free(eb_search_result *res) {
+    eb_cache_schedule_free(res->table);
+    memset(res, 0, sizeof *res);
+}
+
+static const eb_act ACT_C = {EB_ACT_COMPUTE, 0}, ACT_R = {EB_ACT_REUSE, 0};
+
+/* ------------------------------------------------------------------------ */
+/* Scoring: predicted FLOPs and the drift proxy                               */
+
+int eb_teacache_simulate(const double *drift_block0, int S, const double *poly, int npoly, double threshold,
+                         uint8_t *skip) {
+    /* as the engine (runtime/cache.c): the first and last steps compute */
+    double accumulated = 0;
+    int skipped = 0;
+    for (int k = 0; k < S; k++) {
+        skip[k] = 0;
+        if (k == 0 || k == S - 1) {
+            accumulated = 0;
+            continue;
+        }
+        accumulated += eb_poly_eval(poly, npoly, drift_block0[k]);
+        if (accumulated < threshold) skip[k] = 1, skipped++;
+        else accumulated = 0;
+    }
+    return skipped;
+}
+
+double eb_predicted_deviation(const eb_rec_data *rec, const eb_cache_plan *p, const uint8_t *policy_skip) {
+    const int S = p->S, L = p->L;
+    double *stale = calloc((size_t)L * 2, sizeof *stale); /* drift accumulated since the module's last compute */
+    if (!stale) return NAN;
+    double total = 0;
+    for (int k = 0; k < S; k++)
+        for (int l = 0; l < L; l++) {
+            int served = policy_skip && policy_skip[k] &&
+                         (p->policy.kind == EB_POLICY_TEACACHE || l >= p->policy.blocks);
+            for (int m = 0; m < 2; m++) {
+                double *acc = &stale[l * 2 + m];
+                if (!served && p->act[((size_t)k * L + l) * 2 + m].kind == EB_ACT_COMPUTE) {
+                    *acc = 0;
+                } else {
+                    *acc += (m ? rec->drift_mlp : rec->drift_attn)[(size_t)k * L + l];
+                    total += *acc;
+                }
+            }
+        }
+    free(stale);
+    return total / ((double)S * 2 * L);
+}
+
+typedef struct {
+    const eb_rec_data *rec;
+    const eb_fit *fit;              /* NULL when neither the method nor the scaling needs one */
+    const eb_config *c;
+    const eb_search_opts *o;
+    const eb_search_runner *runner;
+    eb_schedule s;                  /* the recording's timesteps (S and timestep only)         */
+    double *scale;                  /* (S) ε divisor per step                                   */
+    double t_thre;                  /* eb-cache phase split                                     */
+    int runs;
+} search_ctx;
+
+/* The sampler as the recording lists it: the generators and the validation
+ * read only S and the increasing timesteps (step k runs timestep[S−1−k]). */
+static eb_status sampler_view(eb_schedule *s, const eb_rec_data *rec) {
+    memset(s, 0, sizeof *s);
+    if (!(s->timestep = malloc(rec->S * sizeof *s->timestep))) return eb_fail(EB_ERUNTIME, "out of memory");
+    s->S = rec->S;
+    for (int k = 0; k < rec->S; k++) s->timestep[rec->S - 1 - k] = rec->t[k];
+    return EB_OK;
+}
+
+/* Predicted FLOP fraction and deviation of a table on the recording. */
+static eb_status evaluate(search_ctx *x, const eb_cache_schedule *cs, double *flops, double *deviation) {
+    const int S = x->rec->S;
+    eb_cache_plan p;
+    eb_status st = eb_cache_plan_build(&p, cs, x->rec->L, &x->s);
+    if (st) return st;
+    uint8_t skip[S];
+    const uint8_t *served = NULL;
+    if (p.policy.kind == EB_POLICY_TEACACHE) {
+        eb_teacache_simulate(x->rec->drift_block0, S, p.policy.poly, p.policy.npoly, p.policy.threshold, skip);
+        served = skip;
+    }
+    eb_macs_parts mp;
+    eb_macs_split(&mp, x->c);
+    double macs = 0;
+    for (int k = 0; k < S; k++) macs += eb_plan_step_macs(&p, &mp, k, served ? served[k] : 0);
+    *flops = macs / (S * eb_forward_macs(x->c));
+    *deviation = eb_predicted_deviation(x->rec, &p, served);
+    eb_cache_plan_free(&p);
+    return isnan(*deviation) ? eb_fail(EB_ERUNTIME, "out of memory") : EB_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Table building                                                            */
+
+static int same_act(eb_act a, eb_act b) { return a.kind == b.kind && a.order == b.order; }
+
+/* Step k's rows from acts (L, 2): a "*" row with the most common (attention,
+ * MLP) pair, then a row for each maximal run of blocks that differs. */
+static eb_status add_step_rows(eb_cache_schedule *cs, const eb_schedule *s, int k, const eb_act *acts, int L,
+                               double scale) {
+    int common = 0, best = 0;
+    for (int l = 0; l < L; l++) {
+        int count = 0;
+        for (int j = 0; j < L; j++) count += same_act(acts[2 * l], acts[2 * j]) && same_act(acts[2 * l + 1], acts[2 * j + 1]);
+        if (count > best) best = count, common = l;
+    }
+    eb_act ca = acts[2 * common], cm = acts[2 * common + 1];
+    eb_status st = eb_cache_schedule_add(cs, s, k, 0, -1, ca, cm, scale);
+    for (int l = 0; !st && l < L;) {
+        if (same_act(acts[2 * l], ca) && same_act(acts[2 * l + 1], cm)) {
+            l++;
+            continue;
+        }
+        int e = l + 1;
+        while (e < L && same_act(acts[2 * e], acts[2 * l]) && same_act(acts[2 * e + 1], acts[2 * l + 1])) e++;
+        st = eb_cache_schedule_add(cs, s, k, l, e - 1, acts[2 * l], acts[2 * l + 1], scale);
+        l = e;
+    }
+    return st;
+}
+
+/* Frees a half-built table on failure. */
+static eb_status finish(eb_cache_schedule **out, eb_status st) {
+    if (st) {
+        eb_cache_schedule_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* EB-Cache, Algorithm 1                                                     */
+
+/* States per step: 0 computes both modules, 1 reuses the phase's module (the
+ * MLP while τ ≥ t_thre, the attention after), 2 reuses both. */
+static eb_status states_table(search_ctx *x, const uint8_t *state, const char *params, eb_cache_schedule **out) {
+    eb_status st = eb_cache_schedule_new(out, &x->s, "eb-cache", params);
+    for (int k = 0; !st && k < x->rec->S; k++) {
+        eb_act attn = ACT_C, mlp = ACT_C;
+        int early = x->rec->t[k] / (double)EB_DIFFUSION_STEPS >= x->t_thre;
+        if (state[k] == 2) attn = mlp = ACT_R;
+        else if (state[k] == 1 && early) mlp = ACT_R;
+        else if (state[k] == 1) attn = ACT_R;
+        st = eb_cache_schedule_add(*out, &x->s, k, 0, -1, attn, mlp, x->scale[k]);
+    }
+    return finish(out, st);
+}
+
+/* One candidate run of the states: eps (S, N) raw ε norms. */
+static eb_status candidate_run(search_ctx *x, const uint8_t *state, double *eps) {
+    const int S = x->rec->S, N = x->rec->N;
+    eb_cache_schedule *cs;
+    eb_status st = states_table(x, state, "candidate", &cs);
+    if (st) return st;
+    st = x->runner->run(x->runner->ctx, cs, eps);
+    eb_cache_schedule_free(cs);
+    x->runs++;
+    for (int i = 0; !st && i < S * N; i++)
+        if (!(eps[i] > 0) || !isfinite(eps[i]))
+            st = eb_fail(EB_ERUNTIME, "candidate run %d: the ε norm of sample %d at step %d is %g", x->runs, i % N, i / N,
+                         eps[i]);
+    return st;
+}
+
+/* The most-reusing state that more than half of the votes reach (a vote for
+ * reusing both also reaches the single-module state). */
+static int majority(const int votes[3], int N) {
+    int reach = 0;
+    for (int s = 2; s > 0; s--)
+        if (2 * (reach += votes[s]) > N) return s;
+    return 0;
+}
+
+/* Algorithm 1 with δ(τ) = scale·(a·τ + c): step by step, the candidates run
+ * on the chain the decided prefix produces (later steps compute); each sample
+ * votes for the most-reusing state whose scaled ε norm stays within δ of the
+ * uncached one, relative. 2(S − 1) + 1 runs. */
+static eb_status ebcache_build(search_ctx *x, double dscale, eb_cache_schedule **out) {
+    const int S = x->rec->S, N = x->rec->N;
+    const double a = dscale * x->o->delta_a, c = dscale * x->o->delta_c;
+    uint8_t *state = calloc(S, 1);
+    double *ori = malloc((size_t)S * N * sizeof *ori), *both = malloc((size_t)S * N * sizeof *both),
+           *cand = malloc((size_t)S * N * sizeof *cand);
+    eb_status st = state && ori && both && cand ? EB_OK : eb_fail(EB_ERUNTIME, "out of memory");
+    if (!st) st = candidate_run(x, state, ori);
+    for (int k = 1; !st && k < S; k++) {
+        state[k] = 2;
+        st = candidate_run(x, state, both);
+        state[k] = 1;
+        if (!st) st = candidate_run(x, state, cand);
+        if (st) break;
+        double delta = a * x->rec->t[k] / EB_DIFFUSION_STEPS + c;
+        int votes[3] = {0};
+        for (int n = 0; n < N; n++) {
+            size_t i = (size_t)k * N + n;
+            double e0 = ori[i];
+            int vote = fabs(both[i] / x->scale[k] - e0) <= delta * e0 ? 2 : fabs(cand[i] / x->scale[k] - e0) <= delta * e0;
+            votes[vote]++;
+        }
+        state[k] = (uint8_t)majority(votes, N);
+        /* the chosen run's later steps compute: it is the next step's uncached reference */
+        double *t = ori;
+        if (state[k] == 2) ori = both, both = t;
+        else if (state[k] == 1) ori = cand, cand = t;
+    }
+    char params[256];
+    snprintf(params, sizeof params, "delta=%.6g*tau+%.6g t_thre=%.4g", a, c, x->t_thre);
+    if (!st) st = states_table(x, state, params, out);
+    free(state), free(ori), free(both), free(cand);
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Budget: dynamic programming                                               */
+
+#define BUDGET_MAX_STEPS 256 /* the per-module programme is cubic in S */
+
+/* Drift accumulated by a module reusing from step j through steps j+1 … e−1:
+ * Σ_i (cum[i] − cum[j]), with cum2 the prefix sums of cum. */
+static double segment(const double *cum, const double *cum2, int j, int e) {
+    return (cum2[e - 1] - cum2[j]) - (e - 1 - j) * cum[j];
+}
+
+/* F (S+1, S): F[n][j] the least drift of steps 0 … j with n computes, the
+ * last at j (step 0 always computes); cost (S+1): cost[n] with n computes
+ * over all S steps (cost[0] = ∞). */
+static void module_dp(const double *cum, const double *cum2, int S, double *F, double *cost) {
+    for (int i = 0; i < (S + 1) * S; i++) F[i] = INFINITY;
+    F[1 * S + 0] = 0;
+    cost[0] = INFINITY;
+    for (int n = 1; n <= S; n++) {
+        double *row = F + (size_t)n * S;
+        if (n > 1)
+            for (int j = n - 1; j < S; j++)
+                for (int i = n - 2; i < j; i++) {
+                    double v = F[(size_t)(n - 1) * S + i] + segment(cum, cum2, i, j);
+                    if (v < row[j]) row[j] = v;
+                }
+        cost[n] = INFINITY;
+        for (int j = n - 1; j < S; j++)
+            if (row[j] + segment(cum, cum2, j, S) < cost[n]) cost[n] = row[j] + segment(cum, cum2, j, S);
+    }
+}
+
+/* Marks the compute steps (S) of the best n-compute solution of F. */
+static void module_steps(const double *F, const double *cum, const double *cum2, int S, int n, const double *cost,
+                         uint8_t *computes) {
+    memset(computes, 0, S);
+    int j = n - 1;
+    while (F[(size_t)n * S + j] + segment(cum, cum2, j, S) != cost[n]) j++;
+    for (int m = n; m > 1; m--) {
+        computes[j] = 1;
+        int i = m - 2;
+        while (F[(size_t)(m - 1) * S + i] + segment(cum, cum2, i, j) != F[(size_t)m * S + j]) i++;
+        j = i;
+    }
+    computes[j] = 1; /* j = 0 */
+}
+
+/* cum (S), cum2 (S) of block l's module m. */
+static void module_drift(const eb_rec_data *rec, int l, int m, double *cum, double *cum2) {
+    const double *d = m ? rec->drift_mlp : rec->drift_attn;
+    cum[0] = cum2[0] = 0;
+    for (int k = 1; k < rec->S; k++) {
+        cum[k] = cum[k - 1] + d[(size_t)k * rec->L + l];
+        cum2[k] = cum2[k - 1] + cum[k];
+    }
+}
+
+typedef struct {
+    double *G;   /* (L+1, L·S+1) least drift of blocks < l with n computes in all */
+    int *choice; /* (L, L·S+1)   computes of block l in that optimum              */
+} module_plan;
+
+/* The per-block costs of module m combined over blocks (min-plus convolution). */
+static eb_status plan_module(const eb_rec_data *rec, int m, module_plan *mp, double *F) {
+    const int S = rec->S, L = rec->L, W = L * S + 1;
+    mp->G = malloc((size_t)(L + 1) * W * sizeof *mp->G);
+    mp->choice = malloc((size_t)L * W * sizeof *mp->choice);
+    double *cost = malloc((S + 1) * sizeof *cost), *cum = malloc(S * sizeof *cum), *cum2 = malloc(S * sizeof *cum2);
+    eb_status st = mp->G && mp->choice && cost && cum && cum2 ? EB_OK : eb_fail(EB_ERUNTIME, "out of memory");
+    for (int i = 0; !st && i < W; i++) mp->G[i] = i ? INFINITY : 0;
+    for (int l = 0; !st && l < L; l++) {
+        module_drift(rec, l, m, cum, cum2);
+        module_dp(cum, cum2, S, F, cost);
+        const double *prev = mp->G + (size_t)l * W;
+        double *next = mp->G + (size_t)(l + 1) * W;
+        int *ch = mp->choice + (size_t)l * W;
+        for (int n = 0; n < W; n++) {
+            next[n] = INFINITY, ch[n] = 0;
+            for (int c = 1; c <= S && c <= n; c++)
+                if (prev[n - c] + cost[c] < next[n]) next[n] = prev[n - c] + cost[c], ch[n] = c;
+        }
+    }
+    free(cost), free(cum), free(cum2);
+    return st;
+}
+
+/* Fills acts (S, L, 2) for module m with `total` computes spread as planned. */
+static eb_status place_module(const eb_rec_data *rec, int m, const module_plan *mp, int total, double *F,
+                              eb_act *acts) {
+    const int S = rec->S, L = rec->L, W = L * S + 1;
+    double *cost = malloc((S + 1) * sizeof *cost), *cum = malloc(S * sizeof *cum), *cum2 = malloc(S * sizeof *cum2);
+    uint8_t *computes = malloc(S);
+    eb_status st = cost && cum && cum2 && computes ? EB_OK : eb_fail(EB_ERUNTIME, "out of memory");
+    for (int l = L - 1; !st && l >= 0; l--) {
+        int n = mp->choice[(size_t)l * W + total];
+        total -= n;
+        module_drift(rec, l, m, cum, cum2);
+        module_dp(cum, cum2, S, F, cost);
+        module_steps(F, cum, cum2, S, n, cost, computes);
+        for (int k = 0; k < S; k++) acts[((size_t)k * L + l) * 2 + m] = computes[k] ? ACT_C : ACT_R;
+    }
+    free(cost), free(cum), free(cum2), free(computes);
+    return st;
+}
+
+eb_status eb_budget_table(eb_cache_schedule **out, const eb_rec_data *rec, const eb_config *c, double budget,
+                          const double *scale) {
+    *out = NULL;
+    const int S = rec->S, L = rec->L, W = L * S + 1;
+    if (c->depth != L) return eb_fail(EB_EINPUT, "%s: %d blocks recorded, the model has %d", rec->path, L, c->depth);
+    if (S > BUDGET_MAX_STEPS)
+        return eb_fail(EB_EINPUT, "%s: %d steps; the budget search handles up to %d (its programme is cubic in S)",
+                       rec->path, S, BUDGET_MAX_STEPS);
+    if (!(budget > 0) || !isfinite(budget)) return eb_fail(EB_EINPUT, "budget: FLOP fraction %g must be positive", budget);
+    eb_macs_parts mp;
+    eb_macs_split(&mp, c);
+    double full = S * eb_forward_macs(c), fixed = S * (mp.embed + mp.final + L * mp.adaln);
+    double avail = budget * full * (1 - 1e-12) - fixed; /* the slack keeps rounding below the budget */
+    double least = (fixed + L * (mp.attn + mp.mlp)) / full;
+    if (avail < L * (mp.attn + mp.mlp))
+        return eb_fail(EB_EINPUT, "budget %.4f is below %.4f, the least any table reaches (every module computing only at step 0)",
+                       budget, least);
+    module_plan plans[2] = {{0}};
+    double *F = malloc((size_t)(S + 1) * S * sizeof *F);
+    eb_act *acts = malloc((size_t)S * L * 2 * sizeof *acts);
+    eb_schedule s;
+    eb_status st = F && acts ? sampler_view(&s, rec) : eb_fail(EB_ERUNTIME, "out of memory");
+    if (!st) st = plan_module(rec, 0, &plans[0], F);
+    if (!st) st = plan_module(rec, 1, &plans[1], F);
+    int best_a = -1, best_m = -1;
+    if (!st) {
+        const double *GA = plans[0].G + (size_t)L * W, *GM = plans[1].G + (size_t)L * W;
+        double best = INFINITY;
+        int *prefix = malloc(W * sizeof *prefix); /* prefix[n]: the n' ≤ n of least GM */
+        if (!prefix) st = eb_fail(EB_ERUNTIME, "out of memory");
+        for (int n = 0; !st && n < W; n++) prefix[n] = n && GM[prefix[n - 1]] <= GM[n] ? prefix[n - 1] : n;
+        for (int na = L; !st && na < W; na++) {
+            double left = avail - na * mp.attn;
+            if (left < L * mp.mlp) break;
+            int cap = left / mp.mlp >= W - 1 ? W - 1 : (int)(left / mp.mlp);
+            int nm = prefix[cap];
+            if (GA[na] + GM[nm] < best) best = GA[na] + GM[nm], best_a = na, best_m = nm;
+        }
+        free(prefix);
+    }
+    if (!st) st = place_module(rec, 0, &plans[0], best_a, F, acts);
+    if (!st) st = place_module(rec, 1, &plans[1], best_m, F, acts);
+    char params[64];
+    snprintf(params, sizeof params, "budget=%.6g", budget);
+    if (!st) st = eb_cache_schedule_new(out, &s, "budget", params);
+    for (int k = 0; !st && k < S; k++) st = add_step_rows(*out, &s, k, acts + (size_t)k * L * 2, L, scale ? scale[k] : 1);
+    for (int m = 0; m < 2; m++) free(plans[m].G), free(plans[m].choice);
+    free(F), free(acts);
+    eb_schedule_free(&s);
+    return finish(out, st);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Methods: a table for one parameter value                                  */
+
+typedef eb_status (*builder)(search_ctx *x, double param, eb_cache_schedule **out);
+
+static eb_status build_fora(search_ctx *x, double p, eb_cache_schedule **out) {
+    return eb_cache_schedule_fora(out, &x->s, (int)p);
+}
+
+static eb_status build_delta_dit(search_ctx *x, double p, eb_cache_schedule **out) {
+    int L = x->rec->L, blocks = x->o->blocks ? x->o->blocks : (L + 1) / 2;
+    int boundary = x->o->boundary < 0 ? x->rec->S / 2 : x->o->boundary;
+    return eb_cache_schedule_delta_dit(out, &x->s, L, (int)p, blocks, boundary);
+}
+
+static eb_status build_taylorseer(search_ctx *x, double p, eb_cache_schedule **out) {
+    return eb_cache_schedule_taylorseer(out, &x->s, (int)p, x->o->order, x->o->warmup);
+}
+
+static eb_status build_teacache(search_ctx *x, double p, eb_cache_schedule **out) {
+    return eb_cache_schedule_teacache(out, &x->s, p, x->fit->teacache.poly, x->fit->teacache.npoly);
+}
+
+static eb_status build_ebcache(search_ctx *x, double p, eb_cache_schedule **out) { return ebcache_build(x, p, out); }
+
+/* EB-Cache's most reusing table (state 2 after the first step); p unused. */
+static eb_status build_all_reuse(search_ctx *x, double p, eb_cache_schedule **out) {
+    uint8_t state[x->rec->S];
+    memset(state, 2, sizeof state);
+    state[0] = 0;
+    return states_table(x, state, "all reuse", out);
+}
+
+static eb_status build_budget(search_ctx *x, double p, eb_cache_schedule **out) {
+    return eb_budget_table(out, x->rec, x->c, p, x->scale);
+}
+
+/* Builds the table at `param`, gives every step its ε scale and scores it into r. */
+static eb_status attempt(search_ctx *x, builder build, double param, eb_search_result *r) {
+    eb_cache_schedule *cs;
+    eb_status st = build(x, param, &cs);
+    if (st) return st;
+    for (int i = 0; i < cs->nrows; i++) cs->rows[i].scale = x->scale[cs->rows[i].step];
+    double flops, deviation;
+    if ((st = evaluate(x, cs, &flops, &deviation))) {
+        eb_cache_schedule_free(cs);
+        return st;
+    }
+    eb_cache_schedule_free(r->table);
+    r->table = cs, r->flops = flops, r->deviation = deviation, r->param = param;
+    return EB_OK;
+}
+
+/* Narrows (lo, hi] to the least parameter whose table meets the target: hi's
+ * table (already in res) meets it, lo's does not; integers stop at a gap of
+ * one, reals at a relative gap of rel_tol. */
+static eb_status bisect(search_ctx *x, builder build, double lo, double hi, int integer, double rel_tol,
+                        eb_search_result *res) {
+    eb_search_result trial = {0};
+    eb_status st = EB_OK;
+    while (!st && (integer ? hi - lo > 1 : hi - lo > rel_tol * hi)) {
+        double mid = integer ? floor((lo + hi) / 2) : (lo + hi) / 2;
+        if ((st = attempt(x, build, mid, &trial))) break;
+        if (trial.flops <= x->o->target) {
+            eb_cache_schedule *t = res->table;
+            *res = trial;
+            trial.table = t;
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    eb_cache_schedule_free(trial.table);
+    return st;
+}
+
+/* The target is out of reach: res keeps the closest prediction, not its table. */
+static void cannot(eb_search_result *res, const search_ctx *x, const char *what) {
+    eb_cache_schedule_free(res->table);
+    res->table = NULL;
+    res->met = 0;
+    snprintf(res->note, sizeof res->note,
+             "%s: cannot meet the target %.4f of the uncached MACs (%.2fx): %s predicts %.4f (%.2fx) at best",
+             eb_search_method_name(x->o->method), x->o->target, 1 / x->o->target, what, res->flops, 1 / res->flops);
+}
+
+/* An integer parameter (interval) in [1, S]: the largest caches the most. */
+static eb_status search_interval(search_ctx *x, builder build, eb_search_result *res) {
+    const int S = x->rec->S;
+    if (isnan(x->o->target)) {
+        if (x->o->interval < 1)
+            return eb_fail(EB_EINPUT, "%s: give the interval or a target speedup", eb_search_method_name(x->o->method));
+        return attempt(x, build, x->o->interval, res);
+    }
+    eb_status st = attempt(x, build, S, res);
+    if (st) return st;
+    if (res->flops > x->o->target) {
+        char what[64];
+        snprintf(what, sizeof what, "interval %d (the largest)", S);
+        return cannot(res, x, what), EB_OK;
+    }
+    return bisect(x, build, 0, S, 1, 0, res);
+}
+
+static eb_status search_teacache(search_ctx *x, eb_search_result *res) {
+    if (isnan(x->o->target)) {
+        if (!(x->o->threshold > 0)) return eb_fail(EB_EINPUT, "teacache: give the threshold or a target speedup");
+        return attempt(x, build_teacache, x->o->threshold, res);
+    }
+    /* above the sum of every step's |rescaled change| nothing but the first and last steps computes */
+    double top = 1;
+    for (int k = 1; k < x->rec->S - 1; k++)
+        top += fabs(eb_poly_eval(x->fit->teacache.poly, x->fit->teacache.npoly, x->rec->drift_block0[k]));
+    eb_status st = attempt(x, build_teacache, top, res);
+    if (st) return st;
+    if (res->flops > x->o->target) return cannot(res, x, "skipping every step but the first and last"), EB_OK;
+    return bisect(x, build_teacache, 0, top, 0, 1e-6, res);
+}
+
+#define DELTA_GROWTHS 40
+
+static eb_status search_ebcache(search_ctx *x, eb_search_result *res) {
+    if (!x->runner) return eb_fail(EB_EINPUT, "eb-cache: the search needs candidate runs of the model (a runner), and none was given");
+    for (int k = 0; k < x->rec->S; k++)
+        if (!(x->o->delta_a * x->rec->t[k] / EB_DIFFUSION_STEPS + x->o->delta_c > 0))
+            return eb_fail(EB_EINPUT, "eb-cache: δ(τ) = %g·τ + %g is not positive at step %d (t = %d)", x->o->delta_a,
+                           x->o->delta_c, k, x->rec->t[k]);
+    if (isnan(x->o->target)) return attempt(x, build_ebcache, 1, res);
+    /* reusing both modules at every step but the first bounds what any δ reaches; it needs no runs */
+    eb_status st = attempt(x, build_all_reuse, NAN, res);
+    if (st) return st;
+    if (res->flops > x->o->target) return cannot(res, x, "reusing both modules at every step but the first"), EB_OK;
+    double lo = 0, hi = 1;
+    st = attempt(x, build_ebcache, hi, res);
+    for (int g = 0; !st && res->flops > x->o->target && g < DELTA_GROWTHS; g++) {
+        lo = hi, hi *= 4;
+        st = attempt(x, build_ebcache, hi, res);
+    }
+    if (st) return st;
+    if (res->flops > x->o->target) return cannot(res, x, "the largest δ tried"), EB_OK;
+    return bisect(x, build_ebcache, lo, hi, 0, 1e-3, res);
+}
+
+static eb_status search_budget(search_ctx *x, eb_search_result *res) {
+    if (isnan(x->o->target)) return eb_fail(EB_EINPUT, "budget: give a target speedup (the FLOP budget)");
+    eb_status st = attempt(x, build_budget, x->o->target, res);
+    if (st == EB_EINPUT && strstr(eb_last_error(), "is below")) {
+        res->met = 0;
+        snprintf(res->note, sizeof res->note, "%s", eb_last_error());
+        return EB_OK;
+    }
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The search                                                                */
+
+/* ε divisors per step for the scaling. */
+static eb_status step_scales(double *scale, const eb_fit *fit, eb_scaling sc, int S) {
+    for (int k = 0; k < S; k++) {
+        double v = 1;
+        if (sc == EB_SCALING_TWO_PHASE) v = 1 / eb_two_phase_b(&fit->two_phase, fit->tau[k]);
+        else if (sc == EB_SCALING_LINEAR) v = fit->linear.k * fit->tau[k] + fit->linear.b;
+        else if (sc == EB_SCALING_PER_STEP) v = fit->ratio[k];
+        if (!(v > 0) || !isfinite(v))
+            return eb_fail(EB_EINPUT, "noise scaling %s gives step %d the ε divisor %g (must be positive)",
+                           eb_scaling_name(sc), k, v);
+        scale[k] = v;
+    }
+    return EB_OK;
+}
+
+/* The fit must describe the recording's steps. */
+static eb_status fit_matches(const eb_fit *f, const eb_rec_data *rec) {
+    if (f->S != rec->S)
+        return eb_fail(EB_EINPUT, "the fit (of %s) has %d steps, the recording %s %d", f->recording, f->S, rec->path, rec->S);
+    for (int k = 0; k < rec->S; k++)
+        if (f->t[k] != rec->t[k])
+            return eb_fail(EB_EINPUT, "the fit (of %s) has t = %d at step %d, the recording %s t = %d", f->recording, f->t[k],
+                           k, rec->path, rec->t[k]);
+    return EB_OK;
+}
+
+static eb_status check_opts(const eb_search_opts *o, const eb_rec_data *rec, const eb_config *c) {
+    if (o->method < 0 || o->method >= EB_SEARCH_NMETHODS) return eb_fail(EB_EINPUT, "unknown search method %d", o->method);
+    if (c->depth != rec->L)
+        return eb_fail(EB_EINPUT, "%s: %d blocks recorded, but the model the FLOPs are counted on has %d", rec->path,
+                       rec->L, c->depth);
+    if (!isnan(o->target) && !(o->target > 0 && isfinite(o->target)))
+        return eb_fail(EB_EINPUT, "target FLOP fraction %g must be positive", o->target);
+    if (o->method == EB_SEARCH_EBCACHE && !isnan(o->t_thre) && !(o->t_thre > 0 && o->t_thre < 1))
+        return eb_fail(EB_EINPUT, "eb-cache: t_thre %g outside (0, 1)", o->t_thre);
+    if (o->method == EB_SEARCH_DELTA_DIT && (o->blocks < 0 || o->blocks > rec->L))
+        return eb_fail(EB_EINPUT, "delta-dit: blocks %d outside [1, %d]", o->blocks, rec->L);
+    if (o->interval < 0 || o->interval > rec->S)
+        return eb_fail(EB_EINPUT, "interval %d outside [1, %d]", o->interval, rec->S);
+    return EB_OK;
+}
+
+eb_status eb_search(eb_search_result *res, const eb_rec_data *rec, const eb_fit *fit, const eb_config *c,
+                    const eb_search_opts *o, const eb_search_runner *runner) {
+    memset(res, 0, sizeof *res);
+    res->met = 1;
+    eb_status st = check_opts(o, rec, c);
+    if (st) return st;
+    eb_search_opts opts = *o;
+    if (opts.scaling == EB_SCALING_DEFAULT)
+        opts.scaling = opts.method == EB_SEARCH_EBCACHE ? EB_SCALING_TWO_PHASE : EB_SCALING_NONE;
+    int need_fit = opts.method == EB_SEARCH_EBCACHE || opts.method == EB_SEARCH_TEACACHE || opts.scaling != EB_SCALING_NONE;
+    eb_fit own = {0};
+    if (need_fit && !fit) {
+        if ((st = eb_fit_recording(&own, rec))) return st;
+        fit = &own;
+    }
+    search_ctx x = {.rec = rec, .fit = need_fit ? fit : NULL, .c = c, .o = &opts, .runner = runner};
+    if (need_fit) st = fit_matches(fit, rec);
+    if (!st) st = sampler_view(&x.s, rec);
+    if (!st && !(x.scale = malloc(rec->S * sizeof *x.scale))) st = eb_fail(EB_ERUNTIME, "out of memory");
+    if (!st) st = step_scales(x.scale, fit, opts.scaling, rec->S);
+    if (!st && opts.method == EB_SEARCH_EBCACHE) x.t_thre = isnan(opts.t_thre) ? fit->two_phase.t_thre : opts.t_thre;
+    if (!st) {
+        switch (opts.method) {
+        case EB_SEARCH_EBCACHE: st = search_ebcache(&x, res); break;
+        case EB_SEARCH_FORA: st = search_interval(&x, build_fora, res); break;
+        case EB_SEARCH_DELTA_DIT: st = search_interval(&x, build_delta_dit, res); break;
+        case EB_SEARCH_TAYLORSEER: st = search_interval(&x, build_taylorseer, res); break;
+        case EB_SEARCH_TEACACHE: st = search_teacache(&x, res); break;
+        default: st = search_budget(&x, res); break;
+        }
+    }
+    res->runs = x.runs;
+    if (!st && res->table && opts.scaling != EB_SCALING_NONE) {
+        eb_cache_schedule *t = res->table;
+        size_t n = strlen(t->params);
+        snprintf(t->params + n, sizeof t->params - n, " scaling=%s", eb_scaling_name(opts.scaling));
+    }
+    if (!st && res->table && rec->sampler[0]) snprintf(res->table->sampler, sizeof res->table->sampler, "%s", rec->sampler);
+    if (st) eb_search_result_free(res);
+    eb_fit_free(&own);
+    eb_schedule_free(&x.s);
+    free(x.scale);
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Writing                                                                   */
+
+eb_status eb_search_write(const eb_search_result *res, const eb_rec_data *rec, const char *path) {
+    if (!res->table) return eb_fail(EB_EINPUT, "%s: no table to write", path);
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.search.%d", path, (int)getpid());
+    eb_status st = eb_cache_schedule_write(res->table, tmp);
+    if (st) return st;
+    FILE *f = fopen(tmp, "a");
+    int ok = f != NULL;
+    if (ok) {
+        fprintf(f, "# provenance of this search (ebcache %s)\n", EBCACHE_VERSION);
+        fprintf(f, "# recording: %s\n# recording_sha256: %s\n", rec->path, rec->sha256);
+        fprintf(f, "# predicted_flops: %.6f (%.3fx)%s\n", res->flops, 1 / res->flops,
+                res->table->policy.kind == EB_POLICY_TEACACHE ? " with the policy's skips simulated on the recording" : "");
+        fprintf(f, "# predicted_deviation: %.6g (drift proxy, docs/search.md)\n", res->deviation);
+        fprintf(f, "# parameter: %.6g\n", res->param);
+        if (res->runs) fprintf(f, "# candidate_runs: %d\n", res->runs);
+        ok = !ferror(f);
+        ok = !fclose(f) && ok;
+    }
+    if (!ok || rename(tmp, path)) {
+        int e = errno;
+        unlink(tmp);
+        return eb_fail(EB_ERUNTIME, "%s: cannot write: %s", path, strerror(e));
+    }
+    return EB_OK;
+}

@@ -1,0 +1,118 @@
+/* search.h — cache schedule search (docs/search.md): turns a recording and its
+ * fits into a schedule table for EB-Cache's Algorithm 1, the baselines (FORA,
+ * Δ-DiT, TeaCache, TaylorSeer, through runtime/schedule.h's generators) and
+ * our FLOP-budgeted search, optionally finding the parameter that meets a
+ * FLOP target by bisection.
+ *
+ * Every table is scored the same way on the recording: its predicted FLOP
+ * fraction (a TeaCache policy's skips simulated on the recorded block-0
+ * drift) and its predicted deviation, the drift proxy: the mean over steps,
+ * blocks and modules of the relative L1 change a stale feature has
+ * accumulated since its module last computed (0 for a computed one).
+ */
+#ifndef EB_SEARCH_H
+#define EB_SEARCH_H
+
+#include "fit.h"
+#include "schedule.h"
+
+typedef enum {
+    EB_SEARCH_EBCACHE = 0, /* Algorithm 1: per-step states from candidate runs              */
+    EB_SEARCH_FORA,
+    EB_SEARCH_DELTA_DIT,
+    EB_SEARCH_TEACACHE,
+    EB_SEARCH_TAYLORSEER,
+    EB_SEARCH_BUDGET,      /* per step, block and module, least drift under a FLOP budget */
+    EB_SEARCH_NMETHODS
+} eb_search_method;
+
+/* "eb-cache", "fora", "delta-dit", "teacache", "taylorseer", "budget". */
+const char *eb_search_method_name(eb_search_method m);
+/* EB_EINPUT listing the methods for an unknown name. */
+eb_status eb_search_method_parse(eb_search_method *m, const char *name);
+
+/* The ε divisor each step of the emitted table carries (fit.h). */
+typedef enum {
+    EB_SCALING_DEFAULT = 0, /* two-phase for eb-cache, none for the others   */
+    EB_SCALING_NONE,        /* 1                                            */
+    EB_SCALING_TWO_PHASE,   /* 1 / b(τ): EB-Cache's noise scaling            */
+    EB_SCALING_LINEAR,      /* λ(τ) = k·τ + b: ε-scaling                     */
+    EB_SCALING_PER_STEP,    /* the measured ratio λ_i of each step           */
+} eb_scaling;
+
+eb_status eb_scaling_parse(eb_scaling *s, const char *name);
+const char *eb_scaling_name(eb_scaling s);
+
+/* Candidate runs for eb-cache: sample the recording's calibration batch
+ * (its model, sampler, noise and N samples) with table `cs` and fill eps
+ * (S, N) with each step's and sample's L2 norm of the guided ε before the
+ * table's scale divides it. */
+typedef struct {
+    void *ctx;
+    eb_status (*run)(void *ctx, const eb_cache_schedule *cs, double *eps);
+} eb_search_runner;
+
+typedef struct {
+    eb_search_method method;
+    double target;          /* FLOP fraction to reach (1 / speedup); NaN: use the parameters as given      */
+    eb_scaling scaling;
+    double delta_a, delta_c;/* eb-cache δ(τ) = a·τ + c on the relative ε-norm deviation; a target scales both */
+    double t_thre;          /* eb-cache phase split in τ; NaN: the fit's                                      */
+    double threshold;       /* teacache                                                                       */
+    int interval;           /* fora, delta-dit, taylorseer                                                    */
+    int blocks, boundary;   /* delta-dit: blocks skipped (0: half the depth); first front step (−1: S/2)       */
+    int order, warmup;      /* taylorseer                                                                     */
+} eb_search_opts;
+
+/* Defaults: no target, default scaling, δ = 0.02·τ + 0.005, the fit's split,
+ * Δ-DiT half the blocks from S/2, TaylorSeer order 2 with 2 warm-up steps;
+ * threshold and interval unset (NaN, 0): required without a target. */
+void eb_search_defaults(eb_search_opts *o);
+
+typedef struct {
+    eb_cache_schedule *table;
+    double flops;      /* predicted fraction of the uncached MACs                               */
+    double deviation;  /* predicted deviation (the drift proxy)                                 */
+    double param;      /* the parameter used: interval, threshold, δ scale (eb-cache), budget */
+    int met;           /* 1: the target is met (or there is none); 0: it cannot be (no table)   */
+    int runs;          /* candidate runs made (eb-cache)                                        */
+    char note[512];    /* with met = 0: why, and the best fraction the method reaches             */
+} eb_search_result;
+
+/* Searches a table for the recording. `fit` may be NULL (computed from the
+ * recording when the method or the scaling needs one); `c` is the model the
+ * FLOPs are counted on (its depth must be the recording's); `runner` is
+ * needed by eb-cache only (NULL: EB_EINPUT saying so). When a target cannot
+ * be met: met = 0, no table, and the note says what the method reaches at
+ * best (flops holds that fraction). */
+eb_status eb_search(eb_search_result *res, const eb_rec_data *rec, const eb_fit *fit, const eb_config *c,
+                    const eb_search_opts *o, const eb_search_runner *runner);
+void eb_search_result_free(eb_search_result *res);
+
+/* Writes the table with its provenance (recording, its SHA-256, predicted
+ * FLOP fraction and deviation, the search's outcome) as comment lines,
+ * atomically. */
+eb_status eb_search_write(const eb_search_result *res, const eb_rec_data *rec, const char *path);
+
+/* ------------------------------------------------------------------------ */
+/* The pieces, for tests and tools                                           */
+
+/* The drift proxy of plan p (S = rec->S, L = rec->L) on the recording;
+ * policy_skip (S) marks the steps a dynamic policy serves (NULL: none). */
+double eb_predicted_deviation(const eb_rec_data *rec, const eb_cache_plan *p, const uint8_t *policy_skip);
+
+/* TeaCache's decisions, as the engine takes them, on the recorded block-0
+ * drift (S; row 0 unused): skip (S) gets 1 where a step is served from the
+ * residual. Returns the number of skipped steps. */
+int eb_teacache_simulate(const double *drift_block0, int S, const double *poly, int npoly, double threshold,
+                         uint8_t *skip);
+
+/* Budget: the table that reuses per step, block and module so as to
+ * minimise the drift proxy with a predicted FLOP fraction ≤ budget (exact
+ * for the proxy: dynamic programming over steps, then over modules). ε is
+ * divided by scale[k] (S) at step k (NULL: 1). EB_EINPUT naming the least
+ * reachable fraction when the budget is below it. */
+eb_status eb_budget_table(eb_cache_schedule **out, const eb_rec_data *rec, const eb_config *c, double budget,
+                          const double *scale);
+
+#endif

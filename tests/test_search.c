@@ -1,0 +1,472 @@
+/* test_search.c — schedule search on hand-made recordings with known answers:
+ * TeaCache's simulated decisions, the drift proxy, Algorithm 1's states and
+ * votes from a scripted candidate runner, the budget programme against
+ * exhaustive enumeration, bisection for a FLOP target, provenance, and
+ * `ebcache search`. */
+#include "search.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* test_fit.c: writes a recording's datasets under their documented names. */
+void test_write_recording(const char *path, const eb_rec_data *r);
+
+static char workdir[256];
+
+static void make_workdir(void) {
+    snprintf(workdir, sizeof workdir, "/tmp/ebcache_search_XXXXXX");
+    cr_assert(mkdtemp(workdir), "mkdtemp");
+}
+
+static void remove_workdir(void) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", workdir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(search, .init = make_workdir, .fini = remove_workdir);
+
+/* A small model for FLOP counts: 4 tokens of width 32. */
+static eb_config small_config(int depth) {
+    return (eb_config){.input_size = 4, .patch_size = 2, .in_channels = 4, .hidden_size = 32, .depth = depth,
+                       .num_heads = 2, .num_classes = 10, .learn_sigma = 0};
+}
+
+static uint64_t lcg = 12345;
+static double uniform(void) {
+    lcg = lcg * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (lcg >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* An in-memory recording of S evenly spaced steps (t from 999 down), N
+ * samples, L blocks, with random positive drifts and ε norms ratio 1. */
+static void make_rec(eb_rec_data *r, int S, int N, int L) {
+    memset(r, 0, sizeof *r);
+    snprintf(r->path, sizeof r->path, "synthetic.h5");
+    r->S = S, r->N = N, r->L = L;
+    r->t = malloc(S * sizeof *r->t);
+    r->eps_norm = malloc((size_t)S * N * sizeof(double)), r->eps_norm_q = malloc((size_t)S * N * sizeof(double));
+    r->drift_attn = malloc((size_t)S * L * sizeof(double)), r->drift_mlp = malloc((size_t)S * L * sizeof(double));
+    r->drift_block0 = malloc(S * sizeof(double)), r->drift_output = malloc(S * sizeof(double));
+    for (int k = 0; k < S; k++) {
+        r->t[k] = 999 - (int)((999.0 * k) / (S - 1) + 0.5);
+        for (int n = 0; n < N; n++) r->eps_norm[k * N + n] = r->eps_norm_q[k * N + n] = 10 + n;
+        for (int l = 0; l < L; l++) {
+            r->drift_attn[k * L + l] = k ? 0.01 + 0.2 * uniform() : NAN;
+            r->drift_mlp[k * L + l] = k ? 0.01 + 0.2 * uniform() : NAN;
+        }
+        r->drift_block0[k] = k ? 0.05 + 0.1 * uniform() : NAN;
+        r->drift_output[k] = k ? 0.1 : NAN;
+    }
+}
+
+static eb_schedule view_of(const eb_rec_data *r) {
+    eb_schedule s = {.S = r->S, .timestep = malloc(r->S * sizeof(int))};
+    for (int k = 0; k < r->S; k++) s.timestep[r->S - 1 - k] = r->t[k];
+    return s;
+}
+
+/* The table's flops and drift proxy on the recording. */
+static void score(const eb_rec_data *r, const eb_cache_schedule *cs, const eb_config *c, double *flops, double *dev) {
+    eb_cache_plan p;
+    cr_assert_eq(eb_cache_plan_build(&p, cs, r->L, NULL), EB_OK, "%s", eb_last_error());
+    *flops = eb_cache_schedule_flops(cs, c);
+    *dev = eb_predicted_deviation(r, &p, NULL);
+    eb_cache_plan_free(&p);
+}
+
+Test(search, teacache_simulation_follows_the_engine_rule) {
+    /* identity polynomial: accumulate the drift until it reaches 0.25 */
+    double drift[8] = {NAN, 0.1, 0.1, 0.1, 0.3, 0.05, 0.05, 0.9}, poly[2] = {1, 0};
+    uint8_t skip[8];
+    int n = eb_teacache_simulate(drift, 8, poly, 2, 0.25, skip);
+    const uint8_t want[8] = {0, 1, 1, 0, 0, 1, 1, 0}; /* 0.1, 0.2 skip; 0.3 computes; 0.3 computes; last computes */
+    cr_expect_eq(n, 4);
+    for (int k = 0; k < 8; k++) cr_expect_eq(skip[k], want[k], "step %d", k);
+    double square[3] = {1, 0, 0}; /* x² makes the same drifts small */
+    cr_expect_eq(eb_teacache_simulate(drift, 8, square, 3, 0.25, skip), 5);
+}
+
+Test(search, drift_proxy_of_a_hand_made_table) {
+    eb_rec_data r;
+    make_rec(&r, 4, 1, 1);
+    double a[4] = {NAN, 0.1, 0.2, 0.4}, m[4] = {NAN, 0.3, 0.1, 0.1};
+    memcpy(r.drift_attn, a, sizeof a), memcpy(r.drift_mlp, m, sizeof m);
+    eb_schedule s = view_of(&r);
+    eb_cache_schedule *cs;
+    const eb_act C = {EB_ACT_COMPUTE, 0}, R = {EB_ACT_REUSE, 0};
+    cr_assert_eq(eb_cache_schedule_new(&cs, &s, "test", ""), EB_OK);
+    eb_cache_schedule_add(cs, &s, 0, 0, -1, C, C, 1);
+    eb_cache_schedule_add(cs, &s, 1, 0, -1, R, C, 1); /* attention stale by 0.1     */
+    eb_cache_schedule_add(cs, &s, 2, 0, -1, R, R, 1); /* 0.1 + 0.2, MLP 0.1         */
+    eb_cache_schedule_add(cs, &s, 3, 0, -1, C, R, 1); /* MLP 0.1 + 0.1              */
+    eb_cache_plan p;
+    cr_assert_eq(eb_cache_plan_build(&p, cs, 1, &s), EB_OK, "%s", eb_last_error());
+    double want = (0.1 + 0.3 + 0.1 + 0.2) / (4 * 2);
+    cr_expect(fabs(eb_predicted_deviation(&r, &p, NULL) - want) < 1e-15);
+    /* a policy serving step 2 makes both modules stale there */
+    uint8_t served[4] = {0, 0, 1, 0};
+    p.policy.kind = EB_POLICY_TEACACHE;
+    cr_expect(fabs(eb_predicted_deviation(&r, &p, served) - want) < 1e-15);
+    served[1] = 1; /* step 1 served too: the MLP goes stale from step 0 */
+    cr_expect(fabs(eb_predicted_deviation(&r, &p, served) - (0.1 + 0.3 + 0.3 + 0.4 + 0.4 + 0.5) / 8) < 1e-15);
+    eb_cache_plan_free(&p);
+    eb_cache_schedule_free(cs);
+    eb_schedule_free(&s);
+    eb_rec_data_free(&r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Algorithm 1 with a scripted runner                                        */
+
+typedef struct {
+    const eb_rec_data *rec;
+    const double *dev_both, *dev_cand; /* (S, N) relative ε-norm change of each candidate state */
+    double drift_per_reuse;            /* the uncached norm grows by this for each earlier reuse-both step */
+    int runs;
+    int early_mlp_ok;                  /* 1 while every single-module step reused the phase's module */
+} script;
+
+/* ε norms of a table: the base norm, raised for every earlier reuse-both
+ * step (the chain the prefix produces), times 1 + the step's candidate
+ * change. */
+static eb_status scripted_run(void *ctx, const eb_cache_schedule *cs, double *eps) {
+    script *sc = ctx;
+    const int S = sc->rec->S, N = sc->rec->N;
+    eb_cache_plan p;
+    eb_status st = eb_cache_plan_build(&p, cs, sc->rec->L, NULL);
+    if (st) return st;
+    int both_before = 0;
+    for (int k = 0; k < S; k++) {
+        eb_act a = p.act[(size_t)k * p.L * 2], m = p.act[(size_t)k * p.L * 2 + 1];
+        int state = a.kind == EB_ACT_REUSE && m.kind == EB_ACT_REUSE ? 2 : a.kind != m.kind ? 1 : 0;
+        if (state == 1 && (m.kind == EB_ACT_REUSE) != (sc->rec->t[k] >= 400)) sc->early_mlp_ok = 0;
+        for (int n = 0; n < N; n++) {
+            double base = sc->rec->eps_norm_q[k * N + n] * (1 + sc->drift_per_reuse * both_before);
+            double d = state == 2 ? sc->dev_both[k * N + n] : state == 1 ? sc->dev_cand[k * N + n] : 0;
+            eps[k * N + n] = base * (1 + d);
+        }
+        both_before += state == 2;
+    }
+    eb_cache_plan_free(&p);
+    sc->runs++;
+    return EB_OK;
+}
+
+Test(search, algorithm1_picks_the_expected_states) {
+    enum { S = 8, N = 3 };
+    eb_rec_data r;
+    make_rec(&r, S, N, 2);
+    /* δ(τ) = 0.02·τ + 0.005, scaled ×1: ~0.025 at t = 999, 0.005 at t = 0 */
+    double both[S * N], cand[S * N];
+    /* per step: what each sample's candidates change (relative) */
+    const double plan_both[S][N] = {{0, 0, 0},          {0.001, 0.002, 0.5}, {0.5, 0.5, 0.001}, {0.5, 0.5, 0.5},
+                                    {0.002, 0.5, 0.5},  {0.5, 0.5, 0.5},     {0.001, 0.001, 0}, {0.5, 0.5, 0.5}};
+    const double plan_cand[S][N] = {{0, 0, 0},          {0.5, 0.5, 0.5},     {0.001, 0.002, 0.5}, {0.5, 0.5, 0.5},
+                                    {0.001, 0.001, 0.5}, {0.5, 0.001, 0.5},  {0.5, 0.5, 0.5},     {0.001, 0.001, 0.001}};
+    /* expected: step 1 two of three accept both → 2; step 2 → 1 (two accept cand, one both: all reach 1);
+     * step 3 → 0; step 4 → 1 (one votes both, one cand: two reach 1); step 5 → 0; step 6 → 2; step 7 → 1 */
+    const int want[S] = {0, 2, 1, 0, 1, 0, 2, 1};
+    memcpy(both, plan_both, sizeof both), memcpy(cand, plan_cand, sizeof cand);
+    script sc = {.rec = &r, .dev_both = both, .dev_cand = cand, .drift_per_reuse = 0.05, .early_mlp_ok = 1};
+    eb_search_runner runner = {&sc, scripted_run};
+    eb_search_opts o;
+    eb_search_defaults(&o);
+    o.scaling = EB_SCALING_NONE;
+    o.t_thre = 0.4;
+    eb_config c = small_config(2);
+    eb_search_result res;
+    cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, &runner), EB_OK, "%s", eb_last_error());
+    cr_expect_eq(res.runs, 1 + 2 * (S - 1));
+    cr_expect_eq(sc.runs, res.runs);
+    cr_expect(sc.early_mlp_ok, "single-module state: MLP reused while t >= t_thre, attention after");
+    eb_cache_plan p;
+    cr_assert_eq(eb_cache_plan_build(&p, res.table, 2, NULL), EB_OK);
+    for (int k = 0; k < S; k++) {
+        eb_act a = p.act[k * 4], m = p.act[k * 4 + 1];
+        int state = a.kind == EB_ACT_REUSE && m.kind == EB_ACT_REUSE ? 2 : a.kind != m.kind ? 1 : 0;
+        cr_expect_eq(state, want[k], "step %d (t = %d): state %d, expected %d", k, r.t[k], state, want[k]);
+    }
+    cr_expect_str_eq(res.table->method, "eb-cache");
+    cr_expect(strstr(res.table->params, "t_thre=0.4"), "%s", res.table->params);
+    eb_cache_plan_free(&p);
+    eb_search_result_free(&res);
+
+    /* noise scaling takes part: a both-candidate norm raised by exactly the step's divisor is accepted */
+    for (int i = 0; i < S * N; i++) both[i] = 0.3, cand[i] = 0.5;
+    for (int k = 0; k < S; k++)
+        for (int n = 0; n < N; n++) r.eps_norm[k * N + n] = r.eps_norm_q[k * N + n] * 1.3; /* λ = 1.3 per step */
+    o.scaling = EB_SCALING_PER_STEP;
+    sc.drift_per_reuse = 0;
+    cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, &runner), EB_OK, "%s", eb_last_error());
+    for (int k = 1; k < S; k++) cr_expect(fabs(res.table->rows[k].scale - 1.3) < 1e-12);
+    cr_assert_eq(eb_cache_plan_build(&p, res.table, 2, NULL), EB_OK);
+    for (int k = 1; k < S; k++) cr_expect(p.act[k * 4].kind == EB_ACT_REUSE && p.act[k * 4 + 1].kind == EB_ACT_REUSE);
+    eb_cache_plan_free(&p);
+    eb_search_result_free(&res);
+
+    cr_expect_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_EINPUT, "no runner");
+    cr_expect(strstr(eb_last_error(), "runner"), "%s", eb_last_error());
+    eb_rec_data_free(&r);
+}
+
+/* With a target, the δ scale is bisected: the table meets it and a slightly smaller δ does not. */
+Test(search, ebcache_target_by_bisection) {
+    enum { S = 10, N = 2 };
+    eb_rec_data r;
+    make_rec(&r, S, N, 2);
+    double both[S * N], cand[S * N];
+    for (int k = 0; k < S; k++)
+        for (int n = 0; n < N; n++) both[k * N + n] = 0.01 * (k + 1), cand[k * N + n] = 0.004 * (k + 1);
+    script sc = {.rec = &r, .dev_both = both, .dev_cand = cand, .early_mlp_ok = 1};
+    eb_search_runner runner = {&sc, scripted_run};
+    eb_search_opts o;
+    eb_search_defaults(&o);
+    o.scaling = EB_SCALING_NONE;
+    o.t_thre = 0.4;
+    o.target = 0.7;
+    eb_config c = small_config(2);
+    eb_search_result res, smaller;
+    cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, &runner), EB_OK, "%s", eb_last_error());
+    cr_expect(res.met && res.flops <= 0.7, "flops %g", res.flops);
+    o.target = NAN;
+    o.delta_a *= res.param * 0.99, o.delta_c *= res.param * 0.99;
+    cr_assert_eq(eb_search(&smaller, &r, NULL, &c, &o, &runner), EB_OK);
+    cr_expect(smaller.flops > 0.7, "δ 1%% below the bisection's must miss the target (flops %g)", smaller.flops);
+    eb_search_result_free(&res), eb_search_result_free(&smaller);
+    /* beyond reusing everything: cannot */
+    eb_search_defaults(&o);
+    o.scaling = EB_SCALING_NONE;
+    o.target = 0.01;
+    sc.runs = 0;
+    cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, &runner), EB_OK);
+    cr_expect(!res.met && !res.table && strstr(res.note, "cannot"), "%s", res.note);
+    cr_expect_eq(sc.runs, 0, "an unreachable target needs no runs");
+    eb_rec_data_free(&r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Budget                                                                    */
+
+/* Every table of S = 4 steps and L = 2 blocks that computes or reuses each
+ * module: the least drift proxy within each budget equals the programme's. */
+Test(search, budget_is_optimal_on_exhaustive_cases) {
+    enum { S = 4, L = 2, CELLS = (S - 1) * L * 2 };
+    eb_config c = small_config(L);
+    for (int trial = 0; trial < 3; trial++) {
+        eb_rec_data r;
+        make_rec(&r, S, 1, L);
+        eb_schedule s = view_of(&r);
+        static double flops[1 << CELLS], dev[1 << CELLS];
+        for (int mask = 0; mask < 1 << CELLS; mask++) {
+            eb_cache_schedule *cs;
+            cr_assert_eq(eb_cache_schedule_new(&cs, &s, "x", ""), EB_OK);
+            const eb_act C = {EB_ACT_COMPUTE, 0}, R = {EB_ACT_REUSE, 0};
+            eb_cache_schedule_add(cs, &s, 0, 0, -1, C, C, 1);
+            for (int k = 1; k < S; k++) {
+                eb_cache_schedule_add(cs, &s, k, 0, -1, C, C, 1);
+                for (int l = 0; l < L; l++) {
+                    int bit = ((k - 1) * L + l) * 2;
+                    eb_cache_schedule_add(cs, &s, k, l, l, mask >> bit & 1 ? R : C, mask >> (bit + 1) & 1 ? R : C, 1);
+                }
+            }
+            score(&r, cs, &c, &flops[mask], &dev[mask]);
+            eb_cache_schedule_free(cs);
+        }
+        /* budgets halfway between the distinct reachable fractions, and one below all */
+        double sorted[1 << CELLS];
+        memcpy(sorted, flops, sizeof sorted);
+        int n = 1 << CELLS, distinct = 0;
+        for (int i = 0; i < n; i++) {
+            int seen = 0;
+            for (int j = 0; j < distinct; j++) seen |= fabs(sorted[j] - flops[i]) < 1e-12;
+            if (!seen) sorted[distinct++] = flops[i];
+        }
+        for (int i = 0; i < distinct; i++) {
+            double next = 2;
+            for (int j = 0; j < distinct; j++)
+                if (sorted[j] > sorted[i] + 1e-12 && sorted[j] < next) next = sorted[j];
+            double budget = next > 1.5 ? 1.0 : (sorted[i] + next) / 2;
+            double best = INFINITY;
+            for (int m = 0; m < n; m++)
+                if (flops[m] <= budget && dev[m] < best) best = dev[m];
+            eb_cache_schedule *cs;
+            cr_assert_eq(eb_budget_table(&cs, &r, &c, budget, NULL), EB_OK, "%s", eb_last_error());
+            double f, d;
+            score(&r, cs, &c, &f, &d);
+            cr_expect(f <= budget, "budget %.6f exceeded: %.6f", budget, f);
+            cr_expect(fabs(d - best) < 1e-12, "trial %d budget %.6f: programme %.12g, exhaustive best %.12g", trial,
+                      budget, d, best);
+            eb_cache_schedule_free(cs);
+        }
+        double least = 1;
+        for (int i = 0; i < distinct; i++) least = fmin(least, sorted[i]);
+        eb_cache_schedule *cs;
+        cr_expect_eq(eb_budget_table(&cs, &r, &c, least * 0.99, NULL), EB_EINPUT);
+        cr_expect(strstr(eb_last_error(), "is below"), "%s", eb_last_error());
+        eb_schedule_free(&s);
+        eb_rec_data_free(&r);
+    }
+}
+
+/* On a larger recording, every budget holds, and more budget never costs more drift. */
+Test(search, budget_never_exceeds_its_budget) {
+    eb_rec_data r;
+    make_rec(&r, 30, 1, 6);
+    eb_config c = small_config(6);
+    double last = INFINITY;
+    for (double budget = 0.3; budget <= 1.0001; budget += 0.1) {
+        eb_search_opts o;
+        eb_search_defaults(&o);
+        o.method = EB_SEARCH_BUDGET;
+        o.target = budget;
+        eb_search_result res;
+        cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_OK, "%s", eb_last_error());
+        cr_assert(res.met, "%s", res.note);
+        double f = eb_cache_schedule_flops(res.table, &c);
+        cr_expect(f <= budget && fabs(f - res.flops) < 1e-12, "budget %.2f: flops %.6f", budget, f);
+        cr_expect(res.deviation <= last + 1e-15, "budget %.2f: deviation %g after %g", budget, res.deviation, last);
+        last = res.deviation;
+        /* a per-block table: some step must treat blocks differently */
+        int overrides = 0;
+        for (int i = 0; i < res.table->nrows; i++) overrides += res.table->rows[i].hi >= 0;
+        if (budget < 0.95) cr_expect(overrides > 0, "budget %.2f: no per-block rows", budget);
+        eb_search_result_free(&res);
+    }
+    eb_rec_data_free(&r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Baselines and bisection                                                   */
+
+Test(search, baselines_meet_targets_by_bisection) {
+    eb_rec_data r;
+    make_rec(&r, 20, 2, 4);
+    eb_config c = small_config(4);
+    eb_search_method methods[] = {EB_SEARCH_FORA, EB_SEARCH_DELTA_DIT, EB_SEARCH_TAYLORSEER};
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
+        eb_search_opts o;
+        eb_search_defaults(&o);
+        o.method = methods[i];
+        o.target = 0.6;
+        eb_search_result res, below;
+        cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_OK, "%s", eb_last_error());
+        cr_expect(res.met && res.flops <= 0.6, "%s: flops %g", eb_search_method_name(methods[i]), res.flops);
+        cr_expect_str_eq(res.table->method, eb_search_method_name(methods[i]));
+        /* the least interval that meets it: one less does not */
+        o.target = NAN;
+        o.interval = (int)res.param - 1;
+        cr_assert_eq(eb_search(&below, &r, NULL, &c, &o, NULL), EB_OK, "%s", eb_last_error());
+        cr_expect(below.flops > 0.6, "%s: interval %d also meets", eb_search_method_name(methods[i]), o.interval);
+        eb_search_result_free(&res), eb_search_result_free(&below);
+    }
+    /* fora's reuse-everything limit cannot reach 1% */
+    eb_search_opts o;
+    eb_search_defaults(&o);
+    o.method = EB_SEARCH_FORA;
+    o.target = 0.01;
+    eb_search_result res;
+    cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_OK);
+    cr_expect(!res.met && !res.table && strstr(res.note, "interval 20"), "%s", res.note);
+    o.target = NAN;
+    cr_expect_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_EINPUT, "no interval, no target");
+    eb_rec_data_free(&r);
+}
+
+Test(search, teacache_threshold_from_the_fitted_polynomial) {
+    eb_rec_data r;
+    make_rec(&r, 30, 2, 3);
+    eb_config c = small_config(3);
+    eb_search_opts o;
+    eb_search_defaults(&o);
+    o.method = EB_SEARCH_TEACACHE;
+    o.target = 0.5;
+    eb_search_result res;
+    cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_OK, "%s", eb_last_error());
+    cr_expect(res.met && res.flops <= 0.5, "flops %g", res.flops);
+    const eb_policy *p = &res.table->policy;
+    cr_expect(p->kind == EB_POLICY_TEACACHE && p->npoly == 5 && fabs(p->threshold - res.param) < 1e-15);
+    /* the predicted fraction is the simulated policy's */
+    uint8_t skip[30];
+    int skipped = eb_teacache_simulate(r.drift_block0, 30, p->poly, p->npoly, p->threshold, skip);
+    eb_macs_parts mp;
+    eb_macs_split(&mp, &c);
+    double per = eb_forward_macs(&c);
+    cr_expect(fabs(res.flops - ((30 - skipped) * per + skipped * (mp.embed + mp.final + mp.adaln)) / (30 * per)) < 1e-12);
+    /* a slightly lower threshold misses the target */
+    eb_search_result lower;
+    o.target = NAN;
+    o.threshold = res.param * (1 - 1e-4);
+    cr_assert_eq(eb_search(&lower, &r, NULL, &c, &o, NULL), EB_OK);
+    cr_expect(lower.flops > 0.5);
+    eb_search_result_free(&res), eb_search_result_free(&lower);
+    eb_rec_data_free(&r);
+}
+
+Test(search, provenance_is_written_and_the_table_reads_back) {
+    eb_rec_data r;
+    make_rec(&r, 12, 1, 2);
+    snprintf(r.sha256, sizeof r.sha256, "%064d", 7);
+    eb_config c = small_config(2);
+    eb_search_opts o;
+    eb_search_defaults(&o);
+    o.method = EB_SEARCH_FORA;
+    o.interval = 3;
+    o.scaling = EB_SCALING_LINEAR;
+    eb_search_result res;
+    cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_OK, "%s", eb_last_error());
+    char path[300];
+    snprintf(path, sizeof path, "%s/t.schedule", workdir);
+    cr_assert_eq(eb_search_write(&res, &r, path), EB_OK, "%s", eb_last_error());
+    eb_cache_schedule *cs;
+    cr_assert_eq(eb_cache_schedule_read(&cs, path), EB_OK, "%s", eb_last_error());
+    cr_expect_str_eq(cs->method, "fora");
+    cr_expect(strstr(cs->params, "interval=3") && strstr(cs->params, "scaling=linear"), "%s", cs->params);
+    cr_expect_eq(cs->nrows, 12);
+    eb_cache_schedule_free(cs);
+    char text[8192];
+    FILE *f = fopen(path, "r");
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = 0;
+    cr_expect(strstr(text, "# recording: synthetic.h5\n"), "%s", text);
+    cr_expect(strstr(text, "# recording_sha256: 0000000000000000000000000000000000000000000000000000000000000007\n"));
+    cr_expect(strstr(text, "# predicted_flops: ") && strstr(text, "# predicted_deviation: "));
+    snprintf(path, sizeof path, "%s/no/such/dir/t.schedule", workdir);
+    cr_expect_neq(eb_search_write(&res, &r, path), EB_OK);
+    eb_search_result_free(&res);
+    eb_rec_data_free(&r);
+}
+
+Test(search, bad_options_are_refused) {
+    eb_rec_data r;
+    make_rec(&r, 12, 1, 2);
+    eb_config c = small_config(3);
+    eb_search_opts o;
+    eb_search_defaults(&o);
+    o.method = EB_SEARCH_FORA;
+    o.interval = 2;
+    eb_search_result res;
+    cr_expect_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_EINPUT);
+    cr_expect(strstr(eb_last_error(), "2 blocks recorded"), "%s", eb_last_error());
+    c = small_config(2);
+    o.target = -1;
+    cr_expect_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_EINPUT);
+    o.target = NAN;
+    o.method = EB_SEARCH_BUDGET;
+    cr_expect_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_EINPUT);
+    eb_search_method m;
+    cr_expect_eq(eb_search_method_parse(&m, "eb-cache"), EB_OK);
+    cr_expect_eq(m, EB_SEARCH_EBCACHE);
+    cr_expect_eq(eb_search_method_parse(&m, "foura"), EB_EINPUT);
+    eb_scaling sc;
+    cr_expect_eq(eb_scaling_parse(&sc, "two-phase"), EB_OK);
+    cr_expect_eq(sc, EB_SCALING_TWO_PHASE);
+    eb_rec_data_free(&r);
+}
