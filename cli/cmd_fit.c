@@ -15,7 +15,8 @@
 #define USAGE "usage: ebcache fit REC.h5 [--output FIT.h5]"
 
 static void print_fit(const eb_rec_data *r, const eb_fit *f) {
-    printf("%s: %d steps, %d samples, %d blocks (sha256 %.16s…)\n", r->path, r->S, r->N, r->L, r->sha256);
+    printf("%s: %d steps (recorded from step %d), %d samples, %d blocks (sha256 %.16s…)\n", r->path, r->S, r->start,
+           r->N, r->L, r->sha256);
     printf("ε-scaling λ(τ) = k·τ + b, τ = t/1000:  k %.6g  b %.6g  R² %.4f  RMS residual %.3g\n", f->linear.k,
            f->linear.b, f->linear.r2, f->linear.rmse);
     printf("two-phase noise scaling b(τ) on 1/λ:    b_h %.6g  b_l %.6g  t_thre %.4g  R² %.4f  RMS residual %.3g\n",
@@ -28,7 +29,8 @@ static void print_fit(const eb_rec_data *r, const eb_fit *f) {
     for (int i = 0; i < f->S; i++) {
         printf("%5d %4d %9.5f %10.2e %9.5f %10.2e", i, f->t[i], f->ratio[i], f->linear_residual[i],
                eb_two_phase_b(&f->two_phase, f->tau[i]), f->two_phase_residual[i]);
-        if (i) printf(" %9.4g %9.4g %10.2e", f->tc_x[i - 1], f->tc_y[i - 1], f->tc_residual[i - 1]);
+        int j = i - f->start - 1; /* TeaCache point of this step */
+        if (j >= 0) printf(" %9.4g %9.4g %10.2e", f->tc_x[j], f->tc_y[j], f->tc_residual[j]);
         printf("\n");
     }
 }

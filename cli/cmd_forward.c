@@ -19,6 +19,7 @@ int cmd_forward(int argc, char **argv) {
         {"cfg-scale", "S", "guidance scale; 1 (default) runs the plain conditional forward", NULL},
         {"cfg-channels", "K|all", "channels guidance acts on (default min(3, C) as the official code)", NULL},
         {"threads", "N", "threads (default: all cores)", NULL},
+        EB_CLI_DEVICE_OPTS,
     };
     const int n = sizeof opts / sizeof opts[0];
     int rc = eb_args_parse(argc, argv, opts, n,

@@ -119,6 +119,7 @@ int cmd_sample(int argc, char **argv) {
         {"batch", "B", "samples per model batch (default 32); keep it fixed to reproduce bits", NULL},
         {"output", "OUT.h5", "gets samples (N,C,H,W), y (N) and the settings as attributes", NULL},
         {"threads", "N", "threads (default: all cores)", NULL},
+        EB_CLI_DEVICE_OPTS,
         {"schedule", "TABLE", "run a cache schedule table (docs/schedule.md) and report its cost", NULL},
         {"baseline", NULL, "with --schedule: also sample uncached first and report the measured speedup", NULL},
     };

@@ -15,13 +15,19 @@ typedef struct {
     int threads;
 } eb_cli_run;
 
-/* Reads --model, --heads, --cfg-scale, --cfg-channels and --threads (those
- * present in opts), sets the thread count and loads the model. Returns an exit
- * status (0, 1 or 2) after printing any error as "ebcache CMD: ...". */
+/* The device options every model-running command lists in its opts. */
+#define EB_CLI_DEVICE_OPTS                                                                                         \
+    {"device", "cpu|cuda", "where the model runs (default cpu; cuda needs a build made with make CUDA=1)", NULL},  \
+    {"precision", "fp32|tf32|bf16", "GEMM and attention arithmetic on cuda (default fp32, exact)", NULL}
+
+/* Reads --model, --heads, --cfg-scale, --cfg-channels, --threads, --device and
+ * --precision (those present in opts), sets the thread count and loads the
+ * model on its device. Returns an exit status (0, 1 or 2) after printing any
+ * error as "ebcache CMD: ...". */
 int eb_cli_open_model(const char *cmd, const eb_opt *opts, int nopts, eb_model **m, eb_cli_run *run);
 
 /* Root attributes every output file carries: model, configuration, guidance,
- * ebcache version. */
+ * device, ebcache version. */
 void eb_cli_write_run_attrs(eb_h5w *w, const eb_cli_run *run, const eb_model *m);
 
 #endif

@@ -19,6 +19,10 @@ static const struct {
     {"eval", cmd_eval, "sample quality: FD, precision/recall, class accuracy, PSNR/SSIM vs uncached samples"},
     {"train-classifier", cmd_train_classifier, "train the Fashion-MNIST classifier eval measures with"},
     {"schedule", cmd_schedule, "write or show cache schedule tables (FORA, Δ-DiT, TeaCache, TaylorSeer, EB-Cache)"},
+    {"record", cmd_record, "sample with per-step SNR, exposure bias, ε norms and feature drift into HDF5"},
+    {"plot", cmd_plot, "gnuplot figures of a recording: SNR, exposure bias, drift heat map, ε-norm ratio"},
+    {"fit", cmd_fit, "fit ε-scaling, EB-Cache's two-phase noise scaling and TeaCache's polynomial on a recording"},
+    {"search", cmd_search, "search a cache schedule: EB-Cache's Algorithm 1, the baselines, or a FLOP budget"},
 };
 
 static void usage(FILE *f) {

@@ -45,14 +45,17 @@ eb_status eb_acts_reserve(eb_model *m, int B) {
     return EB_OK;
 }
 
-eb_status eb_model_create(eb_model **out, const eb_config *c) {
+eb_status eb_model_create_on(eb_model **out, const eb_config *c, const eb_device *dev) {
     *out = NULL;
+    const eb_backend *be, *cond_be;
     eb_status st = eb_config_validate(c);
+    if (!st) st = eb_backend_select(dev, &be, &cond_be);
     if (st) return st;
     eb_model *m = calloc(1, sizeof *m);
     if (!m) return eb_fail(EB_ERUNTIME, "out of memory");
     m->cfg = *c;
-    m->be = &eb_backend_cpu;
+    m->be = be;
+    m->cond_be = cond_be;
     openblas_set_num_threads(1); /* see EB_GEMM_ROWS */
     size_t T = eb_tokens(c), D = c->hidden_size;
     m->slab = m->be->alloc(eb_param_count(c) * sizeof(float));
@@ -71,6 +74,8 @@ eb_status eb_model_create(eb_model **out, const eb_config *c) {
     return EB_OK;
 }
 
+eb_status eb_model_create(eb_model **out, const eb_config *c) { return eb_model_create_on(out, c, NULL); }
+
 void eb_model_free(eb_model *m) {
     if (!m) return;
     if (m->be) {
@@ -82,11 +87,13 @@ void eb_model_free(eb_model *m) {
 }
 
 const eb_config *eb_model_config(const eb_model *m) { return &m->cfg; }
+const char *eb_model_device(const eb_model *m) { return m->be->name; }
 
 /* Block l's adaLN-Zero modulation of the conditioning: acts.mod (B, 6D). */
 void eb_block_modulation(eb_model *m, int l, int B) {
     size_t D = m->cfg.hidden_size;
-    m->be->linear(m->acts.mod, m->acts.cond_silu, m->p.adaln_w + l * 6 * D * D, m->p.adaln_b + l * 6 * D, B, D, 6 * D);
+    m->cond_be->linear(m->acts.mod, m->acts.cond_silu, m->p.adaln_w + l * 6 * D * D, m->p.adaln_b + l * 6 * D, B, D,
+                       6 * D);
 }
 
 /* Pre-gate attention output of block l into acts.branch (B, T, D). */
@@ -135,9 +142,9 @@ void eb_embed(eb_model *m, int B) {
     be->patch_embed(a->tokens, a->x_in, m->p.x_embed_w, m->p.x_embed_b, m->pos_embed, B, c->in_channels,
                     c->input_size, c->patch_size, D);
     be->timestep_freq(a->tfreq, a->t_in, B);
-    be->linear(a->thidden, a->tfreq, m->p.t_fc1_w, m->p.t_fc1_b, B, EB_FREQ_DIM, D);
+    m->cond_be->linear(a->thidden, a->tfreq, m->p.t_fc1_w, m->p.t_fc1_b, B, EB_FREQ_DIM, D);
     be->silu(a->thidden, a->thidden, (size_t)B * D);
-    be->linear(a->cond, a->thidden, m->p.t_fc2_w, m->p.t_fc2_b, B, D, D);
+    m->cond_be->linear(a->cond, a->thidden, m->p.t_fc2_w, m->p.t_fc2_b, B, D, D);
     be->label_add(a->cond, m->p.y_table, a->y_in, B, D);
     be->silu(a->cond_silu, a->cond, (size_t)B * D);
     if (m->obs && m->obs->embedded) m->obs->embedded(m->obs->ctx, m, B);
@@ -148,7 +155,7 @@ void eb_final_layer(eb_model *m, int B) {
     const eb_backend *be = m->be;
     eb_acts *a = &m->acts;
     int D = c->hidden_size, T = eb_tokens(c), Co = eb_out_channels(c), K = c->patch_size * c->patch_size * Co;
-    be->linear(a->mod, a->cond_silu, m->p.final_adaln_w, m->p.final_adaln_b, B, D, 2 * D);
+    m->cond_be->linear(a->mod, a->cond_silu, m->p.final_adaln_w, m->p.final_adaln_b, B, D, 2 * D);
     be->ln_modulate(a->normed, a->tokens, a->mod, a->mod + D, B, T, D, 2 * D);
     be->linear(a->final_out, a->normed, m->p.final_w, m->p.final_b, B * T, D, K);
     be->unpatchify(a->out, a->final_out, B, Co, c->input_size, c->patch_size);

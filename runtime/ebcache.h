@@ -91,6 +91,34 @@ eb_status eb_model_create(eb_model **out, const eb_config *c);
 void eb_model_free(eb_model *m);
 const eb_config *eb_model_config(const eb_model *m);
 
+/* Devices (docs/cuda.md). eb_model_load and eb_model_create run on the CPU;
+ * the _on forms pick the device. On "cuda" (the first visible GPU, in a build
+ * made with `make CUDA=1`) parameters, activations and caches live in device
+ * memory, and `precision` sets the arithmetic of the token GEMMs and the
+ * attention: fp32 (exact, the default), tf32 or bf16 tensor cores. The residual
+ * stream, the conditioning path (timestep MLP, adaLN modulation), gates,
+ * LayerNorm and softmax statistics stay fp32 at every precision. The CPU runs
+ * fp32 only. */
+typedef enum { EB_PRECISION_FP32 = 0, EB_PRECISION_TF32 = 1, EB_PRECISION_BF16 = 2 } eb_precision;
+
+typedef struct {
+    const char *device;     /* "cpu" or "cuda"; NULL means "cpu" */
+    eb_precision precision;
+} eb_device;
+
+/* "fp32", "tf32" or "bf16" → *out; EB_EINPUT naming the string otherwise. */
+eb_status eb_precision_parse(const char *name, eb_precision *out);
+/* The devices this build can run on: "cpu" or "cpu cuda". */
+const char *eb_devices_built(void);
+
+/* eb_model_load / eb_model_create on `dev` (NULL: the CPU). EB_EINPUT for an
+ * unknown device or a precision the device lacks; EB_ERUNTIME when the device
+ * cannot run ("built without CUDA", "no CUDA device or driver: ..."). */
+eb_status eb_model_load_on(eb_model **out, const char *path, int heads, const eb_device *dev);
+eb_status eb_model_create_on(eb_model **out, const eb_config *c, const eb_device *dev);
+/* What the model runs on: "cpu", "cuda-fp32", "cuda-tf32" or "cuda-bf16". */
+const char *eb_model_device(const eb_model *m);
+
 /* Runs the model on a batch. x (N, C, H, W), t (N) original timesteps in
  * [0, 1000), y (N) labels in [0, num_classes] (num_classes = null class);
  * out (N, C_out, H, W). Inputs are checked (ranges, finite values). */

@@ -50,13 +50,24 @@ typedef struct eb_observer {
 
 struct eb_model {
     eb_config cfg;
-    const eb_backend *be;
+    const eb_backend *be;      /* token GEMMs and attention at the chosen precision        */
+    const eb_backend *cond_be; /* the same device at fp32: the conditioning GEMMs (timestep
+                                  MLP, adaLN); the CPU's two are one table                 */
     const eb_observer *obs; /* NULL: none                                            */
-    float *slab;          /* eb_param_count(cfg) floats                          */
+    float *slab;          /* eb_param_count(cfg) floats, backend memory          */
     eb_params p;          /* pointers into slab                                  */
     float *pos_embed;     /* (T, D) fixed                                        */
     eb_acts acts;
 };
+
+/* The backends of a device (backend_select.c): *be at dev's precision, *cond_be
+ * the same device at fp32. dev NULL means the CPU. Errors as eb_model_create_on. */
+eb_status eb_backend_select(const eb_device *dev, const eb_backend **be, const eb_backend **cond_be);
+
+/* 1 when the model's parameters and activations are host memory (the CPU
+ * backend): host code may then read and write m->slab and m->acts directly;
+ * otherwise only through m->be->upload / download. */
+static inline int eb_model_on_host(const eb_model *m) { return m->be == &eb_backend_cpu; }
 
 /* Makes sure the activation buffers hold a model batch of B rows. */
 eb_status eb_acts_reserve(eb_model *m, int B);

@@ -6,6 +6,8 @@
  * into a plan (file key → slab slice), every tensor's presence, dtype and shape
  * is checked against the plan before the model is allocated, then each tensor
  * is converted straight into its slice and checked for non-finite values.
+ * A model on a device is filled in a host staging copy and uploaded once;
+ * saving such a model downloads its parameters first.
  */
 #include "weights.h"
 
@@ -157,19 +159,28 @@ static eb_status check_finite(const float *x, size_t n, const char *label, const
     return EB_OK;
 }
 
-/* Reads every planned tensor into its slice of the model's slab. */
+/* Reads every planned tensor into its slice of the model's slab (of a host
+ * staging copy, uploaded at the end, when the model lives on a device). */
 static eb_status fill_params(eb_model *m, const eb_st_file *f, const plan_item *items, int n) {
     const char *label = eb_st_label(f);
+    const size_t count = eb_param_count(&m->cfg);
     size_t tmp_n = 0;
     for (int k = 0; k < n; k++)
         if (items[k].replica && items[k].tensor->numel > tmp_n) tmp_n = items[k].tensor->numel;
     float *tmp = malloc((tmp_n ? tmp_n : 1) * sizeof *tmp);
-    if (!tmp) return eb_fail(EB_ERUNTIME, "%s: out of memory", label);
+    float *host = eb_model_on_host(m) ? m->slab : calloc(count, sizeof *host);
+    if (!tmp || !host) {
+        free(tmp);
+        if (host != m->slab) free(host);
+        return eb_fail(EB_ERUNTIME, "%s: out of memory", label);
+    }
+    eb_params hp;
+    eb_params_point(&hp, host, &m->cfg);
     eb_status st = EB_OK;
     for (int k = 0; k < n && !st; k++) {
         const plan_item *it = &items[k];
         size_t numel = slice_numel(it->param, &m->cfg) / it->parts;
-        float *dst = *eb_params_slot(&m->p, it->param) + (size_t)it->block * it->parts * numel + it->part * numel;
+        float *dst = *eb_params_slot(&hp, it->param) + (size_t)it->block * it->parts * numel + it->part * numel;
         float *into = it->replica ? tmp : dst;
         if ((st = eb_st_read_f32(f, it->tensor, into, numel)) || (st = check_finite(into, numel, label, it->key)))
             break;
@@ -179,6 +190,10 @@ static eb_status fill_params(eb_model *m, const eb_st_file *f, const plan_item *
                              "%s: tensor '%s' differs from block 0's copy at flat index %zu (%g vs %g); "
                              "the official model shares one embedder across blocks",
                              label, it->key, i, (double)tmp[i], (double)dst[i]);
+    }
+    if (host != m->slab) {
+        if (!st) m->be->upload(m->slab, host, count * sizeof *host);
+        free(host);
     }
     free(tmp);
     return st;
@@ -226,7 +241,7 @@ static eb_status check_pos_embed(const eb_st_file *f, const char *key, const eb_
 
 /* Checks the config, plans and checks every tensor, then builds the model. */
 static eb_status load_tensors(eb_model **out, const eb_st_file *f, const eb_config *c, const key_rule *rules,
-                              int n_rules, const char *pos_key) {
+                              int n_rules, const char *pos_key, const eb_device *dev) {
     const char *label = eb_st_label(f);
     eb_status st = eb_config_validate(c);
     if (st) {
@@ -238,7 +253,7 @@ static eb_status load_tensors(eb_model **out, const eb_st_file *f, const eb_conf
     int n = 0;
     eb_model *m = NULL;
     if (!(st = build_plan(&items, &n, rules, n_rules, c)) && !(st = match_plan(f, items, n, c, pos_key)) &&
-        !(st = check_pos_embed(f, pos_key, c)) && !(st = eb_model_create(&m, c)))
+        !(st = check_pos_embed(f, pos_key, c)) && !(st = eb_model_create_on(&m, c, dev)))
         st = fill_params(m, f, items, n);
     free(items);
     if (st) {
@@ -356,14 +371,15 @@ static eb_status official_config(const eb_st_file *f, int heads, eb_config *c) {
     return EB_OK;
 }
 
-static eb_status load_official(eb_model **out, const char *path, int heads) {
+static eb_status load_official(eb_model **out, const char *path, int heads, const eb_device *dev) {
     eb_st_file *f;
     eb_status st = eb_st_open(&f, path);
     if (st) return st;
     eb_config c = {0};
     key_rule rules[EB_NUM_PARAM_TENSORS];
     official_rules(rules);
-    if (!(st = official_config(f, heads, &c))) st = load_tensors(out, f, &c, rules, EB_NUM_PARAM_TENSORS, "pos_embed");
+    if (!(st = official_config(f, heads, &c)))
+        st = load_tensors(out, f, &c, rules, EB_NUM_PARAM_TENSORS, "pos_embed", dev);
     eb_st_close(f);
     return st;
 }
@@ -447,7 +463,7 @@ static int is_file(const char *path) {
 }
 
 /* `dir` holds transformer/ or is the transformer folder itself. */
-static eb_status load_diffusers(eb_model **out, const char *dir, int heads) {
+static eb_status load_diffusers(eb_model **out, const char *dir, int heads, const eb_device *dev) {
     size_t n = strlen(dir) + 64;
     char *config = malloc(n), *weights = malloc(n);
     eb_status st = config && weights ? EB_OK : eb_fail(EB_ERUNTIME, "%s: out of memory", dir);
@@ -463,18 +479,22 @@ static eb_status load_diffusers(eb_model **out, const char *dir, int heads) {
     eb_st_file *f = NULL;
     if (!st && !(st = diffusers_config(config, heads, &c)) && !(st = eb_st_open(&f, weights)))
         st = load_tensors(out, f, &c, diffusers_rules, sizeof diffusers_rules / sizeof diffusers_rules[0],
-                          "pos_embed.pos_embed");
+                          "pos_embed.pos_embed", dev);
     eb_st_close(f);
     free(config);
     free(weights);
     return st;
 }
 
-eb_status eb_model_load(eb_model **out, const char *path, int heads) {
+eb_status eb_model_load_on(eb_model **out, const char *path, int heads, const eb_device *dev) {
     *out = NULL;
     struct stat sb;
     if (stat(path, &sb) != 0) return eb_fail(EB_EINPUT, "%s: %s", path, strerror(errno));
-    return S_ISDIR(sb.st_mode) ? load_diffusers(out, path, heads) : load_official(out, path, heads);
+    return S_ISDIR(sb.st_mode) ? load_diffusers(out, path, heads, dev) : load_official(out, path, heads, dev);
+}
+
+eb_status eb_model_load(eb_model **out, const char *path, int heads) {
+    return eb_model_load_on(out, path, heads, NULL);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -534,5 +554,12 @@ done:
 }
 
 eb_status eb_model_save(const eb_model *m, const char *path, const eb_st_meta *extra, int n_extra, eb_dtype dtype) {
-    return eb_weights_save(&m->cfg, m->slab, path, extra, n_extra, dtype);
+    if (eb_model_on_host(m)) return eb_weights_save(&m->cfg, m->slab, path, extra, n_extra, dtype);
+    size_t bytes = eb_param_count(&m->cfg) * sizeof(float);
+    float *host = malloc(bytes);
+    if (!host) return eb_fail(EB_ERUNTIME, "%s: out of memory for a host copy of the parameters", path);
+    m->be->download(host, m->slab, bytes);
+    eb_status st = eb_weights_save(&m->cfg, host, path, extra, n_extra, dtype);
+    free(host);
+    return st;
 }

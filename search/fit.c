@@ -42,29 +42,62 @@ static eb_status check_values(const char *path, const char *name, const double *
     return EB_OK;
 }
 
-static eb_status read_datasets(eb_rec_data *r, eb_h5 *f) {
+/* /steps/t (stored as any number type): integer timesteps in [0, 1000), decreasing. */
+static eb_status read_steps(eb_rec_data *r, eb_h5 *f) {
     const char *path = r->path;
-    int64_t d[2];
-    eb_status st = eb_h5_read_i32(f, "/steps/t", 1, NULL, &r->t, d);
+    int64_t d[1];
+    double *t;
+    eb_status st = eb_h5_read_f64(f, "/steps/t", 1, NULL, &t, d, EB_H5_FINITE);
     if (st) return st;
     if (d[0] < 2 || d[0] > EB_DIFFUSION_STEPS)
-        return eb_fail(EB_EINPUT, "%s: dataset '/steps/t' holds %lld steps (2 to %d)", path, (long long)d[0],
-                       EB_DIFFUSION_STEPS);
+        st = eb_fail(EB_EINPUT, "%s: dataset '/steps/t' holds %lld steps (2 to %d)", path, (long long)d[0],
+                     EB_DIFFUSION_STEPS);
     const int S = r->S = (int)d[0];
-    for (int i = 0; i < S; i++) {
-        if (r->t[i] < 0 || r->t[i] >= EB_DIFFUSION_STEPS)
-            return eb_fail(EB_EINPUT, "%s: dataset '/steps/t' [%d] = %d outside [0, %d)", path, i, r->t[i],
-                           EB_DIFFUSION_STEPS);
-        if (i && r->t[i] >= r->t[i - 1])
-            return eb_fail(EB_EINPUT, "%s: dataset '/steps/t' [%d] = %d after %d: timesteps must decrease in sampling order",
-                           path, i, r->t[i], r->t[i - 1]);
+    if (!st && !(r->t = malloc(S * sizeof *r->t))) st = eb_fail(EB_ERUNTIME, "out of memory");
+    for (int i = 0; !st && i < S; i++) {
+        if (t[i] != floor(t[i]) || t[i] < 0 || t[i] >= EB_DIFFUSION_STEPS)
+            st = eb_fail(EB_EINPUT, "%s: dataset '/steps/t' [%d] = %g is not a timestep in [0, %d)", path, i, t[i],
+                         EB_DIFFUSION_STEPS);
+        else if (i && t[i] >= t[i - 1])
+            st = eb_fail(EB_EINPUT, "%s: dataset '/steps/t' [%d] = %g after %g: timesteps must decrease in sampling order",
+                         path, i, t[i], t[i - 1]);
+        else r->t[i] = (int32_t)t[i];
     }
+    free(t);
+    return st;
+}
+
+/* "SAMPLER respacing=SPEC" from the root attributes record writes. */
+static eb_status read_sampler(eb_rec_data *r, eb_h5 *f) {
+    char *kind = NULL, *spacing = NULL;
+    eb_status st = EB_OK;
+    if (eb_h5_has_attr(f, NULL, "sampler")) st = eb_h5_attr_str(f, NULL, "sampler", &kind);
+    if (!st && eb_h5_has_attr(f, NULL, "respacing")) st = eb_h5_attr_str(f, NULL, "respacing", &spacing);
+    if (!st)
+        snprintf(r->sampler, sizeof r->sampler, "%.48s%s%s%.48s", kind ? kind : "", kind && spacing ? " " : "",
+                 spacing ? "respacing=" : "", spacing ? spacing : "");
+    free(kind), free(spacing);
+    return st;
+}
+
+static eb_status read_datasets(eb_rec_data *r, eb_h5 *f) {
+    const char *path = r->path;
+    int64_t d[2], start = 0;
+    eb_status st = read_steps(r, f);
+    if (st) return st;
+    const int S = r->S;
+    if (eb_h5_has_attr(f, NULL, "start_step") && (st = eb_h5_attr_i64(f, NULL, "start_step", &start))) return st;
+    if (start < 0 || start > S - 2)
+        return eb_fail(EB_EINPUT, "%s: attribute start_step %lld outside [0, %d]", path, (long long)start, S - 2);
+    const int s0 = r->start = (int)start;
     int64_t want_sn[2] = {S, EB_H5_ANY};
     if ((st = eb_h5_read_f64(f, "/eps/norm", 2, want_sn, &r->eps_norm, d, 0))) return st;
     r->N = (int)d[1];
     if (r->N < 1) return eb_fail(EB_EINPUT, "%s: dataset '/eps/norm' holds no samples", path);
     want_sn[1] = r->N;
-    if ((st = eb_h5_read_f64(f, "/eps/norm_q", 2, want_sn, &r->eps_norm_q, d, 0))) return st;
+    if (eb_h5_lookup(f, "/eps/norm_q") != EB_H5_NONE &&
+        (st = eb_h5_read_f64(f, "/eps/norm_q", 2, want_sn, &r->eps_norm_q, d, 0)))
+        return st;
     int64_t want_sl[2] = {S, EB_H5_ANY};
     if ((st = eb_h5_read_f64(f, "/drift/attn", 2, want_sl, &r->drift_attn, d, 0))) return st;
     r->L = (int)d[1];
@@ -74,21 +107,15 @@ static eb_status read_datasets(eb_rec_data *r, eb_h5 *f) {
     int64_t want_s[1] = {S};
     if ((st = eb_h5_read_f64(f, "/drift/block0_input", 1, want_s, &r->drift_block0, d, 0))) return st;
     if ((st = eb_h5_read_f64(f, "/drift/output", 1, want_s, &r->drift_output, d, 0))) return st;
-    /* drift rows start at step 1: row 0 has no previous step */
-    if ((st = check_values(path, "/eps/norm", r->eps_norm, S, r->N, 0, 1)) ||
-        (st = check_values(path, "/eps/norm_q", r->eps_norm_q, S, r->N, 0, 1)) ||
-        (st = check_values(path, "/drift/attn", r->drift_attn, S, r->L, 1, 0)) ||
-        (st = check_values(path, "/drift/mlp", r->drift_mlp, S, r->L, 1, 0)) ||
-        (st = check_values(path, "/drift/block0_input", r->drift_block0, S, 1, 1, 0)) ||
-        (st = check_values(path, "/drift/output", r->drift_output, S, 1, 1, 0)))
+    /* drift rows start one step after the first: it has no previous step */
+    if ((st = check_values(path, "/eps/norm", r->eps_norm, S, r->N, s0, 1)) ||
+        (r->eps_norm_q && (st = check_values(path, "/eps/norm_q", r->eps_norm_q, S, r->N, s0, 1))) ||
+        (st = check_values(path, "/drift/attn", r->drift_attn, S, r->L, s0 + 1, 0)) ||
+        (st = check_values(path, "/drift/mlp", r->drift_mlp, S, r->L, s0 + 1, 0)) ||
+        (st = check_values(path, "/drift/block0_input", r->drift_block0, S, 1, s0 + 1, 0)) ||
+        (st = check_values(path, "/drift/output", r->drift_output, S, 1, s0 + 1, 0)))
         return st;
-    if (eb_h5_has_attr(f, NULL, "sampler")) {
-        char *s;
-        if ((st = eb_h5_attr_str(f, NULL, "sampler", &s))) return st;
-        snprintf(r->sampler, sizeof r->sampler, "%s", s);
-        free(s);
-    }
-    return EB_OK;
+    return read_sampler(r, f);
 }
 
 eb_status eb_rec_data_read(eb_rec_data *r, const char *path) {
@@ -305,7 +332,7 @@ void eb_fit_free(eb_fit *f) {
 
 /* Allocates the per-step arrays for S steps. */
 static eb_status fit_alloc(eb_fit *f, int S) {
-    f->S = S, f->npoints = S - 1;
+    f->S = S;
     f->t = malloc(S * sizeof *f->t);
     f->tau = malloc(S * sizeof *f->tau), f->ratio = malloc(S * sizeof *f->ratio);
     f->linear_residual = malloc(S * sizeof(double)), f->two_phase_residual = malloc(S * sizeof(double));
@@ -328,25 +355,30 @@ static eb_status named(eb_status st, const char *path) {
 
 eb_status eb_fit_recording(eb_fit *f, const eb_rec_data *r) {
     memset(f, 0, sizeof *f);
-    const int S = r->S;
-    if (S < EB_TEACACHE_ORDER + 2)
-        return eb_fail(EB_EINPUT, "%s: %d steps; the fits need at least %d (the polynomial needs %d drift points)",
-                       r->path, S, EB_TEACACHE_ORDER + 2, EB_TEACACHE_ORDER + 1);
+    const int S = r->S, s0 = r->start, n = S - s0;
+    if (!r->eps_norm_q)
+        return eb_fail(EB_EINPUT, "%s: no dataset '/eps/norm_q' (recorded with --no-eps-q): the ε-scaling fits need it",
+                       r->path);
+    if (n < EB_TEACACHE_ORDER + 2)
+        return eb_fail(EB_EINPUT, "%s: %d recorded steps; the fits need at least %d (the polynomial needs %d drift points)",
+                       r->path, n, EB_TEACACHE_ORDER + 2, EB_TEACACHE_ORDER + 1);
     eb_status st = fit_alloc(f, S);
     snprintf(f->recording, sizeof f->recording, "%s", r->path);
     snprintf(f->sha256, sizeof f->sha256, "%s", r->sha256);
+    f->start = s0, f->npoints = n - 1;
     double inv[S];
     for (int i = 0; !st && i < S; i++) {
         double chain = 0, q = 0;
-        for (int n = 0; n < r->N; n++) chain += r->eps_norm[(size_t)i * r->N + n], q += r->eps_norm_q[(size_t)i * r->N + n];
+        for (int k = 0; k < r->N; k++) chain += r->eps_norm[(size_t)i * r->N + k], q += r->eps_norm_q[(size_t)i * r->N + k];
         f->t[i] = r->t[i];
         f->tau[i] = r->t[i] / (double)EB_DIFFUSION_STEPS;
-        f->ratio[i] = chain / q;
+        f->ratio[i] = i < s0 ? NAN : chain / q;
         inv[i] = q / chain; /* the multiplier b(τ) that brings the chain's norm to q's */
+        f->linear_residual[i] = f->two_phase_residual[i] = NAN;
     }
-    for (int i = 1; !st && i < S; i++) f->tc_x[i - 1] = r->drift_block0[i], f->tc_y[i - 1] = r->drift_output[i];
-    if (!st) st = named(eb_fit_linear(f->tau, f->ratio, S, &f->linear, f->linear_residual), r->path);
-    if (!st) st = named(eb_fit_two_phase_b(f->tau, inv, S, &f->two_phase, f->two_phase_residual), r->path);
+    for (int i = s0 + 1; !st && i < S; i++) f->tc_x[i - s0 - 1] = r->drift_block0[i], f->tc_y[i - s0 - 1] = r->drift_output[i];
+    if (!st) st = named(eb_fit_linear(f->tau + s0, f->ratio + s0, n, &f->linear, f->linear_residual + s0), r->path);
+    if (!st) st = named(eb_fit_two_phase_b(f->tau + s0, inv + s0, n, &f->two_phase, f->two_phase_residual + s0), r->path);
     if (!st)
         st = named(eb_fit_polynomial(f->tc_x, f->tc_y, f->npoints, EB_TEACACHE_ORDER, &f->teacache, f->tc_residual),
                    r->path);
@@ -371,6 +403,7 @@ eb_status eb_fit_write(const eb_fit *f, const char *path) {
     eb_h5w_attr_str(w, NULL, "ebcache_version", EBCACHE_VERSION);
     eb_h5w_attr_str(w, NULL, "recording", f->recording);
     eb_h5w_attr_str(w, NULL, "recording_sha256", f->sha256);
+    eb_h5w_attr_i64(w, NULL, "start_step", f->start);
     write_1d(w, "/steps/t", EB_H5_I32, f->t, f->S);
     write_1d(w, "/steps/tau", EB_H5_F64, f->tau, f->S);
     write_1d(w, "/eps_scaling/ratio", EB_H5_F64, f->ratio, f->S);
@@ -408,19 +441,26 @@ static eb_status read_fit(eb_fit *f, eb_h5 *h, const char *path) {
     free(s), s = NULL;
     if (!st && !(st = eb_h5_attr_str(h, NULL, "recording_sha256", &s))) snprintf(f->sha256, sizeof f->sha256, "%s", s);
     free(s);
-    int64_t d[1];
+    int64_t d[1], start = 0;
+    if (!st) st = eb_h5_attr_i64(h, NULL, "start_step", &start);
     if (!st) st = eb_h5_read_i32(h, "/steps/t", 1, NULL, &f->t, d);
     if (st) return st;
     const int S = f->S = (int)d[0];
-    if (S < EB_TEACACHE_ORDER + 2) return eb_fail(EB_EINPUT, "%s: dataset '/steps/t' holds %d steps", path, S);
+    if (start < 0 || S - start < EB_TEACACHE_ORDER + 2)
+        return eb_fail(EB_EINPUT, "%s: %d steps from start_step %lld: too few for the fits", path, S, (long long)start);
+    const int s0 = f->start = (int)start;
     int64_t want[1] = {S};
-    if ((st = eb_h5_read_f64(h, "/steps/tau", 1, want, &f->tau, d, EB_H5_FINITE)) ||
-        (st = eb_h5_read_f64(h, "/eps_scaling/ratio", 1, want, &f->ratio, d, EB_H5_FINITE)) ||
-        (st = eb_h5_read_f64(h, "/eps_scaling/linear/residual", 1, want, &f->linear_residual, d, EB_H5_FINITE)) ||
-        (st = eb_h5_read_f64(h, "/eps_scaling/two_phase/residual", 1, want, &f->two_phase_residual, d, EB_H5_FINITE)))
-        return st;
-    f->npoints = S - 1;
-    want[0] = S - 1;
+    /* rows before the start are NaN */
+    const char *rows[4] = {"/steps/tau", "/eps_scaling/ratio", "/eps_scaling/linear/residual",
+                           "/eps_scaling/two_phase/residual"};
+    double **dst[4] = {&f->tau, &f->ratio, &f->linear_residual, &f->two_phase_residual};
+    for (int k = 0; !st && k < 4; k++) {
+        st = eb_h5_read_f64(h, rows[k], 1, want, dst[k], d, 0);
+        if (!st) st = check_values(path, rows[k], *dst[k], S, 1, k ? s0 : 0, 0);
+    }
+    if (st) return st;
+    f->npoints = S - s0 - 1;
+    want[0] = f->npoints;
     if ((st = eb_h5_read_f64(h, "/teacache/x", 1, want, &f->tc_x, d, EB_H5_FINITE)) ||
         (st = eb_h5_read_f64(h, "/teacache/y", 1, want, &f->tc_y, d, EB_H5_FINITE)) ||
         (st = eb_h5_read_f64(h, "/teacache/residual", 1, want, &f->tc_residual, d, EB_H5_FINITE)))

@@ -23,24 +23,27 @@
 /* Recordings                                                                */
 
 /* The datasets of a recording the fits and the search read. Row i is
- * sampling step i (i = 0 the first, noisiest model call). */
+ * sampling step i (i = 0 the first, noisiest model call). Chains started at
+ * `start` (record --start-step) leave rows before it NaN (drift rows up to
+ * and including it). */
 typedef struct {
     char path[1024];
     char sha256[EB_SHA256_HEX];
-    char sampler[128];     /* the sampler's description from the root attributes ("" if none) */
+    char sampler[128];     /* "SAMPLER respacing=SPEC" from the root attributes ("" if none)     */
     int S, N, L;           /* steps, calibration samples, blocks                               */
+    int start;             /* first recorded step (root attribute start_step, default 0)       */
     int32_t *t;            /* (S) model timesteps                                              */
     double *eps_norm;      /* (S, N) ‖ε‖ along the chain                                       */
-    double *eps_norm_q;    /* (S, N) ‖ε‖ on inputs drawn from q(x_t | x0)                      */
-    double *drift_attn;    /* (S, L) relative L1 change of each block's attention; row 0 NaN    */
+    double *eps_norm_q;    /* (S, N) ‖ε‖ on inputs drawn from q(x_t | x0); NULL if not recorded */
+    double *drift_attn;    /* (S, L) relative L1 change of each block's attention              */
     double *drift_mlp;     /* (S, L) the same for the MLP                                       */
-    double *drift_block0;  /* (S) TeaCache's indicator (block 0's modulated input); row 0 NaN   */
-    double *drift_output;  /* (S) the model output's relative L1 change; row 0 NaN              */
+    double *drift_block0;  /* (S) TeaCache's indicator (block 0's modulated input)              */
+    double *drift_output;  /* (S) the model output's relative L1 change                         */
 } eb_rec_data;
 
 /* Reads the recording at `path` and hashes the file. Shapes must agree,
- * values be finite (drift rows from 1 on) and ε norms positive; EB_EINPUT
- * naming the file, dataset and index otherwise. On failure *r is empty. */
+ * recorded values be finite and ε norms positive; EB_EINPUT naming the
+ * file, dataset and index otherwise. On failure *r is empty. */
 eb_status eb_rec_data_read(eb_rec_data *r, const char *path);
 void eb_rec_data_free(eb_rec_data *r);
 
@@ -92,7 +95,7 @@ double eb_poly_eval(const double *poly, int npoly, double x);
 typedef struct {
     char recording[1024];
     char sha256[EB_SHA256_HEX];
-    int S;
+    int S, start;               /* steps; the first recorded (earlier rows are NaN)     */
     int32_t *t;                 /* (S) model timesteps, sampling order                 */
     double *tau;                /* (S) t / 1000                                         */
     double *ratio;              /* (S) λ_i = Σ_n ‖ε‖ / Σ_n ‖ε_q‖                        */
@@ -100,13 +103,14 @@ typedef struct {
     double *linear_residual;    /* (S)                                                  */
     eb_fit_two_phase two_phase; /* b(τ) fitted to 1/λ_i                                 */
     double *two_phase_residual; /* (S) 1/λ_i − b(τ_i)                                   */
-    int npoints;                /* TeaCache points: steps 1 … S−1                        */
+    int npoints;                /* TeaCache points: steps start+1 … S−1                  */
     double *tc_x, *tc_y;        /* (npoints) block-0 input drift, output drift           */
     eb_fit_poly teacache;
     double *tc_residual;        /* (npoints)                                             */
 } eb_fit;
 
-/* Every fit of recording r (S ≥ 6: the polynomial needs 5 drift points). */
+/* Every fit of recording r: it needs /eps/norm_q and 6 recorded steps (the
+ * polynomial needs 5 drift points). */
 eb_status eb_fit_recording(eb_fit *f, const eb_rec_data *r);
 /* The fit file (HDF5, docs/search.md), written atomically. */
 eb_status eb_fit_write(const eb_fit *f, const char *path);

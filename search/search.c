@@ -100,7 +100,10 @@ typedef struct {
     eb_schedule s;                  /* the recording's timesteps (S and timestep only)         */
     double *scale;                  /* (S) ε divisor per step                                   */
     double t_thre;                  /* eb-cache phase split                                     */
-    int runs;
+    int runs;                       /* candidate runs made                                      */
+    int nmemo, cap_memo;            /* every run so far: bisection revisits the same prefixes   */
+    uint8_t *memo_state;            /* (nmemo, S) the states a run had                          */
+    double *memo_eps;               /* (nmemo, S, N) its ε norms                                */
 } search_ctx;
 
 /* The sampler as the recording lists it: the generators and the validation
@@ -192,9 +195,32 @@ static eb_status states_table(search_ctx *x, const uint8_t *state, const char *p
     return finish(out, st);
 }
 
-/* One candidate run of the states: eps (S, N) raw ε norms. */
+/* Remembers a run's ε norms (S, N) under its states (S). */
+static eb_status memo_add(search_ctx *x, const uint8_t *state, const double *eps) {
+    const size_t S = x->rec->S, N = x->rec->N;
+    if (x->nmemo == x->cap_memo) {
+        int cap = x->cap_memo ? 2 * x->cap_memo : 64;
+        uint8_t *st = realloc(x->memo_state, cap * S);
+        if (st) x->memo_state = st;
+        double *e = realloc(x->memo_eps, cap * S * N * sizeof *e);
+        if (e) x->memo_eps = e;
+        if (!st || !e) return eb_fail(EB_ERUNTIME, "out of memory for %d candidate runs", cap);
+        x->cap_memo = cap;
+    }
+    memcpy(x->memo_state + x->nmemo * S, state, S);
+    memcpy(x->memo_eps + x->nmemo * S * N, eps, S * N * sizeof *eps);
+    x->nmemo++;
+    return EB_OK;
+}
+
+/* One candidate run of the states (or its remembered result): eps (S, N) raw ε norms. */
 static eb_status candidate_run(search_ctx *x, const uint8_t *state, double *eps) {
     const int S = x->rec->S, N = x->rec->N;
+    for (int i = 0; i < x->nmemo; i++)
+        if (!memcmp(x->memo_state + (size_t)i * S, state, S)) {
+            memcpy(eps, x->memo_eps + (size_t)i * S * N, (size_t)S * N * sizeof *eps);
+            return EB_OK;
+        }
     eb_cache_schedule *cs;
     eb_status st = states_table(x, state, "candidate", &cs);
     if (st) return st;
@@ -205,7 +231,7 @@ static eb_status candidate_run(search_ctx *x, const uint8_t *state, double *eps)
         if (!(eps[i] > 0) || !isfinite(eps[i]))
             st = eb_fail(EB_ERUNTIME, "candidate run %d: the ε norm of sample %d at step %d is %g", x->runs, i % N, i / N,
                          eps[i]);
-    return st;
+    return st ? st : memo_add(x, state, eps);
 }
 
 /* The most-reusing state that more than half of the votes reach (a vote for
@@ -220,7 +246,8 @@ static int majority(const int votes[3], int N) {
 /* Algorithm 1 with δ(τ) = scale·(a·τ + c): step by step, the candidates run
  * on the chain the decided prefix produces (later steps compute); each sample
  * votes for the most-reusing state whose scaled ε norm stays within δ of the
- * uncached one, relative. 2(S − 1) + 1 runs. */
+ * uncached one, relative. 2(S − 1) + 1 runs, fewer when earlier searches
+ * ran the same states. */
 static eb_status ebcache_build(search_ctx *x, double dscale, eb_cache_schedule **out) {
     const int S = x->rec->S, N = x->rec->N;
     const double a = dscale * x->o->delta_a, c = dscale * x->o->delta_c;
@@ -478,7 +505,7 @@ static eb_status bisect(search_ctx *x, builder build, double lo, double hi, int 
         if ((st = attempt(x, build, mid, &trial))) break;
         if (trial.flops <= x->o->target) {
             eb_cache_schedule *t = res->table;
-            *res = trial;
+            res->table = trial.table, res->flops = trial.flops, res->deviation = trial.deviation, res->param = mid;
             trial.table = t;
             hi = mid;
         } else {
@@ -601,6 +628,9 @@ static eb_status check_opts(const eb_search_opts *o, const eb_rec_data *rec, con
     if (c->depth != rec->L)
         return eb_fail(EB_EINPUT, "%s: %d blocks recorded, but the model the FLOPs are counted on has %d", rec->path,
                        rec->L, c->depth);
+    if (rec->start)
+        return eb_fail(EB_EINPUT, "%s: its chains start at step %d (record --start-step); the search needs whole chains",
+                       rec->path, rec->start);
     if (!isnan(o->target) && !(o->target > 0 && isfinite(o->target)))
         return eb_fail(EB_EINPUT, "target FLOP fraction %g must be positive", o->target);
     if (o->method == EB_SEARCH_EBCACHE && !isnan(o->t_thre) && !(o->t_thre > 0 && o->t_thre < 1))
@@ -653,7 +683,7 @@ eb_status eb_search(eb_search_result *res, const eb_rec_data *rec, const eb_fit 
     if (st) eb_search_result_free(res);
     eb_fit_free(&own);
     eb_schedule_free(&x.s);
-    free(x.scale);
+    free(x.scale), free(x.memo_state), free(x.memo_eps);
     return st;
 }
 
@@ -674,7 +704,10 @@ eb_status eb_search_write(const eb_search_result *res, const eb_rec_data *rec, c
         fprintf(f, "# predicted_flops: %.6f (%.3fx)%s\n", res->flops, 1 / res->flops,
                 res->table->policy.kind == EB_POLICY_TEACACHE ? " with the policy's skips simulated on the recording" : "");
         fprintf(f, "# predicted_deviation: %.6g (drift proxy, docs/search.md)\n", res->deviation);
-        fprintf(f, "# parameter: %.6g\n", res->param);
+        static const char *const names[EB_SEARCH_NMETHODS] = {"delta_scale", "interval", "interval",
+                                                               "threshold",   "interval", "budget"};
+        eb_search_method m = EB_SEARCH_EBCACHE;
+        if (!eb_search_method_parse(&m, res->table->method)) fprintf(f, "# %s: %.6g\n", names[m], res->param);
         if (res->runs) fprintf(f, "# candidate_runs: %d\n", res->runs);
         ok = !ferror(f);
         ok = !fclose(f) && ok;

@@ -29,7 +29,7 @@ static void remove_workdir(void) {
 
 TestSuite(fit, .init = make_workdir, .fini = remove_workdir);
 
-/* The timesteps of the 50-step respacing in sampling order (980, 960, …, 0). */
+/* The timesteps of the 50-step respacing in sampling order (999, 978, …, 0). */
 static void steps50(int32_t *t) {
     eb_schedule s;
     cr_assert_eq(eb_schedule_create(&s, "50"), EB_OK);
@@ -43,9 +43,9 @@ void test_write_recording(const char *path, const eb_rec_data *r) {
     eb_h5w *w;
     cr_assert_eq(eb_h5w_create(&w, path), EB_OK, "%s", eb_last_error());
     int64_t s[1] = {r->S}, sn[2] = {r->S, r->N}, sl[2] = {r->S, r->L};
-    double alpha[r->S];
-    for (int i = 0; i < r->S; i++) alpha[i] = 1 - r->t[i] / 1000.0;
-    eb_h5w_write(w, "/steps/t", EB_H5_I32, r->t, 1, s);
+    double alpha[r->S], t[r->S];
+    for (int i = 0; i < r->S; i++) alpha[i] = 1 - r->t[i] / 1000.0, t[i] = r->t[i]; /* record stores t as double */
+    eb_h5w_write(w, "/steps/t", EB_H5_F64, t, 1, s);
     eb_h5w_write(w, "/steps/alpha_bar", EB_H5_F64, alpha, 1, s);
     eb_h5w_write(w, "/eps/norm", EB_H5_F64, r->eps_norm, 2, sn);
     eb_h5w_write(w, "/eps/norm_q", EB_H5_F64, r->eps_norm_q, 2, sn);
@@ -53,7 +53,9 @@ void test_write_recording(const char *path, const eb_rec_data *r) {
     eb_h5w_write(w, "/drift/mlp", EB_H5_F64, r->drift_mlp, 2, sl);
     eb_h5w_write(w, "/drift/block0_input", EB_H5_F64, r->drift_block0, 1, s);
     eb_h5w_write(w, "/drift/output", EB_H5_F64, r->drift_output, 1, s);
-    eb_h5w_attr_str(w, NULL, "sampler", "ddim eta=0 respacing=50");
+    eb_h5w_attr_str(w, NULL, "sampler", "ddim");
+    eb_h5w_attr_str(w, NULL, "respacing", "50");
+    eb_h5w_attr_i64(w, NULL, "start_step", r->start);
     cr_assert_eq(eb_h5w_commit(w), EB_OK, "%s", eb_last_error());
 }
 
@@ -146,8 +148,8 @@ Test(fit, recording_fits_and_fit_file_round_trip) {
     snprintf(out, sizeof out, "%s/fit.h5", workdir);
     test_write_recording(rec, &syn);
     cr_assert_eq(eb_rec_data_read(&r, rec), EB_OK, "%s", eb_last_error());
-    cr_expect(r.S == 50 && r.N == 3 && r.L == 2 && r.t[0] == 980 && r.t[49] == 0);
-    cr_expect_str_eq(r.sampler, "ddim eta=0 respacing=50");
+    cr_expect(r.S == 50 && r.N == 3 && r.L == 2 && r.t[0] == 999 && r.t[49] == 0);
+    cr_expect_str_eq(r.sampler, "ddim respacing=50");
     cr_expect_eq(strlen(r.sha256), 64);
     eb_fit f, g;
     cr_assert_eq(eb_fit_recording(&f, &r), EB_OK, "%s", eb_last_error());
@@ -186,6 +188,40 @@ Test(fit, recording_with_linear_ratio) {
     eb_fit_free(&f), eb_rec_data_free(&r), eb_rec_data_free(&syn);
 }
 
+/* Chains started at step 5: earlier rows are NaN; the fits use the rest. */
+Test(fit, recording_from_a_start_step) {
+    eb_rec_data syn, r;
+    synthetic(&syn);
+    syn.start = 5;
+    for (int i = 0; i < 5; i++)
+        for (int n = 0; n < 3; n++) syn.eps_norm[i * 3 + n] = syn.eps_norm_q[i * 3 + n] = NAN;
+    for (int i = 0; i <= 5; i++) {
+        syn.drift_block0[i] = syn.drift_output[i] = NAN;
+        for (int l = 0; l < 2; l++) syn.drift_attn[i * 2 + l] = syn.drift_mlp[i * 2 + l] = NAN;
+    }
+    char rec[300], out[300];
+    snprintf(rec, sizeof rec, "%s/start.h5", workdir);
+    snprintf(out, sizeof out, "%s/start_fit.h5", workdir);
+    test_write_recording(rec, &syn);
+    cr_assert_eq(eb_rec_data_read(&r, rec), EB_OK, "%s", eb_last_error());
+    cr_expect_eq(r.start, 5);
+    eb_fit f, g;
+    cr_assert_eq(eb_fit_recording(&f, &r), EB_OK, "%s", eb_last_error());
+    cr_expect(isnan(f.ratio[4]) && f.npoints == 44);
+    cr_expect(fabs(f.two_phase.t_thre - TRUTH.t_thre) < 1e-6 && fabs(f.two_phase.b_l - TRUTH.b_l) < 1e-7);
+    for (int j = 0; j < 5; j++) cr_expect(fabs(f.teacache.poly[j] - QUARTIC[j]) < 1e-6);
+    cr_assert_eq(eb_fit_write(&f, out), EB_OK, "%s", eb_last_error());
+    cr_assert_eq(eb_fit_read(&g, out), EB_OK, "%s", eb_last_error());
+    cr_expect(g.start == 5 && g.npoints == 44 && isnan(g.ratio[0]) && g.ratio[5] == f.ratio[5]);
+    eb_fit_free(&f), eb_fit_free(&g), eb_rec_data_free(&r);
+    /* a NaN where the chains ran is still refused */
+    syn.eps_norm[5 * 3] = NAN;
+    test_write_recording(rec, &syn);
+    cr_expect_eq(eb_rec_data_read(&r, rec), EB_EINPUT);
+    cr_expect(strstr(eb_last_error(), "'/eps/norm' [5, 0]"), "%s", eb_last_error());
+    eb_rec_data_free(&syn);
+}
+
 /* Bad recordings: EB_EINPUT naming the dataset and the index. */
 Test(fit, malformed_recordings_are_named) {
     char rec[300];
@@ -216,9 +252,9 @@ Test(fit, malformed_recordings_are_named) {
     /* a dataset missing; a file that is not HDF5 */
     eb_h5w *w;
     cr_assert_eq(eb_h5w_create(&w, rec), EB_OK);
-    int32_t t[3] = {900, 500, 100};
+    double t[3] = {900, 500, 100};
     int64_t d[1] = {3};
-    eb_h5w_write(w, "/steps/t", EB_H5_I32, t, 1, d);
+    eb_h5w_write(w, "/steps/t", EB_H5_F64, t, 1, d);
     cr_assert_eq(eb_h5w_commit(w), EB_OK);
     cr_expect_eq(eb_rec_data_read(&r, rec), EB_EINPUT);
     cr_expect(strstr(eb_last_error(), "eps/norm"), "%s", eb_last_error());

@@ -3,6 +3,8 @@
  * votes from a scripted candidate runner, the budget programme against
  * exhaustive enumeration, bisection for a FLOP target, provenance, and
  * `ebcache search`. */
+#include "golden.h"
+#include "h5io.h"
 #include "search.h"
 
 #include <criterion/criterion.h>
@@ -89,8 +91,8 @@ Test(search, teacache_simulation_follows_the_engine_rule) {
     const uint8_t want[8] = {0, 1, 1, 0, 0, 1, 1, 0}; /* 0.1, 0.2 skip; 0.3 computes; 0.3 computes; last computes */
     cr_expect_eq(n, 4);
     for (int k = 0; k < 8; k++) cr_expect_eq(skip[k], want[k], "step %d", k);
-    double square[3] = {1, 0, 0}; /* x² makes the same drifts small */
-    cr_expect_eq(eb_teacache_simulate(drift, 8, square, 3, 0.25, skip), 5);
+    double square[3] = {1, 0, 0}; /* x² keeps the sum below 0.25: every middle step skips */
+    cr_expect_eq(eb_teacache_simulate(drift, 8, square, 3, 0.25, skip), 6);
 }
 
 Test(search, drift_proxy_of_a_hand_made_table) {
@@ -115,7 +117,7 @@ Test(search, drift_proxy_of_a_hand_made_table) {
     p.policy.kind = EB_POLICY_TEACACHE;
     cr_expect(fabs(eb_predicted_deviation(&r, &p, served) - want) < 1e-15);
     served[1] = 1; /* step 1 served too: the MLP goes stale from step 0 */
-    cr_expect(fabs(eb_predicted_deviation(&r, &p, served) - (0.1 + 0.3 + 0.3 + 0.4 + 0.4 + 0.5) / 8) < 1e-15);
+    cr_expect(fabs(eb_predicted_deviation(&r, &p, served) - (0.1 + 0.3 + 0.3 + 0.4 + 0.5) / 8) < 1e-15);
     eb_cache_plan_free(&p);
     eb_cache_schedule_free(cs);
     eb_schedule_free(&s);
@@ -235,6 +237,7 @@ Test(search, ebcache_target_by_bisection) {
     eb_search_result res, smaller;
     cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, &runner), EB_OK, "%s", eb_last_error());
     cr_expect(res.met && res.flops <= 0.7, "flops %g", res.flops);
+    cr_expect(res.runs == sc.runs && res.runs < 100, "%d runs: the bisection must reuse earlier runs (~12 attempts of 19)", res.runs);
     o.target = NAN;
     o.delta_a *= res.param * 0.99, o.delta_c *= res.param * 0.99;
     cr_assert_eq(eb_search(&smaller, &r, NULL, &c, &o, &runner), EB_OK);
@@ -292,7 +295,7 @@ Test(search, budget_is_optimal_on_exhaustive_cases) {
             double next = 2;
             for (int j = 0; j < distinct; j++)
                 if (sorted[j] > sorted[i] + 1e-12 && sorted[j] < next) next = sorted[j];
-            double budget = next > 1.5 ? 1.0 : (sorted[i] + next) / 2;
+            double budget = next > 1.5 ? sorted[i] + 1e-6 : (sorted[i] + next) / 2;
             double best = INFINITY;
             for (int m = 0; m < n; m++)
                 if (flops[m] <= budget && dev[m] < best) best = dev[m];
@@ -469,4 +472,100 @@ Test(search, bad_options_are_refused) {
     cr_expect_eq(eb_scaling_parse(&sc, "two-phase"), EB_OK);
     cr_expect_eq(sc, EB_SCALING_TWO_PHASE);
     eb_rec_data_free(&r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The commands, end to end on the tiny golden model                         */
+
+#define MODEL GOLDEN_DIR "models/tiny_sigma.safetensors"
+
+/* Runs "$EBCACHE_BIN <args>" with stdout and stderr to files; returns the exit status. */
+static int run_cli(const char *fmt, ...) {
+    const char *bin = getenv("EBCACHE_BIN") ? getenv("EBCACHE_BIN") : "build/opt/ebcache";
+    char args[2048], cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "%s %s >%s/out.txt 2>%s/err.txt", bin, args, workdir, workdir);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+/* The text of a file in the work directory ("" when missing). */
+static const char *slurp(const char *name) {
+    static char buf[16384];
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s", workdir, name);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) fclose(f);
+    buf[n] = 0;
+    return buf;
+}
+
+Test(search, cli_records_fits_searches_and_samples) {
+    /* x_T and labels for 3 samples of the tiny model (4 × 8 × 8) */
+    char path[300];
+    float x[3 * 256];
+    int32_t y[3] = {1, 4, 7};
+    eb_rng_fill_normal(x, 3 * 256, eb_rng_key(11, 0));
+    eb_h5w *w;
+    snprintf(path, sizeof path, "%s/noise.h5", workdir);
+    cr_assert_eq(eb_h5w_create(&w, path), EB_OK);
+    int64_t dx[4] = {3, 4, 8, 8}, dy[1] = {3};
+    eb_h5w_write(w, "noise", EB_H5_F32, x, 4, dx);
+    eb_h5w_write(w, "y", EB_H5_I32, y, 1, dy);
+    cr_assert_eq(eb_h5w_commit(w), EB_OK, "%s", eb_last_error());
+    const char *d = workdir;
+    cr_assert_eq(run_cli("record --model " MODEL " --sampler ddim --steps 8 --noise %s/noise.h5 --threads 1 --output "
+                         "%s/rec.h5", d, d), 0, "%s", slurp("err.txt"));
+    cr_assert_eq(run_cli("fit %s/rec.h5 --output %s/fit.h5", d, d), 0, "%s", slurp("err.txt"));
+
+    /* Algorithm 1 replays the recorded run: 1 + 2·7 candidate runs */
+    cr_assert_eq(run_cli("search --method eb-cache --record %s/rec.h5 --fit %s/fit.h5 --threads 1 --output %s/e.schedule",
+                         d, d, d), 0, "%s", slurp("err.txt"));
+    const char *text = slurp("e.schedule");
+    char sha[EB_SHA256_HEX], line[128];
+    snprintf(path, sizeof path, "%s/rec.h5", workdir);
+    cr_assert_eq(eb_sha256_file(path, sha), EB_OK);
+    snprintf(line, sizeof line, "# recording_sha256: %s\n", sha);
+    cr_expect(strstr(text, line), "%s", text);
+    cr_expect(strstr(text, "## method: eb-cache\n") && strstr(text, "# candidate_runs: 15\n"), "%s", text);
+    cr_expect(strstr(text, "## sampler: ddim respacing=8\n"), "%s", text);
+
+    /* every method's table runs in the sampler it was searched for */
+    const char *searches[] = {"--method eb-cache --threads 1 --target-speedup 1.3", "--method fora --interval 2",
+                              "--method delta-dit --target-speedup 1.2", "--method teacache --target-speedup 1.5",
+                              "--method taylorseer --interval 3 --noise-scaling linear",
+                              "--method budget --target-speedup 1.5"};
+    eb_model *m = golden_model("tiny_sigma.safetensors", 0);
+    for (size_t i = 0; i < sizeof searches / sizeof searches[0]; i++) {
+        cr_assert_eq(run_cli("search %s --record %s/rec.h5 --output %s/t.schedule", searches[i], d, d), 0, "%s: %s",
+                     searches[i], slurp("err.txt"));
+        eb_cache_schedule *cs;
+        snprintf(path, sizeof path, "%s/t.schedule", workdir);
+        cr_assert_eq(eb_cache_schedule_read(&cs, path), EB_OK, "%s", eb_last_error());
+        if (strstr(searches[i], "target-speedup 1.5") && cs->policy.kind == EB_POLICY_NONE)
+            cr_expect(eb_cache_schedule_flops(cs, eb_model_config(m)) <= 1 / 1.5, "%s", searches[i]);
+        eb_cache_schedule_free(cs);
+        cr_expect_eq(run_cli("sample --model " MODEL " --sampler ddim --steps 8 --n 2 --threads 1 --schedule %s/t.schedule "
+                             "--output %s/s.h5", d, d), 0, "%s: %s", searches[i], slurp("err.txt"));
+    }
+    eb_model_free(m);
+
+    /* usage and unreachable targets: exit 2, a message, nothing written */
+    unlink(path);
+    cr_expect_eq(run_cli("search --method fora --record %s/rec.h5 --target-speedup 100 --output %s/t.schedule", d, d), 2);
+    cr_expect(strstr(slurp("err.txt"), "cannot meet"), "%s", slurp("err.txt"));
+    cr_expect(access(path, F_OK) != 0, "a table was written for an unreachable target");
+    cr_expect_eq(run_cli("search --method foura --record %s/rec.h5 --interval 2 --output %s/t.schedule", d, d), 2);
+    cr_expect_eq(run_cli("search --method fora --record %s/rec.h5 --output %s/t.schedule", d, d), 2);
+    cr_expect_eq(run_cli("search --method fora --interval 2 --output %s/t.schedule", d), 2);
+    cr_expect_eq(run_cli("search --method fora --record %s/rec.h5 --interval 2 --threshold 0.1 --output %s/t.schedule", d,
+                         d), 2);
+    cr_expect_eq(run_cli("search --method eb-cache --record %s/rec.h5 --threshold 0.1 --output %s/t.schedule", d, d), 2);
+    cr_expect_eq(run_cli("search --method fora --record %s/missing.h5 --interval 2 --output %s/t.schedule", d, d), 2);
+    cr_expect(strstr(slurp("err.txt"), "missing.h5"), "%s", slurp("err.txt"));
+    cr_expect_eq(run_cli("search --help"), 0);
 }

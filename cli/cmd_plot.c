@@ -1,0 +1,298 @@
+/* cmd_plot.c — `ebcache plot REC.h5 --out DIR`: the recording's columns as
+ * .dat text files and gnuplot PNGs from the scripts in plots/ (docs/recording.md). */
+#include "args.h"
+#include "commands.h"
+
+#include "ebcache.h"
+#include "h5io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define CMD "plot"
+
+static const char *const scripts[] = {"snr", "exposure", "drift", "eps"};
+
+/* What the plots read; optional arrays are NULL when the recording lacks them. */
+typedef struct {
+    int S, L, N;
+    double *t, *nominal, *traj, *data, *var, *ref_traj, *ref_data, *ref_var;
+    double *eps, *eps_q, *ref_eps; /* (S, N) */
+    double *attn, *mlp;            /* (S, L) */
+    char title[512];
+} recording;
+
+static void recording_free(recording *r) {
+    double *all[] = {r->t, r->nominal, r->traj, r->data, r->var, r->ref_traj, r->ref_data, r->ref_var,
+                     r->eps, r->eps_q, r->ref_eps, r->attn, r->mlp};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+}
+
+/* Dataset `name` with the expected extents (second one ignored for rank 1); optional ones may be absent. */
+static eb_status read_set(eb_h5 *f, const char *name, int rank, int64_t d0, int64_t d1, int optional, double **out) {
+    *out = NULL;
+    if (optional && eb_h5_lookup(f, name) != EB_H5_DATASET) return EB_OK;
+    int64_t want[2] = {d0, d1}, dims[2];
+    return eb_h5_read_f64(f, name, rank, want, out, dims, 0);
+}
+
+static void title_of(eb_h5 *f, recording *r) {
+    char *model = NULL, *sampler = NULL, *spacing = NULL, *method = NULL;
+    double cfg = NAN;
+    int64_t start = 0;
+    if (eb_h5_has_attr(f, NULL, "model")) eb_h5_attr_str(f, NULL, "model", &model);
+    if (eb_h5_has_attr(f, NULL, "sampler")) eb_h5_attr_str(f, NULL, "sampler", &sampler);
+    if (eb_h5_has_attr(f, NULL, "respacing")) eb_h5_attr_str(f, NULL, "respacing", &spacing);
+    if (eb_h5_has_attr(f, NULL, "schedule_method")) eb_h5_attr_str(f, NULL, "schedule_method", &method);
+    if (eb_h5_has_attr(f, NULL, "cfg_scale")) eb_h5_attr_f64(f, NULL, "cfg_scale", &cfg);
+    if (eb_h5_has_attr(f, NULL, "start_step")) eb_h5_attr_i64(f, NULL, "start_step", &start);
+    const char *base = model ? strrchr(model, '/') : NULL;
+    int len = snprintf(r->title, sizeof r->title, "%s  %s %s  cfg %g  %s%s  N = %d",
+                       base ? base + 1 : model ? model : "?", sampler ? sampler : "", spacing ? spacing : "", cfg,
+                       method ? "schedule " : "uncached", method ? method : "", r->N);
+    if (start && len > 0 && len < (int)sizeof r->title)
+        snprintf(r->title + len, sizeof r->title - len, "  chains from q(x_t | x0) at step %lld", (long long)start);
+    free(model), free(sampler), free(spacing), free(method);
+}
+
+static eb_status load(const char *path, recording *r) {
+    memset(r, 0, sizeof *r);
+    eb_h5 *f;
+    int64_t dims[EB_H5_MAX_RANK];
+    int rank;
+    eb_status st = eb_h5_open(&f, path);
+    if (st) return st;
+    st = eb_h5_shape(f, "/drift/attn", &rank, dims);
+    if (!st && rank != 2) st = eb_fail(EB_EINPUT, "%s: dataset '/drift/attn' has rank %d, not 2 (S, L)", path, rank);
+    if (!st) r->S = (int)dims[0], r->L = (int)dims[1], st = eb_h5_shape(f, "/eps/norm", &rank, dims);
+    if (!st && (rank != 2 || dims[0] != r->S))
+        st = eb_fail(EB_EINPUT, "%s: dataset '/eps/norm' is not (%d, N)", path, r->S);
+    if (!st) r->N = (int)dims[1];
+    const int S = r->S, L = r->L, N = r->N;
+    struct { const char *name; int rank; int64_t d1; int optional; double **out; } plan[] = {
+        {"/steps/t", 1, 0, 0, &r->t}, {"/snr/nominal", 1, 0, 0, &r->nominal}, {"/snr/trajectory", 1, 0, 0, &r->traj},
+        {"/snr/data", 1, 0, 1, &r->data}, {"/exposure/var_ratio", 1, 0, 1, &r->var},
+        {"/reference/snr/trajectory", 1, 0, 1, &r->ref_traj}, {"/reference/snr/data", 1, 0, 1, &r->ref_data},
+        {"/reference/exposure/var_ratio", 1, 0, 1, &r->ref_var}, {"/eps/norm", 2, N, 0, &r->eps},
+        {"/eps/norm_q", 2, N, 1, &r->eps_q}, {"/reference/eps/norm", 2, N, 1, &r->ref_eps},
+        {"/drift/attn", 2, L, 0, &r->attn}, {"/drift/mlp", 2, L, 0, &r->mlp},
+    };
+    for (size_t i = 0; !st && i < sizeof plan / sizeof plan[0]; i++)
+        st = read_set(f, plan[i].name, plan[i].rank, S, plan[i].d1, plan[i].optional, plan[i].out);
+    if (!st) title_of(f, r);
+    eb_h5_close(f);
+    if (st) recording_free(r);
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Output files: written under a temporary name and renamed.                 */
+
+typedef struct {
+    FILE *f;
+    char tmp[PATH_MAX], path[PATH_MAX];
+} out_file;
+
+static eb_status out_open(out_file *o, const char *dir, const char *name) {
+    if (snprintf(o->path, sizeof o->path, "%s/%s", dir, name) >= (int)sizeof o->path ||
+        snprintf(o->tmp, sizeof o->tmp, "%s.tmp.%d", o->path, (int)getpid()) >= (int)sizeof o->tmp)
+        return eb_fail(EB_EINPUT, "%s: path too long", dir);
+    if (!(o->f = fopen(o->tmp, "w"))) return eb_fail(EB_EINPUT, "%s: cannot write: %s", o->tmp, strerror(errno));
+    return EB_OK;
+}
+
+static eb_status out_close(out_file *o) {
+    int bad = ferror(o->f) | fclose(o->f);
+    if (bad || rename(o->tmp, o->path) != 0) {
+        unlink(o->tmp);
+        return eb_fail(EB_ERUNTIME, "%s: write failed", o->path);
+    }
+    return EB_OK;
+}
+
+static double at(const double *a, size_t i) { return a ? a[i] : NAN; }
+
+static eb_status write_columns(const char *dir, const recording *r) {
+    out_file snr, expo, eps, mx;
+    eb_status st = out_open(&snr, dir, "snr.dat");
+    if (st) return st;
+    for (int k = 0; k < r->S; k++)
+        fprintf(snr.f, "%d %.0f %.9g %.9g %.9g %.9g %.9g\n", k, r->t[k], r->nominal[k], r->traj[k], at(r->data, k),
+                at(r->ref_traj, k), at(r->ref_data, k));
+    if ((st = out_close(&snr)) || (st = out_open(&expo, dir, "exposure.dat"))) return st;
+    for (int k = 0; k < r->S; k++) {
+        double nom = r->nominal[k];
+        fprintf(expo.f, "%d %.0f %.9g %.9g %.9g %.9g %.9g %.9g\n", k, r->t[k], r->traj[k] / nom, at(r->data, k) / nom,
+                at(r->var, k), at(r->ref_traj, k) / nom, at(r->ref_data, k) / nom, at(r->ref_var, k));
+    }
+    if ((st = out_close(&expo)) || (st = out_open(&eps, dir, "eps.dat"))) return st;
+    for (int k = 0; k < r->S; k++) {
+        double sum = 0, lo = INFINITY, hi = -INFINITY, norm = 0, ref = 0, q = 0;
+        for (int n = 0; n < r->N; n++) {
+            size_t i = (size_t)k * r->N + n;
+            double ratio = at(r->eps, i) / at(r->eps_q, i);
+            sum += ratio, lo = fmin(lo, ratio), hi = fmax(hi, ratio);
+            norm += r->eps[i], ref += at(r->ref_eps, i), q += at(r->eps_q, i);
+        }
+        if (!isfinite(sum)) lo = hi = NAN;
+        fprintf(eps.f, "%d %.0f %.9g %.9g %.9g %.9g %.9g %.9g\n", k, r->t[k], sum / r->N, lo, hi, norm / r->N,
+                ref / r->N, q / r->N);
+    }
+    if ((st = out_close(&eps))) return st;
+    const char *names[2] = {"drift_attn.dat", "drift_mlp.dat"};
+    const double *maps[2] = {r->attn, r->mlp};
+    double top = 0;
+    for (int m = 0; m < 2; m++) {
+        out_file d;
+        if ((st = out_open(&d, dir, names[m]))) return st;
+        for (int l = 0; l < r->L; l++)
+            for (int k = 0; k < r->S; k++) {
+                double v = maps[m][(size_t)k * r->L + l];
+                if (isfinite(v)) top = fmax(top, v);
+                fprintf(d.f, "%.9g%c", v, k + 1 < r->S ? ' ' : '\n');
+            }
+        if ((st = out_close(&d))) return st;
+    }
+    if ((st = out_open(&mx, dir, "drift_max.dat"))) return st;
+    fprintf(mx.f, "%.9g\n", top);
+    return out_close(&mx);
+}
+
+/* ------------------------------------------------------------------------ */
+/* gnuplot                                                                   */
+
+/* s as a gnuplot single-quoted string body ('' stands for '). */
+static void quote(char *buf, size_t cap, const char *s) {
+    size_t n = 0;
+    for (; *s && n + 3 < cap; s++) {
+        if (*s == '\'') buf[n++] = '\'';
+        buf[n++] = *s;
+    }
+    buf[n] = 0;
+}
+
+/* The folder of the .gp scripts: --scripts, $EBCACHE_PLOTS, or plots/ of the source tree above the executable. */
+static eb_status find_scripts(const char *given, char *dir, size_t cap) {
+    const char *env = getenv("EBCACHE_PLOTS");
+    char probe[PATH_MAX];
+    if (given || (env && *env)) {
+        if (snprintf(dir, cap, "%s", given ? given : env) >= (int)cap ||
+            snprintf(probe, sizeof probe, "%s/snr.gp", dir) >= (int)sizeof probe || access(probe, R_OK) != 0)
+            return eb_fail(EB_EINPUT, "%s: no gnuplot scripts (snr.gp) there", given ? given : env);
+        return EB_OK;
+    }
+    char exe[PATH_MAX - 32];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = 0;
+        const char *ups[] = {"/../plots", "/../../plots"}; /* bin/ebcache, build/<variant>/ebcache */
+        for (size_t i = 0; i < sizeof ups / sizeof ups[0]; i++) {
+            if (snprintf(dir, cap, "%s%s", exe, ups[i]) < (int)cap &&
+                snprintf(probe, sizeof probe, "%s/snr.gp", dir) < (int)sizeof probe && access(probe, R_OK) == 0)
+                return EB_OK;
+        }
+    }
+    return eb_fail(EB_EINPUT, "no gnuplot scripts found: pass --scripts DIR or set EBCACHE_PLOTS to the plots/ folder");
+}
+
+/* Runs gnuplot on script `name` with the variables set; its messages are shown only when it fails. */
+static eb_status run_gnuplot(const char *scripts_dir, const char *name, const char *vars, const char *log) {
+    char script[PATH_MAX];
+    if (snprintf(script, sizeof script, "%s/%s.gp", scripts_dir, name) >= (int)sizeof script)
+        return eb_fail(EB_EINPUT, "%s: path too long", scripts_dir);
+    pid_t pid = fork();
+    if (pid < 0) return eb_fail(EB_ERUNTIME, "cannot start gnuplot: %s", strerror(errno));
+    if (pid == 0) {
+        int err = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600), null = open("/dev/null", O_WRONLY);
+        if (err >= 0) dup2(err, 2);
+        if (null >= 0) dup2(null, 1);
+        execlp("gnuplot", "gnuplot", "-e", vars, script, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return EB_OK;
+    char first[512] = "";
+    FILE *f = fopen(log, "r");
+    if (f) {
+        size_t got = fread(first, 1, sizeof first - 1, f);
+        first[got] = 0;
+        fclose(f);
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
+        return eb_fail(EB_ERUNTIME, "gnuplot not found (install gnuplot-nox)");
+    return eb_fail(EB_ERUNTIME, "gnuplot failed on %s: %s", script, first);
+}
+
+static eb_status plot_all(const char *scripts_dir, const char *dir, const recording *r) {
+    char qdir[PATH_MAX * 2], qtitle[1024], log[PATH_MAX];
+    quote(qdir, sizeof qdir, dir);
+    quote(qtitle, sizeof qtitle, r->title);
+    snprintf(log, sizeof log, "%s/.gnuplot.log.%d", dir, (int)getpid());
+    eb_status st = EB_OK;
+    for (size_t i = 0; !st && i < sizeof scripts / sizeof scripts[0]; i++) {
+        char png[PATH_MAX], tmp[PATH_MAX + 32], qtmp[2 * sizeof tmp], vars[4 * PATH_MAX];
+        snprintf(png, sizeof png, "%s/%s.png", dir, scripts[i]);
+        snprintf(tmp, sizeof tmp, "%s.tmp.%d", png, (int)getpid());
+        quote(qtmp, sizeof qtmp, tmp);
+        if (snprintf(vars, sizeof vars, "dat='%s/'; out='%s'; name='%s'; has_data=%d; has_ref=%d; has_q=%d", qdir,
+                     qtmp, qtitle, r->data != NULL, r->ref_traj != NULL, r->eps_q != NULL) >= (int)sizeof vars)
+            return eb_fail(EB_EINPUT, "%s: path too long", dir);
+        st = run_gnuplot(scripts_dir, scripts[i], vars, log);
+        if (!st && rename(tmp, png) != 0) st = eb_fail(EB_ERUNTIME, "%s: cannot rename: %s", png, strerror(errno));
+        if (st) unlink(tmp);
+    }
+    unlink(log);
+    return st;
+}
+
+int cmd_plot(int argc, char **argv) {
+    eb_opt opts[] = {
+        {"out", "DIR", "folder for the PNGs and their .dat columns (created if missing)", NULL},
+        {"scripts", "DIR", "folder of the gnuplot scripts (default: $EBCACHE_PLOTS, else plots/ of the tree)", NULL},
+    };
+    const int n = sizeof opts / sizeof opts[0];
+    const char *usage = "usage: ebcache plot REC.h5 --out DIR\n\n"
+                        "Writes snr.png, exposure.png, drift.png and eps.png (and the .dat files they plot).";
+    if (argc < 2 || argv[1][0] == '-') {
+        if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+            printf("%s\n", usage);
+            return 0;
+        }
+        fprintf(stderr, "ebcache " CMD ": give the recording first: ebcache plot REC.h5 --out DIR\n");
+        return 2;
+    }
+    const char *path = argv[1];
+    char *args[argc - 1];
+    args[0] = (char *)CMD;
+    memcpy(args + 1, argv + 2, (argc - 2) * sizeof *args);
+    int rc = eb_args_parse(argc - 1, args, opts, n, usage);
+    if (rc) return rc < 0 ? 0 : rc;
+    const char *dir = eb_arg(opts, n, "out");
+    if (!dir) {
+        fprintf(stderr, "ebcache " CMD ": --out DIR is required\n");
+        return 2;
+    }
+    char scripts_dir[PATH_MAX];
+    recording r;
+    eb_status st = find_scripts(eb_arg(opts, n, "scripts"), scripts_dir, sizeof scripts_dir);
+    if (!st) st = load(path, &r);
+    if (st) return eb_report(CMD, st);
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        st = eb_fail(EB_EINPUT, "%s: cannot create: %s", dir, strerror(errno));
+    if (!st) st = write_columns(dir, &r);
+    if (!st) st = plot_all(scripts_dir, dir, &r);
+    if (!st) fprintf(stderr, "wrote %s/{snr,exposure,drift,eps}.png\n", dir);
+    recording_free(&r);
+    return eb_report(CMD, st);
+}

@@ -1,0 +1,300 @@
+/* cmd_record.c — `ebcache record`: sampling with per-step statistics
+ * (analyze/record.h) written to one HDF5 file (docs/recording.md). */
+#include "args.h"
+#include "commands.h"
+#include "common.h"
+
+#include "ebcache.h"
+#include "fmnist.h"
+#include "h5io.h"
+#include "record.h"
+#include "schedule.h"
+#include "sha256.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define CMD "record"
+#define MAX_TABLE_TEXT (16 << 20)
+
+/* An interrupted run leaves no temporary file; the default action then ends the process. */
+static void on_signal(int sig) {
+    eb_h5w_remove_temps();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* The data x0 (n ≥ N rows kept: the first N) and its labels (NULL when the file has none). */
+static eb_status load_data(const char *spec, const eb_config *c, int N, float **x0, int32_t **y0) {
+    *x0 = NULL, *y0 = NULL;
+    if (!strcmp(spec, "fmnist")) {
+        if (c->in_channels != 1 || c->input_size < 28)
+            return eb_fail(EB_EINPUT, "--data fmnist needs a 1-channel model of side >= 28 (this one: %d channels, %d)",
+                           c->in_channels, c->input_size);
+        eb_fmnist d;
+        eb_status st = eb_fmnist_load(&d, getenv("EBCACHE_FMNIST_DIR"), "t10k", N, c->input_size);
+        if (st) return st;
+        if (d.n < N) {
+            eb_fmnist_free(&d);
+            return eb_fail(EB_EINPUT, "--data fmnist: the test split has %d images, %d asked for", d.n, N);
+        }
+        *x0 = d.images, *y0 = d.labels;
+        return EB_OK;
+    }
+    eb_h5 *f;
+    int64_t dims[4], want[4] = {EB_H5_ANY, c->in_channels, c->input_size, c->input_size};
+    eb_status st = eb_h5_open(&f, spec);
+    if (!st) st = eb_h5_read_f32(f, "x0", 4, want, x0, dims, EB_H5_FINITE);
+    if (!st && dims[0] < N)
+        st = eb_fail(EB_EINPUT, "%s: dataset 'x0' has %lld rows, %d samples asked for", spec, (long long)dims[0], N);
+    if (!st && eb_h5_lookup(f, "y") == EB_H5_DATASET) {
+        int64_t want_y[1] = {dims[0]}, yd[1];
+        st = eb_h5_read_i32(f, "y", 1, want_y, y0, yd);
+    }
+    eb_h5_close(f);
+    if (st) free(*x0), free(*y0), *x0 = NULL, *y0 = NULL;
+    return st;
+}
+
+/* x_T and labels: --noise (datasets noise, y), or the seed's x_T with --labels / --n; data labels win over
+ * the cycling default. Returns an exit status. */
+static int load_start(const eb_opt *opts, int n, const eb_config *c, uint64_t seed, const char *data, float **xT,
+                      int32_t **y, int *N, float **x0) {
+    const char *noise = eb_arg(opts, n, "noise"), *labels = eb_arg(opts, n, "labels"), *count = eb_arg(opts, n, "n");
+    if (!!noise + !!labels + !!count != 1) {
+        fprintf(stderr, "ebcache " CMD ": give exactly one of --noise, --labels, --n (see --help)\n");
+        return 2;
+    }
+    const size_t per = (size_t)c->in_channels * c->input_size * c->input_size;
+    eb_status st = EB_OK;
+    int rc = 0;
+    long count_v = 0;
+    if (noise) {
+        eb_h5 *f;
+        int64_t xd[4], yd[1], want_x[4] = {EB_H5_ANY, c->in_channels, c->input_size, c->input_size};
+        st = eb_h5_open(&f, noise);
+        if (!st) st = eb_h5_read_f32(f, "noise", 4, want_x, xT, xd, EB_H5_FINITE);
+        if (!st) {
+            int64_t want_y[1] = {xd[0]};
+            st = eb_h5_read_i32(f, "y", 1, want_y, y, yd);
+        }
+        eb_h5_close(f);
+        if (!st && xd[0] == 0) st = eb_fail(EB_EINPUT, "%s: dataset 'noise' holds no rows", noise);
+        *N = st ? 0 : (int)xd[0];
+    } else if (labels) {
+        rc = eb_arg_int_list(CMD, "labels", labels, 0, c->num_classes, y, N);
+    } else if (!(rc = eb_arg_int(CMD, "n", count, 1, 1 << 20, &count_v))) {
+        *N = (int)count_v;
+    }
+    if (rc || st) return rc ? rc : eb_report(CMD, st);
+    int32_t *y0 = NULL;
+    if (data && (st = load_data(data, c, *N, x0, &y0))) return eb_report(CMD, st);
+    if (!*y) {
+        if (!(*y = malloc(*N * sizeof(int32_t)))) return eb_report(CMD, eb_fail(EB_ERUNTIME, "out of memory"));
+        for (int i = 0; i < *N; i++) (*y)[i] = y0 ? y0[i] : c->num_classes ? i % c->num_classes : 0;
+    }
+    free(y0);
+    if (!*xT) {
+        if (!(*xT = malloc((size_t)*N * per * sizeof(float))))
+            return eb_report(CMD, eb_fail(EB_ERUNTIME, "out of memory"));
+        for (int i = 0; i < *N; i++) eb_rng_fill_normal(*xT + i * per, per, eb_rng_key(seed, eb_stream_xT(i)));
+    }
+    return 0;
+}
+
+/* "STEPS:BLOCKS", comma lists; "all" for every step or block. Returns an exit status. */
+static int parse_dump(const char *v, int S, int L, int32_t **steps, int32_t **blocks, eb_record_dump *d) {
+    const char *colon = strchr(v, ':');
+    if (!colon || colon == v || !colon[1]) {
+        fprintf(stderr, "ebcache " CMD ": --dump-features: '%s' is not STEPS:BLOCKS (e.g. 10,20:0,3)\n", v);
+        return 2;
+    }
+    char left[256];
+    snprintf(left, sizeof left, "%.*s", (int)(colon - v), v);
+    const char *parts[2] = {left, colon + 1};
+    int32_t **out[2] = {steps, blocks};
+    int *count[2] = {&d->nsteps, &d->nblocks}, limit[2] = {S, L};
+    for (int k = 0; k < 2; k++) {
+        if (!strcmp(parts[k], "all")) {
+            if (!(*out[k] = malloc(limit[k] * sizeof(int32_t)))) return 1;
+            for (int i = 0; i < limit[k]; i++) (*out[k])[i] = i;
+            *count[k] = limit[k];
+        } else {
+            int rc = eb_arg_int_list(CMD, "dump-features", parts[k], 0, limit[k] - 1, out[k], count[k]);
+            if (rc) return rc;
+        }
+    }
+    d->steps = *steps, d->blocks = *blocks;
+    return 0;
+}
+
+/* The table file's text, for the recording's attribute. */
+static eb_status read_text(const char *path, char **text) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return eb_fail(EB_EINPUT, "%s: cannot open", path);
+    *text = malloc(MAX_TABLE_TEXT + 1);
+    size_t got = *text ? fread(*text, 1, MAX_TABLE_TEXT + 1, f) : 0;
+    fclose(f);
+    if (!*text) return eb_fail(EB_ERUNTIME, "out of memory");
+    if (got > MAX_TABLE_TEXT) return eb_fail(EB_EINPUT, "%s: larger than %d bytes", path, MAX_TABLE_TEXT);
+    (*text)[got] = 0;
+    return EB_OK;
+}
+
+static void write_attrs(eb_h5w *w, const eb_opt *opts, int n, const eb_cli_run *run, const eb_model *m,
+                        const eb_record_opts *o, const char *spacing, const char *sha, const char *table_text,
+                        double wall) {
+    const char *data = eb_arg(opts, n, "data"), *table = eb_arg(opts, n, "schedule");
+    eb_cli_write_run_attrs(w, run, m);
+    eb_h5w_attr_str(w, NULL, "model_sha256", sha);
+    eb_h5w_attr_str(w, NULL, "sampler", o->so.kind == EB_SAMPLER_DDIM ? "ddim" : "ddpm");
+    eb_h5w_attr_str(w, NULL, "respacing", spacing);
+    eb_h5w_attr_f64(w, NULL, "eta", o->so.eta);
+    eb_h5w_attr_str(w, NULL, "variance", o->so.var_type == EB_VAR_LEARNED_RANGE ? "learned_range"
+                                         : o->so.var_type == EB_VAR_FIXED_SMALL ? "fixed_small" : "fixed_large");
+    eb_h5w_attr_i64(w, NULL, "seed", (int64_t)o->so.seed);
+    eb_h5w_attr_str(w, NULL, "start", eb_arg(opts, n, "noise") ? eb_arg(opts, n, "noise") : "seed");
+    eb_h5w_attr_str(w, NULL, "data", data ? data : "");
+    eb_h5w_attr_str(w, NULL, "schedule", table ? table : "");
+    eb_h5w_attr_str(w, NULL, "schedule_text", table_text ? table_text : "");
+    if (o->cache && o->cache->method[0]) eb_h5w_attr_str(w, NULL, "schedule_method", o->cache->method);
+    eb_h5w_attr_i64(w, NULL, "batch", o->batch);
+    eb_h5w_attr_f64(w, NULL, "wall_seconds", wall);
+}
+
+int cmd_record(int argc, char **argv) {
+    eb_opt opts[] = {
+        {"model", "PATH", "model (.safetensors or diffusers folder); default: the shipped model", NULL},
+        {"heads", "N", "number of heads when the file does not say and D is not in the DiT table", NULL},
+        {"sampler", "ddpm|ddim", "reverse process (default ddpm)", NULL},
+        {"steps", "N", "sampling steps: respacing \"N\" of the 1000 training steps (default 50)", NULL},
+        {"respacing", "SPEC", "explicit official respacing instead: \"N\", \"a,b,c\" or \"ddimN\"", NULL},
+        {"eta", "E", "DDIM eta (default 0, deterministic)", NULL},
+        {"variance", "small|large", "fixed variance of a model without learn_sigma (default large)", NULL},
+        {"cfg-scale", "S", "classifier-free guidance scale (default 1.5; 1 = no guidance)", NULL},
+        {"cfg-channels", "K|all", "channels guidance acts on (default min(3, C) as the official code)", NULL},
+        {"noise", "IN.h5", "x_T (or the noise z with --data) from datasets noise (N,C,H,W) and y (N)", NULL},
+        {"seed", "K", "noise seed (default 0); x_T too unless --noise", NULL},
+        {"labels", "L1,L2,...", "one sample per label", NULL},
+        {"n", "N", "N samples; labels from the data, else 0,1,2,... cycling over the classes", NULL},
+        {"batch", "B", "samples per model batch (default 32); statistics are sums over all batches", NULL},
+        {"output", "REC.h5", "the recording (docs/recording.md)", NULL},
+        {"threads", "N", "threads (default: all cores)", NULL},
+        {"schedule", "TABLE", "record a cached run; an uncached chain with the same noise runs alongside", NULL},
+        {"data", "fmnist|X0.h5", "known x0: Fashion-MNIST test images, or dataset x0 (N,C,H,W) [and y]", NULL},
+        {"start-step", "K", "with --data: chains start from q(x_t | x0) at step K (default 0)", NULL},
+        {"dump-features", "STEPS:BLOCKS", "full pre-gate features of the first batch, e.g. 10,20:0,3 or all:0", NULL},
+        {"no-eps-q", NULL, "skip the second pass for /eps/norm_q (one more forward per step)", NULL},
+    };
+    const int n = sizeof opts / sizeof opts[0];
+    int rc = eb_args_parse(argc, argv, opts, n,
+                           "usage: ebcache record [--model PATH] [--sampler ddpm|ddim] [--steps N] [--cfg-scale S]\n"
+                           "                      (--noise IN.h5 | [--seed K] (--labels L1,L2,... | --n N))\n"
+                           "                      [--schedule TABLE] [--data fmnist|X0.h5 [--start-step K]]\n"
+                           "                      [--dump-features STEPS:BLOCKS] --output REC.h5");
+    if (rc) return rc < 0 ? 0 : rc;
+    const char *out_path = eb_arg(opts, n, "output"), *sampler = eb_arg(opts, n, "sampler");
+    const char *variance = eb_arg(opts, n, "variance"), *table = eb_arg(opts, n, "schedule");
+    const char *data = eb_arg(opts, n, "data"), *v;
+    if (!out_path) {
+        fprintf(stderr, "ebcache " CMD ": --output is required (see --help)\n");
+        return 2;
+    }
+    if (sampler && strcmp(sampler, "ddpm") && strcmp(sampler, "ddim")) {
+        fprintf(stderr, "ebcache " CMD ": --sampler: '%s' is not ddpm or ddim\n", sampler);
+        return 2;
+    }
+    if (variance && strcmp(variance, "small") && strcmp(variance, "large")) {
+        fprintf(stderr, "ebcache " CMD ": --variance: '%s' is not small or large\n", variance);
+        return 2;
+    }
+    if (eb_arg(opts, n, "start-step") && !data) {
+        fprintf(stderr, "ebcache " CMD ": --start-step needs --data (chains start from q(x_t | x0))\n");
+        return 2;
+    }
+    long steps = 50, batch = 32, start_step = 0;
+    double eta = 0.0;
+    uint64_t seed = 0;
+    if ((v = eb_arg(opts, n, "steps")) && (rc = eb_arg_int(CMD, "steps", v, 2, EB_DIFFUSION_STEPS, &steps))) return rc;
+    if ((v = eb_arg(opts, n, "batch")) && (rc = eb_arg_int(CMD, "batch", v, 1, 1 << 16, &batch))) return rc;
+    if ((v = eb_arg(opts, n, "eta")) && (rc = eb_arg_float(CMD, "eta", v, &eta))) return rc;
+    if ((v = eb_arg(opts, n, "seed")) && (rc = eb_arg_u64(CMD, "seed", v, &seed))) return rc;
+    if ((v = eb_arg(opts, n, "start-step")) &&
+        (rc = eb_arg_int(CMD, "start-step", v, 0, EB_DIFFUSION_STEPS - 1, &start_step)))
+        return rc;
+    eb_arg_default(opts, n, "cfg-scale", "1.5");
+    char respacing[32];
+    snprintf(respacing, sizeof respacing, "%ld", steps);
+    const char *spacing = eb_arg(opts, n, "respacing") ? eb_arg(opts, n, "respacing") : respacing;
+
+    eb_model *m = NULL;
+    eb_cli_run run;
+    if ((rc = eb_cli_open_model(CMD, opts, n, &m, &run))) return rc;
+    const eb_config *c = eb_model_config(m);
+    eb_schedule sched = {0};
+    eb_cache_schedule *cs = NULL;
+    float *xT = NULL, *x0 = NULL;
+    int32_t *y = NULL, *dump_steps = NULL, *dump_blocks = NULL;
+    char *table_text = NULL, sha[EB_SHA256_HEX];
+    int N = 0;
+    eb_record_opts o = {
+        .sched = &sched,
+        .so = {.kind = sampler && !strcmp(sampler, "ddim") ? EB_SAMPLER_DDIM : EB_SAMPLER_DDPM,
+               .var_type = c->learn_sigma ? EB_VAR_LEARNED_RANGE
+                           : variance && !strcmp(variance, "small") ? EB_VAR_FIXED_SMALL : EB_VAR_FIXED_LARGE,
+               .eta = (float)eta, .cfg_scale = run.cfg_scale, .guide_channels = run.guide_channels, .seed = seed,
+               .progress = 1},
+        .start_step = (int)start_step,
+        .batch = (int)batch,
+        .eps_q = !eb_arg(opts, n, "no-eps-q"),
+    };
+    eb_status st = eb_schedule_create(&sched, spacing);
+    if (!st) st = eb_sha256_file(run.model_path, sha);
+    if (!st && table) st = eb_cache_schedule_read(&cs, table);
+    if (!st && table) st = read_text(table, &table_text);
+    o.cache = cs;
+    if (st) goto report;
+    if ((v = eb_arg(opts, n, "dump-features")) &&
+        (rc = parse_dump(v, sched.S, c->depth, &dump_steps, &dump_blocks, &o.dump)))
+        goto done;
+    if ((rc = load_start(opts, n, c, seed, data, &xT, &y, &N, &x0))) goto done;
+    o.x0 = x0;
+
+    struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    eb_h5w *w = NULL;
+    eb_recording rec = {0};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    st = eb_h5w_create(&w, out_path);
+    if (!st) st = eb_record_run(m, &o, xT, y, N, &rec, w);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double wall = (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec);
+    if (!st) {
+        st = eb_recording_write(&rec, w);
+        write_attrs(w, opts, n, &run, m, &o, spacing, sha, table_text, wall);
+        st = st ? (eb_h5w_abort(w), st) : eb_h5w_commit(w);
+    } else {
+        eb_h5w_abort(w);
+    }
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    if (!st) {
+        fprintf(stderr, "recorded %d samples, steps %d..%d of %d, %.2f s", N, rec.start_step, rec.S - 1, rec.S, wall);
+        if (cs) fprintf(stderr, ", schedule at %.1f%% of the uncached MACs", 100 * rec.macs / rec.macs_uncached);
+        fprintf(stderr, " -> %s\n", out_path);
+    }
+    eb_recording_free(&rec);
+report:
+    rc = eb_report(CMD, st);
+done:
+    free(xT), free(x0), free(y), free(dump_steps), free(dump_blocks), free(table_text);
+    eb_schedule_free(&sched);
+    eb_cache_schedule_free(cs);
+    eb_model_free(m);
+    return rc;
+}
