@@ -1,6 +1,7 @@
 # ebcache — build, test, run. `make run` and `make test` install what they need.
 #
 #   make            bin/ebcache and build/libebcache.a
+#   make CUDA=1     the same with the CUDA backend, --device cuda (docs/cuda.md)
 #   make test       the Criterion suite, optimized and under ASan+UBSan
 #   make run        the main job on the shipped default model
 #   make bench      benchmarks (bench/), ratios measured in one run
@@ -26,7 +27,7 @@ DEB_PKGS := build-essential libopenblas-openmp-dev libhdf5-dev libgsl-dev libcri
             gnuplot-nox dataset-fashion-mnist hdf5-tools pkg-config
 DEB_STAMP := build/.deps
 
-.PHONY: all deps test test-opt test-san run bench goldens fuzz clean train-default
+.PHONY: all deps test test-opt test-san cuda-check run bench goldens fuzz clean train-default
 all: bin/ebcache build/libebcache.a
 
 # Installs missing Debian packages (needs root or sudo); a no-op when all are present.
@@ -40,8 +41,10 @@ $(DEB_STAMP):
 	fi
 	@mkdir -p build && touch $@
 
+HEADERS = $(wildcard runtime/*.h runtime/cpu/*.h runtime/cuda/*.h train/*.h analyze/*.h search/*.h tests/*.h cli/*.h)
+
 define variant # $(1) name, $(2) cflags
-build/$(1)/%.o: %.c $$(wildcard runtime/*.h runtime/cpu/*.h train/*.h analyze/*.h search/*.h tests/*.h cli/*.h) | $(DEB_STAMP)
+build/$(1)/%.o: %.c $$(HEADERS) | $(DEB_STAMP)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(CPPFLAGS) $(2) -c $$< -o $$@
 build/$(1)/libebcache.a: $$(LIB_SRC:%.c=build/$(1)/%.o)
@@ -54,23 +57,61 @@ endef
 $(eval $(call variant,opt,$(CFLAGS_OPT)))
 $(eval $(call variant,san,$(CFLAGS_SAN)))
 
-bin/ebcache: build/opt/ebcache
+BIN_VARIANT := $(if $(filter 1,$(CUDA)),cuda,opt)
+bin/ebcache: build/$(BIN_VARIANT)/ebcache
 	@mkdir -p bin && cp -f $< $@
-build/libebcache.a: build/opt/libebcache.a
+build/libebcache.a: build/$(BIN_VARIANT)/libebcache.a
 	cp $< $@
 
 # The suite runs twice: optimized, then under AddressSanitizer + UBSan.
 # Tests find the CLI through EBCACHE_BIN (the variant's own binary).
-test: test-opt test-san
+test: cuda-check test-opt test-san
 test-opt: deps build/opt/test_suite build/opt/ebcache
 	EBCACHE_BIN=build/opt/ebcache OMP_NUM_THREADS=2 build/opt/test_suite --jobs 1
 test-san: deps build/san/test_suite build/san/ebcache
 	EBCACHE_BIN=build/san/ebcache ASAN_OPTIONS=detect_leaks=1 OMP_NUM_THREADS=2 build/san/test_suite --jobs 1
 
+# The CUDA backend (runtime/cuda/, docs/cuda.md): sm_90 code plus its PTX. The CUDA variant is the opt
+# objects with backend_select.c rebuilt to know the backend, the .cu objects and the CUDA libraries.
+# cuda-check compiles and links it whenever nvcc exists, so `make test` catches a CUDA build break on
+# machines without a GPU, where the backend suite checks the clean "no CUDA device or driver" failure.
+CUDA_HOME ?= /usr/local/cuda
+NVCC      := $(CUDA_HOME)/bin/nvcc
+CUDA_ARCH ?= 90
+NVCCFLAGS := -std=c++20 -O3 -gencode arch=compute_$(CUDA_ARCH),code=sm_$(CUDA_ARCH) \
+             -gencode arch=compute_$(CUDA_ARCH),code=compute_$(CUDA_ARCH) -Iruntime -Iruntime/cpu -D_GNU_SOURCE \
+             -Werror all-warnings -Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-Wshadow
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcudart -lstdc++
+CUDA_OBJ  := $(filter-out build/opt/runtime/backend_select.o,$(LIB_SRC:%.c=build/opt/%.o)) \
+             build/cuda/runtime/backend_select.o $(patsubst %.cu,build/cuda/%.o,$(wildcard runtime/cuda/*.cu))
+
+build/cuda/runtime/backend_select.o: runtime/backend_select.c $(HEADERS) | $(DEB_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS_OPT) -DEB_WITH_CUDA -c $< -o $@
+build/cuda/%.o: %.cu $(wildcard runtime/cuda/*.cuh) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+build/cuda/libebcache.a: $(CUDA_OBJ)
+	@rm -f $@; ar rcs $@ $^
+build/cuda/ebcache: $(CLI_SRC:%.c=build/opt/%.o) build/cuda/libebcache.a
+	$(CC) $(CFLAGS_OPT) $^ -o $@ $(LDLIBS) $(CUDA_LIBS)
+build/cuda/test_suite: $(TEST_SRC:%.c=build/opt/%.o) build/cuda/libebcache.a
+	$(CC) $(CFLAGS_OPT) $^ -o $@ $(LDLIBS) $(CUDA_LIBS) -lcriterion
+build/cuda/bench_gpu: bench/bench_gpu.c build/cuda/libebcache.a
+	$(CC) $(CPPFLAGS) $(CFLAGS_OPT) $^ -o $@ $(LDLIBS) $(CUDA_LIBS)
+
+cuda-check: deps
+ifneq ($(wildcard $(NVCC)),)
+	$(MAKE) --no-print-directory build/cuda/ebcache build/cuda/test_suite build/cuda/bench_gpu
+	EBCACHE_BIN=build/cuda/ebcache OMP_NUM_THREADS=2 build/cuda/test_suite --jobs 1 --filter 'backend/*'
+else
+	@echo "cuda-check: no $(NVCC): the CUDA backend was not compiled"
+endif
+
 run: deps bin/ebcache
 	./tools/main_job.sh
 
-bench: deps bin/ebcache build/opt/bench_forward build/opt/bench_cache
+bench: deps bin/ebcache build/opt/bench_forward build/opt/bench_cache build/opt/bench_record
 	./bench/run.sh
 
 goldens:
@@ -96,3 +137,21 @@ train-default: deps bin/ebcache
 .PHONY: classifier
 classifier: deps bin/ebcache
 	nice -n 5 bin/ebcache train-classifier --output data/classifier.safetensors --checkpoint build/classifier.ckpt.safetensors
+
+# Figures of a recording (docs/recording.md): the default model into results/record/, or (plots-demo)
+# a tiny test model into build/plots-demo/, which needs no trained model.
+PLOT_MODEL ?= data/dit_fmnist.safetensors
+.PHONY: plots plots-demo
+plots: deps bin/ebcache
+	@test -f $(PLOT_MODEL) || { echo "make plots: $(PLOT_MODEL) is missing (make train-default writes it)"; exit 1; }
+	@mkdir -p results
+	bin/ebcache schedule fora --interval 2 --steps 50 --output results/fora2.schedule
+	nice -n 10 bin/ebcache record --model $(PLOT_MODEL) --steps 50 --cfg-scale 1.5 --n 64 --threads 2 \
+	  --schedule results/fora2.schedule --data fmnist --start-step 10 --output results/record.h5
+	bin/ebcache plot results/record.h5 --out results/record
+plots-demo: deps bin/ebcache
+	@mkdir -p build/plots-demo
+	bin/ebcache schedule fora --interval 2 --steps 50 --output build/plots-demo/fora2.schedule
+	bin/ebcache record --model tests/golden/models/tiny_sigma.safetensors --steps 50 --n 8 --threads 2 \
+	  --schedule build/plots-demo/fora2.schedule --output build/plots-demo/record.h5
+	bin/ebcache plot build/plots-demo/record.h5 --out build/plots-demo

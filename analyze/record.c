@@ -98,7 +98,7 @@ static void on_embedded(void *ctx, eb_model *m, int B) {
     recorder *r = ctx;
     const eb_config *c = &m->cfg;
     int D = c->hidden_size, T = eb_tokens(c);
-    m->be->linear(r->mod0, m->acts.cond_silu, m->p.adaln_w, m->p.adaln_b, B, D, 2 * D);
+    m->cond_be->linear(r->mod0, m->acts.cond_silu, m->p.adaln_w, m->p.adaln_b, B, D, 2 * D); /* as the adaLN */
     m->be->ln_modulate(r->probe, m->acts.tokens, r->mod0, r->mod0 + D, B, T, D, 2 * D);
     track(m, r->prev_block0, r->probe, feature_elems(c, B), &r->have[2 * r->L], r->sums->block0 + r->step * EB_DRIFT_SUMS,
           &r->sums->probe_seen[r->step * 2]);
@@ -120,7 +120,7 @@ static eb_status on_step(void *ctx, int k, const float *x, const float *eps, int
     const int Co = eb_out_channels(c), local = r->step - r->k0;
     if (r->error) return r->error;
     if (k != local || N != r->b)
-        return eb_fail(EB_ERUNTIME, "record: sampler step %d of %d rows, expected step %d of %d", k, N, local, r->b);
+        return eb_fail(EB_ERUNTIME, "sampler step %d of %d rows, expected step %d of %d", k, N, local, r->b);
     float *xs = r->xs + (size_t)local * N * per;
     memcpy(xs, x, (size_t)N * per * sizeof(float));
     double *dev = r->dev ? r->dev + (size_t)r->step * 4 : NULL;
@@ -189,7 +189,7 @@ static eb_status eps_q_pass(eb_model *m, const eb_record_opts *o, const eb_recor
             t[n] = rec->t[k];
         }
         eb_status st = eb_forward_run(m, NULL, 0, out, xq, t, y, b, guided, o->so.cfg_scale, o->so.guide_channels);
-        if (st) return eb_fail(st, "record: eps_q pass at step %d: %s", k, eb_last_error());
+        if (st) return eb_fail(st, "eps_q pass at step %d: %s", k, eb_last_error());
         for (int n = 0; n < b; n++) {
             double sq = 0;
             for (size_t j = 0; j < per; j++) sq += (double)out[n * Co * HW + j] * out[n * Co * HW + j];
@@ -305,7 +305,7 @@ static eb_status recorder_alloc(recorder *r, eb_model *m, int B, int b, int step
          (r->prev_out = be->alloc(out * sizeof(float))) && (r->xs = malloc(chain * sizeof(float)));
     if (ok && keep_eps) ok = !!(r->eps = malloc(chain * sizeof(float)));
     if (ok && dump) ok = !!(r->dump_host = malloc(n * sizeof(float)));
-    return ok ? EB_OK : eb_fail(EB_ERUNTIME, "record: out of memory for the statistics buffers (batch of %d)", b);
+    return ok ? EB_OK : eb_fail(EB_ERUNTIME, "out of memory for the statistics buffers (batch of %d)", b);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -313,23 +313,23 @@ static eb_status recorder_alloc(recorder *r, eb_model *m, int B, int b, int step
 
 static eb_status check_opts(const eb_model *m, const eb_record_opts *o, int N) {
     const int S = o->sched->S, L = m->cfg.depth;
-    if (N <= 0) return eb_fail(EB_EINPUT, "record: N = %d samples, needs at least 1", N);
+    if (N <= 0) return eb_fail(EB_EINPUT, "N = %d samples, needs at least 1", N);
     if (o->start_step < 0 || o->start_step >= S)
-        return eb_fail(EB_EINPUT, "record: start step %d outside [0, %d)", o->start_step, S);
+        return eb_fail(EB_EINPUT, "start step %d outside [0, %d)", o->start_step, S);
     if (o->start_step > 0 && !o->x0)
-        return eb_fail(EB_EINPUT, "record: start step %d needs data: chains start from q(x_t | x0)", o->start_step);
+        return eb_fail(EB_EINPUT, "start step %d needs data: chains start from q(x_t | x0)", o->start_step);
     for (int i = 0; i < o->dump.nsteps; i++)
         if (o->dump.steps[i] < o->start_step || o->dump.steps[i] >= S)
-            return eb_fail(EB_EINPUT, "record: dump step %d outside the recorded steps [%d, %d)", o->dump.steps[i],
+            return eb_fail(EB_EINPUT, "dump step %d outside the recorded steps [%d, %d)", o->dump.steps[i],
                            o->start_step, S);
     for (int i = 0; i < o->dump.nblocks; i++)
         if (o->dump.blocks[i] < 0 || o->dump.blocks[i] >= L)
-            return eb_fail(EB_EINPUT, "record: dump block %d outside [0, %d)", o->dump.blocks[i], L);
+            return eb_fail(EB_EINPUT, "dump block %d outside [0, %d)", o->dump.blocks[i], L);
     if (o->dump.nsteps && !o->dump.nblocks)
-        return eb_fail(EB_EINPUT, "record: feature dumps name steps but no blocks");
+        return eb_fail(EB_EINPUT, "feature dumps name steps but no blocks");
     if (o->x0) {
         int64_t dims[4] = {N, m->cfg.in_channels, m->cfg.input_size, m->cfg.input_size};
-        eb_status st = eb_check_finite(o->x0, dims, 4, EB_EINPUT, "record: data x0");
+        eb_status st = eb_check_finite(o->x0, dims, 4, EB_EINPUT, "data x0");
         if (st) return st;
     }
     return o->cache ? eb_cache_schedule_check(o->cache, &m->cfg, o->sched) : EB_OK;
@@ -361,7 +361,7 @@ static eb_status recording_alloc(eb_recording *rec, const eb_record_opts *o, con
     int ok = rec->t && rec->alpha_bar && rec->snr_nominal && stats_alloc(&rec->run, S, L, N, data, o->eps_q);
     if (ok && cached) ok = stats_alloc(&rec->reference, S, L, N, data, 0) && (rec->deviation_x = nan_array(S)) &&
                            (rec->deviation_eps = nan_array(S));
-    if (!ok) return eb_fail(EB_ERUNTIME, "record: out of memory for the statistics of %d steps", S);
+    if (!ok) return eb_fail(EB_ERUNTIME, "out of memory for the statistics of %d steps", S);
     for (int k = 0; k < S; k++) {
         int i = S - 1 - k;
         rec->t[k] = s->timestep[i];
@@ -395,15 +395,15 @@ eb_status eb_record_run(eb_model *m, const eb_record_opts *o, const float *x_T, 
     float *out = malloc((size_t)batch * eb_out_channels(c) * c->input_size * c->input_size * sizeof(float));
     int32_t *t = malloc(batch * sizeof(int32_t));
     if (!x || !out || !t || !sums_alloc(&main_sums, S, c->depth) || (cached && !sums_alloc(&ref_sums, S, c->depth)))
-        st = eb_fail(EB_ERUNTIME, "record: out of memory");
+        st = eb_fail(EB_ERUNTIME, "out of memory");
     if (!st) st = recording_alloc(rec, o, c, N);
     if (!st) st = recorder_alloc(&run, m, B, batch, steps, 0, o->dump.nsteps > 0 && dump_to);
     if (!st && cached) st = recorder_alloc(&ref, m, B, batch, steps, 1, 0);
     if (!st && !(rec->samples = malloc((size_t)N * per * sizeof(float))))
-        st = eb_fail(EB_ERUNTIME, "record: out of memory for %d samples", N);
+        st = eb_fail(EB_ERUNTIME, "out of memory for %d samples", N);
     if (!st && o->dump.nsteps && dump_to) eb_h5w_set_deflate(dump_to, 4);
     double *dev = cached ? calloc((size_t)S * 4, sizeof(double)) : NULL;
-    if (!st && cached && !dev) st = eb_fail(EB_ERUNTIME, "record: out of memory");
+    if (!st && cached && !dev) st = eb_fail(EB_ERUNTIME, "out of memory");
     eb_cache_stats cost = {0};
     for (int first = 0; !st && first < N; first += batch) {
         const int b = N - first < batch ? N - first : batch;

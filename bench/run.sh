@@ -37,6 +37,8 @@ best() { printf '%s\n' "$@" | sort -g | tail -1; }
   echo '```'
   echo
   OMP_NUM_THREADS=$threads nice -n 10 build/opt/bench_cache B/2 10 "$iters"
+  echo
+  OMP_NUM_THREADS=$threads nice -n 10 build/opt/bench_record "$iters"
 } | tee "$tmp"
 mkdir -p results && mv "$tmp" "$out" && trap - EXIT
 echo "wrote $out"

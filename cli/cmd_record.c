@@ -183,6 +183,7 @@ int cmd_record(int argc, char **argv) {
         {"batch", "B", "samples per model batch (default 32); statistics are sums over all batches", NULL},
         {"output", "REC.h5", "the recording (docs/recording.md)", NULL},
         {"threads", "N", "threads (default: all cores)", NULL},
+        EB_CLI_DEVICE_OPTS,
         {"schedule", "TABLE", "record a cached run; an uncached chain with the same noise runs alongside", NULL},
         {"data", "fmnist|X0.h5", "known x0: Fashion-MNIST test images, or dataset x0 (N,C,H,W) [and y]", NULL},
         {"start-step", "K", "with --data: chains start from q(x_t | x0) at step K (default 0)", NULL},

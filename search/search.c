@@ -243,14 +243,33 @@ static int majority(const int votes[3], int N) {
     return 0;
 }
 
+/* Whether the states decided through step k miss the target even if every
+ * later step reused both modules (*misses = 1): a bisection's failing
+ * attempts then stop early. */
+static eb_status prefix_misses(search_ctx *x, const uint8_t *state, int k, int *misses) {
+    const int S = x->rec->S;
+    uint8_t bound[S];
+    memcpy(bound, state, k + 1);
+    memset(bound + k + 1, 2, S - k - 1);
+    eb_cache_schedule *cs;
+    double flops, deviation;
+    eb_status st = states_table(x, bound, "bound", &cs);
+    if (!st) st = evaluate(x, cs, &flops, &deviation);
+    eb_cache_schedule_free(cs);
+    *misses = !st && flops > x->o->target * (1 + 1e-9);
+    return st;
+}
+
 /* Algorithm 1 with δ(τ) = scale·(a·τ + c): step by step, the candidates run
  * on the chain the decided prefix produces (later steps compute); each sample
  * votes for the most-reusing state whose scaled ε norm stays within δ of the
  * uncached one, relative. 2(S − 1) + 1 runs, fewer when earlier searches
- * ran the same states. */
+ * ran the same states. With a target, *out is NULL when the decided states
+ * already miss it. */
 static eb_status ebcache_build(search_ctx *x, double dscale, eb_cache_schedule **out) {
     const int S = x->rec->S, N = x->rec->N;
     const double a = dscale * x->o->delta_a, c = dscale * x->o->delta_c;
+    int gave_up = 0;
     uint8_t *state = calloc(S, 1);
     double *ori = malloc((size_t)S * N * sizeof *ori), *both = malloc((size_t)S * N * sizeof *both),
            *cand = malloc((size_t)S * N * sizeof *cand);
@@ -275,10 +294,12 @@ static eb_status ebcache_build(search_ctx *x, double dscale, eb_cache_schedule *
         double *t = ori;
         if (state[k] == 2) ori = both, both = t;
         else if (state[k] == 1) ori = cand, cand = t;
+        if (!st && k < S - 1 && !isnan(x->o->target) && (st = prefix_misses(x, state, k, &gave_up), gave_up)) break;
     }
     char params[256];
     snprintf(params, sizeof params, "delta=%.6g*tau+%.6g t_thre=%.4g", a, c, x->t_thre);
-    if (!st) st = states_table(x, state, params, out);
+    *out = NULL;
+    if (!st && !gave_up) st = states_table(x, state, params, out);
     free(state), free(ori), free(both), free(cand);
     return st;
 }
@@ -388,6 +409,13 @@ static eb_status place_module(const eb_rec_data *rec, int m, const module_plan *
     return st;
 }
 
+/* The least predicted FLOP fraction of any table of S steps: every module computes only at step 0. */
+static double budget_least(int S, const eb_config *c) {
+    eb_macs_parts mp;
+    eb_macs_split(&mp, c);
+    return (S * (mp.embed + mp.final + c->depth * mp.adaln) + c->depth * (mp.attn + mp.mlp)) / (S * eb_forward_macs(c));
+}
+
 eb_status eb_budget_table(eb_cache_schedule **out, const eb_rec_data *rec, const eb_config *c, double budget,
                           const double *scale) {
     *out = NULL;
@@ -401,14 +429,13 @@ eb_status eb_budget_table(eb_cache_schedule **out, const eb_rec_data *rec, const
     eb_macs_split(&mp, c);
     double full = S * eb_forward_macs(c), fixed = S * (mp.embed + mp.final + L * mp.adaln);
     double avail = budget * full * (1 - 1e-12) - fixed; /* the slack keeps rounding below the budget */
-    double least = (fixed + L * (mp.attn + mp.mlp)) / full;
     if (avail < L * (mp.attn + mp.mlp))
-        return eb_fail(EB_EINPUT, "budget %.4f is below %.4f, the least any table reaches (every module computing only at step 0)",
-                       budget, least);
+        return eb_fail(EB_EINPUT, "budget %.4f is below %.4f, the least any table reaches (every module computing only "
+                                  "at step 0)", budget, budget_least(S, c));
     module_plan plans[2] = {{0}};
     double *F = malloc((size_t)(S + 1) * S * sizeof *F);
     eb_act *acts = malloc((size_t)S * L * 2 * sizeof *acts);
-    eb_schedule s;
+    eb_schedule s = {0};
     eb_status st = F && acts ? sampler_view(&s, rec) : eb_fail(EB_ERUNTIME, "out of memory");
     if (!st) st = plan_module(rec, 0, &plans[0], F);
     if (!st) st = plan_module(rec, 1, &plans[1], F);
@@ -482,6 +509,10 @@ static eb_status attempt(search_ctx *x, builder build, double param, eb_search_r
     eb_cache_schedule *cs;
     eb_status st = build(x, param, &cs);
     if (st) return st;
+    if (!cs) { /* the builder gave up: the target cannot be met at this parameter */
+        r->flops = INFINITY;
+        return EB_OK;
+    }
     for (int i = 0; i < cs->nrows; i++) cs->rows[i].scale = x->scale[cs->rows[i].step];
     double flops, deviation;
     if ((st = evaluate(x, cs, &flops, &deviation))) {
@@ -493,26 +524,38 @@ static eb_status attempt(search_ctx *x, builder build, double param, eb_search_r
     return EB_OK;
 }
 
-/* Narrows (lo, hi] to the least parameter whose table meets the target: hi's
- * table (already in res) meets it, lo's does not; integers stop at a gap of
- * one, reals at a relative gap of rel_tol. */
-static eb_status bisect(search_ctx *x, builder build, double lo, double hi, int integer, double rel_tol,
-                        eb_search_result *res) {
+/* Builds and scores the table at `param`; when it meets the target it
+ * replaces res's table (*meets = 1). */
+static eb_status try_param(search_ctx *x, builder build, double param, eb_search_result *res, int *meets) {
     eb_search_result trial = {0};
-    eb_status st = EB_OK;
-    while (!st && (integer ? hi - lo > 1 : hi - lo > rel_tol * hi)) {
-        double mid = integer ? floor((lo + hi) / 2) : (lo + hi) / 2;
-        if ((st = attempt(x, build, mid, &trial))) break;
-        if (trial.flops <= x->o->target) {
-            eb_cache_schedule *t = res->table;
-            res->table = trial.table, res->flops = trial.flops, res->deviation = trial.deviation, res->param = mid;
-            trial.table = t;
-            hi = mid;
-        } else {
-            lo = mid;
-        }
+    eb_status st = attempt(x, build, param, &trial);
+    *meets = !st && trial.flops <= x->o->target;
+    if (*meets) {
+        eb_cache_schedule *t = res->table;
+        res->table = trial.table, res->flops = trial.flops, res->deviation = trial.deviation, res->param = param;
+        trial.table = t;
     }
     eb_cache_schedule_free(trial.table);
+    return st;
+}
+
+typedef enum { STEP_INTEGER, STEP_LINEAR, STEP_GEOMETRIC } bisection;
+
+/* Narrows (lo, hi] to the least parameter whose table meets the target: hi's
+ * table (already in res) meets it, lo's does not; integers stop at a gap of
+ * one, reals at a relative gap of rel_tol (geometric midpoints once lo > 0). */
+static eb_status bisect(search_ctx *x, builder build, double lo, double hi, bisection kind, double rel_tol,
+                        eb_search_result *res) {
+    eb_status st = EB_OK;
+    while (!st && (kind == STEP_INTEGER ? hi - lo > 1 : hi - lo > rel_tol * hi)) {
+        double mid = kind == STEP_INTEGER                 ? floor((lo + hi) / 2)
+                     : kind == STEP_GEOMETRIC && lo > 0 ? sqrt(lo * hi)
+                                                        : (lo + hi) / 2;
+        int meets;
+        st = try_param(x, build, mid, res, &meets);
+        if (meets) hi = mid;
+        else lo = mid;
+    }
     return st;
 }
 
@@ -541,7 +584,7 @@ static eb_status search_interval(search_ctx *x, builder build, eb_search_result 
         snprintf(what, sizeof what, "interval %d (the largest)", S);
         return cannot(res, x, what), EB_OK;
     }
-    return bisect(x, build, 0, S, 1, 0, res);
+    return bisect(x, build, 0, S, STEP_INTEGER, 0, res);
 }
 
 static eb_status search_teacache(search_ctx *x, eb_search_result *res) {
@@ -556,10 +599,10 @@ static eb_status search_teacache(search_ctx *x, eb_search_result *res) {
     eb_status st = attempt(x, build_teacache, top, res);
     if (st) return st;
     if (res->flops > x->o->target) return cannot(res, x, "skipping every step but the first and last"), EB_OK;
-    return bisect(x, build_teacache, 0, top, 0, 1e-6, res);
+    return bisect(x, build_teacache, 0, top, STEP_LINEAR, 1e-6, res);
 }
 
-#define DELTA_GROWTHS 40
+#define DELTA_STEPS 40 /* ×4 steps from δ scale 1 that bracket the target */
 
 static eb_status search_ebcache(search_ctx *x, eb_search_result *res) {
     if (!x->runner) return eb_fail(EB_EINPUT, "eb-cache: the search needs candidate runs of the model (a runner), and none was given");
@@ -572,26 +615,28 @@ static eb_status search_ebcache(search_ctx *x, eb_search_result *res) {
     eb_status st = attempt(x, build_all_reuse, NAN, res);
     if (st) return st;
     if (res->flops > x->o->target) return cannot(res, x, "reusing both modules at every step but the first"), EB_OK;
+    /* bracket by factors of 4 from δ scale 1, then bisect geometrically to 1% */
     double lo = 0, hi = 1;
-    st = attempt(x, build_ebcache, hi, res);
-    for (int g = 0; !st && res->flops > x->o->target && g < DELTA_GROWTHS; g++) {
+    int meets;
+    st = try_param(x, build_ebcache, hi, res, &meets);
+    for (int g = 0; !st && meets && g < DELTA_STEPS; g++) {
+        double down = hi / 4;
+        if (!(st = try_param(x, build_ebcache, down, res, &meets))) *(meets ? &hi : &lo) = down;
+    }
+    for (int g = 0; !st && lo == 0 && !meets && g < DELTA_STEPS; g++) {
         lo = hi, hi *= 4;
-        st = attempt(x, build_ebcache, hi, res);
+        st = try_param(x, build_ebcache, hi, res, &meets);
     }
     if (st) return st;
-    if (res->flops > x->o->target) return cannot(res, x, "the largest δ tried"), EB_OK;
-    return bisect(x, build_ebcache, lo, hi, 0, 1e-3, res);
+    if (isnan(res->param)) return cannot(res, x, "the largest δ tried"), EB_OK;
+    return bisect(x, build_ebcache, lo, hi, STEP_GEOMETRIC, 1e-2, res);
 }
 
 static eb_status search_budget(search_ctx *x, eb_search_result *res) {
     if (isnan(x->o->target)) return eb_fail(EB_EINPUT, "budget: give a target speedup (the FLOP budget)");
-    eb_status st = attempt(x, build_budget, x->o->target, res);
-    if (st == EB_EINPUT && strstr(eb_last_error(), "is below")) {
-        res->met = 0;
-        snprintf(res->note, sizeof res->note, "%s", eb_last_error());
-        return EB_OK;
-    }
-    return st;
+    if (x->o->target < (res->flops = budget_least(x->rec->S, x->c)))
+        return cannot(res, x, "computing every module only at step 0"), EB_OK;
+    return attempt(x, build_budget, x->o->target, res);
 }
 
 /* ------------------------------------------------------------------------ */

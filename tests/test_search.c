@@ -342,6 +342,14 @@ Test(search, budget_never_exceeds_its_budget) {
         if (budget < 0.95) cr_expect(overrides > 0, "budget %.2f: no per-block rows", budget);
         eb_search_result_free(&res);
     }
+    /* below every module computing only at step 0 (0.176 here): cannot, no table */
+    eb_search_opts o;
+    eb_search_defaults(&o);
+    o.method = EB_SEARCH_BUDGET;
+    o.target = 0.15;
+    eb_search_result res;
+    cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_OK, "%s", eb_last_error());
+    cr_expect(!res.met && !res.table && res.flops > 0.15 && strstr(res.note, "cannot"), "%s", res.note);
     eb_rec_data_free(&r);
 }
 
