@@ -26,7 +26,7 @@ typedef struct {
     int S, L, N;
     double *t, *nominal, *traj, *data, *var, *ref_traj, *ref_data, *ref_var;
     double *eps, *eps_q, *ref_eps; /* (S, N) */
-    double *attn, *mlp;            /* (S, L) */
+    double *attn, *mlp;            /* (S, L) the uncached reference's when there is one */
     char title[512];
 } recording;
 
@@ -83,10 +83,16 @@ static eb_status load(const char *path, recording *r) {
         {"/reference/snr/trajectory", 1, 0, 1, &r->ref_traj}, {"/reference/snr/data", 1, 0, 1, &r->ref_data},
         {"/reference/exposure/var_ratio", 1, 0, 1, &r->ref_var}, {"/eps/norm", 2, N, 0, &r->eps},
         {"/eps/norm_q", 2, N, 1, &r->eps_q}, {"/reference/eps/norm", 2, N, 1, &r->ref_eps},
-        {"/drift/attn", 2, L, 0, &r->attn}, {"/drift/mlp", 2, L, 0, &r->mlp},
     };
     for (size_t i = 0; !st && i < sizeof plan / sizeof plan[0]; i++)
         st = read_set(f, plan[i].name, plan[i].rank, S, plan[i].d1, plan[i].optional, plan[i].out);
+    /* which features are cheap to cache shows in the uncached chain; a cached one drifts 0 where it reuses */
+    const char *prefix = r->ref_traj ? "/reference" : "";
+    char attn[64], mlp[64];
+    snprintf(attn, sizeof attn, "%s/drift/attn", prefix);
+    snprintf(mlp, sizeof mlp, "%s/drift/mlp", prefix);
+    if (!st) st = read_set(f, attn, 2, S, L, 0, &r->attn);
+    if (!st) st = read_set(f, mlp, 2, S, L, 0, &r->mlp);
     if (!st) title_of(f, r);
     eb_h5_close(f);
     if (st) recording_free(r);

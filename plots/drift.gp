@@ -1,9 +1,10 @@
 # drift.gp — heat maps of the relative L1 change Σ|F_k − F_prev| / Σ|F_prev| of every
 # block's pre-gate attention (left) and MLP (right) output between steps: blocks ×
-# steps. Dark = the feature barely moved (cheap to cache); 0 = reused by the schedule;
-# blank = undefined (first step, or the block was skipped).
+# steps. Dark = the feature barely moved (cheap to cache); blank = undefined (first
+# step, or the block was skipped). With a cache schedule the maps show the uncached
+# reference chain (the cached one drifts exactly 0 wherever it reuses).
 #
-# `ebcache plot` sets dat, out, name (see snr.gp). drift_attn.dat / drift_mlp.dat:
+# `ebcache plot` sets dat, out, name, has_ref (see snr.gp). drift_attn.dat / drift_mlp.dat:
 # one row per block, one column per step; drift_max.dat: the largest finite value.
 set terminal pngcairo size 1400,520 enhanced font ",10"
 set output out
@@ -17,8 +18,9 @@ set palette defined (0 "#000004", 0.25 "#3b0f70", 0.5 "#8c2981", 0.75 "#de4968",
 set autoscale xfix
 set autoscale yfix
 set ytics 1
-set title "attention"
+chain = has_ref ? " (uncached reference chain)" : ""
+set title "attention".chain
 plot dat."drift_attn.dat" matrix w image notitle
-set title "MLP"
+set title "MLP".chain
 plot dat."drift_mlp.dat" matrix w image notitle
 unset multiplot

@@ -90,6 +90,9 @@ static eb_status read_datasets(eb_rec_data *r, eb_h5 *f) {
     if (start < 0 || start > S - 2)
         return eb_fail(EB_EINPUT, "%s: attribute start_step %lld outside [0, %d]", path, (long long)start, S - 2);
     const int s0 = r->start = (int)start;
+    int64_t cached = 0;
+    if (eb_h5_has_attr(f, NULL, "has_reference") && (st = eb_h5_attr_i64(f, NULL, "has_reference", &cached))) return st;
+    r->cached = cached != 0;
     int64_t want_sn[2] = {S, EB_H5_ANY};
     if ((st = eb_h5_read_f64(f, "/eps/norm", 2, want_sn, &r->eps_norm, d, 0))) return st;
     r->N = (int)d[1];

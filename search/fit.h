@@ -32,6 +32,7 @@ typedef struct {
     char sampler[128];     /* "SAMPLER respacing=SPEC" from the root attributes ("" if none)     */
     int S, N, L;           /* steps, calibration samples, blocks                               */
     int start;             /* first recorded step (root attribute start_step, default 0)       */
+    int cached;            /* 1: the chain ran a cache schedule (root attribute has_reference) */
     int32_t *t;            /* (S) model timesteps                                              */
     double *eps_norm;      /* (S, N) ‖ε‖ along the chain                                       */
     double *eps_norm_q;    /* (S, N) ‖ε‖ on inputs drawn from q(x_t | x0); NULL if not recorded */
@@ -86,7 +87,7 @@ typedef struct {
  * (x[i], y[i]), i < n (n > order); residual (n) may be NULL. */
 eb_status eb_fit_polynomial(const double *x, const double *y, int n, int order, eb_fit_poly *out, double *residual);
 
-/* p(x) for coefficients highest degree first. */
+/* p(x) for coefficients poly (npoly), highest degree first. */
 double eb_poly_eval(const double *poly, int npoly, double x);
 
 /* ------------------------------------------------------------------------ */

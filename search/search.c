@@ -263,8 +263,9 @@ static eb_status prefix_misses(search_ctx *x, const uint8_t *state, int k, int *
 /* Algorithm 1 with δ(τ) = scale·(a·τ + c): step by step, the candidates run
  * on the chain the decided prefix produces (later steps compute); each sample
  * votes for the most-reusing state whose scaled ε norm stays within δ of the
- * uncached one, relative. 2(S − 1) + 1 runs, fewer when earlier searches
- * ran the same states. With a target, *out is NULL when the decided states
+ * uncached one, relative. At most 2(S − 1) + 1 runs: the single-module
+ * candidate runs only when reusing both lacks a majority, and runs earlier
+ * searches made with the same states are remembered. With a target, *out is NULL when the decided states
  * already miss it. */
 static eb_status ebcache_build(search_ctx *x, double dscale, eb_cache_schedule **out) {
     const int S = x->rec->S, N = x->rec->N;
@@ -276,18 +277,23 @@ static eb_status ebcache_build(search_ctx *x, double dscale, eb_cache_schedule *
     eb_status st = state && ori && both && cand ? EB_OK : eb_fail(EB_ERUNTIME, "out of memory");
     if (!st) st = candidate_run(x, state, ori);
     for (int k = 1; !st && k < S; k++) {
-        state[k] = 2;
-        st = candidate_run(x, state, both);
-        state[k] = 1;
-        if (!st) st = candidate_run(x, state, cand);
-        if (st) break;
-        double delta = a * x->rec->t[k] / EB_DIFFUSION_STEPS + c;
+        const double delta = a * x->rec->t[k] / EB_DIFFUSION_STEPS + c;
+        uint8_t vote[N]; /* each sample's most-reusing state within δ */
         int votes[3] = {0};
+        state[k] = 2;
+        if ((st = candidate_run(x, state, both))) break;
         for (int n = 0; n < N; n++) {
             size_t i = (size_t)k * N + n;
-            double e0 = ori[i];
-            int vote = fabs(both[i] / x->scale[k] - e0) <= delta * e0 ? 2 : fabs(cand[i] / x->scale[k] - e0) <= delta * e0;
-            votes[vote]++;
+            vote[n] = fabs(both[i] / x->scale[k] - ori[i]) <= delta * ori[i] ? 2 : 0;
+            votes[vote[n]]++;
+        }
+        if (2 * votes[2] <= N) { /* reusing both lacks a majority: the single-module state may have one */
+            state[k] = 1;
+            if ((st = candidate_run(x, state, cand))) break;
+            for (int n = 0; n < N; n++) {
+                size_t i = (size_t)k * N + n;
+                if (!vote[n] && fabs(cand[i] / x->scale[k] - ori[i]) <= delta * ori[i]) votes[0]--, votes[vote[n] = 1]++;
+            }
         }
         state[k] = (uint8_t)majority(votes, N);
         /* the chosen run's later steps compute: it is the next step's uncached reference */
@@ -676,6 +682,9 @@ static eb_status check_opts(const eb_search_opts *o, const eb_rec_data *rec, con
     if (rec->start)
         return eb_fail(EB_EINPUT, "%s: its chains start at step %d (record --start-step); the search needs whole chains",
                        rec->path, rec->start);
+    if (rec->cached)
+        return eb_fail(EB_EINPUT, "%s: its chain ran a cache schedule; the search scores drift on an uncached "
+                                  "recording (a fit of this one may still be given as the fit file)", rec->path);
     if (!isnan(o->target) && !(o->target > 0 && isfinite(o->target)))
         return eb_fail(EB_EINPUT, "target FLOP fraction %g must be positive", o->target);
     if (o->method == EB_SEARCH_EBCACHE && !isnan(o->t_thre) && !(o->t_thre > 0 && o->t_thre < 1))

@@ -185,7 +185,7 @@ Test(search, algorithm1_picks_the_expected_states) {
     eb_config c = small_config(2);
     eb_search_result res;
     cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, &runner), EB_OK, "%s", eb_last_error());
-    cr_expect_eq(res.runs, 1 + 2 * (S - 1));
+    cr_expect_eq(res.runs, 1 + (S - 1) + 5, "the single-module run is skipped where reusing both has a majority");
     cr_expect_eq(sc.runs, res.runs);
     cr_expect(sc.early_mlp_ok, "single-module state: MLP reused while t >= t_thre, attention after");
     eb_cache_plan p;
@@ -467,6 +467,10 @@ Test(search, bad_options_are_refused) {
     cr_expect_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_EINPUT);
     cr_expect(strstr(eb_last_error(), "2 blocks recorded"), "%s", eb_last_error());
     c = small_config(2);
+    r.cached = 1;
+    cr_expect_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_EINPUT);
+    cr_expect(strstr(eb_last_error(), "cache schedule"), "%s", eb_last_error());
+    r.cached = 0;
     o.target = -1;
     cr_expect_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_EINPUT);
     o.target = NAN;
@@ -539,8 +543,16 @@ Test(search, cli_records_fits_searches_and_samples) {
     cr_assert_eq(eb_sha256_file(path, sha), EB_OK);
     snprintf(line, sizeof line, "# recording_sha256: %s\n", sha);
     cr_expect(strstr(text, line), "%s", text);
-    cr_expect(strstr(text, "## method: eb-cache\n") && strstr(text, "# candidate_runs: 15\n"), "%s", text);
-    cr_expect(strstr(text, "## sampler: ddim respacing=8\n"), "%s", text);
+    cr_expect(strstr(text, "## method: eb-cache\n") && strstr(text, "## sampler: ddim respacing=8\n"), "%s", text);
+    /* one run of the uncached prefix, one per step reusing both, one more where that lacks a majority */
+    eb_cache_schedule *cs;
+    snprintf(path, sizeof path, "%s/e.schedule", workdir);
+    cr_assert_eq(eb_cache_schedule_read(&cs, path), EB_OK, "%s", eb_last_error());
+    int runs = 8;
+    for (int i = 1; i < cs->nrows; i++) runs += cs->rows[i].attn.kind != EB_ACT_REUSE || cs->rows[i].mlp.kind != EB_ACT_REUSE;
+    eb_cache_schedule_free(cs);
+    snprintf(line, sizeof line, "# candidate_runs: %d\n", runs);
+    cr_expect(strstr(text, line), "%s in %s", line, text);
 
     /* every method's table runs in the sampler it was searched for */
     const char *searches[] = {"--method eb-cache --threads 1 --target-speedup 1.3", "--method fora --interval 2",
@@ -551,7 +563,6 @@ Test(search, cli_records_fits_searches_and_samples) {
     for (size_t i = 0; i < sizeof searches / sizeof searches[0]; i++) {
         cr_assert_eq(run_cli("search %s --record %s/rec.h5 --output %s/t.schedule", searches[i], d, d), 0, "%s: %s",
                      searches[i], slurp("err.txt"));
-        eb_cache_schedule *cs;
         snprintf(path, sizeof path, "%s/t.schedule", workdir);
         cr_assert_eq(eb_cache_schedule_read(&cs, path), EB_OK, "%s", eb_last_error());
         if (strstr(searches[i], "target-speedup 1.5") && cs->policy.kind == EB_POLICY_NONE)

@@ -37,9 +37,13 @@ double rel_l1_forward(const float *a, const float *b, size_t n) {
     return d / s;
 }
 
+/* Below this many elements one thread is cheaper than waking the team (the
+ * recorder calls it 2L + 2 times a step); the chunks, and so the sums, are the same. */
+#define DRIFT_PARALLEL_MIN ((size_t)1 << 20)
+
 void feature_drift_forward(double *sums, float *prev, const float *cur, size_t n) {
     double part[REL_L1_CHUNKS][5];
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= DRIFT_PARALLEL_MIN)
     for (int k = 0; k < REL_L1_CHUNKS; k++) {
         size_t lo = n * k / REL_L1_CHUNKS, hi = n * (k + 1) / REL_L1_CHUNKS;
         double l1 = 0, base = 0, dot = 0, cc = 0, pp = 0;
