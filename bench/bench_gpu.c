@@ -1,0 +1,233 @@
+/* bench_gpu.c — DiT on the CUDA backend (docs/cuda.md), random weights:
+ *
+ *  1. the forward with guidance at each precision and batch: ms per step,
+ *     images/s, achieved TFLOP/s, and the rate cuBLAS reaches on the same
+ *     GEMM shapes alone in this run (its "peak" for this forward), with the
+ *     share of the step the GEMMs alone would take, and peak device memory;
+ *  2. sampling under cache schedule tables (FORA, EB-Cache, ...) against the
+ *     uncached sampler in the same run: measured speedup vs the FLOP ratio.
+ *
+ * usage: bench_gpu [--config XL/2] [--precisions fp32,tf32,bf16] [--batches 1,8,32,64] [--iters 3]
+ *                  [--cache-precision bf16] [--cache-batch 32] [--steps S TABLE...]
+ * Markdown on stdout. Tables must be made for S steps (ebcache schedule ... --steps S). */
+#include "cuda/backend_cuda.h"
+#include "model.h"
+#include "schedule.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static void die(const char *what) {
+    fprintf(stderr, "bench_gpu: %s: %s\n", what, eb_last_error());
+    exit(1);
+}
+
+/* A model on cuda at precision p with small random weights: a block of
+ * normals tiled over the slab (the values do not change the speed). */
+static eb_model *random_model(const eb_config *c, eb_precision p) {
+    eb_model *m;
+    if (eb_model_create_on(&m, c, &(eb_device){"cuda", p})) die("model");
+    enum { BLOCK = 1 << 20 };
+    size_t n = eb_param_count(c);
+    float *host = malloc(n * sizeof(float));
+    if (!host) die("out of memory");
+    eb_rng_fill_normal(host, n < BLOCK ? n : BLOCK, eb_rng_key(1, 0));
+    for (size_t i = 0; i < (n < BLOCK ? n : BLOCK); i++) host[i] *= 0.02f;
+    for (size_t i = BLOCK; i < n; i += BLOCK)
+        memcpy(host + i, host, (n - i < BLOCK ? n - i : BLOCK) * sizeof(float));
+    m->be->upload(m->slab, host, n * sizeof(float));
+    free(host);
+    return m;
+}
+
+/* The forward's GEMMs for a model batch of Bm rows: shape, count, and whether
+ * it is a conditioning GEMM (always fp32; dit.c's cond_be). */
+typedef struct {
+    int rows, in, out, count, cond;
+} gemm_shape;
+
+static int forward_gemms(gemm_shape *g, const eb_config *c, int Bm) {
+    const int D = c->hidden_size, T = eb_tokens(c), L = c->depth;
+    const int K = c->patch_size * c->patch_size * eb_out_channels(c);
+    gemm_shape list[] = {
+        {Bm, EB_FREQ_DIM, D, 1, 1}, {Bm, D, D, 1, 1},         {Bm, D, 6 * D, L, 1},     {Bm * T, D, 3 * D, L, 0},
+        {Bm * T, D, D, L, 0},       {Bm * T, D, 4 * D, L, 0}, {Bm * T, 4 * D, D, L, 0}, {Bm, D, 2 * D, 1, 1},
+        {Bm * T, D, K, 1, 0},
+    };
+    memcpy(g, list, sizeof list);
+    return (int)(sizeof list / sizeof list[0]);
+}
+
+/* Seconds the forward's GEMMs take alone at precision p (cuBLAS rate), and their FLOPs. */
+static double gemm_seconds(const eb_config *c, int Bm, eb_precision p, int iters, double *flops) {
+    gemm_shape g[16];
+    int n = forward_gemms(g, c, Bm);
+    double total = 0;
+    *flops = 0;
+    for (int i = 0; i < n; i++) {
+        double s = eb_cuda_gemm_seconds(g[i].cond ? EB_PRECISION_FP32 : p, g[i].rows, g[i].in, g[i].out, iters);
+        if (s < 0) die("timing a GEMM");
+        total += s * g[i].count;
+        *flops += 2.0 * g[i].rows * g[i].in * g[i].out * g[i].count;
+    }
+    return total;
+}
+
+static int parse_list(const char *s, int *out, int cap) {
+    int n = 0;
+    for (char *end; *s && n < cap; s = *end ? end + 1 : end) out[n++] = (int)strtol(s, &end, 10);
+    return n;
+}
+
+static const char *const precision_names[] = {"fp32", "tf32", "bf16"};
+
+static eb_precision precision_arg(const char *s) {
+    eb_precision p;
+    if (eb_precision_parse(s, &p)) die("--precision");
+    return p;
+}
+
+static void bench_forward(const eb_config *c, const char *name, const eb_precision *precs, int nprec,
+                          const int *batches, int nb, int iters) {
+    printf("## Forward with guidance (%s, random weights)\n\n", name);
+    printf("Model batch 2N (conditional + unconditional), one step = one guided forward (host transfers and checks "
+           "included); best of %d after a warm-up. GEMM peak: the forward's GEMM shapes timed alone with cuBLASLt at "
+           "the same precision (conditioning GEMMs at fp32, as the model runs them); GEMM share: their time over the "
+           "step's.\n\n",
+           iters);
+    printf("| precision | N | ms/step | images/s | achieved TFLOP/s | GEMM peak TFLOP/s | achieved / peak | GEMM share "
+           "| peak memory GiB |\n|---|---|---|---|---|---|---|---|---|\n");
+    const size_t per = (size_t)c->in_channels * c->input_size * c->input_size;
+    for (int k = 0; k < nprec; k++) {
+        eb_model *m = random_model(c, precs[k]);
+        for (int b = 0; b < nb; b++) {
+            const int N = batches[b];
+            float *x = malloc(N * per * sizeof(float)), *out = malloc(N * per * 2 * sizeof(float));
+            int32_t *t = malloc(N * sizeof(int32_t)), *y = malloc(N * sizeof(int32_t));
+            eb_rng_fill_normal(x, N * per, eb_rng_key(2, N));
+            for (int i = 0; i < N; i++) t[i] = 500, y[i] = i % c->num_classes;
+            eb_cuda_memory_reset_peak();
+            if (eb_forward_cfg(m, out, x, t, y, N, 4.0f, eb_default_guide_channels(c))) die("forward");
+            double best = 1e30;
+            for (int i = 0; i < iters; i++) {
+                double t0 = now();
+                if (eb_forward_cfg(m, out, x, t, y, N, 4.0f, eb_default_guide_channels(c))) die("forward");
+                double dt = now() - t0;
+                best = dt < best ? dt : best;
+            }
+            size_t mem_now, mem_peak;
+            eb_cuda_memory(&mem_now, &mem_peak);
+            double gflops, gsec = gemm_seconds(c, 2 * N, precs[k], iters, &gflops);
+            double achieved = 2 * eb_forward_macs(c) * 2 * N / best, peak = gflops / gsec;
+            printf("| %s | %d | %.2f | %.1f | %.1f | %.1f | %.2f | %.2f | %.2f |\n", precision_names[precs[k]], N,
+                   1e3 * best, N / best, achieved * 1e-12, peak * 1e-12, achieved / peak, gsec / best,
+                   mem_peak / 1073741824.0);
+            fflush(stdout);
+            free(x), free(out), free(t), free(y);
+        }
+        eb_model_free(m);
+    }
+    printf("\n");
+}
+
+static void bench_cache(const eb_config *c, const char *name, eb_precision p, int N, int steps, char **paths,
+                        int ntables) {
+    eb_schedule s;
+    char spacing[32];
+    snprintf(spacing, sizeof spacing, "%d", steps);
+    if (eb_schedule_create(&s, spacing)) die("schedule");
+    eb_cache_schedule *tables[16] = {NULL};
+    if (ntables > 15) ntables = 15;
+    for (int k = 1; k <= ntables; k++)
+        if (eb_cache_schedule_read(&tables[k], paths[k - 1])) die(paths[k - 1]);
+    eb_model *m = random_model(c, p);
+    const size_t n = (size_t)N * c->in_channels * c->input_size * c->input_size;
+    float *x0 = malloc(n * sizeof(float)), *x = malloc(n * sizeof(float));
+    int32_t *y = malloc(N * sizeof(int32_t));
+    eb_rng_fill_normal(x0, n, eb_rng_key(3, 0));
+    for (int i = 0; i < N; i++) y[i] = i % c->num_classes;
+    eb_sampler_opts o = {.kind = EB_SAMPLER_DDIM,
+                         .var_type = c->learn_sigma ? EB_VAR_LEARNED_RANGE : EB_VAR_FIXED_SMALL,
+                         .cfg_scale = 4.0f,
+                         .guide_channels = eb_default_guide_channels(c),
+                         .seed = 1};
+    double best[16], fraction[16];
+    size_t bytes[16];
+    for (int r = -1; r < 2; r++) /* round −1 warms up; then the best of two rounds, tables interleaved */
+        for (int k = 0; k <= ntables; k++) {
+            eb_cache_stats st = {0};
+            memcpy(x, x0, n * sizeof(float));
+            double t0 = now();
+            if (eb_sample_cached(m, &s, &o, tables[k], x, y, N, 0, &st)) die("sampling");
+            double dt = now() - t0;
+            if (r < 0) continue;
+            if (r == 0 || dt < best[k]) best[k] = dt;
+            fraction[k] = st.macs / st.macs_uncached, bytes[k] = st.cache_bytes;
+        }
+    printf("## Cache schedules (%s, %s, N = %d with guidance, DDIM %d steps)\n\n", name, precision_names[p], N, steps);
+    printf("| schedule | MAC fraction | FLOP speedup | s per sample run | measured speedup | measured / FLOP | cache "
+           "GiB |\n|---|---|---|---|---|---|---|\n");
+    for (int k = 0; k <= ntables; k++) {
+        double flop = 1 / fraction[k], measured = best[0] / best[k];
+        printf("| %s | %.3f | %.2fx | %.3f | %.2fx | %.2f | %.2f |\n", k ? paths[k - 1] : "uncached", fraction[k],
+               flop, best[k], measured, measured / flop, bytes[k] / 1073741824.0);
+    }
+    printf("\n");
+    for (int k = 1; k <= ntables; k++) eb_cache_schedule_free(tables[k]);
+    eb_model_free(m);
+    eb_schedule_free(&s);
+    free(x0), free(x), free(y);
+}
+
+int main(int argc, char **argv) {
+    const char *name = "XL/2";
+    int batches[8] = {1, 8, 32, 64}, nb = 4, iters = 3, cache_batch = 32, steps = 0;
+    eb_precision precs[3] = {EB_PRECISION_FP32, EB_PRECISION_TF32, EB_PRECISION_BF16}, cache_p = EB_PRECISION_BF16;
+    int nprec = 3, first_table = argc;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) break;
+        if (!strcmp(a, "--config")) name = v;
+        else if (!strcmp(a, "--batches")) nb = parse_list(v, batches, 8);
+        else if (!strcmp(a, "--iters")) iters = atoi(v);
+        else if (!strcmp(a, "--cache-batch")) cache_batch = atoi(v);
+        else if (!strcmp(a, "--cache-precision")) cache_p = precision_arg(v);
+        else if (!strcmp(a, "--precisions")) {
+            char buf[64];
+            snprintf(buf, sizeof buf, "%s", v);
+            nprec = 0;
+            for (char *tok = strtok(buf, ","); tok && nprec < 3; tok = strtok(NULL, ","))
+                precs[nprec++] = precision_arg(tok);
+        } else if (!strcmp(a, "--steps")) {
+            steps = atoi(v);
+            first_table = i + 2;
+            break;
+        } else {
+            fprintf(stderr, "bench_gpu: unknown option %s (see the comment at the top of bench/bench_gpu.c)\n", a);
+            return 2;
+        }
+        i++;
+    }
+    eb_config c;
+    if (eb_config_named(&c, name)) die("--config");
+    const eb_backend *be;
+    if (eb_cuda_backend(EB_PRECISION_FP32, &be)) die("CUDA");
+    char when[32];
+    time_t tt = time(NULL);
+    strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", gmtime(&tt));
+    printf("# ebcache on %s — %s\n\n", eb_cuda_device_name(), when);
+    printf("DiT-%s, %d tokens, %.1f GFLOP per image forward (2 × MACs of GEMMs and attention).\n\n", name,
+           eb_tokens(&c), 2e-9 * eb_forward_macs(&c));
+    bench_forward(&c, name, precs, nprec, batches, nb, iters);
+    if (steps > 0 && first_table < argc)
+        bench_cache(&c, name, cache_p, cache_batch, steps, argv + first_table, argc - first_table);
+    return 0;
+}
