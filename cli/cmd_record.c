@@ -59,52 +59,6 @@ static eb_status load_data(const char *spec, const eb_config *c, int N, float **
     return st;
 }
 
-/* x_T and labels: --noise (datasets noise, y), or the seed's x_T with --labels / --n; data labels win over
- * the cycling default. Returns an exit status. */
-static int load_start(const eb_opt *opts, int n, const eb_config *c, uint64_t seed, const char *data, float **xT,
-                      int32_t **y, int *N, float **x0) {
-    const char *noise = eb_arg(opts, n, "noise"), *labels = eb_arg(opts, n, "labels"), *count = eb_arg(opts, n, "n");
-    if (!!noise + !!labels + !!count != 1) {
-        fprintf(stderr, "ebcache " CMD ": give exactly one of --noise, --labels, --n (see --help)\n");
-        return 2;
-    }
-    const size_t per = (size_t)c->in_channels * c->input_size * c->input_size;
-    eb_status st = EB_OK;
-    int rc = 0;
-    long count_v = 0;
-    if (noise) {
-        eb_h5 *f;
-        int64_t xd[4], yd[1], want_x[4] = {EB_H5_ANY, c->in_channels, c->input_size, c->input_size};
-        st = eb_h5_open(&f, noise);
-        if (!st) st = eb_h5_read_f32(f, "noise", 4, want_x, xT, xd, EB_H5_FINITE);
-        if (!st) {
-            int64_t want_y[1] = {xd[0]};
-            st = eb_h5_read_i32(f, "y", 1, want_y, y, yd);
-        }
-        eb_h5_close(f);
-        if (!st && xd[0] == 0) st = eb_fail(EB_EINPUT, "%s: dataset 'noise' holds no rows", noise);
-        *N = st ? 0 : (int)xd[0];
-    } else if (labels) {
-        rc = eb_arg_int_list(CMD, "labels", labels, 0, c->num_classes, y, N);
-    } else if (!(rc = eb_arg_int(CMD, "n", count, 1, 1 << 20, &count_v))) {
-        *N = (int)count_v;
-    }
-    if (rc || st) return rc ? rc : eb_report(CMD, st);
-    int32_t *y0 = NULL;
-    if (data && (st = load_data(data, c, *N, x0, &y0))) return eb_report(CMD, st);
-    if (!*y) {
-        if (!(*y = malloc(*N * sizeof(int32_t)))) return eb_report(CMD, eb_fail(EB_ERUNTIME, "out of memory"));
-        for (int i = 0; i < *N; i++) (*y)[i] = y0 ? y0[i] : c->num_classes ? i % c->num_classes : 0;
-    }
-    free(y0);
-    if (!*xT) {
-        if (!(*xT = malloc((size_t)*N * per * sizeof(float))))
-            return eb_report(CMD, eb_fail(EB_ERUNTIME, "out of memory"));
-        for (int i = 0; i < *N; i++) eb_rng_fill_normal(*xT + i * per, per, eb_rng_key(seed, eb_stream_xT(i)));
-    }
-    return 0;
-}
-
 /* "STEPS:BLOCKS", comma lists; "all" for every step or block. Returns an exit status. */
 static int parse_dump(const char *v, int S, int L, int32_t **steps, int32_t **blocks, eb_record_dump *d) {
     const char *colon = strchr(v, ':');
@@ -261,7 +215,13 @@ int cmd_record(int argc, char **argv) {
     if ((v = eb_arg(opts, n, "dump-features")) &&
         (rc = parse_dump(v, sched.S, c->depth, &dump_steps, &dump_blocks, &o.dump)))
         goto done;
-    if ((rc = load_start(opts, n, c, seed, data, &xT, &y, &N, &x0))) goto done;
+    if ((rc = eb_cli_load_start(CMD, opts, n, c, seed, &xT, &y, &N))) goto done;
+    if (data) { /* data labels replace the cycling default of --n */
+        int32_t *y0 = NULL;
+        if ((st = load_data(data, c, N, &x0, &y0))) goto report;
+        if (y0 && eb_arg(opts, n, "n")) memcpy(y, y0, N * sizeof(int32_t));
+        free(y0);
+    }
     o.x0 = x0;
 
     struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;

@@ -12,48 +12,6 @@
 #include <string.h>
 #include <time.h>
 
-/* x_T and labels: from --noise, or drawn from --seed with --labels / --n. */
-static eb_status load_start(const eb_opt *opts, int n, const eb_config *c, uint64_t seed, float **x, int32_t **y,
-                            int *N, int *rc) {
-    const char *noise = eb_arg(opts, n, "noise"), *labels = eb_arg(opts, n, "labels"), *count = eb_arg(opts, n, "n");
-    if (!!noise + !!labels + !!count != 1) {
-        fprintf(stderr, "ebcache sample: give exactly one of --noise, --labels, --n (see --help)\n");
-        *rc = 2;
-        return EB_EINPUT;
-    }
-    size_t per = (size_t)c->in_channels * c->input_size * c->input_size;
-    if (noise) {
-        eb_h5 *f;
-        int64_t xd[4], yd[1], want_x[4] = {EB_H5_ANY, c->in_channels, c->input_size, c->input_size};
-        eb_status st = eb_h5_open(&f, noise);
-        if (!st) st = eb_h5_read_f32(f, "noise", 4, want_x, x, xd, EB_H5_FINITE);
-        if (!st) {
-            int64_t want_y[1] = {xd[0]};
-            st = eb_h5_read_i32(f, "y", 1, want_y, y, yd);
-        }
-        eb_h5_close(f);
-        if (!st && xd[0] == 0) st = eb_fail(EB_EINPUT, "%s: dataset 'noise' holds no rows", noise);
-        for (int64_t i = 0; !st && i < xd[0]; i++)
-            if ((*y)[i] < 0 || (*y)[i] > c->num_classes)
-                st = eb_fail(EB_EINPUT, "%s: dataset 'y' [%lld] = %d outside [0, %d]", noise, (long long)i, (*y)[i],
-                             c->num_classes);
-        *N = st ? 0 : (int)xd[0];
-        return st;
-    }
-    long count_v = 0;
-    if (labels) {
-        if ((*rc = eb_arg_int_list("sample", "labels", labels, 0, c->num_classes, y, N))) return EB_EINPUT;
-    } else {
-        if ((*rc = eb_arg_int("sample", "n", count, 1, 1 << 20, &count_v))) return EB_EINPUT;
-        *N = (int)count_v;
-        if (!(*y = malloc(*N * sizeof(int32_t)))) return eb_fail(EB_ERUNTIME, "out of memory");
-        for (int i = 0; i < *N; i++) (*y)[i] = c->num_classes ? i % c->num_classes : 0;
-    }
-    if (!(*x = malloc((size_t)*N * per * sizeof(float)))) return eb_fail(EB_ERUNTIME, "out of memory");
-    for (int i = 0; i < *N; i++) eb_rng_fill_normal(*x + i * per, per, eb_rng_key(seed, eb_stream_xT(i)));
-    return EB_OK;
-}
-
 /* Samples N rows in batches of `batch` (cs NULL: uncached); *wall gets the seconds taken. */
 static eb_status sample_batches(eb_model *m, const eb_schedule *s, const eb_sampler_opts *so,
                                 const eb_cache_schedule *cs, float *x, const int32_t *y, int N, int batch,
@@ -182,8 +140,7 @@ int cmd_sample(int argc, char **argv) {
     eb_status st = eb_schedule_create(&sched, spacing);
     if (!st && table) st = eb_cache_schedule_read(&cs, table);
     if (!st && cs) st = eb_cache_schedule_check(cs, c, &sched);
-    if (!st) st = load_start(opts, n, c, seed, &x, &y, &N, &rc);
-    if (rc) goto done;
+    if (!st && (rc = eb_cli_load_start("sample", opts, n, c, seed, &x, &y, &N))) goto done;
     size_t per = (size_t)c->in_channels * c->input_size * c->input_size;
     /* the baseline runs second, on a copy of x_T: warm-up costs fall on the cached run */
     float *copy = NULL;

@@ -2,6 +2,7 @@
 #include "common.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int eb_cli_open_model(const char *cmd, const eb_opt *opts, int nopts, eb_model **m, eb_cli_run *run) {
@@ -42,6 +43,53 @@ int eb_cli_open_model(const char *cmd, const eb_opt *opts, int nopts, eb_model *
     *run = (eb_cli_run){.model_path = path, .cfg_scale = (float)scale, .guide_channels = (int)channels,
                         .threads = (int)threads};
     return 0;
+}
+
+int eb_cli_load_start(const char *cmd, const eb_opt *opts, int nopts, const eb_config *c, uint64_t seed, float **xT,
+                      int32_t **y, int *N) {
+    const char *noise = eb_arg(opts, nopts, "noise"), *labels = eb_arg(opts, nopts, "labels");
+    const char *count = eb_arg(opts, nopts, "n");
+    *xT = NULL, *y = NULL, *N = 0;
+    if (!!noise + !!labels + !!count != 1) {
+        fprintf(stderr, "ebcache %s: give exactly one of --noise, --labels, --n (see --help)\n", cmd);
+        return 2;
+    }
+    const size_t per = (size_t)c->in_channels * c->input_size * c->input_size;
+    eb_status st = EB_OK;
+    int rc = 0;
+    long count_v = 0;
+    if (noise) {
+        eb_h5 *f;
+        int64_t xd[4], yd[1], want_x[4] = {EB_H5_ANY, c->in_channels, c->input_size, c->input_size};
+        st = eb_h5_open(&f, noise);
+        if (!st) st = eb_h5_read_f32(f, "noise", 4, want_x, xT, xd, EB_H5_FINITE);
+        if (!st) {
+            int64_t want_y[1] = {xd[0]};
+            st = eb_h5_read_i32(f, "y", 1, want_y, y, yd);
+        }
+        eb_h5_close(f);
+        if (!st && xd[0] == 0) st = eb_fail(EB_EINPUT, "%s: dataset 'noise' holds no rows", noise);
+        for (int64_t i = 0; !st && i < xd[0]; i++)
+            if ((*y)[i] < 0 || (*y)[i] > c->num_classes)
+                st = eb_fail(EB_EINPUT, "%s: dataset 'y' [%lld] = %d outside [0, %d]", noise, (long long)i, (*y)[i],
+                             c->num_classes);
+        if (!st) *N = (int)xd[0];
+    } else if (labels) {
+        rc = eb_arg_int_list(cmd, "labels", labels, 0, c->num_classes, y, N);
+    } else if (!(rc = eb_arg_int(cmd, "n", count, 1, 1 << 20, &count_v))) {
+        *N = (int)count_v;
+        if (!(*y = malloc(*N * sizeof(int32_t)))) st = eb_fail(EB_ERUNTIME, "out of memory");
+        for (int i = 0; !st && i < *N; i++) (*y)[i] = c->num_classes ? i % c->num_classes : 0;
+    }
+    if (!rc && !st && !*xT) {
+        if (!(*xT = malloc((size_t)*N * per * sizeof(float)))) st = eb_fail(EB_ERUNTIME, "out of memory");
+        for (int i = 0; !st && i < *N; i++) eb_rng_fill_normal(*xT + i * per, per, eb_rng_key(seed, eb_stream_xT(i)));
+    }
+    if (rc || st) {
+        free(*xT), free(*y);
+        *xT = NULL, *y = NULL, *N = 0;
+    }
+    return rc ? rc : eb_report(cmd, st);
 }
 
 void eb_cli_write_run_attrs(eb_h5w *w, const eb_cli_run *run, const eb_model *m) {

@@ -26,6 +26,13 @@ typedef struct {
  * error as "ebcache CMD: ...". */
 int eb_cli_open_model(const char *cmd, const eb_opt *opts, int nopts, eb_model **m, eb_cli_run *run);
 
+/* The starting point of sampling-like commands: --noise IN.h5 (datasets noise
+ * (N,C,H,W) = x_T and y (N)), or x_T drawn from `seed` (docs/rng.md) with
+ * --labels L1,L2,… or --n N (labels cycling over the classes). *xT and *y are
+ * malloc'd. Returns an exit status after printing any error. */
+int eb_cli_load_start(const char *cmd, const eb_opt *opts, int nopts, const eb_config *c, uint64_t seed, float **xT,
+                      int32_t **y, int *N);
+
 /* Root attributes every output file carries: model, configuration, guidance,
  * device, ebcache version. */
 void eb_cli_write_run_attrs(eb_h5w *w, const eb_cli_run *run, const eb_model *m);
