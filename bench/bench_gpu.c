@@ -173,12 +173,13 @@ static void bench_cache(const eb_config *c, const char *name, eb_precision p, in
             fraction[k] = st.macs / st.macs_uncached, bytes[k] = st.cache_bytes;
         }
     printf("## Cache schedules (%s, %s, N = %d with guidance, DDIM %d steps)\n\n", name, precision_names[p], N, steps);
-    printf("| schedule | MAC fraction | FLOP speedup | s per sample run | measured speedup | measured / FLOP | cache "
-           "GiB |\n|---|---|---|---|---|---|---|\n");
+    printf("| schedule | MAC fraction | FLOP speedup | s per sampling run | measured speedup | measured / FLOP | cache "
+           "MiB |\n|---|---|---|---|---|---|---|\n");
     for (int k = 0; k <= ntables; k++) {
         double flop = 1 / fraction[k], measured = best[0] / best[k];
-        printf("| %s | %.3f | %.2fx | %.3f | %.2fx | %.2f | %.2f |\n", k ? paths[k - 1] : "uncached", fraction[k],
-               flop, best[k], measured, measured / flop, bytes[k] / 1073741824.0);
+        const char *label = k ? strrchr(paths[k - 1], '/') ? strrchr(paths[k - 1], '/') + 1 : paths[k - 1] : "uncached";
+        printf("| %s | %.3f | %.2fx | %.3f | %.2fx | %.2f | %.0f |\n", label, fraction[k], flop, best[k], measured,
+               measured / flop, bytes[k] / 1048576.0);
     }
     printf("\n");
     for (int k = 1; k <= ntables; k++) eb_cache_schedule_free(tables[k]);

@@ -91,13 +91,6 @@ double eb_cache_macs(const eb_cache *c) { return c->macs; }
 int eb_cache_steps_skipped(const eb_cache *c) { return c->skipped; }
 int eb_cache_policy_skipped(const eb_cache *c, int step) { return c->policy_skip[step]; }
 
-/* np.poly1d: coefficients highest degree first (Horner). */
-static double poly_eval(const eb_policy *p, double x) {
-    double y = 0;
-    for (int k = 0; k < p->npoly; k++) y = y * x + p->poly[k];
-    return y;
-}
-
 /* TeaCache: probe = block 0's modulated input; the rescaled relative L1 change
  * accumulates until it reaches the threshold; first and last steps compute. */
 static int teacache_skips(eb_cache *c, int step, int B, size_t n) {
@@ -106,14 +99,9 @@ static int teacache_skips(eb_cache *c, int step, int B, size_t n) {
     int D = m->cfg.hidden_size, T = eb_tokens(&m->cfg);
     eb_block_modulation(m, 0, B); /* block 0 below reuses this modulation */
     m->be->ln_modulate(a->normed, a->tokens, a->mod, a->mod + D, B, T, D, 6 * D);
-    int skip = 0;
-    if (step == 0 || step == c->plan.S - 1 || !c->have_probe) {
-        c->accumulated = 0;
-    } else {
-        c->accumulated += poly_eval(&c->plan.policy, m->be->rel_l1(a->normed, c->probe_prev, n));
-        if (c->accumulated < c->plan.policy.threshold) skip = 1;
-        else c->accumulated = 0;
-    }
+    int must = step == 0 || step == c->plan.S - 1 || !c->have_probe;
+    double change = must ? 0 : m->be->rel_l1(a->normed, c->probe_prev, n);
+    int skip = eb_teacache_skip(&c->accumulated, change, &c->plan.policy, must);
     m->be->copy(c->probe_prev, a->normed, n);
     c->have_probe = 1;
     return skip;

@@ -838,3 +838,20 @@ eb_status eb_npy_read_i64(const char *path, int64_t **data, int64_t *n) {
     free(buf);
     return st;
 }
+
+double eb_poly_eval(const double *poly, int npoly, double x) {
+    double y = 0;
+    for (int k = 0; k < npoly; k++) y = y * x + poly[k];
+    return y;
+}
+
+int eb_teacache_skip(double *accumulated, double change, const eb_policy *p, int must_compute) {
+    if (must_compute) {
+        *accumulated = 0;
+        return 0;
+    }
+    *accumulated += eb_poly_eval(p->poly, p->npoly, change);
+    if (*accumulated < p->threshold) return 1;
+    *accumulated = 0;
+    return 0;
+}

@@ -136,4 +136,14 @@ eb_status eb_cache_schedule_from_npy(eb_cache_schedule **out, const char *path, 
 /* Reads a strict .npy of int64 ('<i8', C order, 1-D): *data malloc'd. */
 eb_status eb_npy_read_i64(const char *path, int64_t **data, int64_t *n);
 
+/* p(x) for coefficients poly (npoly), highest degree first (np.poly1d). */
+double eb_poly_eval(const double *poly, int npoly, double x);
+
+/* The TeaCache rule, one step: a step that must compute (the first, the last,
+ * or one without a previous probe) resets the sum; otherwise the rescaled
+ * change poly(change) accumulates and the step reuses the cached residual
+ * while the sum stays below the threshold (reaching it computes and resets).
+ * Returns 1 to reuse. The engine and the schedule search share it. */
+int eb_teacache_skip(double *accumulated, double change, const eb_policy *p, int must_compute);
+
 #endif

@@ -1,6 +1,7 @@
 /* fit.c — recordings in, ε-scaling / two-phase noise scaling / TeaCache
  * polynomial fits out (fit.h, docs/search.md). GSL does the least squares. */
 #include "fit.h"
+#include "schedule.h"
 
 #include <gsl/gsl_errno.h>
 #include <gsl/gsl_fit.h>
@@ -284,11 +285,6 @@ eb_status eb_fit_two_phase_b(const double *tau, const double *b, int n, eb_fit_t
     return EB_OK;
 }
 
-double eb_poly_eval(const double *poly, int npoly, double x) {
-    double y = 0;
-    for (int k = 0; k < npoly; k++) y = y * x + poly[k];
-    return y;
-}
 
 eb_status eb_fit_polynomial(const double *x, const double *y, int n, int order, eb_fit_poly *out, double *residual) {
     if (order < 1 || order > EB_TEACACHE_ORDER)

@@ -87,8 +87,6 @@ typedef struct {
  * (x[i], y[i]), i < n (n > order); residual (n) may be NULL. */
 eb_status eb_fit_polynomial(const double *x, const double *y, int n, int order, eb_fit_poly *out, double *residual);
 
-/* p(x) for coefficients poly (npoly), highest degree first. */
-double eb_poly_eval(const double *poly, int npoly, double x);
 
 /* ------------------------------------------------------------------------ */
 /* All fits of one recording, and the fit file                              */

@@ -50,21 +50,10 @@ static const eb_act ACT_C = {EB_ACT_COMPUTE, 0}, ACT_R = {EB_ACT_REUSE, 0};
 /* ------------------------------------------------------------------------ */
 /* Scoring: predicted FLOPs and the drift proxy                               */
 
-int eb_teacache_simulate(const double *drift_block0, int S, const double *poly, int npoly, double threshold,
-                         uint8_t *skip) {
-    /* as the engine (runtime/cache.c): the first and last steps compute */
+int eb_teacache_simulate(const double *drift_block0, int S, const eb_policy *p, uint8_t *skip) {
     double accumulated = 0;
     int skipped = 0;
-    for (int k = 0; k < S; k++) {
-        skip[k] = 0;
-        if (k == 0 || k == S - 1) {
-            accumulated = 0;
-            continue;
-        }
-        accumulated += eb_poly_eval(poly, npoly, drift_block0[k]);
-        if (accumulated < threshold) skip[k] = 1, skipped++;
-        else accumulated = 0;
-    }
+    for (int k = 0; k < S; k++) skipped += skip[k] = eb_teacache_skip(&accumulated, drift_block0[k], p, k == 0 || k == S - 1);
     return skipped;
 }
 
@@ -125,7 +114,7 @@ static eb_status evaluate(search_ctx *x, const eb_cache_schedule *cs, double *fl
     uint8_t skip[S];
     const uint8_t *served = NULL;
     if (p.policy.kind == EB_POLICY_TEACACHE) {
-        eb_teacache_simulate(x->rec->drift_block0, S, p.policy.poly, p.policy.npoly, p.policy.threshold, skip);
+        eb_teacache_simulate(x->rec->drift_block0, S, &p.policy, skip);
         served = skip;
     }
     eb_macs_parts mp;

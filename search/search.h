@@ -101,12 +101,11 @@ eb_status eb_search_write(const eb_search_result *res, const eb_rec_data *rec, c
  * policy_skip (S) marks the steps a dynamic policy serves (NULL: none). */
 double eb_predicted_deviation(const eb_rec_data *rec, const eb_cache_plan *p, const uint8_t *policy_skip);
 
-/* TeaCache's decisions, as the engine takes them, on the recorded block-0
- * drift (S; row 0 unused) through the polynomial poly (npoly, highest degree
- * first): skip (S) gets 1 where a step is served from the residual. Returns
- * the number of skipped steps. */
-int eb_teacache_simulate(const double *drift_block0, int S, const double *poly, int npoly, double threshold,
-                         uint8_t *skip);
+/* TeaCache's decisions (eb_teacache_skip, the engine's rule) on the recorded
+ * block-0 drift (S; row 0 unused) with policy p's polynomial and threshold:
+ * skip (S) gets 1 where a step is served from the residual. Returns the
+ * number of skipped steps. */
+int eb_teacache_simulate(const double *drift_block0, int S, const eb_policy *p, uint8_t *skip);
 
 /* Budget: the table that reuses per step, block and module so as to
  * minimise the drift proxy with a predicted FLOP fraction ≤ budget (exact

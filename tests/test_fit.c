@@ -3,6 +3,7 @@
  * written here with the documented dataset names, the fit file round trip,
  * malformed recordings, and `ebcache fit`. */
 #include "fit.h"
+#include "schedule.h"
 #include "h5io.h"
 
 #include <criterion/criterion.h>

@@ -85,14 +85,15 @@ static void score(const eb_rec_data *r, const eb_cache_schedule *cs, const eb_co
 
 Test(search, teacache_simulation_follows_the_engine_rule) {
     /* identity polynomial: accumulate the drift until it reaches 0.25 */
-    double drift[8] = {NAN, 0.1, 0.1, 0.1, 0.3, 0.05, 0.05, 0.9}, poly[2] = {1, 0};
+    double drift[8] = {NAN, 0.1, 0.1, 0.1, 0.3, 0.05, 0.05, 0.9};
+    eb_policy identity = {.kind = EB_POLICY_TEACACHE, .threshold = 0.25, .npoly = 2, .poly = {1, 0}};
     uint8_t skip[8];
-    int n = eb_teacache_simulate(drift, 8, poly, 2, 0.25, skip);
+    int n = eb_teacache_simulate(drift, 8, &identity, skip);
     const uint8_t want[8] = {0, 1, 1, 0, 0, 1, 1, 0}; /* 0.1, 0.2 skip; 0.3 computes; 0.3 computes; last computes */
     cr_expect_eq(n, 4);
     for (int k = 0; k < 8; k++) cr_expect_eq(skip[k], want[k], "step %d", k);
-    double square[3] = {1, 0, 0}; /* x² keeps the sum below 0.25: every middle step skips */
-    cr_expect_eq(eb_teacache_simulate(drift, 8, square, 3, 0.25, skip), 6);
+    eb_policy square = {.kind = EB_POLICY_TEACACHE, .threshold = 0.25, .npoly = 3, .poly = {1, 0, 0}};
+    cr_expect_eq(eb_teacache_simulate(drift, 8, &square, skip), 6); /* x² stays below 0.25: every middle step skips */
 }
 
 Test(search, drift_proxy_of_a_hand_made_table) {
@@ -405,7 +406,7 @@ Test(search, teacache_threshold_from_the_fitted_polynomial) {
     cr_expect(p->kind == EB_POLICY_TEACACHE && p->npoly == 5 && fabs(p->threshold - res.param) < 1e-15);
     /* the predicted fraction is the simulated policy's */
     uint8_t skip[30];
-    int skipped = eb_teacache_simulate(r.drift_block0, 30, p->poly, p->npoly, p->threshold, skip);
+    int skipped = eb_teacache_simulate(r.drift_block0, 30, p, skip);
     eb_macs_parts mp;
     eb_macs_split(&mp, &c);
     double per = eb_forward_macs(&c);
