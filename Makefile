@@ -88,7 +88,8 @@ CUDA_OBJ  := $(filter-out build/opt/runtime/backend_select.o,$(LIB_SRC:%.c=build
 build/cuda/runtime/backend_select.o: runtime/backend_select.c $(HEADERS) | $(DEB_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS_OPT) -DEB_WITH_CUDA -c $< -o $@
-build/cuda/%.o: %.cu $(wildcard runtime/cuda/*.cuh runtime/cuda/*.h) runtime/backend.h runtime/ebcache.h runtime/cpu/kernels.h
+CUDA_HDR  := $(wildcard runtime/cuda/*.cuh runtime/cuda/*.h) runtime/backend.h runtime/ebcache.h runtime/cpu/kernels.h
+build/cuda/%.o: %.cu $(CUDA_HDR)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 build/cuda/libebcache.a: $(CUDA_OBJ)

@@ -17,6 +17,8 @@ void cuda_note(cudaError_t e, const char *what) {
     snprintf(first_failure, sizeof first_failure, "CUDA: %s: %s", what, cudaGetErrorString(e));
 }
 
+bool cuda_failed(void) { return first_failure[0] != 0; }
+
 void cuda_note_blas(cublasStatus_t s, const char *what) {
     if (s == CUBLAS_STATUS_SUCCESS || first_failure[0]) return;
     snprintf(first_failure, sizeof first_failure, "cuBLASLt: %s: status %d", what, (int)s);
@@ -166,7 +168,7 @@ static void cuda_upload(void *dst, const void *src, size_t bytes) {
 
 static void cuda_download(void *dst, const void *src, size_t bytes) {
     cuda_note(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "download");
-    if (first_failure[0]) memset(dst, 0xff, bytes); /* NaN in every float */
+    if (cuda_failed()) memset(dst, 0xff, bytes); /* NaN in every float */
 }
 
 /* ------------------------------------------------------------------------ */

@@ -21,6 +21,8 @@
  * EB_ERUNTIME, and rel_l1 returns NaN. `what` names the operation. */
 void cuda_note(cudaError_t e, const char *what);
 void cuda_note_blas(cublasStatus_t s, const char *what);
+/* Whether a failure was noted (then every result the host reads is NaN). */
+bool cuda_failed(void);
 /* Notes a failed kernel launch (bad configuration) right after it. */
 static inline void cuda_launched(const char *what) { cuda_note(cudaGetLastError(), what); }
 /* out (n) ← NaN: the result of an op that could not run. */

@@ -45,8 +45,9 @@ template <int K, typename Launch> static void reduce_to_host(double *sums, Launc
         if (!e) e = cudaMemcpy(partial, dev, sizeof partial, cudaMemcpyDeviceToHost);
     }
     cuda_note(e, "reduction");
-    for (int k = 0; k < K; k++) sums[k] = e ? NAN : 0;
-    for (int blk = 0; !e && blk < REDUCE_BLOCKS; blk++)
+    const bool failed = cuda_failed();
+    for (int k = 0; k < K; k++) sums[k] = failed ? NAN : 0;
+    for (int blk = 0; !failed && blk < REDUCE_BLOCKS; blk++)
         for (int k = 0; k < K; k++) sums[k] += partial[blk * K + k];
 }
 
