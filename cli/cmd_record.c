@@ -237,6 +237,8 @@ int cmd_record(int argc, char **argv) {
     double wall = (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec);
     if (!st) {
         st = eb_recording_write(&rec, w);
+        int64_t yd[1] = {N}; /* the labels, so `search` can replay the run */
+        if (!st) st = eb_h5w_write(w, "/y", EB_H5_I32, y, 1, yd);
         write_attrs(w, opts, n, &run, m, &o, spacing, sha, table_text, wall);
         st = st ? (eb_h5w_abort(w), st) : eb_h5w_commit(w);
     } else {
