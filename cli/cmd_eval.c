@@ -39,8 +39,9 @@ static const char *default_classifier_path(void) {
         if (slash) *slash = 0;
         const char *ups[] = {"/../data/" CLASSIFIER_FILE, "/../../data/" CLASSIFIER_FILE};
         for (size_t i = 0; i < sizeof ups / sizeof ups[0]; i++) {
-            snprintf(path, sizeof path, "%s%s", exe, ups[i]);
-            if (access(path, R_OK) == 0) return path;
+            char candidate[PATH_MAX];
+            snprintf(candidate, sizeof candidate, "%s%s", exe, ups[i]);
+            if (access(candidate, R_OK) == 0 && realpath(candidate, path)) return path;
         }
     }
     eb_fail(EB_EINPUT, "no --classifier given and no data/%s next to the binary; set EBCACHE_CLASSIFIER or pass "

@@ -437,8 +437,8 @@ eb_status eb_clf_loss_grad(eb_clf *m, double *loss, const float *x, const int32_
 /* Training                                                                  */
 
 eb_clf_recipe eb_clf_recipe_default(void) {
-    return (eb_clf_recipe){.batch = 32, .epochs = 6, .lr = 2e-3, .weight_decay = 0.05, .beta1 = 0.9, .beta2 = 0.999,
-                           .adam_eps = 1e-8, .warmup_steps = 500, .flip = 0.0, .max_shift = 0, .seed = 0};
+    return (eb_clf_recipe){.batch = 32, .epochs = 15, .lr = 2e-3, .weight_decay = 0.05, .beta1 = 0.9, .beta2 = 0.999,
+                           .adam_eps = 1e-8, .warmup_steps = 500, .flip = 0.0, .max_shift = 1, .seed = 0};
 }
 
 eb_status eb_clf_recipe_validate(const eb_clf_recipe *r) {

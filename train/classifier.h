@@ -167,9 +167,9 @@ typedef struct {
     uint64_t seed;        /* keys init, data order and augmentation              */
 } eb_clf_recipe;
 
-/* The shipped recipe (results/classifier.md): batch 32, 6 epochs, lr 2e-3,
- * wd 0.05, betas 0.9/0.999, eps 1e-8, warm-up 500 steps, no flips or shifts
- * (the features should see a mirrored or shifted sample as different), seed 0. */
+/* The shipped recipe (results/classifier.md): batch 32, 15 epochs, lr 2e-3,
+ * wd 0.05, betas 0.9/0.999, eps 1e-8, warm-up 500 steps, shifts of ±1 px and
+ * no flips (the features should tell a mirrored sample from a real one), seed 0. */
 eb_clf_recipe eb_clf_recipe_default(void);
 /* Checks a recipe; EB_EINPUT naming the field. */
 eb_status eb_clf_recipe_validate(const eb_clf_recipe *r);
