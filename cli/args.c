@@ -139,9 +139,8 @@ int eb_report(const char *cmd, int status) {
     return status;
 }
 
-const char *eb_default_model_path(void) {
-    static char path[PATH_MAX];
-    const char *env = getenv("EBCACHE_MODEL");
+const char *eb_data_file_path(const char *env_var, const char *file, char path[PATH_MAX]) {
+    const char *env = getenv(env_var);
     if (env && *env) return env;
     char exe[PATH_MAX - 64];
     ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -150,13 +149,22 @@ const char *eb_default_model_path(void) {
         char *slash = strrchr(exe, '/');
         if (slash) *slash = 0;
         /* bin/ebcache and build/<variant>/ebcache both sit below the source tree */
-        const char *ups[] = {"/../data/" EB_DEFAULT_MODEL_FILE, "/../../data/" EB_DEFAULT_MODEL_FILE};
+        const char *ups[] = {"/../data/", "/../../data/"};
         for (size_t i = 0; i < sizeof ups / sizeof ups[0]; i++) {
-            snprintf(path, sizeof path, "%s%s", exe, ups[i]);
-            if (access(path, R_OK) == 0) return path;
+            char candidate[PATH_MAX];
+            snprintf(candidate, sizeof candidate, "%s%s%s", exe, ups[i], file);
+            if (access(candidate, R_OK) == 0 && realpath(candidate, path)) return path;
         }
     }
-    eb_fail(EB_EINPUT, "no --model given and no default model (data/%s); set EBCACHE_MODEL or pass --model",
-            EB_DEFAULT_MODEL_FILE);
+    eb_fail(EB_EINPUT, "no data/%s next to the binary; set %s or pass the path", file, env_var);
     return NULL;
+}
+
+const char *eb_default_model_path(void) {
+    static char buf[PATH_MAX];
+    const char *path = eb_data_file_path("EBCACHE_MODEL", EB_DEFAULT_MODEL_FILE, buf);
+    if (!path)
+        eb_fail(EB_EINPUT, "no --model given and no default model (data/%s); set EBCACHE_MODEL or pass --model",
+                EB_DEFAULT_MODEL_FILE);
+    return path;
 }

@@ -34,6 +34,11 @@ int eb_arg_int_list(const char *cmd, const char *name, const char *value, long m
 /* Prints "ebcache CMD: <eb_last_error()>" and returns the status as exit code. */
 int eb_report(const char *cmd, int status);
 
+/* $env_var if set, else data/<file> next to the executable (bin/ or
+ * build/<variant>/ below the source tree), resolved into path (PATH_MAX
+ * bytes); NULL with a message if none. */
+const char *eb_data_file_path(const char *env_var, const char *file, char *path);
+
 /* The model path: --model if given, else $EBCACHE_MODEL, else the shipped
  * default model next to the executable (../data/). NULL with a message if none. */
 const char *eb_default_model_path(void);

@@ -26,27 +26,14 @@
 #define DATA_RANGE 2.0 /* pixels in [−1, 1] */
 
 /* --classifier, else $EBCACHE_CLASSIFIER, else data/classifier.safetensors
- * next to the executable (bin/ or build/<variant>/), as the default model. */
+ * next to the executable, as the default model. */
 static const char *default_classifier_path(void) {
-    static char path[PATH_MAX];
-    const char *env = getenv("EBCACHE_CLASSIFIER");
-    if (env && *env) return env;
-    char exe[PATH_MAX - 64];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len > 0) {
-        exe[len] = 0;
-        char *slash = strrchr(exe, '/');
-        if (slash) *slash = 0;
-        const char *ups[] = {"/../data/" CLASSIFIER_FILE, "/../../data/" CLASSIFIER_FILE};
-        for (size_t i = 0; i < sizeof ups / sizeof ups[0]; i++) {
-            char candidate[PATH_MAX];
-            snprintf(candidate, sizeof candidate, "%s%s", exe, ups[i]);
-            if (access(candidate, R_OK) == 0 && realpath(candidate, path)) return path;
-        }
-    }
-    eb_fail(EB_EINPUT, "no --classifier given and no data/%s next to the binary; set EBCACHE_CLASSIFIER or pass "
-                       "--classifier (make classifier trains it)", CLASSIFIER_FILE);
-    return NULL;
+    static char buf[PATH_MAX];
+    const char *path = eb_data_file_path("EBCACHE_CLASSIFIER", CLASSIFIER_FILE, buf);
+    if (!path)
+        eb_fail(EB_EINPUT, "no --classifier given and no data/%s next to the binary; set EBCACHE_CLASSIFIER or pass "
+                           "--classifier (make classifier trains it)", CLASSIFIER_FILE);
+    return path;
 }
 
 /* What one evaluation measured; NaN marks a metric that was not computed. */
