@@ -139,7 +139,7 @@ int eb_report(const char *cmd, int status) {
     return status;
 }
 
-const char *eb_data_file_path(const char *env_var, const char *file, char path[PATH_MAX]) {
+const char *eb_data_file_path(const char *env_var, const char *file, char *path) {
     const char *env = getenv(env_var);
     if (env && *env) return env;
     char exe[PATH_MAX - 64];
