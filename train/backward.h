@@ -21,6 +21,10 @@
 void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp, const float *w,
                      int BT, int IC, int OC);
 
+/* mod_stride 0 (one shift/scale/gate vector shared by all rows) needs B = 1 in
+ * the two kernels below: rows run in parallel and would race on the shared
+ * gradient; pass the batch as one row of B·T tokens instead. */
+
 /* out = LN(x)·(1 + scale) + shift with LN's mean, rstd (B, T) saved by the forward.
  * dout, x, dx (B, T, D); scale, dshift, dscale rows of stride mod_stride (B, ·). */
 void ln_modulate_backward(float *dx, float *dshift, float *dscale, const float *dout, const float *x,
