@@ -7,8 +7,11 @@ cd "$(dirname "$0")/.."
 run=data/default-run
 steps=${STEPS:-10000}
 mkdir -p "$run"
-resume=()
-[ -f "$run/ckpt.safetensors" ] && resume=(--resume "$run/ckpt.safetensors")
-bin/ebcache train --out "$run" "${resume[@]}" --input-size 28 --patch-size 4 --hidden 128 --depth 6 --heads 4 \
-  --batch 128 --lr 3e-4 --warmup 500 --seed 0 --steps "$steps" --ckpt-every 250 --log-every 50 \
+# The model and the recipe are fixed at the start; a resumed run takes them from the checkpoint.
+if [ -f "$run/ckpt.safetensors" ]; then
+  start=(--resume "$run/ckpt.safetensors")
+else
+  start=(--input-size 28 --patch-size 4 --hidden 128 --depth 6 --heads 4 --batch 128 --lr 3e-4 --warmup 500 --seed 0)
+fi
+bin/ebcache train --out "$run" "${start[@]}" --steps "$steps" --ckpt-every 250 --log-every 50 \
   --export-ema data/dit_fmnist.safetensors
