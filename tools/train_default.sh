@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make train-default: trains (or resumes) the shipped default model.
 # The run lives in data/default-run/ (checkpoint + log, committed so that any
-# machine can continue it); at the end the EMA weights become data/dit_fmnist.safetensors.
+# machine can continue it); when the run reaches its last step, its EMA weights
+# become data/dit_fmnist.safetensors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=data/default-run
