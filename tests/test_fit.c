@@ -2,6 +2,7 @@
  * (an exact line, noiseless two-phase b(τ), an exact quartic), recordings
  * written here with the documented dataset names, the fit file round trip,
  * malformed recordings, and `ebcache fit`. */
+#include "cli_util.h"
 #include "fit.h"
 #include "schedule.h"
 #include "h5io.h"
@@ -15,20 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char workdir[256];
-
-static void make_workdir(void) {
-    snprintf(workdir, sizeof workdir, "/tmp/ebcache_fit_XXXXXX");
-    cr_assert(mkdtemp(workdir), "mkdtemp");
-}
-
-static void remove_workdir(void) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", workdir);
-    cr_assert_eq(system(cmd), 0);
-}
-
-TestSuite(fit, .init = make_workdir, .fini = remove_workdir);
+TestSuite(fit, .init = cli_workdir_make, .fini = cli_workdir_remove);
 
 /* The timesteps of the 50-step respacing in sampling order (999, 978, …, 0). */
 static void steps50(int32_t *t) {

@@ -3,6 +3,7 @@
  * votes from a scripted candidate runner, the budget programme against
  * exhaustive enumeration, bisection for a FLOP target, provenance, and
  * `ebcache search`. */
+#include "cli_util.h"
 #include "golden.h"
 #include "h5io.h"
 #include "search.h"
@@ -19,20 +20,7 @@
 /* test_fit.c: writes a recording's datasets under their documented names. */
 void test_write_recording(const char *path, const eb_rec_data *r);
 
-static char workdir[256];
-
-static void make_workdir(void) {
-    snprintf(workdir, sizeof workdir, "/tmp/ebcache_search_XXXXXX");
-    cr_assert(mkdtemp(workdir), "mkdtemp");
-}
-
-static void remove_workdir(void) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", workdir);
-    cr_assert_eq(system(cmd), 0);
-}
-
-TestSuite(search, .init = make_workdir, .fini = remove_workdir);
+TestSuite(search, .init = cli_workdir_make, .fini = cli_workdir_remove);
 
 /* A small model for FLOP counts: 4 tokens of width 32. */
 static eb_config small_config(int depth) {
