@@ -121,15 +121,7 @@ static void write_attrs(eb_h5w *w, const eb_opt *opts, int n, const eb_cli_run *
 
 int cmd_record(int argc, char **argv) {
     eb_opt opts[] = {
-        {"model", "PATH", "model (.safetensors or diffusers folder); default: the shipped model", NULL},
-        {"heads", "N", "number of heads when the file does not say and D is not in the DiT table", NULL},
-        {"sampler", "ddpm|ddim", "reverse process (default ddpm)", NULL},
-        {"steps", "N", "sampling steps: respacing \"N\" of the 1000 training steps (default 50)", NULL},
-        {"respacing", "SPEC", "explicit official respacing instead: \"N\", \"a,b,c\" or \"ddimN\"", NULL},
-        {"eta", "E", "DDIM eta (default 0, deterministic)", NULL},
-        {"variance", "small|large", "fixed variance of a model without learn_sigma (default large)", NULL},
-        {"cfg-scale", "S", "classifier-free guidance scale (default 1.5; 1 = no guidance)", NULL},
-        {"cfg-channels", "K|all", "channels guidance acts on (default min(3, C) as the official code)", NULL},
+        EB_CLI_SAMPLER_OPTS,
         {"noise", "IN.h5", "x_T (or the noise z with --data) from datasets noise (N,C,H,W) and y (N)", NULL},
         {"seed", "K", "noise seed (default 0); x_T too unless --noise", NULL},
         {"labels", "L1,L2,...", "one sample per label", NULL},

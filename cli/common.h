@@ -16,6 +16,18 @@ typedef struct {
 } eb_cli_run;
 
 /* The device options every model-running command lists in its opts. */
+/* The model and sampler options `sample` and `record` share, in help order. */
+#define EB_CLI_SAMPLER_OPTS                                                                                        \
+    {"model", "PATH", "model (.safetensors or diffusers folder); default: the shipped model", NULL},              \
+    {"heads", "N", "number of heads when the file does not say and D is not in the DiT table", NULL},             \
+    {"sampler", "ddpm|ddim", "reverse process (default ddpm)", NULL},                                             \
+    {"steps", "N", "sampling steps: respacing \"N\" of the 1000 training steps (default 50)", NULL},              \
+    {"respacing", "SPEC", "explicit official respacing instead: \"N\", \"a,b,c\" or \"ddimN\"", NULL},            \
+    {"eta", "E", "DDIM eta (default 0, deterministic)", NULL},                                                    \
+    {"variance", "small|large", "fixed variance of a model without learn_sigma (default large)", NULL},           \
+    {"cfg-scale", "S", "classifier-free guidance scale (default 1.5; 1 = no guidance)", NULL},                    \
+    {"cfg-channels", "K|all", "channels guidance acts on (default min(3, C) as the official code)", NULL}
+
 #define EB_CLI_DEVICE_OPTS                                                                                         \
     {"device", "cpu|cuda", "where the model runs (default cpu; cuda needs a build made with make CUDA=1)", NULL},  \
     {"precision", "fp32|tf32|bf16", "GEMM and attention arithmetic on cuda (default fp32, exact)", NULL}
