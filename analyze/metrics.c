@@ -5,6 +5,7 @@
 
 #include <gsl/gsl_cblas.h> /* GSL's copy of the CBLAS declarations (it clashes with
                                OpenBLAS's cblas.h); OpenBLAS provides the symbols */
+#include <gsl/gsl_cdf.h>
 #include <gsl/gsl_eigen.h>
 #include <gsl/gsl_errno.h>
 #include <math.h>
@@ -457,5 +458,23 @@ eb_status eb_ssim(double *per_image, double *mean, const float *a, const float *
     }
     report(per_image, mean, ssim, N);
     free(scratch), free(plane_ssim), free(ssim);
+    return EB_OK;
+}
+
+eb_status eb_mean_ci95(double *mean, double *half, const double *x, int n) {
+    if (n < 1) return eb_fail(EB_EINPUT, "mean_ci95: n = %d values", n);
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        if (!isfinite(x[i])) return eb_fail(EB_EINPUT, "mean_ci95: value %d is %g", i, x[i]);
+        sum += x[i];
+    }
+    *mean = sum / n;
+    if (n < 2) {
+        *half = NAN;
+        return EB_OK;
+    }
+    double ss = 0.0;
+    for (int i = 0; i < n; i++) ss += (x[i] - *mean) * (x[i] - *mean);
+    *half = gsl_cdf_tdist_Pinv(0.975, n - 1) * sqrt(ss / (n - 1) / n);
     return EB_OK;
 }

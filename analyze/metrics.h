@@ -60,4 +60,9 @@ eb_status eb_psnr(double *per_image, double *mean, const float *a, const float *
 eb_status eb_ssim(double *per_image, double *mean, const float *a, const float *b, int N, int C, int H, int W,
                   double data_range);
 
+/* Mean of x (n ≥ 1) and the half-width of its two-sided 95% confidence
+ * interval, t_{0.975, n−1} · s / √n with s the sample standard deviation
+ * (Student's t; NaN for n = 1). Non-finite values are an input error. */
+eb_status eb_mean_ci95(double *mean, double *half, const double *x, int n);
+
 #endif

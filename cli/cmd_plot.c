@@ -2,19 +2,18 @@
  * .dat text files and gnuplot PNGs from the scripts in plots/ (docs/recording.md). */
 #include "args.h"
 #include "commands.h"
+#include "gnuplot.h"
 
 #include "ebcache.h"
 #include "h5io.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define CMD "plot"
@@ -175,90 +174,19 @@ static eb_status write_columns(const char *dir, const recording *r) {
 /* ------------------------------------------------------------------------ */
 /* gnuplot                                                                   */
 
-/* s as a gnuplot single-quoted string body ('' stands for '). */
-static void quote(char *buf, size_t cap, const char *s) {
-    size_t n = 0;
-    for (; *s && n + 3 < cap; s++) {
-        if (*s == '\'') buf[n++] = '\'';
-        buf[n++] = *s;
-    }
-    buf[n] = 0;
-}
-
-/* The folder of the .gp scripts: --scripts, $EBCACHE_PLOTS, or plots/ of the source tree above the executable. */
-static eb_status find_scripts(const char *given, char *dir, size_t cap) {
-    const char *env = getenv("EBCACHE_PLOTS");
-    char probe[PATH_MAX];
-    if (given || (env && *env)) {
-        if (snprintf(dir, cap, "%s", given ? given : env) >= (int)cap ||
-            snprintf(probe, sizeof probe, "%s/snr.gp", dir) >= (int)sizeof probe || access(probe, R_OK) != 0)
-            return eb_fail(EB_EINPUT, "%s: no gnuplot scripts (snr.gp) there", given ? given : env);
-        return EB_OK;
-    }
-    char exe[PATH_MAX - 32];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len > 0) {
-        exe[len] = 0;
-        char *slash = strrchr(exe, '/');
-        if (slash) *slash = 0;
-        const char *ups[] = {"/../plots", "/../../plots"}; /* bin/ebcache, build/<variant>/ebcache */
-        for (size_t i = 0; i < sizeof ups / sizeof ups[0]; i++) {
-            if (snprintf(dir, cap, "%s%s", exe, ups[i]) < (int)cap &&
-                snprintf(probe, sizeof probe, "%s/snr.gp", dir) < (int)sizeof probe && access(probe, R_OK) == 0)
-                return EB_OK;
-        }
-    }
-    return eb_fail(EB_EINPUT, "no gnuplot scripts found: pass --scripts DIR or set EBCACHE_PLOTS to the plots/ folder");
-}
-
-/* Runs gnuplot on script `name` with the variables set; its messages are shown only when it fails. */
-static eb_status run_gnuplot(const char *scripts_dir, const char *name, const char *vars, const char *log) {
-    char script[PATH_MAX];
-    if (snprintf(script, sizeof script, "%s/%s.gp", scripts_dir, name) >= (int)sizeof script)
-        return eb_fail(EB_EINPUT, "%s: path too long", scripts_dir);
-    pid_t pid = fork();
-    if (pid < 0) return eb_fail(EB_ERUNTIME, "cannot start gnuplot: %s", strerror(errno));
-    if (pid == 0) {
-        int err = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600), null = open("/dev/null", O_WRONLY);
-        if (err >= 0) dup2(err, 2);
-        if (null >= 0) dup2(null, 1);
-        execlp("gnuplot", "gnuplot", "-e", vars, script, (char *)NULL);
-        _exit(127);
-    }
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return EB_OK;
-    char first[512] = "";
-    FILE *f = fopen(log, "r");
-    if (f) {
-        size_t got = fread(first, 1, sizeof first - 1, f);
-        first[got] = 0;
-        fclose(f);
-    }
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
-        return eb_fail(EB_ERUNTIME, "gnuplot not found (install gnuplot-nox)");
-    return eb_fail(EB_ERUNTIME, "gnuplot failed on %s: %s", script, first);
-}
-
 static eb_status plot_all(const char *scripts_dir, const char *dir, const recording *r) {
-    char qdir[PATH_MAX * 2], qtitle[1024], log[PATH_MAX];
-    quote(qdir, sizeof qdir, dir);
-    quote(qtitle, sizeof qtitle, r->title);
-    snprintf(log, sizeof log, "%s/.gnuplot.log.%d", dir, (int)getpid());
+    char qdir[PATH_MAX * 2], qtitle[1024];
+    eb_gp_quote(qdir, sizeof qdir, dir);
+    eb_gp_quote(qtitle, sizeof qtitle, r->title);
     eb_status st = EB_OK;
     for (size_t i = 0; !st && i < sizeof scripts / sizeof scripts[0]; i++) {
-        char png[PATH_MAX], tmp[PATH_MAX + 32], qtmp[2 * sizeof tmp], vars[4 * PATH_MAX];
-        snprintf(png, sizeof png, "%s/%s.png", dir, scripts[i]);
-        snprintf(tmp, sizeof tmp, "%s.tmp.%d", png, (int)getpid());
-        quote(qtmp, sizeof qtmp, tmp);
-        if (snprintf(vars, sizeof vars, "dat='%s/'; out='%s'; name='%s'; has_data=%d; has_ref=%d; has_q=%d", qdir,
-                     qtmp, qtitle, r->data != NULL, r->ref_traj != NULL, r->eps_q != NULL) >= (int)sizeof vars)
+        char png[PATH_MAX], vars[4 * PATH_MAX];
+        if (snprintf(png, sizeof png, "%s/%s.png", dir, scripts[i]) >= (int)sizeof png ||
+            snprintf(vars, sizeof vars, "dat='%s/'; name='%s'; has_data=%d; has_ref=%d; has_q=%d", qdir, qtitle,
+                     r->data != NULL, r->ref_traj != NULL, r->eps_q != NULL) >= (int)sizeof vars)
             return eb_fail(EB_EINPUT, "%s: path too long", dir);
-        st = run_gnuplot(scripts_dir, scripts[i], vars, log);
-        if (!st && rename(tmp, png) != 0) st = eb_fail(EB_ERUNTIME, "%s: cannot rename: %s", png, strerror(errno));
-        if (st) unlink(tmp);
+        st = eb_gp_render(scripts_dir, scripts[i], vars, png);
     }
-    unlink(log);
     return st;
 }
 
@@ -291,7 +219,7 @@ int cmd_plot(int argc, char **argv) {
     }
     char scripts_dir[PATH_MAX];
     recording r;
-    eb_status st = find_scripts(eb_arg(opts, n, "scripts"), scripts_dir, sizeof scripts_dir);
+    eb_status st = eb_gp_find_scripts(eb_arg(opts, n, "scripts"), scripts_dir, sizeof scripts_dir);
     if (!st) st = load(path, &r);
     if (st) return eb_report(CMD, st);
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)

@@ -255,6 +255,8 @@ static int read_opts(const eb_opt *opts, int n, eb_search_opts *o) {
     return 0;
 }
 
+int eb_search_target_missed;
+
 int cmd_search(int argc, char **argv) {
     eb_opt opts[] = {
         {"method", "M", "eb-cache, fora, delta-dit, teacache, taylorseer or budget", NULL},
@@ -309,6 +311,7 @@ int cmd_search(int argc, char **argv) {
     if (!st && o.method == EB_SEARCH_EBCACHE) st = replay_open(&rp, &rec);
     if (!st) st = eb_search(&res, &rec, fit_path ? &fit : NULL, &c, &o, o.method == EB_SEARCH_EBCACHE ? &runner : NULL);
     if (!st && res.runs && isatty(2)) fprintf(stderr, "\n");
+    eb_search_target_missed = !st && !res.met;
     if (!st && !res.met) {
         fprintf(stderr, "ebcache " CMD ": %s; nothing written\n", res.note);
         rc = 2;

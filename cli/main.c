@@ -23,6 +23,7 @@ static const struct {
     {"plot", cmd_plot, "gnuplot figures of a recording: SNR, exposure bias, drift heat map, ε-norm ratio"},
     {"fit", cmd_fit, "fit ε-scaling, EB-Cache's two-phase noise scaling and TeaCache's polynomial on a recording"},
     {"search", cmd_search, "search a cache schedule: EB-Cache's Algorithm 1, the baselines, or a FLOP budget"},
+    {"ablate", cmd_ablate, "a grid of samplers, caching methods, speed targets and seeds: CSV, table, Pareto plot"},
 };
 
 static void usage(FILE *f) {

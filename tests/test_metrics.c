@@ -357,3 +357,21 @@ Test(metrics, image_metrics_reject_bad_input) {
     cr_assert_eq(eb_ssim(&v, NULL, a, b, 1, 1, 2, 2, 1.0), EB_EINPUT);
     cr_assert(strstr(eb_last_error(), "b has NaN at [0, 0, 1, 0]"), "%s", eb_last_error());
 }
+
+/* Student's t interval by hand: s = √2.5, t(0.975, 4) = 2.776445105, half = t·s/√5. */
+Test(metrics, mean_ci95_known_values) {
+    const double x[5] = {1, 2, 3, 4, 5};
+    double mean, half;
+    cr_assert_eq(eb_mean_ci95(&mean, &half, x, 5), EB_OK);
+    cr_assert_float_eq(mean, 3.0, 1e-15);
+    cr_assert_float_eq(half, 2.776445105 * sqrt(2.5) / sqrt(5.0), 1e-8);
+    const double two[2] = {1, 3}; /* t(0.975, 1) = 12.70620474, s = √2 */
+    cr_assert_eq(eb_mean_ci95(&mean, &half, two, 2), EB_OK);
+    cr_assert_float_eq(half, 12.70620474 * sqrt(2.0) / sqrt(2.0), 1e-6);
+    cr_assert_eq(eb_mean_ci95(&mean, &half, x, 1), EB_OK);
+    cr_assert(isnan(half));
+    const double bad[2] = {1, NAN};
+    cr_assert_eq(eb_mean_ci95(&mean, &half, bad, 2), EB_EINPUT);
+    cr_assert(strstr(eb_last_error(), "value 1"));
+    cr_assert_eq(eb_mean_ci95(&mean, &half, x, 0), EB_EINPUT);
+}

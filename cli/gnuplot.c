@@ -1,0 +1,90 @@
+/* gnuplot.c — see gnuplot.h. */
+#include "gnuplot.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+void eb_gp_quote(char *buf, size_t cap, const char *s) {
+    size_t n = 0;
+    for (; *s && n + 3 < cap; s++) {
+        if (*s == '\'') buf[n++] = '\'';
+        buf[n++] = *s;
+    }
+    buf[n] = 0;
+}
+
+eb_status eb_gp_find_scripts(const char *given, char *dir, size_t cap) {
+    const char *env = getenv("EBCACHE_PLOTS");
+    char probe[PATH_MAX];
+    if (given || (env && *env)) {
+        if (snprintf(dir, cap, "%s", given ? given : env) >= (int)cap ||
+            snprintf(probe, sizeof probe, "%s/snr.gp", dir) >= (int)sizeof probe || access(probe, R_OK) != 0)
+            return eb_fail(EB_EINPUT, "%s: no gnuplot scripts (snr.gp) there", given ? given : env);
+        return EB_OK;
+    }
+    char exe[PATH_MAX - 32];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = 0;
+        const char *ups[] = {"/../plots", "/../../plots"}; /* bin/ebcache, build/<variant>/ebcache */
+        for (size_t i = 0; i < sizeof ups / sizeof ups[0]; i++) {
+            if (snprintf(dir, cap, "%s%s", exe, ups[i]) < (int)cap &&
+                snprintf(probe, sizeof probe, "%s/snr.gp", dir) < (int)sizeof probe && access(probe, R_OK) == 0)
+                return EB_OK;
+        }
+    }
+    return eb_fail(EB_EINPUT, "no gnuplot scripts found: pass --scripts DIR or set EBCACHE_PLOTS to the plots/ folder");
+}
+
+/* Runs gnuplot on `script` with `vars`; stderr goes to `log`. */
+static eb_status run_gnuplot(const char *script, const char *vars, const char *log) {
+    pid_t pid = fork();
+    if (pid < 0) return eb_fail(EB_ERUNTIME, "cannot start gnuplot: %s", strerror(errno));
+    if (pid == 0) {
+        int err = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600), null = open("/dev/null", O_WRONLY);
+        if (err >= 0) dup2(err, 2);
+        if (null >= 0) dup2(null, 1);
+        execlp("gnuplot", "gnuplot", "-e", vars, script, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return EB_OK;
+    char first[512] = "";
+    FILE *f = fopen(log, "r");
+    if (f) {
+        size_t got = fread(first, 1, sizeof first - 1, f);
+        first[got] = 0;
+        fclose(f);
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
+        return eb_fail(EB_ERUNTIME, "gnuplot not found (install gnuplot-nox)");
+    return eb_fail(EB_ERUNTIME, "gnuplot failed on %s: %s", script, first);
+}
+
+eb_status eb_gp_render(const char *scripts_dir, const char *name, const char *vars, const char *png) {
+    char script[PATH_MAX], tmp[PATH_MAX + 32], log[PATH_MAX + 32], qtmp[2 * sizeof tmp];
+    if (snprintf(script, sizeof script, "%s/%s.gp", scripts_dir, name) >= (int)sizeof script ||
+        snprintf(tmp, sizeof tmp, "%s.tmp.%d", png, (int)getpid()) >= (int)sizeof tmp ||
+        snprintf(log, sizeof log, "%s.log.%d", png, (int)getpid()) >= (int)sizeof log)
+        return eb_fail(EB_EINPUT, "%s: path too long", png);
+    eb_gp_quote(qtmp, sizeof qtmp, tmp);
+    size_t cap = strlen(vars) + strlen(qtmp) + 16;
+    char *all = malloc(cap);
+    if (!all) return eb_fail(EB_ERUNTIME, "out of memory");
+    snprintf(all, cap, "%s; out='%s'", vars, qtmp);
+    eb_status st = run_gnuplot(script, all, log);
+    free(all);
+    unlink(log);
+    if (!st && rename(tmp, png) != 0) st = eb_fail(EB_ERUNTIME, "%s: cannot rename: %s", png, strerror(errno));
+    if (st) unlink(tmp);
+    return st;
+}
