@@ -352,7 +352,7 @@ static eb_status slice_table(eb_cache_schedule **out, const eb_cache_schedule *c
 
 static eb_status recording_alloc(eb_recording *rec, const eb_record_opts *o, const eb_config *c, int N) {
     const eb_schedule *s = o->sched;
-    const int S = s->S, L = c->depth, data = o->x0 != NULL, cached = o->cache != NULL;
+    const int S = s->S, L = c->depth, data = o->x0 != NULL, cached = o->cache != NULL && !o->no_reference;
     *rec = (eb_recording){.S = S, .L = c->depth, .N = N, .C = c->in_channels, .H = c->input_size,
                           .start_step = o->start_step, .has_reference = cached};
     rec->t = malloc(S * sizeof *rec->t);
@@ -378,6 +378,7 @@ eb_status eb_record_run(eb_model *m, const eb_record_opts *o, const float *x_T, 
     if (st) return st;
     const eb_config *c = &m->cfg;
     const int S = o->sched->S, k0 = o->start_step, steps = S - k0, cached = o->cache != NULL;
+    const int with_ref = cached && !o->no_reference; /* the uncached reference chain alongside */
     const int batch = o->batch > 0 && o->batch < N ? o->batch : N, B = o->so.cfg_scale != 1.0f ? 2 * batch : batch;
     const size_t per = image_elems(c);
     eb_schedule tail = *o->sched; /* steps k0.. are the first S − k0 indices: same arrays, same noise streams */
@@ -394,16 +395,16 @@ eb_status eb_record_run(eb_model *m, const eb_record_opts *o, const float *x_T, 
     float *x = malloc((size_t)batch * per * sizeof(float));
     float *out = malloc((size_t)batch * eb_out_channels(c) * c->input_size * c->input_size * sizeof(float));
     int32_t *t = malloc(batch * sizeof(int32_t));
-    if (!x || !out || !t || !sums_alloc(&main_sums, S, c->depth) || (cached && !sums_alloc(&ref_sums, S, c->depth)))
+    if (!x || !out || !t || !sums_alloc(&main_sums, S, c->depth) || (with_ref && !sums_alloc(&ref_sums, S, c->depth)))
         st = eb_fail(EB_ERUNTIME, "out of memory");
     if (!st) st = recording_alloc(rec, o, c, N);
     if (!st) st = recorder_alloc(&run, m, B, batch, steps, 0, o->dump.nsteps > 0 && dump_to);
-    if (!st && cached) st = recorder_alloc(&ref, m, B, batch, steps, 1, 0);
+    if (!st && with_ref) st = recorder_alloc(&ref, m, B, batch, steps, 1, 0);
     if (!st && !(rec->samples = malloc((size_t)N * per * sizeof(float))))
         st = eb_fail(EB_ERUNTIME, "out of memory for %d samples", N);
     if (!st && o->dump.nsteps && dump_to) eb_h5w_set_deflate(dump_to, 4);
-    double *dev = cached ? calloc((size_t)S * 4, sizeof(double)) : NULL;
-    if (!st && cached && !dev) st = eb_fail(EB_ERUNTIME, "out of memory");
+    double *dev = with_ref ? calloc((size_t)S * 4, sizeof(double)) : NULL;
+    if (!st && with_ref && !dev) st = eb_fail(EB_ERUNTIME, "out of memory");
     eb_cache_stats cost = {0};
     for (int first = 0; !st && first < N; first += batch) {
         const int b = N - first < batch ? N - first : batch;
@@ -415,7 +416,7 @@ eb_status eb_record_run(eb_model *m, const eb_record_opts *o, const float *x_T, 
         run.first = ref.first = first, run.b = ref.b = b;
         run.eps_norm = rec->run.eps_norm, ref.eps_norm = rec->reference.eps_norm;
         run.dump_to = first == 0 ? dump_to : NULL;
-        if (cached) {
+        if (with_ref) {
             float *xr = rec->samples + (size_t)first * per; /* the reference's final sample lands here first */
             memcpy(xr, x, (size_t)b * per * sizeof(float));
             st = observed_chain(&ref, &tail, &o->so, NULL, xr, yb, NULL);
@@ -432,8 +433,8 @@ eb_status eb_record_run(eb_model *m, const eb_record_opts *o, const float *x_T, 
     }
     if (!st) {
         finish_stats(&rec->run, &main_sums, rec);
-        if (cached) finish_stats(&rec->reference, &ref_sums, rec);
-        for (int k = k0; cached && k < S; k++) {
+        if (with_ref) finish_stats(&rec->reference, &ref_sums, rec);
+        for (int k = k0; with_ref && k < S; k++) {
             rec->deviation_x[k] = sqrt(dev[4 * k] / dev[4 * k + 1]);
             rec->deviation_eps[k] = sqrt(dev[4 * k + 2] / dev[4 * k + 3]);
         }

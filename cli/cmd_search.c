@@ -142,6 +142,7 @@ static eb_status replay_run(void *ctx, const eb_cache_schedule *cs, double *eps)
     replay *r = ctx;
     eb_record_opts o = r->o;
     o.cache = cs;
+    o.no_reference = 1; /* only the cached run's ε norms are needed */
     eb_recording rec;
     eb_status st = eb_record_run(r->m, &o, r->x_T, r->y, r->N, &rec, NULL);
     if (st) return st;

@@ -15,7 +15,9 @@
 
 /* Rows per sgemm call of linear_forward: a constant, so results do not depend
  * on the thread count. OpenBLAS must run single-threaded (eb_kernels_init). */
+#ifndef EB_GEMM_ROWS
 #define EB_GEMM_ROWS 64
+#endif
 
 /* The vectorisable exp and tanh of the softmax and GELU loops (≤ 2 ulp / ≤ 1e-7
  * absolute from libm; exposed for tests and the trainer's backward). */
