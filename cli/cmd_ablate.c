@@ -238,7 +238,7 @@ static eb_status spec_read(spec *s, const char *path) {
 static const char *threads_opt; /* --threads, passed on */
 
 /* Runs command `fn` with the NULL-terminated arguments (and --threads when
- * `threaded`); returns its exit status. */
+ * `threaded`), its stdout sent to stderr; returns its exit status. */
 static int call(int threaded, int (*fn)(int, char **), const char *name, ...) {
     char *argv[64];
     int argc = 0;
@@ -252,8 +252,14 @@ static int call(int threaded, int (*fn)(int, char **), const char *name, ...) {
         argv[argc++] = (char *)threads_opt;
     }
     argv[argc] = NULL;
+    /* the commands' reports go to stderr with their progress: stdout is ablate's */
     fflush(stdout);
-    return fn(argc, argv);
+    int saved = dup(1);
+    if (saved >= 0) dup2(2, 1);
+    int rc = fn(argc, argv);
+    fflush(stdout);
+    if (saved >= 0) dup2(saved, 1), close(saved);
+    return rc;
 }
 
 static int exists(const char *path) { return access(path, F_OK) == 0; }
