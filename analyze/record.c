@@ -40,6 +40,7 @@ typedef struct {
     float *xs;             /* (S − k0, b, C, H, W) the chain's x_t, host                  */
     float *eps;            /* (S − k0, b, C, H, W) its ε, or NULL when not kept           */
     const float *ref_xs, *ref_eps; /* the reference chain, for the deviation (or NULL)   */
+    int stopped;                   /* the chain ended early at o->last_step              */
     double *dev;           /* (S, 4): Σ‖Δx‖², Σ‖x_ref‖², Σ‖Δε‖², Σ‖ε_ref‖²                 */
     eb_h5w *dump_to;       /* feature dumps of this chain (NULL: none)                    */
     float *dump_host;      /* (cap·T·D) download buffer                                   */
@@ -138,6 +139,10 @@ static eb_status on_step(void *ctx, int k, const float *x, const float *eps, int
         }
     }
     r->step++;
+    if (r->o->last_step > 0 && r->step > r->o->last_step) {
+        r->stopped = 1; /* ends the sampler's loop; observed_chain clears the status */
+        return EB_ERUNTIME;
+    }
     return EB_OK;
 }
 
@@ -167,10 +172,11 @@ static eb_status observed_chain(recorder *r, const eb_schedule *s, const eb_samp
     memset(r->have, 0, (size_t)r->L * 2 + 2);
     r->step = r->k0;
     r->error = EB_OK;
+    r->stopped = 0;
     r->m->obs = &obs;
     eb_status st = eb_sample_cached(r->m, s, so, cs, x, y, r->b, r->first, stats);
     r->m->obs = NULL;
-    return st ? st : r->error;
+    return r->stopped ? EB_OK : st ? st : r->error;
 }
 
 /* /eps/norm_q: the guided ε on √ᾱ x0 + √(1−ᾱ) z (z from eb_stream_q) at every recorded step. */
@@ -314,6 +320,7 @@ static eb_status recorder_alloc(recorder *r, eb_model *m, int B, int b, int step
 static eb_status check_opts(const eb_model *m, const eb_record_opts *o, int N) {
     const int S = o->sched->S, L = m->cfg.depth;
     if (N <= 0) return eb_fail(EB_EINPUT, "N = %d samples, needs at least 1", N);
+    if (o->last_step < 0 || o->last_step >= S) return eb_fail(EB_EINPUT, "last step %d outside [0, %d)", o->last_step, S);
     if (o->start_step < 0 || o->start_step >= S)
         return eb_fail(EB_EINPUT, "start step %d outside [0, %d)", o->start_step, S);
     if (o->start_step > 0 && !o->x0)
@@ -425,6 +432,7 @@ eb_status eb_record_run(eb_model *m, const eb_record_opts *o, const float *x_T, 
         }
         if (!st) st = observed_chain(&run, &tail, &o->so, cs, x, yb, &cost);
         if (st) break;
+        if (run.stopped) continue;
         add_snr_sums(&run, rec->alpha_bar, x, x0);
         memcpy(rec->samples + (size_t)first * per, x, (size_t)b * per * sizeof(float));
         if (o->eps_q)

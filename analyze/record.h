@@ -43,6 +43,8 @@ typedef struct {
     int eps_q;                           /* 1: the second pass for /eps/norm_q                    */
     int no_reference;                    /* 1: a cached run without the uncached reference chain  */
                                          /* (half the cost; no /reference, no /deviation)         */
+    int last_step;                       /* > 0: stop the chains after this step: ε norms through */
+                                         /* it only, every other statistic undefined (search)     */
     eb_record_dump dump;                 /* nsteps = 0: no feature dumps                          */
 } eb_record_opts;
 

@@ -138,16 +138,17 @@ static eb_status replay_open(replay *r, const eb_rec_data *rec) {
 }
 
 /* The runner: the recorded run with table cs; ε norms before the table's scale. */
-static eb_status replay_run(void *ctx, const eb_cache_schedule *cs, double *eps) {
+static eb_status replay_run(void *ctx, const eb_cache_schedule *cs, int last_step, double *eps) {
     replay *r = ctx;
     eb_record_opts o = r->o;
     o.cache = cs;
-    o.no_reference = 1; /* only the cached run's ε norms are needed */
+    o.no_reference = 1; /* only the cached run's ε norms are needed, */
+    o.last_step = last_step; /* and only through last_step */
     eb_recording rec;
     eb_status st = eb_record_run(r->m, &o, r->x_T, r->y, r->N, &rec, NULL);
     if (st) return st;
     for (int i = 0; i < cs->nrows; i++)
-        for (int n = 0; n < r->N; n++) {
+        for (int n = 0; n < r->N && cs->rows[i].step <= last_step; n++) {
             size_t at = (size_t)cs->rows[i].step * r->N + n;
             eps[at] = rec.run.eps_norm[at] * cs->rows[i].scale; /* record measures after the scale */
         }

@@ -91,6 +91,7 @@ typedef struct {
     double t_thre;                  /* eb-cache phase split                                     */
     int runs;                       /* candidate runs made                                      */
     int nmemo, cap_memo;            /* every run so far: bisection revisits the same prefixes   */
+    int *memo_last;                 /* (nmemo) the last step each run went through              */
     uint8_t *memo_state;            /* (nmemo, S) the states a run had                          */
     double *memo_eps;               /* (nmemo, S, N) its ε norms                                */
 } search_ctx;
@@ -184,8 +185,8 @@ static eb_status states_table(search_ctx *x, const uint8_t *state, const char *p
     return finish(out, st);
 }
 
-/* Remembers a run's ε norms (S, N) under its states (S). */
-static eb_status memo_add(search_ctx *x, const uint8_t *state, const double *eps) {
+/* Remembers a run's ε norms (S, N; rows through last_step) under its states (S). */
+static eb_status memo_add(search_ctx *x, const uint8_t *state, int last_step, const double *eps) {
     const size_t S = x->rec->S, N = x->rec->N;
     if (x->nmemo == x->cap_memo) {
         int cap = x->cap_memo ? 2 * x->cap_memo : 64;
@@ -193,34 +194,41 @@ static eb_status memo_add(search_ctx *x, const uint8_t *state, const double *eps
         if (st) x->memo_state = st;
         double *e = realloc(x->memo_eps, cap * S * N * sizeof *e);
         if (e) x->memo_eps = e;
-        if (!st || !e) return eb_fail(EB_ERUNTIME, "out of memory for %d candidate runs", cap);
+        int *l = realloc(x->memo_last, cap * sizeof *l);
+        if (l) x->memo_last = l;
+        if (!st || !e || !l) return eb_fail(EB_ERUNTIME, "out of memory for %d candidate runs", cap);
         x->cap_memo = cap;
     }
     memcpy(x->memo_state + x->nmemo * S, state, S);
     memcpy(x->memo_eps + x->nmemo * S * N, eps, S * N * sizeof *eps);
+    x->memo_last[x->nmemo] = last_step;
     x->nmemo++;
     return EB_OK;
 }
 
-/* One candidate run of the states (or its remembered result): eps (S, N) raw ε norms. */
-static eb_status candidate_run(search_ctx *x, const uint8_t *state, double *eps) {
+/* One candidate run of the states, or a remembered one that went through
+ * step `need`; a new run goes through step `run_to` (≥ need). eps (S, N) gets
+ * the raw ε norms, rows 0 … need (later rows may be NaN). */
+static eb_status candidate_run(search_ctx *x, const uint8_t *state, int need, int run_to, double *eps) {
     const int S = x->rec->S, N = x->rec->N;
     for (int i = 0; i < x->nmemo; i++)
-        if (!memcmp(x->memo_state + (size_t)i * S, state, S)) {
+        if (x->memo_last[i] >= need && !memcmp(x->memo_state + (size_t)i * S, state, S)) {
             memcpy(eps, x->memo_eps + (size_t)i * S * N, (size_t)S * N * sizeof *eps);
             return EB_OK;
         }
+    const int last_step = run_to;
     eb_cache_schedule *cs;
     eb_status st = states_table(x, state, "candidate", &cs);
     if (st) return st;
-    st = x->runner->run(x->runner->ctx, cs, eps);
+    for (int i = (last_step + 1) * N; i < S * N; i++) eps[i] = NAN; /* never read */
+    st = x->runner->run(x->runner->ctx, cs, last_step, eps);
     eb_cache_schedule_free(cs);
     x->runs++;
-    for (int i = 0; !st && i < S * N; i++)
+    for (int i = 0; !st && i < (last_step + 1) * N; i++)
         if (!(eps[i] > 0) || !isfinite(eps[i]))
             st = eb_fail(EB_ERUNTIME, "candidate run %d: the ε norm of sample %d at step %d is %g", x->runs, i % N, i / N,
                          eps[i]);
-    return st ? st : memo_add(x, state, eps);
+    return st ? st : memo_add(x, state, last_step, eps);
 }
 
 /* The most-reusing state that more than half of the votes reach (a vote for
@@ -256,6 +264,8 @@ static eb_status prefix_misses(search_ctx *x, const uint8_t *state, int k, int *
  * candidate runs only when reusing both lacks a majority, and runs earlier
  * searches made with the same states are remembered. With a target, *out is NULL when the decided states
  * already miss it. */
+#define REF_AHEAD 8
+
 static eb_status ebcache_build(search_ctx *x, double dscale, eb_cache_schedule **out) {
     const int S = x->rec->S, N = x->rec->N;
     const double a = dscale * x->o->delta_a, c = dscale * x->o->delta_c;
@@ -264,13 +274,19 @@ static eb_status ebcache_build(search_ctx *x, double dscale, eb_cache_schedule *
     double *ori = malloc((size_t)S * N * sizeof *ori), *both = malloc((size_t)S * N * sizeof *both),
            *cand = malloc((size_t)S * N * sizeof *cand);
     eb_status st = state && ori && both && cand ? EB_OK : eb_fail(EB_ERUNTIME, "out of memory");
-    if (!st) st = candidate_run(x, state, ori);
+    /* E_ori at step k is the run of the decided prefix with every later step computing. A candidate at
+     * step k runs through step k + 1, where it is the next step's reference if chosen; a reference that
+     * must be run (after a computing step) runs REF_AHEAD steps further, serving the computing steps
+     * that may follow it. Runs stop early: the steps after the last one read are never sampled. */
     for (int k = 1; !st && k < S; k++) {
         const double delta = a * x->rec->t[k] / EB_DIFFUSION_STEPS + c;
+        const int through = k + 1 < S ? k + 1 : S - 1;
+        state[k] = 0;
+        if ((st = candidate_run(x, state, k, k + REF_AHEAD < S ? k + REF_AHEAD : S - 1, ori))) break;
         uint8_t vote[N]; /* each sample's most-reusing state within δ */
         int votes[3] = {0};
         state[k] = 2;
-        if ((st = candidate_run(x, state, both))) break;
+        if ((st = candidate_run(x, state, through, through, both))) break;
         for (int n = 0; n < N; n++) {
             size_t i = (size_t)k * N + n;
             vote[n] = fabs(both[i] / x->scale[k] - ori[i]) <= delta * ori[i] ? 2 : 0;
@@ -278,17 +294,13 @@ static eb_status ebcache_build(search_ctx *x, double dscale, eb_cache_schedule *
         }
         if (2 * votes[2] <= N) { /* reusing both lacks a majority: the single-module state may have one */
             state[k] = 1;
-            if ((st = candidate_run(x, state, cand))) break;
+            if ((st = candidate_run(x, state, through, through, cand))) break;
             for (int n = 0; n < N; n++) {
                 size_t i = (size_t)k * N + n;
                 if (!vote[n] && fabs(cand[i] / x->scale[k] - ori[i]) <= delta * ori[i]) votes[0]--, votes[vote[n] = 1]++;
             }
         }
         state[k] = (uint8_t)majority(votes, N);
-        /* the chosen run's later steps compute: it is the next step's uncached reference */
-        double *t = ori;
-        if (state[k] == 2) ori = both, both = t;
-        else if (state[k] == 1) ori = cand, cand = t;
         if (!st && k < S - 1 && !isnan(x->o->target) && (st = prefix_misses(x, state, k, &gave_up), gave_up)) break;
     }
     char params[256];
@@ -726,7 +738,7 @@ eb_status eb_search(eb_search_result *res, const eb_rec_data *rec, const eb_fit 
     if (st) eb_search_result_free(res);
     eb_fit_free(&own);
     eb_schedule_free(&x.s);
-    free(x.scale), free(x.memo_state), free(x.memo_eps);
+    free(x.scale), free(x.memo_state), free(x.memo_eps), free(x.memo_last);
     return st;
 }
 

@@ -46,10 +46,11 @@ const char *eb_scaling_name(eb_scaling s);
 /* Candidate runs for eb-cache: sample the recording's calibration batch
  * (its model, sampler, noise and N samples) with table `cs` and fill eps
  * (S, N) with each step's and sample's L2 norm of the guided ε before the
- * table's scale divides it. */
+ * table's scale divides it — rows 0 … last_step; the chain may stop there
+ * (later rows are never read). */
 typedef struct {
     void *ctx;
-    eb_status (*run)(void *ctx, const eb_cache_schedule *cs, double *eps);
+    eb_status (*run)(void *ctx, const eb_cache_schedule *cs, int last_step, double *eps);
 } eb_search_runner;
 
 typedef struct {

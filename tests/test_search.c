@@ -126,8 +126,8 @@ typedef struct {
 
 /* ε norms of a table: the base norm, raised for every earlier reuse-both
  * step (the chain the prefix produces), times 1 + the step's candidate
- * change. */
-static eb_status scripted_run(void *ctx, const eb_cache_schedule *cs, double *eps) {
+ * change; NaN after last_step. */
+static eb_status scripted_run(void *ctx, const eb_cache_schedule *cs, int last_step, double *eps) {
     script *sc = ctx;
     const int S = sc->rec->S, N = sc->rec->N;
     eb_cache_plan p;
@@ -141,7 +141,7 @@ static eb_status scripted_run(void *ctx, const eb_cache_schedule *cs, double *ep
         for (int n = 0; n < N; n++) {
             double base = sc->rec->eps_norm_q[k * N + n] * (1 + sc->drift_per_reuse * both_before);
             double d = state == 2 ? sc->dev_both[k * N + n] : state == 1 ? sc->dev_cand[k * N + n] : 0;
-            eps[k * N + n] = base * (1 + d);
+            eps[k * N + n] = k <= last_step ? base * (1 + d) : NAN; /* the search must not read beyond */
         }
         both_before += state == 2;
     }
@@ -174,7 +174,9 @@ Test(search, algorithm1_picks_the_expected_states) {
     eb_config c = small_config(2);
     eb_search_result res;
     cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, &runner), EB_OK, "%s", eb_last_error());
-    cr_expect_eq(res.runs, 1 + (S - 1) + 5, "the single-module run is skipped where reusing both has a majority");
+    /* the all-compute run, a reuse-both run per step, 5 single-module runs (skipped where reusing both has a
+     * majority), and the references after the computing steps 3 and 5, run again to a later step */
+    cr_expect_eq(res.runs, 1 + (S - 1) + 5 + 2, "runs");
     cr_expect_eq(sc.runs, res.runs);
     cr_expect(sc.early_mlp_ok, "single-module state: MLP reused while t >= t_thre, attention after");
     eb_cache_plan p;
