@@ -40,7 +40,6 @@ typedef struct {
     float *xs;             /* (S − k0, b, C, H, W) the chain's x_t, host                  */
     float *eps;            /* (S − k0, b, C, H, W) its ε, or NULL when not kept           */
     const float *ref_xs, *ref_eps; /* the reference chain, for the deviation (or NULL)   */
-    int stopped;                   /* the chain ended early at o->last_step              */
     double *dev;           /* (S, 4): Σ‖Δx‖², Σ‖x_ref‖², Σ‖Δε‖², Σ‖ε_ref‖²                 */
     eb_h5w *dump_to;       /* feature dumps of this chain (NULL: none)                    */
     float *dump_host;      /* (cap·T·D) download buffer                                   */
@@ -139,10 +138,6 @@ static eb_status on_step(void *ctx, int k, const float *x, const float *eps, int
         }
     }
     r->step++;
-    if (r->o->last_step > 0 && r->step > r->o->last_step) {
-        r->stopped = 1; /* ends the sampler's loop; observed_chain clears the status */
-        return EB_ERUNTIME;
-    }
     return EB_OK;
 }
 
@@ -172,11 +167,10 @@ static eb_status observed_chain(recorder *r, const eb_schedule *s, const eb_samp
     memset(r->have, 0, (size_t)r->L * 2 + 2);
     r->step = r->k0;
     r->error = EB_OK;
-    r->stopped = 0;
     r->m->obs = &obs;
     eb_status st = eb_sample_cached(r->m, s, so, cs, x, y, r->b, r->first, stats);
     r->m->obs = NULL;
-    return r->stopped ? EB_OK : st ? st : r->error;
+    return st ? st : r->error;
 }
 
 /* /eps/norm_q: the guided ε on √ᾱ x0 + √(1−ᾱ) z (z from eb_stream_q) at every recorded step. */
@@ -320,7 +314,6 @@ static eb_status recorder_alloc(recorder *r, eb_model *m, int B, int b, int step
 static eb_status check_opts(const eb_model *m, const eb_record_opts *o, int N) {
     const int S = o->sched->S, L = m->cfg.depth;
     if (N <= 0) return eb_fail(EB_EINPUT, "N = %d samples, needs at least 1", N);
-    if (o->last_step < 0 || o->last_step >= S) return eb_fail(EB_EINPUT, "last step %d outside [0, %d)", o->last_step, S);
     if (o->start_step < 0 || o->start_step >= S)
         return eb_fail(EB_EINPUT, "start step %d outside [0, %d)", o->start_step, S);
     if (o->start_step > 0 && !o->x0)
@@ -359,7 +352,7 @@ static eb_status slice_table(eb_cache_schedule **out, const eb_cache_schedule *c
 
 static eb_status recording_alloc(eb_recording *rec, const eb_record_opts *o, const eb_config *c, int N) {
     const eb_schedule *s = o->sched;
-    const int S = s->S, L = c->depth, data = o->x0 != NULL, cached = o->cache != NULL && !o->no_reference;
+    const int S = s->S, L = c->depth, data = o->x0 != NULL, cached = o->cache != NULL;
     *rec = (eb_recording){.S = S, .L = c->depth, .N = N, .C = c->in_channels, .H = c->input_size,
                           .start_step = o->start_step, .has_reference = cached};
     rec->t = malloc(S * sizeof *rec->t);
@@ -385,7 +378,6 @@ eb_status eb_record_run(eb_model *m, const eb_record_opts *o, const float *x_T, 
     if (st) return st;
     const eb_config *c = &m->cfg;
     const int S = o->sched->S, k0 = o->start_step, steps = S - k0, cached = o->cache != NULL;
-    const int with_ref = cached && !o->no_reference; /* the uncached reference chain alongside */
     const int batch = o->batch > 0 && o->batch < N ? o->batch : N, B = o->so.cfg_scale != 1.0f ? 2 * batch : batch;
     const size_t per = image_elems(c);
     eb_schedule tail = *o->sched; /* steps k0.. are the first S − k0 indices: same arrays, same noise streams */
@@ -402,16 +394,16 @@ eb_status eb_record_run(eb_model *m, const eb_record_opts *o, const float *x_T, 
     float *x = malloc((size_t)batch * per * sizeof(float));
     float *out = malloc((size_t)batch * eb_out_channels(c) * c->input_size * c->input_size * sizeof(float));
     int32_t *t = malloc(batch * sizeof(int32_t));
-    if (!x || !out || !t || !sums_alloc(&main_sums, S, c->depth) || (with_ref && !sums_alloc(&ref_sums, S, c->depth)))
+    if (!x || !out || !t || !sums_alloc(&main_sums, S, c->depth) || (cached && !sums_alloc(&ref_sums, S, c->depth)))
         st = eb_fail(EB_ERUNTIME, "out of memory");
     if (!st) st = recording_alloc(rec, o, c, N);
     if (!st) st = recorder_alloc(&run, m, B, batch, steps, 0, o->dump.nsteps > 0 && dump_to);
-    if (!st && with_ref) st = recorder_alloc(&ref, m, B, batch, steps, 1, 0);
+    if (!st && cached) st = recorder_alloc(&ref, m, B, batch, steps, 1, 0);
     if (!st && !(rec->samples = malloc((size_t)N * per * sizeof(float))))
         st = eb_fail(EB_ERUNTIME, "out of memory for %d samples", N);
     if (!st && o->dump.nsteps && dump_to) eb_h5w_set_deflate(dump_to, 4);
-    double *dev = with_ref ? calloc((size_t)S * 4, sizeof(double)) : NULL;
-    if (!st && with_ref && !dev) st = eb_fail(EB_ERUNTIME, "out of memory");
+    double *dev = cached ? calloc((size_t)S * 4, sizeof(double)) : NULL;
+    if (!st && cached && !dev) st = eb_fail(EB_ERUNTIME, "out of memory");
     eb_cache_stats cost = {0};
     for (int first = 0; !st && first < N; first += batch) {
         const int b = N - first < batch ? N - first : batch;
@@ -423,7 +415,7 @@ eb_status eb_record_run(eb_model *m, const eb_record_opts *o, const float *x_T, 
         run.first = ref.first = first, run.b = ref.b = b;
         run.eps_norm = rec->run.eps_norm, ref.eps_norm = rec->reference.eps_norm;
         run.dump_to = first == 0 ? dump_to : NULL;
-        if (with_ref) {
+        if (cached) {
             float *xr = rec->samples + (size_t)first * per; /* the reference's final sample lands here first */
             memcpy(xr, x, (size_t)b * per * sizeof(float));
             st = observed_chain(&ref, &tail, &o->so, NULL, xr, yb, NULL);
@@ -432,7 +424,6 @@ eb_status eb_record_run(eb_model *m, const eb_record_opts *o, const float *x_T, 
         }
         if (!st) st = observed_chain(&run, &tail, &o->so, cs, x, yb, &cost);
         if (st) break;
-        if (run.stopped) continue;
         add_snr_sums(&run, rec->alpha_bar, x, x0);
         memcpy(rec->samples + (size_t)first * per, x, (size_t)b * per * sizeof(float));
         if (o->eps_q)
@@ -441,8 +432,8 @@ eb_status eb_record_run(eb_model *m, const eb_record_opts *o, const float *x_T, 
     }
     if (!st) {
         finish_stats(&rec->run, &main_sums, rec);
-        if (with_ref) finish_stats(&rec->reference, &ref_sums, rec);
-        for (int k = k0; with_ref && k < S; k++) {
+        if (cached) finish_stats(&rec->reference, &ref_sums, rec);
+        for (int k = k0; cached && k < S; k++) {
             rec->deviation_x[k] = sqrt(dev[4 * k] / dev[4 * k + 1]);
             rec->deviation_eps[k] = sqrt(dev[4 * k + 2] / dev[4 * k + 3]);
         }

@@ -41,10 +41,6 @@ typedef struct {
     int start_step;                      /* with x0: chains start from q(x_t | x0) at this step   */
     int batch;                           /* samples per model batch (≤ 0: all N at once)          */
     int eps_q;                           /* 1: the second pass for /eps/norm_q                    */
-    int no_reference;                    /* 1: a cached run without the uncached reference chain  */
-                                         /* (half the cost; no /reference, no /deviation)         */
-    int last_step;                       /* > 0: stop the chains after this step: ε norms through */
-                                         /* it only, every other statistic undefined (search)     */
     eb_record_dump dump;                 /* nsteps = 0: no feature dumps                          */
 } eb_record_opts;
 

@@ -1,10 +1,11 @@
 /* cmd_search.c — `ebcache search`: a cache schedule for a recording (search/search.h,
- * docs/search.md). eb-cache's candidate runs replay the recording's own run
- * (its model, sampler, noise and labels, from the file's attributes) with
- * each candidate table through analyze/record.h. */
+ * docs/search.md). eb-cache's calibration chains replay the recording's own
+ * run (its model, sampler, noise and labels, from the file's attributes) step
+ * by step through runtime/chain.h, each step evaluated in three states. */
 #include "args.h"
 #include "commands.h"
 
+#include "chain.h"
 #include "h5io.h"
 #include "record.h"
 #include "search.h"
@@ -19,7 +20,7 @@
 #define CMD "search"
 
 /* ------------------------------------------------------------------------ */
-/* Replaying the recorded run for eb-cache's candidate runs                   */
+/* Replaying the recorded run for eb-cache's calibration chains              */
 
 typedef struct {
     eb_model *m;
@@ -28,7 +29,7 @@ typedef struct {
     float *x_T;  /* (N, C, H, W) */
     int32_t *y;  /* (N)          */
     int N;
-    int runs;    /* candidate runs so far, for the progress line */
+    int runs;    /* calibration chains so far, for the progress line */
 } replay;
 
 static void replay_free(replay *r) {
@@ -66,7 +67,7 @@ static eb_status replay_start(replay *r, eb_h5 *f, const char *start, uint64_t s
     }
     if (eb_h5_lookup(f, "/y") != EB_H5_DATASET)
         return eb_fail(EB_EINPUT, "%s: the recording started from --seed but does not store its labels (/y); "
-                                  "eb-cache's candidate runs need them: record with --noise IN.h5", path);
+                                  "eb-cache's calibration chains need them: record with --noise IN.h5", path);
     eb_status st = eb_h5_read_i32(f, "/y", 1, want_y, &r->y, d);
     if (!st && !(r->x_T = malloc(r->N * per * sizeof *r->x_T))) st = eb_fail(EB_ERUNTIME, "out of memory");
     for (int i = 0; !st && i < r->N; i++) eb_rng_fill_normal(r->x_T + i * per, per, eb_rng_key(seed, eb_stream_xT(i)));
@@ -88,7 +89,7 @@ static eb_status replay_open(replay *r, const eb_rec_data *rec) {
     for (size_t k = 0; !missing && k < sizeof need / sizeof need[0]; k++)
         if (!eb_h5_has_attr(f, NULL, need[k])) missing = need[k];
     if (missing)
-        st = eb_fail(EB_EINPUT, "%s: no root attribute '%s': eb-cache's candidate runs replay the recorded run "
+        st = eb_fail(EB_EINPUT, "%s: no root attribute '%s': eb-cache's calibration chains replay the recorded run "
                                 "(record it with ebcache record)", rec->path, missing);
     if (!st) st = attr_text(f, "model", model, sizeof model);
     if (!st) st = attr_text(f, "model_sha256", want_sha, sizeof want_sha);
@@ -104,7 +105,7 @@ static eb_status replay_open(replay *r, const eb_rec_data *rec) {
     if (!st && eb_h5_has_attr(f, NULL, "batch")) st = eb_h5_attr_i64(f, NULL, "batch", &batch);
     if (!st && eb_h5_has_attr(f, NULL, "num_heads")) st = eb_h5_attr_i64(f, NULL, "num_heads", &heads);
     if (!st && data[0])
-        st = eb_fail(EB_EINPUT, "%s: recorded with --data %s: eb-cache's candidate runs replay only runs from noise", rec->path,
+        st = eb_fail(EB_EINPUT, "%s: recorded with --data %s: eb-cache's calibration chains replay only runs from noise", rec->path,
                      data);
     if (!st) st = eb_sha256_file(model, sha);
     if (!st && strcmp(sha, want_sha))
@@ -137,24 +138,57 @@ static eb_status replay_open(replay *r, const eb_rec_data *rec) {
     return st;
 }
 
-/* The runner: the recorded run with table cs; ε norms before the table's scale. */
-static eb_status replay_run(void *ctx, const eb_cache_schedule *cs, int last_step, double *eps) {
+/* The runner: the recorded run as one chain of all N samples, each step after
+ * the first evaluated in the three candidate states from the same chain state
+ * (cache.h: eb_cache_save / eb_cache_use_step / eb_cache_restore); the chain
+ * goes on with the state decide picks. */
+static eb_status replay_run(void *ctx, eb_cache_schedule *const tables[3], eb_search_decide decide, void *dctx) {
     replay *r = ctx;
-    eb_record_opts o = r->o;
-    o.cache = cs;
-    o.no_reference = 1; /* only the cached run's ε norms are needed, */
-    o.last_step = last_step; /* and only through last_step */
-    eb_recording rec;
-    eb_status st = eb_record_run(r->m, &o, r->x_T, r->y, r->N, &rec, NULL);
-    if (st) return st;
-    for (int i = 0; i < cs->nrows; i++)
-        for (int n = 0; n < r->N && cs->rows[i].step <= last_step; n++) {
-            size_t at = (size_t)cs->rows[i].step * r->N + n;
-            eps[at] = rec.run.eps_norm[at] * cs->rows[i].scale; /* record measures after the scale */
+    const eb_config *c = eb_model_config(r->m);
+    const int S = r->sched.S, N = r->N, guided = r->o.so.cfg_scale != 1.0f;
+    const size_t HW = (size_t)c->input_size * c->input_size, per = c->in_channels * HW, out_per = eb_out_channels(c) * HW;
+    eb_cache_plan plans[3] = {{0}};
+    eb_cache *cache = NULL;
+    eb_chain *chain = NULL;
+    float *x = malloc((size_t)N * per * sizeof *x);
+    double *norms = malloc(3 * (size_t)N * sizeof *norms);
+    eb_status st = x && norms ? EB_OK : eb_fail(EB_ERUNTIME, "out of memory");
+    for (int s = 0; !st && s < 3; s++) st = eb_cache_plan_build(&plans[s], tables[s], c->depth, &r->sched);
+    /* the reuse-both table keeps every module, so any state can run on this cache */
+    if (!st) st = eb_cache_create(&cache, r->m, tables[2], &r->sched, guided ? 2 * N : N);
+    if (!st) st = eb_chain_create(&chain, r->m, &r->sched, &r->o.so, cache, N, 0);
+    if (!st) memcpy(x, r->x_T, (size_t)N * per * sizeof *x);
+    for (int k = 0; !st && k < S; k++) {
+        int state = 0;
+        if (k > 0) {
+            if ((st = eb_cache_save(cache))) break;
+            for (int s = 2; !st && s >= 0; s--) { /* reuse both (cheap), single module, compute: the usual pick last */
+                eb_cache_restore(cache);
+                if ((st = eb_cache_use_step(cache, k, &plans[s])) || (st = eb_chain_eval(chain, k, x, r->y))) break;
+                const float *out = eb_chain_output(chain);
+                for (int n = 0; n < N; n++) {
+                    double sq = 0;
+                    for (size_t j = 0; j < per; j++) sq += (double)out[n * out_per + j] * out[n * out_per + j];
+                    norms[(size_t)s * N + n] = sqrt(sq) * plans[s].scale[k]; /* before the table's divisor */
+                }
+            }
+            if (st || (state = decide(dctx, k, norms)) < 0) break;
+            if (state != 0) { /* the chain goes on from the chosen state's evaluation */
+                eb_cache_restore(cache);
+                if ((st = eb_cache_use_step(cache, k, &plans[state])) || (st = eb_chain_eval(chain, k, x, r->y))) break;
+            }
+        } else if ((st = eb_chain_eval(chain, k, x, r->y))) {
+            break;
         }
-    eb_recording_free(&rec);
-    if (isatty(2)) fprintf(stderr, "\rcandidate runs: %d", ++r->runs);
-    return EB_OK;
+        eb_chain_advance(chain, k, x);
+        if (isatty(2)) fprintf(stderr, "\reb-cache search: chain %d, step %d/%d  ", r->runs + 1, k + 1, S);
+    }
+    r->runs++;
+    eb_chain_free(chain);
+    eb_cache_free(cache);
+    for (int s = 0; s < 3; s++) eb_cache_plan_free(&plans[s]);
+    free(x), free(norms);
+    return st;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -276,7 +310,7 @@ int cmd_search(int argc, char **argv) {
                                   "eb-cache, none otherwise)", NULL},
         {"config", "NAME", "model the FLOPs are counted on (default: the recording's)", NULL},
         {"model", "PATH", "a model file instead of --config", NULL},
-        {"threads", "N", "threads for eb-cache's candidate runs (default: all cores)", NULL},
+        {"threads", "N", "threads for eb-cache's calibration chains (default: all cores)", NULL},
         {"output", "TABLE", "the schedule table to write (docs/schedule.md), with its provenance", NULL},
     };
     const int n = sizeof opts / sizeof opts[0];

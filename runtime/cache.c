@@ -28,12 +28,19 @@ struct eb_cache {
     uint8_t *policy_skip; /* (S) */
     int skipped;
     double macs;
+    struct {              /* eb_cache_save's copy                                     */
+        float **factors;
+        int *have, *last_compute, next_step, batch, skipped;
+        double macs;
+    } saved;
 };
 
 void eb_cache_free(eb_cache *c) {
     if (!c) return;
     const eb_backend *be = c->m->be;
     for (int i = 0; c->factors && i < c->plan.L * 2; i++) be->free(c->factors[i]);
+    for (int i = 0; c->saved.factors && i < c->plan.L * 2; i++) be->free(c->saved.factors[i]);
+    free(c->saved.factors), free(c->saved.have), free(c->saved.last_compute);
     for (int r = 0; c->residual && r < c->plan.nruns; r++) be->free(c->residual[r]);
     be->free(c->probe_prev);
     be->free(c->probe_cur);
@@ -83,6 +90,58 @@ eb_status eb_cache_create(eb_cache **out, eb_model *m, const eb_cache_schedule *
     }
     *out = c;
     return EB_OK;
+}
+
+eb_status eb_cache_use_step(eb_cache *c, int step, const eb_cache_plan *from) {
+    const eb_cache_plan *p = &c->plan;
+    if (from->S != p->S || from->L != p->L || step < 0 || step >= p->S)
+        return eb_fail(EB_EINPUT, "cache: step %d of a %d-step, %d-block plan for a %d-step, %d-block cache", step,
+                       from->S, from->L, p->S, p->L);
+    if (from->nruns || from->policy.kind != EB_POLICY_NONE || p->nruns || p->policy.kind != EB_POLICY_NONE)
+        return eb_fail(EB_EINPUT, "cache: step actions move between plans without block runs or policies only");
+    for (int i = 0; i < p->L * 2; i++) {
+        eb_act a = from->act[(size_t)step * p->L * 2 + i];
+        if (a.kind != EB_ACT_COMPUTE && (!p->slot_cap[i] || (a.kind == EB_ACT_FORECAST && a.order + 1 > p->slot_cap[i])))
+            return eb_fail(EB_EINPUT, "cache: step %d reuses block %d's %s, which this cache does not keep", step, i / 2,
+                           i % 2 ? "MLP" : "attention");
+        p->act[(size_t)step * p->L * 2 + i] = a;
+    }
+    p->scale[step] = from->scale[step];
+    return EB_OK;
+}
+
+eb_status eb_cache_save(eb_cache *c) {
+    const eb_backend *be = c->m->be;
+    const int slots = c->plan.L * 2;
+    const size_t n = (size_t)c->capacity * eb_tokens(&c->m->cfg) * c->m->cfg.hidden_size;
+    if (!c->saved.factors) {
+        c->saved.factors = calloc(slots, sizeof *c->saved.factors);
+        c->saved.have = calloc(slots, sizeof *c->saved.have);
+        c->saved.last_compute = calloc(slots, sizeof *c->saved.last_compute);
+        int ok = c->saved.factors && c->saved.have && c->saved.last_compute;
+        for (int i = 0; ok && i < slots; i++)
+            if (c->plan.slot_cap[i]) ok = !!(c->saved.factors[i] = be->alloc(c->plan.slot_cap[i] * n * sizeof(float)));
+        if (!ok) return eb_fail(EB_ERUNTIME, "cache: out of memory for a saved state");
+    }
+    for (int i = 0; i < slots; i++)
+        if (c->plan.slot_cap[i]) be->copy(c->saved.factors[i], c->factors[i], c->plan.slot_cap[i] * n);
+    memcpy(c->saved.have, c->have, slots * sizeof *c->have);
+    memcpy(c->saved.last_compute, c->last_compute, slots * sizeof *c->last_compute);
+    c->saved.next_step = c->next_step, c->saved.batch = c->batch, c->saved.skipped = c->skipped;
+    c->saved.macs = c->macs;
+    return EB_OK;
+}
+
+void eb_cache_restore(eb_cache *c) {
+    const int slots = c->plan.L * 2;
+    const size_t n = (size_t)c->capacity * eb_tokens(&c->m->cfg) * c->m->cfg.hidden_size;
+    if (!c->saved.factors) return;
+    for (int i = 0; i < slots; i++)
+        if (c->plan.slot_cap[i]) c->m->be->copy(c->factors[i], c->saved.factors[i], c->plan.slot_cap[i] * n);
+    memcpy(c->have, c->saved.have, slots * sizeof *c->have);
+    memcpy(c->last_compute, c->saved.last_compute, slots * sizeof *c->last_compute);
+    c->next_step = c->saved.next_step, c->batch = c->saved.batch, c->skipped = c->saved.skipped;
+    c->macs = c->saved.macs;
 }
 
 float eb_cache_eps_scale(const eb_cache *c, int step) { return c->plan.scale[step]; }

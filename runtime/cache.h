@@ -24,6 +24,18 @@ void eb_cache_free(eb_cache *c);
  * from the trajectory's batch. */
 eb_status eb_cache_forward_batch(eb_cache *c, int step, int B);
 
+/* Step-by-step control (the eb-cache search evaluates a step under several
+ * actions from one chain state):
+ * eb_cache_use_step copies step `step`'s actions and ε divisor from `from` (a
+ * plan of the same S and L whose reused modules this cache keeps, e.g. every
+ * module reused somewhere in the schedule it was made from). eb_cache_save
+ * keeps the cache's state (every cached feature, the step counter and cost);
+ * eb_cache_restore returns to it, so that the same step can run again. The
+ * saved copy is allocated on the first save (EB_ERUNTIME when out of memory). */
+eb_status eb_cache_use_step(eb_cache *c, int step, const eb_cache_plan *from);
+eb_status eb_cache_save(eb_cache *c);
+void eb_cache_restore(eb_cache *c);
+
 /* The ε divisor of a step. */
 float eb_cache_eps_scale(const eb_cache *c, int step);
 

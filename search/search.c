@@ -90,10 +90,6 @@ typedef struct {
     double *scale;                  /* (S) ε divisor per step                                   */
     double t_thre;                  /* eb-cache phase split                                     */
     int runs;                       /* candidate runs made                                      */
-    int nmemo, cap_memo;            /* every run so far: bisection revisits the same prefixes   */
-    int *memo_last;                 /* (nmemo) the last step each run went through              */
-    uint8_t *memo_state;            /* (nmemo, S) the states a run had                          */
-    double *memo_eps;               /* (nmemo, S, N) its ε norms                                */
 } search_ctx;
 
 /* The sampler as the recording lists it: the generators and the validation
@@ -185,52 +181,6 @@ static eb_status states_table(search_ctx *x, const uint8_t *state, const char *p
     return finish(out, st);
 }
 
-/* Remembers a run's ε norms (S, N; rows through last_step) under its states (S). */
-static eb_status memo_add(search_ctx *x, const uint8_t *state, int last_step, const double *eps) {
-    const size_t S = x->rec->S, N = x->rec->N;
-    if (x->nmemo == x->cap_memo) {
-        int cap = x->cap_memo ? 2 * x->cap_memo : 64;
-        uint8_t *st = realloc(x->memo_state, cap * S);
-        if (st) x->memo_state = st;
-        double *e = realloc(x->memo_eps, cap * S * N * sizeof *e);
-        if (e) x->memo_eps = e;
-        int *l = realloc(x->memo_last, cap * sizeof *l);
-        if (l) x->memo_last = l;
-        if (!st || !e || !l) return eb_fail(EB_ERUNTIME, "out of memory for %d candidate runs", cap);
-        x->cap_memo = cap;
-    }
-    memcpy(x->memo_state + x->nmemo * S, state, S);
-    memcpy(x->memo_eps + x->nmemo * S * N, eps, S * N * sizeof *eps);
-    x->memo_last[x->nmemo] = last_step;
-    x->nmemo++;
-    return EB_OK;
-}
-
-/* One candidate run of the states, or a remembered one that went through
- * step `need`; a new run goes through step `run_to` (≥ need). eps (S, N) gets
- * the raw ε norms, rows 0 … need (later rows may be NaN). */
-static eb_status candidate_run(search_ctx *x, const uint8_t *state, int need, int run_to, double *eps) {
-    const int S = x->rec->S, N = x->rec->N;
-    for (int i = 0; i < x->nmemo; i++)
-        if (x->memo_last[i] >= need && !memcmp(x->memo_state + (size_t)i * S, state, S)) {
-            memcpy(eps, x->memo_eps + (size_t)i * S * N, (size_t)S * N * sizeof *eps);
-            return EB_OK;
-        }
-    const int last_step = run_to;
-    eb_cache_schedule *cs;
-    eb_status st = states_table(x, state, "candidate", &cs);
-    if (st) return st;
-    for (int i = (last_step + 1) * N; i < S * N; i++) eps[i] = NAN; /* never read */
-    st = x->runner->run(x->runner->ctx, cs, last_step, eps);
-    eb_cache_schedule_free(cs);
-    x->runs++;
-    for (int i = 0; !st && i < (last_step + 1) * N; i++)
-        if (!(eps[i] > 0) || !isfinite(eps[i]))
-            st = eb_fail(EB_ERUNTIME, "candidate run %d: the ε norm of sample %d at step %d is %g", x->runs, i % N, i / N,
-                         eps[i]);
-    return st ? st : memo_add(x, state, last_step, eps);
-}
-
 /* The most-reusing state that more than half of the votes reach (a vote for
  * reusing both also reaches the single-module state). */
 static int majority(const int votes[3], int N) {
@@ -257,57 +207,62 @@ static eb_status prefix_misses(search_ctx *x, const uint8_t *state, int k, int *
     return st;
 }
 
-/* Algorithm 1 with δ(τ) = scale·(a·τ + c): step by step, the candidates run
- * on the chain the decided prefix produces (later steps compute); each sample
- * votes for the most-reusing state whose scaled ε norm stays within δ of the
- * uncached one, relative. At most 2(S − 1) + 1 runs: the single-module
- * candidate runs only when reusing both lacks a majority, and runs earlier
- * searches made with the same states are remembered. With a target, *out is NULL when the decided states
- * already miss it. */
-#define REF_AHEAD 8
+/* Algorithm 1's decision at one step: each sample votes for the most-reusing
+ * state whose scaled ε norm stays within δ of the uncached one, relative; the
+ * step takes the state a majority reaches. With a target, −1 (stop) once the
+ * decided states miss it even if every later step reused both modules. */
+typedef struct {
+    search_ctx *x;
+    uint8_t *state;
+    double a, c;
+    int gave_up;
+    eb_status st;
+} ebcache_attempt;
 
-static eb_status ebcache_build(search_ctx *x, double dscale, eb_cache_schedule **out) {
+static int ebcache_decide(void *ctx, int k, const double *norms) {
+    ebcache_attempt *at = ctx;
+    search_ctx *x = at->x;
     const int S = x->rec->S, N = x->rec->N;
-    const double a = dscale * x->o->delta_a, c = dscale * x->o->delta_c;
-    int gave_up = 0;
-    uint8_t *state = calloc(S, 1);
-    double *ori = malloc((size_t)S * N * sizeof *ori), *both = malloc((size_t)S * N * sizeof *both),
-           *cand = malloc((size_t)S * N * sizeof *cand);
-    eb_status st = state && ori && both && cand ? EB_OK : eb_fail(EB_ERUNTIME, "out of memory");
-    /* E_ori at step k is the run of the decided prefix with every later step computing. A candidate at
-     * step k runs through step k + 1, where it is the next step's reference if chosen; a reference that
-     * must be run (after a computing step) runs REF_AHEAD steps further, serving the computing steps
-     * that may follow it. Runs stop early: the steps after the last one read are never sampled. */
-    for (int k = 1; !st && k < S; k++) {
-        const double delta = a * x->rec->t[k] / EB_DIFFUSION_STEPS + c;
-        const int through = k + 1 < S ? k + 1 : S - 1;
-        state[k] = 0;
-        if ((st = candidate_run(x, state, k, k + REF_AHEAD < S ? k + REF_AHEAD : S - 1, ori))) break;
-        uint8_t vote[N]; /* each sample's most-reusing state within δ */
-        int votes[3] = {0};
-        state[k] = 2;
-        if ((st = candidate_run(x, state, through, through, both))) break;
-        for (int n = 0; n < N; n++) {
-            size_t i = (size_t)k * N + n;
-            vote[n] = fabs(both[i] / x->scale[k] - ori[i]) <= delta * ori[i] ? 2 : 0;
-            votes[vote[n]]++;
+    const double delta = at->a * x->rec->t[k] / EB_DIFFUSION_STEPS + at->c, s = x->scale[k];
+    const double *ori = norms, *cand = norms + N, *both = norms + 2 * N;
+    int votes[3] = {0};
+    for (int n = 0; n < N; n++) {
+        if (!(ori[n] > 0) || !isfinite(ori[n]) || !isfinite(cand[n]) || !isfinite(both[n])) {
+            at->st = eb_fail(EB_ERUNTIME, "eb-cache: a non-finite or zero ε norm of sample %d at step %d", n, k);
+            return -1;
         }
-        if (2 * votes[2] <= N) { /* reusing both lacks a majority: the single-module state may have one */
-            state[k] = 1;
-            if ((st = candidate_run(x, state, through, through, cand))) break;
-            for (int n = 0; n < N; n++) {
-                size_t i = (size_t)k * N + n;
-                if (!vote[n] && fabs(cand[i] / x->scale[k] - ori[i]) <= delta * ori[i]) votes[0]--, votes[vote[n] = 1]++;
-            }
-        }
-        state[k] = (uint8_t)majority(votes, N);
-        if (!st && k < S - 1 && !isnan(x->o->target) && (st = prefix_misses(x, state, k, &gave_up), gave_up)) break;
+        votes[fabs(both[n] / s - ori[n]) <= delta * ori[n] ? 2 : fabs(cand[n] / s - ori[n]) <= delta * ori[n] ? 1 : 0]++;
     }
+    at->state[k] = (uint8_t)majority(votes, N);
+    if (k < S - 1 && !isnan(x->o->target) && ((at->st = prefix_misses(x, at->state, k, &at->gave_up)) || at->gave_up))
+        return -1;
+    return at->state[k];
+}
+
+/* Algorithm 1 with δ(τ) = scale·(a·τ + c) on one calibration chain: at each
+ * step the candidates are evaluated on the chain the decided prefix produced
+ * (docs/search.md). With a target, *out is NULL when the decided states
+ * already miss it. */
+static eb_status ebcache_build(search_ctx *x, double dscale, eb_cache_schedule **out) {
+    const int S = x->rec->S;
+    ebcache_attempt at = {.x = x, .state = calloc(S, 1), .a = dscale * x->o->delta_a, .c = dscale * x->o->delta_c};
+    eb_cache_schedule *tables[3] = {NULL, NULL, NULL};
+    uint8_t fill[S];
+    eb_status st = at.state ? EB_OK : eb_fail(EB_ERUNTIME, "out of memory");
+    for (int s = 0; !st && s < 3; s++) {
+        memset(fill, s, S);
+        fill[0] = 0;
+        st = states_table(x, fill, "candidates", &tables[s]);
+    }
+    if (!st) st = x->runner->run(x->runner->ctx, tables, ebcache_decide, &at);
+    if (!st) st = at.st;
+    x->runs++;
     char params[256];
-    snprintf(params, sizeof params, "delta=%.6g*tau+%.6g t_thre=%.4g", a, c, x->t_thre);
+    snprintf(params, sizeof params, "delta=%.6g*tau+%.6g t_thre=%.4g", at.a, at.c, x->t_thre);
     *out = NULL;
-    if (!st && !gave_up) st = states_table(x, state, params, out);
-    free(state), free(ori), free(both), free(cand);
+    if (!st && !at.gave_up) st = states_table(x, at.state, params, out);
+    for (int s = 0; s < 3; s++) eb_cache_schedule_free(tables[s]);
+    free(at.state);
     return st;
 }
 
@@ -738,7 +693,7 @@ eb_status eb_search(eb_search_result *res, const eb_rec_data *rec, const eb_fit 
     if (st) eb_search_result_free(res);
     eb_fit_free(&own);
     eb_schedule_free(&x.s);
-    free(x.scale), free(x.memo_state), free(x.memo_eps), free(x.memo_last);
+    free(x.scale);
     return st;
 }
 
@@ -763,7 +718,7 @@ eb_status eb_search_write(const eb_search_result *res, const eb_rec_data *rec, c
                                                                "threshold",   "interval", "budget"};
         eb_search_method m = EB_SEARCH_EBCACHE;
         if (!eb_search_method_parse(&m, res->table->method)) fprintf(f, "# %s: %.6g\n", names[m], res->param);
-        if (res->runs) fprintf(f, "# candidate_runs: %d\n", res->runs);
+        if (res->runs) fprintf(f, "# calibration_chains: %d\n", res->runs);
         ok = !ferror(f);
         ok = !fclose(f) && ok;
     }

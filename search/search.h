@@ -43,14 +43,19 @@ typedef enum {
 eb_status eb_scaling_parse(eb_scaling *s, const char *name);
 const char *eb_scaling_name(eb_scaling s);
 
-/* Candidate runs for eb-cache: sample the recording's calibration batch
- * (its model, sampler, noise and N samples) with table `cs` and fill eps
- * (S, N) with each step's and sample's L2 norm of the guided ε before the
- * table's scale divides it — rows 0 … last_step; the chain may stop there
- * (later rows are never read). */
+/* Candidate evaluations for eb-cache, from one chain per attempt: the
+ * recording's calibration batch (its model, sampler, noise and N samples) runs
+ * step by step. tables[s] (s = 0 compute, 1 the phase's single-module state,
+ * 2 reuse both) holds state s at every step but step 0, which computes. At
+ * each step k ≥ 1 the runner evaluates the three tables' step k from the
+ * chain's current state and calls decide(dctx, k, norms) with norms (3, N):
+ * the L2 norms of the guided ε of state 0, 1, 2 before the tables' ε divisor;
+ * the chain continues with the state decide returns, or stops when it returns
+ * −1. Step 0 computes. *evaluations counts the model evaluations made. */
+typedef int (*eb_search_decide)(void *dctx, int k, const double *norms);
 typedef struct {
     void *ctx;
-    eb_status (*run)(void *ctx, const eb_cache_schedule *cs, int last_step, double *eps);
+    eb_status (*run)(void *ctx, eb_cache_schedule *const tables[3], eb_search_decide decide, void *dctx);
 } eb_search_runner;
 
 typedef struct {
@@ -76,7 +81,7 @@ typedef struct {
     double deviation;  /* predicted deviation (the drift proxy)                                 */
     double param;      /* the parameter used: interval, threshold, δ scale (eb-cache), budget */
     int met;           /* 1: the target is met (or there is none); 0: it cannot be (no table)   */
-    int runs;          /* candidate runs made (eb-cache)                                        */
+    int runs;          /* calibration chains run (eb-cache: one per attempt)                    */
     char note[512];    /* with met = 0: why, and the best fraction the method reaches             */
 } eb_search_result;
 

@@ -1,6 +1,7 @@
 /* test_cache.c — the cache engine against reference/cache_ref.py, bit-identity
  * of an all-compute schedule, exact memory accounting and its kernels. */
 #include "cache.h"
+#include "chain.h"
 #include "golden.h"
 #include "h5io.h"
 #include "kernels.h"
@@ -317,6 +318,75 @@ Test(cache, steps_allocate_nothing) {
     cr_expect_eq(eb_forward_run(m, cache, 1, out, x, t, y, N, 1, 1.5f, 3), EB_EINPUT, "batch changed mid-trajectory");
     eb_cache_free(cache);
     eb_cache_schedule_free(cs);
+    eb_schedule_free(&s);
+    eb_model_free(m);
+}
+
+/* A chain driven step by step (chain.h) — each step evaluated first under the
+ * other states from a saved cache state, then under the chosen one — gives the
+ * bits of eb_sample_cached with the table of the chosen states. */
+Test(cache, stepwise_candidates_equal_the_table) {
+    eb_model *m = golden_model("tiny_sigma.safetensors", 0);
+    eb_schedule s;
+    cr_assert_eq(eb_schedule_create(&s, "10"), EB_OK);
+    const eb_sampler_opts o = {.kind = EB_SAMPLER_DDPM, .var_type = EB_VAR_LEARNED_RANGE, .cfg_scale = 1.5f,
+                               .guide_channels = 3, .seed = 9};
+    enum { N = 2 };
+    const int S = s.S, chosen[10] = {0, 2, 0, 1, 1, 2, 0, 2, 1, 0};
+    const eb_act C = {EB_ACT_COMPUTE, 0}, R = {EB_ACT_REUSE, 0};
+    eb_cache_schedule *tables[3], *want;
+    eb_cache_plan plans[3];
+    for (int t = 0; t < 3; t++) { /* state t at every step but the first; 1 reuses the MLP */
+        cr_assert_eq(eb_cache_schedule_new(&tables[t], &s, "test", ""), EB_OK);
+        for (int k = 0; k < S; k++)
+            cr_assert_eq(eb_cache_schedule_add(tables[t], &s, k, 0, -1, k && t == 2 ? R : C, k && t ? R : C,
+                                               1.0f + 0.01f * t * k), EB_OK, "%s", eb_last_error());
+        cr_assert_eq(eb_cache_plan_build(&plans[t], tables[t], m->cfg.depth, &s), EB_OK, "%s", eb_last_error());
+    }
+    cr_assert_eq(eb_cache_schedule_new(&want, &s, "test", ""), EB_OK);
+    for (int k = 0; k < S; k++) {
+        int t = chosen[k];
+        eb_cache_schedule_add(want, &s, k, 0, -1, t == 2 ? R : C, t ? R : C, 1.0f + 0.01f * t * k);
+    }
+    size_t per = (size_t)m->cfg.in_channels * m->cfg.input_size * m->cfg.input_size;
+    float *x = malloc(N * per * sizeof *x), *x_table = malloc(N * per * sizeof *x);
+    int32_t y[N] = {3, 7};
+    eb_rng_fill_normal(x, N * per, eb_rng_key(9, 1));
+    memcpy(x_table, x, N * per * sizeof *x);
+    cr_assert_eq(eb_sample_cached(m, &s, &o, want, x_table, y, N, 0, NULL), EB_OK, "%s", eb_last_error());
+
+    eb_cache *cache;
+    eb_chain *chain;
+    cr_assert_eq(eb_cache_create(&cache, m, tables[2], &s, 2 * N), EB_OK, "%s", eb_last_error());
+    cr_assert_eq(eb_chain_create(&chain, m, &s, &o, cache, N, 0), EB_OK, "%s", eb_last_error());
+    for (int k = 0; k < S; k++) {
+        cr_assert_eq(eb_cache_save(cache), EB_OK);
+        for (int t = 0; t < 3; t++) { /* the other states first, from the saved state */
+            eb_cache_restore(cache);
+            cr_assert_eq(eb_cache_use_step(cache, k, &plans[t]), EB_OK, "%s", eb_last_error());
+            cr_assert_eq(eb_chain_eval(chain, k, x, y), EB_OK, "%s", eb_last_error());
+        }
+        eb_cache_restore(cache);
+        cr_assert_eq(eb_cache_use_step(cache, k, &plans[chosen[k]]), EB_OK);
+        cr_assert_eq(eb_chain_eval(chain, k, x, y), EB_OK);
+        eb_chain_advance(chain, k, x);
+    }
+    cr_expect_arr_eq(x, x_table, N * per * sizeof *x, "the stepwise chain differs from the table's");
+    free(x), free(x_table);
+    /* a plan of another length is refused */
+    eb_schedule s8;
+    cr_assert_eq(eb_schedule_create(&s8, "8"), EB_OK);
+    eb_cache_plan other;
+    cr_assert_eq(eb_cache_plan_build(&other, tables[0], m->cfg.depth, NULL), EB_OK);
+    other.S = 8;
+    cr_expect_eq(eb_cache_use_step(cache, 1, &other), EB_EINPUT);
+    other.S = S;
+    eb_cache_plan_free(&other);
+    eb_schedule_free(&s8);
+    eb_chain_free(chain);
+    eb_cache_free(cache);
+    for (int t = 0; t < 3; t++) eb_cache_plan_free(&plans[t]), eb_cache_schedule_free(tables[t]);
+    eb_cache_schedule_free(want);
     eb_schedule_free(&s);
     eb_model_free(m);
 }

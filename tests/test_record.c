@@ -228,25 +228,6 @@ Test(record, observing_changes_nothing) {
     }
 }
 
-/* Without the reference chain a cached run records the same bits for itself. */
-Test(record, no_reference_changes_nothing_else) {
-    golden_case g;
-    case_load(&g, "delta");
-    cr_assert_not_null(g.table);
-    eb_recording full, lean;
-    cr_assert_eq(eb_record_run(g.m, &g.o, g.xT, g.y, g.N, &full, NULL), EB_OK, "%s", eb_last_error());
-    g.o.no_reference = 1;
-    cr_assert_eq(eb_record_run(g.m, &g.o, g.xT, g.y, g.N, &lean, NULL), EB_OK, "%s", eb_last_error());
-    cr_assert(full.has_reference && !lean.has_reference && !lean.deviation_x && !lean.reference.eps_norm);
-    size_t SN = (size_t)full.S * full.N, SL = (size_t)full.S * full.L;
-    cr_expect_arr_eq(lean.run.eps_norm, full.run.eps_norm, SN * sizeof(double));
-    cr_expect_arr_eq(lean.run.drift_mlp, full.run.drift_mlp, SL * sizeof(double));
-    cr_expect_arr_eq(lean.samples, full.samples, (size_t)full.N * full.C * full.H * full.H * sizeof(float));
-    eb_recording_free(&full);
-    eb_recording_free(&lean);
-    case_free(&g);
-}
-
 /* The backend reduction against plain double loops, and prev ← cur. */
 Test(record, feature_drift_matches_loops) {
     enum { N = 1000003 };

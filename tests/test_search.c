@@ -124,28 +124,31 @@ typedef struct {
     int early_mlp_ok;                  /* 1 while every single-module step reused the phase's module */
 } script;
 
-/* ε norms of a table: the base norm, raised for every earlier reuse-both
- * step (the chain the prefix produces), times 1 + the step's candidate
- * change; NaN after last_step. */
-static eb_status scripted_run(void *ctx, const eb_cache_schedule *cs, int last_step, double *eps) {
+/* One calibration chain: at each step the uncached norm is the base norm
+ * raised for every earlier reuse-both step (the chain the prefix produces);
+ * the candidates change it by their scripted amounts. */
+static eb_status scripted_run(void *ctx, eb_cache_schedule *const tables[3], eb_search_decide decide, void *dctx) {
     script *sc = ctx;
     const int S = sc->rec->S, N = sc->rec->N;
     eb_cache_plan p;
-    eb_status st = eb_cache_plan_build(&p, cs, sc->rec->L, NULL);
+    eb_status st = eb_cache_plan_build(&p, tables[1], sc->rec->L, NULL);
     if (st) return st;
+    for (int k = 1; k < S; k++) /* the single-module table reuses the MLP early, attention late */
+        if ((p.act[(size_t)k * p.L * 2 + 1].kind == EB_ACT_REUSE) != (sc->rec->t[k] >= 400)) sc->early_mlp_ok = 0;
+    eb_cache_plan_free(&p);
     int both_before = 0;
-    for (int k = 0; k < S; k++) {
-        eb_act a = p.act[(size_t)k * p.L * 2], m = p.act[(size_t)k * p.L * 2 + 1];
-        int state = a.kind == EB_ACT_REUSE && m.kind == EB_ACT_REUSE ? 2 : a.kind != m.kind ? 1 : 0;
-        if (state == 1 && (m.kind == EB_ACT_REUSE) != (sc->rec->t[k] >= 400)) sc->early_mlp_ok = 0;
+    double norms[3 * N];
+    for (int k = 1; k < S; k++) {
         for (int n = 0; n < N; n++) {
             double base = sc->rec->eps_norm_q[k * N + n] * (1 + sc->drift_per_reuse * both_before);
-            double d = state == 2 ? sc->dev_both[k * N + n] : state == 1 ? sc->dev_cand[k * N + n] : 0;
-            eps[k * N + n] = k <= last_step ? base * (1 + d) : NAN; /* the search must not read beyond */
+            norms[n] = base;
+            norms[N + n] = base * (1 + sc->dev_cand[k * N + n]);
+            norms[2 * N + n] = base * (1 + sc->dev_both[k * N + n]);
         }
+        int state = decide(dctx, k, norms);
+        if (state < 0) break;
         both_before += state == 2;
     }
-    eb_cache_plan_free(&p);
     sc->runs++;
     return EB_OK;
 }
@@ -174,9 +177,7 @@ Test(search, algorithm1_picks_the_expected_states) {
     eb_config c = small_config(2);
     eb_search_result res;
     cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, &runner), EB_OK, "%s", eb_last_error());
-    /* the all-compute run, a reuse-both run per step, 5 single-module runs (skipped where reusing both has a
-     * majority), and the references after the computing steps 3 and 5, run again to a later step */
-    cr_expect_eq(res.runs, 1 + (S - 1) + 5 + 2, "runs");
+    cr_expect_eq(res.runs, 1, "one calibration chain");
     cr_expect_eq(sc.runs, res.runs);
     cr_expect(sc.early_mlp_ok, "single-module state: MLP reused while t >= t_thre, attention after");
     eb_cache_plan p;
@@ -228,7 +229,7 @@ Test(search, ebcache_target_by_bisection) {
     eb_search_result res, smaller;
     cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, &runner), EB_OK, "%s", eb_last_error());
     cr_expect(res.met && res.flops <= 0.7, "flops %g", res.flops);
-    cr_expect(res.runs == sc.runs && res.runs < 100, "%d runs: the bisection must reuse earlier runs (~12 attempts of 19)", res.runs);
+    cr_expect(res.runs == sc.runs && res.runs < 20, "%d chains: one per bisection attempt", res.runs);
     o.target = NAN;
     o.delta_a *= res.param * 0.99, o.delta_c *= res.param * 0.99;
     cr_assert_eq(eb_search(&smaller, &r, NULL, &c, &o, &runner), EB_OK);
@@ -525,7 +526,7 @@ Test(search, cli_records_fits_searches_and_samples) {
                          "%s/rec.h5", d, d), 0, "%s", slurp("err.txt"));
     cr_assert_eq(run_cli("fit %s/rec.h5 --output %s/fit.h5", d, d), 0, "%s", slurp("err.txt"));
 
-    /* Algorithm 1 replays the recorded run: 1 + 2·7 candidate runs */
+    /* Algorithm 1 replays the recorded run as one chain */
     cr_assert_eq(run_cli("search --method eb-cache --record %s/rec.h5 --fit %s/fit.h5 --threads 1 --output %s/e.schedule",
                          d, d, d), 0, "%s", slurp("err.txt"));
     const char *text = slurp("e.schedule");
@@ -535,17 +536,10 @@ Test(search, cli_records_fits_searches_and_samples) {
     snprintf(line, sizeof line, "# recording_sha256: %s\n", sha);
     cr_expect(strstr(text, line), "%s", text);
     cr_expect(strstr(text, "## method: eb-cache\n") && strstr(text, "## sampler: ddim respacing=8\n"), "%s", text);
-    /* one run of the uncached prefix, one per step reusing both, one more where that lacks a majority */
-    eb_cache_schedule *cs;
-    snprintf(path, sizeof path, "%s/e.schedule", workdir);
-    cr_assert_eq(eb_cache_schedule_read(&cs, path), EB_OK, "%s", eb_last_error());
-    int runs = 8;
-    for (int i = 1; i < cs->nrows; i++) runs += cs->rows[i].attn.kind != EB_ACT_REUSE || cs->rows[i].mlp.kind != EB_ACT_REUSE;
-    eb_cache_schedule_free(cs);
-    snprintf(line, sizeof line, "# candidate_runs: %d\n", runs);
-    cr_expect(strstr(text, line), "%s in %s", line, text);
+    cr_expect(strstr(text, "# calibration_chains: 1\n"), "one chain without a target: %s", text);
 
     /* every method's table runs in the sampler it was searched for */
+    eb_cache_schedule *cs;
     const char *searches[] = {"--method eb-cache --threads 1 --target-speedup 1.3", "--method fora --interval 2",
                               "--method delta-dit --target-speedup 1.2", "--method teacache --target-speedup 1.5",
                               "--method taylorseer --interval 3 --noise-scaling linear",
