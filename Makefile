@@ -150,8 +150,8 @@ plots: deps bin/ebcache
 	@mkdir -p results
 	bin/ebcache schedule fora --interval 2 --steps 50 --output results/fora2.schedule
 	nice -n 10 bin/ebcache record --model $(PLOT_MODEL) --steps 50 --cfg-scale 1.5 --n 64 --threads 2 \
-	  --schedule results/fora2.schedule --data fmnist --start-step 10 --output results/record.h5
-	bin/ebcache plot results/record.h5 --out results/record
+	  --schedule results/fora2.schedule --data fmnist --start-step 10 --output build/record.h5
+	bin/ebcache plot build/record.h5 --out results/record
 plots-demo: deps bin/ebcache
 	@mkdir -p build/plots-demo
 	bin/ebcache schedule fora --interval 2 --steps 50 --output build/plots-demo/fora2.schedule
