@@ -139,23 +139,27 @@ int eb_report(const char *cmd, int status) {
     return status;
 }
 
+int eb_tree_path(const char *rel, char *out, size_t cap) {
+    char exe[PATH_MAX - 64];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0) return 0;
+    exe[len] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = 0;
+    /* bin/ebcache and build/<variant>/ebcache both sit below the source tree */
+    const char *ups[] = {"/../", "/../../"};
+    for (size_t i = 0; i < sizeof ups / sizeof ups[0]; i++)
+        if (snprintf(out, cap, "%s%s%s", exe, ups[i], rel) < (int)cap && access(out, R_OK) == 0) return 1;
+    return 0;
+}
+
 const char *eb_data_file_path(const char *env_var, const char *file, char *path) {
     const char *env = getenv(env_var);
     if (env && *env) return env;
-    char exe[PATH_MAX - 64];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len > 0) {
-        exe[len] = 0;
-        char *slash = strrchr(exe, '/');
-        if (slash) *slash = 0;
-        /* bin/ebcache and build/<variant>/ebcache both sit below the source tree */
-        const char *ups[] = {"/../data/", "/../../data/"};
-        for (size_t i = 0; i < sizeof ups / sizeof ups[0]; i++) {
-            char candidate[PATH_MAX];
-            snprintf(candidate, sizeof candidate, "%s%s%s", exe, ups[i], file);
-            if (access(candidate, R_OK) == 0 && realpath(candidate, path)) return path;
-        }
-    }
+    char rel[PATH_MAX], candidate[PATH_MAX];
+    if (snprintf(rel, sizeof rel, "data/%s", file) < (int)sizeof rel && eb_tree_path(rel, candidate, sizeof candidate) &&
+        realpath(candidate, path))
+        return path;
     eb_fail(EB_EINPUT, "no data/%s next to the binary; set %s or pass the path", file, env_var);
     return NULL;
 }

@@ -2,6 +2,7 @@
 #ifndef EB_ARGS_H
 #define EB_ARGS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* The shipped default model in data/. */
@@ -33,6 +34,11 @@ int eb_arg_int_list(const char *cmd, const char *name, const char *value, long m
 
 /* Prints "ebcache CMD: <eb_last_error()>" and returns the status as exit code. */
 int eb_report(const char *cmd, int status);
+
+/* <source tree>/rel for the running binary (bin/ebcache or
+ * build/<variant>/ebcache, the tree one or two folders up) into out when it
+ * is readable: 1, else 0. */
+int eb_tree_path(const char *rel, char *out, size_t cap);
 
 /* $env_var if set, else data/<file> next to the executable (bin/ or
  * build/<variant>/ below the source tree), resolved into path (PATH_MAX

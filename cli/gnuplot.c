@@ -1,6 +1,8 @@
 /* gnuplot.c — see gnuplot.h. */
 #include "gnuplot.h"
 
+#include "args.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -28,18 +30,9 @@ eb_status eb_gp_find_scripts(const char *given, char *dir, size_t cap) {
             return eb_fail(EB_EINPUT, "%s: no gnuplot scripts (snr.gp) there", given ? given : env);
         return EB_OK;
     }
-    char exe[PATH_MAX - 32];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len > 0) {
-        exe[len] = 0;
-        char *slash = strrchr(exe, '/');
-        if (slash) *slash = 0;
-        const char *ups[] = {"/../plots", "/../../plots"}; /* bin/ebcache, build/<variant>/ebcache */
-        for (size_t i = 0; i < sizeof ups / sizeof ups[0]; i++) {
-            if (snprintf(dir, cap, "%s%s", exe, ups[i]) < (int)cap &&
-                snprintf(probe, sizeof probe, "%s/snr.gp", dir) < (int)sizeof probe && access(probe, R_OK) == 0)
-                return EB_OK;
-        }
+    if (eb_tree_path("plots/snr.gp", dir, cap)) {
+        dir[strlen(dir) - strlen("/snr.gp")] = 0;
+        return EB_OK;
     }
     return eb_fail(EB_EINPUT, "no gnuplot scripts found: pass --scripts DIR or set EBCACHE_PLOTS to the plots/ folder");
 }
