@@ -152,6 +152,7 @@ plots: deps bin/ebcache
 	nice -n 10 bin/ebcache record --model $(PLOT_MODEL) --steps 50 --cfg-scale 1.5 --n 64 --threads 2 \
 	  --schedule results/fora2.schedule --data fmnist --start-step 10 --output build/record.h5
 	bin/ebcache plot build/record.h5 --out results/record
+	gnuplot -e "dat='data/default-run/train_log.csv'; out='results/train_loss.png'" plots/train_loss.gp
 plots-demo: deps bin/ebcache
 	@mkdir -p build/plots-demo
 	bin/ebcache schedule fora --interval 2 --steps 50 --output build/plots-demo/fora2.schedule

@@ -25,7 +25,7 @@ grep -E "^ablate \[|^wrote .*table" "$out/ablate.log" | sed 's/^/   /'
 table="$out/main_tables/ddpm-50_eb-cache_1.5.schedule"
 echo
 echo "== 2. Exposure bias: the EB-Cache schedule against the uncached chain, from real test images"
-bin/ebcache record --model "$model" --sampler ddpm --steps 50 --cfg-scale 1.5 --n 64 --seed 7 --data fmnist \
+bin/ebcache record --model "$model" --sampler ddpm --steps 50 --cfg-scale 1.5 --n 32 --seed 7 --data fmnist \
   --schedule "$table" --output "$out/record_eb-cache.h5" 2> "$out/record.log" || { cat "$out/record.log" >&2; exit 1; }
 bin/ebcache plot "$out/record_eb-cache.h5" --out "$out/figures"
 echo
