@@ -525,7 +525,7 @@ static ci_stat stat_of(const row *rows, int n_rows, const row *cell, size_t off,
 }
 
 /* "mean ± half" as a table cell: the mean in fmt, the half-width in two digits
- * with `unit`; the ± part only over several seeds that differ. */
+ * with `unit`; the ± part only over several seeds that differ beyond round-off. */
 static void put_stat(FILE *f, ci_stat s, const char *fmt, const char *unit) {
     if (!s.n) {
         fprintf(f, " – |");
@@ -534,7 +534,7 @@ static void put_stat(FILE *f, ci_stat s, const char *fmt, const char *unit) {
     fputc(' ', f);
     fprintf(f, fmt, s.mean);
     fprintf(f, "%s", unit);
-    if (s.n > 1 && s.half > 0) fprintf(f, " ± %.2g%s", s.half, unit);
+    if (s.n > 1 && s.half > 1e-9 * fabs(s.mean)) fprintf(f, " ± %.2g%s", s.half, unit); /* not round-off */
     fprintf(f, " |");
 }
 
