@@ -15,5 +15,7 @@ set ylabel "FD (classifier features; lower is better)"
 set key outside right top noenhanced
 set grid
 set offsets 0.05, 0.05, 0, 0
+# one distinct colour per method (gnuplot's default cycle repeats after 8)
+colours = "#000000 #1f77b4 #ff7f0e #2ca02c #d62728 #9467bd #8c564b #e377c2 #17becf #bcbd22 #7f7f7f"
 plot for [i=0:blocks-1] dat index i u 1:2:($1-$3):($1+$3):($2-$4):($2+$4) w xyerrorlines lw 2 pt 7 ps 1 \
-     title columnheader(1)
+     lc rgb word(colours, i % 11 + 1) title columnheader(1)
