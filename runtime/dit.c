@@ -56,7 +56,7 @@ eb_status eb_model_create_on(eb_model **out, const eb_config *c, const eb_device
     m->cfg = *c;
     m->be = be;
     m->cond_be = cond_be;
-    openblas_set_num_threads(1); /* see EB_GEMM_ROWS */
+    eb_kernels_single_blas(); /* see EB_GEMM_ROWS */
     size_t T = eb_tokens(c), D = c->hidden_size;
     m->slab = m->be->alloc(eb_param_count(c) * sizeof(float));
     m->pos_embed = m->be->alloc(T * D * sizeof(float));

@@ -48,7 +48,7 @@ void linear_backward(float *dinp, float *dweight, float *dbias, const float *dou
                      int BT, int IC, int OC) {
     if (dinp) {
         int chunks = (BT + EB_GEMM_ROWS - 1) / EB_GEMM_ROWS;
-#pragma omp parallel for schedule(static) if (chunks > 1)
+#pragma omp parallel for schedule(static) /* even one chunk: see linear_forward */
         for (int k = 0; k < chunks; k++) {
             int r0 = k * EB_GEMM_ROWS, rows = BT - r0 < EB_GEMM_ROWS ? BT - r0 : EB_GEMM_ROWS;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, IC, OC, 1.0f, dout + (size_t)r0 * OC, OC, w,
@@ -70,7 +70,9 @@ void linear_backward(float *dinp, float *dweight, float *dbias, const float *dou
             for (int k = 0; k < WGRAD_SPLITS; k++) acc += part[k * wn + i];
             dweight[i] = acc;
         }
-    } else { /* a small batch (or no memory for the partials): one sgemm */
+    } else { /* a small batch (or no memory for the partials): one sgemm, single-threaded as in linear_forward */
+#pragma omp parallel
+#pragma omp single
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, BT, 1.0f, dout, OC, inp, IC, 1.0f, dweight, IC);
     }
     column_sums(dbias, dout, BT, OC);

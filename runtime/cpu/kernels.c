@@ -10,8 +10,14 @@
 #include <omp.h>
 #include <string.h>
 
+void eb_kernels_single_blas(void) {
+    int threads = omp_get_max_threads();
+    openblas_set_num_threads(1); /* OpenBLAS's OpenMP build sets OpenMP's thread count too: restore it */
+    omp_set_num_threads(threads);
+}
+
 void eb_kernels_init(int threads) {
-    openblas_set_num_threads(1);
+    eb_kernels_single_blas();
     omp_set_num_threads(threads > 0 ? threads : omp_get_num_procs());
 }
 
@@ -65,9 +71,11 @@ float eb_fast_tanhf(float x) { return tanh8(splat(x))[0]; }
 
 void linear_forward(float *out, const float *in, const float *w, const float *b, int BT, int IC, int OC) {
     /* Fixed row chunks, each one single-threaded sgemm: OpenBLAS's own threading
-     * splits work by thread count and would change the bits with it. */
+     * splits work by thread count and would change the bits with it. Always in a
+     * parallel region, even for one chunk: OpenBLAS's OpenMP build threads every
+     * call made outside one (it follows omp_get_max_threads()). */
     int chunks = (BT + EB_GEMM_ROWS - 1) / EB_GEMM_ROWS;
-#pragma omp parallel for schedule(static) if (chunks > 1)
+#pragma omp parallel for schedule(static)
     for (int k = 0; k < chunks; k++) {
         int r0 = k * EB_GEMM_ROWS, rows = BT - r0 < EB_GEMM_ROWS ? BT - r0 : EB_GEMM_ROWS;
         float *o = out + (size_t)r0 * OC;

@@ -27,6 +27,8 @@ float eb_fast_tanhf(float x);
 /* Makes OpenBLAS single-threaded (the kernels parallelise over fixed chunks
  * themselves) and sets the OpenMP thread count (0 = all cores). */
 void eb_kernels_init(int threads);
+/* OpenBLAS single-threaded, OpenMP's thread count kept (model creation calls it). */
+void eb_kernels_single_blas(void);
 
 /* out (BT, OC) = in (BT, IC) · w (OC, IC)ᵀ + b (OC); b may be NULL. */
 void linear_forward(float *out, const float *in, const float *w, const float *b, int BT, int IC, int OC);
