@@ -100,7 +100,8 @@ Test(cli, truncated_model_is_an_input_error) {
 }
 
 Test(cli, sample_is_reproducible_across_threads) {
-    const char *common = "sample --model " MODEL " --sampler ddpm --steps 4 --cfg-scale 1.5 --seed 3 --n 3";
+    /* 16 samples: 32-row conditioning GEMMs (one chunk) that OpenBLAS would thread outside a parallel region */
+    const char *common = "sample --model " MODEL " --sampler ddpm --steps 4 --cfg-scale 1.5 --seed 3 --n 16";
     cr_assert_eq(cli_run("%s --threads 1 --output %s/a.h5", common, workdir), 0, "%s", err_text);
     cr_assert_eq(cli_run("%s --threads 2 --output %s/b.h5", common, workdir), 0, "%s", err_text);
     size_t na, nb;
