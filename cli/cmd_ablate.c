@@ -6,6 +6,7 @@
  * interrupted grid resumes and grids that share cells share the work. */
 #include "args.h"
 #include "commands.h"
+#include "common.h"
 #include "gnuplot.h"
 
 #include "ebcache.h"
@@ -238,7 +239,8 @@ static eb_status spec_read(spec *s, const char *path) {
 static const char *threads_opt; /* --threads, passed on */
 
 /* Runs command `fn` with the NULL-terminated arguments (and --threads when
- * `threaded`), its stdout sent to stderr; returns its exit status. */
+ * `threaded`), its stdout sent to stderr; returns its exit status. An
+ * optional last option is passed as (cond ? "--name" : NULL, value). */
 static int call(int threaded, int (*fn)(int, char **), const char *name, ...) {
     char *argv[64];
     int argc = 0;
@@ -383,10 +385,9 @@ static eb_status search_table(grid *g, int i, int m, double x, const char *rec, 
     if (exists(table) || exists(marker)) return EB_OK;
     progress(g, "%s-%d: search %s%s%s", g->s->samplers[i].kind, g->s->samplers[i].steps, d->name,
              d->targeted ? " at " : "", d->targeted ? target : "");
-    int rc = d->targeted ? call(1, cmd_search, "search", "--method", d->search, "--record", rec, "--fit", fit,
-                                "--noise-scaling", d->scaling, "--target-speedup", target, "--output", table, NULL)
-                         : call(1, cmd_search, "search", "--method", d->search, "--record", rec, "--fit", fit,
-                                "--noise-scaling", d->scaling, "--interval", "1", "--output", table, NULL);
+    int rc = call(1, cmd_search, "search", "--method", d->search, "--record", rec, "--fit", fit, "--noise-scaling",
+                  d->scaling, "--output", table, d->targeted ? "--target-speedup" : "--interval",
+                  d->targeted ? target : "1", NULL);
     if (rc == 2 && eb_search_target_missed) { /* the target is out of the method's reach: remembered, reported */
         FILE *f = fopen(marker, "w");
         if (!f || fclose(f)) return eb_fail(EB_ERUNTIME, "%s: cannot write", marker);
@@ -416,12 +417,9 @@ static eb_status sample_cell(grid *g, int i, const char *table, int seed, const 
     snprintf(samples, PATH_MAX, "%s/samples.h5", dir);
     if (exists(samples)) return EB_OK;
     progress(g, "%s-%d: sample %s, seed %d, %d images", s->samplers[i].kind, s->samplers[i].steps, what, seed, s->n);
-    int rc = table[0] ? call(1, cmd_sample, "sample", "--model", g->model, "--sampler", s->samplers[i].kind, "--steps",
-                             steps, "--cfg-scale", cfg, "--seed", seed_s, "--n", n, "--batch", batch, "--schedule",
-                             table, "--output", samples, NULL)
-                      : call(1, cmd_sample, "sample", "--model", g->model, "--sampler", s->samplers[i].kind, "--steps",
-                             steps, "--cfg-scale", cfg, "--seed", seed_s, "--n", n, "--batch", batch, "--output",
-                             samples, NULL);
+    int rc = call(1, cmd_sample, "sample", "--model", g->model, "--sampler", s->samplers[i].kind, "--steps", steps,
+                  "--cfg-scale", cfg, "--seed", seed_s, "--n", n, "--batch", batch, "--output", samples,
+                  table[0] ? "--schedule" : NULL, table, NULL);
     return rc ? eb_fail(rc, "%s-%d: sampling %s, seed %d failed", s->samplers[i].kind, s->samplers[i].steps, what, seed)
               : EB_OK;
 }
@@ -450,10 +448,8 @@ static eb_status eval_cell(grid *g, const char *samples, const char *key, const 
     int rc = 0;
     if (!exists(out)) {
         progress(g, "evaluate %s", samples);
-        rc = reference ? call(1, cmd_eval, "eval", "--samples", samples, "--reference", reference, "--n-real", n_real,
-                              "--real-cache", real_cache, "--output", out, NULL)
-                       : call(1, cmd_eval, "eval", "--samples", samples, "--n-real", n_real, "--real-cache", real_cache,
-                              "--output", out, NULL);
+        rc = call(1, cmd_eval, "eval", "--samples", samples, "--n-real", n_real, "--real-cache", real_cache, "--output",
+                  out, reference ? "--reference" : NULL, reference, NULL);
         if (rc) return eb_fail(rc, "%s: evaluation failed", samples);
     }
     eb_h5 *f;
@@ -473,11 +469,13 @@ static const char *sampler_name(const spec *s, int i, char *buf) {
     return buf;
 }
 
-static eb_status write_csv(const char *path, const spec *s, const row *rows, int n_rows) {
-    char tmp[PATH_MAX + 256], sn[32];
-    snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) return eb_fail(EB_ERUNTIME, "%s: cannot write: %s", tmp, strerror(errno));
+static eb_status write_csv(const char *results, const spec *s, const row *rows, int n_rows) {
+    char name[96], sn[32];
+    snprintf(name, sizeof name, "%s.csv", s->name);
+    eb_out_file out;
+    eb_status st = eb_out_open(&out, results, name);
+    if (st) return st;
+    FILE *f = out.f;
     fprintf(f, "sampler,method,target_speedup,seed,n,reached,flop_speedup,wall_s,measured_speedup,fd,precision,recall,"
                "accuracy,psnr,ssim\n");
     for (int k = 0; k < n_rows; k++) {
@@ -486,11 +484,7 @@ static eb_status write_csv(const char *path, const spec *s, const row *rows, int
                 sampler_name(s, r->sampler, sn), methods[r->method].name, r->target, r->seed, s->n, r->reached,
                 r->flop_speedup, r->wall, r->measured, r->fd, r->precision, r->recall, r->accuracy, r->psnr, r->ssim);
     }
-    if (fclose(f) || rename(tmp, path)) {
-        unlink(tmp);
-        return eb_fail(EB_ERUNTIME, "%s: cannot write: %s", path, strerror(errno));
-    }
-    return EB_OK;
+    return eb_out_close(&out);
 }
 
 /* Mean and 95% half-width of field `off` over the rows of one (sampler, method, target). */
@@ -594,11 +588,13 @@ static void write_claim(FILE *f, const spec *s, const row *rows, int n_rows, con
     (void)s;
 }
 
-static eb_status write_markdown(const char *path, const spec *s, const row *rows, int n_rows) {
-    char tmp[PATH_MAX + 256], sn[32];
-    snprintf(tmp, sizeof tmp, "%s.tmp%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) return eb_fail(EB_ERUNTIME, "%s: cannot write: %s", tmp, strerror(errno));
+static eb_status write_markdown(const char *results, const spec *s, const row *rows, int n_rows) {
+    char name[96], sn[32];
+    snprintf(name, sizeof name, "%s.md", s->name);
+    eb_out_file out;
+    eb_status st = eb_out_open(&out, results, name);
+    if (st) return st;
+    FILE *f = out.f;
     const row *cells[n_rows > 0 ? n_rows : 1];
     int n_cells = distinct_cells(rows, n_rows, cells);
     fprintf(f, "# Ablation `%s`\n\nSpec `%s`; %d samples per seed, seeds", s->name, s->path, s->n);
@@ -643,23 +639,21 @@ static eb_status write_markdown(const char *path, const spec *s, const row *rows
     fprintf(f, "\nMethods:\n\n");
     for (int m = 0; m < s->n_methods; m++)
         fprintf(f, "- `%s`: %s\n", methods[s->methods[m]].name, methods[s->methods[m]].about);
-    if (fclose(f) || rename(tmp, path)) {
-        unlink(tmp);
-        return eb_fail(EB_ERUNTIME, "%s: cannot write: %s", path, strerror(errno));
-    }
-    return EB_OK;
+    return eb_out_close(&out);
 }
 
 /* FD against measured speedup, one curve per method (plots/pareto.gp). */
 static eb_status write_pareto(const char *scripts, const char *results, const spec *s, int i, const row *rows,
                               int n_rows) {
-    char sn[32], dat[PATH_MAX], png[PATH_MAX], qdat[2 * PATH_MAX], vars[4 * PATH_MAX], title[256], qtitle[512];
+    char sn[32], name[128], png[PATH_MAX], qdat[2 * PATH_MAX], vars[4 * PATH_MAX], title[256], qtitle[512];
     sampler_name(s, i, sn);
-    if (snprintf(dat, sizeof dat, "%s/%s_pareto_%s.dat", results, s->name, sn) >= (int)sizeof dat ||
-        snprintf(png, sizeof png, "%s/%s_pareto_%s.png", results, s->name, sn) >= (int)sizeof png)
+    snprintf(name, sizeof name, "%s_pareto_%s.dat", s->name, sn);
+    if (snprintf(png, sizeof png, "%s/%s_pareto_%s.png", results, s->name, sn) >= (int)sizeof png)
         return eb_fail(EB_EINPUT, "%s: path too long", results);
-    FILE *f = fopen(dat, "w");
-    if (!f) return eb_fail(EB_ERUNTIME, "%s: cannot write: %s", dat, strerror(errno));
+    eb_out_file out;
+    eb_status st = eb_out_open(&out, results, name);
+    if (st) return st;
+    FILE *f = out.f;
     const row *cells[n_rows > 0 ? n_rows : 1];
     int n_cells = distinct_cells(rows, n_rows, cells), blocks = 0;
     fprintf(f, "# per method: measured speedup, FD, their 95%% half-widths, FLOP speedup\n");
@@ -677,12 +671,12 @@ static eb_status write_pareto(const char *scripts, const char *results, const sp
         }
         blocks += any;
     }
-    if (fclose(f)) return eb_fail(EB_ERUNTIME, "%s: write error", dat);
+    if ((st = eb_out_close(&out))) return st;
     snprintf(title, sizeof title, "%s: %s, cfg %g, %d samples × %d seeds", s->name, sn, s->cfg, s->n, s->n_seeds);
-    eb_gp_quote(qdat, sizeof qdat, dat);
+    eb_gp_quote(qdat, sizeof qdat, out.path);
     eb_gp_quote(qtitle, sizeof qtitle, title);
     if (snprintf(vars, sizeof vars, "dat='%s'; name='%s'; blocks=%d", qdat, qtitle, blocks) >= (int)sizeof vars)
-        return eb_fail(EB_EINPUT, "%s: path too long", dat);
+        return eb_fail(EB_EINPUT, "%s: path too long", out.path);
     return eb_gp_render(scripts, "pareto", vars, png);
 }
 
@@ -794,8 +788,8 @@ int cmd_ablate(int argc, char **argv) {
     char csv[PATH_MAX + 80], md[PATH_MAX + 80];
     snprintf(csv, sizeof csv, "%s/%s.csv", results, s.name);
     snprintf(md, sizeof md, "%s/%s.md", results, s.name);
-    if (!st) st = write_csv(csv, &s, rows, n_rows);
-    if (!st) st = write_markdown(md, &s, rows, n_rows);
+    if (!st) st = write_csv(results, &s, rows, n_rows);
+    if (!st) st = write_markdown(results, &s, rows, n_rows);
     for (int i = 0; !st && i < s.n_samplers; i++) st = write_pareto(scripts, results, &s, i, rows, n_rows);
     if (!st) fprintf(stderr, "ablate: wrote %s, %s and %s/%s_pareto_*.png\n", csv, md, results, s.name);
     free(rows);

@@ -2,6 +2,7 @@
  * .dat text files and gnuplot PNGs from the scripts in plots/ (docs/recording.md). */
 #include "args.h"
 #include "commands.h"
+#include "common.h"
 #include "gnuplot.h"
 
 #include "ebcache.h"
@@ -98,47 +99,22 @@ static eb_status load(const char *path, recording *r) {
     return st;
 }
 
-/* ------------------------------------------------------------------------ */
-/* Output files: written under a temporary name and renamed.                 */
-
-typedef struct {
-    FILE *f;
-    char tmp[PATH_MAX], path[PATH_MAX];
-} out_file;
-
-static eb_status out_open(out_file *o, const char *dir, const char *name) {
-    if (snprintf(o->path, sizeof o->path, "%s/%s", dir, name) >= (int)sizeof o->path ||
-        snprintf(o->tmp, sizeof o->tmp, "%s.tmp.%d", o->path, (int)getpid()) >= (int)sizeof o->tmp)
-        return eb_fail(EB_EINPUT, "%s: path too long", dir);
-    if (!(o->f = fopen(o->tmp, "w"))) return eb_fail(EB_EINPUT, "%s: cannot write: %s", o->tmp, strerror(errno));
-    return EB_OK;
-}
-
-static eb_status out_close(out_file *o) {
-    int bad = ferror(o->f) | fclose(o->f);
-    if (bad || rename(o->tmp, o->path) != 0) {
-        unlink(o->tmp);
-        return eb_fail(EB_ERUNTIME, "%s: write failed", o->path);
-    }
-    return EB_OK;
-}
-
 static double at(const double *a, size_t i) { return a ? a[i] : NAN; }
 
 static eb_status write_columns(const char *dir, const recording *r) {
-    out_file snr, expo, eps, mx;
-    eb_status st = out_open(&snr, dir, "snr.dat");
+    eb_out_file snr, expo, eps, mx;
+    eb_status st = eb_out_open(&snr, dir, "snr.dat");
     if (st) return st;
     for (int k = 0; k < r->S; k++)
         fprintf(snr.f, "%d %.0f %.9g %.9g %.9g %.9g %.9g\n", k, r->t[k], r->nominal[k], r->traj[k], at(r->data, k),
                 at(r->ref_traj, k), at(r->ref_data, k));
-    if ((st = out_close(&snr)) || (st = out_open(&expo, dir, "exposure.dat"))) return st;
+    if ((st = eb_out_close(&snr)) || (st = eb_out_open(&expo, dir, "exposure.dat"))) return st;
     for (int k = 0; k < r->S; k++) {
         double nom = r->nominal[k];
         fprintf(expo.f, "%d %.0f %.9g %.9g %.9g %.9g %.9g %.9g\n", k, r->t[k], r->traj[k] / nom, at(r->data, k) / nom,
                 at(r->var, k), at(r->ref_traj, k) / nom, at(r->ref_data, k) / nom, at(r->ref_var, k));
     }
-    if ((st = out_close(&expo)) || (st = out_open(&eps, dir, "eps.dat"))) return st;
+    if ((st = eb_out_close(&expo)) || (st = eb_out_open(&eps, dir, "eps.dat"))) return st;
     for (int k = 0; k < r->S; k++) {
         double sum = 0, lo = INFINITY, hi = -INFINITY, norm = 0, ref = 0, q = 0;
         for (int n = 0; n < r->N; n++) {
@@ -151,24 +127,24 @@ static eb_status write_columns(const char *dir, const recording *r) {
         fprintf(eps.f, "%d %.0f %.9g %.9g %.9g %.9g %.9g %.9g\n", k, r->t[k], sum / r->N, lo, hi, norm / r->N,
                 ref / r->N, q / r->N);
     }
-    if ((st = out_close(&eps))) return st;
+    if ((st = eb_out_close(&eps))) return st;
     const char *names[2] = {"drift_attn.dat", "drift_mlp.dat"};
     const double *maps[2] = {r->attn, r->mlp};
     double top = 0;
     for (int m = 0; m < 2; m++) {
-        out_file d;
-        if ((st = out_open(&d, dir, names[m]))) return st;
+        eb_out_file d;
+        if ((st = eb_out_open(&d, dir, names[m]))) return st;
         for (int l = 0; l < r->L; l++)
             for (int k = 0; k < r->S; k++) {
                 double v = maps[m][(size_t)k * r->L + l];
                 if (isfinite(v)) top = fmax(top, v);
                 fprintf(d.f, "%.9g%c", v, k + 1 < r->S ? ' ' : '\n');
             }
-        if ((st = out_close(&d))) return st;
+        if ((st = eb_out_close(&d))) return st;
     }
-    if ((st = out_open(&mx, dir, "drift_max.dat"))) return st;
+    if ((st = eb_out_open(&mx, dir, "drift_max.dat"))) return st;
     fprintf(mx.f, "%.9g\n", top);
-    return out_close(&mx);
+    return eb_out_close(&mx);
 }
 
 /* ------------------------------------------------------------------------ */

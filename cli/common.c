@@ -1,9 +1,11 @@
 /* common.c — model loading and run attributes shared by the commands. */
 #include "common.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int eb_cli_open_model(const char *cmd, const eb_opt *opts, int nopts, eb_model **m, eb_cli_run *run) {
     *m = NULL;
@@ -105,4 +107,21 @@ void eb_cli_write_run_attrs(eb_h5w *w, const eb_cli_run *run, const eb_model *m)
     for (size_t i = 0; i < sizeof cfg / sizeof cfg[0]; i++) eb_h5w_attr_i64(w, NULL, cfg[i].name, cfg[i].value);
     eb_h5w_attr_f64(w, NULL, "cfg_scale", run->cfg_scale);
     eb_h5w_attr_i64(w, NULL, "cfg_channels", run->guide_channels);
+}
+
+eb_status eb_out_open(eb_out_file *o, const char *dir, const char *name) {
+    if (snprintf(o->path, sizeof o->path, "%s/%s", dir, name) >= (int)sizeof o->path ||
+        snprintf(o->tmp, sizeof o->tmp, "%s.tmp.%d", o->path, (int)getpid()) >= (int)sizeof o->tmp)
+        return eb_fail(EB_EINPUT, "%s: path too long", dir);
+    if (!(o->f = fopen(o->tmp, "w"))) return eb_fail(EB_EINPUT, "%s: cannot write: %s", o->tmp, strerror(errno));
+    return EB_OK;
+}
+
+eb_status eb_out_close(eb_out_file *o) {
+    int bad = ferror(o->f) | fclose(o->f);
+    if (bad || rename(o->tmp, o->path) != 0) {
+        unlink(o->tmp);
+        return eb_fail(EB_ERUNTIME, "%s: write failed", o->path);
+    }
+    return EB_OK;
 }

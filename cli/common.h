@@ -8,6 +8,9 @@
 #include "ebcache.h"
 #include "h5io.h"
 
+#include <limits.h>
+#include <stdio.h>
+
 typedef struct {
     const char *model_path;
     float cfg_scale;
@@ -48,5 +51,14 @@ int eb_cli_load_start(const char *cmd, const eb_opt *opts, int nopts, const eb_c
 /* Root attributes every output file carries: model, configuration, guidance,
  * device, ebcache version. */
 void eb_cli_write_run_attrs(eb_h5w *w, const eb_cli_run *run, const eb_model *m);
+
+/* A text output written under a temporary name and renamed into dir/name by
+ * eb_out_close (removed instead when anything failed). */
+typedef struct {
+    FILE *f;
+    char tmp[PATH_MAX], path[PATH_MAX];
+} eb_out_file;
+eb_status eb_out_open(eb_out_file *o, const char *dir, const char *name);
+eb_status eb_out_close(eb_out_file *o);
 
 #endif
