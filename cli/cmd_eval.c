@@ -64,9 +64,6 @@ static eb_status read_images(const char *path, const char *name, int S, float **
     if (!st && (dims[2] != dims[3] || dims[2] < S))
         st = eb_fail(EB_EINPUT, "%s: dataset '%s' holds %lldx%lld images; the classifier needs square images of side "
                                 ">= %d", path, name, (long long)dims[2], (long long)dims[3], S);
-    if (!st && dims[0] < EB_PR_K + 1)
-        st = eb_fail(EB_EINPUT, "%s: dataset '%s' holds %lld images; FD and precision/recall need at least %d", path,
-                     name, (long long)dims[0], EB_PR_K + 1);
     if (!st && dims[0] > INT_MAX / 2) st = eb_fail(EB_EINPUT, "%s: dataset '%s' holds too many images", path, name);
     if (st) {
         free(x);
@@ -115,6 +112,60 @@ static int has_dataset(const char *path, const char *name) {
     int yes = eb_h5_lookup(f, name) == EB_H5_DATASET;
     eb_h5_close(f);
     return yes;
+}
+
+/* The images (and labels) of a comma-separated list of files, concatenated
+ * in order: shards sampled with different seeds count as one set. Every file
+ * holds dataset `name` with the side of the first; with `labels` set, each
+ * file's labels are read too. *crop (N, 1, S, S), *full (N, 1, H, H) when full
+ * is not NULL, *y (N) when labels is not NULL; dims gets (N, 1, H, H). */
+static eb_status read_image_list(const char *list, const char *name, int S, const char *labels, int K, float **crop,
+                                 float **full, int32_t **y, int64_t dims[4]) {
+    char *paths = strdup(list), *save = NULL;
+    float *parts[2] = {NULL, NULL}; /* crop, full: grown file by file */
+    int32_t *ys = NULL;
+    int64_t total = 0;
+    eb_status st = paths ? EB_OK : eb_fail(EB_ERUNTIME, "out of memory");
+    for (char *path = paths ? strtok_r(paths, ",", &save) : NULL; !st && path; path = strtok_r(NULL, ",", &save)) {
+        float *c = NULL, *f = NULL;
+        int32_t *yf = NULL;
+        int64_t fd[4];
+        st = read_images(path, name, S, &c, full ? &f : NULL, fd);
+        if (!st && total && fd[2] != dims[2])
+            st = eb_fail(EB_EINPUT, "%s: dataset '%s' holds %lldx%lld images but the first file's are %lldx%lld", path,
+                         name, (long long)fd[2], (long long)fd[3], (long long)dims[2], (long long)dims[3]);
+        if (!st && total + fd[0] > INT_MAX / 2) st = eb_fail(EB_EINPUT, "%s: too many images in all", list);
+        if (!st && labels) st = read_labels(path, labels, (int)fd[0], K, &yf);
+        const int64_t side[2] = {S, fd[2]};
+        float *src[2] = {c, f};
+        for (int a = 0; !st && a < (full ? 2 : 1); a++) {
+            const size_t per = (size_t)side[a] * side[a];
+            float *grown = realloc(parts[a], (size_t)(total + fd[0]) * per * sizeof(float));
+            if (!grown) st = eb_fail(EB_ERUNTIME, "out of memory for %lld images", (long long)(total + fd[0]));
+            else memcpy((parts[a] = grown) + (size_t)total * per, src[a], (size_t)fd[0] * per * sizeof(float));
+        }
+        if (!st && labels) {
+            int32_t *grown = realloc(ys, (size_t)(total + fd[0]) * sizeof(int32_t));
+            if (!grown) st = eb_fail(EB_ERUNTIME, "out of memory for %lld labels", (long long)(total + fd[0]));
+            else memcpy((ys = grown) + total, yf, (size_t)fd[0] * sizeof(int32_t));
+        }
+        if (!st) memcpy(dims, fd, sizeof fd), total += fd[0], dims[0] = total;
+        if (f != c) free(f);
+        free(c), free(yf);
+    }
+    if (!st && total == 0) st = eb_fail(EB_EINPUT, "--samples '%s' names no file", list);
+    if (!st && total < EB_PR_K + 1)
+        st = eb_fail(EB_EINPUT, "%s: dataset '%s' holds %lld images; FD and precision/recall need at least %d", list,
+                     name, (long long)total, EB_PR_K + 1);
+    free(paths);
+    if (st) {
+        free(parts[0]), free(parts[1]), free(ys);
+        return st;
+    }
+    *crop = parts[0];
+    if (full) *full = parts[1];
+    if (labels) *y = ys;
+    return EB_OK;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -319,22 +370,23 @@ static eb_status write_output(const eval_context *c, const eval_result *r, const
 /* The command                                                               */
 
 static const char *usage_text =
-    "usage: ebcache eval --samples S.h5 [--dataset samples] [--labels-dataset y|none] [--reference U.h5]\n"
-    "                    [--classifier PATH] [--real test|train] [--n-real N] [--real-cache C.h5]\n"
-    "                    [--output METRICS.h5] [--json]\n"
+    "usage: ebcache eval --samples S.h5[,S2.h5,...] [--dataset samples] [--labels-dataset y|none]\n"
+    "                    [--reference U.h5[,...]] [--classifier PATH] [--real test|train] [--n-real N]\n"
+    "                    [--real-cache C.h5] [--output METRICS.h5] [--json]\n"
     "       ebcache eval --floor [--n-real N] [--output METRICS.h5] [--json]\n"
     "\n"
     "Samples are images (N,1,H,W) in [-1, 1] (clipped; a side above 28 is centre-cropped). FD and\n"
     "precision/recall (k=3) compare classifier features with a real split; labels give the class\n"
     "accuracy; --reference (the same seeds without caching) gives PSNR/SSIM (data range 2).\n"
+    "A comma-separated list of files (shards of one run) counts as one set of samples.\n"
     "--floor: 10k training images instead of samples, against the test set (the real-data floor).";
 
 int cmd_eval(int argc, char **argv) {
     eb_opt opts[] = {
-        {"samples", "S.h5", "generated samples", NULL},
+        {"samples", "S.h5[,...]", "generated samples: a file, or shards concatenated in order", NULL},
         {"dataset", "NAME", "dataset of the samples, and of the reference (default samples)", NULL},
         {"labels-dataset", "NAME", "labels (N) of the samples (default y, when present; none: no accuracy)", NULL},
-        {"reference", "U.h5", "uncached samples of the same seeds: PSNR and SSIM", NULL},
+        {"reference", "U.h5[,...]", "uncached samples of the same seeds (and shards): PSNR and SSIM", NULL},
         {"classifier", "PATH", "classifier weights (default data/" CLASSIFIER_FILE " next to the binary)", NULL},
         {"real", "test|train", "real Fashion-MNIST split (default test)", NULL},
         {"n-real", "N", "real images: the first N of the split, up to all (default 10000)", NULL},
@@ -403,15 +455,18 @@ int cmd_eval(int argc, char **argv) {
             ctx.samples = "Fashion-MNIST train", ctx.labels = "train labels";
         }
     } else {
-        st = read_images(ctx.samples, ctx.dataset, S, &x, ctx.reference ? &x_full : NULL, dims);
-        if (!st && labels_opt && !strcmp(labels_opt, "none")) labels_opt = NULL;
-        else if (!st && (labels_opt || has_dataset(ctx.samples, "y"))) ctx.labels = labels_opt ? labels_opt : "y";
-        if (!st && ctx.labels) st = read_labels(ctx.samples, ctx.labels, (int)dims[0], K, &y);
+        /* labels: --labels-dataset, else y when the first file has it */
+        char first[PATH_MAX];
+        snprintf(first, sizeof first, "%.*s", (int)strcspn(ctx.samples, ","), ctx.samples);
+        if (labels_opt && strcmp(labels_opt, "none")) ctx.labels = labels_opt;
+        else if (!labels_opt && has_dataset(first, "y")) ctx.labels = "y";
+        st = read_image_list(ctx.samples, ctx.dataset, S, ctx.labels, K, &x, ctx.reference ? &x_full : NULL, &y,
+                             dims);
         if (!st && ctx.reference) {
             int64_t rdims[4];
             float *ref_crop = NULL;
-            st = read_images(ctx.reference, ctx.dataset, S, &ref_crop, &ref, rdims);
-            if (ref_crop != ref) free(ref_crop);
+            st = read_image_list(ctx.reference, ctx.dataset, S, NULL, K, &ref_crop, &ref, NULL, rdims);
+            free(ref_crop);
             if (!st && memcmp(rdims, dims, sizeof rdims))
                 st = eb_fail(EB_EINPUT, "%s: dataset '%s' has shape [%lld, 1, %lld, %lld] but the samples have "
                                         "[%lld, 1, %lld, %lld]: the reference must hold the same seeds",

@@ -189,6 +189,46 @@ Test(eval, known_psnr_and_json) {
     free(b);
 }
 
+/* Shards listed with commas are one set: the same numbers as the whole file. */
+Test(eval, shards_are_one_set) {
+    const int first = 25, rest = N_IMAGES - first;
+    const size_t per = SIDE * SIDE;
+    write_samples("s.h5", "samples", images.images, N_IMAGES, 1, SIDE, images.labels);
+    write_samples("s1.h5", "samples", images.images, first, 1, SIDE, images.labels);
+    write_samples("s2.h5", "samples", images.images + first * per, rest, 1, SIDE, images.labels + first);
+    cr_assert_eq(run_eval("--samples s.h5 --output whole.h5"), 0, "%s", err_text);
+    cr_assert_eq(run_eval("--samples s1.h5,s2.h5 --reference s1.h5,s2.h5 --output shards.h5"), 0, "%s", err_text);
+    const char *keys[] = {"fd", "precision", "recall", "accuracy", "n_samples"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        cr_expect_eq(attr("shards.h5", keys[i]), attr("whole.h5", keys[i]), "%s", keys[i]);
+    cr_expect(isinf(attr("shards.h5", "psnr")), "each shard matched with its own reference");
+    /* the order counts: swapped shards give other labels to the images */
+    cr_assert_eq(run_eval("--samples s2.h5,s1.h5 --labels-dataset none --output swapped.h5"), 0, "%s", err_text);
+    cr_expect_leq(fabs(attr("swapped.h5", "fd") - attr("whole.h5", "fd")), 1e-9,
+                  "FD ignores the order up to round-off: %.17g vs %.17g", attr("swapped.h5", "fd"),
+                  attr("whole.h5", "fd"));
+    /* a shard without labels, of another side, or a reference of other shards: named */
+    write_samples("nolabels.h5", "samples", images.images, rest, 1, SIDE, NULL);
+    eb_fmnist padded;
+    cr_assert_eq(eb_fmnist_load(&padded, workdir, "t10k", 0, 32), EB_OK, "%s", eb_last_error());
+    write_samples("wide.h5", "samples", padded.images, rest, 1, 32, padded.labels);
+    eb_fmnist_free(&padded);
+    struct { const char *args, *message; } cases[] = {
+        {"--samples s1.h5,nolabels.h5", "nolabels.h5"},
+        {"--samples s1.h5,wide.h5", "wide.h5"},
+        {"--samples s1.h5,s2.h5 --reference s.h5,s2.h5", "same seeds"},
+        {"--samples s1.h5,missing.h5", "missing.h5"},
+        {"--samples ,", "names no file"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int rc = run_eval("%s --output out.h5", cases[i].args);
+        cr_expect_eq(rc, 2, "'%s' exited %d: %s", cases[i].args, rc, err_text);
+        cr_expect(strstr(err_text, cases[i].message), "'%s': '%s' lacks '%s'", cases[i].args, err_text,
+                  cases[i].message);
+        cr_expect(!exists("out.h5"), "'%s' left an output", cases[i].args);
+    }
+}
+
 Test(eval, padded_samples_are_cropped) {
     eb_fmnist padded;
     cr_assert_eq(eb_fmnist_load(&padded, workdir, "t10k", 0, 32), EB_OK, "%s", eb_last_error());
