@@ -135,6 +135,12 @@ build/opt/bench_%: bench/bench_%.c build/opt/libebcache.a
 train-default: deps bin/ebcache
 	./tools/train_default.sh
 
+# The default model's quality bar: 10k samples each of DDIM-50 and DDPM-250 (cfg 1.5), sampled in
+# resumable shards of 1000, scored into results/default_model_*.txt (tools/quality.sh).
+.PHONY: quality
+quality: deps bin/ebcache
+	./tools/quality.sh
+
 # Trains (or resumes, after an interruption) the classifier `ebcache eval` measures with (docs/metrics.md,
 # results/classifier.md): 33 CPU-minutes on one thread; the bits do not depend on the thread count.
 .PHONY: classifier

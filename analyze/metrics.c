@@ -39,6 +39,10 @@ eb_status eb_feature_stats(double *mean, double *cov, const float *x, int N, int
         int m = N - i0 < STATS_BLOCK ? N - i0 : STATS_BLOCK;
         for (int i = 0; i < m; i++)
             for (int j = 0; j < D; j++) centred[(size_t)i * D + j] = x[(size_t)(i0 + i) * D + j] - mean[j];
+        /* One thread: OpenBLAS's OpenMP build would thread a call made outside a parallel region, and
+         * the summation order (the bits) would follow the thread count. */
+#pragma omp parallel
+#pragma omp single
         cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, D, m, 1.0, centred, D, i0 ? 1.0 : 0.0, cov, D);
     }
     for (int i = 0; i < D; i++)
@@ -141,7 +145,11 @@ eb_status eb_frechet_distance(double *fd, const double *mu1, const double *cov1,
     /* GSL aborts on errors by default; report them instead. (Process-wide
      * handler, restored before returning.) */
     gsl_error_handler_t *old_handler = gsl_set_error_handler_off();
-    int status = trace_sqrt_product(&trace_sqrt, s1, s2, D, buf + 2 * DD);
+    int status;
+    /* One thread (the eigen-solver's BLAS calls included), as in eb_feature_stats. */
+#pragma omp parallel
+#pragma omp single
+    status = trace_sqrt_product(&trace_sqrt, s1, s2, D, buf + 2 * DD);
     gsl_set_error_handler(old_handler);
     free(buf);
     if (status) return eb_fail(EB_ERUNTIME, "frechet distance: eigen-decomposition failed (D=%d): %s", D,

@@ -2,6 +2,7 @@
  * and the numpy reference (tests/golden/metrics.h5, reference/metrics_ref.py). */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +149,28 @@ static void check_frechet_golden(const char *group, double rel_tol) {
 
 Test(metrics, frechet_golden_full_rank) { check_frechet_golden("fd/full", 1e-10); }
 Test(metrics, frechet_golden_singular) { check_frechet_golden("fd/singular", 1e-6); }
+
+/* Statistics and FD are the same bits at one and two threads (OpenBLAS's
+ * OpenMP build threads a call made outside a parallel region). */
+Test(metrics, frechet_bits_do_not_depend_on_threads) {
+    const int N = 3000, D = 128;
+    float *x = normal_floats((size_t)N * D, 41), *y = normal_floats((size_t)N * D, 42);
+    for (size_t i = 0; i < (size_t)N * D; i++) y[i] = 1.5f * y[i] + 0.25f * x[i];
+    double fd[2], *mu = malloc(4 * D * sizeof *mu), *cov = malloc(4 * (size_t)D * D * sizeof *cov);
+    cr_assert(mu && cov);
+    const int saved = omp_get_max_threads();
+    for (int t = 0; t < 2; t++) {
+        omp_set_num_threads(t + 1);
+        cr_assert_eq(eb_feature_stats(mu + 2 * t * D, cov + 2 * t * (size_t)D * D, x, N, D), EB_OK);
+        cr_assert_eq(eb_feature_stats(mu + (2 * t + 1) * D, cov + (2 * t + 1) * (size_t)D * D, y, N, D), EB_OK);
+        cr_assert_eq(eb_frechet_distance(&fd[t], mu + 2 * t * D, cov + 2 * t * (size_t)D * D, mu + (2 * t + 1) * D,
+                                         cov + (2 * t + 1) * (size_t)D * D, D), EB_OK, "%s", eb_last_error());
+    }
+    omp_set_num_threads(saved);
+    cr_expect_eq(memcmp(cov, cov + 2 * (size_t)D * D, 2 * (size_t)D * D * sizeof *cov), 0, "covariances differ");
+    cr_expect_eq(fd[0], fd[1], "FD %.17g at 1 thread, %.17g at 2", fd[0], fd[1]);
+    free(x), free(y), free(mu), free(cov);
+}
 
 Test(metrics, frechet_rejects_non_finite) {
     double s[4] = {1, 0, 0, 1}, bad[4] = {1, 0, 0, NAN}, mu[2] = {0, 0}, fd;

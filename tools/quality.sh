@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# make quality: the default model's quality bar (issue: 10k samples, cfg 1.5,
+# DDIM-50 and DDPM-250). Samples in shards of 1000 (seed = shard index, labels
+# cycling over the ten classes), each written atomically by `ebcache sample`,
+# so an interrupted run resumes at the first missing shard; then scores all
+# shards as one set with `ebcache eval` into results/default_model_NAME.txt.
+#   QUALITY_SAMPLERS="ddim-50 ddpm-250" QUALITY_SHARDS=10 tools/quality.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model=${EBCACHE_MODEL:-data/dit_fmnist.safetensors}
+shards=${QUALITY_SHARDS:-10}
+per_shard=1000
+dir=build/quality
+mkdir -p "$dir" results
+for spec in ${QUALITY_SAMPLERS:-ddim-50 ddpm-250}; do
+  sampler=${spec%-*} steps=${spec#*-}
+  case "$sampler" in ddpm|ddim) ;; *) echo "quality: '$spec' is not ddpm-N or ddim-N" >&2; exit 2 ;; esac
+  # the model's bytes name the folder: shards of another model are never mixed in
+  run="$dir/$(sha256sum "$model" | cut -c1-12)_$spec"
+  mkdir -p "$run"
+  files=()
+  for ((k = 0; k < shards; k++)); do
+    shard="$run/seed$k.h5"
+    files+=("$shard")
+    [ -f "$shard" ] && continue
+    begin=$(date +%s)
+    bin/ebcache sample --model "$model" --sampler "$sampler" --steps "$steps" --cfg-scale 1.5 --seed "$k" \
+      --n "$per_shard" --output "$shard"
+    echo "quality: $spec shard $((k + 1))/$shards in $(($(date +%s) - begin)) s" >&2
+  done
+  list=$(IFS=,; echo "${files[*]}")
+  bin/ebcache eval --samples "$list" --real-cache "$dir/real_test.h5" --output "$run/metrics.h5" \
+    > "results/default_model_${spec/-/}.txt.tmp"
+  mv "results/default_model_${spec/-/}.txt.tmp" "results/default_model_${spec/-/}.txt"
+  cat "results/default_model_${spec/-/}.txt"
+done
