@@ -469,11 +469,17 @@ static const char *sampler_name(const spec *s, int i, char *buf) {
     return buf;
 }
 
+/* Opens results/NAME.ext (atomically, eb_out_open) for the spec's report. */
+static eb_status open_report(eb_out_file *out, const char *results, const spec *s, const char *ext) {
+    char name[96];
+    snprintf(name, sizeof name, "%s.%s", s->name, ext);
+    return eb_out_open(out, results, name);
+}
+
 static eb_status write_csv(const char *results, const spec *s, const row *rows, int n_rows) {
-    char name[96], sn[32];
-    snprintf(name, sizeof name, "%s.csv", s->name);
+    char sn[32];
     eb_out_file out;
-    eb_status st = eb_out_open(&out, results, name);
+    eb_status st = open_report(&out, results, s, "csv");
     if (st) return st;
     FILE *f = out.f;
     fprintf(f, "sampler,method,target_speedup,seed,n,reached,flop_speedup,wall_s,measured_speedup,fd,precision,recall,"
@@ -589,10 +595,9 @@ static void write_claim(FILE *f, const spec *s, const row *rows, int n_rows, con
 }
 
 static eb_status write_markdown(const char *results, const spec *s, const row *rows, int n_rows) {
-    char name[96], sn[32];
-    snprintf(name, sizeof name, "%s.md", s->name);
+    char sn[32];
     eb_out_file out;
-    eb_status st = eb_out_open(&out, results, name);
+    eb_status st = open_report(&out, results, s, "md");
     if (st) return st;
     FILE *f = out.f;
     const row *cells[n_rows > 0 ? n_rows : 1];
