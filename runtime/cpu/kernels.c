@@ -59,12 +59,17 @@ static inline vf8 tanh8(vf8 x) {
     return (vf8)((vi8)t | sign);
 }
 
+/* A full vector is one unaligned move; only a tail goes through a variable-length copy. */
 static inline vf8 load8(const float *p, size_t n) {
     vf8 v = splat(0.0f);
-    memcpy(&v, p, (n < 8 ? n : 8) * sizeof(float));
+    if (n >= 8) memcpy(&v, p, sizeof v);
+    else memcpy(&v, p, n * sizeof(float));
     return v;
 }
-static inline void store8(float *p, vf8 v, size_t n) { memcpy(p, &v, (n < 8 ? n : 8) * sizeof(float)); }
+static inline void store8(float *p, vf8 v, size_t n) {
+    if (n >= 8) memcpy(p, &v, sizeof v);
+    else memcpy(p, &v, n * sizeof(float));
+}
 
 float eb_fast_expf(float x) { return exp8(splat(x))[0]; }
 float eb_fast_tanhf(float x) { return tanh8(splat(x))[0]; }
