@@ -141,6 +141,22 @@ static int exists(const char *file) {
     return access(path, F_OK) == 0;
 }
 
+/* A bad input and a piece of the message that must name it. */
+typedef struct {
+    const char *args, *message;
+} bad_case;
+
+/* Each case: exit 2, the message, and no output file left behind. */
+static void expect_rejected(const bad_case *cases, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        int rc = run_eval("%s --output out.h5", cases[i].args);
+        cr_expect_eq(rc, 2, "'%s' exited %d: %s", cases[i].args, rc, err_text);
+        cr_expect(strstr(err_text, cases[i].message), "'%s': message '%s' lacks '%s'", cases[i].args, err_text,
+                  cases[i].message);
+        cr_expect(!exists("out.h5"), "'%s' left an output", cases[i].args);
+    }
+}
+
 /* The classifier's accuracy on the tiny set, computed in-process. */
 static double direct_accuracy(void) {
     char path[512];
@@ -213,20 +229,14 @@ Test(eval, shards_are_one_set) {
     cr_assert_eq(eb_fmnist_load(&padded, workdir, "t10k", 0, 32), EB_OK, "%s", eb_last_error());
     write_samples("wide.h5", "samples", padded.images, rest, 1, 32, padded.labels);
     eb_fmnist_free(&padded);
-    struct { const char *args, *message; } cases[] = {
+    bad_case cases[] = {
         {"--samples s1.h5,nolabels.h5", "nolabels.h5"},
         {"--samples s1.h5,wide.h5", "wide.h5"},
         {"--samples s1.h5,s2.h5 --reference s.h5,s2.h5", "same seeds"},
         {"--samples s1.h5,missing.h5", "missing.h5"},
         {"--samples ,", "names no file"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int rc = run_eval("%s --output out.h5", cases[i].args);
-        cr_expect_eq(rc, 2, "'%s' exited %d: %s", cases[i].args, rc, err_text);
-        cr_expect(strstr(err_text, cases[i].message), "'%s': '%s' lacks '%s'", cases[i].args, err_text,
-                  cases[i].message);
-        cr_expect(!exists("out.h5"), "'%s' left an output", cases[i].args);
-    }
+    expect_rejected(cases, sizeof cases / sizeof cases[0]);
 }
 
 Test(eval, padded_samples_are_cropped) {
@@ -283,7 +293,7 @@ Test(eval, bad_inputs) {
     write_samples("nan.h5", "samples", x, N_IMAGES, 1, SIDE, NULL);
     y[7] = 10;
     write_samples("badlabel.h5", "samples", images.images, N_IMAGES, 1, SIDE, y);
-    struct { const char *args, *message; } cases[] = {
+    bad_case cases[] = {
         {"--samples missing.h5", "missing.h5"},
         {"--samples good.h5 --dataset nope", "nope"},
         {"--samples small.h5", "side >= 28"},
@@ -300,13 +310,7 @@ Test(eval, bad_inputs) {
         {"", "--samples"},
         {"--samples good.h5 --classifier good.h5", "good.h5"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int rc = run_eval("%s --output out.h5", cases[i].args);
-        cr_expect_eq(rc, 2, "'%s' exited %d: %s", cases[i].args, rc, err_text);
-        cr_expect(strstr(err_text, cases[i].message), "'%s': message '%s' lacks '%s'", cases[i].args, err_text,
-                  cases[i].message);
-        cr_expect(!exists("out.h5"), "'%s' left an output", cases[i].args);
-    }
+    expect_rejected(cases, sizeof cases / sizeof cases[0]);
     cr_expect_eq(run_eval("--samples badlabel.h5 --labels-dataset none --output out.h5"), 0, "%s", err_text);
     free(x);
     free(y);
