@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=data/default-run
-steps=${STEPS:-13000}
+steps=${STEPS:-15000}
 mkdir -p "$run"
 # The model and the recipe are fixed at the start; a resumed run takes them from the checkpoint.
 if [ -f "$run/ckpt.safetensors" ]; then
