@@ -21,7 +21,7 @@
 #define DEFAULT_DEPTH "6"
 #define DEFAULT_HEADS "4"
 #define DEFAULT_BATCH "128"
-#define DEFAULT_STEPS "10000"
+#define DEFAULT_STEPS "15000"
 #define DEFAULT_LR "3e-4"
 #define DEFAULT_WARMUP "500"
 
