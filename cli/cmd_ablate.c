@@ -469,19 +469,24 @@ static const char *sampler_name(const spec *s, int i, char *buf) {
     return buf;
 }
 
-/* Opens results/NAME.ext (atomically, eb_out_open) for the spec's report. */
-static eb_status open_report(eb_out_file *out, const char *results, const spec *s, const char *ext) {
+/* Writes a report of the rows: body fills the file. */
+typedef void report_body(FILE *f, const spec *s, const row *rows, int n_rows);
+
+/* results/NAME.ext, written atomically (eb_out_open / eb_out_close). */
+static eb_status write_report(const char *results, const char *ext, report_body *body, const spec *s,
+                              const row *rows, int n_rows) {
     char name[96];
     snprintf(name, sizeof name, "%s.%s", s->name, ext);
-    return eb_out_open(out, results, name);
+    eb_out_file out;
+    eb_status st = eb_out_open(&out, results, name);
+    if (st) return st;
+    body(out.f, s, rows, n_rows);
+    return eb_out_close(&out);
 }
 
-static eb_status write_csv(const char *results, const spec *s, const row *rows, int n_rows) {
+/* One CSV line per (sampler, method, target, seed). */
+static void put_csv(FILE *f, const spec *s, const row *rows, int n_rows) {
     char sn[32];
-    eb_out_file out;
-    eb_status st = open_report(&out, results, s, "csv");
-    if (st) return st;
-    FILE *f = out.f;
     fprintf(f, "sampler,method,target_speedup,seed,n,reached,flop_speedup,wall_s,measured_speedup,fd,precision,recall,"
                "accuracy,psnr,ssim\n");
     for (int k = 0; k < n_rows; k++) {
@@ -490,7 +495,6 @@ static eb_status write_csv(const char *results, const spec *s, const row *rows, 
                 sampler_name(s, r->sampler, sn), methods[r->method].name, r->target, r->seed, s->n, r->reached,
                 r->flop_speedup, r->wall, r->measured, r->fd, r->precision, r->recall, r->accuracy, r->psnr, r->ssim);
     }
-    return eb_out_close(&out);
 }
 
 /* Mean and 95% half-width of field `off` over the rows of one (sampler, method, target). */
@@ -594,12 +598,9 @@ static void write_claim(FILE *f, const spec *s, const row *rows, int n_rows, con
     (void)s;
 }
 
-static eb_status write_markdown(const char *results, const spec *s, const row *rows, int n_rows) {
+/* Per sampler: the table of means ± CIs and the EB-Cache claim; then the methods. */
+static void put_markdown(FILE *f, const spec *s, const row *rows, int n_rows) {
     char sn[32];
-    eb_out_file out;
-    eb_status st = open_report(&out, results, s, "md");
-    if (st) return st;
-    FILE *f = out.f;
     const row *cells[n_rows > 0 ? n_rows : 1];
     int n_cells = distinct_cells(rows, n_rows, cells);
     fprintf(f, "# Ablation `%s`\n\nSpec `%s`; %d samples per seed, seeds", s->name, s->path, s->n);
@@ -644,7 +645,6 @@ static eb_status write_markdown(const char *results, const spec *s, const row *r
     fprintf(f, "\nMethods:\n\n");
     for (int m = 0; m < s->n_methods; m++)
         fprintf(f, "- `%s`: %s\n", methods[s->methods[m]].name, methods[s->methods[m]].about);
-    return eb_out_close(&out);
 }
 
 /* FD against measured speedup, one curve per method (plots/pareto.gp). */
@@ -790,13 +790,10 @@ int cmd_ablate(int argc, char **argv) {
         st = eb_fail(EB_EINPUT, "%s: path too long", results);
     if (!st) st = make_dirs(tables);
     if (!st) st = run_grid(&g, rows, &n_rows, results);
-    char csv[PATH_MAX + 80], md[PATH_MAX + 80];
-    snprintf(csv, sizeof csv, "%s/%s.csv", results, s.name);
-    snprintf(md, sizeof md, "%s/%s.md", results, s.name);
-    if (!st) st = write_csv(results, &s, rows, n_rows);
-    if (!st) st = write_markdown(results, &s, rows, n_rows);
+    if (!st) st = write_report(results, "csv", put_csv, &s, rows, n_rows);
+    if (!st) st = write_report(results, "md", put_markdown, &s, rows, n_rows);
     for (int i = 0; !st && i < s.n_samplers; i++) st = write_pareto(scripts, results, &s, i, rows, n_rows);
-    if (!st) fprintf(stderr, "ablate: wrote %s, %s and %s/%s_pareto_*.png\n", csv, md, results, s.name);
+    if (!st) fprintf(stderr, "ablate: wrote %s/%s.csv, %s.md and %s_pareto_*.png\n", results, s.name, s.name, s.name);
     free(rows);
     return eb_report(CMD, st);
 }

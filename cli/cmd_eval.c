@@ -153,7 +153,7 @@ static eb_status read_image_list(const char *list, const char *name, int S, cons
         if (f != c) free(f);
         free(c), free(yf);
     }
-    if (!st && total == 0) st = eb_fail(EB_EINPUT, "--samples '%s' names no file", list);
+    if (!st && total == 0) st = eb_fail(EB_EINPUT, "'%s' names no file", list);
     if (!st && total < EB_PR_K + 1)
         st = eb_fail(EB_EINPUT, "%s: dataset '%s' holds %lld images; FD and precision/recall need at least %d", list,
                      name, (long long)total, EB_PR_K + 1);

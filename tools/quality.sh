@@ -29,8 +29,8 @@ for spec in ${QUALITY_SAMPLERS:-ddim-50 ddpm-250}; do
     echo "quality: $spec shard $((k + 1))/$shards in $(($(date +%s) - begin)) s" >&2
   done
   list=$(IFS=,; echo "${files[*]}")
-  bin/ebcache eval --samples "$list" --real-cache "$dir/real_test.h5" --output "$run/metrics.h5" \
-    > "results/default_model_${spec/-/}.txt.tmp"
-  mv "results/default_model_${spec/-/}.txt.tmp" "results/default_model_${spec/-/}.txt"
-  cat "results/default_model_${spec/-/}.txt"
+  report="results/default_model_${spec/-/}.txt"
+  bin/ebcache eval --samples "$list" --real-cache "$dir/real_test.h5" --output "$run/metrics.h5" > "$report.tmp"
+  mv "$report.tmp" "$report"
+  cat "$report"
 done
