@@ -20,9 +20,9 @@
 /* Known behaviour of libhdf5 1.10 on malformed files that is not ours to fix:
  * it leaks a few metadata-cache blocks when an object header fails to decode,
  * and it asks malloc for absurd sizes read from corrupt length fields (and
- * copes with NULL). Also known, and not suppressible here: an endless loop in
- * its global-heap decoder (a zero-size free-space object) when a variable-
- * length string is read; run with -timeout and -fork=1 -ignore_timeouts=1. */
+ * copes with NULL). Its endless loop on a zero-size free-space object in a
+ * global heap is kept from it: h5io.c walks the heaps before the first
+ * variable-length string read, so a -timeout report is a real hang. */
 const char *__lsan_default_suppressions(void) { return "leak:libhdf5_serial.so\n"; }
 const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
 

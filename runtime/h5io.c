@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -114,6 +115,7 @@ static const char *describe_type(hid_t type, char buf[32]) {
 struct eb_h5 {
     hid_t file;
     char *path;
+    int heaps_checked; /* check_global_heaps passed */
 };
 
 /* HDF5's signature sits at offset 0, 512, 1024, 2048, ... (a user block may precede it). */
@@ -157,6 +159,7 @@ eb_status eb_h5_open(eb_h5 **out, const char *path) {
     }
     f->file = file;
     f->path = copy;
+    f->heaps_checked = 0;
     *out = f;
     return EB_OK;
 }
@@ -486,12 +489,78 @@ eb_status eb_h5_attr_i64(eb_h5 *f, const char *obj, const char *name, int64_t *v
     return st;
 }
 
+/* Little-endian unsigned of `n` bytes; UINT64_MAX when it does not fit. */
+static uint64_t decode_length(const unsigned char *p, size_t n) {
+    uint64_t v = 0;
+    for (size_t i = n; i-- > 0;) {
+        if (i >= 8 && p[i]) return UINT64_MAX;
+        if (i < 8) v = v << 8 | p[i];
+    }
+    return v;
+}
+
+/* Variable-length strings live in global heap collections ("GCOL"), which
+ * libhdf5 1.10 decodes object by object: a free-space object of size 0 makes it
+ * loop forever, and it does not check that an object ends inside its
+ * collection. So before the first such read every collection in the file is
+ * walked the same way, and one that would not advance or runs past its end is
+ * refused. Byte runs that only look like a signature (wrong version, nonzero
+ * reserved bytes, a size past the end of the file) are not collections libhdf5
+ * could load: they are skipped. */
+static eb_status check_global_heaps(eb_h5 *f) {
+    if (f->heaps_checked) return EB_OK;
+    size_t addr_bytes, len_bytes = 8;
+    hid_t fcpl = H5Fget_create_plist(f->file);
+    if (fcpl < 0 || H5Pget_sizes(fcpl, &addr_bytes, &len_bytes) < 0) len_bytes = 8;
+    close_id(fcpl);
+    const size_t header = 8 + len_bytes, object_header = 8 + len_bytes; /* signature..size; index..size */
+
+    int fd = open(f->path, O_RDONLY);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb)) {
+        eb_status st = eb_fail(EB_EINPUT, "%s: cannot open: %s", f->path, strerror(errno));
+        if (fd >= 0) close(fd);
+        return st;
+    }
+    size_t file_size = (size_t)sb.st_size;
+    const unsigned char *bytes = file_size ? mmap(NULL, file_size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+    close(fd);
+    if (bytes == MAP_FAILED) return eb_fail(EB_ERUNTIME, "%s: cannot map: %s", f->path, strerror(errno));
+
+    eb_status st = EB_OK;
+    const unsigned char *at = bytes, *file_end = bytes + file_size;
+    while (!st && at && (size_t)(file_end - at) >= header) {
+        at = memmem(at, (size_t)(file_end - at) - header + 4, "GCOL", 4);
+        if (!at) break;
+        uint64_t size = decode_length(at + 8, len_bytes);
+        int plausible = at[4] == 1 && !at[5] && !at[6] && !at[7] && size >= header &&
+                        size <= (uint64_t)(file_end - at);
+        for (size_t p = header; plausible && !st && p < size;) {
+            if (size - p < object_header) break; /* a tail too short for a header is free space */
+            unsigned index = at[p] | at[p + 1] << 8;
+            uint64_t object_size = decode_length(at + p + 8, len_bytes);
+            uint64_t need = index ? object_header + ((object_size + 7) & ~(uint64_t)7) : object_size;
+            if (need == 0 || object_size > size - p || need > size - p)
+                st = eb_fail(EB_EINPUT,
+                             "%s: corrupt HDF5 global heap (variable-length data) at byte %zu: object %u of "
+                             "size %llu %s",
+                             f->path, (size_t)(at - bytes) + p, index, (unsigned long long)object_size,
+                             need == 0 ? "does not advance" : "runs past its collection");
+            p += need;
+        }
+        at += 4;
+    }
+    if (bytes) munmap((void *)bytes, file_size);
+    f->heaps_checked = !st;
+    return st;
+}
+
 eb_status eb_h5_attr_str(eb_h5 *f, const char *obj, const char *name, char **s) {
     *s = NULL;
     hid_t attr, ftype, mem = H5I_INVALID_HID;
     eb_status st = open_attr(f, obj, name, &attr, &ftype);
     if (!st && H5Tget_class(ftype) != H5T_STRING) st = attr_fail_type(f, obj, name, ftype, "a string");
-    if (!st && H5Tis_variable_str(ftype) > 0) {
+    if (!st && H5Tis_variable_str(ftype) > 0 && !(st = check_global_heaps(f))) {
         char *p = NULL;
         mem = H5Tcopy(H5T_C_S1);
         H5Tset_size(mem, H5T_VARIABLE);

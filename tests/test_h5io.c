@@ -485,6 +485,59 @@ Test(h5io, truncated_files_are_refused, .init = cr_redirect_stderr) {
     cr_assert_stderr_eq_str("", "HDF5 printed its own error stack");
 }
 
+/* A variable-length string attribute's text sits in a global heap collection;
+ * libhdf5 itself loops forever on a free-space object of size 0 there. */
+Test(h5io, corrupt_global_heaps_are_refused, .timeout = 30) {
+    const char *path = in_dir("heap.h5"), *bad = in_dir("bad_heap.h5");
+    int32_t decoy[4] = {0x4C4F4347}; /* "GCOL" then version 0: data that only looks like a collection */
+    int64_t dims[1] = {4};
+    eb_h5w *w;
+    cr_assert_eq(eb_h5w_create(&w, path), EB_OK);
+    eb_h5w_write(w, "decoy", EB_H5_I32, decoy, 1, dims);
+    eb_h5w_attr_str(w, NULL, "schedule", "fora:3");
+    cr_assert_eq(eb_h5w_commit(w), EB_OK, "%s", eb_last_error());
+    FILE *fp = fopen(path, "rb");
+    static unsigned char bytes[1 << 16];
+    size_t size = fread(bytes, 1, sizeof bytes, fp);
+    fclose(fp);
+
+    eb_h5 *f;
+    char *s = NULL;
+    cr_assert_eq(eb_h5_open(&f, path), EB_OK);
+    cr_assert_eq(eb_h5_attr_str(f, NULL, "schedule", &s), EB_OK, "%s", eb_last_error());
+    cr_assert_str_eq(s, "fora:3");
+    free(s);
+    eb_h5_close(f);
+
+    /* The collection: "GCOL", version 1, 3 reserved, 8-byte size; then objects of
+     * index (2), refcount (2), reserved (4), size (8), data padded to 8; the text
+     * (object 1, 6 bytes → 8) is followed by the free-space object (index 0). */
+    unsigned char *heap = memmem(bytes, size, "GCOL\1", 5);
+    cr_assert(heap, "no global heap in the file");
+    unsigned char *text = heap + 16, *free_space = text + 16 + 8;
+    cr_assert_eq(text[0], 1);
+    cr_assert_eq(text[8], 6);
+    cr_assert_eq(free_space[0], 0);
+    static unsigned char corrupt[sizeof bytes];
+    struct {
+        size_t size_field; /* offset of the 8-byte object size to overwrite */
+        uint64_t value;
+        const char *why;
+    } cases[] = {{(size_t)(free_space - bytes) + 8, 0, "does not advance"},
+                 {(size_t)(text - bytes) + 8, (uint64_t)1 << 40, "runs past its collection"}};
+    for (int k = 0; k < 2; k++) {
+        memcpy(corrupt, bytes, size);
+        for (int b = 0; b < 8; b++) corrupt[cases[k].size_field + b] = (unsigned char)(cases[k].value >> 8 * b);
+        fp = fopen(bad, "wb");
+        fwrite(corrupt, 1, size, fp);
+        fclose(fp);
+        cr_assert_eq(eb_h5_open(&f, bad), EB_OK);
+        EXPECT_INPUT_ERROR(eb_h5_attr_str(f, NULL, "schedule", &s), bad, "global heap", cases[k].why);
+        cr_assert_null(s);
+        eb_h5_close(f);
+    }
+}
+
 Test(h5io, missing_dataset_wrong_rank_and_dims) {
     const char *path = in_dir("in.h5");
     float x[24] = {0};
