@@ -4,14 +4,18 @@
 # cycling over the ten classes), each written atomically by `ebcache sample`,
 # so an interrupted run resumes at the first missing shard; then scores all
 # shards as one set with `ebcache eval` into results/default_model_NAME.txt.
+# Shards go to results/quality/<model sha256, 12 hex>_<spec>/seedK.h5, which
+# is tracked: a run longer than one session (DDPM-250 on two cores) continues
+# from the shards a previous session committed, and the reported numbers can
+# be re-scored from the committed samples.
 #   QUALITY_SAMPLERS="ddim-50 ddpm-250" QUALITY_SHARDS=10 tools/quality.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${EBCACHE_MODEL:-data/dit_fmnist.safetensors}
 shards=${QUALITY_SHARDS:-10}
 per_shard=1000
-dir=build/quality
-mkdir -p "$dir" results
+dir=results/quality
+mkdir -p "$dir" build
 for spec in ${QUALITY_SAMPLERS:-ddim-50 ddpm-250}; do
   sampler=${spec%-*} steps=${spec#*-}
   case "$sampler" in ddpm|ddim) ;; *) echo "quality: '$spec' is not ddpm-N or ddim-N" >&2; exit 2 ;; esac
@@ -30,7 +34,7 @@ for spec in ${QUALITY_SAMPLERS:-ddim-50 ddpm-250}; do
   done
   list=$(IFS=,; echo "${files[*]}")
   report="results/default_model_${spec/-/}.txt"
-  bin/ebcache eval --samples "$list" --real-cache "$dir/real_test.h5" --output "$run/metrics.h5" > "$report.tmp"
+  bin/ebcache eval --samples "$list" --real-cache build/quality_real_test.h5 --output "$run/metrics.h5" > "$report.tmp"
   mv "$report.tmp" "$report"
   cat "$report"
 done
