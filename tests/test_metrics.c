@@ -73,21 +73,24 @@ Test(metrics, frechet_identical_sets_is_zero) {
     free(x);
 }
 
-/* Commuting covariances: FD = ‖μ1 − μ2‖² + Σ (√a − √b)² along the shared
- * eigenbasis. Diagonal, then both rotated by the same orthogonal Q. */
+/* ‖μ1 − μ2‖² + Σ (√a − √b)²: the FD of covariances sharing an eigenbasis. */
+static double commuting_fd(const double *mu1, const double *a, const double *mu2, const double *b, int D) {
+    double fd = 0;
+    for (int i = 0; i < D; i++) {
+        double dmu = mu1[i] - mu2[i], droot = sqrt(a[i]) - sqrt(b[i]);
+        fd += dmu * dmu + droot * droot;
+    }
+    return fd;
+}
+
+/* Commuting covariances, diagonal and then both rotated by the same orthogonal
+ * Q (a product of Givens rotations; Σ ← Q diag Qᵀ keeps the spectra paired).
+ * A zero eigenvalue rotated comes back as δ ≈ ε‖Σ1 Σ2‖ of either sign, and
+ * its root as √δ ≈ 1e-7: that case gets a √ε tolerance, the others 1e-11. */
 Test(metrics, frechet_commuting_closed_form) {
     enum { D = 5 };
-    const double a[D] = {1.0, 4.0, 0.25, 9.0, 2.0}, b[D] = {4.0, 1.0, 0.25, 0.5, 0.0};
-    const double mu1[D] = {0, 1, 2, 3, 4}, mu2[D] = {0.5, 1, 1, 3, 6};
-    double want = 0.25 + 1 + 4;
-    for (int i = 0; i < D; i++) want += (sqrt(a[i]) - sqrt(b[i])) * (sqrt(a[i]) - sqrt(b[i]));
-
-    double s1[D * D] = {0}, s2[D * D] = {0}, fd;
-    for (int i = 0; i < D; i++) s1[i * D + i] = a[i], s2[i * D + i] = b[i];
-    cr_assert_eq(eb_frechet_distance(&fd, mu1, s1, mu2, s2, D), EB_OK, "%s", eb_last_error());
-    cr_assert_float_eq(fd, want, 1e-12 * want, "diagonal: %.15g vs %.15g", fd, want);
-
-    /* Q = product of Givens rotations; Σ ← Q Σ Qᵀ keeps the spectra paired. */
+    const double a[D] = {1.0, 4.0, 0.25, 9.0, 2.0}, mu1[D] = {0, 1, 2, 3, 4}, mu2[D] = {0.5, 1, 1, 3, 6};
+    const double spectra[2][D] = {{4.0, 1.0, 0.25, 0.5, 0.3}, {4.0, 1.0, 0.25, 0.5, 0.0}};
     double q[D * D] = {0};
     for (int i = 0; i < D; i++) q[i * D + i] = 1;
     for (int p = 0; p + 1 < D; p++) {
@@ -97,15 +100,22 @@ Test(metrics, frechet_commuting_closed_form) {
             q[r * D + p] = c * x - s * y, q[r * D + p + 1] = s * x + c * y;
         }
     }
-    double r1[D * D] = {0}, r2[D * D] = {0};
-    for (int i = 0; i < D; i++)
-        for (int j = 0; j < D; j++)
-            for (int k = 0; k < D; k++) {
-                r1[i * D + j] += q[i * D + k] * a[k] * q[j * D + k];
-                r2[i * D + j] += q[i * D + k] * b[k] * q[j * D + k];
-            }
-    cr_assert_eq(eb_frechet_distance(&fd, mu1, r1, mu2, r2, D), EB_OK, "%s", eb_last_error());
-    cr_assert_float_eq(fd, want, 1e-11 * want, "rotated: %.15g vs %.15g", fd, want);
+    for (int v = 0; v < 2; v++) {
+        const double *b = spectra[v];
+        const double want = commuting_fd(mu1, a, mu2, b, D), rotated_tol = v ? 1e-6 : 1e-11 * want;
+        double s1[D * D] = {0}, s2[D * D] = {0}, r1[D * D] = {0}, r2[D * D] = {0}, fd;
+        for (int i = 0; i < D; i++) s1[i * D + i] = a[i], s2[i * D + i] = b[i];
+        cr_assert_eq(eb_frechet_distance(&fd, mu1, s1, mu2, s2, D), EB_OK, "%s", eb_last_error());
+        cr_assert_float_eq(fd, want, 1e-12 * want, "diagonal %d: %.15g vs %.15g", v, fd, want);
+        for (int i = 0; i < D; i++)
+            for (int j = 0; j < D; j++)
+                for (int k = 0; k < D; k++) {
+                    r1[i * D + j] += q[i * D + k] * a[k] * q[j * D + k];
+                    r2[i * D + j] += q[i * D + k] * b[k] * q[j * D + k];
+                }
+        cr_assert_eq(eb_frechet_distance(&fd, mu1, r1, mu2, r2, D), EB_OK, "%s", eb_last_error());
+        cr_assert_float_eq(fd, want, rotated_tol, "rotated %d: %.15g vs %.15g", v, fd, want);
+    }
 }
 
 /* Non-commuting 2 × 2, by hand: for a 2 × 2 PSD M, tr √M = √(tr M + 2 √det M),
