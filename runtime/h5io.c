@@ -509,9 +509,9 @@ static uint64_t decode_length(const unsigned char *p, size_t n) {
  * could load: they are skipped. */
 static eb_status check_global_heaps(eb_h5 *f) {
     if (f->heaps_checked) return EB_OK;
-    size_t addr_bytes, len_bytes = 8;
+    size_t addr_bytes, len_bytes = 8; /* the superblock's size of lengths; 8 unless it says otherwise */
     hid_t fcpl = H5Fget_create_plist(f->file);
-    if (fcpl < 0 || H5Pget_sizes(fcpl, &addr_bytes, &len_bytes) < 0) len_bytes = 8;
+    if (fcpl >= 0) H5Pget_sizes(fcpl, &addr_bytes, &len_bytes);
     close_id(fcpl);
     const size_t header = 8 + len_bytes, object_header = 8 + len_bytes; /* signature..size; index..size */
 
@@ -529,7 +529,7 @@ static eb_status check_global_heaps(eb_h5 *f) {
 
     eb_status st = EB_OK;
     const unsigned char *at = bytes, *file_end = bytes + file_size;
-    while (!st && at && (size_t)(file_end - at) >= header) {
+    while (!st && (size_t)(file_end - at) >= header) {
         at = memmem(at, (size_t)(file_end - at) - header + 4, "GCOL", 4);
         if (!at) break;
         uint64_t size = decode_length(at + 8, len_bytes);

@@ -84,6 +84,21 @@ static void write_one(const char *path, const char *name, eb_h5_type type, int r
     cr_assert_eq(eb_h5w_commit(w), EB_OK, "%s", eb_last_error());
 }
 
+/* The first `cap` bytes of a file, and a file of `n` bytes: for cutting and corrupting. */
+static size_t read_bytes(const char *path, unsigned char *buf, size_t cap) {
+    FILE *fp = fopen(path, "rb");
+    cr_assert(fp, "%s", path);
+    size_t n = fread(buf, 1, cap, fp);
+    fclose(fp);
+    return n;
+}
+
+static void write_bytes(const char *path, const unsigned char *buf, size_t n) {
+    FILE *fp = fopen(path, "wb");
+    cr_assert(fp && fwrite(buf, 1, n, fp) == n, "%s", path);
+    fclose(fp);
+}
+
 /* Raw libhdf5 file for the shapes and types our writer never makes. */
 static hid_t raw_create(const char *path) { return H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT); }
 
@@ -456,17 +471,13 @@ Test(h5io, truncated_files_are_refused, .init = cr_redirect_stderr) {
     for (int i = 0; i < 120; i++) x[i] = (float)i;
     int64_t dims[4] = {2, 3, 4, 5};
     write_one(path, "x", EB_H5_F32, 4, dims, x);
-    FILE *fp = fopen(path, "rb");
     static unsigned char bytes[1 << 16];
-    size_t size = fread(bytes, 1, sizeof bytes, fp);
-    fclose(fp);
+    size_t size = read_bytes(path, bytes, sizeof bytes);
     cr_assert(size > 1000 && size < sizeof bytes);
 
     size_t cuts[] = {0, 7, 8, 96, 512, 800, size / 2, size - 480, size - 100, size - 1};
     for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
-        fp = fopen(cut, "wb");
-        fwrite(bytes, 1, cuts[k], fp);
-        fclose(fp);
+        write_bytes(cut, bytes, cuts[k]);
         eb_h5 *f;
         float *y = NULL;
         int64_t got[4];
@@ -496,10 +507,9 @@ Test(h5io, corrupt_global_heaps_are_refused, .timeout = 30) {
     eb_h5w_write(w, "decoy", EB_H5_I32, decoy, 1, dims);
     eb_h5w_attr_str(w, NULL, "schedule", "fora:3");
     cr_assert_eq(eb_h5w_commit(w), EB_OK, "%s", eb_last_error());
-    FILE *fp = fopen(path, "rb");
     static unsigned char bytes[1 << 16];
-    size_t size = fread(bytes, 1, sizeof bytes, fp);
-    fclose(fp);
+    size_t size = read_bytes(path, bytes, sizeof bytes);
+    cr_assert(size < sizeof bytes);
 
     eb_h5 *f;
     char *s = NULL;
@@ -528,9 +538,7 @@ Test(h5io, corrupt_global_heaps_are_refused, .timeout = 30) {
     for (int k = 0; k < 2; k++) {
         memcpy(corrupt, bytes, size);
         for (int b = 0; b < 8; b++) corrupt[cases[k].size_field + b] = (unsigned char)(cases[k].value >> 8 * b);
-        fp = fopen(bad, "wb");
-        fwrite(corrupt, 1, size, fp);
-        fclose(fp);
+        write_bytes(bad, corrupt, size);
         cr_assert_eq(eb_h5_open(&f, bad), EB_OK);
         EXPECT_INPUT_ERROR(eb_h5_attr_str(f, NULL, "schedule", &s), bad, "global heap", cases[k].why);
         cr_assert_null(s);

@@ -83,6 +83,16 @@ static double commuting_fd(const double *mu1, const double *a, const double *mu2
     return fd;
 }
 
+/* out = Q diag(d) Qᵀ (D × D, row-major). */
+static void rotate_diagonal(double *out, const double *q, const double *d, int D) {
+    for (int i = 0; i < D; i++)
+        for (int j = 0; j < D; j++) {
+            double sum = 0;
+            for (int k = 0; k < D; k++) sum += q[i * D + k] * d[k] * q[j * D + k];
+            out[i * D + j] = sum;
+        }
+}
+
 /* Commuting covariances, diagonal and then both rotated by the same orthogonal
  * Q (a product of Givens rotations; Σ ← Q diag Qᵀ keeps the spectra paired).
  * A zero eigenvalue rotated comes back as δ ≈ ε‖Σ1 Σ2‖ of either sign, and
@@ -91,8 +101,8 @@ Test(metrics, frechet_commuting_closed_form) {
     enum { D = 5 };
     const double a[D] = {1.0, 4.0, 0.25, 9.0, 2.0}, mu1[D] = {0, 1, 2, 3, 4}, mu2[D] = {0.5, 1, 1, 3, 6};
     const double spectra[2][D] = {{4.0, 1.0, 0.25, 0.5, 0.3}, {4.0, 1.0, 0.25, 0.5, 0.0}};
-    double q[D * D] = {0};
-    for (int i = 0; i < D; i++) q[i * D + i] = 1;
+    double identity[D * D] = {0}, q[D * D] = {0}, s1[D * D], r1[D * D];
+    for (int i = 0; i < D; i++) identity[i * D + i] = q[i * D + i] = 1;
     for (int p = 0; p + 1 < D; p++) {
         double c = cos(0.3 + p), s = sin(0.3 + p);
         for (int r = 0; r < D; r++) {
@@ -100,19 +110,16 @@ Test(metrics, frechet_commuting_closed_form) {
             q[r * D + p] = c * x - s * y, q[r * D + p + 1] = s * x + c * y;
         }
     }
+    rotate_diagonal(s1, identity, a, D);
+    rotate_diagonal(r1, q, a, D);
     for (int v = 0; v < 2; v++) {
         const double *b = spectra[v];
         const double want = commuting_fd(mu1, a, mu2, b, D), rotated_tol = v ? 1e-6 : 1e-11 * want;
-        double s1[D * D] = {0}, s2[D * D] = {0}, r1[D * D] = {0}, r2[D * D] = {0}, fd;
-        for (int i = 0; i < D; i++) s1[i * D + i] = a[i], s2[i * D + i] = b[i];
+        double s2[D * D], r2[D * D], fd;
+        rotate_diagonal(s2, identity, b, D);
         cr_assert_eq(eb_frechet_distance(&fd, mu1, s1, mu2, s2, D), EB_OK, "%s", eb_last_error());
         cr_assert_float_eq(fd, want, 1e-12 * want, "diagonal %d: %.15g vs %.15g", v, fd, want);
-        for (int i = 0; i < D; i++)
-            for (int j = 0; j < D; j++)
-                for (int k = 0; k < D; k++) {
-                    r1[i * D + j] += q[i * D + k] * a[k] * q[j * D + k];
-                    r2[i * D + j] += q[i * D + k] * b[k] * q[j * D + k];
-                }
+        rotate_diagonal(r2, q, b, D);
         cr_assert_eq(eb_frechet_distance(&fd, mu1, r1, mu2, r2, D), EB_OK, "%s", eb_last_error());
         cr_assert_float_eq(fd, want, rotated_tol, "rotated %d: %.15g vs %.15g", v, fd, want);
     }
