@@ -34,7 +34,8 @@ for spec in ${QUALITY_SAMPLERS:-ddim-50 ddpm-250}; do
   done
   list=$(IFS=,; echo "${files[*]}")
   report="results/default_model_${spec/-/}.txt"
-  bin/ebcache eval --samples "$list" --real-cache build/quality_real_test.h5 --output "$run/metrics.h5" > "$report.tmp"
+  bin/ebcache eval --samples "$list" --real-cache build/quality_real_test.h5 \
+    --output "build/quality_${run##*/}_metrics.h5" > "$report.tmp"
   mv "$report.tmp" "$report"
   cat "$report"
 done
