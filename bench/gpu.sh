@@ -9,7 +9,8 @@
 #   bench/gpu.sh run       on the GPU machine, from the repository root, with the bundle carried
 #                          (device tool: carry ["build/gpu-bundle.tar.xz"], timeout_s 600): the golden tests
 #                          on the CUDA backend, the cross-backend suite, compute-sanitizer's memcheck and
-#                          racecheck on the kernels, and the DiT-XL/2 benchmarks. Writes
+#                          racecheck on the kernels, and the DiT-XL/2 benchmarks (GPU_QUALITY=ddpm-250 adds the
+#                          default model's missing quality shards after the golden suites). Writes
 #                          results/gpu-<card>.md and copies it with the logs to $OUT (when set).
 #
 # Each step of `run` has its own time limit, so the report is written even when one hangs; the whole
@@ -104,6 +105,19 @@ run() {
     else
         r_golden="NOT RUN: tests/golden.c does not load golden models on \$EBCACHE_DEVICE yet"
     fi
+    # GPU_QUALITY="ddpm-250": the default model's missing quality shards (tools/quality.sh) sampled here at
+    # fp32, after the golden suites have checked this backend; they come back in $OUT to be scored.
+    local r_quality="not asked for (GPU_QUALITY unset)"
+    if [ -n "${GPU_QUALITY:-}" ]; then
+        touch "$b/quality-start"
+        r_quality=$(step 200 "$logs/quality.log" env QUALITY_SAMPLERS="$GPU_QUALITY" QUALITY_SCORE=0 \
+            QUALITY_SAMPLE_ARGS="--device cuda --batch 1000" tools/quality.sh)
+        local shards
+        shards=$(find results/quality -name 'seed*.h5' -newer "$b/quality-start")
+        if [ -n "$shards" ] && [ -n "${OUT:-}" ]; then
+            tar -cf - $shards | split -b 15m - "$OUT/quality-shards.tar."
+        fi
+    fi
     r_bench=$(step 300 "$logs/bench.log" "$b/bench_gpu" --config XL/2 --batches 1,8,32,64 --iters 3 \
         --cache-precision bf16 --cache-batch 32 --steps "$STEPS" \
         "$b/tables/fora2.schedule" "$b/tables/fora3.schedule" "$b/tables/ebcache.schedule")
@@ -121,6 +135,7 @@ run() {
         echo "| golden suites on cuda fp32 (EBCACHE_DEVICE=cuda) | $r_golden | gpu-logs/golden-*.log |"
         echo "| compute-sanitizer memcheck (kernels) | $r_mem | gpu-logs/memcheck.log |"
         echo "| compute-sanitizer racecheck (shared memory) | $r_race | gpu-logs/racecheck.log |"
+        echo "| quality shards on cuda fp32 (GPU_QUALITY=${GPU_QUALITY:-}) | $r_quality | gpu-logs/quality.log |"
         echo "| benchmarks | $r_bench | gpu-logs/bench.log |"
         echo
         grep -h -E '^\[(FAIL|PASS|SKIP)\]|Synthesis|rel err' "$logs"/backend.log "$logs"/golden-*.log 2>/dev/null |

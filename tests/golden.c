@@ -43,14 +43,21 @@ double golden_attr_f64(const char *file, const char *name) {
     return v;
 }
 
-eb_model *golden_model(const char *name, int heads) {
+static eb_model *load_golden_model(const char *name, int heads, const char *device) {
     char path[512];
     snprintf(path, sizeof path, GOLDEN_DIR "models/%s", name);
     eb_model *m;
-    eb_status st = eb_model_load(&m, path, heads);
-    cr_assert_eq(st, EB_OK, "loading %s: %s", path, eb_last_error());
+    eb_status st = eb_model_load_on(&m, path, heads, &(eb_device){device, EB_PRECISION_FP32});
+    cr_assert_eq(st, EB_OK, "loading %s on %s: %s", path, device, eb_last_error());
     return m;
 }
+
+eb_model *golden_model(const char *name, int heads) {
+    const char *device = getenv("EBCACHE_DEVICE");
+    return load_golden_model(name, heads, device && *device ? device : "cpu");
+}
+
+eb_model *golden_host_model(const char *name, int heads) { return load_golden_model(name, heads, "cpu"); }
 
 double max_rel_err(const float *got, const float *want, size_t n) {
     double diff = 0, scale = 0;

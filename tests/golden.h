@@ -16,8 +16,12 @@ double *golden_f64(const char *file, const char *name, int rank, int64_t *dims);
 int32_t *golden_i32(const char *file, const char *name, int rank, int64_t *dims);
 double golden_attr_f64(const char *file, const char *name);
 
-/* Loads a golden model (tests/golden/models/<name>) or fails the test. */
+/* Loads a golden model (tests/golden/models/<name>) at fp32 on the device that
+ * $EBCACHE_DEVICE names (the CPU when unset; bench/gpu.sh runs the golden
+ * suites with cuda), or fails the test. */
 eb_model *golden_model(const char *name, int heads);
+/* The same, always on the CPU: for tests that reach into the host buffers. */
+eb_model *golden_host_model(const char *name, int heads);
 
 /* max |got − want| / max |want| over n elements: the relative error every
  * golden comparison states its tolerance in. */

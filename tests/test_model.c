@@ -45,7 +45,7 @@ Test(model, pos_embed) {
 }
 
 Test(model, patch_embed_and_unpatchify) {
-    eb_model *m = golden_model("tiny_sigma.safetensors", 0);
+    eb_model *m = golden_host_model("tiny_sigma.safetensors", 0);
     int64_t xd[4], td[3], ud[3], od[4];
     float *x = golden_f32("components.h5", "/patch/x", 4, xd);
     float *tokens = golden_f32("components.h5", "/patch/tokens", 3, td);
@@ -66,7 +66,7 @@ Test(model, patch_embed_and_unpatchify) {
 }
 
 Test(model, one_block) {
-    eb_model *m = golden_model("tiny_sigma.safetensors", 0);
+    eb_model *m = golden_host_model("tiny_sigma.safetensors", 0);
     int64_t xd[3], cd[2];
     float *x = golden_f32("components.h5", "/block/x", 3, xd);
     float *c = golden_f32("components.h5", "/block/c", 2, cd);

@@ -9,12 +9,18 @@
 # from the shards a previous session committed, and the reported numbers can
 # be re-scored from the committed samples.
 #   QUALITY_SAMPLERS="ddim-50 ddpm-250" QUALITY_SHARDS=10 tools/quality.sh
+# On a GPU machine (bench/gpu.sh quality): EBCACHE_BIN names the CUDA build,
+# QUALITY_SAMPLE_ARGS="--device cuda --batch 1000" is added to each sample
+# command (each shard records its device), and QUALITY_SCORE=0 stops after the
+# shards, which are scored where the real-feature cache and the data are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${EBCACHE_MODEL:-data/dit_fmnist.safetensors}
 shards=${QUALITY_SHARDS:-10}
 per_shard=1000
 dir=results/quality
+bin=${EBCACHE_BIN:-bin/ebcache}
+read -r -a sample_args <<<"${QUALITY_SAMPLE_ARGS:-}"
 mkdir -p "$dir" build
 for spec in ${QUALITY_SAMPLERS:-ddim-50 ddpm-250}; do
   sampler=${spec%-*} steps=${spec#*-}
@@ -28,13 +34,14 @@ for spec in ${QUALITY_SAMPLERS:-ddim-50 ddpm-250}; do
     files+=("$shard")
     [ -f "$shard" ] && continue
     begin=$(date +%s)
-    bin/ebcache sample --model "$model" --sampler "$sampler" --steps "$steps" --cfg-scale 1.5 --seed "$k" \
-      --n "$per_shard" --output "$shard"
+    "$bin" sample --model "$model" --sampler "$sampler" --steps "$steps" --cfg-scale 1.5 --seed "$k" \
+      --n "$per_shard" ${sample_args[@]+"${sample_args[@]}"} --output "$shard"
     echo "quality: $spec shard $((k + 1))/$shards in $(($(date +%s) - begin)) s" >&2
   done
+  [ "${QUALITY_SCORE:-1}" = 0 ] && continue
   list=$(IFS=,; echo "${files[*]}")
   report="results/default_model_${spec/-/}.txt"
-  bin/ebcache eval --samples "$list" --real-cache build/quality_real_test.h5 \
+  "$bin" eval --samples "$list" --real-cache build/quality_real_test.h5 \
     --output "build/quality_${run##*/}_metrics.h5" > "$report.tmp"
   mv "$report.tmp" "$report"
   cat "$report"
