@@ -22,24 +22,32 @@ LIB_SRC  := $(wildcard runtime/*.c runtime/cpu/*.c train/*.c analyze/*.c search/
 CLI_SRC  := $(wildcard cli/*.c)
 TEST_SRC := $(wildcard tests/*.c)
 
-# Debian packages the build, the tests and the reference need.
+# Debian packages the build and the tests need; the PyTorch reference (make bench, make goldens) needs REF_DEB_PKGS too.
 DEB_PKGS := build-essential libopenblas-openmp-dev libhdf5-dev libgsl-dev libcriterion-dev zlib1g-dev \
             gnuplot-nox dataset-fashion-mnist hdf5-tools pkg-config
+REF_DEB_PKGS := python3-torch python3-numpy python3-h5py
 DEB_STAMP := build/.deps
+REF_DEB_STAMP := build/.deps-ref
 
 .PHONY: all deps test test-opt test-san cuda-check run bench goldens fuzz clean train-default
 all: bin/ebcache build/libebcache.a
 
-# Installs missing Debian packages (needs root or sudo); a no-op when all are present.
-deps: $(DEB_STAMP)
-$(DEB_STAMP):
-	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# Installs the missing ones of the Debian packages $(1) (needs root or sudo); a no-op when all are present.
+define install_missing
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 	@mkdir -p build && touch $@
+endef
+
+deps: $(DEB_STAMP)
+$(DEB_STAMP):
+	$(call install_missing,$(DEB_PKGS))
+$(REF_DEB_STAMP): $(DEB_STAMP)
+	$(call install_missing,$(REF_DEB_PKGS))
 
 HEADERS = $(wildcard runtime/*.h runtime/cpu/*.h runtime/cuda/*.h train/*.h analyze/*.h search/*.h tests/*.h cli/*.h)
 
@@ -99,7 +107,7 @@ build/cuda/ebcache: $(CLI_SRC:%.c=build/opt/%.o) build/cuda/libebcache.a
 build/cuda/test_suite: $(TEST_SRC:%.c=build/opt/%.o) build/cuda/libebcache.a
 	$(CC) $(CFLAGS_OPT) $^ -o $@ $(LDLIBS) $(CUDA_LIBS) -lcriterion
 build/cuda/bench_gpu: bench/bench_gpu.c build/cuda/libebcache.a
-	$(CC) $(CPPFLAGS) $(CFLAGS_OPT) $^ -o $@ $(LDLIBS) $(CUDA_LIBS)
+	$(CC) $(CPPFLAGS) -I$(CUDA_HOME)/include $(CFLAGS_OPT) $^ -o $@ $(LDLIBS) $(CUDA_LIBS)
 
 cuda-check: deps
 ifneq ($(wildcard $(NVCC)),)
@@ -112,10 +120,10 @@ endif
 run: deps bin/ebcache
 	./tools/main_job.sh
 
-bench: deps bin/ebcache build/opt/bench_forward build/opt/bench_cache build/opt/bench_record
+bench: deps $(REF_DEB_STAMP) bin/ebcache build/opt/bench_forward build/opt/bench_cache build/opt/bench_record
 	./bench/run.sh
 
-goldens:
+goldens: $(REF_DEB_STAMP)
 	/usr/bin/python3 reference/make_goldens.py tests/golden
 	/usr/bin/python3 reference/make_cache_goldens.py tests/golden
 	/usr/bin/python3 reference/metrics_ref.py tests/golden

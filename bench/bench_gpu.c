@@ -4,16 +4,19 @@
  *     images/s, achieved TFLOP/s, and the rate cuBLAS reaches on the same
  *     GEMM shapes alone in this run (its "peak" for this forward), with the
  *     share of the step the GEMMs alone would take, and peak device memory;
- *  2. sampling under cache schedule tables (FORA, EB-Cache, ...) against the
+ *  2. where one such forward's time goes at batch --breakdown N: CUDA events
+ *     around every backend op, summed per kind;
+ *  3. sampling under cache schedule tables (FORA, EB-Cache, ...) against the
  *     uncached sampler in the same run: measured speedup vs the FLOP ratio.
  *
  * usage: bench_gpu [--config XL/2] [--precisions fp32,tf32,bf16] [--batches 1,8,32,64] [--iters 3]
- *                  [--cache-precision bf16] [--cache-batch 32] [--steps S TABLE...]
+ *                  [--breakdown N] [--cache-precision bf16] [--cache-batch 32] [--steps S TABLE...]
  * Markdown on stdout. Tables must be made for S steps (ebcache schedule ... --steps S). */
 #include "cuda/backend_cuda.h"
 #include "model.h"
 #include "schedule.h"
 
+#include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +141,129 @@ static void bench_forward(const eb_config *c, const char *name, const eb_precisi
     printf("\n");
 }
 
+/* The breakdown: the model's two backend tables are swapped for copies whose
+ * ops are bracketed by CUDA events on the default stream (where every op
+ * runs), each pair tagged with its kind. */
+enum { OP_LINEAR, OP_LINEAR_COND, OP_ATTENTION, OP_LN_MODULATE, OP_GELU, OP_GATE_RESIDUAL, OP_TRANSFER, OP_OTHER, OP_KINDS };
+static const char *const op_names[OP_KINDS] = {
+    "token GEMMs (linear, bf16 input copies included)", "conditioning GEMMs (fp32)", "attention",
+    "LayerNorm + modulate", "GELU", "gate + residual", "host transfers", "other ops (embeddings, unpatchify, guidance)"};
+enum { MAX_EVENTS = 2048 };
+static cudaEvent_t ev_start[MAX_EVENTS], ev_stop[MAX_EVENTS];
+static int ev_kind[MAX_EVENTS], n_events;
+static const eb_backend *orig_be, *orig_cond;
+static eb_backend timed_be, timed_cond;
+
+static void mark(int kind, int stop) {
+    if (n_events >= MAX_EVENTS) return;
+    cudaEventRecord(stop ? ev_stop[n_events] : ev_start[n_events], 0);
+    if (stop) ev_kind[n_events++] = kind;
+}
+#define TIMED(kind, call) (mark(kind, 0), call, mark(kind, 1))
+
+static void t_linear(float *out, const float *in, const float *w, const float *b, int BT, int IC, int OC) {
+    TIMED(OP_LINEAR, orig_be->linear(out, in, w, b, BT, IC, OC));
+}
+static void t_linear_cond(float *out, const float *in, const float *w, const float *b, int BT, int IC, int OC) {
+    TIMED(OP_LINEAR_COND, orig_cond->linear(out, in, w, b, BT, IC, OC));
+}
+static void t_attention(float *out, const float *qkv, int B, int T, int NH, int hd) {
+    TIMED(OP_ATTENTION, orig_be->attention(out, qkv, B, T, NH, hd));
+}
+static void t_ln_modulate(float *out, const float *x, const float *shift, const float *scale, int B, int T, int D,
+                          int mod_stride) {
+    TIMED(OP_LN_MODULATE, orig_be->ln_modulate(out, x, shift, scale, B, T, D, mod_stride));
+}
+static void t_gelu(float *out, const float *in, size_t n) { TIMED(OP_GELU, orig_be->gelu_tanh(out, in, n)); }
+static void t_gate_residual(float *x, const float *gate, const float *branch, int B, int T, int D, int mod_stride) {
+    TIMED(OP_GATE_RESIDUAL, orig_be->gate_residual(x, gate, branch, B, T, D, mod_stride));
+}
+static void t_upload(void *dst, const void *src, size_t bytes) { TIMED(OP_TRANSFER, orig_be->upload(dst, src, bytes)); }
+static void t_download(void *dst, const void *src, size_t bytes) {
+    TIMED(OP_TRANSFER, orig_be->download(dst, src, bytes));
+}
+static void t_patch_embed(float *out, const float *x, const float *w, const float *b, const float *pos, int B, int C,
+                          int H, int p, int D) {
+    TIMED(OP_OTHER, orig_be->patch_embed(out, x, w, b, pos, B, C, H, p, D));
+}
+static void t_timestep_freq(float *out, const int32_t *t, int B) { TIMED(OP_OTHER, orig_be->timestep_freq(out, t, B)); }
+static void t_silu(float *out, const float *in, size_t n) { TIMED(OP_OTHER, orig_be->silu(out, in, n)); }
+static void t_label_add(float *c, const float *table, const int32_t *y, int B, int D) {
+    TIMED(OP_OTHER, orig_be->label_add(c, table, y, B, D));
+}
+static void t_unpatchify(float *out, const float *tokens, int B, int C, int H, int p) {
+    TIMED(OP_OTHER, orig_be->unpatchify(out, tokens, B, C, H, p));
+}
+static void t_cfg_combine(float *out, const float *model_out, int N, int Co, int HW, int guided, float scale) {
+    TIMED(OP_OTHER, orig_be->cfg_combine(out, model_out, N, Co, HW, guided, scale));
+}
+
+/* GPU milliseconds per op kind (ms[OP_KINDS]) and the wall milliseconds of one guided forward at batch N. */
+static double timed_forward(eb_model *m, const eb_config *c, int N, double *ms) {
+    const size_t per = (size_t)c->in_channels * c->input_size * c->input_size;
+    float *x = malloc(N * per * sizeof(float)), *out = malloc(N * per * 2 * sizeof(float));
+    int32_t *t = malloc(N * sizeof(int32_t)), *y = malloc(N * sizeof(int32_t));
+    eb_rng_fill_normal(x, N * per, eb_rng_key(2, N));
+    for (int i = 0; i < N; i++) t[i] = 500, y[i] = i % c->num_classes;
+    if (eb_forward_cfg(m, out, x, t, y, N, 4.0f, eb_default_guide_channels(c))) die("forward"); /* warm-up */
+    orig_be = m->be, orig_cond = m->cond_be;
+    timed_be = *orig_be, timed_cond = *orig_cond;
+    timed_be.linear = t_linear, timed_cond.linear = t_linear_cond, timed_be.attention = t_attention;
+    timed_be.ln_modulate = t_ln_modulate, timed_be.gelu_tanh = t_gelu, timed_be.gate_residual = t_gate_residual;
+    timed_be.upload = t_upload, timed_be.download = t_download, timed_be.patch_embed = t_patch_embed;
+    timed_be.timestep_freq = t_timestep_freq, timed_be.silu = t_silu, timed_be.label_add = t_label_add;
+    timed_be.unpatchify = t_unpatchify, timed_be.cfg_combine = t_cfg_combine;
+    m->be = &timed_be, m->cond_be = &timed_cond;
+    n_events = 0;
+    double t0 = now();
+    eb_status st = eb_forward_cfg(m, out, x, t, y, N, 4.0f, eb_default_guide_channels(c));
+    double wall = 1e3 * (now() - t0);
+    m->be = orig_be, m->cond_be = orig_cond;
+    if (st || cudaDeviceSynchronize()) die("timed forward");
+    for (int k = 0; k < OP_KINDS; k++) ms[k] = 0;
+    for (int i = 0; i < n_events; i++) {
+        float e = 0;
+        cudaEventElapsedTime(&e, ev_start[i], ev_stop[i]);
+        ms[ev_kind[i]] += e;
+    }
+    free(x), free(out), free(t), free(y);
+    return wall;
+}
+
+static void bench_breakdown(const eb_config *c, const char *name, const eb_precision *precs, int nprec, int N) {
+    for (int i = 0; i < MAX_EVENTS; i++)
+        if (cudaEventCreate(&ev_start[i]) || cudaEventCreate(&ev_stop[i])) die("CUDA events");
+    double ms[3][OP_KINDS], wall[3];
+    for (int k = 0; k < nprec; k++) {
+        eb_model *m = random_model(c, precs[k]);
+        wall[k] = timed_forward(m, c, N, ms[k]);
+        eb_model_free(m);
+    }
+    printf("## Where a step's time goes (%s, N = %d with guidance)\n\n", name, N);
+    printf("GPU time per op kind in one guided forward (CUDA events around every backend op), in ms and as a share "
+           "of the forward's wall time (which the events slow a little); the last row is the wall time outside "
+           "the ops (launch and host work).\n\n| op |");
+    for (int k = 0; k < nprec; k++) printf(" %s ms | share |", precision_names[precs[k]]);
+    printf("\n|---|");
+    for (int k = 0; k < nprec; k++) printf("---|---|");
+    printf("\n");
+    for (int op = 0; op <= OP_KINDS; op++) {
+        printf("| %s |", op < OP_KINDS ? op_names[op] : "outside the ops");
+        for (int k = 0; k < nprec; k++) {
+            double v = wall[k];
+            if (op < OP_KINDS) v = ms[k][op];
+            else
+                for (int j = 0; j < OP_KINDS; j++) v -= ms[k][j];
+            printf(" %.2f | %.0f%% |", v, 100 * v / wall[k]);
+        }
+        printf("\n");
+    }
+    printf("| wall time of the forward |");
+    for (int k = 0; k < nprec; k++) printf(" %.2f | |", wall[k]);
+    printf("\n\n");
+    for (int i = 0; i < MAX_EVENTS; i++) cudaEventDestroy(ev_start[i]), cudaEventDestroy(ev_stop[i]);
+}
+
 static void bench_cache(const eb_config *c, const char *name, eb_precision p, int N, int steps, char **paths,
                         int ntables) {
     eb_schedule s;
@@ -190,7 +316,7 @@ static void bench_cache(const eb_config *c, const char *name, eb_precision p, in
 
 int main(int argc, char **argv) {
     const char *name = "XL/2";
-    int batches[8] = {1, 8, 32, 64}, nb = 4, iters = 3, cache_batch = 32, steps = 0;
+    int batches[8] = {1, 8, 32, 64}, nb = 4, iters = 3, cache_batch = 32, steps = 0, breakdown = 0;
     eb_precision precs[3] = {EB_PRECISION_FP32, EB_PRECISION_TF32, EB_PRECISION_BF16}, cache_p = EB_PRECISION_BF16;
     int nprec = 3, first_table = argc;
     for (int i = 1; i < argc; i++) {
@@ -200,6 +326,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--batches")) nb = parse_list(v, batches, 8);
         else if (!strcmp(a, "--iters")) iters = atoi(v);
         else if (!strcmp(a, "--cache-batch")) cache_batch = atoi(v);
+        else if (!strcmp(a, "--breakdown")) breakdown = atoi(v);
         else if (!strcmp(a, "--cache-precision")) cache_p = precision_arg(v);
         else if (!strcmp(a, "--precisions")) {
             char buf[64];
@@ -228,6 +355,7 @@ int main(int argc, char **argv) {
     printf("DiT-%s, %d tokens, %.1f GFLOP per image forward (2 × MACs of GEMMs and attention).\n\n", name,
            eb_tokens(&c), 2e-9 * eb_forward_macs(&c));
     bench_forward(&c, name, precs, nprec, batches, nb, iters);
+    if (breakdown > 0) bench_breakdown(&c, name, precs, nprec, breakdown);
     if (steps > 0 && first_table < argc)
         bench_cache(&c, name, cache_p, cache_batch, steps, argv + first_table, argc - first_table);
     return 0;

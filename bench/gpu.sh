@@ -119,7 +119,7 @@ run() {
         fi
     fi
     r_bench=$(step 300 "$logs/bench.log" "$b/bench_gpu" --config XL/2 --batches 1,8,32,64 --iters 3 \
-        --cache-precision bf16 --cache-batch 32 --steps "$STEPS" \
+        --breakdown 32 --cache-precision bf16 --cache-batch 32 --steps "$STEPS" \
         "$b/tables/fora2.schedule" "$b/tables/fora3.schedule" "$b/tables/ebcache.schedule")
     local cs
     cs="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer) --target-processes all"

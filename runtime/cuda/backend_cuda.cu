@@ -209,8 +209,6 @@ static eb_status setup(void) {
     if ((e = cudaFuncGetAttributes(&fa, probe_kernel)))
         return eb_fail(EB_ERUNTIME, "CUDA device %s: this build has no code for it (%s); rebuild with CUDA_ARCH=%d%d",
                        device_name, cudaGetErrorString(e), props.major, props.minor);
-    if ((e = cuda_attention_init()))
-        return eb_fail(EB_ERUNTIME, "CUDA device %s: attention kernels: %s", device_name, cudaGetErrorString(e));
     cublasStatus_t s = cublasLtCreate(&lt);
     if (s != CUBLAS_STATUS_SUCCESS) return eb_fail(EB_ERUNTIME, "CUDA device %s: cuBLASLt: status %d", device_name, (int)s);
     if (!(workspace = device_alloc(WORKSPACE_BYTES)))

@@ -61,7 +61,14 @@ void cuda_free(void *ptr);
  * memory or the copy does not fit. Weights change only through upload. */
 const __nv_bfloat16 *cuda_bf16_copy_of(const float *w, size_t n);
 /* A grow-only device buffer of at least `bytes` for slot k (contents undefined). */
-enum { CUDA_SCRATCH_BF16_IN, CUDA_SCRATCH_REDUCE, CUDA_SCRATCH_SLOTS };
+enum {
+    CUDA_SCRATCH_BF16_IN,
+    CUDA_SCRATCH_REDUCE,
+    CUDA_SCRATCH_ATTN_QKV, /* the attention's per-head Q, K, V */
+    CUDA_SCRATCH_ATTN_S,   /* its scores, then probabilities */
+    CUDA_SCRATCH_ATTN_O,   /* its per-head output */
+    CUDA_SCRATCH_SLOTS
+};
 void *cuda_scratch(int slot, size_t bytes);
 /* dst (n) = bf16(src (n)), round to nearest even. */
 void cuda_to_bf16(__nv_bfloat16 *dst, const float *src, size_t n);
@@ -69,8 +76,18 @@ void cuda_to_bf16(__nv_bfloat16 *dst, const float *src, size_t n);
 /* The ops of the backend table, one file each (backend.h has the contracts). */
 void cuda_linear(eb_precision p, float *out, const float *in, const float *w, const float *b, int BT, int IC, int OC);
 void cuda_attention(eb_precision p, float *out, const float *qkv, int B, int T, int NH, int hd);
-/* The attention kernels' shared-memory limits, once per device. */
-cudaError_t cuda_attention_init(void);
+
+/* A strided batch of column-major GEMMs D (m × n, float32) = op(A) (m × k) · B (k × n),
+ * op(A) = Aᵀ (A stored k × m) when trans_a; matrix i of each operand starts stride_*
+ * elements after matrix i − 1. */
+typedef struct {
+    int m, n, k, trans_a, lda, ldb, ldd, batch;
+    long long stride_a, stride_b, stride_d;
+} cuda_gemm_shape;
+/* Runs it at precision p: A and B in the precision's operand type (float for
+ * fp32 and tf32, bf16 for bf16), accumulating in float32. On failure (noted)
+ * D is NaN. */
+void cuda_gemm(eb_precision p, const cuda_gemm_shape *shape, const void *a, const void *b, float *d);
 
 void cuda_patch_embed(float *out, const float *x, const float *w, const float *b, const float *pos, int B, int C,
                       int H, int p, int D);

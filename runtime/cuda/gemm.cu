@@ -1,4 +1,5 @@
-/* gemm.cu — linear layers on cuBLASLt: out (BT, OC) = in (BT, IC) · w (OC, IC)ᵀ + b.
+/* gemm.cu — linear layers on cuBLASLt: out (BT, OC) = in (BT, IC) · w (OC, IC)ᵀ + b,
+ * and the strided batches of GEMMs the attention runs, through one plan cache.
  *
  * Row-major out is column-major outᵀ (OC × BT) = w · inᵀ, so cuBLASLt sees
  * A = w stored IC × OC and transposed, B = in stored IC × BT, D = out OC × BT.
@@ -19,7 +20,8 @@ typedef enum { BIAS_NONE, BIAS_ALIGNED, BIAS_UNALIGNED } bias_kind;
 /* One GEMM shape's cuBLASLt descriptors and the algorithm its heuristic chose,
  * for operands at least as aligned as the key says. */
 typedef struct {
-    int BT, IC, OC, precision, bias, align_a, align_b, align_d; /* key */
+    cuda_gemm_shape shape;
+    int precision, bias, align_a, align_b, align_d; /* key, with the shape */
     int ok, epilogue; /* epilogue: the matmul adds the bias; else a pass of its own does */
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t a, b, d;
@@ -29,11 +31,18 @@ typedef struct {
 static gemm_plan *plans;
 static int nplans, cap_plans;
 
-/* The largest power of two ≤ 256 dividing the address (the alignments cuBLASLt filters on). */
-static int alignment(const void *p) {
+/* The largest power of two ≤ 256 dividing the address (the alignments cuBLASLt filters on)
+ * and, in a batch, every matrix's address: the stride's bytes too. */
+static int alignment(const void *p, long long stride_bytes, int batch) {
     int a = 256;
-    while (a > 1 && (uintptr_t)p % a) a /= 2;
+    while (a > 1 && ((uintptr_t)p % a || (batch > 1 && stride_bytes % a))) a /= 2;
     return a;
+}
+
+static int same_shape(const cuda_gemm_shape *x, const cuda_gemm_shape *y) {
+    return x->m == y->m && x->n == y->n && x->k == y->k && x->trans_a == y->trans_a && x->lda == y->lda &&
+           x->ldb == y->ldb && x->ldd == y->ldd && x->batch == y->batch && x->stride_a == y->stride_a &&
+           x->stride_b == y->stride_b && x->stride_d == y->stride_d;
 }
 
 static void plan_destroy(gemm_plan *g) {
@@ -44,13 +53,26 @@ static void plan_destroy(gemm_plan *g) {
     g->op = NULL, g->a = g->b = g->d = NULL;
 }
 
+/* A column-major rows × cols layout with leading dimension ld, strided over a batch. */
+static cublasStatus_t layout(cublasLtMatrixLayout_t *l, cudaDataType_t type, int rows, int cols, int ld, int batch,
+                             long long stride) {
+    const int32_t count = batch;
+    const int64_t offset = stride;
+    cublasStatus_t s = cublasLtMatrixLayoutCreate(l, type, rows, cols, ld);
+    if (!s && batch > 1) s = cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof count);
+    if (!s && batch > 1)
+        s = cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &offset, sizeof offset);
+    return s;
+}
+
 /* Descriptors and a heuristic's algorithm for the plan's key and g->epilogue;
  * ok = 0 when cuBLASLt has none. */
 static void plan_make(gemm_plan *g) {
+    const cuda_gemm_shape *sh = &g->shape;
     const cublasComputeType_t compute =
         g->precision == EB_PRECISION_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     const cudaDataType_t in_type = g->precision == EB_PRECISION_BF16 ? CUDA_R_16BF : CUDA_R_32F;
-    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    const cublasOperation_t ta = sh->trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = CUBLAS_OP_N;
     const cublasLtEpilogue_t epilogue = g->epilogue ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
     size_t ws_bytes;
     cuda_workspace(&ws_bytes);
@@ -63,9 +85,11 @@ static void plan_make(gemm_plan *g) {
     if (!s) s = cublasLtMatmulDescSetAttribute(g->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
     if (!s) s = cublasLtMatmulDescSetAttribute(g->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
     if (!s) s = cublasLtMatmulDescSetAttribute(g->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue);
-    if (!s) s = cublasLtMatrixLayoutCreate(&g->a, in_type, g->IC, g->OC, g->IC);
-    if (!s) s = cublasLtMatrixLayoutCreate(&g->b, in_type, g->IC, g->BT, g->IC);
-    if (!s) s = cublasLtMatrixLayoutCreate(&g->d, CUDA_R_32F, g->OC, g->BT, g->OC);
+    if (!s)
+        s = layout(&g->a, in_type, sh->trans_a ? sh->k : sh->m, sh->trans_a ? sh->m : sh->k, sh->lda, sh->batch,
+                   sh->stride_a);
+    if (!s) s = layout(&g->b, in_type, sh->k, sh->n, sh->ldb, sh->batch, sh->stride_b);
+    if (!s) s = layout(&g->d, CUDA_R_32F, sh->m, sh->n, sh->ldd, sh->batch, sh->stride_d);
     if (!s) s = cublasLtMatmulPreferenceCreate(&pref);
     if (!s) s = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
     if (!s) s = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, 4);
@@ -80,16 +104,18 @@ static void plan_make(gemm_plan *g) {
 }
 
 /* The plan for a call, made on first use; NULL (noted) when cuBLASLt cannot run it. */
-static const gemm_plan *plan_for(eb_precision p, int BT, int IC, int OC, const void *a, const void *b, const float *out,
-                                 const float *bias) {
+static const gemm_plan *plan_for(eb_precision p, const cuda_gemm_shape *sh, const void *a, const void *b,
+                                 const float *out, const float *bias) {
+    const int es = p == EB_PRECISION_BF16 ? 2 : 4;
     gemm_plan key = {};
-    key.BT = BT, key.IC = IC, key.OC = OC, key.precision = (int)p;
-    key.bias = !bias ? BIAS_NONE : alignment(bias) >= 16 ? BIAS_ALIGNED : BIAS_UNALIGNED;
-    key.align_a = alignment(a), key.align_b = alignment(b), key.align_d = alignment(out);
+    key.shape = *sh, key.precision = (int)p;
+    key.bias = !bias ? BIAS_NONE : alignment(bias, 0, 1) >= 16 ? BIAS_ALIGNED : BIAS_UNALIGNED;
+    key.align_a = alignment(a, sh->stride_a * es, sh->batch), key.align_b = alignment(b, sh->stride_b * es, sh->batch);
+    key.align_d = alignment(out, sh->stride_d * 4, sh->batch);
     for (int i = 0; i < nplans; i++) {
         const gemm_plan *g = &plans[i];
-        if (g->BT == key.BT && g->IC == key.IC && g->OC == key.OC && g->precision == key.precision &&
-            g->bias == key.bias && g->align_a == key.align_a && g->align_b == key.align_b && g->align_d == key.align_d)
+        if (same_shape(&g->shape, sh) && g->precision == key.precision && g->bias == key.bias &&
+            g->align_a == key.align_a && g->align_b == key.align_b && g->align_d == key.align_d)
             return g->ok ? g : NULL;
     }
     if (nplans == cap_plans) {
@@ -112,6 +138,13 @@ static const gemm_plan *plan_for(eb_precision p, int BT, int IC, int OC, const v
     return key.ok ? &plans[nplans - 1] : NULL;
 }
 
+/* The linear layer as a GEMM: outᵀ (OC × BT) = w (IC × OC)ᵀ · inᵀ (IC × BT), column-major. */
+static cuda_gemm_shape linear_shape(int BT, int IC, int OC) {
+    cuda_gemm_shape sh = {};
+    sh.m = OC, sh.n = BT, sh.k = IC, sh.trans_a = 1, sh.lda = IC, sh.ldb = IC, sh.ldd = OC, sh.batch = 1;
+    return sh;
+}
+
 __global__ void add_bias_kernel(float *out, const float *b, int OC, size_t n) {
     GRID_STRIDE(i, n) out[i] += b[i % OC];
 }
@@ -127,8 +160,8 @@ static void gemm_run(const gemm_plan *g, const void *a, const void *b, float *ou
                                ws_bytes, 0);
     cuda_note_blas(s, "matmul");
     if (bias && !g->epilogue) {
-        size_t n = (size_t)g->BT * g->OC;
-        add_bias_kernel<<<cuda_blocks(n), CUDA_THREADS>>>(out, bias, g->OC, n);
+        size_t n = (size_t)g->shape.n * g->shape.m;
+        add_bias_kernel<<<cuda_blocks(n), CUDA_THREADS>>>(out, bias, g->shape.m, n);
         cuda_launched("bias");
     }
 }
@@ -140,16 +173,24 @@ void cuda_linear(eb_precision p, float *out, const float *in, const float *w, co
         if (in16) cuda_to_bf16(in16, in, (size_t)BT * IC);
         a = cuda_bf16_copy_of(w, (size_t)OC * IC), x = in16;
     }
-    const gemm_plan *g = a && x ? plan_for(p, BT, IC, OC, a, x, out, b) : NULL;
+    const cuda_gemm_shape sh = linear_shape(BT, IC, OC);
+    const gemm_plan *g = a && x ? plan_for(p, &sh, a, x, out, b) : NULL;
     if (g) gemm_run(g, a, x, out, b);
     else cuda_poison(out, (size_t)BT * OC);
+}
+
+void cuda_gemm(eb_precision p, const cuda_gemm_shape *sh, const void *a, const void *b, float *d) {
+    const gemm_plan *g = a && b ? plan_for(p, sh, a, b, d, NULL) : NULL;
+    if (g) gemm_run(g, a, b, d, NULL);
+    else cuda_poison(d, (size_t)(sh->batch - 1) * sh->stride_d + (size_t)sh->ldd * sh->n);
 }
 
 extern "C" double eb_cuda_gemm_seconds(eb_precision p, int BT, int IC, int OC, int iters) {
     const size_t in_size = p == EB_PRECISION_BF16 ? 2 : 4;
     void *a = cuda_alloc((size_t)OC * IC * in_size), *x = cuda_alloc((size_t)BT * IC * in_size);
     float *out = (float *)cuda_alloc((size_t)BT * OC * 4), *bias = (float *)cuda_alloc((size_t)OC * 4);
-    const gemm_plan *g = a && x && out && bias ? plan_for(p, BT, IC, OC, a, x, out, bias) : NULL;
+    const cuda_gemm_shape sh = linear_shape(BT, IC, OC);
+    const gemm_plan *g = a && x && out && bias ? plan_for(p, &sh, a, x, out, bias) : NULL;
     double seconds = -1;
     cudaEvent_t start, stop;
     if (g && !cudaEventCreate(&start) && !cudaEventCreate(&stop)) {
