@@ -1,5 +1,6 @@
 /* bench_forward.c — forward throughput of a named DiT with random weights.
  * usage: bench_forward CONFIG BATCH ITERS [cfg]  → one line: images/s, ms, peak RSS. */
+#include "kernels.h"
 #include "model.h"
 
 #include <stdio.h>
@@ -14,6 +15,7 @@ static double now(void) {
 }
 
 int main(int argc, char **argv) {
+    eb_blas_reexec(argv); /* OpenBLAS's best kernels for this CPU (kernels.h) */
     if (argc < 4) {
         fprintf(stderr, "usage: bench_forward CONFIG BATCH ITERS\n");
         return 2;

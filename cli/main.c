@@ -2,6 +2,7 @@
 #include "commands.h"
 
 #include "ebcache.h"
+#include "kernels.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -37,6 +38,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    eb_blas_reexec(argv); /* OpenBLAS's best kernels for this CPU (kernels.h) */
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -3,6 +3,7 @@
 #include "cli_util.h"
 #include "golden.h"
 #include "h5io.h"
+#include "kernels.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,6 +60,23 @@ static void write_input(const char *name, int channels, int32_t t1, int32_t y1, 
 }
 
 TestSuite(cli, .init = cli_workdir_make, .fini = cli_workdir_remove);
+
+/* Where OpenBLAS does not know the CPU (it then loads its generic "Prescott"
+ * kernels), the CLI runs itself again with the kernels the CPU allows. */
+Test(cli, computes_with_the_cpus_blas_kernels) {
+    if (getenv("OPENBLAS_CORETYPE")) cr_skip_test("OPENBLAS_CORETYPE is set");
+    const char *want = eb_blas_better_core(); /* for this process's CPU; NULL when OpenBLAS knew it */
+    setenv("OPENBLAS_VERBOSE", "2", 1);       /* OpenBLAS then names its core on stderr at each load */
+    cr_assert_eq(cli_run("--version"), 0);
+    unsetenv("OPENBLAS_VERBOSE");
+    const char *last = NULL;
+    for (const char *p = strstr(err_text, "Core: "); p; p = strstr(p + 1, "Core: ")) last = p + 6;
+    cr_assert(last, "OpenBLAS named no core: %s", err_text);
+    char core[32] = "";
+    sscanf(last, "%31s", core);
+    if (want) cr_expect_str_eq(core, want, "stderr: %s", err_text);
+    else cr_expect(strcasecmp(core, "Prescott") || !__builtin_cpu_supports("avx2"), "stderr: %s", err_text);
+}
 
 Test(cli, forward_matches_golden) {
     cr_assert_eq(cli_run("forward --model " MODEL " --input " GOLDEN_DIR "forward_sigma.h5 --output %s/o.h5", workdir),

@@ -9,11 +9,31 @@
 #include <stdlib.h>
 #include <omp.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 void eb_kernels_single_blas(void) {
     int threads = omp_get_max_threads();
     openblas_set_num_threads(1); /* OpenBLAS's OpenMP build sets OpenMP's thread count too: restore it */
     omp_set_num_threads(threads);
+}
+
+const char *eb_blas_better_core(void) {
+    const char *core = openblas_get_corename();
+    if (!core || strcasecmp(core, "Prescott")) return NULL; /* OpenBLAS knew the CPU */
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+        return "SkylakeX";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+    return NULL;
+}
+
+void eb_blas_reexec(char **argv) {
+    const char *core = getenv("OPENBLAS_CORETYPE") ? NULL : eb_blas_better_core();
+    if (!core || setenv("OPENBLAS_CORETYPE", core, 1)) return;
+    execv("/proc/self/exe", argv);
+    unsetenv("OPENBLAS_CORETYPE"); /* no exec: go on with the generic kernels */
 }
 
 void eb_kernels_init(int threads) {

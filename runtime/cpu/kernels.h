@@ -24,6 +24,17 @@
 float eb_fast_expf(float x);
 float eb_fast_tanhf(float x);
 
+/* OpenBLAS picks its kernels when it loads. A CPU it does not know (one newer
+ * than the library, or a hypervisor that hides the model) gets its generic
+ * "Prescott" kernels, 3-4x slower than what the CPU's instruction sets allow.
+ * eb_blas_better_core: then the OPENBLAS_CORETYPE that suits the CPU
+ * ("SkylakeX" with AVX-512, "Haswell" with AVX2 + FMA), else NULL.
+ * eb_blas_reexec: then, unless OPENBLAS_CORETYPE is already set, runs the
+ * program again (same argv, pid and descriptors) with it set; returns when
+ * nothing needs to change or the exec fails. Call first thing in main(). */
+const char *eb_blas_better_core(void);
+void eb_blas_reexec(char **argv);
+
 /* Makes OpenBLAS single-threaded (the kernels parallelise over fixed chunks
  * themselves) and sets the OpenMP thread count (0 = all cores). */
 void eb_kernels_init(int threads);
