@@ -34,7 +34,7 @@ static int bench(const char *label, const eb_config *c, int N, int steps, int ro
     }
     /* small random weights keep activations finite; speed does not depend on the values */
     eb_rng_fill_normal(m->slab, eb_param_count(c), eb_rng_key(1, 0));
-    for (size_t i = 0; i < eb_param_count(c); i++) m->slab[i] *= 0.02f;
+    for (size_t i = 0, n = eb_param_count(c); i < n; i++) m->slab[i] *= 0.02f;
     size_t per = (size_t)c->in_channels * c->input_size * c->input_size;
     float *xT = malloc(N * per * sizeof(float)), *x = malloc(N * per * sizeof(float));
     int32_t *y = malloc(N * sizeof(int32_t));
