@@ -86,6 +86,6 @@ int main(int argc, char **argv) {
     printf("Recording overhead (bench_record): DDPM, guidance 1.5, random weights, best of %d rounds; every statistic\n"
            "but the optional /eps/norm_q pass. Budget: ratio <= 1.10.\n\n", rounds);
     printf("| model | N | steps | plain s | recorded s | ratio (wall) | ratio (CPU) |\n|---|---|---|---|---|---|---|\n");
-    return bench("default FMNIST arch (28², p4, D128, L6)", &fmnist, 16, 20, rounds) ||
+    return bench("default FMNIST arch (28², p4, D128, L6)", &fmnist, 16, 100, rounds) ||
            bench("DiT-S/2 (32²×4)", &s2, 2, 10, rounds);
 }
