@@ -98,6 +98,29 @@ static eb_precision precision_arg(const char *s) {
     return p;
 }
 
+/* The inputs and output of one guided forward at batch N: fixed normal x, t = 500, labels cycling over the classes. */
+typedef struct {
+    int N;
+    float *x, *out;
+    int32_t *t, *y;
+} guided_batch;
+
+static guided_batch batch_make(const eb_config *c, int N) {
+    const size_t per = (size_t)c->in_channels * c->input_size * c->input_size;
+    guided_batch g = {N, malloc(N * per * sizeof(float)), malloc(N * per * 2 * sizeof(float)),
+                      malloc(N * sizeof(int32_t)), malloc(N * sizeof(int32_t))};
+    if (!g.x || !g.out || !g.t || !g.y) die("out of memory");
+    eb_rng_fill_normal(g.x, N * per, eb_rng_key(2, N));
+    for (int i = 0; i < N; i++) g.t[i] = 500, g.y[i] = i % c->num_classes;
+    return g;
+}
+
+static void batch_forward(eb_model *m, const eb_config *c, const guided_batch *g) {
+    if (eb_forward_cfg(m, g->out, g->x, g->t, g->y, g->N, 4.0f, eb_default_guide_channels(c))) die("forward");
+}
+
+static void batch_free(guided_batch *g) { free(g->x), free(g->out), free(g->t), free(g->y); }
+
 static void bench_forward(const eb_config *c, const char *name, const eb_precision *precs, int nprec,
                           const int *batches, int nb, int iters) {
     printf("## Forward with guidance (%s, random weights)\n\n", name);
@@ -108,21 +131,17 @@ static void bench_forward(const eb_config *c, const char *name, const eb_precisi
            iters);
     printf("| precision | N | ms/step | images/s | achieved TFLOP/s | GEMM peak TFLOP/s | achieved / peak | GEMM share "
            "| peak memory GiB |\n|---|---|---|---|---|---|---|---|---|\n");
-    const size_t per = (size_t)c->in_channels * c->input_size * c->input_size;
     for (int k = 0; k < nprec; k++) {
         eb_model *m = random_model(c, precs[k]);
         for (int b = 0; b < nb; b++) {
             const int N = batches[b];
-            float *x = malloc(N * per * sizeof(float)), *out = malloc(N * per * 2 * sizeof(float));
-            int32_t *t = malloc(N * sizeof(int32_t)), *y = malloc(N * sizeof(int32_t));
-            eb_rng_fill_normal(x, N * per, eb_rng_key(2, N));
-            for (int i = 0; i < N; i++) t[i] = 500, y[i] = i % c->num_classes;
+            guided_batch g = batch_make(c, N);
             eb_cuda_memory_reset_peak();
-            if (eb_forward_cfg(m, out, x, t, y, N, 4.0f, eb_default_guide_channels(c))) die("forward");
+            batch_forward(m, c, &g); /* warm-up */
             double best = 1e30;
             for (int i = 0; i < iters; i++) {
                 double t0 = now();
-                if (eb_forward_cfg(m, out, x, t, y, N, 4.0f, eb_default_guide_channels(c))) die("forward");
+                batch_forward(m, c, &g);
                 double dt = now() - t0;
                 best = dt < best ? dt : best;
             }
@@ -134,7 +153,7 @@ static void bench_forward(const eb_config *c, const char *name, const eb_precisi
                    1e3 * best, N / best, achieved * 1e-12, peak * 1e-12, achieved / peak, gsec / best,
                    mem_peak / 1073741824.0);
             fflush(stdout);
-            free(x), free(out), free(t), free(y);
+            batch_free(&g);
         }
         eb_model_free(m);
     }
@@ -200,12 +219,8 @@ static void t_cfg_combine(float *out, const float *model_out, int N, int Co, int
 
 /* GPU milliseconds per op kind (ms[OP_KINDS]) and the wall milliseconds of one guided forward at batch N. */
 static double timed_forward(eb_model *m, const eb_config *c, int N, double *ms) {
-    const size_t per = (size_t)c->in_channels * c->input_size * c->input_size;
-    float *x = malloc(N * per * sizeof(float)), *out = malloc(N * per * 2 * sizeof(float));
-    int32_t *t = malloc(N * sizeof(int32_t)), *y = malloc(N * sizeof(int32_t));
-    eb_rng_fill_normal(x, N * per, eb_rng_key(2, N));
-    for (int i = 0; i < N; i++) t[i] = 500, y[i] = i % c->num_classes;
-    if (eb_forward_cfg(m, out, x, t, y, N, 4.0f, eb_default_guide_channels(c))) die("forward"); /* warm-up */
+    guided_batch g = batch_make(c, N);
+    batch_forward(m, c, &g); /* warm-up */
     orig_be = m->be, orig_cond = m->cond_be;
     timed_be = *orig_be, timed_cond = *orig_cond;
     timed_be.linear = t_linear, timed_cond.linear = t_linear_cond, timed_be.attention = t_attention;
@@ -216,17 +231,18 @@ static double timed_forward(eb_model *m, const eb_config *c, int N, double *ms) 
     m->be = &timed_be, m->cond_be = &timed_cond;
     n_events = 0;
     double t0 = now();
-    eb_status st = eb_forward_cfg(m, out, x, t, y, N, 4.0f, eb_default_guide_channels(c));
+    batch_forward(m, c, &g);
     double wall = 1e3 * (now() - t0);
     m->be = orig_be, m->cond_be = orig_cond;
-    if (st || cudaDeviceSynchronize()) die("timed forward");
+    if (cudaDeviceSynchronize()) die("timed forward");
+    if (n_events == MAX_EVENTS) die("timed forward: more ops than MAX_EVENTS event pairs");
     for (int k = 0; k < OP_KINDS; k++) ms[k] = 0;
     for (int i = 0; i < n_events; i++) {
         float e = 0;
         cudaEventElapsedTime(&e, ev_start[i], ev_stop[i]);
         ms[ev_kind[i]] += e;
     }
-    free(x), free(out), free(t), free(y);
+    batch_free(&g);
     return wall;
 }
 
