@@ -4,6 +4,7 @@
  * table with confidence intervals over seeds and a Pareto plot per sampler
  * (docs/ablation.md). Cells are content-addressed by their inputs, so an
  * interrupted grid resumes and grids that share cells share the work. */
+#include "ablate_spec.h"
 #include "args.h"
 #include "commands.h"
 #include "common.h"
@@ -26,42 +27,8 @@
 #include <unistd.h>
 
 #define CMD "ablate"
-#define MAX_LIST 16
 #define KEY_HEX 16 /* cell names: the first 16 hex digits of a SHA-256 */
 #define DIR_CAP (PATH_MAX - 64) /* a cell folder, leaving room for its file names */
-
-/* How each method of the grid becomes a `search` call. */
-typedef struct {
-    const char *name;
-    const char *search;  /* search --method; NULL: no table (uncached) */
-    const char *scaling; /* --noise-scaling */
-    int targeted;        /* 1: one table per speed target; 0: one table (every step computes) */
-    const char *about;
-} method_def;
-
-static const method_def methods[] = {
-    {"none", NULL, NULL, 0, "uncached: the reference every other row is compared with"},
-    {"noise-scaling", "fora", "two-phase", 0, "no caching, ε divided by the fitted two-phase b(τ)⁻¹ only"},
-    {"fora", "fora", "none", 1, "FORA: reuse attention and MLP between refreshes every N steps"},
-    {"delta-dit", "delta-dit", "none", 1, "Δ-DiT: reuse the residual of half the blocks"},
-    {"teacache", "teacache", "none", 1, "TeaCache: skip steps by the fitted polynomial and a threshold"},
-    {"taylorseer", "taylorseer", "none", 1, "TaylorSeer: order-2 forecasts between refreshes"},
-    {"eb-cache-table", "eb-cache", "none", 1, "EB-Cache's Algorithm 1 table without noise scaling"},
-    {"eb-cache", "eb-cache", "two-phase", 1, "EB-Cache: Algorithm 1 table with the fitted noise scaling"},
-    {"budget", "budget", "none", 1, "ebcache's budget search: least measured drift under the FLOP budget"},
-};
-#define N_METHODS ((int)(sizeof methods / sizeof methods[0]))
-
-typedef struct {
-    char path[PATH_MAX], name[64], model[PATH_MAX];
-    struct {
-        char kind[8];
-        int steps;
-    } samplers[MAX_LIST];
-    int n_samplers, methods[MAX_LIST], n_methods, seeds[MAX_LIST], n_seeds;
-    double speedups[MAX_LIST], cfg;
-    int n_speedups, n, calib_n, calib_seed, n_real, batch;
-} spec;
 
 /* One evaluated cell: a method at a target on one seed. */
 typedef struct {
@@ -70,168 +37,6 @@ typedef struct {
     int reached;   /* 0: the search could not reach the target */
     double flop_speedup, wall, measured, fd, precision, recall, accuracy, psnr, ssim;
 } row;
-
-/* ------------------------------------------------------------------------ */
-/* The spec file                                                             */
-
-static char *trim(char *s) {
-    while (isspace((unsigned char)*s)) s++;
-    char *e = s + strlen(s);
-    while (e > s && isspace((unsigned char)e[-1])) *--e = 0;
-    return s;
-}
-
-/* Splits a value list on spaces and commas into words (in place). */
-static int split_words(char *v, char **words, int cap) {
-    int n = 0;
-    for (char *tok = strtok(v, " ,\t"); tok; tok = strtok(NULL, " ,\t")) {
-        if (n == cap) return -1;
-        words[n++] = tok;
-    }
-    return n;
-}
-
-static int parse_int(const char *w, long min, long max, int *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(w, &end, 10);
-    if (errno || end == w || *end || v < min || v > max) return -1;
-    *out = (int)v;
-    return 0;
-}
-
-static int parse_double(const char *w, double min, double *out) {
-    char *end;
-    double v = strtod(w, &end);
-    if (end == w || *end || !isfinite(v) || v < min) return -1;
-    *out = v;
-    return 0;
-}
-
-/* One "key = value" line into the spec; a message in why on failure. */
-static int spec_set(spec *s, const char *key, char *value, char *why, size_t cap) {
-    char *w[MAX_LIST];
-    if (!strcmp(key, "name")) {
-        for (const char *c = value; *c; c++)
-            if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_')
-                return snprintf(why, cap, "name '%s': letters, digits, '-' and '_' only", value), -1;
-        if (!*value || strlen(value) >= sizeof s->name) return snprintf(why, cap, "name: 1 to 63 characters"), -1;
-        strcpy(s->name, value);
-        return 0;
-    }
-    if (!strcmp(key, "model")) {
-        if (strlen(value) >= PATH_MAX) return snprintf(why, cap, "model: path too long"), -1;
-        strcpy(s->model, value);
-        return 0;
-    }
-    int n = split_words(value, w, MAX_LIST);
-    if (n < 0) return snprintf(why, cap, "%s: more than %d values", key, MAX_LIST), -1;
-    if (n == 0) return snprintf(why, cap, "%s: no value", key), -1;
-    if (!strcmp(key, "samplers")) {
-        for (int i = 0; i < n; i++) {
-            char *dash = strchr(w[i], '-');
-            if (!dash || (strncmp(w[i], "ddpm-", 5) && strncmp(w[i], "ddim-", 5)) ||
-                parse_int(dash + 1, 2, EB_DIFFUSION_STEPS, &s->samplers[i].steps))
-                return snprintf(why, cap, "samplers: '%s' is not ddpm-N or ddim-N (2 <= N <= 1000)", w[i]), -1;
-            snprintf(s->samplers[i].kind, sizeof s->samplers[i].kind, "%.4s", w[i]);
-        }
-        s->n_samplers = n;
-    } else if (!strcmp(key, "methods")) {
-        for (int i = 0; i < n; i++) {
-            int m = 0;
-            while (m < N_METHODS && strcmp(methods[m].name, w[i])) m++;
-            if (m == N_METHODS) return snprintf(why, cap, "methods: unknown method '%s' (see docs/ablation.md)", w[i]), -1;
-            s->methods[i] = m;
-        }
-        s->n_methods = n;
-    } else if (!strcmp(key, "speedups")) {
-        for (int i = 0; i < n; i++)
-            if (parse_double(w[i], 1.0, &s->speedups[i]) || s->speedups[i] <= 1.0)
-                return snprintf(why, cap, "speedups: '%s' is not a number above 1", w[i]), -1;
-        s->n_speedups = n;
-    } else if (!strcmp(key, "seeds")) {
-        for (int i = 0; i < n; i++)
-            if (parse_int(w[i], 0, INT32_MAX, &s->seeds[i]))
-                return snprintf(why, cap, "seeds: '%s' is not a non-negative integer", w[i]), -1;
-        s->n_seeds = n;
-    } else {
-        static const struct {
-            const char *key;
-            long min, max;
-            size_t offset;
-        } ints[] = {{"n", 2, 1000000, offsetof(spec, n)},
-                    {"calibration", 2, 100000, offsetof(spec, calib_n)},
-                    {"calibration_seed", 0, INT32_MAX, offsetof(spec, calib_seed)},
-                    {"real", 4, 60000, offsetof(spec, n_real)},
-                    {"batch", 1, 65536, offsetof(spec, batch)}};
-        if (n != 1) return snprintf(why, cap, "%s: one value expected", key), -1;
-        if (!strcmp(key, "cfg")) {
-            if (parse_double(w[0], 1.0, &s->cfg)) return snprintf(why, cap, "cfg: '%s' is not a number >= 1", w[0]), -1;
-            return 0;
-        }
-        for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
-            if (!strcmp(key, ints[i].key)) {
-                if (parse_int(w[0], ints[i].min, ints[i].max, (int *)((char *)s + ints[i].offset)))
-                    return snprintf(why, cap, "%s: '%s' is not an integer in [%ld, %ld]", key, w[0], ints[i].min,
-                                    ints[i].max), -1;
-                return 0;
-            }
-        return snprintf(why, cap, "unknown key '%s' (see docs/ablation.md)", key), -1;
-    }
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < i; j++)
-            if (!strcmp(w[i], w[j])) return snprintf(why, cap, "%s: '%s' is listed twice", key, w[i]), -1;
-    return 0;
-}
-
-static eb_status spec_read(spec *s, const char *path) {
-    *s = (spec){.cfg = 1.5, .n = 1000, .calib_n = 32, .calib_seed = 1000, .n_real = 10000, .batch = 32};
-    if (strlen(path) >= sizeof s->path) return eb_fail(EB_EINPUT, "%s: path too long", path);
-    strcpy(s->path, path);
-    FILE *f = fopen(path, "r");
-    if (!f) return eb_fail(EB_EINPUT, "%s: cannot open: %s", path, strerror(errno));
-    char line[4096], why[512];
-    int lineno = 0;
-    eb_status st = EB_OK;
-    unsigned seen = 0;
-    while (!st && fgets(line, sizeof line, f)) {
-        lineno++;
-        if (!strchr(line, '\n') && !feof(f)) {
-            st = eb_fail(EB_EINPUT, "%s:%d: line longer than %zu bytes", path, lineno, sizeof line - 2);
-            break;
-        }
-        char *hash = strchr(line, '#');
-        if (hash) *hash = 0;
-        char *text = trim(line);
-        if (!*text) continue;
-        char *eq = strchr(text, '=');
-        if (!eq) {
-            st = eb_fail(EB_EINPUT, "%s:%d: expected 'key = value', got '%s'", path, lineno, text);
-            break;
-        }
-        *eq = 0;
-        char *key = trim(text), *value = trim(eq + 1);
-        static const char *const keys[] = {"name", "model", "samplers", "methods", "speedups", "seeds",
-                                           "n", "calibration", "calibration_seed", "real", "batch", "cfg"};
-        for (unsigned i = 0; i < sizeof keys / sizeof keys[0]; i++)
-            if (!strcmp(key, keys[i])) {
-                if (seen & 1u << i) st = eb_fail(EB_EINPUT, "%s:%d: '%s' is set twice", path, lineno, key);
-                seen |= 1u << i;
-            }
-        if (!st && spec_set(s, key, value, why, sizeof why))
-            st = eb_fail(EB_EINPUT, "%s:%d: %s", path, lineno, why);
-    }
-    if (!st && ferror(f)) st = eb_fail(EB_EINPUT, "%s: read error", path);
-    fclose(f);
-    if (st) return st;
-    const char *missing = !s->name[0] ? "name" : !s->n_samplers ? "samplers" : !s->n_methods ? "methods"
-                        : !s->n_seeds ? "seeds" : NULL;
-    if (missing) return eb_fail(EB_EINPUT, "%s: '%s' is required (see docs/ablation.md)", path, missing);
-    int targeted = 0;
-    for (int i = 0; i < s->n_methods; i++) targeted |= methods[s->methods[i]].targeted;
-    if (targeted && !s->n_speedups) return eb_fail(EB_EINPUT, "%s: 'speedups' is required by the cached methods", path);
-    return EB_OK;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Running the other commands                                                */
@@ -369,7 +174,7 @@ static eb_status calibrate(grid *g, int i, char rec[PATH_MAX], char fit[PATH_MAX
  * none); *reached = 0 when the search says the target cannot be met. */
 static eb_status search_table(grid *g, int i, int m, double x, const char *rec, const char *fit, const char *rec_key,
                               char table[PATH_MAX], int *reached) {
-    const method_def *d = &methods[m];
+    const method_def *d = &ablate_methods[m];
     *reached = 1;
     table[0] = 0;
     if (!d->search) return EB_OK;
@@ -492,7 +297,7 @@ static void put_csv(FILE *f, const spec *s, const row *rows, int n_rows) {
     for (int k = 0; k < n_rows; k++) {
         const row *r = &rows[k];
         fprintf(f, "%s,%s,%.4g,%d,%d,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g\n",
-                sampler_name(s, r->sampler, sn), methods[r->method].name, r->target, r->seed, s->n, r->reached,
+                sampler_name(s, r->sampler, sn), ablate_methods[r->method].name, r->target, r->seed, s->n, r->reached,
                 r->flop_speedup, r->wall, r->measured, r->fd, r->precision, r->recall, r->accuracy, r->psnr, r->ssim);
     }
 }
@@ -558,9 +363,9 @@ static int distinct_cells(const row *rows, int n_rows, const row **out) {
 static void write_claim(FILE *f, const spec *s, const row *rows, int n_rows, const row **cells, int n_cells, int i) {
     const row *none = NULL;
     for (int c = 0; c < n_cells; c++)
-        if (cells[c]->sampler == i && !methods[cells[c]->method].search) none = cells[c];
+        if (cells[c]->sampler == i && !ablate_methods[cells[c]->method].search) none = cells[c];
     int eb = 0;
-    while (eb < N_METHODS && strcmp(methods[eb].name, "eb-cache")) eb++;
+    while (eb < N_METHODS && strcmp(ablate_methods[eb].name, "eb-cache")) eb++;
     for (int c = 0; c < n_cells; c++) {
         const row *e = cells[c];
         if (e->sampler != i || e->method != eb) continue;
@@ -581,15 +386,15 @@ static void write_claim(FILE *f, const spec *s, const row *rows, int n_rows, con
         fprintf(f, ".\n");
         for (int b = 0; b < n_cells; b++) {
             const row *o = cells[b];
-            if (o->sampler != i || o->target != e->target || o->method == eb || !methods[o->method].targeted ||
-                !strcmp(methods[o->method].name, "eb-cache-table") || !strcmp(methods[o->method].name, "budget"))
+            if (o->sampler != i || o->target != e->target || o->method == eb || !ablate_methods[o->method].targeted ||
+                !strcmp(ablate_methods[o->method].name, "eb-cache-table") || !strcmp(ablate_methods[o->method].name, "budget"))
                 continue;
             if (!o->reached) {
-                fprintf(f, "  - vs %s: unreachable at this target.\n", methods[o->method].name);
+                fprintf(f, "  - vs %s: unreachable at this target.\n", ablate_methods[o->method].name);
                 continue;
             }
             ci_stat d = stat_of(rows, n_rows, e, FIELD(fd), o), osp = stat_of(rows, n_rows, o, FIELD(measured), NULL);
-            fprintf(f, "  - vs %s (measured %.2f×): ΔFD %+.4g", methods[o->method].name, osp.mean, d.mean);
+            fprintf(f, "  - vs %s (measured %.2f×): ΔFD %+.4g", ablate_methods[o->method].name, osp.mean, d.mean);
             if (d.n > 1) fprintf(f, " ± %.3g: %s", d.half, d.mean + d.half < 0 ? "EB-Cache better"
                                                      : d.mean - d.half > 0 ? "EB-Cache worse" : "not distinguishable");
             fprintf(f, ".\n");
@@ -616,11 +421,11 @@ static void put_markdown(FILE *f, const spec *s, const row *rows, int n_rows) {
                 sampler_name(s, i, sn));
         const row *none = NULL;
         for (int c = 0; c < n_cells; c++)
-            if (cells[c]->sampler == i && !methods[cells[c]->method].search) none = cells[c];
+            if (cells[c]->sampler == i && !ablate_methods[cells[c]->method].search) none = cells[c];
         for (int c = 0; c < n_cells; c++) {
             const row *r = cells[c];
             if (r->sampler != i) continue;
-            fprintf(f, "| %s |", methods[r->method].name);
+            fprintf(f, "| %s |", ablate_methods[r->method].name);
             if (isnan(r->target)) fprintf(f, " – |");
             else fprintf(f, " %.3g× |", r->target);
             if (!r->reached) {
@@ -644,7 +449,7 @@ static void put_markdown(FILE *f, const spec *s, const row *rows, int n_rows) {
     }
     fprintf(f, "\nMethods:\n\n");
     for (int m = 0; m < s->n_methods; m++)
-        fprintf(f, "- `%s`: %s\n", methods[s->methods[m]].name, methods[s->methods[m]].about);
+        fprintf(f, "- `%s`: %s\n", ablate_methods[s->methods[m]].name, ablate_methods[s->methods[m]].about);
 }
 
 /* FD against measured speedup, one curve per method (plots/pareto.gp). */
@@ -667,7 +472,7 @@ static eb_status write_pareto(const char *scripts, const char *results, const sp
         for (int c = 0; c < n_cells; c++) {
             const row *r = cells[c];
             if (r->sampler != i || r->method != method || !r->reached) continue;
-            if (!any) fprintf(f, "%s\"%s\" \"\" \"\" \"\" \"\"\n", blocks ? "\n\n" : "", methods[method].name);
+            if (!any) fprintf(f, "%s\"%s\" \"\" \"\" \"\" \"\"\n", blocks ? "\n\n" : "", ablate_methods[method].name);
             any = 1;
             ci_stat sp = stat_of(rows, n_rows, r, FIELD(measured), NULL), fd = stat_of(rows, n_rows, r, FIELD(fd), NULL),
                  fl = stat_of(rows, n_rows, r, FIELD(flop_speedup), NULL);
@@ -704,15 +509,15 @@ static eb_status run_grid(grid *g, row *rows, int *n_rows, const char *results) 
                 break;
             for (int mi = 0; !st && mi < s->n_methods; mi++) {
                 int m = s->methods[mi];
-                int n_targets = methods[m].targeted ? s->n_speedups : 1;
+                int n_targets = ablate_methods[m].targeted ? s->n_speedups : 1;
                 for (int x = 0; !st && x < n_targets; x++) {
                     row *r = &rows[(*n_rows)++];
                     *r = (row){.sampler = i, .method = m, .seed = seed,
-                               .target = methods[m].targeted ? s->speedups[x] : NAN};
+                               .target = ablate_methods[m].targeted ? s->speedups[x] : NAN};
                     char table[PATH_MAX], samples[PATH_MAX], key[KEY_HEX + 1], what[96];
                     if ((st = search_table(g, i, m, r->target, rec, fit, rec_key, table, &r->reached))) break;
-                    if (methods[m].targeted) snprintf(what, sizeof what, "%s_%.3g", methods[m].name, r->target);
-                    else snprintf(what, sizeof what, "%s", methods[m].name);
+                    if (ablate_methods[m].targeted) snprintf(what, sizeof what, "%s_%.3g", ablate_methods[m].name, r->target);
+                    else snprintf(what, sizeof what, "%s", ablate_methods[m].name);
                     if (r->reached && table[0] && seed_i == 0) { /* a copy for users, under a readable name */
                         char copy[PATH_MAX + 128];
                         snprintf(copy, sizeof copy, "%s/%s_tables/%s_%s.schedule", results, s->name, sn, what);
@@ -769,7 +574,7 @@ int cmd_ablate(int argc, char **argv) {
     long threads;
     if (threads_opt && (rc = eb_arg_int(CMD, "threads", threads_opt, 1, 1024, &threads))) return rc;
     spec s;
-    eb_status st = spec_read(&s, argv[1]);
+    eb_status st = ablate_spec_read(&s, argv[1]);
     if (st) return eb_report(CMD, st);
     const char *model = eb_arg(opts, n, "model") ? eb_arg(opts, n, "model") : s.model[0] ? s.model : NULL;
     if (!model && !(model = eb_default_model_path())) return eb_report(CMD, EB_EINPUT);
@@ -778,7 +583,7 @@ int cmd_ablate(int argc, char **argv) {
     char scripts[PATH_MAX], tables[PATH_MAX];
     grid g = {.s = &s, .cells = cells, .model = model};
     int per_seed = 0;
-    for (int m = 0; m < s.n_methods; m++) per_seed += methods[s.methods[m]].targeted ? s.n_speedups : 1;
+    for (int m = 0; m < s.n_methods; m++) per_seed += ablate_methods[s.methods[m]].targeted ? s.n_speedups : 1;
     g.total = s.n_samplers * s.n_seeds * per_seed;
     row *rows = calloc((size_t)g.total, sizeof *rows);
     int n_rows = 0;

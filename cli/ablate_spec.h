@@ -1,0 +1,40 @@
+/* ablate_spec.h — the ablation spec file (docs/ablation.md) and the caching
+ * methods an ablation grid can name. */
+#ifndef EB_CLI_ABLATE_SPEC_H
+#define EB_CLI_ABLATE_SPEC_H
+
+#include "ebcache.h"
+
+#include <limits.h>
+
+#define MAX_LIST 16 /* values of one list key */
+
+/* How each method of the grid becomes a `search` call. */
+typedef struct {
+    const char *name;
+    const char *search;  /* search --method; NULL: no table (uncached) */
+    const char *scaling; /* --noise-scaling */
+    int targeted;        /* 1: one table per speed target; 0: one table (every step computes) */
+    const char *about;
+} method_def;
+
+enum { N_METHODS = 9 };
+extern const method_def ablate_methods[N_METHODS];
+
+/* A parsed spec: indices into ablate_methods, sampler kinds and step counts, lists and scalars. */
+typedef struct {
+    char path[PATH_MAX], name[64], model[PATH_MAX];
+    struct {
+        char kind[8];
+        int steps;
+    } samplers[MAX_LIST];
+    int n_samplers, methods[MAX_LIST], n_methods, seeds[MAX_LIST], n_seeds;
+    double speedups[MAX_LIST], cfg;
+    int n_speedups, n, calib_n, calib_seed, n_real, batch;
+} spec;
+
+/* Reads and checks the spec file at path into *s (defaults for absent keys).
+ * Returns EB_OK, or EB_EINPUT with a message naming the file, line and key. */
+eb_status ablate_spec_read(spec *s, const char *path);
+
+#endif
