@@ -17,7 +17,7 @@ int cmd_forward(int argc, char **argv) {
         {"input", "IN.h5", "datasets x (N,C,H,W) float, t (N) int in [0,1000), y (N) int in [0,num_classes]", NULL},
         {"output", "OUT.h5", "gets out (N,C_out,H,W)", NULL},
         {"cfg-scale", "S", "guidance scale; 1 (default) runs the plain conditional forward", NULL},
-        {"cfg-channels", "K|all", "channels guidance acts on (default min(3, C) as the official code)", NULL},
+        EB_CLI_CFG_CHANNELS_OPT,
         {"threads", "N", "threads (default: all cores)", NULL},
         EB_CLI_DEVICE_OPTS,
     };

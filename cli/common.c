@@ -9,9 +9,9 @@
 
 int eb_cli_open_model(const char *cmd, const eb_opt *opts, int nopts, eb_model **m, eb_cli_run *run) {
     *m = NULL;
-    *run = (eb_cli_run){.cfg_scale = 1.0f, .guide_channels = -1};
+    *run = (eb_cli_run){.cfg_scale = 1.0f, .guidance = "official"};
     const char *v;
-    long heads = 0, threads = 0, channels = -1;
+    long heads = 0, threads = 0, channels = 0;
     double scale = 1.0;
     eb_device dev = {.device = "cpu", .precision = EB_PRECISION_FP32};
     int rc = 0;
@@ -23,7 +23,6 @@ int eb_cli_open_model(const char *cmd, const eb_opt *opts, int nopts, eb_model *
         else if (!strcmp(name, "heads")) rc = eb_arg_int(cmd, name, v, 1, 1024, &heads);
         else if (!strcmp(name, "threads")) rc = eb_arg_int(cmd, name, v, 1, 1024, &threads);
         else if (!strcmp(name, "cfg-scale")) rc = eb_arg_float(cmd, name, v, &scale);
-        else if (!strcmp(name, "cfg-channels") && strcmp(v, "all")) rc = eb_arg_int(cmd, name, v, 0, 4096, &channels);
     }
     if (rc) return rc;
     const char *path = eb_arg(opts, nopts, "model");
@@ -32,18 +31,22 @@ int eb_cli_open_model(const char *cmd, const eb_opt *opts, int nopts, eb_model *
     eb_status st = eb_model_load_on(m, path, (int)heads, &dev);
     if (st) return eb_report(cmd, st);
     const eb_config *c = eb_model_config(*m);
-    const char *ch = eb_arg(opts, nopts, "cfg-channels");
-    if (ch && !strcmp(ch, "all")) channels = c->in_channels;
-    if (channels < 0) channels = eb_default_guide_channels(c);
-    if (channels > c->in_channels) {
-        fprintf(stderr, "ebcache %s: --cfg-channels %ld exceeds the model's %d ε channels\n", cmd, channels,
-                c->in_channels);
+    /* --cfg-channels: a rule name, or K = the first K output channels */
+    const char *ch = eb_arg(opts, nopts, "cfg-channels"), *rule_name = "count";
+    eb_guidance rule = EB_GUIDE_OFFICIAL;
+    char *end = NULL;
+    if (!ch || !eb_guidance_parse(&rule, ch)) {
+        rule_name = eb_guidance_name(rule);
+        channels = eb_guide_channels(c, rule);
+    } else if ((channels = strtol(ch, &end, 10)) < 0 || channels > eb_out_channels(c) || end == ch || *end) {
+        fprintf(stderr, "ebcache %s: --cfg-channels '%s': expected official, eps, all or a count in [0, %d] (the "
+                        "model's output channels)\n", cmd, ch, eb_out_channels(c));
         eb_model_free(*m);
         *m = NULL;
         return 2;
     }
     *run = (eb_cli_run){.model_path = path, .cfg_scale = (float)scale, .guide_channels = (int)channels,
-                        .threads = (int)threads};
+                        .guidance = rule_name, .threads = (int)threads};
     return 0;
 }
 
@@ -107,6 +110,7 @@ void eb_cli_write_run_attrs(eb_h5w *w, const eb_cli_run *run, const eb_model *m)
     for (size_t i = 0; i < sizeof cfg / sizeof cfg[0]; i++) eb_h5w_attr_i64(w, NULL, cfg[i].name, cfg[i].value);
     eb_h5w_attr_f64(w, NULL, "cfg_scale", run->cfg_scale);
     eb_h5w_attr_i64(w, NULL, "cfg_channels", run->guide_channels);
+    eb_h5w_attr_str(w, NULL, "cfg_guidance", run->guidance);
 }
 
 eb_status eb_out_open(eb_out_file *o, const char *dir, const char *name) {

@@ -14,11 +14,17 @@
 typedef struct {
     const char *model_path;
     float cfg_scale;
-    int guide_channels;
+    int guide_channels; /* leading output channels guided                      */
+    const char *guidance; /* the rule that gave them: eb_guidance_name or "count" */
     int threads;
 } eb_cli_run;
 
-/* The device options every model-running command lists in its opts. */
+/* Which output channels guidance combines (eb_guidance, docs/guidance.md). */
+#define EB_CLI_CFG_CHANNELS_OPT                                                                                    \
+    {"cfg-channels", "official|eps|all|K",                                                                         \
+     "output channels guidance combines: official = the first min(3, C_out) as forward_with_cfg (default; ε and "  \
+     "the variance on a 1-channel learn_sigma model), eps = the C ε channels only, all, or the first K", NULL}
+
 /* The model and sampler options `sample` and `record` share, in help order. */
 #define EB_CLI_SAMPLER_OPTS                                                                                        \
     {"model", "PATH", "model (.safetensors or diffusers folder); default: the shipped model", NULL},              \
@@ -29,8 +35,9 @@ typedef struct {
     {"eta", "E", "DDIM eta (default 0, deterministic)", NULL},                                                    \
     {"variance", "small|large", "fixed variance of a model without learn_sigma (default large)", NULL},           \
     {"cfg-scale", "S", "classifier-free guidance scale (default 1.5; 1 = no guidance)", NULL},                    \
-    {"cfg-channels", "K|all", "channels guidance acts on (default min(3, C) as the official code)", NULL}
+    EB_CLI_CFG_CHANNELS_OPT
 
+/* The device options every model-running command lists in its opts. */
 #define EB_CLI_DEVICE_OPTS                                                                                         \
     {"device", "cpu|cuda", "where the model runs (default cpu; cuda needs a build made with make CUDA=1)", NULL},  \
     {"precision", "fp32|tf32|bf16", "GEMM and attention arithmetic on cuda (default fp32, exact)", NULL}

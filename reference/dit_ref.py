@@ -291,7 +291,26 @@ class DiT:
         guided = uncond[:, :g] + scale * (cond[:, :g] - uncond[:, :g])
         return torch.cat([guided, cond[:, g:]], dim=1)
 
+    def forward_with_cfg_official(self, x2, t2, y2, scale):
+        """The official forward_with_cfg semantics on its own 2N-row batch (the
+        sampler's x, t doubled; labels, then the null class): the model runs on
+        the first N rows twice, and output channels [0, 3) — however many the
+        model has — get uncond + scale·(cond − uncond) in both halves; the
+        remaining channels stay per row. Returns (2N, C_out, H, W)."""
+        n = x2.shape[0] // 2
+        out = self.forward(x2[:n].repeat(2, 1, 1, 1), t2, y2)
+        k = min(3, out.shape[1])
+        cond, uncond = out[:n, :k], out[n:, :k]
+        mixed = (uncond + scale * (cond - uncond)).repeat(2, 1, 1, 1)
+        return torch.cat([mixed, out[:, k:]], dim=1)
+
+
+def guide_channels(cfg, rule):
+    """Leading output channels each ebcache guidance rule combines: official =
+    forward_with_cfg's slice [:, :3] (so ε and the variance channel on a
+    1-channel learn_sigma model), eps = the C ε channels, all = every output."""
+    return {"official": min(3, cfg.out_channels), "eps": cfg.in_channels, "all": cfg.out_channels}[rule]
+
 
 def default_guide_channels(cfg):
-    """The official code guides 3 channels; fewer when the model has fewer."""
-    return min(3, cfg.in_channels)
+    return guide_channels(cfg, "official")

@@ -7,6 +7,7 @@ seed, torch runs on one thread, and the HDF5 files carry no timestamps, so a
 rerun rewrites the same bytes. Each file is written to a temporary name and
 renamed. reference/README.md lists what each file holds.
 """
+import hashlib
 import json
 import os
 import sys
@@ -20,12 +21,17 @@ import diffusion_ref as dr  # noqa: E402
 import rng_ref  # noqa: E402
 import st_io  # noqa: E402
 from diffusers_layout import diffusers_config, diffusers_state_dict  # noqa: E402
-from dit_ref import DiT, DiTConfig, default_guide_channels, pos_embed_2d, random_weights, timestep_freq  # noqa: E402
+from dit_ref import (DiT, DiTConfig, guide_channels, pos_embed_2d, random_weights,  # noqa: E402
+                     timestep_freq)
 
 SIGMA = DiTConfig(input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=2, num_heads=4, num_classes=10,
                   learn_sigma=True)
 NOSIGMA = DiTConfig(input_size=12, patch_size=2, in_channels=2, hidden_size=48, depth=3, num_heads=3, num_classes=5,
                     learn_sigma=False)
+# The shipped model's kind (1 channel, learn_sigma): the official guidance slice
+# [:, :3] covers ε and the variance channel, so the guidance rules disagree.
+SIGMA1 = DiTConfig(input_size=8, patch_size=2, in_channels=1, hidden_size=32, depth=2, num_heads=2, num_classes=4,
+                   learn_sigma=True)
 SCHEDULES = {"r1000": "", "r250": "250", "r50": "50", "ddim50": "ddim50", "ddim25": "ddim25", "r10_10_5": "10,10,5",
              "r7": "7"}
 
@@ -77,7 +83,7 @@ class H5:
             obj.attrs[k] = v
 
 
-def write_models(out, w_sigma, w_nosigma):
+def write_models(out, w_sigma, w_nosigma, w_sigma1):
     os.makedirs(os.path.join(out, "models", "tiny_diffusers", "transformer"), exist_ok=True)
     path = lambda *p: os.path.join(out, "models", *p)  # noqa: E731
     st_io.save(path("tiny_sigma.safetensors"), w_sigma, SIGMA.metadata())
@@ -85,6 +91,7 @@ def write_models(out, w_sigma, w_nosigma):
     st_io.save(path("tiny_sigma_bf16.safetensors"), {k: v.bfloat16() for k, v in w_sigma.items()}, SIGMA.metadata())
     # No metadata: the loader infers input_size from pos_embed and needs heads given.
     st_io.save(path("tiny_nosigma.safetensors"), w_nosigma)
+    st_io.save(path("tiny_sigma1.safetensors"), w_sigma1, SIGMA1.metadata())
     st_io.save(path("tiny_diffusers", "transformer", "diffusion_pytorch_model.safetensors"),
                diffusers_state_dict(SIGMA, w_sigma), {"format": "pt"})
     cfg_path = path("tiny_diffusers", "transformer", "config.json")
@@ -135,6 +142,22 @@ def write_forwards(out, sigma, nosigma, f16, bf16):
         h.put("out", nosigma.forward(x, t, y))
 
 
+def official_cfg(model, x, t, y, scale):
+    """forward_with_cfg_official on the doubled batch the official sample.py
+    builds, conditional half kept (the sampler drops the null half)."""
+    null = torch.full_like(y, model.cfg.num_classes)
+    return model.forward_with_cfg_official(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]), scale)[:len(x)]
+
+
+def guided(model, x, t, y, scale, rule):
+    """ebcache's guidance under `rule`; the official rule is checked bitwise
+    against the official formulation."""
+    out = model.forward_cfg(x, t, y, scale, guide_channels(model.cfg, rule))
+    if rule == "official" and not torch.equal(out, official_cfg(model, x, t, y, scale)):
+        raise AssertionError("forward_cfg with the official channel count differs from forward_with_cfg")
+    return out
+
+
 def write_cfg(out, sigma):
     g = gen(103)
     x, t, y = torch.randn(3, 4, 8, 8, generator=g), ints([999, 500, 3]), ints([2, 9, 0])
@@ -143,10 +166,65 @@ def write_cfg(out, sigma):
         h.put("t", t)
         h.put("y", y)
         h.attrs("/", scale=np.float64(1.5))
-        h.put("out", sigma.forward_cfg(x, t, y, 1.5, default_guide_channels(SIGMA)))
-        h.attrs("out", guide_channels=np.int32(default_guide_channels(SIGMA)))
-        h.put("out_all", sigma.forward_cfg(x, t, y, 1.5, SIGMA.in_channels))
-        h.attrs("out_all", guide_channels=np.int32(SIGMA.in_channels))
+        for name, rule in (("out", "official"), ("out_eps", "eps"), ("out_all", "all")):
+            h.put(name, guided(sigma, x, t, y, 1.5, rule))
+            h.attrs(name, guide_channels=np.int32(guide_channels(SIGMA, rule)), rule=rule)
+
+
+def write_cfg_sigma1(out, sigma1):
+    """cfg_sigma1.h5: the 1-channel learn_sigma model, where the official rule
+    guides the variance channel too: forwards under each rule and DDPM loops
+    (every step's variance comes from the guided output)."""
+    g = gen(105)
+    x, t, y = torch.randn(3, 1, 8, 8, generator=g), ints([999, 500, 3]), ints([2, 4, 0])
+    s = dr.Schedule("10")
+    with H5(os.path.join(out, "cfg_sigma1.h5")) as h:
+        h.put("x", x)
+        h.put("t", t)
+        h.put("y", y)
+        h.attrs("/", scale=np.float64(4.0))
+        for name, rule in (("out", "official"), ("out_eps", "eps")):
+            h.put(name, guided(sigma1, x, t, y, 4.0, rule))
+            h.attrs(name, guide_channels=np.int32(guide_channels(SIGMA1, rule)), rule=rule)
+        x_T, yl = dr.initial_noise(12, (3, 1, 8, 8)), ints([1, 3, 4])
+        h.put("ddpm/xT", x_T)
+        h.put("ddpm/y", yl)
+        for rule in ("official", "eps"):
+            fn = lambda xt, tt, rule=rule: guided(sigma1, xt, tt, yl, 4.0, rule)  # noqa: E731
+            h.put(f"ddpm/{rule}/samples", dr.sample_loop(fn, s, x_T, "ddpm", dr.LEARNED_RANGE, 12))
+            run_attrs(h, f"ddpm/{rule}", 12, s, 0.0, 4.0, dr.LEARNED_RANGE, "ddpm")
+            h.attrs(f"ddpm/{rule}", guide_channels=np.int32(guide_channels(SIGMA1, rule)), rule=rule)
+
+
+SHIPPED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "dit_fmnist.safetensors")
+
+
+def write_cfg_shipped(out):
+    """cfg_shipped.h5: the official forward_with_cfg of the shipped model
+    (data/dit_fmnist.safetensors, whose SHA-256 it records) at cfg 1.5 and 4,
+    and the ε-only rule, on a few inputs. Prints how far apart the rules are."""
+    weights, meta = st_io.load(SHIPPED)
+    with open(SHIPPED, "rb") as f:
+        sha = hashlib.sha256(f.read()).hexdigest()
+    cfg = DiTConfig.from_metadata(meta)
+    model = DiT(cfg, weights)
+    g = gen(106)
+    S = cfg.input_size
+    x, t, y = torch.randn(4, cfg.in_channels, S, S, generator=g), ints([999, 700, 250, 20]), ints([0, 3, 7, 9])
+    with H5(os.path.join(out, "cfg_shipped.h5")) as h:
+        h.put("x", x)
+        h.put("t", t)
+        h.put("y", y)
+        h.attrs("/", model_sha256=sha)
+        for scale in (1.5, 4.0):
+            official, eps = guided(model, x, t, y, scale, "official"), guided(model, x, t, y, scale, "eps")
+            h.put(f"cfg{scale:g}/out", official)
+            h.put(f"cfg{scale:g}/out_eps", eps)
+            h.attrs(f"cfg{scale:g}", scale=np.float64(scale))
+            rel = lambda a, b: float((a - b).abs().max() / b.abs().max())  # noqa: E731
+            print(f"shipped model, cfg {scale:g}: eps-only vs official: eps channel {rel(eps[:, :1], official[:, :1]):.3g}, "
+                  f"variance channel {rel(eps[:, 1:], official[:, 1:]):.3g}, full output {rel(eps, official):.3g} "
+                  "(max |diff| / max |official|)")
 
 
 def write_schedules(out):
@@ -180,7 +258,7 @@ def sample(model, s, x_T, y, kind, var_type, seed, eta, cfg_scale):
     if cfg_scale == 1:
         fn = lambda x, t: model.forward(x, t, y)  # noqa: E731
     else:
-        fn = lambda x, t: model.forward_cfg(x, t, y, cfg_scale, default_guide_channels(model.cfg))  # noqa: E731
+        fn = lambda x, t: guided(model, x, t, y, cfg_scale, "official")  # noqa: E731
     return dr.sample_loop(fn, s, x_T, kind, var_type, seed, eta)
 
 
@@ -231,16 +309,19 @@ def main(argv):
         return 2
     out = argv[1]
     torch.set_num_threads(1)
-    w_sigma, w_nosigma = random_weights(SIGMA, gen(1)), random_weights(NOSIGMA, gen(2))
-    sigma, nosigma = DiT(SIGMA, w_sigma), DiT(NOSIGMA, w_nosigma)
+    w_sigma, w_nosigma, w_sigma1 = random_weights(SIGMA, gen(1)), random_weights(NOSIGMA, gen(2)), \
+        random_weights(SIGMA1, gen(3))
+    sigma, nosigma, sigma1 = DiT(SIGMA, w_sigma), DiT(NOSIGMA, w_nosigma), DiT(SIGMA1, w_sigma1)
     # The rounded models compute in float32 from the rounded values.
     f16 = DiT(SIGMA, {k: v.half().float() for k, v in w_sigma.items()})
     bf16 = DiT(SIGMA, {k: v.bfloat16().float() for k, v in w_sigma.items()})
-    write_models(out, w_sigma, w_nosigma)
+    write_models(out, w_sigma, w_nosigma, w_sigma1)
     with torch.no_grad():
         write_components(out, sigma)
         write_forwards(out, sigma, nosigma, f16, bf16)
         write_cfg(out, sigma)
+        write_cfg_sigma1(out, sigma1)
+        write_cfg_shipped(out)
         write_schedules(out)
         write_pmv(out)
         write_loops(out, sigma, nosigma)

@@ -126,14 +126,31 @@ eb_status eb_forward(eb_model *m, float *out, const float *x, const int32_t *t, 
 
 /* Classifier-free guidance as the official forward_with_cfg, for N rows:
  * each row runs with its label and with the null class in one batch of 2N;
- * ε = uncond + scale·(cond − uncond) on the first `guide_channels` channels
- * (the official code: min(3, C)); the other output channels come from the
- * conditional pass. out (N, C_out, H, W). */
+ * out = uncond + scale·(cond − uncond) on the first `guide_channels` output
+ * channels (of C_out, ε first, then the learned variance values), the other
+ * output channels from the conditional pass. eb_guide_channels gives the count
+ * of each rule; the official one is eb_default_guide_channels. out (N, C_out, H, W). */
 eb_status eb_forward_cfg(eb_model *m, float *out, const float *x, const int32_t *t, const int32_t *y, int N,
                          float cfg_scale, int guide_channels);
 
-/* The official guidance channel count: min(3, in_channels). */
-static inline int eb_default_guide_channels(const eb_config *c) { return c->in_channels < 3 ? c->in_channels : 3; }
+/* Which output channels guidance combines (docs/guidance.md). */
+typedef enum {
+    EB_GUIDE_OFFICIAL = 0, /* the first min(3, C_out), as forward_with_cfg's model_out[:, :3]: on a 1-channel
+                              learn_sigma model ε and the variance channel; 3 of 4 ε on 4-channel latents */
+    EB_GUIDE_EPS,          /* the C ε channels and no variance channel (the usual CFG, which the official
+                              code's comment offers as the alternative)                                   */
+    EB_GUIDE_ALL,          /* all C_out output channels                                                    */
+    EB_GUIDE_NRULES
+} eb_guidance;
+
+/* "official", "eps", "all". */
+const char *eb_guidance_name(eb_guidance g);
+/* EB_EINPUT listing the names for an unknown one. */
+eb_status eb_guidance_parse(eb_guidance *g, const char *name);
+/* The number of leading output channels rule g guides on model c. */
+int eb_guide_channels(const eb_config *c, eb_guidance g);
+/* The official rule's count, min(3, C_out): the default everywhere. */
+static inline int eb_default_guide_channels(const eb_config *c) { return eb_guide_channels(c, EB_GUIDE_OFFICIAL); }
 
 /* ------------------------------------------------------------------------ */
 /* Diffusion schedule and samplers                                          */
@@ -171,7 +188,7 @@ typedef struct {
     eb_var_type var_type;   /* LEARNED_RANGE when the model learns sigma          */
     float eta;              /* DDIM only                                           */
     float cfg_scale;        /* 1 = no guidance (a single conditional pass)         */
-    int guide_channels;     /* channels CFG guides                                 */
+    int guide_channels;     /* leading output channels CFG guides (eb_guide_channels) */
     uint64_t seed;          /* seeds the per-step noise (docs/rng.md)              */
     int progress;           /* 1: progress line on stderr when it is a terminal    */
 } eb_sampler_opts;

@@ -83,3 +83,22 @@ eb_status eb_forward_cfg(eb_model *m, float *out, const float *x, const int32_t 
                          float cfg_scale, int guide_channels) {
     return eb_forward_run(m, NULL, 0, out, x, t, y, N, 1, cfg_scale, guide_channels);
 }
+
+static const char *const GUIDANCE_NAMES[EB_GUIDE_NRULES] = {"official", "eps", "all"};
+
+const char *eb_guidance_name(eb_guidance g) { return g >= 0 && g < EB_GUIDE_NRULES ? GUIDANCE_NAMES[g] : "?"; }
+
+eb_status eb_guidance_parse(eb_guidance *g, const char *name) {
+    for (int i = 0; i < EB_GUIDE_NRULES; i++)
+        if (!strcmp(name, GUIDANCE_NAMES[i])) return *g = (eb_guidance)i, EB_OK;
+    return eb_fail(EB_EINPUT, "unknown guidance rule '%s' (official, eps, all)", name);
+}
+
+int eb_guide_channels(const eb_config *c, eb_guidance g) {
+    const int Co = eb_out_channels(c);
+    switch (g) {
+    case EB_GUIDE_EPS: return c->in_channels;
+    case EB_GUIDE_ALL: return Co;
+    default: return Co < 3 ? Co : 3; /* the official slice model_out[:, :3] */
+    }
+}

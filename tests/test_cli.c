@@ -147,3 +147,38 @@ Test(cli, info_help_and_unknown_command) {
     cr_expect_eq(cli_run("frobnicate"), 2);
     cr_expect(strstr(err_text, "frobnicate"), "%s", err_text);
 }
+
+/* --cfg-channels: the official rule by default (ε and the variance channel on a
+ * 1-channel learn_sigma model), eps, a count; recorded in the attributes. */
+Test(cli, forward_cfg_channels_rules_and_attributes) {
+    struct { const char *arg, *golden, *rule; int64_t channels; } cases[] = {
+        {"", "out", "official", 2}, {"--cfg-channels official", "out", "official", 2},
+        {"--cfg-channels eps", "out_eps", "eps", 1}, {"--cfg-channels 1", "out_eps", "count", 1}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        cr_assert_eq(cli_run("forward --model " GOLDEN_DIR "models/tiny_sigma1.safetensors --input " GOLDEN_DIR
+                             "cfg_sigma1.h5 --cfg-scale 4 %s --output %s/g.h5", cases[k].arg, workdir),
+                     0, "%s", err_text);
+        size_t n;
+        float *got = read_out("g.h5", "out", &n), *want = golden_f32("cfg_sigma1.h5", cases[k].golden, 4, NULL);
+        cr_expect_leq(max_rel_err(got, want, n), 1e-5, "case '%s'", cases[k].arg);
+        free(got), free(want);
+        char path[512], *rule = NULL;
+        snprintf(path, sizeof path, "%s/g.h5", workdir);
+        eb_h5 *f;
+        int64_t channels = -1;
+        cr_assert_eq(eb_h5_open(&f, path), EB_OK, "%s", eb_last_error());
+        cr_expect_eq(eb_h5_attr_i64(f, NULL, "cfg_channels", &channels), EB_OK, "%s", eb_last_error());
+        cr_expect_eq(eb_h5_attr_str(f, NULL, "cfg_guidance", &rule), EB_OK, "%s", eb_last_error());
+        eb_h5_close(f);
+        cr_expect_eq(channels, cases[k].channels, "case '%s'", cases[k].arg);
+        cr_expect_str_eq(rule ? rule : "", cases[k].rule, "case '%s'", cases[k].arg);
+        free(rule);
+    }
+    const char *bad[] = {"3", "-1", "epsilon", ""};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        cr_expect_eq(cli_run("forward --model " GOLDEN_DIR "models/tiny_sigma1.safetensors --input " GOLDEN_DIR
+                             "cfg_sigma1.h5 --cfg-scale 4 --cfg-channels '%s' --output %s/b.h5", bad[k], workdir),
+                     2, "'%s' accepted", bad[k]);
+        cr_expect(strstr(err_text, "[0, 2]"), "'%s': %s", bad[k], err_text);
+    }
+}

@@ -129,6 +129,21 @@ Test(diffusion, ddpm_loops) {
     check_loop("tiny_nosigma.safetensors", 3, "loop_ddpm.h5", "/nosigma", "/nosigma_large", "10", o);
 }
 
+/* DDPM on the shipped model's kind (1 channel, learn_sigma) at cfg 4: the
+ * official rule guides the variance channel, so every step's variance differs
+ * from the ε-only rule's (the goldens differ by 4e-3 relative). */
+Test(diffusion, ddpm_loop_with_guided_variance) {
+    eb_model *m = golden_model("tiny_sigma1.safetensors", 0);
+    const eb_config *c = eb_model_config(m);
+    eb_sampler_opts o = {.kind = EB_SAMPLER_DDPM, .var_type = EB_VAR_LEARNED_RANGE, .cfg_scale = 4.0f, .seed = 12};
+    o.guide_channels = eb_default_guide_channels(c);
+    cr_expect_eq(o.guide_channels, 2, "the official slice [:, :3] holds ε and the variance channel");
+    check_loop("tiny_sigma1.safetensors", 0, "cfg_sigma1.h5", "/ddpm", "/ddpm/official", "10", o);
+    o.guide_channels = eb_guide_channels(c, EB_GUIDE_EPS);
+    check_loop("tiny_sigma1.safetensors", 0, "cfg_sigma1.h5", "/ddpm", "/ddpm/eps", "10", o);
+    eb_model_free(m);
+}
+
 Test(diffusion, loop_same_bits_at_any_thread_count) {
     eb_model *m = golden_model("tiny_sigma.safetensors", 0);
     eb_schedule s;

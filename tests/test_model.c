@@ -1,7 +1,9 @@
 /* test_model.c — the DiT forward against the PyTorch reference goldens. */
 #include "golden.h"
+#include "h5io.h"
 #include "kernels.h"
 #include "model.h"
+#include "sha256.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -103,25 +105,111 @@ Test(model, forward_f16_weights) { check_forward("tiny_sigma_f16.safetensors", 0
 Test(model, forward_bf16_weights) { check_forward("tiny_sigma_bf16.safetensors", 0, "forward_bf16.h5", FWD_TOL); }
 Test(model, forward_diffusers_folder) { check_forward("tiny_diffusers", 0, "forward_sigma.h5", FWD_TOL); }
 
-Test(model, classifier_free_guidance) {
-    eb_model *m = golden_model("tiny_sigma.safetensors", 0);
+/* A guidance golden dataset and the rule it was made with. */
+typedef struct {
+    const char *name;
+    eb_guidance rule;
+} guided_out;
+
+/* Guidance of `model` on golden x, t, y under each rule against its dataset. */
+static void check_guidance(const char *model, const char *golden, const guided_out *outs, int n_outs) {
+    eb_model *m = golden_model(model, 0);
+    const eb_config *c = eb_model_config(m);
     int64_t xd[4], nd[1], od[4];
-    float *x = golden_f32("cfg.h5", "x", 4, xd);
-    int32_t *t = golden_i32("cfg.h5", "t", 1, nd), *y = golden_i32("cfg.h5", "y", 1, nd);
-    float scale = (float)golden_attr_f64("cfg.h5", "scale");
-    const char *outs[] = {"out", "out_all"};
-    int channels[] = {eb_default_guide_channels(eb_model_config(m)), eb_model_config(m)->in_channels};
-    cr_assert_eq(channels[0], 3, "the official code guides 3 channels");
-    for (int k = 0; k < 2; k++) {
-        float *want = golden_f32("cfg.h5", outs[k], 4, od);
+    float *x = golden_f32(golden, "x", 4, xd);
+    int32_t *t = golden_i32(golden, "t", 1, nd), *y = golden_i32(golden, "y", 1, nd);
+    float scale = (float)golden_attr_f64(golden, "scale");
+    for (int k = 0; k < n_outs; k++) {
+        float *want = golden_f32(golden, outs[k].name, 4, od);
         float *got = malloc(numel(od, 4) * sizeof(float));
-        cr_assert_eq(eb_forward_cfg(m, got, x, t, y, (int)xd[0], scale, channels[k]), EB_OK, "%s", eb_last_error());
+        cr_assert_eq(eb_forward_cfg(m, got, x, t, y, (int)xd[0], scale, eb_guide_channels(c, outs[k].rule)), EB_OK,
+                     "%s", eb_last_error());
         double err = max_rel_err(got, want, numel(od, 4));
-        cr_expect_leq(err, FWD_TOL, "guidance %s: rel err %g", outs[k], err);
+        cr_expect_leq(err, FWD_TOL, "%s %s (%s): rel err %g", golden, outs[k].name, eb_guidance_name(outs[k].rule),
+                      err);
         free(want), free(got);
     }
     free(x), free(t), free(y);
     eb_model_free(m);
+}
+
+Test(model, classifier_free_guidance) {
+    const guided_out outs[] = {{"out", EB_GUIDE_OFFICIAL}, {"out_eps", EB_GUIDE_EPS}, {"out_all", EB_GUIDE_ALL}};
+    check_guidance("tiny_sigma.safetensors", "cfg.h5", outs, 3);
+}
+
+/* The shipped model's kind: the official slice [:, :3] takes ε and the variance channel. */
+Test(model, guidance_of_one_channel_learn_sigma_model) {
+    const guided_out outs[] = {{"out", EB_GUIDE_OFFICIAL}, {"out_eps", EB_GUIDE_EPS}};
+    check_guidance("tiny_sigma1.safetensors", "cfg_sigma1.h5", outs, 2);
+    /* the two rules give different outputs here, so the comparison above tells them apart */
+    int64_t od[4];
+    float *official = golden_f32("cfg_sigma1.h5", "out", 4, od), *eps = golden_f32("cfg_sigma1.h5", "out_eps", 4, NULL);
+    cr_expect_gt(max_rel_err(eps, official, numel(od, 4)), 1e-2);
+    free(official), free(eps);
+}
+
+/* The shipped model under the default rule equals the official forward_with_cfg
+ * (from the reference); the ε-only rule is the one that differs (3.4e-2 of the
+ * full output at cfg 1.5, 0.18 at cfg 4, in the variance channel). */
+Test(model, shipped_model_default_guidance_is_official) {
+    const char *path = "data/dit_fmnist.safetensors";
+    char sha[EB_SHA256_HEX], *want_sha = NULL;
+    cr_assert_eq(eb_sha256_file(path, sha), EB_OK, "%s", eb_last_error());
+    eb_h5 *f;
+    cr_assert_eq(eb_h5_open(&f, GOLDEN_DIR "cfg_shipped.h5"), EB_OK, "%s", eb_last_error());
+    cr_assert_eq(eb_h5_attr_str(f, NULL, "model_sha256", &want_sha), EB_OK, "%s", eb_last_error());
+    eb_h5_close(f);
+    cr_assert_str_eq(sha, want_sha, "%s changed since cfg_shipped.h5 was made: rerun make goldens", path);
+    free(want_sha);
+    eb_model *m;
+    cr_assert_eq(eb_model_load(&m, path, 0), EB_OK, "%s", eb_last_error());
+    int64_t xd[4], nd[1], od[4];
+    float *x = golden_f32("cfg_shipped.h5", "x", 4, xd);
+    int32_t *t = golden_i32("cfg_shipped.h5", "t", 1, nd), *y = golden_i32("cfg_shipped.h5", "y", 1, nd);
+    struct { const char *name; float scale; eb_guidance rule; } outs[] = {
+        {"/cfg1.5/out", 1.5f, EB_GUIDE_OFFICIAL}, {"/cfg1.5/out_eps", 1.5f, EB_GUIDE_EPS},
+        {"/cfg4/out", 4.0f, EB_GUIDE_OFFICIAL}, {"/cfg4/out_eps", 4.0f, EB_GUIDE_EPS}};
+    for (size_t k = 0; k < sizeof outs / sizeof outs[0]; k++) {
+        float *want = golden_f32("cfg_shipped.h5", outs[k].name, 4, od);
+        float *got = malloc(numel(od, 4) * sizeof(float));
+        int channels = outs[k].rule == EB_GUIDE_OFFICIAL ? eb_default_guide_channels(eb_model_config(m))
+                                                         : eb_guide_channels(eb_model_config(m), outs[k].rule);
+        cr_assert_eq(eb_forward_cfg(m, got, x, t, y, (int)xd[0], outs[k].scale, channels), EB_OK, "%s",
+                     eb_last_error());
+        double err = max_rel_err(got, want, numel(od, 4));
+        cr_expect_leq(err, FWD_TOL, "%s: rel err %g", outs[k].name, err);
+        free(want), free(got);
+    }
+    float *official = golden_f32("cfg_shipped.h5", "/cfg4/out", 4, od), *eps = golden_f32("cfg_shipped.h5", "/cfg4/out_eps", 4, NULL);
+    cr_expect_gt(max_rel_err(eps, official, numel(od, 4)), 0.1, "the rules differ on the shipped model");
+    free(official), free(eps), free(x), free(t), free(y);
+    eb_model_free(m);
+}
+
+Test(model, guidance_rules) {
+    struct { eb_config c; int official, eps, all; } cases[] = {
+        {{.in_channels = 4, .learn_sigma = 1}, 3, 4, 8}, /* DiT-XL/2 latents: 3 of the 4 ε channels */
+        {{.in_channels = 1, .learn_sigma = 1}, 2, 1, 2}, /* the shipped model: ε and the variance  */
+        {{.in_channels = 2, .learn_sigma = 1}, 3, 2, 4},
+        {{.in_channels = 1, .learn_sigma = 0}, 1, 1, 1},
+        {{.in_channels = 4, .learn_sigma = 0}, 3, 4, 4},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const eb_config *c = &cases[k].c;
+        cr_expect_eq(eb_default_guide_channels(c), cases[k].official, "case %zu", k);
+        cr_expect_eq(eb_guide_channels(c, EB_GUIDE_OFFICIAL), cases[k].official, "case %zu", k);
+        cr_expect_eq(eb_guide_channels(c, EB_GUIDE_EPS), cases[k].eps, "case %zu", k);
+        cr_expect_eq(eb_guide_channels(c, EB_GUIDE_ALL), cases[k].all, "case %zu", k);
+    }
+    for (int g = 0; g < EB_GUIDE_NRULES; g++) {
+        eb_guidance back;
+        cr_expect_eq(eb_guidance_parse(&back, eb_guidance_name((eb_guidance)g)), EB_OK);
+        cr_expect_eq(back, g);
+    }
+    eb_guidance g;
+    cr_expect_eq(eb_guidance_parse(&g, "3"), EB_EINPUT);
+    cr_expect(strstr(eb_last_error(), "'3'"), "%s", eb_last_error());
 }
 
 Test(model, same_bits_at_any_thread_count) {
