@@ -1,6 +1,7 @@
 /* cmd_info.c — `ebcache info`: configuration, parameter count, cost per forward. */
 #include "args.h"
 #include "commands.h"
+#include "common.h"
 
 #include "ebcache.h"
 
@@ -22,6 +23,7 @@ int cmd_info(int argc, char **argv) {
     eb_model *m;
     eb_status st = eb_model_load(&m, path, (int)heads);
     if (st) return eb_report("info", st);
+    eb_cli_model_warning("info", m);
     const eb_config *c = eb_model_config(m);
     double macs = eb_forward_macs(c);
     printf("model        %s\n", path);

@@ -7,6 +7,10 @@
 #include <string.h>
 #include <unistd.h>
 
+void eb_cli_model_warning(const char *cmd, const eb_model *m) {
+    if (*eb_model_warning(m)) fprintf(stderr, "ebcache %s: warning: %s\n", cmd, eb_model_warning(m));
+}
+
 int eb_cli_open_model(const char *cmd, const eb_opt *opts, int nopts, eb_model **m, eb_cli_run *run) {
     *m = NULL;
     *run = (eb_cli_run){.cfg_scale = 1.0f, .guidance = "official"};
@@ -30,6 +34,7 @@ int eb_cli_open_model(const char *cmd, const eb_opt *opts, int nopts, eb_model *
     eb_set_threads((int)threads);
     eb_status st = eb_model_load_on(m, path, (int)heads, &dev);
     if (st) return eb_report(cmd, st);
+    eb_cli_model_warning(cmd, *m);
     const eb_config *c = eb_model_config(*m);
     /* --cfg-channels: a rule name, or K = the first K output channels */
     const char *ch = eb_arg(opts, nopts, "cfg-channels"), *rule_name = "count";

@@ -42,6 +42,9 @@ typedef struct {
     {"device", "cpu|cuda", "where the model runs (default cpu; cuda needs a build made with make CUDA=1)", NULL},  \
     {"precision", "fp32|tf32|bf16", "GEMM and attention arithmetic on cuda (default fp32, exact)", NULL}
 
+/* Prints the model's load warning (eb_model_warning), if any, as "ebcache CMD: warning: ...". */
+void eb_cli_model_warning(const char *cmd, const eb_model *m);
+
 /* Reads --model, --heads, --cfg-scale, --cfg-channels, --threads, --device and
  * --precision (those present in opts), sets the thread count and loads the
  * model on its device. Returns an exit status (0, 1 or 2) after printing any

@@ -212,9 +212,11 @@ class DiT:
     def __init__(self, cfg, weights):
         self.cfg = cfg
         self.w = {k: v.float() for k, v in weights.items()}
-        # pos_embed is a fixed buffer: always the exact sin-cos table, so a
-        # model stored in F16/BF16 still gets the float32 values.
-        self.pos = torch.from_numpy(pos_embed_2d(cfg.hidden_size, cfg.grid)).unsqueeze(0)
+        # pos_embed is a buffer of the state_dict: load_state_dict copies the
+        # stored values (rounded ones in an F16/BF16 file); only a file without
+        # it gets the computed sin-cos table.
+        self.pos = self.w["pos_embed"] if "pos_embed" in self.w else \
+            torch.from_numpy(pos_embed_2d(cfg.hidden_size, cfg.grid)).unsqueeze(0)
 
     def patch_embed(self, x):
         """x (N, C, H, W) -> tokens (N, T, D) = Conv2d(k=p, s=p) + pos_embed."""

@@ -88,6 +88,7 @@ void eb_model_free(eb_model *m) {
 
 const eb_config *eb_model_config(const eb_model *m) { return &m->cfg; }
 const char *eb_model_device(const eb_model *m) { return m->be->name; }
+const char *eb_model_warning(const eb_model *m) { return m->warning; }
 
 /* Block l's adaLN-Zero modulation of the conditioning: acts.mod (B, 6D). */
 void eb_block_modulation(eb_model *m, int l, int B) {

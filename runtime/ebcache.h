@@ -84,6 +84,13 @@ typedef struct eb_model eb_model;
  * On failure *out is NULL. */
 eb_status eb_model_load(eb_model **out, const char *path, int heads);
 
+/* What loading found questionable but not wrong ("" when nothing), for the
+ * caller to show: a stored pos_embed that is not the 2D sin-cos table within
+ * the file dtype's rounding. Like the official code, the model uses the
+ * stored pos_embed whenever the file has one (rounded values of an F16/BF16
+ * file included) and the computed table otherwise. */
+const char *eb_model_warning(const eb_model *m);
+
 /* Creates a model with the given configuration and every parameter zero
  * (callers fill the parameters; tests and the trainer use this). */
 eb_status eb_model_create(eb_model **out, const eb_config *c);

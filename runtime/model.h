@@ -56,7 +56,8 @@ struct eb_model {
     const eb_observer *obs; /* NULL: none                                            */
     float *slab;          /* eb_param_count(cfg) floats, backend memory          */
     eb_params p;          /* pointers into slab                                  */
-    float *pos_embed;     /* (T, D) fixed                                        */
+    float *pos_embed;     /* (T, D): the file's stored table, else the computed one */
+    char warning[512];    /* eb_model_warning                                    */
     eb_acts acts;
 };
 

@@ -199,11 +199,13 @@ static eb_status fill_params(eb_model *m, const eb_st_file *f, const plan_item *
     return st;
 }
 
-/* A stored pos_embed (1, T, D) must match the computed one to 1e-5 plus the
- * file dtype's rounding (its values lie in [-1, 1]: one unit in [0.5, 1) covers
- * it even when the stored table was rounded from a slightly different float).
- * The model always uses the computed one. */
-static eb_status check_pos_embed(const eb_st_file *f, const char *key, const eb_config *c) {
+/* The stored pos_embed (1, T, D) into *pos (malloc'd; NULL when the file has
+ * none): the official code uses the stored buffer, rounded values included.
+ * When it is not the 2D sin-cos table within 1e-5 plus the file dtype's
+ * rounding (values in [-1, 1]: one unit in [0.5, 1)), `warning` says where. */
+static eb_status read_pos_embed(const eb_st_file *f, const char *key, const eb_config *c, float **pos, char *warning,
+                                size_t cap) {
+    *pos = NULL;
     const eb_st_tensor *t = eb_st_find(f, key);
     if (!t) return EB_OK;
     const char *label = eb_st_label(f);
@@ -217,25 +219,27 @@ static eb_status check_pos_embed(const eb_st_file *f, const char *key, const eb_
     float *stored = malloc((size_t)(T * D) * sizeof(float)), *computed = malloc((size_t)(T * D) * sizeof(float));
     eb_status st = stored && computed ? eb_st_read_f32(f, t, stored, (size_t)(T * D))
                                       : eb_fail(EB_ERUNTIME, "%s: out of memory", label);
+    if (!st) st = check_finite(stored, (size_t)(T * D), label, key);
     if (!st) {
         eb_pos_embed(computed, c->hidden_size, eb_grid(c));
         double tol = 1e-5 + (t->dtype == EB_DT_F16 ? 0x1p-11 : t->dtype == EB_DT_BF16 ? 0x1p-8 : 0), worst = 0;
         size_t at = 0;
-        for (size_t i = 0; i < (size_t)(T * D) && !isnan(worst); i++) {
+        for (size_t i = 0; i < (size_t)(T * D); i++) {
             double diff = fabs((double)stored[i] - computed[i]);
-            if (!(diff <= worst)) { /* NaN included */
+            if (diff > worst) {
                 worst = diff;
                 at = i;
             }
         }
-        if (!(worst <= tol))
-            st = eb_fail(EB_EINPUT,
-                         "%s: tensor '%s': the stored pos_embed differs from the 2D sin-cos embedding for grid %d, "
-                         "hidden %d by %g at flat index %zu",
-                         label, key, eb_grid(c), c->hidden_size, worst, at);
+        if (worst > tol)
+            snprintf(warning, cap,
+                     "%s: tensor '%s' differs from the 2D sin-cos embedding (grid %d, hidden %d) by %g at flat index "
+                     "%zu, more than %s rounding; the stored table is used, as the official code does",
+                     label, key, eb_grid(c), c->hidden_size, worst, at, eb_dtype_name(t->dtype));
     }
-    free(stored);
     free(computed);
+    if (st) free(stored);
+    else *pos = stored;
     return st;
 }
 
@@ -252,9 +256,16 @@ static eb_status load_tensors(eb_model **out, const eb_st_file *f, const eb_conf
     plan_item *items = NULL;
     int n = 0;
     eb_model *m = NULL;
+    float *pos = NULL;
+    char warning[sizeof m->warning] = "";
     if (!(st = build_plan(&items, &n, rules, n_rules, c)) && !(st = match_plan(f, items, n, c, pos_key)) &&
-        !(st = check_pos_embed(f, pos_key, c)) && !(st = eb_model_create_on(&m, c, dev)))
+        !(st = read_pos_embed(f, pos_key, c, &pos, warning, sizeof warning)) && !(st = eb_model_create_on(&m, c, dev)))
         st = fill_params(m, f, items, n);
+    if (!st && pos) {
+        m->be->upload(m->pos_embed, pos, (size_t)eb_tokens(c) * c->hidden_size * sizeof(float));
+        memcpy(m->warning, warning, sizeof warning);
+    }
+    free(pos);
     free(items);
     if (st) {
         eb_model_free(m);

@@ -178,6 +178,7 @@ static void add_extra(eb_st_entry *t, int *n, float **data) {
 static void nan_weight(eb_st_entry *t, int *n, float **data) { data[find_entry(t, *n, "t_embedder.mlp.2.weight")][7] = NAN; }
 static void inf_weight(eb_st_entry *t, int *n, float **data) { data[find_entry(t, *n, "y_embedder.embedding_table.weight")][300] = -INFINITY; }
 static void move_pos_embed(eb_st_entry *t, int *n, float **data) { data[find_entry(t, *n, "pos_embed")][5] += 1e-3f; }
+static void nan_pos_embed(eb_st_entry *t, int *n, float **data) { data[find_entry(t, *n, "pos_embed")][9] = NAN; }
 static void drop_pos_embed(eb_st_entry *t, int *n, float **data) {
     int i = find_entry(t, *n, "pos_embed");
     t[i] = t[--*n];
@@ -193,7 +194,7 @@ Test(weights, bad_official_files_rejected) {
         {add_extra, "'blocks.0.attn.extra'", "unexpected"},
         {nan_weight, "'t_embedder.mlp.2.weight'", "index 7"},
         {inf_weight, "'y_embedder.embedding_table.weight'", "index 300"},
-        {move_pos_embed, "'pos_embed'", "differs"},
+        {nan_pos_embed, "'pos_embed'", "index 9"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         rewrite(good, bad, cases[i].edit, 1);
@@ -203,6 +204,58 @@ Test(weights, bad_official_files_rejected) {
     }
     expect_status(eb_model_load(&back, spath("absent.safetensors"), 0), EB_EINPUT, "absent.safetensors", NULL);
     eb_model_free(m);
+}
+
+/* The model uses a stored pos_embed as the official load_state_dict does (a
+ * rounded one included), warns when it is not the sin-cos table within the
+ * storage precision, and computes the table only when the file has none. */
+Test(weights, stored_pos_embed_is_used) {
+    const size_t TD = (size_t)eb_tokens(&tiny) * tiny.hidden_size;
+    float *table = malloc(TD * sizeof(float));
+    eb_pos_embed(table, tiny.hidden_size, eb_grid(&tiny));
+    eb_model *m = random_model(&tiny, 6), *back;
+    const char *good = spath("good.safetensors"), *moved = spath("moved.safetensors");
+    cr_assert_eq(eb_model_save(m, good, NULL, 0, EB_DT_F32), EB_OK, "%s", eb_last_error());
+    struct { edit_fn edit; float delta5; const char *warning; } cases[] = {
+        {NULL, 0, ""}, {move_pos_embed, 1e-3f, "'pos_embed' differs"}, {drop_pos_embed, 0, ""}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        rewrite(good, moved, cases[k].edit, 1);
+        cr_assert_eq(eb_model_load(&back, moved, 0), EB_OK, "case %zu: %s", k, eb_last_error());
+        const char *w = eb_model_warning(back);
+        if (*cases[k].warning) {
+            cr_expect(strstr(w, cases[k].warning) && strstr(w, "flat index 5") && strstr(w, "moved.safetensors"),
+                      "case %zu: %s", k, w);
+        } else {
+            cr_expect_str_eq(w, "", "case %zu", k);
+        }
+        for (size_t i = 0; i < TD; i++) {
+            float want = i == 5 ? table[i] + cases[k].delta5 : table[i];
+            cr_expect_eq(back->pos_embed[i], want, "case %zu: pos_embed[%zu] %g, want %g", k, i, back->pos_embed[i],
+                         want);
+        }
+        eb_model_free(back);
+    }
+    eb_model_free(m);
+    free(table);
+    /* the golden F16 / BF16 files: their rounded tables, within the rounding, so no warning */
+    const eb_config sigma = {.input_size = 8, .patch_size = 2, .in_channels = 4, .hidden_size = 64};
+    const size_t n = (size_t)eb_tokens(&sigma) * sigma.hidden_size;
+    table = malloc(n * sizeof(float));
+    eb_pos_embed(table, sigma.hidden_size, eb_grid(&sigma));
+    const char *files[] = {"tests/golden/models/tiny_sigma_f16.safetensors", "tests/golden/models/tiny_sigma_bf16.safetensors"};
+    for (int k = 0; k < 2; k++) {
+        cr_assert_eq(eb_model_load(&back, files[k], 0), EB_OK, "%s", eb_last_error());
+        cr_expect_str_eq(eb_model_warning(back), "", "%s", files[k]);
+        size_t rounded = 0;
+        for (size_t i = 0; i < n; i++) {
+            float want = k ? eb_bf16_to_f32(eb_f32_to_bf16(table[i])) : eb_f16_to_f32(eb_f32_to_f16(table[i]));
+            cr_expect_eq(back->pos_embed[i], want, "%s: pos_embed[%zu]", files[k], i);
+            rounded += want != table[i];
+        }
+        cr_expect_gt(rounded, n / 2, "%s: the stored table is the rounded one", files[k]);
+        eb_model_free(back);
+    }
+    free(table);
 }
 
 Test(weights, config_inferred_without_metadata) {
