@@ -23,7 +23,8 @@ typedef struct {
 #define EB_CLI_CFG_CHANNELS_OPT                                                                                    \
     {"cfg-channels", "official|eps|all|K",                                                                         \
      "output channels guidance combines: official = the first min(3, C_out) as forward_with_cfg (default; ε and "  \
-     "the variance on a 1-channel learn_sigma model), eps = the C ε channels only, all, or the first K", NULL}
+     "the variance on a 1-channel learn_sigma model), eps = the C ε channels only, all = every output channel, "   \
+     "K = the first K", NULL}
 
 /* The model and sampler options `sample` and `record` share, in help order. */
 #define EB_CLI_SAMPLER_OPTS                                                                                        \
