@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "checked.h"
 
 /* ------------------------------------------------------------------------ */
 /* Shared helpers                                                            */
@@ -226,17 +227,6 @@ eb_status eb_h5_shape(eb_h5 *f, const char *name, int *rank, int64_t dims[EB_H5_
     return st;
 }
 
-/* Element count of dims (rank), or -1 beyond EB_H5_MAX_ELEMS. */
-static int64_t checked_count(const int64_t *dims, int rank) {
-    int64_t n = 1;
-    for (int d = 0; d < rank; d++) {
-        if (dims[d] == 0) return 0;
-        if (n > EB_H5_MAX_ELEMS / dims[d]) n = EB_H5_MAX_ELEMS + 1;
-        else n *= dims[d];
-    }
-    return n > EB_H5_MAX_ELEMS ? -1 : n;
-}
-
 /* Values read wide (double, int64, uint64) are range-checked and narrowed in
  * place; memcpy keeps the aliasing of the shared buffer well defined. */
 enum wide_kind { WIDE_DOUBLE, WIDE_INT64, WIDE_UINT64 };
@@ -330,7 +320,7 @@ eb_status eb_h5_read(eb_h5 *f, const char *name, eb_h5_type type, int rank, cons
                          eb_format_dims(a, sizeof a, found, rank), eb_format_dims(b, sizeof b, want, rank));
             goto done;
         }
-    int64_t n = checked_count(found, rank);
+    int64_t n = eb_checked_count(found, rank, EB_H5_MAX_ELEMS);
     if (n < 0) {
         st = eb_fail(EB_EINPUT, "%s: dataset '%s' has dims %s, more than %lld elements", f->path, name,
                      eb_format_dims(a, sizeof a, found, rank), (long long)EB_H5_MAX_ELEMS);
@@ -738,7 +728,7 @@ eb_status eb_h5w_write(eb_h5w *w, const char *name, eb_h5_type type, const void 
         if (dims[d] < 0)
             return poison(w, eb_fail(EB_EINPUT, "%s: dataset '%s': extent %d is negative (%lld)", w->path, name, d,
                                      (long long)dims[d]));
-    int64_t n = checked_count(dims, rank);
+    int64_t n = eb_checked_count(dims, rank, EB_H5_MAX_ELEMS);
     if (n < 0)
         return poison(w, eb_fail(EB_EINPUT, "%s: dataset '%s': dims %s exceed %lld elements", w->path, name,
                                  eb_format_dims(shape, sizeof shape, dims, rank), (long long)EB_H5_MAX_ELEMS));
