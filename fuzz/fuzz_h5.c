@@ -25,7 +25,7 @@
  * global heap is kept from it: h5io.c walks the heaps before the first
  * variable-length string read, so a -timeout report is a real hang. */
 const char *__lsan_default_suppressions(void) { return "leak:libhdf5_serial.so\n"; }
-const char *__asan_default_options(void) { return "allocator_may_return_null=1:max_allocation_size_mb=512"; }
+const char *__asan_default_options(void) { return "allocator_may_return_null=1:max_allocation_size_mb=64"; }
 
 /* Dataset and attribute names the commands read. */
 static const char *const datasets[] = {
