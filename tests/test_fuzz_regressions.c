@@ -108,3 +108,37 @@ Test(fuzz_regressions, safetensors_zero_extent_beside_huge_ones) {
     cr_expect_eq(eb_st_find(f, "w")->numel, 0);
     eb_st_close(f);
 }
+
+/* fuzz_h5, long run 1 (one byte of a recording's root object header): an
+ * attribute message whose dataspace claims 2056 bytes of its 56 made libhdf5
+ * 1.10 read past the header inside H5Aexists. Rebuilt here by patching that
+ * field of a freshly written attribute "seed". */
+Test(fuzz_regressions, h5_attribute_message_larger_than_itself) {
+    char path[512];
+    in_workdir(path, "attr.h5");
+    eb_h5w *w;
+    cr_assert(!eb_h5w_create(&w, path), "%s", eb_last_error());
+    eb_h5w_attr_i64(w, NULL, "seed", 7);
+    cr_assert(!eb_h5w_commit(w), "%s", eb_last_error());
+    FILE *f = fopen(path, "r+b");
+    cr_assert(f);
+    unsigned char bytes[1 << 14];
+    size_t n = fread(bytes, 1, sizeof bytes, f);
+    long at = -1; /* a version-1 attribute message body: 1, 0, name size 5, then "seed" 8 bytes on */
+    for (size_t i = 0; i + 12 <= n && at < 0; i++)
+        if (bytes[i] == 1 && !bytes[i + 1] && bytes[i + 2] == 5 && !bytes[i + 3] && !memcmp(bytes + i + 8, "seed", 5))
+            at = (long)i;
+    cr_assert(at >= 0, "the attribute message of 'seed' not found in %zu bytes", n);
+    const unsigned char space_size[2] = {0x08, 0x08};
+    cr_assert(!fseek(f, at + 6, SEEK_SET) && fwrite(space_size, 1, 2, f) == 2);
+    fclose(f);
+
+    eb_h5 *h;
+    cr_assert(!eb_h5_open(&h, path), "%s", eb_last_error());
+    cr_expect(!eb_h5_has_attr(h, NULL, "seed"));
+    int64_t v;
+    cr_expect_eq(eb_h5_attr_i64(h, NULL, "seed", &v), EB_EINPUT);
+    cr_expect(strstr(eb_last_error(), "attr.h5") && strstr(eb_last_error(), "corrupt HDF5 attribute message"), "%s",
+              eb_last_error());
+    eb_h5_close(h);
+}
