@@ -428,14 +428,33 @@ static eb_status map_file(eb_h5 *f, const unsigned char **bytes, size_t *size) {
 
 static size_t pad8(size_t n) { return (n + 7) & ~(size_t)7; }
 
+/* Whether the global heap collection at file offset `at` holds an object
+ * numbered `index` (libhdf5 1.10 reads a missing one from a NULL pointer). */
+static int global_heap_has(const unsigned char *bytes, size_t size, uint64_t at, size_t len_bytes, uint64_t index) {
+    const size_t header = 8 + len_bytes; /* "GCOL", version, reserved, collection size; then objects alike */
+    if (!index || at > size || size - at < header || memcmp(bytes + at, "GCOL", 4)) return 0;
+    uint64_t end = decode_length(bytes + at + 8, len_bytes);
+    end = end > size - at ? size - at : end;
+    for (uint64_t p = header; p <= end && end - p >= header;) { /* index (2), references (2), reserved, size */
+        unsigned i = bytes[at + p] | bytes[at + p + 1] << 8;
+        uint64_t object_size = decode_length(bytes + at + p + 8, len_bytes);
+        if (i == index) return 1; /* its size is check_global_heaps' to judge */
+        if (!i || object_size > end - p) return 0; /* free space ends the objects */
+        p += header + ((object_size + 7) & ~(uint64_t)7);
+    }
+    return 0;
+}
+
 /* libhdf5 1.10 decodes an attribute message without checking that the name,
  * datatype and dataspace it announces fit in the message: a dataspace size of
  * 2056 in a 56-byte message reads past the object header (found by
  * fuzz/fuzz_h5.c). Version 1 object headers carry no checksum, so before any
  * attribute call on an object its attribute messages are checked here in the
  * file's bytes, following continuation chunks (at most MAX_CHUNKS, which also
- * ends a cycle of them). Version 2 headers are checksummed: libhdf5 refuses a
- * changed one before decoding it. */
+ * ends a cycle of them). A variable-length string attribute's first element
+ * must name an object its global heap collection holds (libhdf5 reads a
+ * missing one through a NULL pointer: the second finding). Version 2 headers
+ * are checksummed: libhdf5 refuses a changed one before decoding it. */
 #define MAX_CHUNKS 64
 static eb_status check_attr_messages(eb_h5 *f, hid_t obj, const char *obj_name) {
     H5O_info_t info;
@@ -471,6 +490,16 @@ static eb_status check_attr_messages(eb_h5 *f, hid_t obj, const char *obj_name) 
                                  "%s: corrupt HDF5 attribute message of '%s' at byte %llu: its name, type and shape "
                                  "take %zu bytes of its %u",
                                  f->path, obj_name, (unsigned long long)(p - 8), need, msize);
+                const unsigned char *dt = body + (body[0] == 1 ? 8 + pad8(name) : need - dtype - space);
+                const unsigned char *data = body + need; /* the first element: length, heap address, index */
+                if (!st && dtype >= 8 && (dt[0] & 15) == 9 && (dt[1] & 15) == 1 && msize - need >= 8 + addr_bytes &&
+                    decode_length(data, 4) && !global_heap_has(bytes, size, (uint64_t)f->base +
+                                                               decode_length(data + 4, addr_bytes),
+                                                               len_bytes, decode_length(data + 4 + addr_bytes, 4)))
+                    st = eb_fail(EB_EINPUT,
+                                 "%s: corrupt HDF5 attribute message of '%s' at byte %llu: its variable-length "
+                                 "string refers to no object of a global heap",
+                                 f->path, obj_name, (unsigned long long)(p - 8));
             } else if (type == 0x10 && msize >= addr_bytes + len_bytes && nchunks < MAX_CHUNKS) { /* continuation */
                 chunk[nchunks][0] = (uint64_t)f->base + decode_length(body, addr_bytes);
                 chunk[nchunks][1] = decode_length(body + addr_bytes, len_bytes);

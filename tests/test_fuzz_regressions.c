@@ -109,6 +109,34 @@ Test(fuzz_regressions, safetensors_zero_extent_beside_huge_ones) {
     eb_st_close(f);
 }
 
+/* Writes `path` with the root attribute `name` (a string or an int64) and
+ * returns the file offset of its version-1 attribute message body (version
+ * 1, reserved, name size, type size, shape size, then the name 8 bytes on). */
+static long attribute_message(const char *path, const char *name, const char *string) {
+    eb_h5w *w;
+    cr_assert(!eb_h5w_create(&w, path), "%s", eb_last_error());
+    if (string) eb_h5w_attr_str(w, NULL, name, string);
+    else eb_h5w_attr_i64(w, NULL, name, 7);
+    cr_assert(!eb_h5w_commit(w), "%s", eb_last_error());
+    FILE *f = fopen(path, "rb");
+    cr_assert(f);
+    static unsigned char bytes[1 << 14];
+    size_t n = fread(bytes, 1, sizeof bytes, f), len = strlen(name) + 1;
+    fclose(f);
+    for (size_t i = 0; i + 8 + len <= n; i++)
+        if (bytes[i] == 1 && !bytes[i + 1] && bytes[i + 2] == len && !bytes[i + 3] && !memcmp(bytes + i + 8, name, len))
+            return (long)i;
+    cr_assert_fail("the attribute message of '%s' not found in %zu bytes", name, n);
+    return -1;
+}
+
+/* Overwrites `n` bytes of `path` at offset `at`. */
+static void patch(const char *path, long at, const unsigned char *bytes, size_t n) {
+    FILE *f = fopen(path, "r+b");
+    cr_assert(f && !fseek(f, at, SEEK_SET) && fwrite(bytes, 1, n, f) == n);
+    fclose(f);
+}
+
 /* fuzz_h5, long run 1 (one byte of a recording's root object header): an
  * attribute message whose dataspace claims 2056 bytes of its 56 made libhdf5
  * 1.10 read past the header inside H5Aexists. Rebuilt here by patching that
@@ -116,22 +144,9 @@ Test(fuzz_regressions, safetensors_zero_extent_beside_huge_ones) {
 Test(fuzz_regressions, h5_attribute_message_larger_than_itself) {
     char path[512];
     in_workdir(path, "attr.h5");
-    eb_h5w *w;
-    cr_assert(!eb_h5w_create(&w, path), "%s", eb_last_error());
-    eb_h5w_attr_i64(w, NULL, "seed", 7);
-    cr_assert(!eb_h5w_commit(w), "%s", eb_last_error());
-    FILE *f = fopen(path, "r+b");
-    cr_assert(f);
-    unsigned char bytes[1 << 14];
-    size_t n = fread(bytes, 1, sizeof bytes, f);
-    long at = -1; /* a version-1 attribute message body: 1, 0, name size 5, then "seed" 8 bytes on */
-    for (size_t i = 0; i + 12 <= n && at < 0; i++)
-        if (bytes[i] == 1 && !bytes[i + 1] && bytes[i + 2] == 5 && !bytes[i + 3] && !memcmp(bytes + i + 8, "seed", 5))
-            at = (long)i;
-    cr_assert(at >= 0, "the attribute message of 'seed' not found in %zu bytes", n);
+    long at = attribute_message(path, "seed", NULL);
     const unsigned char space_size[2] = {0x08, 0x08};
-    cr_assert(!fseek(f, at + 6, SEEK_SET) && fwrite(space_size, 1, 2, f) == 2);
-    fclose(f);
+    patch(path, at + 6, space_size, 2);
 
     eb_h5 *h;
     cr_assert(!eb_h5_open(&h, path), "%s", eb_last_error());
@@ -140,5 +155,30 @@ Test(fuzz_regressions, h5_attribute_message_larger_than_itself) {
     cr_expect_eq(eb_h5_attr_i64(h, NULL, "seed", &v), EB_EINPUT);
     cr_expect(strstr(eb_last_error(), "attr.h5") && strstr(eb_last_error(), "corrupt HDF5 attribute message"), "%s",
               eb_last_error());
+    eb_h5_close(h);
+}
+
+/* fuzz_h5, long run 2 (one integer of a recording's root attributes): a
+ * variable-length string attribute naming an object its global heap does not
+ * hold made libhdf5 1.10 read through a NULL pointer in H5Aread. Rebuilt
+ * here by renumbering the heap object of a fresh string attribute "format". */
+Test(fuzz_regressions, h5_string_attribute_of_a_missing_heap_object) {
+    char path[512];
+    in_workdir(path, "vlen.h5");
+    long at = attribute_message(path, "format", "ebcache");
+    unsigned char head[8];
+    FILE *f = fopen(path, "rb");
+    cr_assert(f && !fseek(f, at, SEEK_SET) && fread(head, 1, 8, f) == 8);
+    fclose(f);
+    size_t pad = 8 + 8 + (size_t)((head[4] | head[5] << 8) + 7) / 8 * 8 + (size_t)((head[6] | head[7] << 8) + 7) / 8 * 8;
+    const unsigned char index[4] = {0x77, 0x77, 0, 0}; /* after the length (4) and the heap address (8) */
+    patch(path, at + (long)pad + 12, index, 4);
+
+    eb_h5 *h;
+    cr_assert(!eb_h5_open(&h, path), "%s", eb_last_error());
+    char *s = NULL;
+    cr_expect_eq(eb_h5_attr_str(h, NULL, "format", &s), EB_EINPUT);
+    cr_expect(strstr(eb_last_error(), "vlen.h5") && strstr(eb_last_error(), "global heap"), "%s", eb_last_error());
+    cr_expect_null(s);
     eb_h5_close(h);
 }
