@@ -453,7 +453,10 @@ static int global_heap_has(const unsigned char *bytes, size_t size, uint64_t at,
  * file's bytes, following continuation chunks (at most MAX_CHUNKS, which also
  * ends a cycle of them). A variable-length string attribute's first element
  * must name an object its global heap collection holds (libhdf5 reads a
- * missing one through a NULL pointer: the second finding). Version 2 headers
+ * missing one through a NULL pointer: the second finding), and a name must
+ * end in its NUL and a compound or enum type must have room for the member
+ * names it counts (libhdf5 copies names with strdup: the third finding).
+ * Version 2 headers
  * are checksummed: libhdf5 refuses a changed one before decoding it. */
 #define MAX_CHUNKS 64
 static eb_status check_attr_messages(eb_h5 *f, hid_t obj, const char *obj_name) {
@@ -490,7 +493,18 @@ static eb_status check_attr_messages(eb_h5 *f, hid_t obj, const char *obj_name) 
                                  "%s: corrupt HDF5 attribute message of '%s' at byte %llu: its name, type and shape "
                                  "take %zu bytes of its %u",
                                  f->path, obj_name, (unsigned long long)(p - 8), need, msize);
+                else if (!name || body[(body[0] == 3 ? 9 : 8) + name - 1]) /* libhdf5 strdup()s the name */
+                    st = eb_fail(EB_EINPUT, "%s: corrupt HDF5 attribute message of '%s' at byte %llu: its name is "
+                                 "not terminated", f->path, obj_name, (unsigned long long)(p - 8));
                 const unsigned char *dt = body + (body[0] == 1 ? 8 + pad8(name) : need - dtype - space);
+                if (!st && dtype >= 8 && ((dt[0] & 15) == 6 || (dt[0] & 15) == 8)) { /* compound, enum */
+                    size_t members = dt[1] | dt[2] << 8, nuls = 0; /* each has a NUL-ended name (8+ bytes in v1, v2) */
+                    for (size_t k = 8; k < dtype; k++) nuls += !dt[k];
+                    if (members * ((dt[0] >> 4) < 3 ? 8 : 1) > dtype - 8 || nuls < members)
+                        st = eb_fail(EB_EINPUT, "%s: corrupt HDF5 attribute message of '%s' at byte %llu: its type "
+                                     "names %zu members in %zu bytes", f->path, obj_name,
+                                     (unsigned long long)(p - 8), members, dtype);
+                }
                 const unsigned char *data = body + need; /* the first element: length, heap address, index */
                 if (!st && dtype >= 8 && (dt[0] & 15) == 9 && (dt[1] & 15) == 1 && msize - need >= 8 + addr_bytes &&
                     decode_length(data, 4) && !global_heap_has(bytes, size, (uint64_t)f->base +

@@ -182,3 +182,22 @@ Test(fuzz_regressions, h5_string_attribute_of_a_missing_heap_object) {
     cr_expect_null(s);
     eb_h5_close(h);
 }
+
+/* fuzz_h5, long run 3: an attribute type turned into an enum of 257 members
+ * in 20 bytes made libhdf5 1.10 strdup() member names past the object header
+ * inside H5Aexists. Rebuilt here on a fresh attribute "seed". */
+Test(fuzz_regressions, h5_attribute_enum_with_more_members_than_bytes) {
+    char path[512];
+    in_workdir(path, "enum.h5");
+    long at = attribute_message(path, "seed", NULL);
+    const unsigned char enum_of_257[3] = {0x18, 0x01, 0x01}; /* version 1, class 8; 257 members */
+    patch(path, at + 16, enum_of_257, 3);
+
+    eb_h5 *h;
+    cr_assert(!eb_h5_open(&h, path), "%s", eb_last_error());
+    cr_expect(!eb_h5_has_attr(h, NULL, "seed"));
+    double v;
+    cr_expect_eq(eb_h5_attr_f64(h, NULL, "seed", &v), EB_EINPUT);
+    cr_expect(strstr(eb_last_error(), "enum.h5") && strstr(eb_last_error(), "257 members"), "%s", eb_last_error());
+    eb_h5_close(h);
+}
