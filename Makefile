@@ -2,11 +2,11 @@
 #
 #   make            bin/ebcache and build/libebcache.a
 #   make CUDA=1     the same with the CUDA backend, --device cuda (docs/cuda.md)
-#   make test       the Criterion suite, optimized and under ASan+UBSan
+#   make test       the Criterion suite, optimized and under ASan+UBSan, and every fuzz target for 30 s
 #   make run        the main job on the shipped default model
 #   make bench      benchmarks (bench/), ratios measured in one run
 #   make goldens    regenerate tests/golden/ with the PyTorch reference
-#   make fuzz       libFuzzer targets for the safetensors and HDF5 readers (not in CI)
+#   make fuzz       every libFuzzer target (fuzz/, docs/fuzzing.md) for FUZZ_SECONDS each (default 600)
 
 CC      ?= cc
 OPENBLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
@@ -24,12 +24,12 @@ TEST_SRC := $(wildcard tests/*.c)
 
 # Debian packages the build and the tests need; the PyTorch reference (make bench, make goldens) needs REF_DEB_PKGS too.
 DEB_PKGS := build-essential libopenblas-openmp-dev libhdf5-dev libgsl-dev libcriterion-dev zlib1g-dev \
-            gnuplot-nox dataset-fashion-mnist hdf5-tools pkg-config
+            gnuplot-nox dataset-fashion-mnist hdf5-tools pkg-config clang libclang-rt-dev libomp-dev
 REF_DEB_PKGS := python3-torch python3-numpy python3-h5py
 DEB_STAMP := build/.deps
 REF_DEB_STAMP := build/.deps-ref
 
-.PHONY: all deps test test-opt test-san cuda-check run bench goldens fuzz clean train-default
+.PHONY: all deps test test-opt test-san test-fuzz cuda-check run bench goldens fuzz clean train-default
 all: bin/ebcache build/libebcache.a
 
 # Installs the missing ones of the Debian packages $(1) (needs root or sudo); a no-op when all are present.
@@ -71,9 +71,10 @@ bin/ebcache: build/$(BIN_VARIANT)/ebcache
 build/libebcache.a: build/$(BIN_VARIANT)/libebcache.a
 	cp $< $@
 
-# The suite runs twice: optimized, then under AddressSanitizer + UBSan.
+# The suite runs twice: optimized, then under AddressSanitizer + UBSan; then each fuzz target runs
+# for FUZZ_TEST_SECONDS from its seeds and the corpus grown so far (fuzz/run.sh), failing on any finding.
 # Tests find the CLI through EBCACHE_BIN (the variant's own binary).
-test: cuda-check test-opt test-san
+test: cuda-check test-opt test-san test-fuzz
 test-opt: deps build/opt/test_suite build/opt/ebcache
 	EBCACHE_BIN=build/opt/ebcache OMP_NUM_THREADS=2 build/opt/test_suite --jobs 1
 test-san: deps build/san/test_suite build/san/ebcache
@@ -130,8 +131,13 @@ goldens: $(REF_DEB_STAMP)
 	/usr/bin/python3 reference/classifier_ref.py tests/golden
 	/usr/bin/python3 reference/record_ref.py tests/golden
 
+# clang builds the targets and their own instrumented library in build/fuzz/ (fuzz/Makefile).
+FUZZ_TEST_SECONDS ?= 30
+FUZZ_SECONDS ?= 600
+test-fuzz: deps
+	$(MAKE) --no-print-directory -C fuzz run FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)
 fuzz: deps
-	$(MAKE) -C fuzz
+	$(MAKE) --no-print-directory -C fuzz run FUZZ_SECONDS=$(FUZZ_SECONDS)
 
 clean:
 	rm -rf build bin

@@ -7,6 +7,7 @@
 #include "ebcache.h"
 #include "fmnist.h"
 #include "h5io.h"
+#include "readfile.h"
 #include "record.h"
 #include "schedule.h"
 #include "sha256.h"
@@ -83,19 +84,6 @@ static int parse_dump(const char *v, int S, int L, int32_t **steps, int32_t **bl
     }
     d->steps = *steps, d->blocks = *blocks;
     return 0;
-}
-
-/* The table file's text, for the recording's attribute. */
-static eb_status read_text(const char *path, char **text) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return eb_fail(EB_EINPUT, "%s: cannot open", path);
-    *text = malloc(MAX_TABLE_TEXT + 1);
-    size_t got = *text ? fread(*text, 1, MAX_TABLE_TEXT + 1, f) : 0;
-    fclose(f);
-    if (!*text) return eb_fail(EB_ERUNTIME, "out of memory");
-    if (got > MAX_TABLE_TEXT) return eb_fail(EB_EINPUT, "%s: larger than %d bytes", path, MAX_TABLE_TEXT);
-    (*text)[got] = 0;
-    return EB_OK;
 }
 
 static void write_attrs(eb_h5w *w, const eb_opt *opts, int n, const eb_cli_run *run, const eb_model *m,
@@ -201,7 +189,8 @@ int cmd_record(int argc, char **argv) {
     eb_status st = eb_schedule_create(&sched, spacing);
     if (!st) st = eb_sha256_file(run.model_path, sha);
     if (!st && table) st = eb_cache_schedule_read(&cs, table);
-    if (!st && table) st = read_text(table, &table_text);
+    size_t table_bytes;
+    if (!st && table) st = eb_read_file(table, MAX_TABLE_TEXT, &table_text, &table_bytes); /* for the attribute */
     o.cache = cs;
     if (st) goto report;
     if ((v = eb_arg(opts, n, "dump-features")) &&

@@ -1,20 +1,21 @@
-/* fuzz_h5.c — libFuzzer target for the HDF5 reader (runtime/h5io.c).
+/* fuzz_h5.c — libFuzzer target for the HDF5 files the commands read.
  *
- * Each input is written to a temporary file and read through every call the
- * commands make: the datasets they read by name, as float (with the finite
- * check) and as int, at the stored rank and at a wrong one, and the
- * attributes of the root and of those datasets. Any outcome but a crash or a sanitizer report is fine.
- * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined with runtime/h5io.c,
- * runtime/check.c and runtime/error.c (see fuzz/Makefile). libhdf5 itself is
- * the system's, not instrumented: crashes inside it show up, silent overreads
- * there do not.
+ * Each input is written to a file and read through every path a command
+ * takes: a recording (eb_rec_data_read: fit, search, plot), a fit
+ * (eb_fit_read: search), and the datasets the CLI reads by name — noise and
+ * y (sample, record, search), x0 (record), samples and features (eval), x, t
+ * and y (forward) — as float (with the finite check) and as int, at the stored
+ * rank and at rank 4 with fixed extents, plus the attributes of the root and
+ * of those datasets as every type. Any outcome but a crash or a sanitizer
+ * report is fine.
+ * libhdf5 itself is the system's, not instrumented: crashes inside it show
+ * up, silent overreads there do not.
  */
-#include <fcntl.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <unistd.h>
 
+#include "fit.h"
+#include "fuzz_input.h"
 #include "h5io.h"
 
 /* Known behaviour of libhdf5 1.10 on malformed files that is not ours to fix:
@@ -24,25 +25,15 @@
  * global heap is kept from it: h5io.c walks the heaps before the first
  * variable-length string read, so a -timeout report is a real hang. */
 const char *__lsan_default_suppressions(void) { return "leak:libhdf5_serial.so\n"; }
-const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
+const char *__asan_default_options(void) { return "allocator_may_return_null=1:max_allocation_size_mb=64"; }
 
-/* Dataset and attribute names used by the CLI and the recorder. */
+/* Dataset and attribute names the commands read. */
 static const char *const datasets[] = {
-    "x", "t", "y", "noise", "out", "samples", "x0", "xT",
-    "/steps/t", "/steps/alpha_bar", "/snr/nominal", "/eps/norm", "/drift/attn", "/fixed_small/i49/mean",
+    "x", "t", "y", "noise", "samples", "x0", "features", "/steps/t", "/steps/alpha_bar", "/eps/norm",
+    "/drift/attn", "/teacache/poly",
 };
-static const char *const attributes[] = {"scale", "seed", "steps", "model", "schedule", "cfg_scale"};
-
-/* Each input goes to a file on tmpfs where there is one (HDF5 needs a real
- * path: it resolves it, so a memfd will not do), removed after the run. */
-static int write_input(char *path, size_t cap, const uint8_t *bytes, size_t size) {
-    snprintf(path, cap, "%s/fuzz_h5.%ld", access("/dev/shm", W_OK) ? "/tmp" : "/dev/shm", (long)getpid());
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0) return -1;
-    int ok = write(fd, bytes, size) == (ssize_t)size;
-    close(fd);
-    return ok ? 0 : -1;
-}
+static const char *const attributes[] = {"format", "seed", "model", "sampler", "start_step", "cfg_scale",
+                                         "recording_sha256", "n_real"};
 
 /* The attributes of `obj` (NULL = root) as every type. */
 static void read_attributes(eb_h5 *f, const char *obj) {
@@ -73,7 +64,7 @@ static void read_all_ways(eb_h5 *f, const char *name) {
         void *data = NULL;
         if (!eb_h5_read(f, name, types[k], rank, NULL, &data, dims, EB_H5_FINITE)) free(data);
     }
-    int64_t want[4] = {EB_H5_ANY, 4, 8, 8}, got[4];
+    int64_t want[4] = {EB_H5_ANY, 1, 8, 8}, got[4];
     void *data = NULL;
     if (!eb_h5_read(f, name, EB_H5_F32, 4, want, &data, got, EB_H5_FINITE)) free(data);
     if (!eb_h5_read(f, name, EB_H5_I32, 4, want, &data, got, 0)) free(data);
@@ -81,19 +72,19 @@ static void read_all_ways(eb_h5 *f, const char *name) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *bytes, size_t size) {
-    char path[64];
-    if (write_input(path, sizeof path, bytes, size)) abort();
+    const char *path = fuzz_input_file("input.h5", bytes, size);
     eb_h5 *f;
-    if (eb_h5_open(&f, path)) {
-        unlink(path);
-        return 0;
-    }
+    if (eb_h5_open(&f, path)) return 0;
     for (size_t i = 0; i < sizeof datasets / sizeof *datasets; i++) {
         eb_h5_lookup(f, datasets[i]);
         read_all_ways(f, datasets[i]);
     }
     read_attributes(f, NULL);
     eb_h5_close(f);
-    unlink(path);
+
+    eb_rec_data r;
+    if (!eb_rec_data_read(&r, path)) eb_rec_data_free(&r);
+    eb_fit fit;
+    if (!eb_fit_read(&fit, path)) eb_fit_free(&fit);
     return 0;
 }

@@ -3,10 +3,9 @@
  * Each input is opened as a .safetensors buffer through the memory API (the
  * file API only adds the mmap), then every tensor is looked up by name and
  * converted to float, and a few metadata keys are read. The same bytes also go
- * through the JSON reader as one value (the diffusers config.json path). Any
- * outcome but a crash or a sanitizer report is fine.
- * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined with
- * runtime/safetensors.c and runtime/error.c (see fuzz/Makefile).
+ * through the JSON reader as one value (the grammar of diffusers' config.json;
+ * fuzz_weights.c reads its keys). Any outcome but a crash or a sanitizer
+ * report is fine.
  */
 #include <stdint.h>
 #include <stdlib.h>

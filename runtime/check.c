@@ -1,6 +1,8 @@
 /* check.c — finite-value checks (see check.h). */
 #include "check.h"
 
+#include "checked.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -24,12 +26,6 @@ char *eb_format_index(char *buf, size_t cap, int64_t flat, const int64_t *dims, 
         flat = dims[d] > 0 ? flat / dims[d] : 0;
     }
     return eb_format_dims(buf, cap, idx, r);
-}
-
-static int64_t element_count(const int64_t *dims, int rank) {
-    int64_t n = 1;
-    for (int d = 0; d < rank; d++) n *= dims[d];
-    return n;
 }
 
 /* The scans OR a bit over blocks without branching so they vectorize; only a
@@ -74,12 +70,25 @@ static eb_status report(eb_status code, const char *what, double value, int64_t 
     return eb_fail(code, "%s has %s at %s", what, kind, eb_format_index(where, sizeof where, flat, dims, rank));
 }
 
+/* The elements of dims (rank); no array in memory can have more than INT64_MAX. */
+static eb_status count_of(const int64_t *dims, int rank, const char *what, int64_t *n) {
+    char shape[EB_INDEX_STR_MAX];
+    *n = eb_checked_count(dims, rank, INT64_MAX);
+    if (*n >= 0) return EB_OK;
+    return eb_fail(EB_ERUNTIME, "%s: dims %s are negative or overflow 64 bits", what,
+                   eb_format_dims(shape, sizeof shape, dims, rank));
+}
+
 eb_status eb_check_finite(const float *a, const int64_t *dims, int rank, eb_status code, const char *what) {
-    int64_t bad = first_nonfinite_f32(a, element_count(dims, rank));
-    return bad < 0 ? EB_OK : report(code, what, a[bad], bad, dims, rank);
+    int64_t n, bad;
+    eb_status st = count_of(dims, rank, what, &n);
+    if (st || (bad = first_nonfinite_f32(a, n)) < 0) return st;
+    return report(code, what, a[bad], bad, dims, rank);
 }
 
 eb_status eb_check_finite_f64(const double *a, const int64_t *dims, int rank, eb_status code, const char *what) {
-    int64_t bad = first_nonfinite_f64(a, element_count(dims, rank));
-    return bad < 0 ? EB_OK : report(code, what, a[bad], bad, dims, rank);
+    int64_t n, bad;
+    eb_status st = count_of(dims, rank, what, &n);
+    if (st || (bad = first_nonfinite_f64(a, n)) < 0) return st;
+    return report(code, what, a[bad], bad, dims, rank);
 }

@@ -27,7 +27,9 @@ char *eb_format_index(char *buf, size_t cap, int64_t flat, const int64_t *dims, 
  * Returns EB_OK, or `code` (the caller decides: EB_EINPUT for data it was
  * given, EB_ERUNTIME for values it produced) with the message
  * "<what> has NaN at [i, j, ...]" (or Inf, -Inf) for the first bad element in
- * row-major order. */
+ * row-major order. Extents that are negative or whose product overflows
+ * int64 (no array has that many elements) are EB_ERUNTIME; a zero extent
+ * makes an empty array, whatever the others are. */
 eb_status eb_check_finite(const float *a, const int64_t *dims, int rank, eb_status code, const char *what);
 eb_status eb_check_finite_f64(const double *a, const int64_t *dims, int rank, eb_status code, const char *what);
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "checked.h"
 
 /* ------------------------------------------------------------------------ */
 /* Shared helpers                                                            */
@@ -116,17 +117,19 @@ struct eb_h5 {
     hid_t file;
     char *path;
     int heaps_checked; /* check_global_heaps passed */
+    long long base;    /* file offset of the signature: HDF5 addresses count from there */
 };
 
-/* HDF5's signature sits at offset 0, 512, 1024, 2048, ... (a user block may precede it). */
-static int has_hdf5_signature(FILE *fp, long long size) {
+/* HDF5's signature sits at offset 0, 512, 1024, 2048, ... (a user block may
+ * precede it). Its offset, or -1 when there is none. */
+static long long hdf5_signature_at(FILE *fp, long long size) {
     static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
     for (long long off = 0; off + 8 <= size; off = off ? 2 * off : 512) {
         unsigned char buf[8];
-        if (fseeko(fp, off, SEEK_SET) || fread(buf, 1, 8, fp) != 8) return 0;
-        if (!memcmp(buf, sig, 8)) return 1;
+        if (fseeko(fp, off, SEEK_SET) || fread(buf, 1, 8, fp) != 8) return -1;
+        if (!memcmp(buf, sig, 8)) return off;
     }
-    return 0;
+    return -1;
 }
 
 eb_status eb_h5_open(eb_h5 **out, const char *path) {
@@ -137,9 +140,9 @@ eb_status eb_h5_open(eb_h5 **out, const char *path) {
     if (S_ISDIR(sb.st_mode)) return eb_fail(EB_EINPUT, "%s: is a directory, expected an HDF5 file", path);
     FILE *fp = fopen(path, "rb");
     if (!fp) return eb_fail(EB_EINPUT, "%s: cannot open: %s", path, strerror(errno));
-    int looks_hdf5 = has_hdf5_signature(fp, (long long)sb.st_size);
+    long long base = hdf5_signature_at(fp, (long long)sb.st_size);
     fclose(fp);
-    if (!looks_hdf5) return eb_fail(EB_EINPUT, "%s: not an HDF5 file (no HDF5 signature)", path);
+    if (base < 0) return eb_fail(EB_EINPUT, "%s: not an HDF5 file (no HDF5 signature)", path);
 
     silence_hdf5();
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
@@ -160,6 +163,7 @@ eb_status eb_h5_open(eb_h5 **out, const char *path) {
     f->file = file;
     f->path = copy;
     f->heaps_checked = 0;
+    f->base = base;
     *out = f;
     return EB_OK;
 }
@@ -224,17 +228,6 @@ eb_status eb_h5_shape(eb_h5 *f, const char *name, int *rank, int64_t dims[EB_H5_
     if (!st) st = dataset_shape(f, name, ds, rank, dims);
     close_id(ds);
     return st;
-}
-
-/* Element count of dims (rank), or -1 beyond EB_H5_MAX_ELEMS. */
-static int64_t checked_count(const int64_t *dims, int rank) {
-    int64_t n = 1;
-    for (int d = 0; d < rank; d++) {
-        if (dims[d] == 0) return 0;
-        if (n > EB_H5_MAX_ELEMS / dims[d]) n = EB_H5_MAX_ELEMS + 1;
-        else n *= dims[d];
-    }
-    return n > EB_H5_MAX_ELEMS ? -1 : n;
 }
 
 /* Values read wide (double, int64, uint64) are range-checked and narrowed in
@@ -330,7 +323,7 @@ eb_status eb_h5_read(eb_h5 *f, const char *name, eb_h5_type type, int rank, cons
                          eb_format_dims(a, sizeof a, found, rank), eb_format_dims(b, sizeof b, want, rank));
             goto done;
         }
-    int64_t n = checked_count(found, rank);
+    int64_t n = eb_checked_count(found, rank, EB_H5_MAX_ELEMS);
     if (n < 0) {
         st = eb_fail(EB_EINPUT, "%s: dataset '%s' has dims %s, more than %lld elements", f->path, name,
                      eb_format_dims(a, sizeof a, found, rank), (long long)EB_H5_MAX_ELEMS);
@@ -398,11 +391,159 @@ done:
 /* ------------------------------------------------------------------------ */
 /* Attribute reading                                                         */
 
+/* Little-endian unsigned of `n` bytes; UINT64_MAX when it does not fit. */
+static uint64_t decode_length(const unsigned char *p, size_t n) {
+    uint64_t v = 0;
+    for (size_t i = n; i-- > 0;) {
+        if (i >= 8 && p[i]) return UINT64_MAX;
+        if (i < 8) v = v << 8 | p[i];
+    }
+    return v;
+}
+
+/* The superblock's sizes of addresses and lengths (8 unless it says otherwise). */
+static void field_sizes(eb_h5 *f, size_t *addr_bytes, size_t *len_bytes) {
+    *addr_bytes = *len_bytes = 8;
+    hid_t fcpl = H5Fget_create_plist(f->file);
+    if (fcpl >= 0) H5Pget_sizes(fcpl, addr_bytes, len_bytes);
+    close_id(fcpl);
+}
+
+/* The file's bytes, mapped read-only (*bytes NULL for an empty file); munmap them. */
+static eb_status map_file(eb_h5 *f, const unsigned char **bytes, size_t *size) {
+    int fd = open(f->path, O_RDONLY);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb)) {
+        eb_status st = eb_fail(EB_EINPUT, "%s: cannot open: %s", f->path, strerror(errno));
+        if (fd >= 0) close(fd);
+        return st;
+    }
+    *size = (size_t)sb.st_size;
+    void *p = *size ? mmap(NULL, *size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+    close(fd);
+    if (p == MAP_FAILED) return eb_fail(EB_ERUNTIME, "%s: cannot map: %s", f->path, strerror(errno));
+    *bytes = p;
+    return EB_OK;
+}
+
+static size_t pad8(size_t n) { return (n + 7) & ~(size_t)7; }
+
+/* Whether the global heap collection at file offset `at` holds an object
+ * numbered `index` (libhdf5 1.10 reads a missing one from a NULL pointer). */
+static int global_heap_has(const unsigned char *bytes, size_t size, uint64_t at, size_t len_bytes, uint64_t index) {
+    const size_t header = 8 + len_bytes; /* "GCOL", version, reserved, collection size; then objects alike */
+    if (!index || at > size || size - at < header || memcmp(bytes + at, "GCOL", 4)) return 0;
+    uint64_t end = decode_length(bytes + at + 8, len_bytes);
+    end = end > size - at ? size - at : end;
+    for (uint64_t p = header; p <= end && end - p >= header;) { /* index (2), references (2), reserved, size */
+        unsigned i = bytes[at + p] | bytes[at + p + 1] << 8;
+        uint64_t object_size = decode_length(bytes + at + p + 8, len_bytes);
+        if (i == index) return 1; /* its size is check_global_heaps' to judge */
+        if (!i || object_size > end - p) return 0; /* free space ends the objects */
+        p += header + ((object_size + 7) & ~(uint64_t)7);
+    }
+    return 0;
+}
+
+/* libhdf5 1.10 decodes an attribute message without checking that the name,
+ * datatype and dataspace it announces fit in the message: a dataspace size of
+ * 2056 in a 56-byte message reads past the object header (found by
+ * fuzz/fuzz_h5.c). Version 1 object headers carry no checksum, so before any
+ * attribute call on an object its attribute messages are checked here in the
+ * file's bytes, following continuation chunks (at most MAX_CHUNKS, which also
+ * ends a cycle of them). A variable-length string attribute's first element
+ * must name an object its global heap collection holds (libhdf5 reads a
+ * missing one through a NULL pointer: the second finding), and a name must
+ * end in its NUL and a compound or enum type must have room for the member
+ * names it counts (libhdf5 copies names with strdup: the third finding).
+ * Version 2 headers
+ * are checksummed: libhdf5 refuses a changed one before decoding it. */
+#define MAX_CHUNKS 64
+static eb_status check_attr_messages(eb_h5 *f, hid_t obj, const char *obj_name) {
+    H5O_info_t info;
+    if (H5Oget_info2(obj, &info, H5O_INFO_BASIC | H5O_INFO_HDR) < 0 || info.hdr.version != 1) return EB_OK;
+    size_t addr_bytes, len_bytes, size;
+    field_sizes(f, &addr_bytes, &len_bytes);
+    const unsigned char *bytes;
+    eb_status st = map_file(f, &bytes, &size);
+    if (st) return st;
+    uint64_t chunk[MAX_CHUNKS][2]; /* file offset, length */
+    int nchunks = 0;
+    uint64_t at = (uint64_t)f->base + info.addr;
+    if (at <= size && size - at >= 16) { /* version, reserved, messages, references, chunk size, padding */
+        chunk[0][0] = at + 16;
+        chunk[0][1] = decode_length(bytes + at + 8, 4);
+        nchunks = 1;
+    }
+    for (int c = 0; !st && c < nchunks; c++) {
+        uint64_t p = chunk[c][0], end = chunk[c][0] + chunk[c][1];
+        if (end > size || end < p) end = size;
+        while (!st && p <= end && end - p >= 8) { /* type (2), size (2), flags, reserved (3), body */
+            unsigned type = bytes[p] | bytes[p + 1] << 8, msize = bytes[p + 2] | bytes[p + 3] << 8;
+            int shared = bytes[p + 4] & 2;
+            const unsigned char *body = bytes + p + 8;
+            p += 8;
+            if (msize > end - p) break; /* libhdf5 refuses a message past its chunk */
+            if (type == 0x0c && !shared && msize >= 8) { /* attribute */
+                size_t name = body[2] | body[3] << 8, dtype = body[4] | body[5] << 8, space = body[6] | body[7] << 8;
+                size_t need = body[0] == 1 ? 8 + pad8(name) + pad8(dtype) + pad8(space)
+                                           : (body[0] == 3 ? 9 : 8) + name + dtype + space;
+                if (need > msize)
+                    st = eb_fail(EB_EINPUT,
+                                 "%s: corrupt HDF5 attribute message of '%s' at byte %llu: its name, type and shape "
+                                 "take %zu bytes of its %u",
+                                 f->path, obj_name, (unsigned long long)(p - 8), need, msize);
+                else if (!name || body[(body[0] == 3 ? 9 : 8) + name - 1]) /* libhdf5 strdup()s the name */
+                    st = eb_fail(EB_EINPUT, "%s: corrupt HDF5 attribute message of '%s' at byte %llu: its name is "
+                                 "not terminated", f->path, obj_name, (unsigned long long)(p - 8));
+                const unsigned char *dt = body + (body[0] == 1 ? 8 + pad8(name) : need - dtype - space);
+                if (!st && dtype >= 8 && ((dt[0] & 15) == 6 || (dt[0] & 15) == 8)) { /* compound, enum */
+                    size_t members = dt[1] | dt[2] << 8, nuls = 0; /* each has a NUL-ended name (8+ bytes in v1, v2) */
+                    for (size_t k = 8; k < dtype; k++) nuls += !dt[k];
+                    if (members * ((dt[0] >> 4) < 3 ? 8 : 1) > dtype - 8 || nuls < members)
+                        st = eb_fail(EB_EINPUT, "%s: corrupt HDF5 attribute message of '%s' at byte %llu: its type "
+                                     "names %zu members in %zu bytes", f->path, obj_name,
+                                     (unsigned long long)(p - 8), members, dtype);
+                }
+                const unsigned char *data = body + need; /* the first element: length, heap address, index */
+                if (!st && dtype >= 8 && (dt[0] & 15) == 9 && (dt[1] & 15) == 1 && msize - need >= 8 + addr_bytes &&
+                    decode_length(data, 4) && !global_heap_has(bytes, size, (uint64_t)f->base +
+                                                               decode_length(data + 4, addr_bytes),
+                                                               len_bytes, decode_length(data + 4 + addr_bytes, 4)))
+                    st = eb_fail(EB_EINPUT,
+                                 "%s: corrupt HDF5 attribute message of '%s' at byte %llu: its variable-length "
+                                 "string refers to no object of a global heap",
+                                 f->path, obj_name, (unsigned long long)(p - 8));
+            } else if (type == 0x10 && msize >= addr_bytes + len_bytes && nchunks < MAX_CHUNKS) { /* continuation */
+                chunk[nchunks][0] = (uint64_t)f->base + decode_length(body, addr_bytes);
+                chunk[nchunks][1] = decode_length(body + addr_bytes, len_bytes);
+                nchunks++;
+            }
+            p += msize;
+        }
+    }
+    if (bytes) munmap((void *)bytes, size);
+    return st;
+}
+
+/* Opens the object at `obj` for its attribute `name`, its attribute messages checked. */
+static eb_status open_attr_owner(eb_h5 *f, const char *obj, const char *name, hid_t *o) {
+    *o = open_object(f->file, obj);
+    if (*o < 0)
+        return eb_fail(EB_EINPUT, "%s: attribute '%s': object '%s' not found", f->path, name, is_root(obj) ? "/" : obj);
+    eb_status st = check_attr_messages(f, *o, is_root(obj) ? "/" : obj);
+    if (st) {
+        close_id(*o);
+        *o = H5I_INVALID_HID;
+    }
+    return st;
+}
+
 static const char *object_name(const char *obj) { return is_root(obj) ? "/" : obj; }
 
 int eb_h5_has_attr(eb_h5 *f, const char *obj, const char *name) {
-    hid_t o = open_object(f->file, obj);
-    int found = o >= 0 && name && H5Aexists(o, name) > 0;
+    hid_t o = H5I_INVALID_HID;
+    int found = name && !open_attr_owner(f, obj, name, &o) && H5Aexists(o, name) > 0;
     close_id(o);
     return found;
 }
@@ -411,8 +552,9 @@ int eb_h5_has_attr(eb_h5 *f, const char *obj, const char *name) {
 static eb_status open_attr(eb_h5 *f, const char *obj, const char *name, hid_t *attr, hid_t *ftype) {
     *attr = *ftype = H5I_INVALID_HID;
     if (!name) return eb_fail(EB_EINPUT, "%s: attribute name is NULL", f->path);
-    hid_t o = open_object(f->file, obj);
-    if (o < 0) return eb_fail(EB_EINPUT, "%s: attribute '%s': object '%s' not found", f->path, name, object_name(obj));
+    hid_t o;
+    eb_status st = open_attr_owner(f, obj, name, &o);
+    if (st) return st;
     if (H5Aexists(o, name) <= 0) {
         close_id(o);
         return eb_fail(EB_EINPUT, "%s: attribute '%s' of '%s' not found", f->path, name, object_name(obj));
@@ -489,16 +631,6 @@ eb_status eb_h5_attr_i64(eb_h5 *f, const char *obj, const char *name, int64_t *v
     return st;
 }
 
-/* Little-endian unsigned of `n` bytes; UINT64_MAX when it does not fit. */
-static uint64_t decode_length(const unsigned char *p, size_t n) {
-    uint64_t v = 0;
-    for (size_t i = n; i-- > 0;) {
-        if (i >= 8 && p[i]) return UINT64_MAX;
-        if (i < 8) v = v << 8 | p[i];
-    }
-    return v;
-}
-
 /* Variable-length strings live in global heap collections ("GCOL"), which
  * libhdf5 1.10 decodes object by object: a free-space object of size 0 makes it
  * loop forever, and it does not check that an object ends inside its
@@ -509,25 +641,13 @@ static uint64_t decode_length(const unsigned char *p, size_t n) {
  * could load: they are skipped. */
 static eb_status check_global_heaps(eb_h5 *f) {
     if (f->heaps_checked) return EB_OK;
-    size_t addr_bytes, len_bytes = 8; /* the superblock's size of lengths; 8 unless it says otherwise */
-    hid_t fcpl = H5Fget_create_plist(f->file);
-    if (fcpl >= 0) H5Pget_sizes(fcpl, &addr_bytes, &len_bytes);
-    close_id(fcpl);
+    size_t addr_bytes, len_bytes;
+    field_sizes(f, &addr_bytes, &len_bytes);
     const size_t header = 8 + len_bytes, object_header = 8 + len_bytes; /* signature..size; index..size */
-
-    int fd = open(f->path, O_RDONLY);
-    struct stat sb;
-    if (fd < 0 || fstat(fd, &sb)) {
-        eb_status st = eb_fail(EB_EINPUT, "%s: cannot open: %s", f->path, strerror(errno));
-        if (fd >= 0) close(fd);
-        return st;
-    }
-    size_t file_size = (size_t)sb.st_size;
-    const unsigned char *bytes = file_size ? mmap(NULL, file_size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
-    close(fd);
-    if (bytes == MAP_FAILED) return eb_fail(EB_ERUNTIME, "%s: cannot map: %s", f->path, strerror(errno));
-
-    eb_status st = EB_OK;
+    const unsigned char *bytes;
+    size_t file_size;
+    eb_status st = map_file(f, &bytes, &file_size);
+    if (st) return st;
     const unsigned char *at = bytes, *file_end = bytes + file_size;
     while (!st && (size_t)(file_end - at) >= header) {
         at = memmem(at, (size_t)(file_end - at) - header + 4, "GCOL", 4);
@@ -738,7 +858,7 @@ eb_status eb_h5w_write(eb_h5w *w, const char *name, eb_h5_type type, const void 
         if (dims[d] < 0)
             return poison(w, eb_fail(EB_EINPUT, "%s: dataset '%s': extent %d is negative (%lld)", w->path, name, d,
                                      (long long)dims[d]));
-    int64_t n = checked_count(dims, rank);
+    int64_t n = eb_checked_count(dims, rank, EB_H5_MAX_ELEMS);
     if (n < 0)
         return poison(w, eb_fail(EB_EINPUT, "%s: dataset '%s': dims %s exceed %lld elements", w->path, name,
                                  eb_format_dims(shape, sizeof shape, dims, rank), (long long)EB_H5_MAX_ELEMS));

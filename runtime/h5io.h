@@ -11,7 +11,10 @@
  * message names the file and the dataset or attribute (plus HDF5's innermost
  * reason where it has one). Bad or corrupt files are EB_EINPUT. A file never
  * makes us open another: external links, external raw-data storage and
- * virtual datasets are refused.
+ * virtual datasets are refused. Where libhdf5 1.10 trusts a size the file
+ * states (global heap objects, compact storage, attribute messages), h5io.c
+ * checks it in the file's bytes first (each such check answers a fuzz_h5
+ * finding: docs/fuzzing.md).
  * Serial libhdf5 is not thread-safe: use these functions from one thread.
  */
 #ifndef EB_H5IO_H

@@ -3,6 +3,8 @@
 
 #include <math.h>
 
+#include "checked.h"
+
 const eb_param_info eb_param_table[EB_NUM_PARAM_TENSORS] = {
     [EB_P_X_EMBED_W] = {"x_embedder.proj.weight", 0},
     [EB_P_X_EMBED_B] = {"x_embedder.proj.bias", 0},
@@ -53,8 +55,7 @@ void eb_param_sizes(size_t sizes[EB_NUM_PARAM_TENSORS], const eb_config *c) {
     for (int i = 0; i < EB_NUM_PARAM_TENSORS; i++) {
         int64_t dims[4];
         int rank = eb_param_shape(i, c, dims);
-        size_t n = 1;
-        for (int r = 0; r < rank; r++) n *= (size_t)dims[r];
+        size_t n = (size_t)eb_checked_count(dims, rank, INT64_MAX); /* a validated config: small extents */
         sizes[i] = n * (eb_param_table[i].per_block ? (size_t)c->depth : 1);
     }
 }

@@ -12,6 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check.h"
+#include "checked.h"
+
 /* Tensor bytes are read and written in host order, which the format fixes as little-endian. */
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors I/O assumes a little-endian host");
 
@@ -446,13 +449,6 @@ static eb_status json_int_array(eb_json *j, int64_t *v, int max, int *n, const c
     return st;
 }
 
-static void format_shape(char *out, size_t cap, const eb_st_tensor *t) {
-    size_t k = (size_t)snprintf(out, cap, "[");
-    for (int r = 0; r < t->rank && k < cap; r++)
-        k += (size_t)snprintf(out + k, cap - k, "%s%lld", r ? ", " : "", (long long)t->shape[r]);
-    if (k < cap) snprintf(out + k, cap - k, "]");
-}
-
 /* Fills t from one tensor entry {"dtype", "shape", "data_offsets"} and checks it. */
 static eb_status parse_tensor(eb_json *j, eb_st_file *f, eb_st_tensor *t) {
     int count = 0, have_dtype = 0, have_shape = 0, have_offsets = 0, n;
@@ -490,18 +486,16 @@ static eb_status parse_tensor(eb_json *j, eb_st_file *f, eb_st_tensor *t) {
     const char *missing = !have_dtype ? "dtype" : !have_shape ? "shape" : !have_offsets ? "data_offsets" : NULL;
     if (missing) return eb_fail(EB_EINPUT, "%s: tensor '%s': missing '%s'", f->label, t->name, missing);
 
-    t->numel = 1;
-    for (int r = 0; r < t->rank; r++) {
+    for (int r = 0; r < t->rank; r++)
         if (t->shape[r] < 0)
             return eb_fail(EB_EINPUT, "%s: tensor '%s': negative dimension %lld at axis %d", f->label, t->name,
                            (long long)t->shape[r], r);
-        uint64_t d = (uint64_t)t->shape[r];
-        if (d && t->numel > UINT64_MAX / d)
-            return eb_fail(EB_EINPUT, "%s: tensor '%s': shape overflows 64 bits at axis %d", f->label, t->name, r);
-        t->numel *= d;
-    }
+    int64_t numel = eb_checked_count(t->shape, t->rank, INT64_MAX);
+    if (numel < 0) return eb_fail(EB_EINPUT, "%s: tensor '%s': shape overflows 64 bits", f->label, t->name);
+    t->numel = (uint64_t)numel;
     int esize = eb_dtype_size(t->dtype);
-    if (t->numel > UINT64_MAX / (uint64_t)esize)
+    uint64_t nbytes;
+    if (eb_mul_overflows_u64(t->numel, (uint64_t)esize, &nbytes))
         return eb_fail(EB_EINPUT, "%s: tensor '%s': byte size overflows 64 bits", f->label, t->name);
     if (offsets[0] < 0 || offsets[1] < 0)
         return eb_fail(EB_EINPUT, "%s: tensor '%s': negative data_offsets [%lld, %lld]", f->label, t->name,
@@ -515,13 +509,13 @@ static eb_status parse_tensor(eb_json *j, eb_st_file *f, eb_st_tensor *t) {
         return eb_fail(EB_EINPUT, "%s: tensor '%s': data_offsets [%llu, %llu] beyond the data buffer of %llu bytes",
                        f->label, t->name, (unsigned long long)t->begin, (unsigned long long)t->end,
                        (unsigned long long)f->data_size);
-    if (t->end - t->begin != t->numel * (uint64_t)esize) {
-        char shape[200];
-        format_shape(shape, sizeof shape, t);
+    if (t->end - t->begin != nbytes) {
+        char shape[EB_INDEX_STR_MAX];
+        eb_format_dims(shape, sizeof shape, t->shape, t->rank);
         return eb_fail(EB_EINPUT, "%s: tensor '%s': data_offsets [%llu, %llu] hold %llu bytes, shape %s of %s needs %llu",
                        f->label, t->name, (unsigned long long)t->begin, (unsigned long long)t->end,
                        (unsigned long long)(t->end - t->begin), shape, eb_dtype_name(t->dtype),
-                       (unsigned long long)(t->numel * (uint64_t)esize));
+                       (unsigned long long)nbytes);
     }
     return EB_OK;
 }
@@ -776,16 +770,14 @@ static eb_status check_entries(const char *path, const eb_st_entry *t, int n, co
         if (t[i].rank < 0 || t[i].rank > EB_ST_MAX_RANK)
             return eb_fail(EB_EINPUT, "%s: tensor '%s': rank %d outside [0, %d]", path, name, t[i].rank,
                            EB_ST_MAX_RANK);
-        uint64_t numel = 1;
-        for (int r = 0; r < t[i].rank; r++) {
-            uint64_t d = (uint64_t)t[i].shape[r];
-            if (t[i].shape[r] < 0 || (d && numel > (UINT64_MAX / 8) / d))
-                return eb_fail(EB_EINPUT, "%s: tensor '%s': invalid dimension %lld at axis %d", path, name,
-                               (long long)t[i].shape[r], r);
-            numel *= d;
+        int64_t numel = eb_checked_count(t[i].shape, t[i].rank, INT64_MAX / 8); /* its bytes fit int64 */
+        if (numel < 0) {
+            char shape[EB_INDEX_STR_MAX];
+            return eb_fail(EB_EINPUT, "%s: tensor '%s': shape %s is negative or too large", path, name,
+                           eb_format_dims(shape, sizeof shape, t[i].shape, t[i].rank));
         }
         if (numel && !t[i].data) return eb_fail(EB_EINPUT, "%s: tensor '%s': no data", path, name);
-        bytes[i] = numel * (uint64_t)eb_dtype_size(t[i].dtype);
+        bytes[i] = (uint64_t)numel * (uint64_t)eb_dtype_size(t[i].dtype);
         for (int k = 0; k < i; k++)
             if (strcmp(t[k].name, name) == 0) return eb_fail(EB_EINPUT, "%s: tensor '%s': duplicate name", path, name);
     }

@@ -10,6 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "checked.h"
+#include "readfile.h"
+
 #define MAX_TABLE_BYTES (64 << 20)
 
 /* "name:line: " for a source row, "name: step k: " for a generated one. */
@@ -289,21 +292,12 @@ eb_status eb_cache_schedule_parse(eb_cache_schedule **out, const char *text, con
 
 eb_status eb_cache_schedule_read(eb_cache_schedule **out, const char *path) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return eb_fail(EB_EINPUT, "%s: cannot open: %s", path, strerror(errno));
-    char *text = malloc(MAX_TABLE_BYTES + 1);
-    size_t n = text ? fread(text, 1, MAX_TABLE_BYTES + 1, f) : 0;
-    int err = ferror(f);
-    fclose(f);
-    eb_status st = EB_OK;
-    if (!text) st = eb_fail(EB_ERUNTIME, "out of memory reading %s", path);
-    else if (err) st = eb_fail(EB_EINPUT, "%s: read error", path);
-    else if (n > MAX_TABLE_BYTES) st = eb_fail(EB_EINPUT, "%s: larger than %d MiB, not a schedule table", path, MAX_TABLE_BYTES >> 20);
-    else if (memchr(text, 0, n)) st = eb_fail(EB_EINPUT, "%s: holds a NUL byte, not a text table", path);
-    if (!st) {
-        text[n] = 0;
-        st = eb_cache_schedule_parse(out, text, path);
-    }
+    char *text;
+    size_t n;
+    eb_status st = eb_read_file(path, MAX_TABLE_BYTES, &text, &n);
+    if (st) return st;
+    if (memchr(text, 0, n)) st = eb_fail(EB_EINPUT, "%s: holds a NUL byte, not a text table", path);
+    else st = eb_cache_schedule_parse(out, text, path);
     free(text);
     return st;
 }
@@ -798,17 +792,13 @@ static eb_status npy_header(const char *path, const char *h, size_t len, int64_t
 
 eb_status eb_npy_read_i64(const char *path, int64_t **data, int64_t *n) {
     *data = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return eb_fail(EB_EINPUT, "%s: cannot open: %s", path, strerror(errno));
-    unsigned char *buf = malloc(NPY_MAX_BYTES + 1);
-    size_t size = buf ? fread(buf, 1, NPY_MAX_BYTES + 1, f) : 0;
-    fclose(f);
-    eb_status st = EB_OK;
-    size_t pre = 0, hlen = 0;
-    if (!buf) return eb_fail(EB_ERUNTIME, "out of memory reading %s", path);
-    buf[size] = 0; /* the header parser's number reads stop here at the latest */
-    if (size > NPY_MAX_BYTES) st = eb_fail(EB_EINPUT, "%s: larger than %d MiB", path, NPY_MAX_BYTES >> 20);
-    else if (size < 10 || memcmp(buf, "\x93NUMPY", 6)) st = eb_fail(EB_EINPUT, "%s: not a .npy file (bad magic)", path);
+    char *text;
+    size_t size, pre = 0, hlen = 0;
+    /* eb_read_file's NUL after the bytes stops the header parser's number reads at the latest */
+    eb_status st = eb_read_file(path, NPY_MAX_BYTES, &text, &size);
+    if (st) return st;
+    const unsigned char *buf = (const unsigned char *)text;
+    if (size < 10 || memcmp(buf, "\x93NUMPY", 6)) st = eb_fail(EB_EINPUT, "%s: not a .npy file (bad magic)", path);
     else if (buf[6] < 1 || buf[6] > 3 || buf[7] != 0)
         st = eb_fail(EB_EINPUT, "%s: unsupported .npy version %d.%d", path, buf[6], buf[7]);
     if (!st) {
@@ -820,12 +810,15 @@ eb_status eb_npy_read_i64(const char *path, int64_t **data, int64_t *n) {
     }
     int64_t count = 0;
     if (!st) st = npy_header(path, (const char *)buf + pre, hlen - 1, &count);
-    size_t body = size - pre - hlen;
-    if (!st && body != (size_t)count * 8)
-        st = eb_fail(EB_EINPUT, "%s: %zu data bytes for shape (%lld,), expected %lld (%s)", path, body, (long long)count,
-                     (long long)count * 8, body < (size_t)count * 8 ? "truncated" : "trailing bytes");
+    size_t body = size - pre - hlen, need = eb_checked_bytes(count, 8); /* SIZE_MAX: more than any file holds */
+    if (!st && body != need) {
+        char expected[32] = "more than 2^64";
+        if (need != SIZE_MAX) snprintf(expected, sizeof expected, "%zu", need);
+        st = eb_fail(EB_EINPUT, "%s: %zu data bytes for shape (%lld,), expected %s (%s)", path, body, (long long)count,
+                     expected, body < need ? "truncated" : "trailing bytes");
+    }
     if (!st && count == 0) st = eb_fail(EB_EINPUT, "%s: the table is empty", path);
-    if (!st && !(*data = malloc(count * 8))) st = eb_fail(EB_ERUNTIME, "out of memory reading %s", path);
+    if (!st && !(*data = malloc(need))) st = eb_fail(EB_ERUNTIME, "out of memory reading %s", path);
     if (!st) {
         const unsigned char *p = buf + pre + hlen;
         for (int64_t i = 0; i < count; i++) {
@@ -835,7 +828,7 @@ eb_status eb_npy_read_i64(const char *path, int64_t **data, int64_t *n) {
         }
         *n = count;
     }
-    free(buf);
+    free(text);
     return st;
 }
 

@@ -21,7 +21,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "checked.h"
+#include "readfile.h"
+
 #define KEY_MAX 128
+#define MAX_CONFIG_BYTES (1 << 20) /* a diffusers config.json is a few hundred bytes */
 
 /* A key format ("%d" = block index) and the parameter it fills. A tensor that is
  * one of `parts` row-slices of the parameter (diffusers' to_q/to_k/to_v of the
@@ -75,9 +79,7 @@ typedef struct {
 static size_t slice_numel(int i, const eb_config *c) {
     int64_t dims[4];
     int rank = eb_param_shape(i, c, dims);
-    size_t n = 1;
-    for (int r = 0; r < rank; r++) n *= (size_t)dims[r];
-    return n;
+    return (size_t)eb_checked_count(dims, rank, INT64_MAX); /* a validated config: small extents */
 }
 
 static void format_dims(char *out, size_t cap, const int64_t *dims, int rank) {
@@ -398,28 +400,6 @@ static eb_status load_official(eb_model **out, const char *path, int heads, cons
 /* ------------------------------------------------------------------------ */
 /* Diffusers folders                                                         */
 
-/* Reads a small text file (at most 1 MiB) into a malloc'd buffer. */
-static eb_status read_small_file(const char *path, char **text, size_t *len) {
-    *text = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return eb_fail(EB_EINPUT, "%s: %s", path, strerror(errno));
-    char *buf = malloc((1 << 20) + 1);
-    size_t n = buf ? fread(buf, 1, (1 << 20) + 1, fp) : 0;
-    int err = ferror(fp);
-    fclose(fp);
-    if (!buf || err) {
-        free(buf);
-        return eb_fail(EB_ERUNTIME, "%s: %s", path, buf ? "read error" : "out of memory");
-    }
-    if (n > (1 << 20)) {
-        free(buf);
-        return eb_fail(EB_EINPUT, "%s: larger than 1 MiB, not a model config", path);
-    }
-    *text = buf;
-    *len = n;
-    return EB_OK;
-}
-
 /* The DiT configuration from a diffusers transformer config.json. */
 static eb_status diffusers_config(const char *path, int heads, eb_config *c) {
     static const char *const keys[] = {"sample_size", "patch_size",         "in_channels",        "out_channels",
@@ -429,7 +409,7 @@ static eb_status diffusers_config(const char *path, int heads, eb_config *c) {
     int have[N_KEYS] = {0};
     char *text, *key;
     size_t len = 0;
-    eb_status st = read_small_file(path, &text, &len);
+    eb_status st = eb_read_file(path, MAX_CONFIG_BYTES, &text, &len);
     if (st) return st;
     eb_json j;
     eb_json_init(&j, text, len, path);
