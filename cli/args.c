@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void print_help(const char *usage, const eb_opt *opts, int nopts) {
@@ -171,4 +172,64 @@ const char *eb_default_model_path(void) {
         eb_fail(EB_EINPUT, "no --model given and no default model (data/%s); set EBCACHE_MODEL or pass --model",
                 EB_DEFAULT_MODEL_FILE);
     return path;
+}
+
+/* What st is, for a message about a file that is not a regular one. */
+static const char *file_kind(const struct stat *st) {
+    if (S_ISDIR(st->st_mode)) return "a folder";
+    if (S_ISCHR(st->st_mode)) return "a character device";
+    if (S_ISBLK(st->st_mode)) return "a block device";
+    if (S_ISFIFO(st->st_mode)) return "a FIFO";
+    if (S_ISSOCK(st->st_mode)) return "a socket";
+    return "not a regular file";
+}
+
+/* 1 after a message when `input` (or an item of it, when it is a
+ * comma-separated list of files) is the file out_st describes. */
+static int same_file_as(const char *cmd, const char *output, const struct stat *out_st, const char *input) {
+    char item[PATH_MAX];
+    for (const char *p = input;;) {
+        /* the whole value first: a path may hold a comma */
+        const char *end = p == input && access(input, F_OK) == 0 ? p + strlen(p) : strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        struct stat in_st;
+        if (len < sizeof item) {
+            memcpy(item, p, len);
+            item[len] = 0;
+            if (stat(item, &in_st) == 0 && in_st.st_dev == out_st->st_dev && in_st.st_ino == out_st->st_ino) {
+                fprintf(stderr, "ebcache %s: the output %s is the input %s (the same file): writing it would destroy "
+                                "the input; choose another output\n",
+                        cmd, output, item);
+                return 1;
+            }
+        }
+        if (!end || !*end) return 0;
+        p = end + 1;
+    }
+}
+
+static int check_output(const char *cmd, const char *output, int want_dir, const char *const *inputs, int ninputs) {
+    struct stat st;
+    if (!output || stat(output, &st) != 0) return 0; /* a new file destroys nothing */
+    if (want_dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) {
+        fprintf(stderr, "ebcache %s: the output %s exists and is %s, not a %s: refusing to replace it\n", cmd, output,
+                S_ISREG(st.st_mode) ? "a regular file" : file_kind(&st), want_dir ? "folder" : "regular file");
+        return 2;
+    }
+    for (int i = 0; i < ninputs; i++)
+        if (inputs[i] && same_file_as(cmd, output, &st, inputs[i])) return 2;
+    return 0;
+}
+
+int eb_output_check(const char *cmd, const char *output, const char *const *inputs, int ninputs) {
+    return check_output(cmd, output, 0, inputs, ninputs);
+}
+
+int eb_output_dir_check(const char *cmd, const char *dir, const char *const *inputs, int ninputs) {
+    return check_output(cmd, dir, 1, inputs, ninputs);
+}
+
+const char *eb_model_input(const eb_opt *opts, int nopts) {
+    const char *given = eb_arg(opts, nopts, "model");
+    return given ? given : eb_default_model_path();
 }

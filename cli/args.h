@@ -32,6 +32,24 @@ int eb_arg_u64(const char *cmd, const char *name, const char *value, uint64_t *o
 /* Comma-separated integers in [min, max]; *out malloc'd. */
 int eb_arg_int_list(const char *cmd, const char *name, const char *value, long min, long max, int32_t **out, int *n);
 
+/* Guards against an output that would destroy an input. 0 when writing
+ * `output` (NULL: nothing to check) is safe, else 2 after printing
+ * "ebcache CMD: ...": refused when output names the same file as one of the
+ * inputs (same device and inode, so a hard link or another spelling of the
+ * path counts; an input may be a comma-separated list of files), or when it
+ * exists and is not a regular file (the temp-file rename would replace a
+ * device, FIFO or folder). NULL inputs and inputs that do not exist are
+ * skipped. eb_output_dir_check is the same for an output folder: one that
+ * exists must be a folder, and it may not be one of the inputs. Pass the
+ * inputs with EB_INPUTS(a, b, ...). */
+int eb_output_check(const char *cmd, const char *output, const char *const *inputs, int ninputs);
+int eb_output_dir_check(const char *cmd, const char *dir, const char *const *inputs, int ninputs);
+#define EB_INPUTS(...) \
+    (const char *const[]){__VA_ARGS__}, (int)(sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *))
+/* The model a command will load: --model if given, else the shipped default
+ * model (NULL when there is none); for eb_output_check. */
+const char *eb_model_input(const eb_opt *opts, int nopts);
+
 /* Prints "ebcache CMD: <eb_last_error()>" and returns the status as exit code. */
 int eb_report(const char *cmd, int status);
 

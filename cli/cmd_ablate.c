@@ -570,6 +570,7 @@ int cmd_ablate(int argc, char **argv) {
     memcpy(args + 1, argv + 2, (argc - 2) * sizeof *args);
     int rc = eb_args_parse(argc - 1, args, opts, n, usage);
     if (rc) return rc < 0 ? 0 : rc;
+    if ((rc = eb_output_dir_check(CMD, eb_arg(opts, n, "results"), EB_INPUTS(argv[1], eb_arg(opts, n, "model"))))) return rc;
     threads_opt = eb_arg(opts, n, "threads");
     long threads;
     if (threads_opt && (rc = eb_arg_int(CMD, "threads", threads_opt, 1, 1024, &threads))) return rc;

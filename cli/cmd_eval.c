@@ -413,6 +413,7 @@ int cmd_eval(int argc, char **argv) {
                         "--reference, --dataset, --labels-dataset or --real\n");
         return 2;
     }
+    if ((rc = eb_output_check(CMD, ctx.output, EB_INPUTS(ctx.samples, ctx.reference, eb_arg(opts, n, "classifier"), eb_arg(opts, n, "real-cache"))))) return rc;
     if (!floor_mode && !ctx.samples) {
         fprintf(stderr, "ebcache eval: give --samples S.h5 or --floor (see --help)\n");
         return 2;

@@ -54,6 +54,7 @@ int cmd_fit(int argc, char **argv) {
     memcpy(args + 1, argv + 2, (argc - 2) * sizeof *args);
     int rc = eb_args_parse(argc - 1, args, opts, n, USAGE);
     if (rc) return rc < 0 ? 0 : rc;
+    if ((rc = eb_output_check(CMD, eb_arg(opts, n, "output"), EB_INPUTS(path)))) return rc;
     eb_rec_data r;
     eb_fit f;
     eb_status st = eb_rec_data_read(&r, path);

@@ -30,6 +30,7 @@ int cmd_forward(int argc, char **argv) {
         fprintf(stderr, "ebcache forward: --input and --output are required (see --help)\n");
         return 2;
     }
+    if ((rc = eb_output_check("forward", out_path, EB_INPUTS(in_path, eb_model_input(opts, n))))) return rc;
     eb_model *m = NULL;
     eb_cli_run run;
     if ((rc = eb_cli_open_model("forward", opts, n, &m, &run))) return rc;

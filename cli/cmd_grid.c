@@ -27,6 +27,7 @@ int cmd_grid(int argc, char **argv) {
         fprintf(stderr, "ebcache grid: --samples and --output are required\n");
         return 2;
     }
+    if ((rc = eb_output_check("grid", out, EB_INPUTS(in)))) return rc;
     long cols = 10;
     if ((v = eb_arg(opts, n, "cols")) && (rc = eb_arg_int("grid", "cols", v, 1, 1000, &cols))) return rc;
     const char *name = eb_arg(opts, n, "dataset") ? eb_arg(opts, n, "dataset") : "samples";

@@ -193,6 +193,7 @@ int cmd_plot(int argc, char **argv) {
         fprintf(stderr, "ebcache " CMD ": --out DIR is required\n");
         return 2;
     }
+    if ((rc = eb_output_dir_check(CMD, dir, EB_INPUTS(path)))) return rc;
     char scripts_dir[PATH_MAX];
     recording r;
     eb_status st = eb_gp_find_scripts(eb_arg(opts, n, "scripts"), scripts_dir, sizeof scripts_dir);

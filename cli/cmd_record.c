@@ -138,6 +138,7 @@ int cmd_record(int argc, char **argv) {
         fprintf(stderr, "ebcache " CMD ": --output is required (see --help)\n");
         return 2;
     }
+    if ((rc = eb_output_check(CMD, out_path, EB_INPUTS(eb_arg(opts, n, "noise"), table, data, eb_model_input(opts, n))))) return rc;
     if (sampler && strcmp(sampler, "ddpm") && strcmp(sampler, "ddim")) {
         fprintf(stderr, "ebcache " CMD ": --sampler: '%s' is not ddpm or ddim\n", sampler);
         return 2;

@@ -84,6 +84,9 @@ int cmd_sample(int argc, char **argv) {
         fprintf(stderr, "ebcache sample: --output is required (see --help)\n");
         return 2;
     }
+    if ((rc = eb_output_check("sample", out_path, EB_INPUTS(eb_arg(opts, n, "noise"), eb_arg(opts, n, "schedule"),
+                                                             eb_model_input(opts, n)))))
+        return rc;
     const char *sampler = eb_arg(opts, n, "sampler"), *variance = eb_arg(opts, n, "variance");
     const char *table = eb_arg(opts, n, "schedule");
     if (eb_arg(opts, n, "baseline") && !table) {

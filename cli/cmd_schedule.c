@@ -87,6 +87,7 @@ static int generate(int argc, char **argv, eb_opt *opts, int n, const char *usag
         fprintf(stderr, "ebcache %s: --output TABLE is required (see --help)\n", cmd);
         return 2;
     }
+    if ((rc = eb_output_check(cmd, out, EB_INPUTS(eb_arg(opts, n, "input"), eb_model_input(opts, n))))) return rc;
     eb_config c;
     char label[128], spacing[64];
     eb_schedule s;

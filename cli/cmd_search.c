@@ -325,6 +325,7 @@ int cmd_search(int argc, char **argv) {
         fprintf(stderr, "ebcache " CMD ": --method, --record and --output are required (see --help)\n");
         return 2;
     }
+    if ((rc = eb_output_check(CMD, out, EB_INPUTS(rec_path, fit_path, eb_arg(opts, n, "model"))))) return rc;
     eb_search_opts o;
     eb_search_defaults(&o);
     if (eb_search_method_parse(&o.method, method)) return eb_report(CMD, EB_EINPUT);

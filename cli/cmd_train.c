@@ -161,6 +161,12 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "ebcache %s: --out DIR is required (see --help)\n", CMD);
         return 2;
     }
+    char ckpt_path[4096], log_path[4096];
+    snprintf(ckpt_path, sizeof ckpt_path, "%s/ckpt.safetensors", out_dir);
+    if ((rc = eb_output_dir_check(CMD, out_dir, EB_INPUTS(resume))) ||
+        (rc = eb_output_check(CMD, eb_arg(opts, n, "export-ema"), EB_INPUTS(resume, ckpt_path))))
+        return rc;
+    snprintf(log_path, sizeof log_path, "%s/train_log.csv", out_dir);
     if (resume)
         for (size_t i = 0; i < sizeof setup_options / sizeof setup_options[0]; i++)
             if (eb_arg(opts, n, setup_options[i])) {
@@ -204,9 +210,6 @@ int cmd_train(int argc, char **argv) {
         eb_trainer_free(tr);
         return eb_report(CMD, st);
     }
-    char ckpt_path[4096], log_path[4096];
-    snprintf(ckpt_path, sizeof ckpt_path, "%s/ckpt.safetensors", out_dir);
-    snprintf(log_path, sizeof log_path, "%s/train_log.csv", out_dir);
     struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESETHAND}, old_int, old_term;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old_int);

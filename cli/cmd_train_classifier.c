@@ -96,6 +96,7 @@ int cmd_train_classifier(int argc, char **argv) {
         fprintf(stderr, "ebcache %s: --output is required (see --help)\n", CMD);
         return 2;
     }
+    if ((rc = eb_output_check(CMD, out_path, EB_INPUTS(ckpt)))) return rc;
     eb_clf_config c = {.side = 28, .patch = 4, .dim = 64, .depth = 3, .heads = 4, .classes = EB_FMNIST_CLASSES};
     eb_clf_recipe r = eb_clf_recipe_default();
     long limit = 0, threads = 0;

@@ -63,6 +63,26 @@ static eb_status run_gnuplot(const char *script, const char *vars, const char *l
     return eb_fail(EB_ERUNTIME, "gnuplot failed on %s: %s", script, first);
 }
 
+/* EB_OK when png is a whole PNG file: the signature, and the IEND chunk at
+ * the end. gnuplot exits 0 even when its writes failed (a full disk leaves a
+ * truncated file), so its exit status alone does not say the figure is there. */
+static eb_status check_png(const char *tmp, const char *png) {
+    static const unsigned char signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    static const unsigned char iend[12] = {0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82};
+    unsigned char head[8], tail[12];
+    FILE *f = fopen(tmp, "rb");
+    if (!f) return eb_fail(EB_ERUNTIME, "%s: gnuplot wrote no file: %s", png, strerror(errno));
+    int whole = fread(head, 1, sizeof head, f) == sizeof head && !memcmp(head, signature, sizeof head) &&
+                fseek(f, -(long)sizeof tail, SEEK_END) == 0 && fread(tail, 1, sizeof tail, f) == sizeof tail &&
+                !memcmp(tail, iend, sizeof tail);
+    long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    fclose(f);
+    if (!whole)
+        return eb_fail(EB_ERUNTIME, "%s: gnuplot left an incomplete PNG (%ld bytes): a full disk or a write error?",
+                       png, size);
+    return EB_OK;
+}
+
 eb_status eb_gp_render(const char *scripts_dir, const char *name, const char *vars, const char *png) {
     char script[PATH_MAX], tmp[PATH_MAX + 32], log[PATH_MAX + 32], qtmp[2 * sizeof tmp];
     if (snprintf(script, sizeof script, "%s/%s.gp", scripts_dir, name) >= (int)sizeof script ||
@@ -77,6 +97,7 @@ eb_status eb_gp_render(const char *scripts_dir, const char *name, const char *va
     eb_status st = run_gnuplot(script, all, log);
     free(all);
     unlink(log);
+    if (!st) st = check_png(tmp, png);
     if (!st && rename(tmp, png) != 0) st = eb_fail(EB_ERUNTIME, "%s: cannot rename: %s", png, strerror(errno));
     if (st) unlink(tmp);
     return st;

@@ -182,3 +182,75 @@ Test(cli, forward_cfg_channels_rules_and_attributes) {
         cr_expect(strstr(err_text, "[0, 2]"), "'%s': %s", bad[k], err_text);
     }
 }
+
+/* Every command that reads a file and writes one refuses an output that is
+ * one of its inputs, however spelled (./, a hard link), and an existing
+ * output that is not a regular file; the input is left as it was. */
+Test(cli, an_output_never_replaces_an_input) {
+    char in[512], linked[512], dot[512], dir[512], cmd[2048];
+    in_workdir(in, "in.h5"), in_workdir(linked, "link.h5"), in_workdir(dir, "figs");
+    snprintf(dot, sizeof dot, "%s/./in.h5", workdir);
+    write_input("in.h5", 4, 5, 1, 0);
+    cr_assert_eq(link(in, linked), 0);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s/in.copy'", in, workdir);
+    cr_assert_eq(system(cmd), 0);
+    struct { const char *args, *out; } cases[] = {
+        {"forward --model " MODEL " --input %s --output %s", dot},
+        {"sample --model " MODEL " --steps 4 --noise %s --output %s", linked},
+        {"record --model " MODEL " --steps 4 --noise %s --output %s", in},
+        {"fit %s --output %s", linked},
+        {"search --method fora --interval 2 --record %s --output %s", dot},
+        {"grid --samples %s --output %s", linked},
+        {"eval --samples %s --output %s", dot},
+        {"schedule from-npy --steps 4 --input %s --output %s", linked},
+        {"train-classifier --checkpoint %s --output %s", dot},
+        {"plot %s --out %s", in},
+        {"train --resume %s --out %s", in},
+        {"ablate %s --results %s", in},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char args[1024];
+        snprintf(args, sizeof args, cases[k].args, in, cases[k].out);
+        cr_expect_eq(cli_run("%s", args), 2, "%s: %s", args, err_text);
+        int folder = strstr(args, "--out ") || strstr(args, "--results ");
+        cr_expect(strstr(err_text, folder ? "not a folder" : "the same file"), "%s: %s", args, err_text);
+    }
+    snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s/in.copy'", in, workdir);
+    cr_expect_eq(system(cmd), 0, "an input was changed");
+    cr_expect_eq(cli_run("sample --model " MODEL " --steps 4 --n 1 --output /dev/full"), 2);
+    cr_expect(strstr(err_text, "character device"), "%s", err_text);
+    cr_assert_eq(mkdir(dir, 0700), 0);
+    cr_expect_eq(cli_run("grid --samples %s --output %s", in, dir), 2);
+    cr_expect(strstr(err_text, "a folder"), "%s", err_text);
+    /* a path that only looks like the input is a new file, written as usual */
+    cr_expect_eq(cli_run("forward --model " MODEL " --input %s --output %s/in2.h5", in, workdir), 0, "%s", err_text);
+}
+
+/* gnuplot exits 0 when its writes fail (a full disk): plot checks the PNG
+ * itself, fails naming it and leaves no PNG. A stand-in gnuplot on PATH
+ * writes a PNG cut after its signature. */
+Test(cli, plot_fails_on_an_incomplete_png) {
+    char rec[512], figs[512], fake[512], path_env[4096];
+    in_workdir(rec, "rec.h5"), in_workdir(figs, "figs"), in_workdir(fake, "gnuplot");
+    cr_assert_eq(cli_run("record --model " MODEL " --steps 4 --n 1 --output %s", rec), 0, "%s", err_text);
+    FILE *f = fopen(fake, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "#!/bin/sh\nout=$(printf '%%s' \"$2\" | sed -n \"s/.*out='\\(.*\\)'$/\\1/p\")\n"
+               "printf '\\211PNG\\r\\n\\032\\n' > \"$out\"\n");
+    fclose(f);
+    cr_assert_eq(chmod(fake, 0700), 0);
+    const char *old_path = getenv("PATH");
+    char *saved = strdup(old_path ? old_path : "/usr/bin:/bin");
+    snprintf(path_env, sizeof path_env, "%s:%s", workdir, saved);
+    setenv("PATH", path_env, 1);
+    int rc = cli_run("plot %s --out %s", rec, figs);
+    setenv("PATH", saved, 1);
+    free(saved);
+    cr_expect_eq(rc, 1, "%s", err_text);
+    cr_expect(strstr(err_text, "snr.png") && strstr(err_text, "incomplete PNG"), "%s", err_text);
+    DIR *d = opendir(figs);
+    cr_assert_not_null(d);
+    for (struct dirent *e; (e = readdir(d));)
+        cr_expect(!strstr(e->d_name, ".png"), "%s was left behind", e->d_name);
+    closedir(d);
+}
