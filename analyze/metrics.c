@@ -1,5 +1,5 @@
-/* metrics.c — FID statistics, Fréchet distance, k-NN precision/recall,
- * accuracy, PSNR and SSIM. Everything accumulates in double; the O(N²)
+/* metrics.c — FID statistics, Fréchet distance (and its two terms), principal
+ * components, k-NN precision/recall, accuracy, PSNR and SSIM. Everything accumulates in double; the O(N²)
  * and O(D³) parts run on OpenBLAS (dgemm/dsyrk) and GSL (symmetric eigen). */
 #include "metrics.h"
 
@@ -118,8 +118,8 @@ static int trace_sqrt_product(double *out, double *s1, const double *s2, int D, 
     return GSL_SUCCESS;
 }
 
-eb_status eb_frechet_distance(double *fd, const double *mu1, const double *cov1, const double *mu2,
-                              const double *cov2, int D) {
+eb_status eb_frechet_terms(double *mean_term, double *cov_term, const double *mu1, const double *cov1,
+                           const double *mu2, const double *cov2, int D) {
     if (D < 1) return eb_fail(EB_EINPUT, "frechet distance: bad dimension D=%d", D);
     int64_t vdims[1] = {D}, mdims[2] = {D, D};
     eb_status st;
@@ -135,10 +135,10 @@ eb_status eb_frechet_distance(double *fd, const double *mu1, const double *cov1,
     double *s1 = buf, *s2 = buf + DD;
     symmetrize(s1, cov1, D);
     symmetrize(s2, cov2, D);
-    double mean_term = 0.0, trace1 = 0.0, trace2 = 0.0, trace_sqrt = 0.0;
+    double mean = 0.0, trace1 = 0.0, trace2 = 0.0, trace_sqrt = 0.0;
     for (int i = 0; i < D; i++) {
         double d = mu1[i] - mu2[i];
-        mean_term += d * d;
+        mean += d * d;
         trace1 += s1[(size_t)i * D + i];
         trace2 += s2[(size_t)i * D + i];
     }
@@ -154,8 +154,72 @@ eb_status eb_frechet_distance(double *fd, const double *mu1, const double *cov1,
     free(buf);
     if (status) return eb_fail(EB_ERUNTIME, "frechet distance: eigen-decomposition failed (D=%d): %s", D,
                                gsl_strerror(status));
-    *fd = mean_term + trace1 + trace2 - 2.0 * trace_sqrt;
-    if (!isfinite(*fd)) return eb_fail(EB_ERUNTIME, "frechet distance: non-finite result (D=%d)", D);
+    *mean_term = mean;
+    *cov_term = trace1 + trace2 - 2.0 * trace_sqrt;
+    if (!isfinite(*mean_term + *cov_term)) return eb_fail(EB_ERUNTIME, "frechet distance: non-finite result (D=%d)", D);
+    return EB_OK;
+}
+
+eb_status eb_frechet_distance(double *fd, const double *mu1, const double *cov1, const double *mu2,
+                              const double *cov2, int D) {
+    double mean_term, cov_term;
+    eb_status st = eb_frechet_terms(&mean_term, &cov_term, mu1, cov1, mu2, cov2, D);
+    if (!st) *fd = mean_term + cov_term;
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Principal components                                                      */
+
+eb_status eb_pca_fit(double *mean, double *components, const float *x, int N, int D, int K) {
+    if (K < 1 || K > D) return eb_fail(EB_EINPUT, "pca: %d components of %d dimensions", K, D);
+    size_t DD = (size_t)D * D;
+    double *cov = malloc(DD * sizeof *cov), *vec = malloc(DD * sizeof *vec), *eval = malloc(D * sizeof *eval);
+    int *order = malloc(D * sizeof *order);
+    eb_status st = cov && vec && eval && order ? EB_OK : eb_fail(EB_ERUNTIME, "pca: out of memory (D=%d)", D);
+    if (!st) st = eb_feature_stats(mean, cov, x, N, D);
+    if (!st) {
+        gsl_error_handler_t *old_handler = gsl_set_error_handler_off();
+        int status;
+#pragma omp parallel
+#pragma omp single
+        status = sym_eigen(eval, vec, cov, D);
+        gsl_set_error_handler(old_handler);
+        if (status) st = eb_fail(EB_ERUNTIME, "pca: eigen-decomposition failed (D=%d): %s", D, gsl_strerror(status));
+    }
+    if (!st) {
+        /* the K largest eigenvalues by selection (D is small enough; GSL returns them unordered) */
+        for (int j = 0; j < D; j++) order[j] = j;
+        for (int k = 0; k < K; k++) {
+            int best = k;
+            for (int j = k + 1; j < D; j++)
+                if (eval[order[j]] > eval[order[best]]) best = j;
+            int t = order[k];
+            order[k] = order[best], order[best] = t;
+            /* sign: the largest-magnitude entry positive, so the basis does not depend on the solver's choice */
+            int c = order[k], big = 0;
+            for (int i = 1; i < D; i++)
+                if (fabs(vec[(size_t)i * D + c]) > fabs(vec[(size_t)big * D + c])) big = i;
+            double sign = vec[(size_t)big * D + c] < 0 ? -1.0 : 1.0;
+            for (int i = 0; i < D; i++) components[(size_t)k * D + i] = sign * vec[(size_t)i * D + c];
+        }
+    }
+    free(cov), free(vec), free(eval), free(order);
+    return st;
+}
+
+eb_status eb_pca_project(float *out, const float *x, int N, int D, const double *mean, const double *components,
+                         int K) {
+    if (N < 1 || D < 1 || K < 1 || K > D) return eb_fail(EB_EINPUT, "pca projection: bad sizes N=%d D=%d K=%d", N, D, K);
+    int64_t dims[2] = {N, D};
+    eb_status st = eb_check_finite(x, dims, 2, EB_EINPUT, "pca input");
+    if (st) return st;
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++) {
+            double s = 0.0;
+            for (int i = 0; i < D; i++) s += components[(size_t)k * D + i] * (x[(size_t)n * D + i] - mean[i]);
+            out[(size_t)n * K + k] = (float)s;
+        }
     return EB_OK;
 }
 

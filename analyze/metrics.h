@@ -1,6 +1,7 @@
 /* metrics.h — sample-quality metrics, all accumulated in double.
  *
  *   Feature statistics and the Fréchet distance (FID on a classifier's features)
+ *   principal components (the pixel-space judge of docs/metrics.md)
  *   k-NN precision / recall (Kynkäänniemi et al. 2019)
  *   classification accuracy, PSNR and SSIM (Wang et al. 2004)
  *
@@ -30,6 +31,22 @@ eb_status eb_feature_stats(double *mean, double *cov, const float *x, int N, int
  * result of either sign of order 1e-12 · (tr Σ1 + tr Σ2) for equal inputs. */
 eb_status eb_frechet_distance(double *fd, const double *mu1, const double *cov1, const double *mu2,
                               const double *cov2, int D);
+
+/* The two terms of that distance: mean_term = ‖μ1 − μ2‖² (where the centres
+ * differ) and cov_term = tr Σ1 + tr Σ2 − 2 tr (Σ1^½ Σ2 Σ1^½)^½ (where the
+ * spreads differ); eb_frechet_distance is their sum. Same checks. */
+eb_status eb_frechet_terms(double *mean_term, double *cov_term, const double *mu1, const double *cov1,
+                           const double *mu2, const double *cov2, int D);
+
+/* Principal components of the rows of x (N, D), N ≥ 2: mean (D) and the K
+ * unit eigenvectors of the unbiased covariance with the largest eigenvalues,
+ * as the rows of components (K, D), largest first, each signed so that its
+ * largest-magnitude entry is positive. 1 ≤ K ≤ D. */
+eb_status eb_pca_fit(double *mean, double *components, const float *x, int N, int D, int K);
+
+/* out (N, K) = (x (N, D) − mean) · componentsᵀ, summed in double. */
+eb_status eb_pca_project(float *out, const float *x, int N, int D, const double *mean, const double *components,
+                         int K);
 
 /* Improved precision and recall with the k-NN manifold: a sample's radius is
  * the distance to its k-th nearest neighbour in its own set (itself excluded);

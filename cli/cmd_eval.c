@@ -1,6 +1,8 @@
 /* cmd_eval.c — `ebcache eval`: sample quality through the Fashion-MNIST
  * classifier (docs/metrics.md): Fréchet distance and k-NN precision/recall of
- * its features against a real split, class accuracy of conditional samples,
+ * its features against a real split (and its mean and covariance terms), the
+ * same FD in the top principal components of the real pixels (a second judge
+ * that needs no classifier), class accuracy of conditional samples,
  * PSNR/SSIM against reference (uncached) samples; `--floor` measures the
  * same numbers for real training images. */
 #include "args.h"
@@ -24,6 +26,7 @@
 #define CLASSIFIER_FILE "classifier.safetensors"
 #define CACHE_MARK "ebcache_real_features"
 #define DATA_RANGE 2.0 /* pixels in [−1, 1] */
+#define PIXEL_PCA_K 32 /* principal components of the real pixels the second judge compares in */
 
 /* --classifier, else $EBCACHE_CLASSIFIER, else data/classifier.safetensors
  * next to the executable, as the default model. */
@@ -40,6 +43,9 @@ static const char *default_classifier_path(void) {
 typedef struct {
     int n_samples, n_real, D;
     double fd, precision, recall;
+    double fd_mean, fd_cov;  /* FD's terms: ‖μ1 − μ2‖² and the covariance part */
+    int pixel_k;             /* the pixel judge's components                   */
+    double pixel_fd, pixel_fd_mean, pixel_fd_cov; /* FD in them, and its terms */
     double accuracy;       /* of the samples' labels                       */
     double real_accuracy;  /* of the classifier on the real images          */
     double psnr, ssim;     /* means over the images, against the reference */
@@ -248,7 +254,11 @@ static void detail_free(eval_detail *d) {
     free(d->predicted), free(d->psnr), free(d->ssim);
 }
 
-/* FD and precision/recall of fake (N, D) against real (n, D) features. */
+static void clip_unit(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = x[i] < -1.0f ? -1.0f : x[i] > 1.0f ? 1.0f : x[i];
+}
+
+/* FD (and its terms) and precision/recall of fake (N, D) against real (n, D) features. */
 static eb_status distribution_metrics(eval_result *r, eval_detail *d, const float *fake, int N, const float *real,
                                       int n, int D) {
     d->mu_fake = malloc(D * sizeof(double)), d->cov_fake = malloc((size_t)D * D * sizeof(double));
@@ -257,8 +267,37 @@ static eb_status distribution_metrics(eval_result *r, eval_detail *d, const floa
         return eb_fail(EB_ERUNTIME, "out of memory for %dx%d covariances", D, D);
     eb_status st = eb_feature_stats(d->mu_fake, d->cov_fake, fake, N, D);
     if (!st) st = eb_feature_stats(d->mu_real, d->cov_real, real, n, D);
-    if (!st) st = eb_frechet_distance(&r->fd, d->mu_fake, d->cov_fake, d->mu_real, d->cov_real, D);
+    if (!st) st = eb_frechet_terms(&r->fd_mean, &r->fd_cov, d->mu_fake, d->cov_fake, d->mu_real, d->cov_real, D);
+    r->fd = r->fd_mean + r->fd_cov;
     if (!st) st = eb_precision_recall(&r->precision, &r->recall, real, n, fake, N, D, EB_PR_K);
+    return st;
+}
+
+/* The second judge, independent of the classifier: FD of the pixels (clipped
+ * to [−1, 1]) of fake (N, P) and real (n, P) in the top principal components
+ * of the real pixels (at most PIXEL_PCA_K, fewer than n). */
+static eb_status pixel_metrics(eval_result *r, const float *fake, int N, const float *real, int n, int P) {
+    const int K = PIXEL_PCA_K < n - 1 ? PIXEL_PCA_K : n - 1;
+    float *clipped = malloc((size_t)N * P * sizeof *clipped), *pf = malloc((size_t)N * K * sizeof *pf),
+          *pr = malloc((size_t)n * K * sizeof *pr);
+    double *mean = malloc(P * sizeof *mean), *comp = malloc((size_t)K * P * sizeof *comp),
+           *stats = malloc(2 * (K + (size_t)K * K) * sizeof *stats);
+    eb_status st = clipped && pf && pr && mean && comp && stats
+                       ? EB_OK : eb_fail(EB_ERUNTIME, "out of memory for the pixel judge (%d images)", n);
+    double *mu_f = stats, *cov_f = mu_f + K, *mu_r = cov_f + (size_t)K * K, *cov_r = mu_r + K;
+    if (!st) {
+        memcpy(clipped, fake, (size_t)N * P * sizeof *clipped);
+        clip_unit(clipped, (size_t)N * P);
+        st = eb_pca_fit(mean, comp, real, n, P, K);
+    }
+    if (!st) st = eb_pca_project(pf, clipped, N, P, mean, comp, K);
+    if (!st) st = eb_pca_project(pr, real, n, P, mean, comp, K);
+    if (!st) st = eb_feature_stats(mu_f, cov_f, pf, N, K);
+    if (!st) st = eb_feature_stats(mu_r, cov_r, pr, n, K);
+    if (!st) st = eb_frechet_terms(&r->pixel_fd_mean, &r->pixel_fd_cov, mu_f, cov_f, mu_r, cov_r, K);
+    r->pixel_k = K;
+    r->pixel_fd = r->pixel_fd_mean + r->pixel_fd_cov;
+    free(clipped), free(pf), free(pr), free(mean), free(comp), free(stats);
     return st;
 }
 
@@ -270,10 +309,6 @@ static void argmax_rows(int32_t *out, const float *logits, int N, int K) {
         for (int k = 1; k < K; k++) best = z[k] > z[best] ? k : best;
         out[i] = best;
     }
-}
-
-static void clip_unit(float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] = x[i] < -1.0f ? -1.0f : x[i] > 1.0f ? 1.0f : x[i];
 }
 
 /* A JSON string literal of s. */
@@ -312,6 +347,12 @@ static void print_json(const eval_context *c, const eval_result *r) {
     }
     printf("  \"n_samples\": %d,\n  \"n_real\": %d,\n  \"k\": %d,\n", r->n_samples, r->n_real, EB_PR_K);
     json_number(stdout, "fd", r->fd, 0);
+    json_number(stdout, "fd_mean_term", r->fd_mean, 0);
+    json_number(stdout, "fd_cov_term", r->fd_cov, 0);
+    printf("  \"pixel_pca_k\": %d,\n", r->pixel_k);
+    json_number(stdout, "pixel_fd", r->pixel_fd, 0);
+    json_number(stdout, "pixel_fd_mean_term", r->pixel_fd_mean, 0);
+    json_number(stdout, "pixel_fd_cov_term", r->pixel_fd_cov, 0);
     json_number(stdout, "precision", r->precision, 0);
     json_number(stdout, "recall", r->recall, 0);
     json_number(stdout, "accuracy", r->accuracy, 0);
@@ -324,7 +365,12 @@ static void print_json(const eval_context *c, const eval_result *r) {
 static void print_table(const eval_context *c, const eval_result *r) {
     printf("%s: %d images of %s%s%s vs %d %s images (classifier %s)\n", c->mode, r->n_samples, c->samples,
            c->dataset ? ":" : "", c->dataset ? c->dataset : "", r->n_real, c->split, c->classifier);
-    printf("  %-26s %.4f\n", "FD (classifier features)", r->fd);
+    printf("  %-26s %.4f (mean term %.4f + covariance term %.4f)\n", "FD (classifier features)", r->fd, r->fd_mean,
+           r->fd_cov);
+    char pixel[40];
+    snprintf(pixel, sizeof pixel, "FD (pixels, %d PCs)", r->pixel_k);
+    printf("  %-26s %.4f (mean term %.4f + covariance term %.4f)\n", pixel, r->pixel_fd, r->pixel_fd_mean,
+           r->pixel_fd_cov);
     printf("  %-26s %.4f\n", "precision (k=3)", r->precision);
     printf("  %-26s %.4f\n", "recall (k=3)", r->recall);
     if (!isnan(r->accuracy)) printf("  %-26s %.4f (labels %s)\n", "class accuracy", r->accuracy, c->labels);
@@ -359,8 +405,11 @@ static eb_status write_output(const eval_context *c, const eval_result *r, const
     eb_h5w_attr_i64(w, NULL, "n_samples", N);
     eb_h5w_attr_i64(w, NULL, "n_real", r->n_real);
     eb_h5w_attr_i64(w, NULL, "k", EB_PR_K);
-    const char *fkeys[] = {"fd", "precision", "recall", "accuracy", "classifier_real_accuracy", "psnr", "ssim"};
-    const double fvals[] = {r->fd, r->precision, r->recall, r->accuracy, r->real_accuracy, r->psnr, r->ssim};
+    eb_h5w_attr_i64(w, NULL, "pixel_pca_k", r->pixel_k);
+    const char *fkeys[] = {"fd", "fd_mean_term", "fd_cov_term", "pixel_fd", "pixel_fd_mean_term", "pixel_fd_cov_term",
+                           "precision", "recall", "accuracy", "classifier_real_accuracy", "psnr", "ssim"};
+    const double fvals[] = {r->fd, r->fd_mean, r->fd_cov, r->pixel_fd, r->pixel_fd_mean, r->pixel_fd_cov,
+                            r->precision, r->recall, r->accuracy, r->real_accuracy, r->psnr, r->ssim};
     for (size_t i = 0; i < sizeof fkeys / sizeof fkeys[0]; i++)
         if (!isnan(fvals[i])) eb_h5w_attr_f64(w, NULL, fkeys[i], fvals[i]);
     return eb_h5w_commit(w);
@@ -376,8 +425,10 @@ static const char *usage_text =
     "       ebcache eval --floor [--n-real N] [--output METRICS.h5] [--json]\n"
     "\n"
     "Samples are images (N,1,H,W) in [-1, 1] (clipped; a side above 28 is centre-cropped). FD and\n"
-    "precision/recall (k=3) compare classifier features with a real split; labels give the class\n"
-    "accuracy; --reference (the same seeds without caching) gives PSNR/SSIM (data range 2).\n"
+    "precision/recall (k=3) compare classifier features with a real split, and FD is split into its\n"
+    "mean and covariance terms; a second judge, FD in the top 32 principal components of the real\n"
+    "pixels, needs no classifier. Labels give the class accuracy; --reference (the same seeds\n"
+    "without caching) gives PSNR/SSIM (data range 2).\n"
     "A comma-separated list of files (shards of one run) counts as one set of samples.\n"
     "--floor: 10k training images instead of samples, against the test set (the real-data floor).";
 
@@ -435,7 +486,8 @@ int cmd_eval(int argc, char **argv) {
     eb_fmnist real = {0}, train = {0};
     float *x = NULL, *x_full = NULL, *ref = NULL, *fake = NULL, *logits = NULL, *real_feat = NULL;
     int32_t *y = NULL;
-    eval_result r = {.fd = NAN, .precision = NAN, .recall = NAN, .accuracy = NAN, .real_accuracy = NAN,
+    eval_result r = {.fd = NAN, .fd_mean = NAN, .fd_cov = NAN, .pixel_fd = NAN, .pixel_fd_mean = NAN,
+                     .pixel_fd_cov = NAN, .precision = NAN, .recall = NAN, .accuracy = NAN, .real_accuracy = NAN,
                      .psnr = NAN, .ssim = NAN};
     eval_detail d = {0};
     int64_t dims[4];
@@ -497,6 +549,7 @@ int cmd_eval(int argc, char **argv) {
     if (y) st = eb_accuracy(&r.accuracy, logits, y, N, K);
     if (!st) st = real_features(m, &real, ctx.split, eb_arg(opts, n, "real-cache"), &real_feat, &r.real_accuracy);
     if (!st) st = distribution_metrics(&r, &d, fake, N, real_feat, real.n, D);
+    if (!st) st = pixel_metrics(&r, x, N, real.images, real.n, S * S);
     if (!st && ctx.reference) {
         const int H = (int)dims[2];
         size_t count = (size_t)N * H * H;

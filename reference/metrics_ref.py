@@ -11,6 +11,12 @@ independent implementations:
               non-symmetric product Σ1·Σ2 (general eigen-solver), where the C
               code takes the symmetric Σ1^½ Σ2 Σ1^½. "singular" has a rank-3
               Σ1, so the clamping of round-off eigenvalues is exercised.
+  fd/<case>/mean_term, cov_term  the two terms of that distance, ‖μ1 − μ2‖²
+              and the rest (their sum is value).
+  pca_fd      the pixel-space judge: FD of real and fake rows projected on the
+              top k principal components of the real rows. numpy takes them
+              from an SVD of the centred real rows (the C code: a symmetric
+              eigen-solver on their covariance), then the route of fd/.
   ssim/<case> SSIM per image with a direct 2-D weighted sum over each valid
               window position (the C code filters separably). "clipped" has
               sides shorter than the 11-wide window.
@@ -36,6 +42,25 @@ def frechet_via_symmetric(mu1, s1, mu2, s2):
     root = (v * np.sqrt(np.maximum(lam, 0.0))) @ v.T
     mu = np.linalg.eigvalsh(root @ s2 @ root)
     return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2.0 * np.sum(np.sqrt(np.maximum(mu, 0.0))))
+
+
+def frechet_terms(mu1, s1, mu2, s2):
+    mean_term = float(np.sum((mu1 - mu2) ** 2))
+    return mean_term, frechet_via_product(mu1, s1, mu2, s2) - mean_term
+
+
+def pca_fd(real, fake, k):
+    """FD of real and fake (N, D) in the top-k principal components of real; (fd, mean_term, cov_term)."""
+    real, fake = real.astype(np.float64), fake.astype(np.float64)
+    centre = real.mean(axis=0)
+    _, _, vt = np.linalg.svd(real - centre, full_matrices=False)
+    basis = vt[:k]
+    pr, pf = (real - centre) @ basis.T, (fake - centre) @ basis.T
+    # float32 like the C projection, so both sides see the same rounding
+    pr, pf = pr.astype(np.float32).astype(np.float64), pf.astype(np.float32).astype(np.float64)
+    mean_term, cov_term = frechet_terms(pf.mean(axis=0), np.cov(pf, rowvar=False), pr.mean(axis=0),
+                                        np.cov(pr, rowvar=False))
+    return mean_term + cov_term, mean_term, cov_term
 
 
 def random_cov(rng, d, rank):
@@ -95,6 +120,19 @@ def main(out_dir):
             for name, arr in (("mu1", mu1), ("cov1", s1), ("mu2", mu2), ("cov2", s2)):
                 g[name] = arr
             g["value"] = value
+            g["mean_term"], g["cov_term"] = frechet_terms(mu1, s1, mu2, s2)
+
+        # pca_fd: correlated "pixels" with a decaying spectrum (distinct eigenvalues), fake rows
+        # shifted, rescaled and mixed so that both terms are non-zero
+        n_real, n_fake, dim, k = 60, 45, 12, 4
+        mix = rng.standard_normal((dim, dim)) * (0.8 ** np.arange(dim))
+        real = (rng.standard_normal((n_real, dim)) @ mix.T).astype(np.float32)
+        fake = (0.3 + 1.3 * rng.standard_normal((n_fake, dim)) @ mix.T).astype(np.float32)
+        fd, mean_term, cov_term = pca_fd(real, fake, k)
+        assert mean_term > 0.05 * fd and cov_term > 0.05 * fd, (mean_term, cov_term)
+        g = f.create_group("pca_fd")
+        g["real"], g["fake"], g["k"] = real, fake, float(k)
+        g["value"], g["mean_term"], g["cov_term"] = fd, mean_term, cov_term
 
         for case, shape in (("full", (3, 2, 16, 13)), ("clipped", (2, 1, 6, 9))):
             a = rng.uniform(-1.0, 1.0, size=shape).astype(np.float32)

@@ -174,6 +174,12 @@ Test(eval, identical_sets_known_answers) {
     cr_assert_eq(run_eval("--samples s.h5 --reference s.h5 --output m.h5"), 0, "%s", err_text);
     /* FD of a set with itself: 0 up to round-off of order 1e-12 · trace */
     cr_expect_leq(fabs(attr("m.h5", "fd")), 1e-6, "fd %g", attr("m.h5", "fd"));
+    cr_expect_eq(attr("m.h5", "fd_mean_term") + attr("m.h5", "fd_cov_term"), attr("m.h5", "fd"));
+    cr_expect_leq(fabs(attr("m.h5", "fd_mean_term")), 1e-12, "mean term %g", attr("m.h5", "fd_mean_term"));
+    /* the pixel judge: 32 components of 40 real images, the same set in them */
+    cr_expect_eq(attr("m.h5", "pixel_pca_k"), 32);
+    cr_expect_leq(fabs(attr("m.h5", "pixel_fd")), 1e-6, "pixel fd %g", attr("m.h5", "pixel_fd"));
+    cr_expect_eq(attr("m.h5", "pixel_fd_mean_term") + attr("m.h5", "pixel_fd_cov_term"), attr("m.h5", "pixel_fd"));
     cr_expect_eq(attr("m.h5", "precision"), 1.0);
     cr_expect_eq(attr("m.h5", "recall"), 1.0);
     cr_expect(isinf(attr("m.h5", "psnr")) && attr("m.h5", "psnr") > 0, "psnr %g", attr("m.h5", "psnr"));
@@ -198,9 +204,13 @@ Test(eval, known_psnr_and_json) {
     cr_expect_lt(attr("m.h5", "ssim"), 1.0);
     cr_expect(strstr(out_text, "\"psnr\": 24.08"), "json: %s", out_text);
     cr_expect(strstr(out_text, "\"accuracy\": null"), "no labels, no accuracy: %s", out_text);
+    cr_expect(strstr(out_text, "\"pixel_fd\": ") && strstr(out_text, "\"fd_mean_term\": "), "json: %s", out_text);
     /* a constant shift of every image moves the features: FD > 0 */
     cr_assert_eq(run_eval("--samples b.h5 --output m2.h5"), 0, "%s", err_text);
     cr_expect_gt(attr("m2.h5", "fd"), 1e-3);
+    /* in pixels, halving the contrast and shifting moves both the centre and the spread */
+    cr_expect_gt(attr("m2.h5", "pixel_fd_mean_term"), 1e-3, "%g", attr("m2.h5", "pixel_fd_mean_term"));
+    cr_expect_gt(attr("m2.h5", "pixel_fd_cov_term"), 1e-3, "%g", attr("m2.h5", "pixel_fd_cov_term"));
     free(a);
     free(b);
 }

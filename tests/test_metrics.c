@@ -161,11 +161,79 @@ static void check_frechet_golden(const char *group, double rel_tol) {
     cr_assert_eq(eb_frechet_distance(&fd21, mu2, s2, mu1, s1, 6), EB_OK, "%s", eb_last_error());
     cr_assert(fabs(fd12 - *value) <= rel_tol * scale, "%s: %.15g vs numpy %.15g", group, fd12, *value);
     cr_assert(fabs(fd21 - *value) <= rel_tol * scale, "%s swapped: %.15g vs numpy %.15g", group, fd21, *value);
-    free(mu1), free(mu2), free(s1), free(s2), free(value);
+    /* the two terms, each against numpy's, and their sum is the distance */
+    double mean_term, cov_term, *want_mean, *want_cov;
+    cr_assert_eq(eb_h5_open(&f, GOLDEN), EB_OK, "%s", eb_last_error());
+    snprintf(name, sizeof name, "%s/mean_term", group);
+    cr_assert_eq(eb_h5_read_f64(f, name, 0, NULL, &want_mean, dims, EB_H5_FINITE), EB_OK, "%s", eb_last_error());
+    snprintf(name, sizeof name, "%s/cov_term", group);
+    cr_assert_eq(eb_h5_read_f64(f, name, 0, NULL, &want_cov, dims, EB_H5_FINITE), EB_OK, "%s", eb_last_error());
+    eb_h5_close(f);
+    cr_assert_eq(eb_frechet_terms(&mean_term, &cov_term, mu1, s1, mu2, s2, 6), EB_OK, "%s", eb_last_error());
+    cr_assert(fabs(mean_term - *want_mean) <= 1e-12 * *want_mean, "%s mean term %.15g vs %.15g", group, mean_term,
+              *want_mean);
+    cr_assert(fabs(cov_term - *want_cov) <= rel_tol * scale, "%s cov term %.15g vs %.15g", group, cov_term, *want_cov);
+    cr_assert_eq(mean_term + cov_term, fd12);
+    cr_assert(*want_mean > 0.1 * *value && *want_cov > 0.1 * *value, "both terms matter: %g %g", *want_mean, *want_cov);
+    free(mu1), free(mu2), free(s1), free(s2), free(value), free(want_mean), free(want_cov);
 }
 
 Test(metrics, frechet_golden_full_rank) { check_frechet_golden("fd/full", 1e-10); }
 Test(metrics, frechet_golden_singular) { check_frechet_golden("fd/singular", 1e-6); }
+
+/* Principal components of rows with known axes: variances 9, 4, 1 along e2, e0, e1. */
+Test(metrics, pca_known_axes) {
+    enum { N = 4000, D = 3 };
+    float *x = normal_floats((size_t)N * D, 7);
+    const float scale[D] = {2, 1, 3};
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < D; j++) x[i * D + j] = scale[j] * x[i * D + j] + 5.0f;
+    double mean[D], comp[2 * D];
+    cr_assert_eq(eb_pca_fit(mean, comp, x, N, D, 2), EB_OK, "%s", eb_last_error());
+    for (int j = 0; j < D; j++) cr_assert(fabs(mean[j] - 5.0) < 0.2, "mean[%d] %g", j, mean[j]);
+    /* largest first, signed with the largest entry positive */
+    cr_assert(comp[2] > 0.99 && fabs(comp[0]) < 0.05 && fabs(comp[1]) < 0.05, "first %g %g %g", comp[0], comp[1], comp[2]);
+    cr_assert(comp[3] > 0.99 && fabs(comp[4]) < 0.05 && fabs(comp[5]) < 0.05, "second %g %g %g", comp[3], comp[4], comp[5]);
+    float y[2 * 2];
+    const float two_rows[2 * D] = {5, 5, 8, 7, 5, 5};
+    cr_assert_eq(eb_pca_project(y, two_rows, 2, D, mean, comp, 2), EB_OK, "%s", eb_last_error());
+    cr_assert(fabs(y[0] - 3.0) < 0.2 && fabs(y[3] - 2.0) < 0.2, "projections %g %g", y[0], y[3]);
+    cr_assert_eq(eb_pca_fit(mean, comp, x, N, D, 4), EB_EINPUT);
+    free(x);
+}
+
+/* The pixel judge end to end (fit on real, project both, FD and its terms) against numpy's SVD route. */
+Test(metrics, pca_frechet_golden) {
+    eb_h5 *f;
+    cr_assert_eq(eb_h5_open(&f, GOLDEN), EB_OK, "%s", eb_last_error());
+    float *real, *fake;
+    double *value, *want_mean, *want_cov, *k_value;
+    int64_t rd[2], fdims[2], d0[1];
+    const int64_t any2[2] = {EB_H5_ANY, EB_H5_ANY};
+    cr_assert_eq(eb_h5_read_f32(f, "pca_fd/real", 2, any2, &real, rd, EB_H5_FINITE), EB_OK, "%s", eb_last_error());
+    cr_assert_eq(eb_h5_read_f32(f, "pca_fd/fake", 2, any2, &fake, fdims, EB_H5_FINITE), EB_OK, "%s", eb_last_error());
+    cr_assert_eq(eb_h5_read_f64(f, "pca_fd/value", 0, NULL, &value, d0, EB_H5_FINITE), EB_OK, "%s", eb_last_error());
+    cr_assert_eq(eb_h5_read_f64(f, "pca_fd/mean_term", 0, NULL, &want_mean, d0, EB_H5_FINITE), EB_OK);
+    cr_assert_eq(eb_h5_read_f64(f, "pca_fd/cov_term", 0, NULL, &want_cov, d0, EB_H5_FINITE), EB_OK);
+    cr_assert_eq(eb_h5_read_f64(f, "pca_fd/k", 0, NULL, &k_value, d0, EB_H5_FINITE), EB_OK, "%s", eb_last_error());
+    eb_h5_close(f);
+    const int nr = (int)rd[0], nf = (int)fdims[0], D = (int)rd[1], K = (int)*k_value;
+    double *mean = malloc(D * sizeof *mean), *comp = malloc((size_t)K * D * sizeof *comp);
+    float *pr = malloc((size_t)nr * K * sizeof *pr), *pf = malloc((size_t)nf * K * sizeof *pf);
+    double mr[16], cr_[256], mf[16], cf[256], mean_term, cov_term;
+    cr_assert(K <= 16);
+    cr_assert_eq(eb_pca_fit(mean, comp, real, nr, D, K), EB_OK, "%s", eb_last_error());
+    cr_assert_eq(eb_pca_project(pr, real, nr, D, mean, comp, K), EB_OK, "%s", eb_last_error());
+    cr_assert_eq(eb_pca_project(pf, fake, nf, D, mean, comp, K), EB_OK, "%s", eb_last_error());
+    cr_assert_eq(eb_feature_stats(mr, cr_, pr, nr, K), EB_OK);
+    cr_assert_eq(eb_feature_stats(mf, cf, pf, nf, K), EB_OK);
+    cr_assert_eq(eb_frechet_terms(&mean_term, &cov_term, mf, cf, mr, cr_, K), EB_OK, "%s", eb_last_error());
+    /* float32 projections on both sides: the tolerance is fp32's */
+    cr_assert(fabs(mean_term - *want_mean) <= 1e-5 * *value, "mean term %.10g vs numpy %.10g", mean_term, *want_mean);
+    cr_assert(fabs(cov_term - *want_cov) <= 1e-5 * *value, "cov term %.10g vs numpy %.10g", cov_term, *want_cov);
+    free(real), free(fake), free(value), free(want_mean), free(want_cov), free(k_value);
+    free(mean), free(comp), free(pr), free(pf);
+}
 
 /* Statistics and FD are the same bits at one and two threads (OpenBLAS's
  * OpenMP build threads a call made outside a parallel region). */
