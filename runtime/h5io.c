@@ -428,21 +428,34 @@ static eb_status map_file(eb_h5 *f, const unsigned char **bytes, size_t *size) {
 
 static size_t pad8(size_t n) { return (n + 7) & ~(size_t)7; }
 
-/* Whether the global heap collection at file offset `at` holds an object
- * numbered `index` (libhdf5 1.10 reads a missing one from a NULL pointer). */
-static int global_heap_has(const unsigned char *bytes, size_t size, uint64_t at, size_t len_bytes, uint64_t index) {
+/* The size of object `index` of the global heap collection at file offset
+ * `at`, or UINT64_MAX when the collection holds no such object (libhdf5 1.10
+ * reads a missing one from a NULL pointer, and copies a string's announced
+ * length even when the object is shorter). */
+static uint64_t global_heap_object_size(const unsigned char *bytes, size_t size, uint64_t at, size_t len_bytes,
+                                        uint64_t index) {
     const size_t header = 8 + len_bytes; /* "GCOL", version, reserved, collection size; then objects alike */
-    if (!index || at > size || size - at < header || memcmp(bytes + at, "GCOL", 4)) return 0;
+    if (!index || at > size || size - at < header || memcmp(bytes + at, "GCOL", 4)) return UINT64_MAX;
     uint64_t end = decode_length(bytes + at + 8, len_bytes);
     end = end > size - at ? size - at : end;
     for (uint64_t p = header; p <= end && end - p >= header;) { /* index (2), references (2), reserved, size */
         unsigned i = bytes[at + p] | bytes[at + p + 1] << 8;
         uint64_t object_size = decode_length(bytes + at + p + 8, len_bytes);
-        if (i == index) return 1; /* its size is check_global_heaps' to judge */
-        if (!i || object_size > end - p) return 0; /* free space ends the objects */
+        if (i == index) return object_size; /* whether it fits its collection is check_global_heaps' to judge */
+        if (!i || object_size > end - p) return UINT64_MAX; /* free space ends the objects */
         p += header + ((object_size + 7) & ~(uint64_t)7);
     }
-    return 0;
+    return UINT64_MAX;
+}
+
+/* Whether a variable-length string element (length, heap address, object
+ * index) names an object of its global heap that holds its length. */
+static int heap_string_fits(const unsigned char *bytes, size_t size, uint64_t base, const unsigned char *element,
+                            size_t addr_bytes, size_t len_bytes) {
+    uint64_t length = decode_length(element, 4);
+    uint64_t object = global_heap_object_size(bytes, size, base + decode_length(element + 4, addr_bytes), len_bytes,
+                                              decode_length(element + 4 + addr_bytes, 4));
+    return !length || (object != UINT64_MAX && length <= object);
 }
 
 /* libhdf5 1.10 decodes an attribute message without checking that the name,
@@ -452,8 +465,9 @@ static int global_heap_has(const unsigned char *bytes, size_t size, uint64_t at,
  * attribute call on an object its attribute messages are checked here in the
  * file's bytes, following continuation chunks (at most MAX_CHUNKS, which also
  * ends a cycle of them). A variable-length string attribute's first element
- * must name an object its global heap collection holds (libhdf5 reads a
- * missing one through a NULL pointer: the second finding), and a name must
+ * must name an object its global heap collection holds, at least as long as
+ * the string (libhdf5 reads a missing one through a NULL pointer: the second
+ * finding; and copies the announced length past a shorter one: the fourth), and a name must
  * end in its NUL and a compound or enum type must have room for the member
  * names it counts (libhdf5 copies names with strdup: the third finding).
  * Version 2 headers
@@ -507,12 +521,10 @@ static eb_status check_attr_messages(eb_h5 *f, hid_t obj, const char *obj_name) 
                 }
                 const unsigned char *data = body + need; /* the first element: length, heap address, index */
                 if (!st && dtype >= 8 && (dt[0] & 15) == 9 && (dt[1] & 15) == 1 && msize - need >= 8 + addr_bytes &&
-                    decode_length(data, 4) && !global_heap_has(bytes, size, (uint64_t)f->base +
-                                                               decode_length(data + 4, addr_bytes),
-                                                               len_bytes, decode_length(data + 4 + addr_bytes, 4)))
+                    !heap_string_fits(bytes, size, (uint64_t)f->base, data, addr_bytes, len_bytes))
                     st = eb_fail(EB_EINPUT,
                                  "%s: corrupt HDF5 attribute message of '%s' at byte %llu: its variable-length "
-                                 "string refers to no object of a global heap",
+                                 "string refers to no object of a global heap that holds it",
                                  f->path, obj_name, (unsigned long long)(p - 8));
             } else if (type == 0x10 && msize >= addr_bytes + len_bytes && nchunks < MAX_CHUNKS) { /* continuation */
                 chunk[nchunks][0] = (uint64_t)f->base + decode_length(body, addr_bytes);

@@ -201,3 +201,29 @@ Test(fuzz_regressions, h5_attribute_enum_with_more_members_than_bytes) {
     cr_expect(strstr(eb_last_error(), "enum.h5") && strstr(eb_last_error(), "257 members"), "%s", eb_last_error());
     eb_h5_close(h);
 }
+
+/* fuzz_h5, long run 4: a variable-length string attribute announcing far more
+ * characters than its global heap object holds made libhdf5 1.10 copy past
+ * the object in H5HG_read. Rebuilt here by growing the length of a fresh
+ * string attribute "format" (7 characters) to 0x7777. */
+Test(fuzz_regressions, h5_string_attribute_longer_than_its_heap_object) {
+    char path[512];
+    in_workdir(path, "vlen_long.h5");
+    long at = attribute_message(path, "format", "ebcache");
+    unsigned char head[8];
+    FILE *f = fopen(path, "rb");
+    cr_assert(f && !fseek(f, at, SEEK_SET) && fread(head, 1, 8, f) == 8);
+    fclose(f);
+    size_t pad = 8 + 8 + (size_t)((head[4] | head[5] << 8) + 7) / 8 * 8 + (size_t)((head[6] | head[7] << 8) + 7) / 8 * 8;
+    const unsigned char length[4] = {0x77, 0x77, 0, 0}; /* the element's first field */
+    patch(path, at + (long)pad, length, 4);
+
+    eb_h5 *h;
+    cr_assert(!eb_h5_open(&h, path), "%s", eb_last_error());
+    char *s = NULL;
+    cr_expect_eq(eb_h5_attr_str(h, NULL, "format", &s), EB_EINPUT);
+    cr_expect(strstr(eb_last_error(), "vlen_long.h5") && strstr(eb_last_error(), "global heap"), "%s",
+              eb_last_error());
+    cr_expect_null(s);
+    eb_h5_close(h);
+}
