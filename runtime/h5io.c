@@ -449,13 +449,14 @@ static uint64_t global_heap_object_size(const unsigned char *bytes, size_t size,
 }
 
 /* Whether a variable-length string element (length, heap address, object
- * index) names an object of its global heap that holds its length. */
+ * index) names an object of its global heap of exactly its length (libhdf5 copies
+ * the whole object into a buffer of the announced length). */
 static int heap_string_fits(const unsigned char *bytes, size_t size, uint64_t base, const unsigned char *element,
                             size_t addr_bytes, size_t len_bytes) {
     uint64_t length = decode_length(element, 4);
     uint64_t object = global_heap_object_size(bytes, size, base + decode_length(element + 4, addr_bytes), len_bytes,
                                               decode_length(element + 4 + addr_bytes, 4));
-    return !length || (object != UINT64_MAX && length <= object);
+    return !length || length == object; /* libhdf5 writes a string as an object of exactly its length */
 }
 
 /* libhdf5 1.10 decodes an attribute message without checking that the name,
