@@ -525,7 +525,7 @@ static eb_status check_attr_messages(eb_h5 *f, hid_t obj, const char *obj_name) 
                     !heap_string_fits(bytes, size, (uint64_t)f->base, data, addr_bytes, len_bytes))
                     st = eb_fail(EB_EINPUT,
                                  "%s: corrupt HDF5 attribute message of '%s' at byte %llu: its variable-length "
-                                 "string refers to no object of a global heap that holds it",
+                                 "string does not match the global heap object it names (missing, or not of its length)",
                                  f->path, obj_name, (unsigned long long)(p - 8));
             } else if (type == 0x10 && msize >= addr_bytes + len_bytes && nchunks < MAX_CHUNKS) { /* continuation */
                 chunk[nchunks][0] = (uint64_t)f->base + decode_length(body, addr_bytes);

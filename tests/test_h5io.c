@@ -534,7 +534,7 @@ Test(h5io, corrupt_global_heaps_are_refused, .timeout = 30) {
         uint64_t value;
         const char *why;
     } cases[] = {{(size_t)(free_space - bytes) + 8, 0, "does not advance"},
-                 {(size_t)(text - bytes) + 8, (uint64_t)1 << 40, "runs past its collection"}};
+                 {(size_t)(text - bytes) + 8, (uint64_t)1 << 40, "not of its length"}};
     for (int k = 0; k < 2; k++) {
         memcpy(corrupt, bytes, size);
         for (int b = 0; b < 8; b++) corrupt[cases[k].size_field + b] = (unsigned char)(cases[k].value >> 8 * b);
