@@ -36,7 +36,7 @@ static eb_status ebcache_style(eb_cache_schedule **out, const eb_schedule *s) {
 }
 
 int main(int argc, char **argv) {
-    eb_blas_reexec(argv); /* OpenBLAS's best kernels for this CPU (kernels.h) */
+    eb_cpu_reexec(argv); /* OpenMP's wait policy, OpenBLAS's best kernels for this CPU (kernels.h) */
     const char *name = argc > 1 ? argv[1] : "B/2";
     int steps = argc > 2 ? atoi(argv[2]) : 12, rounds = argc > 3 ? atoi(argv[3]) : 3;
     eb_config c;

@@ -15,7 +15,7 @@ static double now(void) {
 }
 
 int main(int argc, char **argv) {
-    eb_blas_reexec(argv); /* OpenBLAS's best kernels for this CPU (kernels.h) */
+    eb_cpu_reexec(argv); /* OpenMP's wait policy, OpenBLAS's best kernels for this CPU (kernels.h) */
     if (argc < 4) {
         fprintf(stderr, "usage: bench_forward CONFIG BATCH ITERS\n");
         return 2;

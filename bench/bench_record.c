@@ -74,7 +74,7 @@ static int bench(const char *label, const eb_config *c, int N, int steps, int ro
 }
 
 int main(int argc, char **argv) {
-    eb_blas_reexec(argv); /* OpenBLAS's best kernels for this CPU (kernels.h) */
+    eb_cpu_reexec(argv); /* OpenMP's wait policy, OpenBLAS's best kernels for this CPU (kernels.h) */
     int rounds = argc > 1 ? atoi(argv[1]) : 3;
     eb_config fmnist = {.input_size = 28, .patch_size = 4, .in_channels = 1, .hidden_size = 128, .depth = 6,
                         .num_heads = 4, .num_classes = 10, .learn_sigma = 0};

@@ -38,7 +38,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-    eb_blas_reexec(argv); /* OpenBLAS's best kernels for this CPU (kernels.h) */
+    eb_cpu_reexec(argv); /* OpenMP's wait policy, OpenBLAS's best kernels for this CPU (kernels.h) */
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -1,6 +1,7 @@
 /* diffusion.c — linear-beta schedule, official space_timesteps respacing, and
  * the p_mean_variance / DDPM / DDIM updates of facebookresearch/DiT diffusion/. */
 #include "diffusion.h"
+#include "parallel.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -119,7 +120,7 @@ void eb_p_mean_variance(const eb_schedule *s, eb_var_type vt, int i, const float
     const float fixed_log = vt == EB_VAR_FIXED_SMALL ? min_log
                             : i == 0                 ? (float)log(s->posterior_variance[1])
                                                      : max_log;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)N * C * HW >= EB_PAR_MIN_ELEMS)
     for (int n = 0; n < N; n++)
         for (int c = 0; c < C; c++) {
             size_t xo = ((size_t)n * C + c) * HW;
@@ -148,7 +149,7 @@ void eb_ddim_step(const eb_schedule *s, int i, float eta, float *x, const float 
     const float sigma = eta * sqrtf((1.0f - abp) / (1.0f - ab)) * sqrtf(1.0f - ab / abp);
     const float sqrt_abp = sqrtf(abp), dir = sqrtf(1.0f - abp - sigma * sigma);
     const float noise_scale = i == 0 ? 0.0f : sigma;
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(static) if (n >= EB_PAR_MIN_ELEMS)
     for (size_t k = 0; k < n; k++) {
         float eps = (sri * x[k] - pred_xstart[k]) / srm1;
         float mean_pred = pred_xstart[k] * sqrt_abp + dir * eps;
@@ -157,6 +158,6 @@ void eb_ddim_step(const eb_schedule *s, int i, float eta, float *x, const float 
 }
 
 void eb_ddpm_step(int i, float *x, const float *mean, const float *log_var, const float *noise, size_t n) {
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(static) if (n >= EB_PAR_MIN_ELEMS)
     for (size_t k = 0; k < n; k++) x[k] = i == 0 ? mean[k] : mean[k] + expf(0.5f * log_var[k]) * noise[k];
 }

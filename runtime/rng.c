@@ -2,6 +2,7 @@
  * Every element is a pure function of (seed, stream, index), so parallel
  * fills give the same bits at any thread count. */
 #include "ebcache.h"
+#include "parallel.h"
 
 #include <math.h>
 
@@ -28,6 +29,6 @@ float eb_rng_normal(uint64_t key, uint64_t j) {
 }
 
 void eb_rng_fill_normal(float *out, size_t n, uint64_t key) {
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(static) if (n >= EB_PAR_MIN_ELEMS)
     for (size_t j = 0; j < n; j++) out[j] = eb_rng_normal(key, j);
 }

@@ -4,6 +4,7 @@
  * Elementwise float32 in the order PyTorch evaluates the same expressions,
  * so the reference (reference/cache_ref.py) matches to rounding. */
 #include "kernels.h"
+#include "parallel.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -13,7 +14,7 @@
 void copy_forward(float *dst, const float *src, size_t n) { memcpy(dst, src, n * sizeof(float)); }
 
 void add_scaled_forward(float *out, const float *a, float s, const float *b, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= EB_PAR_MIN_ELEMS)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + s * b[i];
 }
 
@@ -23,7 +24,7 @@ void add_scaled_forward(float *out, const float *a, float s, const float *b, siz
 
 double rel_l1_forward(const float *a, const float *b, size_t n) {
     double diff[REL_L1_CHUNKS], base[REL_L1_CHUNKS];
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= EB_PAR_MIN_ELEMS)
     for (int k = 0; k < REL_L1_CHUNKS; k++) {
         size_t lo = n * k / REL_L1_CHUNKS, hi = n * (k + 1) / REL_L1_CHUNKS;
         double d = 0, s = 0;
@@ -38,10 +39,6 @@ double rel_l1_forward(const float *a, const float *b, size_t n) {
     return d / s;
 }
 
-/* Below this many elements one thread is cheaper than waking the team; the
- * chunks, and so the sums, are the same either way. */
-#define DRIFT_PARALLEL_MIN ((size_t)1 << 15)
-
 typedef float vf4 __attribute__((vector_size(16)));
 typedef double vd4 __attribute__((vector_size(32)));
 typedef int64_t vl4 __attribute__((vector_size(32)));
@@ -50,7 +47,7 @@ static inline vd4 abs4(vd4 v) { return (vd4)((vl4)v & (vl4){INT64_MAX, INT64_MAX
 
 void feature_drift_forward(double *sums, float *prev, const float *cur, size_t n) {
     double part[REL_L1_CHUNKS][5];
-#pragma omp parallel for schedule(static) if (n >= DRIFT_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if (n >= EB_PAR_MIN_ELEMS)
     for (int k = 0; k < REL_L1_CHUNKS; k++) {
         size_t lo = n * k / REL_L1_CHUNKS, hi = n * (k + 1) / REL_L1_CHUNKS;
         /* four double lanes per sum (elements i ≡ lane mod 4 of the chunk, the tail in lane 0),
@@ -80,7 +77,7 @@ void feature_drift_forward(double *sums, float *prev, const float *cur, size_t n
 
 void taylor_update_forward(float *factors, int cap, int have, const float *feature, size_t n, float dist) {
     int valid = have + 1 < cap ? have + 1 : cap;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= EB_PAR_MIN_ELEMS)
     for (size_t i = 0; i < n; i++) {
         float next = feature[i];
         for (int k = 0; k < valid; k++) {
@@ -98,7 +95,7 @@ void taylor_forecast_forward(float *out, const float *factors, int orders, size_
         if (k) fact *= k, pw *= offset;
         coef[k] = (float)(1.0 / fact), power[k] = (float)pw;
     }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= EB_PAR_MIN_ELEMS)
     for (size_t i = 0; i < n; i++) {
         float acc = coef[0] * factors[i] * power[0];
         for (int k = 1; k < orders; k++) acc += coef[k] * factors[(size_t)k * n + i] * power[k];

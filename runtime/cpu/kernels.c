@@ -3,6 +3,7 @@
  * so results do not depend on the thread count. Elementwise formulas follow
  * PyTorch's float32 CPU kernels (no FMA contraction: -std=c11 keeps it off). */
 #include "kernels.h"
+#include "parallel.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -29,11 +30,15 @@ const char *eb_blas_better_core(void) {
     return NULL;
 }
 
-void eb_blas_reexec(char **argv) {
+void eb_cpu_reexec(char **argv) {
     const char *core = getenv("OPENBLAS_CORETYPE") ? NULL : eb_blas_better_core();
-    if (!core || setenv("OPENBLAS_CORETYPE", core, 1)) return;
+    int set_core = core && !setenv("OPENBLAS_CORETYPE", core, 1);
+    int set_wait = !getenv("OMP_WAIT_POLICY") && !setenv("OMP_WAIT_POLICY", "passive", 1);
+    if (!set_core && !set_wait) return;
     execv("/proc/self/exe", argv);
-    unsetenv("OPENBLAS_CORETYPE"); /* no exec: go on with the generic kernels */
+    /* no exec: go on as loaded */
+    if (set_core) unsetenv("OPENBLAS_CORETYPE");
+    if (set_wait) unsetenv("OMP_WAIT_POLICY");
 }
 
 void eb_kernels_init(int threads) {
@@ -98,9 +103,10 @@ void linear_forward(float *out, const float *in, const float *w, const float *b,
     /* Fixed row chunks, each one single-threaded sgemm: OpenBLAS's own threading
      * splits work by thread count and would change the bits with it. Always in a
      * parallel region, even for one chunk: OpenBLAS's OpenMP build threads every
-     * call made outside one (it follows omp_get_max_threads()). */
+     * call made outside one (it follows omp_get_max_threads()); an inactive
+     * region (the if clause false) keeps it single-threaded too. */
     int chunks = (BT + EB_GEMM_ROWS - 1) / EB_GEMM_ROWS;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (chunks > 1 && (size_t)BT * IC * OC >= EB_PAR_MIN_MACS)
     for (int k = 0; k < chunks; k++) {
         int r0 = k * EB_GEMM_ROWS, rows = BT - r0 < EB_GEMM_ROWS ? BT - r0 : EB_GEMM_ROWS;
         float *o = out + (size_t)r0 * OC;
@@ -114,7 +120,7 @@ void linear_forward(float *out, const float *in, const float *w, const float *b,
 void patch_embed_forward(float *out, const float *x, const float *w, const float *b, const float *pos, int B, int C,
                          int H, int p, int D) {
     int grid = H / p, T = grid * grid, K = C * p * p;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * D * K >= EB_PAR_MIN_MACS)
     for (int n = 0; n < B; n++)
         for (int tok = 0; tok < T; tok++) {
             int gy = tok / grid, gx = tok % grid;
@@ -148,7 +154,7 @@ void timestep_freq_forward(float *out, const int32_t *t, int B) {
 }
 
 void silu_forward(float *out, const float *in, size_t n) {
-#pragma omp parallel for schedule(static) if (n > 16384)
+#pragma omp parallel for schedule(static) if (n >= EB_PAR_MIN_ELEMS)
     for (size_t i = 0; i < n; i++) out[i] = in[i] / (1.0f + expf(-in[i]));
 }
 
@@ -161,7 +167,7 @@ void label_add_forward(float *c, const float *table, const int32_t *y, int B, in
 
 void ln_modulate_forward(float *out, float *mean, float *rstd, const float *x, const float *shift, const float *scale,
                          int B, int T, int D, int mod_stride) {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * D >= EB_PAR_MIN_ELEMS)
     for (int n = 0; n < B; n++)
         for (int tok = 0; tok < T; tok++) {
             const float *xr = x + ((size_t)n * T + tok) * D;
@@ -189,7 +195,7 @@ static _Thread_local size_t attn_scratch_len;
 void attention_forward(float *out, float *probs, const float *qkv, int B, int T, int NH, int hd) {
     const int D = NH * hd, row = 3 * D;
     const float scale = 1.0f / sqrtf((float)hd);
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (2 * (size_t)B * NH * T * T * hd >= EB_PAR_MIN_MACS)
     for (int n = 0; n < B; n++)
         for (int h = 0; h < NH; h++) {
             size_t need = (size_t)T * T;
@@ -226,7 +232,7 @@ void attention_forward(float *out, float *probs, const float *qkv, int B, int T,
 
 void gelu_tanh_forward(float *out, const float *in, size_t n) {
     const float beta = (float)(M_SQRT2 * M_2_SQRTPI * 0.5), kappa = 0.044715f;
-#pragma omp parallel for schedule(static) if (n > 16384)
+#pragma omp parallel for schedule(static) if (n >= EB_PAR_MIN_ELEMS)
     for (size_t i = 0; i < n; i += 8) {
         vf8 x = load8(in + i, n - i);
         vf8 inner = beta * (x + kappa * (x * x * x));
@@ -235,7 +241,7 @@ void gelu_tanh_forward(float *out, const float *in, size_t n) {
 }
 
 void gate_residual_forward(float *x, const float *gate, const float *branch, int B, int T, int D, int mod_stride) {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * D >= EB_PAR_MIN_ELEMS)
     for (int n = 0; n < B; n++)
         for (int tok = 0; tok < T; tok++) {
             float *xr = x + ((size_t)n * T + tok) * D;
@@ -246,7 +252,7 @@ void gate_residual_forward(float *x, const float *gate, const float *branch, int
 
 void unpatchify_forward(float *out, const float *tokens, int B, int C, int H, int p) {
     int grid = H / p, T = grid * grid, K = p * p * C;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * C * H * H >= EB_PAR_MIN_ELEMS)
     for (int n = 0; n < B; n++)
         for (int c = 0; c < C; c++)
             for (int y = 0; y < H; y++)

@@ -28,12 +28,19 @@ float eb_fast_tanhf(float x);
  * than the library, or a hypervisor that hides the model) gets its generic
  * "Prescott" kernels, 3-4x slower than what the CPU's instruction sets allow.
  * eb_blas_better_core: then the OPENBLAS_CORETYPE that suits the CPU
- * ("SkylakeX" with AVX-512, "Haswell" with AVX2 + FMA), else NULL.
- * eb_blas_reexec: then, unless OPENBLAS_CORETYPE is already set, runs the
- * program again (same argv, pid and descriptors) with it set; returns when
- * nothing needs to change or the exec fails. Call first thing in main(). */
+ * ("SkylakeX" with AVX-512, "Haswell" with AVX2 + FMA), else NULL. */
 const char *eb_blas_better_core(void);
-void eb_blas_reexec(char **argv);
+
+/* Both libraries read their settings from the environment when they load, so
+ * a program that wants other ones runs itself again. eb_cpu_reexec sets what
+ * is not already set (a value the user set is kept): OMP_WAIT_POLICY=passive
+ * (an idle OpenMP thread sleeps instead of spinning for ~300k iterations: on
+ * a machine whose cores are busy, spinning threads of a small loop wait whole
+ * time slices for each other, 5-50x slower) and the OPENBLAS_CORETYPE of
+ * eb_blas_better_core; then runs the program again (same argv, pid and
+ * descriptors) when it set anything. Returns when nothing needs to change or
+ * the exec fails. Call first thing in main(). */
+void eb_cpu_reexec(char **argv);
 
 /* Makes OpenBLAS single-threaded (the kernels parallelise over fixed chunks
  * themselves) and sets the OpenMP thread count (0 = all cores). */
