@@ -521,6 +521,12 @@ static eb_status check_attr_messages(eb_h5 *f, hid_t obj, const char *obj_name) 
                                      (unsigned long long)(p - 8), members, dtype);
                 }
                 const unsigned char *data = body + need; /* the first element: length, heap address, index */
+                if (!st && dtype >= 8 && (dt[0] & 15) == 9 && decode_length(dt + 4, 4) != 8 + addr_bytes)
+                    st = eb_fail(EB_EINPUT, /* libhdf5 sizes the stored elements by it, then reads 8 + addr_bytes each */
+                                 "%s: corrupt HDF5 attribute message of '%s' at byte %llu: its variable-length type "
+                                 "says %llu bytes an element, not %zu",
+                                 f->path, obj_name, (unsigned long long)(p - 8),
+                                 (unsigned long long)decode_length(dt + 4, 4), 8 + addr_bytes);
                 if (!st && dtype >= 8 && (dt[0] & 15) == 9 && (dt[1] & 15) == 1 && msize - need >= 8 + addr_bytes &&
                     !heap_string_fits(bytes, size, (uint64_t)f->base, data, addr_bytes, len_bytes))
                     st = eb_fail(EB_EINPUT,

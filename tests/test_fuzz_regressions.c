@@ -227,3 +227,24 @@ Test(fuzz_regressions, h5_string_attribute_longer_than_its_heap_object) {
     cr_expect_null(s);
     eb_h5_close(h);
 }
+
+/* fuzz_h5, long run 5: a variable-length string type whose element size says
+ * 9 bytes (the file's elements take 16: length, heap address, index) made
+ * libhdf5 1.10 read 16 bytes from its 9-byte copy of the data in H5A__read.
+ * Rebuilt here on a fresh string attribute "format". */
+Test(fuzz_regressions, h5_string_type_of_the_wrong_element_size) {
+    char path[512];
+    in_workdir(path, "vlen_size.h5");
+    long at = attribute_message(path, "format", "ebcache");
+    const unsigned char nine[4] = {9, 0, 0, 0}; /* the type's size field, after class+flags (4) */
+    patch(path, at + 16 + 4, nine, 4);
+
+    eb_h5 *h;
+    cr_assert(!eb_h5_open(&h, path), "%s", eb_last_error());
+    char *s = NULL;
+    cr_expect_eq(eb_h5_attr_str(h, NULL, "format", &s), EB_EINPUT);
+    cr_expect(strstr(eb_last_error(), "vlen_size.h5") && strstr(eb_last_error(), "says 9 bytes an element"), "%s",
+              eb_last_error());
+    cr_expect_null(s);
+    eb_h5_close(h);
+}
