@@ -448,6 +448,23 @@ static uint64_t global_heap_object_size(const unsigned char *bytes, size_t size,
     return UINT64_MAX;
 }
 
+/* The bytes an attribute's stored data takes: its dataspace message's element
+ * count times its datatype's element size; UINT64_MAX when the dataspace
+ * cannot be read or the product overflows. libhdf5 1.10 copies that many
+ * bytes out of the message without checking that the message holds them. */
+static uint64_t attr_data_bytes(const unsigned char *dt, const unsigned char *space, size_t space_size, size_t len_bytes) {
+    if (space_size < 8) return UINT64_MAX;
+    unsigned version = space[0], rank = space[1];
+    if (version == 2 && space[3] == 2) return 0; /* the null dataspace: no elements */
+    size_t dims_at = version == 1 ? 8 : 4;
+    if (rank > 32 || dims_at + (size_t)rank * len_bytes > space_size) return UINT64_MAX;
+    uint64_t bytes = decode_length(dt + 4, 4);
+    for (unsigned d = 0; d < rank; d++)
+        if (eb_mul_overflows_u64(bytes, decode_length(space + dims_at + d * len_bytes, len_bytes), &bytes))
+            return UINT64_MAX;
+    return bytes;
+}
+
 /* Whether a variable-length string element (length, heap address, object
  * index) names an object of its global heap of exactly its length (libhdf5 copies
  * the whole object into a buffer of the announced length). */
@@ -521,6 +538,12 @@ static eb_status check_attr_messages(eb_h5 *f, hid_t obj, const char *obj_name) 
                                      (unsigned long long)(p - 8), members, dtype);
                 }
                 const unsigned char *data = body + need; /* the first element: length, heap address, index */
+                if (!st && dtype >= 8 && attr_data_bytes(dt, dt + (body[0] == 1 ? pad8(dtype) : dtype), space,
+                                                         len_bytes) > msize - need)
+                    st = eb_fail(EB_EINPUT,
+                                 "%s: corrupt HDF5 attribute message of '%s' at byte %llu: its shape and type need "
+                                 "more data than the %zu bytes it holds",
+                                 f->path, obj_name, (unsigned long long)(p - 8), (size_t)(msize - need));
                 if (!st && dtype >= 8 && (dt[0] & 15) == 9 && decode_length(dt + 4, 4) != 8 + addr_bytes)
                     st = eb_fail(EB_EINPUT, /* libhdf5 sizes the stored elements by it, then reads 8 + addr_bytes each */
                                  "%s: corrupt HDF5 attribute message of '%s' at byte %llu: its variable-length type "

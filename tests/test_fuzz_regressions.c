@@ -248,3 +248,24 @@ Test(fuzz_regressions, h5_string_type_of_the_wrong_element_size) {
     cr_expect_null(s);
     eb_h5_close(h);
 }
+
+/* fuzz_h5, long run 6: an attribute whose type and shape need more bytes of
+ * data than its message holds made libhdf5 1.10 copy past the object header
+ * while decoding it in H5Aexists. Rebuilt here by growing the element size of
+ * a fresh integer attribute "seed" from 8 to 0x4000 bytes. */
+Test(fuzz_regressions, h5_attribute_data_larger_than_its_message) {
+    char path[512];
+    in_workdir(path, "data_size.h5");
+    long at = attribute_message(path, "seed", NULL);
+    const unsigned char size[4] = {0, 0x40, 0, 0}; /* the type's size field, after class+flags (4) */
+    patch(path, at + 16 + 4, size, 4);
+
+    eb_h5 *h;
+    cr_assert(!eb_h5_open(&h, path), "%s", eb_last_error());
+    cr_expect(!eb_h5_has_attr(h, NULL, "seed"));
+    int64_t v;
+    cr_expect_eq(eb_h5_attr_i64(h, NULL, "seed", &v), EB_EINPUT);
+    cr_expect(strstr(eb_last_error(), "data_size.h5") && strstr(eb_last_error(), "need more data"), "%s",
+              eb_last_error());
+    eb_h5_close(h);
+}
