@@ -13,6 +13,9 @@
 # QUALITY_SAMPLE_ARGS="--device cuda --batch 1000" is added to each sample
 # command (each shard records its device), and QUALITY_SCORE=0 stops after the
 # shards, which are scored where the real-feature cache and the data are.
+# QUALITY_CFG_CHANNELS (default official) is passed as --cfg-channels and names
+# the shard folder: shards of another guidance rule are never mixed in (the
+# DDPM-250 shards of ebcache 0.1.0 guided ε alone: folder ..._ddpm-250_cfg-eps).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${EBCACHE_MODEL:-data/dit_fmnist.safetensors}
@@ -21,12 +24,13 @@ per_shard=1000
 dir=results/quality
 bin=${EBCACHE_BIN:-bin/ebcache}
 read -r -a sample_args <<<"${QUALITY_SAMPLE_ARGS:-}"
+guidance=${QUALITY_CFG_CHANNELS:-official}
 mkdir -p "$dir" build
 for spec in ${QUALITY_SAMPLERS:-ddim-50 ddpm-250}; do
   sampler=${spec%-*} steps=${spec#*-}
   case "$sampler" in ddpm|ddim) ;; *) echo "quality: '$spec' is not ddpm-N or ddim-N" >&2; exit 2 ;; esac
   # the model's bytes name the folder: shards of another model are never mixed in
-  run="$dir/$(sha256sum "$model" | cut -c1-12)_$spec"
+  run="$dir/$(sha256sum "$model" | cut -c1-12)_${spec}_cfg-$guidance"
   mkdir -p "$run"
   files=()
   for ((k = 0; k < shards; k++)); do
@@ -34,13 +38,13 @@ for spec in ${QUALITY_SAMPLERS:-ddim-50 ddpm-250}; do
     files+=("$shard")
     [ -f "$shard" ] && continue
     begin=$(date +%s)
-    "$bin" sample --model "$model" --sampler "$sampler" --steps "$steps" --cfg-scale 1.5 --seed "$k" \
+    "$bin" sample --model "$model" --sampler "$sampler" --steps "$steps" --cfg-scale 1.5 --cfg-channels "$guidance" --seed "$k" \
       --n "$per_shard" ${sample_args[@]+"${sample_args[@]}"} --output "$shard"
     echo "quality: $spec shard $((k + 1))/$shards in $(($(date +%s) - begin)) s" >&2
   done
   [ "${QUALITY_SCORE:-1}" = 0 ] && continue
   list=$(IFS=,; echo "${files[*]}")
-  report="results/default_model_${spec/-/}.txt"
+  report="results/default_model_${spec/-/}$([ "$guidance" = official ] || echo "_cfg-$guidance").txt"
   "$bin" eval --samples "$list" --real-cache build/quality_real_test.h5 \
     --output "build/quality_${run##*/}_metrics.h5" > "$report.tmp"
   mv "$report.tmp" "$report"
