@@ -158,6 +158,29 @@ Test(fuzz_regressions, h5_attribute_message_larger_than_itself) {
     eb_h5_close(h);
 }
 
+/* The file offset of the first stored element (length, heap address, index)
+ * of the string attribute whose version-1 message starts at `at`. */
+static long first_string_element(const char *path, long at) {
+    unsigned char head[8];
+    FILE *f = fopen(path, "rb");
+    cr_assert(f && !fseek(f, at, SEEK_SET) && fread(head, 1, 8, f) == 8);
+    fclose(f);
+    size_t type = (size_t)(head[4] | head[5] << 8), space = (size_t)(head[6] | head[7] << 8);
+    return at + 16 + (long)((type + 7) / 8 * 8 + (space + 7) / 8 * 8); /* header, padded name, type, space */
+}
+
+/* Reading the string attribute "format" of path fails as an input error naming
+ * the file and saying `why`, and hands back no string. */
+static void expect_string_refused(const char *path, const char *file, const char *why) {
+    eb_h5 *h;
+    cr_assert(!eb_h5_open(&h, path), "%s", eb_last_error());
+    char *s = NULL;
+    cr_expect_eq(eb_h5_attr_str(h, NULL, "format", &s), EB_EINPUT);
+    cr_expect(strstr(eb_last_error(), file) && strstr(eb_last_error(), why), "%s", eb_last_error());
+    cr_expect_null(s);
+    eb_h5_close(h);
+}
+
 /* fuzz_h5, long run 2 (one integer of a recording's root attributes): a
  * variable-length string attribute naming an object its global heap does not
  * hold made libhdf5 1.10 read through a NULL pointer in H5Aread. Rebuilt
@@ -165,22 +188,10 @@ Test(fuzz_regressions, h5_attribute_message_larger_than_itself) {
 Test(fuzz_regressions, h5_string_attribute_of_a_missing_heap_object) {
     char path[512];
     in_workdir(path, "vlen.h5");
-    long at = attribute_message(path, "format", "ebcache");
-    unsigned char head[8];
-    FILE *f = fopen(path, "rb");
-    cr_assert(f && !fseek(f, at, SEEK_SET) && fread(head, 1, 8, f) == 8);
-    fclose(f);
-    size_t pad = 8 + 8 + (size_t)((head[4] | head[5] << 8) + 7) / 8 * 8 + (size_t)((head[6] | head[7] << 8) + 7) / 8 * 8;
+    long element = first_string_element(path, attribute_message(path, "format", "ebcache"));
     const unsigned char index[4] = {0x77, 0x77, 0, 0}; /* after the length (4) and the heap address (8) */
-    patch(path, at + (long)pad + 12, index, 4);
-
-    eb_h5 *h;
-    cr_assert(!eb_h5_open(&h, path), "%s", eb_last_error());
-    char *s = NULL;
-    cr_expect_eq(eb_h5_attr_str(h, NULL, "format", &s), EB_EINPUT);
-    cr_expect(strstr(eb_last_error(), "vlen.h5") && strstr(eb_last_error(), "global heap"), "%s", eb_last_error());
-    cr_expect_null(s);
-    eb_h5_close(h);
+    patch(path, element + 12, index, 4);
+    expect_string_refused(path, "vlen.h5", "global heap");
 }
 
 /* fuzz_h5, long run 3: an attribute type turned into an enum of 257 members
@@ -209,23 +220,10 @@ Test(fuzz_regressions, h5_attribute_enum_with_more_members_than_bytes) {
 Test(fuzz_regressions, h5_string_attribute_longer_than_its_heap_object) {
     char path[512];
     in_workdir(path, "vlen_long.h5");
-    long at = attribute_message(path, "format", "ebcache");
-    unsigned char head[8];
-    FILE *f = fopen(path, "rb");
-    cr_assert(f && !fseek(f, at, SEEK_SET) && fread(head, 1, 8, f) == 8);
-    fclose(f);
-    size_t pad = 8 + 8 + (size_t)((head[4] | head[5] << 8) + 7) / 8 * 8 + (size_t)((head[6] | head[7] << 8) + 7) / 8 * 8;
+    long element = first_string_element(path, attribute_message(path, "format", "ebcache"));
     const unsigned char length[4] = {0x77, 0x77, 0, 0}; /* the element's first field */
-    patch(path, at + (long)pad, length, 4);
-
-    eb_h5 *h;
-    cr_assert(!eb_h5_open(&h, path), "%s", eb_last_error());
-    char *s = NULL;
-    cr_expect_eq(eb_h5_attr_str(h, NULL, "format", &s), EB_EINPUT);
-    cr_expect(strstr(eb_last_error(), "vlen_long.h5") && strstr(eb_last_error(), "global heap"), "%s",
-              eb_last_error());
-    cr_expect_null(s);
-    eb_h5_close(h);
+    patch(path, element, length, 4);
+    expect_string_refused(path, "vlen_long.h5", "not of its length");
 }
 
 /* fuzz_h5, long run 5: a variable-length string type whose element size says
@@ -238,15 +236,7 @@ Test(fuzz_regressions, h5_string_type_of_the_wrong_element_size) {
     long at = attribute_message(path, "format", "ebcache");
     const unsigned char nine[4] = {9, 0, 0, 0}; /* the type's size field, after class+flags (4) */
     patch(path, at + 16 + 4, nine, 4);
-
-    eb_h5 *h;
-    cr_assert(!eb_h5_open(&h, path), "%s", eb_last_error());
-    char *s = NULL;
-    cr_expect_eq(eb_h5_attr_str(h, NULL, "format", &s), EB_EINPUT);
-    cr_expect(strstr(eb_last_error(), "vlen_size.h5") && strstr(eb_last_error(), "says 9 bytes an element"), "%s",
-              eb_last_error());
-    cr_expect_null(s);
-    eb_h5_close(h);
+    expect_string_refused(path, "vlen_size.h5", "says 9 bytes an element");
 }
 
 /* fuzz_h5, long run 6: an attribute whose type and shape need more bytes of
