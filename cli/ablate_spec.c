@@ -113,7 +113,9 @@ static int spec_set(spec *s, const char *key, char *value, char *why, size_t cap
                     {"calibration", 2, 100000, offsetof(spec, calib_n)},
                     {"calibration_seed", 0, INT32_MAX, offsetof(spec, calib_seed)},
                     {"real", 4, 60000, offsetof(spec, n_real)},
-                    {"batch", 1, 65536, offsetof(spec, batch)}};
+                    {"batch", 1, 65536, offsetof(spec, batch)},
+                    {"timing_n", 1, 65536, offsetof(spec, timing_n)},
+                    {"timing_rounds", 1, 100, offsetof(spec, timing_rounds)}};
         if (n != 1) return snprintf(why, cap, "%s: one value expected", key), -1;
         if (!strcmp(key, "cfg")) {
             if (parse_double(w[0], 1.0, &s->cfg)) return snprintf(why, cap, "cfg: '%s' is not a number >= 1", w[0]), -1;
@@ -135,7 +137,8 @@ static int spec_set(spec *s, const char *key, char *value, char *why, size_t cap
 }
 
 eb_status ablate_spec_read(spec *s, const char *path) {
-    *s = (spec){.cfg = 1.5, .n = 1000, .calib_n = 32, .calib_seed = 1000, .n_real = 10000, .batch = 32};
+    *s = (spec){.cfg = 1.5, .n = 1000, .calib_n = 32, .calib_seed = 1000, .n_real = 10000, .batch = 32,
+               .timing_n = 8, .timing_rounds = 3};
     if (strlen(path) >= sizeof s->path) return eb_fail(EB_EINPUT, "%s: path too long", path);
     strcpy(s->path, path);
     FILE *f = fopen(path, "r");
@@ -162,7 +165,8 @@ eb_status ablate_spec_read(spec *s, const char *path) {
         *eq = 0;
         char *key = trim(text), *value = trim(eq + 1);
         static const char *const keys[] = {"name", "model", "samplers", "methods", "speedups", "seeds",
-                                           "n", "calibration", "calibration_seed", "real", "batch", "cfg"};
+                                           "n", "calibration", "calibration_seed", "real", "batch", "cfg",
+                                           "timing_n", "timing_rounds"};
         for (unsigned i = 0; i < sizeof keys / sizeof keys[0]; i++)
             if (!strcmp(key, keys[i])) {
                 if (seen & 1u << i) st = eb_fail(EB_EINPUT, "%s:%d: '%s' is set twice", path, lineno, key);

@@ -31,6 +31,7 @@ typedef struct {
     int n_samplers, methods[MAX_LIST], n_methods, seeds[MAX_LIST], n_seeds;
     double speedups[MAX_LIST], cfg;
     int n_speedups, n, calib_n, calib_seed, n_real, batch;
+    int timing_n, timing_rounds; /* images per timing run, rounds of interleaved runs */
 } spec;
 
 /* Reads and checks the spec file at path into *s (defaults for absent keys).

@@ -1,6 +1,8 @@
 /* test_ablate.c — `ebcache ablate` end to end on a small random 28×28 model:
- * the grid's rows, an out-of-reach target, the reports, resuming from finished
- * cells (and recomputing a removed one to the same numbers), and bad specs. */
+ * the grid's rows, an out-of-reach target, the reports (both judges, the claim
+ * rule, the interleaved timing and its warnings), resuming from finished cells
+ * (and recomputing a removed one to the same numbers), the debris of a killed
+ * run, the lock against a second run on the same cells, and bad specs. */
 #include "cli_util.h"
 #include "params.h"
 #include "weights.h"
@@ -8,9 +10,14 @@
 #include "model.h"
 
 #include <criterion/criterion.h>
+#include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 TestSuite(ablate, .init = cli_workdir_make, .fini = cli_workdir_remove);
@@ -53,7 +60,8 @@ static int count_lines(const char *text, const char *needle) {
     return n;
 }
 
-/* The CSV without its wall-clock columns (7 wall_s, 8 measured_speedup), which vary from run to run. */
+/* The CSV without its timing columns (7 wall_s, 8 measured_speedup, 9 cpu_speedup, 10 load), which vary
+ * from run to run. */
 static void strip_timing(char *csv) {
     char *out = csv;
     for (char *line = csv; *line;) {
@@ -62,12 +70,67 @@ static void strip_timing(char *csv) {
         int col = 0;
         for (size_t i = 0; i < len; i++) {
             if (line[i] == ',') col++;
-            if (col != 7 && col != 8) *out++ = line[i];
+            if (col < 7 || col > 10) *out++ = line[i];
         }
         *out++ = '\n';
         line += len + (end != NULL);
     }
     *out = 0;
+}
+
+/* Each comparison line of the report ("ΔFD d ± h … Δpixel FD q ± k …") states
+ * the verdict the claim rule gives its two intervals: a claim only when both
+ * lie on the same side of 0. Returns how many lines were checked. */
+static int check_claim_rule(const char *md) {
+    int checked = 0;
+    for (const char *p = md; (p = strstr(p, "ΔFD ")); p++) {
+        const char *eol = strchr(p, '\n');
+        char *line = strndup(p, eol ? (size_t)(eol - p) : strlen(p));
+        const char *px = strstr(line, "Δpixel FD ");
+        double d, dh, q, qh;
+        if (px && sscanf(line, "ΔFD %lf ± %lf", &d, &dh) == 2 && sscanf(px, "Δpixel FD %lf ± %lf", &q, &qh) == 2 &&
+            fabs(fabs(d) - dh) > 0.02 * dh && fabs(fabs(q) - qh) > 0.02 * qh) { /* not at a rounding edge */
+            int j1 = d + dh < 0 ? -1 : d - dh > 0 ? 1 : 0, j2 = q + qh < 0 ? -1 : q - qh > 0 ? 1 : 0;
+            const char *want = j1 == j2 && j1 ? "both judges agree" : !j1 && !j2 ? "neither judge separates them"
+                                                                                 : "the judges do not agree";
+            cr_assert(strstr(line, want), "expected '%s': %s", want, line);
+            checked++;
+        }
+        free(line);
+    }
+    return checked;
+}
+
+/* Every table whose measured speedup (CSV) is below 1 or above its FLOP
+ * speedup, beyond 5%, has a warning in the report, and no other. */
+static void check_timing_warnings(const char *csv, const char *md) {
+    int rows = 0;
+    for (const char *line = strchr(csv, '\n') + 1; *line; line = strchr(line, '\n') + 1) {
+        char sampler[32], method[32], target[32];
+        int seed, n, reached;
+        double flop, wall, measured, cpu, load;
+        cr_assert_eq(sscanf(line, "%31[^,],%31[^,],%31[^,],%d,%d,%d,%lf,%lf,%lf,%lf,%lf", sampler, method, target,
+                            &seed, &n, &reached, &flop, &wall, &measured, &cpu, &load), 11, "%s", line);
+        if (!reached) continue;
+        cr_assert(isfinite(measured) && measured > 0 && isfinite(cpu) && cpu > 0 && isfinite(load), "%s", line);
+        if (!strcmp(method, "none")) {
+            cr_assert_eq(measured, 1.0);
+            continue;
+        }
+        if (seed != 0) continue;
+        char heading[128];
+        snprintf(heading, sizeof heading, "**Warning:** %s %s at %s×", sampler, method, target);
+        int want = measured < 0.95 || measured > 1.05 * flop;
+        cr_assert_eq(strstr(md, heading) != NULL, want, "%s (measured %g, FLOP %g)", heading, measured, flop);
+        rows++;
+    }
+    cr_assert_eq(rows, 2, "fora and eb-cache at 1.5x on seed 0");
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
 #define SPEC                                                                                                     \
@@ -77,7 +140,7 @@ static void strip_timing(char *csv) {
     "samplers = ddim-8\n"                                                                                        \
     "methods = none, fora eb-cache   # two cached methods\n"                                                    \
     "speedups = 1.5 100\n"                                                                                       \
-    "n = 6\nseeds = 0 1\ncalibration = 4\nreal = 60\n"
+    "n = 6\nseeds = 0 1\ncalibration = 4\nreal = 60\ntiming_n = 2\ntiming_rounds = 2\n"
 
 static int run_grid(void) {
     return cli_run("ablate %s/g.spec --cells %s/cells --results %s/res --threads 2", workdir, workdir, workdir);
@@ -102,18 +165,50 @@ Test(ablate, grid_reports_and_resume) {
     cr_assert(strstr(md, "| fora | 1.5× |"), "%s", md);
     cr_assert(strstr(md, "| fora | 100× | unreachable"), "%s", md);
     cr_assert(strstr(md, "EB-Cache at 1.5× FLOP target"), "%s", md);
+    cr_assert(strstr(md, "Timing: 2 rounds in this process; in each, one `sample` run of 2 images"), "%s", md);
+    cr_assert(strstr(md, "  - vs uncached: ΔFD "), "%s", md);
+    cr_assert(strstr(md, "  - vs fora (measured "), "%s", md);
+    cr_assert_eq(check_claim_rule(md), 2, "%s", md);
+    check_timing_warnings(csv, md);
+    cr_assert(strstr(csv, ",fd,fd_mean_term,fd_cov_term,pixel_fd,pixel_fd_mean_term,pixel_fd_cov_term,"), "%s", csv);
     char path[512];
     cr_assert_eq(access(in_workdir(path, "res/t_pareto_ddim-8.png"), R_OK), 0);
     cr_assert_eq(access(in_workdir(path, "res/t_tables/ddim-8_fora_1.5.schedule"), R_OK), 0);
     cr_assert_eq(access(in_workdir(path, "res/t_tables/ddim-8_eb-cache_1.5.schedule"), R_OK), 0);
 
-    /* a second run computes nothing */
+    /* the debris of a killed run (temporary outputs, a timing run's samples) goes on the next run */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "cd %s/cells && touch timing.h5 real-test-60.h5.tmp.99999 && for d in sample-*; do "
+                              "touch $d/samples.h5.tmp.99999; done", workdir);
+    cr_assert_eq(system(cmd), 0);
+    /* a second ablate on the same cells waits for the lock of the first (here a child holding it 2 s) */
+    int ready[2];
+    cr_assert_eq(pipe(ready), 0);
+    pid_t holder = fork();
+    if (holder == 0) {
+        int fd = open(in_workdir(path, "cells/lock"), O_RDWR | O_CREAT, 0666);
+        if (fd < 0 || flock(fd, LOCK_EX) || write(ready[1], "x", 1) != 1) _exit(1);
+        sleep(2);
+        _exit(0);
+    }
+    char byte;
+    cr_assert_eq(read(ready[0], &byte, 1), 1, "the lock holder failed");
+    double t0 = now_s();
     cr_assert_eq(run_grid(), 0, "%s", err_text);
+    double waited = now_s() - t0;
+    int status;
+    cr_assert_eq(waitpid(holder, &status, 0), holder);
+    cr_assert(strstr(err_text, "another ablate is running on"), "%s", err_text);
+    cr_assert_gt(waited, 1.5, "ran %g s while the lock was held", waited);
+    /* 6 sample cells (2 seeds × none, fora, eb-cache) + the real features' + timing.h5 */
+    cr_assert(strstr(err_text, "removed 8 temporary files of an interrupted run"), "%s", err_text);
+    snprintf(cmd, sizeof cmd, "test -z \"$(find %s/cells -name '*.tmp.*' -o -name timing.h5)\"", workdir);
+    cr_assert_eq(system(cmd), 0, "debris left");
+    /* and computes nothing */
     cr_assert_null(strstr(err_text, ": sample "), "%s", err_text);
     cr_assert_null(strstr(err_text, ": search "), "%s", err_text);
 
     /* a removed cell is recomputed alone, to the same numbers */
-    char cmd[1024];
     snprintf(cmd, sizeof cmd, "rm %s/cells/sample-*/samples.h5 2>/dev/null; true", workdir);
     cr_assert_eq(system(cmd), 0);
     cr_assert_eq(run_grid(), 0, "%s", err_text);

@@ -19,9 +19,9 @@ bin/ebcache info --model "$model"
 echo
 echo "== 1. Calibrate, fit, search, sample and evaluate (ebcache ablate data/ablation/main.spec)"
 echo "   Cells are cached in build/ablate-cells: a second make run reuses them."
-bin/ebcache ablate data/ablation/main.spec --model "$model" --results "$out" 2> "$out/ablate.log" ||
+bin/ebcache ablate data/ablation/main.spec --model "$model" --results "$out" \
+  2> >(tee "$out/ablate.log" | grep --line-buffered -E "^ablate" | sed -u 's/^/   /' >&2) ||
   { tail -20 "$out/ablate.log" >&2; exit 1; }
-grep -E "^ablate \[|^wrote .*table" "$out/ablate.log" | sed 's/^/   /'
 table="$out/main_tables/ddpm-50_eb-cache_1.5.schedule"
 echo
 echo "== 2. Exposure bias: the EB-Cache schedule against the uncached chain, from real test images"
