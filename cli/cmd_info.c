@@ -18,8 +18,8 @@ int cmd_info(int argc, char **argv) {
     long heads = 0;
     if (eb_arg(opts, n, "heads") && (rc = eb_arg_int("info", "heads", eb_arg(opts, n, "heads"), 1, 1024, &heads)))
         return rc;
-    const char *path = eb_arg(opts, n, "model");
-    if (!path && !(path = eb_default_model_path())) return eb_report("info", EB_EINPUT);
+    const char *path = eb_model_input(opts, n);
+    if (!path) return eb_report("info", EB_EINPUT);
     eb_model *m;
     eb_status st = eb_model_load(&m, path, (int)heads);
     if (st) return eb_report("info", st);

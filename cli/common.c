@@ -29,8 +29,8 @@ int eb_cli_open_model(const char *cmd, const eb_opt *opts, int nopts, eb_model *
         else if (!strcmp(name, "cfg-scale")) rc = eb_arg_float(cmd, name, v, &scale);
     }
     if (rc) return rc;
-    const char *path = eb_arg(opts, nopts, "model");
-    if (!path && !(path = eb_default_model_path())) return eb_report(cmd, EB_EINPUT);
+    const char *path = eb_model_input(opts, nopts);
+    if (!path) return eb_report(cmd, EB_EINPUT);
     eb_set_threads((int)threads);
     eb_status st = eb_model_load_on(m, path, (int)heads, &dev);
     if (st) return eb_report(cmd, st);

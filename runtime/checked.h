@@ -13,11 +13,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* *out = a·b or a + b; returns 1 when the exact result does not fit (then
- * *out is the wrapped value and must not be used), 0 when it does. */
+/* *out = a·b; returns 1 when the exact product does not fit (then *out is the
+ * wrapped value and must not be used), 0 when it does. */
 static inline int eb_mul_overflows_u64(uint64_t a, uint64_t b, uint64_t *out) { return __builtin_mul_overflow(a, b, out); }
-static inline int eb_add_overflows_u64(uint64_t a, uint64_t b, uint64_t *out) { return __builtin_add_overflow(a, b, out); }
-static inline int eb_mul_overflows_size(size_t a, size_t b, size_t *out) { return __builtin_mul_overflow(a, b, out); }
 
 /* Elements of an array of extents dims (rank): their exact product when every
  * extent is ≥ 0 and the product is at most `limit` (≥ 0), else -1. A zero
