@@ -491,8 +491,9 @@ eb_status eb_model_load(eb_model **out, const char *path, int heads) {
 /* ------------------------------------------------------------------------ */
 /* Saving                                                                    */
 
-eb_status eb_weights_save(const eb_config *c, const float *slab, const char *path, const eb_st_meta *extra,
-                          int n_extra, eb_dtype dtype) {
+/* pos_embed (T, D) is the table to store, or NULL for the computed sin-cos one. */
+static eb_status weights_save(const eb_config *c, const float *slab, const float *pos_embed, const char *path,
+                              const eb_st_meta *extra, int n_extra, eb_dtype dtype) {
     eb_status st = eb_config_validate(c);
     if (st) return st;
     if (n_extra < 0) return eb_fail(EB_EINPUT, "%s: negative metadata count", path);
@@ -514,7 +515,8 @@ eb_status eb_weights_save(const eb_config *c, const float *slab, const char *pat
         goto done;
     }
     /* pos_embed first, as in the official state_dict, which load_state_dict needs */
-    eb_pos_embed(pos, c->hidden_size, eb_grid(c));
+    if (pos_embed) memcpy(pos, pos_embed, T * D * sizeof *pos);
+    else eb_pos_embed(pos, c->hidden_size, eb_grid(c));
     entries[0] = (eb_st_entry){"pos_embed", dtype, 3, {1, (int64_t)T, (int64_t)D}, pos};
     int e = 1;
     const float *at = slab;
@@ -544,13 +546,21 @@ done:
     return st;
 }
 
+eb_status eb_weights_save(const eb_config *c, const float *slab, const char *path, const eb_st_meta *extra,
+                          int n_extra, eb_dtype dtype) {
+    return weights_save(c, slab, NULL, path, extra, n_extra, dtype);
+}
+
 eb_status eb_model_save(const eb_model *m, const char *path, const eb_st_meta *extra, int n_extra, eb_dtype dtype) {
-    if (eb_model_on_host(m)) return eb_weights_save(&m->cfg, m->slab, path, extra, n_extra, dtype);
-    size_t bytes = eb_param_count(&m->cfg) * sizeof(float);
-    float *host = malloc(bytes);
+    /* the model's own pos_embed (a stored one may differ from the sin-cos table), as load_state_dict would */
+    size_t param_bytes = eb_model_on_host(m) ? 0 : eb_param_count(&m->cfg) * sizeof(float);
+    size_t pos_bytes = (size_t)eb_tokens(&m->cfg) * m->cfg.hidden_size * sizeof(float);
+    float *host = malloc(param_bytes + pos_bytes);
     if (!host) return eb_fail(EB_ERUNTIME, "%s: out of memory for a host copy of the parameters", path);
-    m->be->download(host, m->slab, bytes);
-    eb_status st = eb_weights_save(&m->cfg, host, path, extra, n_extra, dtype);
+    float *pos = host + param_bytes / sizeof(float);
+    m->be->download(pos, m->pos_embed, pos_bytes);
+    if (param_bytes) m->be->download(host, m->slab, param_bytes);
+    eb_status st = weights_save(&m->cfg, param_bytes ? host : m->slab, pos, path, extra, n_extra, dtype);
     free(host);
     return st;
 }

@@ -15,11 +15,14 @@
  * layout) to `path` atomically in `dtype` (EB_DT_F32, EB_DT_F16 or EB_DT_BF16,
  * rounded to nearest even). __metadata__ holds the eight eb_config fields
  * (input_size, ..., learn_sigma as "true"/"false") followed by the `extra`
- * pairs (e.g. recipe, step), whose keys must not repeat a config key. */
+ * pairs (e.g. recipe, step), whose keys must not repeat a config key.
+ * pos_embed is the computed sin-cos table. */
 eb_status eb_weights_save(const eb_config *c, const float *slab, const char *path, const eb_st_meta *extra,
                           int n_extra, eb_dtype dtype);
 
-/* eb_weights_save of a model's own configuration and parameters. */
+/* eb_weights_save of a model's own configuration, parameters and pos_embed
+ * (eb_weights_save stores the sin-cos table; a model loaded from a file with
+ * its own pos_embed saves that one, so a load/save round trip keeps it). */
 eb_status eb_model_save(const eb_model *m, const char *path, const eb_st_meta *extra, int n_extra, eb_dtype dtype);
 
 #endif

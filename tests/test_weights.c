@@ -214,7 +214,8 @@ Test(weights, stored_pos_embed_is_used) {
     float *table = malloc(TD * sizeof(float));
     eb_pos_embed(table, tiny.hidden_size, eb_grid(&tiny));
     eb_model *m = random_model(&tiny, 6), *back;
-    const char *good = spath("good.safetensors"), *moved = spath("moved.safetensors");
+    const char *good = spath("good.safetensors"), *moved = spath("moved.safetensors"),
+               *resaved = spath("resaved.safetensors");
     cr_assert_eq(eb_model_save(m, good, NULL, 0, EB_DT_F32), EB_OK, "%s", eb_last_error());
     struct { edit_fn edit; float delta5; const char *warning; } cases[] = {
         {NULL, 0, ""}, {move_pos_embed, 1e-3f, "'pos_embed' differs"}, {drop_pos_embed, 0, ""}};
@@ -233,6 +234,13 @@ Test(weights, stored_pos_embed_is_used) {
             cr_expect_eq(back->pos_embed[i], want, "case %zu: pos_embed[%zu] %g, want %g", k, i, back->pos_embed[i],
                          want);
         }
+        /* saving keeps the model's own table: a round trip loses no stored edit */
+        eb_model *again;
+        cr_assert_eq(eb_model_save(back, resaved, NULL, 0, EB_DT_F32), EB_OK, "case %zu: %s", k, eb_last_error());
+        cr_assert_eq(eb_model_load(&again, resaved, 0), EB_OK, "case %zu: %s", k, eb_last_error());
+        cr_expect_arr_eq(again->pos_embed, back->pos_embed, TD * sizeof(float), "case %zu: saved pos_embed", k);
+        cr_expect_eq(*eb_model_warning(again) != 0, *w != 0, "case %zu: the saved table warns as the loaded one", k);
+        eb_model_free(again);
         eb_model_free(back);
     }
     eb_model_free(m);
