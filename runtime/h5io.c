@@ -428,22 +428,36 @@ static eb_status map_file(eb_h5 *f, const unsigned char **bytes, size_t *size) {
 
 static size_t pad8(size_t n) { return (n + 7) & ~(size_t)7; }
 
+/* One object of a global heap collection ("GCOL") whose `col_size` bytes
+ * start at `col`: its header at offset p (index (2), references (2), reserved,
+ * size), and the bytes it spans to the next one (header and data padded to 8;
+ * a free-space object, index 0, spans its size; UINT64_MAX when the size runs
+ * past the collection). 0 when no header fits at p. The one walker of both
+ * heap checks below, which must step through a collection as libhdf5 does. */
+typedef struct { unsigned index; uint64_t size, span; } gcol_object;
+static int gcol_object_at(const unsigned char *col, uint64_t col_size, uint64_t p, size_t len_bytes, gcol_object *o) {
+    const size_t header = 8 + len_bytes;
+    if (p > col_size || col_size - p < header) return 0;
+    o->index = col[p] | col[p + 1] << 8;
+    o->size = decode_length(col + p + 8, len_bytes);
+    o->span = o->size > col_size - p ? UINT64_MAX : o->index ? header + ((o->size + 7) & ~(uint64_t)7) : o->size;
+    return 1;
+}
+
 /* The size of object `index` of the global heap collection at file offset
  * `at`, or UINT64_MAX when the collection holds no such object (libhdf5 1.10
  * reads a missing one from a NULL pointer, and copies a string's announced
  * length even when the object is shorter). */
 static uint64_t global_heap_object_size(const unsigned char *bytes, size_t size, uint64_t at, size_t len_bytes,
                                         uint64_t index) {
-    const size_t header = 8 + len_bytes; /* "GCOL", version, reserved, collection size; then objects alike */
+    const size_t header = 8 + len_bytes; /* "GCOL", version, reserved, collection size; then the objects */
     if (!index || at > size || size - at < header || memcmp(bytes + at, "GCOL", 4)) return UINT64_MAX;
     uint64_t end = decode_length(bytes + at + 8, len_bytes);
     end = end > size - at ? size - at : end;
-    for (uint64_t p = header; p <= end && end - p >= header;) { /* index (2), references (2), reserved, size */
-        unsigned i = bytes[at + p] | bytes[at + p + 1] << 8;
-        uint64_t object_size = decode_length(bytes + at + p + 8, len_bytes);
-        if (i == index) return object_size; /* whether it fits its collection is check_global_heaps' to judge */
-        if (!i || object_size > end - p) return UINT64_MAX; /* free space ends the objects */
-        p += header + ((object_size + 7) & ~(uint64_t)7);
+    gcol_object o;
+    for (uint64_t p = header; gcol_object_at(bytes + at, end, p, len_bytes, &o); p += o.span) {
+        if (o.index == index) return o.size; /* whether it fits its collection is check_global_heaps' to judge */
+        if (!o.index || o.span == UINT64_MAX) return UINT64_MAX; /* free space ends the objects */
     }
     return UINT64_MAX;
 }
@@ -685,7 +699,7 @@ static eb_status check_global_heaps(eb_h5 *f) {
     if (f->heaps_checked) return EB_OK;
     size_t addr_bytes, len_bytes;
     field_sizes(f, &addr_bytes, &len_bytes);
-    const size_t header = 8 + len_bytes, object_header = 8 + len_bytes; /* signature..size; index..size */
+    const size_t header = 8 + len_bytes; /* signature, version, reserved, collection size */
     const unsigned char *bytes;
     size_t file_size;
     eb_status st = map_file(f, &bytes, &file_size);
@@ -697,19 +711,14 @@ static eb_status check_global_heaps(eb_h5 *f) {
         uint64_t size = decode_length(at + 8, len_bytes);
         int plausible = at[4] == 1 && !at[5] && !at[6] && !at[7] && size >= header &&
                         size <= (uint64_t)(file_end - at);
-        for (size_t p = header; plausible && !st && p < size;) {
-            if (size - p < object_header) break; /* a tail too short for a header is free space */
-            unsigned index = at[p] | at[p + 1] << 8;
-            uint64_t object_size = decode_length(at + p + 8, len_bytes);
-            uint64_t need = index ? object_header + ((object_size + 7) & ~(uint64_t)7) : object_size;
-            if (need == 0 || object_size > size - p || need > size - p)
+        gcol_object o; /* a tail too short for an object header is free space */
+        for (uint64_t p = header; plausible && !st && gcol_object_at(at, size, p, len_bytes, &o); p += o.span)
+            if (o.span == 0 || o.span > size - p)
                 st = eb_fail(EB_EINPUT,
                              "%s: corrupt HDF5 global heap (variable-length data) at byte %zu: object %u of "
                              "size %llu %s",
-                             f->path, (size_t)(at - bytes) + p, index, (unsigned long long)object_size,
-                             need == 0 ? "does not advance" : "runs past its collection");
-            p += need;
-        }
+                             f->path, (size_t)(at - bytes) + (size_t)p, o.index, (unsigned long long)o.size,
+                             o.span == 0 ? "does not advance" : "runs past its collection");
         at += 4;
     }
     if (bytes) munmap((void *)bytes, file_size);
