@@ -156,28 +156,20 @@ static eb_status lock_cells(const char *cells) {
  * ("NAME.tmp.PID", renamed onto NAME when complete) or a timing run's samples. */
 static int is_debris(const char *name) { return strstr(name, ".tmp.") || !strcmp(name, "timing.h5"); }
 
-/* Removes the debris in the cells folder and its cell folders; under the lock
- * no other run is writing there. Returns how many files went. */
-static int clean_cells(const char *cells) {
+/* Removes the debris in `dir` and, `depth` levels down, in its subfolders (the
+ * cells folder and its cell folders: depth 1); under the lock no other run is
+ * writing there. Returns how many files went. */
+static int remove_debris(const char *dir, int depth) {
     int removed = 0;
-    DIR *top = opendir(cells);
-    for (struct dirent *e; top && (e = readdir(top));) {
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
         char path[PATH_MAX];
         struct stat st;
-        if (e->d_name[0] == '.' || snprintf(path, sizeof path, "%s/%s", cells, e->d_name) >= (int)sizeof path) continue;
-        if (is_debris(e->d_name)) {
-            removed += unlink(path) == 0;
-            continue;
-        }
-        DIR *cell = stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? opendir(path) : NULL;
-        for (struct dirent *c; cell && (c = readdir(cell));) {
-            char file[PATH_MAX];
-            if (is_debris(c->d_name) && snprintf(file, sizeof file, "%s/%s", path, c->d_name) < (int)sizeof file)
-                removed += unlink(file) == 0;
-        }
-        if (cell) closedir(cell);
+        if (e->d_name[0] == '.' || snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path) continue;
+        if (is_debris(e->d_name)) removed += unlink(path) == 0;
+        else if (depth > 0 && stat(path, &st) == 0 && S_ISDIR(st.st_mode)) removed += remove_debris(path, depth - 1);
     }
-    if (top) closedir(top);
+    if (d) closedir(d);
     return removed;
 }
 
@@ -962,7 +954,7 @@ int cmd_ablate(int argc, char **argv) {
     if (!st) st = eb_sha256_file(model, g.model_sha);
     if (!st) st = make_dirs(cells);
     if (!st) st = lock_cells(cells);
-    int debris = st ? 0 : clean_cells(cells);
+    int debris = st ? 0 : remove_debris(cells, 1);
     if (debris) fprintf(stderr, "ablate: removed %d temporary file%s of an interrupted run from %s\n", debris,
                         debris == 1 ? "" : "s", cells);
     if (!st && snprintf(tables, sizeof tables, "%s/%s_tables", results, s.name) >= (int)sizeof tables)
