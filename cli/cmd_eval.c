@@ -177,11 +177,29 @@ static eb_status read_image_list(const char *list, const char *name, int S, cons
 /* ------------------------------------------------------------------------ */
 /* Real features, cached                                                     */
 
-/* Reads a cache written for the same classifier, split and count into feat
- * (n, D) and *acc; returns 1 on a hit, 0 on a miss (stale cache or no file),
- * or −1 with a message when `path` exists but is not a feature cache (it is
- * then left alone). */
-static int read_cache(const char *path, const char *sum, const char *split, int n, int D, float **feat, double *acc) {
+/* What the real images give every evaluation against them: classifier
+ * features and accuracy, and the pixel judge's principal components of the
+ * real pixels with the real images' statistics in them. */
+typedef struct {
+    float *feat;    /* (n, D) classifier features */
+    double acc;     /* classifier accuracy on the real images */
+    int K, P;       /* principal components kept; pixels per image */
+    double *mean;   /* (P) pixel mean */
+    double *comp;   /* (K, P) top principal components */
+    double *mu;     /* (K) mean of the real projections */
+    double *cov;    /* (K, K) covariance of the real projections */
+} real_reference;
+
+static void real_reference_free(real_reference *ref) {
+    free(ref->feat), free(ref->mean), free(ref->comp), free(ref->mu), free(ref->cov);
+    *ref = (real_reference){0};
+}
+
+/* Reads a cache written for the same classifier, split and count into ref
+ * (whose K and P are set); returns 1 on a hit, 0 on a miss (stale cache, a
+ * cache of an older ebcache without the pixel judge, or no file), or −1 with a
+ * message when `path` exists but is not a feature cache (it is then left alone). */
+static int read_cache(const char *path, const char *sum, const char *split, int n, int D, real_reference *ref) {
     if (access(path, F_OK) != 0) return 0;
     eb_h5 *f = NULL;
     if (eb_h5_open(&f, path) || !eb_h5_has_attr(f, NULL, CACHE_MARK)) {
@@ -191,51 +209,85 @@ static int read_cache(const char *path, const char *sum, const char *split, int 
         return -1;
     }
     char *s1 = NULL, *s2 = NULL;
-    int64_t count = -1, dims[2], want[2] = {n, D};
+    int64_t count = -1, k = -1, dims[2];
+    const int64_t K = ref->K, P = ref->P;
     int hit = !eb_h5_attr_str(f, NULL, "classifier_checksum", &s1) && !eb_h5_attr_str(f, NULL, "real_split", &s2) &&
-              !eb_h5_attr_i64(f, NULL, "n_real", &count) && !eb_h5_attr_f64(f, NULL, "real_accuracy", acc) &&
-              !strcmp(s1, sum) && !strcmp(s2, split) && count == n &&
-              !eb_h5_read_f32(f, "features", 2, want, feat, dims, EB_H5_FINITE);
+              !eb_h5_attr_i64(f, NULL, "n_real", &count) && !eb_h5_attr_f64(f, NULL, "real_accuracy", &ref->acc) &&
+              eb_h5_has_attr(f, NULL, "pixel_pca_k") && !eb_h5_attr_i64(f, NULL, "pixel_pca_k", &k) &&
+              !strcmp(s1, sum) && !strcmp(s2, split) && count == n && k == K &&
+              !eb_h5_read_f32(f, "features", 2, (int64_t[]){n, D}, &ref->feat, dims, EB_H5_FINITE) &&
+              !eb_h5_read_f64(f, "pixel_mean", 1, &P, &ref->mean, dims, EB_H5_FINITE) &&
+              !eb_h5_read_f64(f, "pixel_components", 2, (int64_t[]){K, P}, &ref->comp, dims, EB_H5_FINITE) &&
+              !eb_h5_read_f64(f, "pixel_mu", 1, &K, &ref->mu, dims, EB_H5_FINITE) &&
+              !eb_h5_read_f64(f, "pixel_cov", 2, (int64_t[]){K, K}, &ref->cov, dims, EB_H5_FINITE);
     free(s1);
     free(s2);
     eb_h5_close(f);
+    if (!hit) { /* a miss recomputes everything */
+        int keep_k = ref->K, keep_p = ref->P;
+        real_reference_free(ref);
+        ref->K = keep_k, ref->P = keep_p;
+    }
     return hit;
 }
 
-static eb_status write_cache(const char *path, const char *sum, const char *split, int n, int D, const float *feat,
-                             double acc) {
+static eb_status write_cache(const char *path, const char *sum, const char *split, int n, int D,
+                             const real_reference *ref) {
     eb_h5w *w;
-    int64_t dims[2] = {n, D};
+    const int64_t K = ref->K, P = ref->P;
     eb_status st = eb_h5w_create(&w, path);
     if (st) return st;
-    eb_h5w_write(w, "features", EB_H5_F32, feat, 2, dims);
+    eb_h5w_write(w, "features", EB_H5_F32, ref->feat, 2, (int64_t[]){n, D});
+    eb_h5w_write(w, "pixel_mean", EB_H5_F64, ref->mean, 1, &P);
+    eb_h5w_write(w, "pixel_components", EB_H5_F64, ref->comp, 2, (int64_t[]){K, P});
+    eb_h5w_write(w, "pixel_mu", EB_H5_F64, ref->mu, 1, &K);
+    eb_h5w_write(w, "pixel_cov", EB_H5_F64, ref->cov, 2, (int64_t[]){K, K});
     eb_h5w_attr_i64(w, NULL, CACHE_MARK, 1);
     eb_h5w_attr_str(w, NULL, "classifier_checksum", sum);
     eb_h5w_attr_str(w, NULL, "real_split", split);
     eb_h5w_attr_i64(w, NULL, "n_real", n);
-    eb_h5w_attr_f64(w, NULL, "real_accuracy", acc);
+    eb_h5w_attr_f64(w, NULL, "real_accuracy", ref->acc);
+    eb_h5w_attr_i64(w, NULL, "pixel_pca_k", K);
     return eb_h5w_commit(w);
 }
 
-/* Features (n, D) of the real images and the classifier's accuracy on them,
- * from the cache when it matches, else computed (and cached when asked). */
-static eb_status real_features(eb_clf *m, const eb_fmnist *real, const char *split, const char *cache, float **feat,
-                               double *acc) {
+/* The pixel judge's reference: the top K principal components of the real
+ * pixels (n, P) and the statistics of the real images projected on them. */
+static eb_status pixel_reference_fit(real_reference *ref, const float *real, int n) {
+    const int K = ref->K, P = ref->P;
+    ref->mean = malloc(P * sizeof(double)), ref->comp = malloc((size_t)K * P * sizeof(double));
+    ref->mu = malloc(K * sizeof(double)), ref->cov = malloc((size_t)K * K * sizeof(double));
+    float *projected = malloc((size_t)n * K * sizeof *projected);
+    eb_status st = ref->mean && ref->comp && ref->mu && ref->cov && projected
+                       ? EB_OK : eb_fail(EB_ERUNTIME, "out of memory for the pixel judge (%d images)", n);
+    if (!st) st = eb_pca_fit(ref->mean, ref->comp, real, n, P, K);
+    if (!st) st = eb_pca_project(projected, real, n, P, ref->mean, ref->comp, K);
+    if (!st) st = eb_feature_stats(ref->mu, ref->cov, projected, n, K);
+    free(projected);
+    return st;
+}
+
+/* The real reference of n real images of P pixels, from the cache when it
+ * matches, else computed (and cached when asked). The pixel judge keeps at
+ * most PIXEL_PCA_K components, fewer than n. */
+static eb_status real_reference_get(real_reference *ref, eb_clf *m, const eb_fmnist *real, int P, const char *split,
+                                    const char *cache) {
     char sum[24];
     snprintf(sum, sizeof sum, "%016" PRIx64, eb_clf_checksum(m));
     const int D = m->cfg.dim;
-    *feat = NULL;
+    *ref = (real_reference){.K = PIXEL_PCA_K < real->n - 1 ? PIXEL_PCA_K : real->n - 1, .P = P};
     if (cache) {
-        int hit = read_cache(cache, sum, split, real->n, D, feat, acc);
+        int hit = read_cache(cache, sum, split, real->n, D, ref);
         if (hit < 0) return EB_EINPUT;
         if (hit) return EB_OK;
     }
     float *logits = malloc((size_t)real->n * m->cfg.classes * sizeof(float));
-    *feat = malloc((size_t)real->n * D * sizeof(float));
-    eb_status st = logits && *feat ? EB_OK : eb_fail(EB_ERUNTIME, "out of memory for %d real features", real->n);
-    if (!st) st = eb_clf_features(m, *feat, logits, real->images, real->n);
-    if (!st) st = eb_accuracy(acc, logits, real->labels, real->n, m->cfg.classes);
-    if (!st && cache) st = write_cache(cache, sum, split, real->n, D, *feat, *acc);
+    ref->feat = malloc((size_t)real->n * D * sizeof(float));
+    eb_status st = logits && ref->feat ? EB_OK : eb_fail(EB_ERUNTIME, "out of memory for %d real features", real->n);
+    if (!st) st = eb_clf_features(m, ref->feat, logits, real->images, real->n);
+    if (!st) st = eb_accuracy(&ref->acc, logits, real->labels, real->n, m->cfg.classes);
+    if (!st) st = pixel_reference_fit(ref, real->images, real->n);
+    if (!st && cache) st = write_cache(cache, sum, split, real->n, D, ref);
     free(logits);
     return st;
 }
@@ -274,30 +326,24 @@ static eb_status distribution_metrics(eval_result *r, eval_detail *d, const floa
 }
 
 /* The second judge, independent of the classifier: FD of the pixels (clipped
- * to [−1, 1]) of fake (N, P) and real (n, P) in the top principal components
- * of the real pixels (at most PIXEL_PCA_K, fewer than n). */
-static eb_status pixel_metrics(eval_result *r, const float *fake, int N, const float *real, int n, int P) {
-    const int K = PIXEL_PCA_K < n - 1 ? PIXEL_PCA_K : n - 1;
-    float *clipped = malloc((size_t)N * P * sizeof *clipped), *pf = malloc((size_t)N * K * sizeof *pf),
-          *pr = malloc((size_t)n * K * sizeof *pr);
-    double *mean = malloc(P * sizeof *mean), *comp = malloc((size_t)K * P * sizeof *comp),
-           *stats = malloc(2 * (K + (size_t)K * K) * sizeof *stats);
-    eb_status st = clipped && pf && pr && mean && comp && stats
-                       ? EB_OK : eb_fail(EB_ERUNTIME, "out of memory for the pixel judge (%d images)", n);
-    double *mu_f = stats, *cov_f = mu_f + K, *mu_r = cov_f + (size_t)K * K, *cov_r = mu_r + K;
+ * to [−1, 1]) of fake (N, P) and the real images in the top principal
+ * components of the real pixels (ref). */
+static eb_status pixel_metrics(eval_result *r, const float *fake, int N, const real_reference *ref) {
+    const int K = ref->K, P = ref->P;
+    float *clipped = malloc((size_t)N * P * sizeof *clipped), *pf = malloc((size_t)N * K * sizeof *pf);
+    double *stats = malloc((K + (size_t)K * K) * sizeof *stats);
+    eb_status st = clipped && pf && stats ? EB_OK : eb_fail(EB_ERUNTIME, "out of memory for the pixel judge");
+    double *mu_f = stats, *cov_f = mu_f + K;
     if (!st) {
         memcpy(clipped, fake, (size_t)N * P * sizeof *clipped);
         clip_unit(clipped, (size_t)N * P);
-        st = eb_pca_fit(mean, comp, real, n, P, K);
+        st = eb_pca_project(pf, clipped, N, P, ref->mean, ref->comp, K);
     }
-    if (!st) st = eb_pca_project(pf, clipped, N, P, mean, comp, K);
-    if (!st) st = eb_pca_project(pr, real, n, P, mean, comp, K);
     if (!st) st = eb_feature_stats(mu_f, cov_f, pf, N, K);
-    if (!st) st = eb_feature_stats(mu_r, cov_r, pr, n, K);
-    if (!st) st = eb_frechet_terms(&r->pixel_fd_mean, &r->pixel_fd_cov, mu_f, cov_f, mu_r, cov_r, K);
+    if (!st) st = eb_frechet_terms(&r->pixel_fd_mean, &r->pixel_fd_cov, mu_f, cov_f, ref->mu, ref->cov, K);
     r->pixel_k = K;
     r->pixel_fd = r->pixel_fd_mean + r->pixel_fd_cov;
-    free(clipped), free(pf), free(pr), free(mean), free(comp), free(stats);
+    free(clipped), free(pf), free(stats);
     return st;
 }
 
@@ -484,7 +530,8 @@ int cmd_eval(int argc, char **argv) {
 
     eb_clf *m = NULL;
     eb_fmnist real = {0}, train = {0};
-    float *x = NULL, *x_full = NULL, *ref = NULL, *fake = NULL, *logits = NULL, *real_feat = NULL;
+    float *x = NULL, *x_full = NULL, *ref = NULL, *fake = NULL, *logits = NULL;
+    real_reference real_ref = {0};
     int32_t *y = NULL;
     eval_result r = {.fd = NAN, .fd_mean = NAN, .fd_cov = NAN, .pixel_fd = NAN, .pixel_fd_mean = NAN,
                      .pixel_fd_cov = NAN, .precision = NAN, .recall = NAN, .accuracy = NAN, .real_accuracy = NAN,
@@ -547,9 +594,10 @@ int cmd_eval(int argc, char **argv) {
     }
     argmax_rows(d.predicted, logits, N, K);
     if (y) st = eb_accuracy(&r.accuracy, logits, y, N, K);
-    if (!st) st = real_features(m, &real, ctx.split, eb_arg(opts, n, "real-cache"), &real_feat, &r.real_accuracy);
-    if (!st) st = distribution_metrics(&r, &d, fake, N, real_feat, real.n, D);
-    if (!st) st = pixel_metrics(&r, x, N, real.images, real.n, S * S);
+    if (!st) st = real_reference_get(&real_ref, m, &real, S * S, ctx.split, eb_arg(opts, n, "real-cache"));
+    r.real_accuracy = real_ref.acc;
+    if (!st) st = distribution_metrics(&r, &d, fake, N, real_ref.feat, real.n, D);
+    if (!st) st = pixel_metrics(&r, x, N, &real_ref);
     if (!st && ctx.reference) {
         const int H = (int)dims[2];
         size_t count = (size_t)N * H * H;
@@ -572,7 +620,8 @@ done:
         free(x);
         free(y);
     }
-    free(ref), free(fake), free(logits), free(real_feat);
+    free(ref), free(fake), free(logits);
+    real_reference_free(&real_ref);
     detail_free(&d);
     eb_fmnist_free(&real);
     eb_fmnist_free(&train);

@@ -277,6 +277,34 @@ Test(eval, real_feature_cache) {
     cr_assert_eq(run_eval("--samples s.h5 --real-cache c.h5 --output m2.h5"), 0, "%s", err_text);
     cr_expect_eq(attr("m1.h5", "fd"), attr("m2.h5", "fd"));
     cr_expect_eq(attr("m1.h5", "recall"), attr("m2.h5", "recall"));
+    cr_expect_eq(attr("m1.h5", "pixel_fd"), attr("m2.h5", "pixel_fd"), "the cached pixel components judge alike");
+    cr_expect_eq(attr("c.h5", "pixel_pca_k"), attr("m1.h5", "pixel_pca_k"));
+    /* a cache of an older ebcache (features only, no pixel judge) is a miss: rewritten whole */
+    char cpath[512], opath[512];
+    path_in(cpath, sizeof cpath, "c.h5"), path_in(opath, sizeof opath, "old.h5");
+    eb_h5 *f;
+    float *feat;
+    int64_t dims[2];
+    char *sum;
+    double acc;
+    cr_assert_eq(eb_h5_open(&f, cpath), EB_OK, "%s", eb_last_error());
+    cr_assert_eq(eb_h5_read_f32(f, "features", 2, (int64_t[]){-1, -1}, &feat, dims, 0), EB_OK, "%s", eb_last_error());
+    cr_assert_eq(eb_h5_attr_str(f, NULL, "classifier_checksum", &sum), EB_OK, "%s", eb_last_error());
+    cr_assert_eq(eb_h5_attr_f64(f, NULL, "real_accuracy", &acc), EB_OK, "%s", eb_last_error());
+    eb_h5_close(f);
+    eb_h5w *w;
+    cr_assert_eq(eb_h5w_create(&w, opath), EB_OK, "%s", eb_last_error());
+    eb_h5w_write(w, "features", EB_H5_F32, feat, 2, dims);
+    eb_h5w_attr_i64(w, NULL, "ebcache_real_features", 1);
+    eb_h5w_attr_str(w, NULL, "classifier_checksum", sum);
+    eb_h5w_attr_str(w, NULL, "real_split", "test");
+    eb_h5w_attr_i64(w, NULL, "n_real", dims[0]);
+    eb_h5w_attr_f64(w, NULL, "real_accuracy", acc);
+    cr_assert_eq(eb_h5w_commit(w), EB_OK, "%s", eb_last_error());
+    free(feat), free(sum);
+    cr_assert_eq(run_eval("--samples s.h5 --real-cache old.h5 --output m5.h5"), 0, "%s", err_text);
+    cr_expect_eq(attr("old.h5", "pixel_pca_k"), attr("m1.h5", "pixel_pca_k"), "the old cache was rewritten");
+    cr_expect_eq(attr("m5.h5", "pixel_fd"), attr("m1.h5", "pixel_fd"));
     /* a different real count makes the cache stale: recomputed, not reused */
     cr_assert_eq(run_eval("--samples s.h5 --real-cache c.h5 --n-real 30 --output m3.h5"), 0, "%s", err_text);
     cr_expect_eq(attr("m3.h5", "n_real"), 30);
@@ -285,6 +313,7 @@ Test(eval, real_feature_cache) {
     cr_expect_eq(run_eval("--samples s.h5 --real-cache s.h5"), 2);
     cr_expect(strstr(err_text, "not an ebcache real-feature cache"), "%s", err_text);
     cr_assert_eq(run_eval("--samples s.h5 --output m4.h5"), 0, "s.h5 still intact: %s", err_text);
+    cr_expect_eq(attr("m4.h5", "pixel_fd"), attr("m1.h5", "pixel_fd"), "uncached and cached pixel judges agree");
 }
 
 /* Every bad input: exit 2, a message naming the culprit, no output file. */
