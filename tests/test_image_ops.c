@@ -1,0 +1,318 @@
+/* test_image_ops.c — the image operations of backend.h against PyTorch
+ * (reference/image_ops_ref.py → tests/golden/image_ops.h5) on every backend
+ * that runs here: the CPU always, CUDA fp32 where a device runs and the
+ * backend has the op. Plus what the goldens cannot show: the im2col tiling
+ * and the thread count change no bits, the transpose, the missing-op check.
+ *
+ * Tolerance: max |got − want| / max |want| ≤ 1e-5 for every op (fp32; seen on
+ * the CPU: conv ≤ 3e-7, group_norm ≤ 3e-7, pools, upsample, resize 0). */
+#include "golden.h"
+#include "kernels.h"
+#include "h5io.h"
+#include "model.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FILE_ "image_ops.h5"
+#define TOL 1e-5
+
+/* The backends to check: the CPU, then CUDA fp32 when it runs. */
+static int backends(const eb_backend *out[2]) {
+    const eb_backend *be, *cond;
+    out[0] = &eb_backend_cpu;
+    if (eb_backend_select(&(eb_device){"cuda", EB_PRECISION_FP32}, &be, &cond) == EB_OK) {
+        out[1] = be;
+        return 2;
+    }
+    return 1;
+}
+
+/* A backend copy of n host floats (NULL stays NULL). */
+static float *to_dev(const eb_backend *be, const float *host, size_t n) {
+    if (!host) return NULL;
+    float *d = be->alloc(n * sizeof(float));
+    cr_assert(d, "%s: alloc of %zu floats", be->name, n);
+    be->upload(d, host, n * sizeof(float));
+    return d;
+}
+
+static size_t numel(const int64_t *dims, int rank) {
+    size_t n = 1;
+    for (int r = 0; r < rank; r++) n *= (size_t)dims[r];
+    return n;
+}
+
+/* Downloads out (n) from the backend, frees it and compares with want. */
+static void expect_close(const eb_backend *be, float *dev_out, const float *want, size_t n, const char *what) {
+    float *got = malloc(n * sizeof(float));
+    be->download(got, dev_out, n * sizeof(float));
+    be->free(dev_out);
+    double err = max_rel_err(got, want, n);
+    cr_log_info("%s on %s: rel err %.3g", what, be->name, err);
+    cr_expect_leq(err, TOL, "%s on %s: rel err %g", what, be->name, err);
+    free(got);
+}
+
+static const char *const conv_cases[] = {"3x3_same",  "3x3_s2_valid_odd", "3x3_s2_pad1", "1x7_pad03",
+                                         "7x1_pad30", "1x1",              "1x1_s2",      "3x3_valid",
+                                         "5x5_pad2",  "up2_3x3",          "wide_3x3"};
+
+static int golden_has(const char *name) {
+    eb_h5 *f;
+    cr_assert_eq(eb_h5_open(&f, GOLDEN_DIR FILE_), EB_OK, "%s", eb_last_error());
+    int has = eb_h5_lookup(f, name) == EB_H5_DATASET;
+    eb_h5_close(f);
+    return has;
+}
+
+Test(image_ops, conv2d_matches_torch) {
+    const eb_backend *bes[2];
+    int nb = backends(bes);
+    for (size_t c = 0; c < sizeof conv_cases / sizeof conv_cases[0]; c++) {
+        char name[96];
+        int64_t xd[4], wd[4], od[4];
+        snprintf(name, sizeof name, "conv/%s/geom", conv_cases[c]);
+        int32_t *g = golden_i32(FILE_, name, 1, NULL);
+        eb_conv_shape s = {.B = g[0], .IC = g[1], .H = g[2], .W = g[3], .OC = g[4], .kh = g[5], .kw = g[6],
+                           .sh = g[7], .sw = g[8], .ph = g[9], .pw = g[10], .upsample2 = g[11]};
+        free(g);
+        snprintf(name, sizeof name, "conv/%s/x", conv_cases[c]);
+        float *x = golden_f32(FILE_, name, 4, xd);
+        snprintf(name, sizeof name, "conv/%s/w", conv_cases[c]);
+        float *w = golden_f32(FILE_, name, 4, wd);
+        snprintf(name, sizeof name, "conv/%s/out", conv_cases[c]);
+        float *want = golden_f32(FILE_, name, 4, od);
+        snprintf(name, sizeof name, "conv/%s/b", conv_cases[c]);
+        float *b = golden_has(name) ? golden_f32(FILE_, name, 1, NULL) : NULL;
+        cr_assert_eq(od[2], eb_conv_out_h(&s), "%s: OH", conv_cases[c]);
+        cr_assert_eq(od[3], eb_conv_out_w(&s), "%s: OW", conv_cases[c]);
+        for (int k = 0; k < nb; k++) {
+            const eb_backend *be = bes[k];
+            if (!be->conv2d) continue;
+            float *dx = to_dev(be, x, numel(xd, 4)), *dw = to_dev(be, w, numel(wd, 4)), *db = to_dev(be, b, s.OC);
+            float *dout = be->alloc(numel(od, 4) * sizeof(float));
+            be->conv2d(dout, dx, dw, db, &s);
+            expect_close(be, dout, want, numel(od, 4), conv_cases[c]);
+            be->free(dx), be->free(dw);
+            if (db) be->free(db);
+        }
+        free(x), free(w), free(want), free(b);
+    }
+}
+
+Test(image_ops, group_norm_matches_torch) {
+    const char *cases[] = {"silu", "plain", "one_group"};
+    const eb_backend *bes[2];
+    int nb = backends(bes);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char name[96];
+        int64_t xd[4];
+        snprintf(name, sizeof name, "group_norm/%s/geom", cases[c]);
+        int32_t *g = golden_i32(FILE_, name, 1, NULL);
+        snprintf(name, sizeof name, "group_norm/%s", cases[c]);
+        eb_h5 *f;
+        double eps = 0;
+        cr_assert_eq(eb_h5_open(&f, GOLDEN_DIR FILE_), EB_OK);
+        cr_assert_eq(eb_h5_attr_f64(f, name, "eps", &eps), EB_OK, "%s", eb_last_error());
+        eb_h5_close(f);
+        snprintf(name, sizeof name, "group_norm/%s/x", cases[c]);
+        float *x = golden_f32(FILE_, name, 4, xd);
+        snprintf(name, sizeof name, "group_norm/%s/gamma", cases[c]);
+        float *gamma = golden_f32(FILE_, name, 1, NULL);
+        snprintf(name, sizeof name, "group_norm/%s/beta", cases[c]);
+        float *beta = golden_f32(FILE_, name, 1, NULL);
+        snprintf(name, sizeof name, "group_norm/%s/out", cases[c]);
+        float *want = golden_f32(FILE_, name, 4, NULL);
+        int B = g[0], C = g[1], HW = g[2] * g[3], G = g[4], silu = g[5];
+        size_t n = numel(xd, 4);
+        for (int k = 0; k < nb; k++) {
+            const eb_backend *be = bes[k];
+            if (!be->group_norm) continue;
+            float *dx = to_dev(be, x, n), *dg = to_dev(be, gamma, C), *dbeta = to_dev(be, beta, C);
+            float *dout = be->alloc(n * sizeof(float));
+            be->group_norm(dout, dx, dg, dbeta, B, C, HW, G, (float)eps, silu);
+            expect_close(be, dout, want, n, cases[c]);
+            /* in place, as the decoder runs it */
+            be->group_norm(dx, dx, dg, dbeta, B, C, HW, G, (float)eps, silu);
+            expect_close(be, dx, want, n, "group_norm in place");
+            be->free(dg), be->free(dbeta);
+        }
+        free(g), free(x), free(gamma), free(beta), free(want);
+    }
+}
+
+Test(image_ops, upsample_matches_torch) {
+    int64_t xd[4], od[4];
+    float *x = golden_f32(FILE_, "upsample/x", 4, xd), *want = golden_f32(FILE_, "upsample/out", 4, od);
+    const eb_backend *bes[2];
+    int nb = backends(bes);
+    for (int k = 0; k < nb; k++) {
+        const eb_backend *be = bes[k];
+        if (!be->upsample2x) continue;
+        float *dx = to_dev(be, x, numel(xd, 4)), *dout = be->alloc(numel(od, 4) * sizeof(float));
+        be->upsample2x(dout, dx, (int)xd[0], (int)xd[1], (int)xd[2], (int)xd[3]);
+        expect_close(be, dout, want, numel(od, 4), "upsample2x");
+        be->free(dx);
+    }
+    free(x), free(want);
+}
+
+Test(image_ops, pools_match_torch) {
+    const char *cases[] = {"avg3_s1_p1", "avg3_s2", "avg5_s3_p2", "max3_s2", "max3_s1_p1"};
+    const eb_backend *bes[2];
+    int nb = backends(bes);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char name[96];
+        int64_t xd[4], od[4];
+        snprintf(name, sizeof name, "pool/%s/geom", cases[c]);
+        int32_t *g = golden_i32(FILE_, name, 1, NULL);
+        snprintf(name, sizeof name, "pool/%s/x", cases[c]);
+        float *x = golden_f32(FILE_, name, 4, xd);
+        snprintf(name, sizeof name, "pool/%s/out", cases[c]);
+        float *want = golden_f32(FILE_, name, 4, od);
+        for (int k = 0; k < nb; k++) {
+            const eb_backend *be = bes[k];
+            void (*pool)(float *, const float *, int, int, int, int, int, int, int) =
+                g[7] ? be->max_pool2d : be->avg_pool2d;
+            if (!pool) continue;
+            float *dx = to_dev(be, x, numel(xd, 4)), *dout = be->alloc(numel(od, 4) * sizeof(float));
+            pool(dout, dx, g[0], g[1], g[2], g[3], g[4], g[5], g[6]);
+            expect_close(be, dout, want, numel(od, 4), cases[c]);
+            be->free(dx);
+        }
+        free(g), free(x), free(want);
+    }
+}
+
+Test(image_ops, tf1_resize_matches_numpy) {
+    const char *cases[] = {"up", "down", "dit_ratio", "identity"};
+    const eb_backend *bes[2];
+    int nb = backends(bes);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char name[96];
+        int64_t xd[4], od[4];
+        snprintf(name, sizeof name, "resize/%s/geom", cases[c]);
+        int32_t *g = golden_i32(FILE_, name, 1, NULL);
+        snprintf(name, sizeof name, "resize/%s/x", cases[c]);
+        float *x = golden_f32(FILE_, name, 4, xd);
+        snprintf(name, sizeof name, "resize/%s/out", cases[c]);
+        float *want = golden_f32(FILE_, name, 4, od);
+        for (int k = 0; k < nb; k++) {
+            const eb_backend *be = bes[k];
+            if (!be->resize_bilinear_tf1) continue;
+            float *dx = to_dev(be, x, numel(xd, 4)), *dout = be->alloc(numel(od, 4) * sizeof(float));
+            be->resize_bilinear_tf1(dout, dx, g[0], g[1], g[2], g[3], g[4], g[5]);
+            expect_close(be, dout, want, numel(od, 4), cases[c]);
+            be->free(dx);
+        }
+        free(g), free(x), free(want);
+    }
+}
+
+/* x (n) with a fixed, irregular pattern. */
+static float *pattern(size_t n, float freq) {
+    float *x = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) x[i] = sinf((float)i * freq) + 0.25f * cosf((float)(i % 977) * 0.37f);
+    return x;
+}
+
+/* Several im2col tiles (a 256-channel 3×3 convolution over 40×36 pixels: K = 2304, tiles of 896
+ * pixels) against a plain double loop, and the same bits with one thread and with two. */
+Test(image_ops, conv2d_tiles_and_threads_do_not_change_results) {
+    eb_conv_shape s = {.B = 2, .IC = 256, .H = 40, .W = 36, .OC = 6, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
+                       .ph = 1, .pw = 1};
+    const int OH = eb_conv_out_h(&s), OW = eb_conv_out_w(&s), K = s.IC * 9;
+    cr_assert_gt(OH * OW, (int)(EB_CONV_TILE_BYTES / (K * sizeof(float))), "the case must span several tiles");
+    size_t nx = (size_t)s.B * s.IC * s.H * s.W, nw = (size_t)s.OC * K, no = (size_t)s.B * s.OC * OH * OW;
+    float *x = pattern(nx, 0.013f), *w = pattern(nw, 0.29f), *b = pattern(s.OC, 1.1f);
+    float *one = malloc(no * sizeof(float)), *two = malloc(no * sizeof(float)), *want = malloc(no * sizeof(float));
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    conv2d_forward(one, x, w, b, &s);
+    omp_set_num_threads(2);
+    conv2d_forward(two, x, w, b, &s);
+    omp_set_num_threads(threads);
+    cr_expect(!memcmp(one, two, no * sizeof(float)), "conv2d: 1 and 2 threads differ");
+    for (int n = 0; n < s.B; n++)
+        for (int oc = 0; oc < s.OC; oc++)
+            for (int oy = 0; oy < OH; oy++)
+                for (int ox = 0; ox < OW; ox++) {
+                    double acc = b[oc];
+                    for (int ic = 0; ic < s.IC; ic++)
+                        for (int ky = 0; ky < 3; ky++)
+                            for (int kx = 0; kx < 3; kx++) {
+                                int iy = oy - 1 + ky, ix = ox - 1 + kx;
+                                if (iy < 0 || iy >= s.H || ix < 0 || ix >= s.W) continue;
+                                acc += (double)w[((size_t)oc * s.IC + ic) * 9 + ky * 3 + kx] *
+                                       x[(((size_t)n * s.IC + ic) * s.H + iy) * s.W + ix];
+                            }
+                    want[(((size_t)n * s.OC + oc) * OH + oy) * OW + ox] = (float)acc;
+                }
+    double err = max_rel_err(one, want, no);
+    cr_expect_leq(err, TOL, "tiled conv2d vs double loop: rel err %g", err);
+    free(x), free(w), free(b), free(one), free(two), free(want);
+}
+
+/* out_ctot: two convolutions write the channel slices [0, 3) and [3, 8) of one (B, 8, H, W) buffer. */
+Test(image_ops, conv2d_writes_channel_slices) {
+    eb_conv_shape a = {.B = 2, .IC = 4, .H = 5, .W = 5, .OC = 3, .kh = 1, .kw = 1, .sh = 1, .sw = 1, .out_ctot = 8};
+    eb_conv_shape b = a;
+    b.OC = 5, b.kh = b.kw = 3, b.ph = b.pw = 1;
+    size_t hw = 25;
+    float *x = pattern(2 * 4 * hw, 0.3f), *wa = pattern(3 * 4, 0.7f), *wb = pattern(5 * 4 * 9, 0.5f);
+    float cat[2 * 8 * 25], sa[2 * 3 * 25], sb[2 * 5 * 25];
+    conv2d_forward(cat, x, wa, NULL, &a);
+    conv2d_forward(cat + 3 * hw, x, wb, NULL, &b);
+    a.out_ctot = b.out_ctot = 0;
+    conv2d_forward(sa, x, wa, NULL, &a);
+    conv2d_forward(sb, x, wb, NULL, &b);
+    for (int n = 0; n < 2; n++) {
+        cr_expect(!memcmp(cat + n * 8 * hw, sa + n * 3 * hw, 3 * hw * sizeof(float)), "image %d, slice 0", n);
+        cr_expect(!memcmp(cat + (n * 8 + 3) * hw, sb + n * 5 * hw, 5 * hw * sizeof(float)), "image %d, slice 1", n);
+    }
+    free(x), free(wa), free(wb);
+}
+
+Test(image_ops, transpose_and_relu) {
+    enum { B = 2, M = 37, N = 70 };
+    const eb_backend *bes[2];
+    int nb = backends(bes);
+    float *in = pattern(B * M * N, 0.41f), want[B * M * N], relu_want[B * M * N];
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) want[(b * N + j) * M + i] = in[(b * M + i) * N + j];
+    for (int i = 0; i < B * M * N; i++) relu_want[i] = in[i] > 0 ? in[i] : 0;
+    for (int k = 0; k < nb; k++) {
+        const eb_backend *be = bes[k];
+        if (be->transpose) {
+            float *din = to_dev(be, in, B * M * N), *dout = be->alloc(sizeof want);
+            be->transpose(dout, din, B, M, N);
+            expect_close(be, dout, want, B * M * N, "transpose");
+            be->free(din);
+        }
+        if (be->relu) {
+            float *din = to_dev(be, in, B * M * N);
+            be->relu(din, din, B * M * N);
+            expect_close(be, din, relu_want, B * M * N, "relu");
+        }
+    }
+    float nan_in = NAN, nan_out = 0;
+    relu_forward(&nan_out, &nan_in, 1);
+    cr_expect(isnan(nan_out), "relu keeps NaN, as torch does");
+    free(in);
+}
+
+Test(image_ops, missing_ops_are_named) {
+    cr_expect_null(eb_backend_missing_image_op(&eb_backend_cpu, "conv2d group_norm upsample2x transpose"));
+    eb_backend partial = eb_backend_cpu;
+    partial.group_norm = NULL;
+    const char *missing = eb_backend_missing_image_op(&partial, "conv2d group_norm");
+    cr_assert_not_null(missing);
+    cr_expect_str_eq(missing, "group_norm");
+    cr_expect_str_eq(eb_backend_missing_image_op(&eb_backend_cpu, "conv3d"), "conv3d", "an unknown op is missing");
+}
