@@ -8,6 +8,7 @@
 #include "cli_util.h"
 #include "golden.h"
 #include "h5io.h"
+#include "model.h"
 #include "safetensors.h"
 #include "vae.h"
 
@@ -43,17 +44,23 @@ Test(vae, small_decoder_matches_diffusers_in_every_layout) {
         {SMALL "legacy", "images_legacy", "diffusers-legacy"}, /* a pipeline folder holding vae/, F16 */
         {SMALL "ldm", "images_ldm", "ldm (first_stage_model.)"}, /* BF16, encoder and quant_conv skipped */
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        eb_vae *v;
-        cr_assert_eq(eb_vae_load_on(&v, cases[i].dir, NULL), EB_OK, "%s: %s", cases[i].dir, eb_last_error());
-        const eb_vae_config *c = eb_vae_config_of(v);
-        cr_expect_eq(c->n_blocks, 2, "config.json read");
-        cr_expect_eq(c->block_out_channels[1], 32);
-        cr_expect_eq(c->norm_num_groups, 8);
-        cr_expect_str_eq(eb_vae_layout(v), cases[i].layout);
-        expect_decode_matches(v, "vae_small.h5", cases[i].images);
-        eb_vae_free(v);
-    }
+    /* the CPU, and CUDA fp32 where a device runs */
+    const eb_device cuda = {"cuda", EB_PRECISION_FP32};
+    const eb_backend *be, *cond;
+    const int devices = eb_backend_select(&cuda, &be, &cond) == EB_OK ? 2 : 1;
+    for (int d = 0; d < devices; d++)
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            eb_vae *v;
+            cr_assert_eq(eb_vae_load_on(&v, cases[i].dir, d ? &cuda : NULL), EB_OK, "%s: %s", cases[i].dir,
+                         eb_last_error());
+            const eb_vae_config *c = eb_vae_config_of(v);
+            cr_expect_eq(c->n_blocks, 2, "config.json read");
+            cr_expect_eq(c->block_out_channels[1], 32);
+            cr_expect_eq(c->norm_num_groups, 8);
+            cr_expect_str_eq(eb_vae_layout(v), cases[i].layout);
+            expect_decode_matches(v, "vae_small.h5", cases[i].images);
+            eb_vae_free(v);
+        }
 }
 
 /* The weights reference/vae_ref.py's formula_tensor gives parameter `name`. */
