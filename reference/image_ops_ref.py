@@ -6,7 +6,7 @@ written out in numpy (TF has no PyTorch counterpart). Deterministic: fixed seeds
 
 Layout: conv/<case>/{x, w, b (absent without bias), out, geom}; geom (int) is
 [B, IC, H, W, OC, kh, kw, sh, sw, ph, pw, upsample2]. group_norm/<case>/{x, gamma, beta, out, geom}
-with geom [B, C, H, W, G, silu] and attribute eps. upsample/{x, out}. pool/<case>/{x, out, geom}
+with geom [B, C, H, W, G, silu] and attribute eps. upsample/{x, out, geom} with geom [B, C, H, W]. pool/<case>/{x, out, geom}
 with geom [B, C, H, W, k, s, p, is_max]. resize/<case>/{x, out, geom} with geom [B, C, H, W, OH, OW].
 
     /usr/bin/python3 reference/image_ops_ref.py tests/golden
@@ -110,6 +110,7 @@ def main(out_dir):
         x = randn(2, 3, 4, 5)
         grp = f.create_group("upsample")
         grp["x"], grp["out"] = x.numpy(), F.interpolate(x, scale_factor=2.0, mode="nearest").numpy()
+        grp["geom"] = np.array(x.shape, dtype=np.int32)
         for name, B, C, H, W, k, s, p, is_max in POOL_CASES:
             x = randn(B, C, H, W)
             out = (F.max_pool2d(x, k, s, p) if is_max else F.avg_pool2d(x, k, s, p, count_include_pad=False))

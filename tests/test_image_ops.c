@@ -58,160 +58,148 @@ static void expect_close(const eb_backend *be, float *dev_out, const float *want
     free(got);
 }
 
-static const char *const conv_cases[] = {"3x3_same",  "3x3_s2_valid_odd", "3x3_s2_pad1", "1x7_pad03",
-                                         "7x1_pad30", "1x1",              "1x1_s2",      "3x3_valid",
-                                         "5x5_pad2",  "up2_3x3",          "wide_3x3"};
+/* One golden case: group/name/{geom, x, out}, plus the sizes. */
+typedef struct {
+    const char *group, *name;
+    int32_t *geom;
+    float *x, *want;
+    size_t nx, nout;
+} golden_case;
 
-static int golden_has(const char *name) {
+/* Dataset group/name/key of the golden: *data malloc'd, *n elements; 0 when the golden lacks it. */
+static int read_key(const char *group, const char *name, const char *key, float **data, size_t *n) {
+    char path[96];
+    snprintf(path, sizeof path, "%s/%s/%s", group, name, key);
     eb_h5 *f;
+    int rank;
+    int64_t dims[EB_H5_MAX_RANK];
     cr_assert_eq(eb_h5_open(&f, GOLDEN_DIR FILE_), EB_OK, "%s", eb_last_error());
-    int has = eb_h5_lookup(f, name) == EB_H5_DATASET;
+    int has = eb_h5_lookup(f, path) == EB_H5_DATASET;
+    if (has) {
+        cr_assert_eq(eb_h5_shape(f, path, &rank, dims), EB_OK);
+        cr_assert_eq(eb_h5_read_f32(f, path, rank, NULL, data, dims, 0), EB_OK, "%s", eb_last_error());
+        *n = numel(dims, rank);
+    }
     eb_h5_close(f);
     return has;
 }
 
-Test(image_ops, conv2d_matches_torch) {
-    const eb_backend *bes[2];
-    int nb = backends(bes);
-    for (size_t c = 0; c < sizeof conv_cases / sizeof conv_cases[0]; c++) {
-        char name[96];
-        int64_t xd[4], wd[4], od[4];
-        snprintf(name, sizeof name, "conv/%s/geom", conv_cases[c]);
-        int32_t *g = golden_i32(FILE_, name, 1, NULL);
-        eb_conv_shape s = {.B = g[0], .IC = g[1], .H = g[2], .W = g[3], .OC = g[4], .kh = g[5], .kw = g[6],
-                           .sh = g[7], .sw = g[8], .ph = g[9], .pw = g[10], .upsample2 = g[11]};
-        free(g);
-        snprintf(name, sizeof name, "conv/%s/x", conv_cases[c]);
-        float *x = golden_f32(FILE_, name, 4, xd);
-        snprintf(name, sizeof name, "conv/%s/w", conv_cases[c]);
-        float *w = golden_f32(FILE_, name, 4, wd);
-        snprintf(name, sizeof name, "conv/%s/out", conv_cases[c]);
-        float *want = golden_f32(FILE_, name, 4, od);
-        snprintf(name, sizeof name, "conv/%s/b", conv_cases[c]);
-        float *b = golden_has(name) ? golden_f32(FILE_, name, 1, NULL) : NULL;
-        cr_assert_eq(od[2], eb_conv_out_h(&s), "%s: OH", conv_cases[c]);
-        cr_assert_eq(od[3], eb_conv_out_w(&s), "%s: OW", conv_cases[c]);
-        for (int k = 0; k < nb; k++) {
-            const eb_backend *be = bes[k];
-            if (!be->conv2d) continue;
-            float *dx = to_dev(be, x, numel(xd, 4)), *dw = to_dev(be, w, numel(wd, 4)), *db = to_dev(be, b, s.OC);
-            float *dout = be->alloc(numel(od, 4) * sizeof(float));
-            be->conv2d(dout, dx, dw, db, &s);
-            expect_close(be, dout, want, numel(od, 4), conv_cases[c]);
-            be->free(dx), be->free(dw);
-            if (db) be->free(db);
-        }
-        free(x), free(w), free(want), free(b);
-    }
+static golden_case load_case(const char *group, const char *name) {
+    char key[96];
+    golden_case c = {.group = group, .name = name};
+    snprintf(key, sizeof key, "%s/%s/geom", group, name);
+    c.geom = golden_i32(FILE_, key, 1, NULL);
+    cr_assert(read_key(group, name, "x", &c.x, &c.nx) && read_key(group, name, "out", &c.want, &c.nout), "%s", key);
+    return c;
 }
 
-Test(image_ops, group_norm_matches_torch) {
-    const char *cases[] = {"silu", "plain", "one_group"};
-    const eb_backend *bes[2];
-    int nb = backends(bes);
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        char name[96];
-        int64_t xd[4];
-        snprintf(name, sizeof name, "group_norm/%s/geom", cases[c]);
-        int32_t *g = golden_i32(FILE_, name, 1, NULL);
-        snprintf(name, sizeof name, "group_norm/%s", cases[c]);
-        eb_h5 *f;
-        double eps = 0;
-        cr_assert_eq(eb_h5_open(&f, GOLDEN_DIR FILE_), EB_OK);
-        cr_assert_eq(eb_h5_attr_f64(f, name, "eps", &eps), EB_OK, "%s", eb_last_error());
-        eb_h5_close(f);
-        snprintf(name, sizeof name, "group_norm/%s/x", cases[c]);
-        float *x = golden_f32(FILE_, name, 4, xd);
-        snprintf(name, sizeof name, "group_norm/%s/gamma", cases[c]);
-        float *gamma = golden_f32(FILE_, name, 1, NULL);
-        snprintf(name, sizeof name, "group_norm/%s/beta", cases[c]);
-        float *beta = golden_f32(FILE_, name, 1, NULL);
-        snprintf(name, sizeof name, "group_norm/%s/out", cases[c]);
-        float *want = golden_f32(FILE_, name, 4, NULL);
-        int B = g[0], C = g[1], HW = g[2] * g[3], G = g[4], silu = g[5];
-        size_t n = numel(xd, 4);
-        for (int k = 0; k < nb; k++) {
-            const eb_backend *be = bes[k];
-            if (!be->group_norm) continue;
-            float *dx = to_dev(be, x, n), *dg = to_dev(be, gamma, C), *dbeta = to_dev(be, beta, C);
-            float *dout = be->alloc(n * sizeof(float));
-            be->group_norm(dout, dx, dg, dbeta, B, C, HW, G, (float)eps, silu);
-            expect_close(be, dout, want, n, cases[c]);
-            /* in place, as the decoder runs it */
-            be->group_norm(dx, dx, dg, dbeta, B, C, HW, G, (float)eps, silu);
-            expect_close(be, dx, want, n, "group_norm in place");
-            be->free(dg), be->free(dbeta);
-        }
-        free(g), free(x), free(gamma), free(beta), free(want);
-    }
-}
+/* An op under test: out ← op(x) on backend be with the case's geometry and extra inputs (already on be,
+ * NULL where the case has none); 0 when the backend lacks the op. */
+typedef int (*image_op)(const eb_backend *be, float *out, float *x, const golden_case *c, float *const *extra);
 
-Test(image_ops, upsample_matches_torch) {
-    int64_t xd[4], od[4];
-    float *x = golden_f32(FILE_, "upsample/x", 4, xd), *want = golden_f32(FILE_, "upsample/out", 4, od);
+/* Runs op on every backend that has it and compares with the golden output; `extras` names the
+ * case's further inputs (NULL-terminated, at most 4). */
+static void check_case(const char *group, const char *name, image_op op, const char *const *extras) {
+    golden_case c = load_case(group, name);
     const eb_backend *bes[2];
     int nb = backends(bes);
     for (int k = 0; k < nb; k++) {
         const eb_backend *be = bes[k];
-        if (!be->upsample2x) continue;
-        float *dx = to_dev(be, x, numel(xd, 4)), *dout = be->alloc(numel(od, 4) * sizeof(float));
-        be->upsample2x(dout, dx, (int)xd[0], (int)xd[1], (int)xd[2], (int)xd[3]);
-        expect_close(be, dout, want, numel(od, 4), "upsample2x");
+        float *dev_extra[4] = {NULL, NULL, NULL, NULL}, *host;
+        size_t n;
+        for (int e = 0; extras && extras[e]; e++)
+            if (read_key(group, name, extras[e], &host, &n)) {
+                dev_extra[e] = to_dev(be, host, n);
+                free(host);
+            }
+        float *dx = to_dev(be, c.x, c.nx), *dout = be->alloc(c.nout * sizeof(float));
+        char what[128];
+        snprintf(what, sizeof what, "%s/%s", group, name);
+        if (op(be, dout, dx, &c, dev_extra)) expect_close(be, dout, c.want, c.nout, what);
+        else be->free(dout);
         be->free(dx);
+        for (int e = 0; e < 4; e++)
+            if (dev_extra[e]) be->free(dev_extra[e]);
     }
-    free(x), free(want);
+    free(c.geom), free(c.x), free(c.want);
 }
 
-Test(image_ops, pools_match_torch) {
-    const char *cases[] = {"avg3_s1_p1", "avg3_s2", "avg5_s3_p2", "max3_s2", "max3_s1_p1"};
-    const eb_backend *bes[2];
-    int nb = backends(bes);
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        char name[96];
-        int64_t xd[4], od[4];
-        snprintf(name, sizeof name, "pool/%s/geom", cases[c]);
-        int32_t *g = golden_i32(FILE_, name, 1, NULL);
-        snprintf(name, sizeof name, "pool/%s/x", cases[c]);
-        float *x = golden_f32(FILE_, name, 4, xd);
-        snprintf(name, sizeof name, "pool/%s/out", cases[c]);
-        float *want = golden_f32(FILE_, name, 4, od);
-        for (int k = 0; k < nb; k++) {
-            const eb_backend *be = bes[k];
-            void (*pool)(float *, const float *, int, int, int, int, int, int, int) =
-                g[7] ? be->max_pool2d : be->avg_pool2d;
-            if (!pool) continue;
-            float *dx = to_dev(be, x, numel(xd, 4)), *dout = be->alloc(numel(od, 4) * sizeof(float));
-            pool(dout, dx, g[0], g[1], g[2], g[3], g[4], g[5], g[6]);
-            expect_close(be, dout, want, numel(od, 4), cases[c]);
-            be->free(dx);
-        }
-        free(g), free(x), free(want);
-    }
+static int run_conv(const eb_backend *be, float *out, float *x, const golden_case *c, float *const *extra) {
+    if (!be->conv2d) return 0;
+    const int32_t *g = c->geom;
+    eb_conv_shape s = {.B = g[0], .IC = g[1], .H = g[2], .W = g[3], .OC = g[4], .kh = g[5], .kw = g[6],
+                       .sh = g[7], .sw = g[8], .ph = g[9], .pw = g[10], .upsample2 = g[11]};
+    be->conv2d(out, x, extra[0], extra[1], &s);
+    return 1;
 }
 
-Test(image_ops, tf1_resize_matches_numpy) {
-    const char *cases[] = {"up", "down", "dit_ratio", "identity"};
-    const eb_backend *bes[2];
-    int nb = backends(bes);
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        char name[96];
-        int64_t xd[4], od[4];
-        snprintf(name, sizeof name, "resize/%s/geom", cases[c]);
-        int32_t *g = golden_i32(FILE_, name, 1, NULL);
-        snprintf(name, sizeof name, "resize/%s/x", cases[c]);
-        float *x = golden_f32(FILE_, name, 4, xd);
-        snprintf(name, sizeof name, "resize/%s/out", cases[c]);
-        float *want = golden_f32(FILE_, name, 4, od);
-        for (int k = 0; k < nb; k++) {
-            const eb_backend *be = bes[k];
-            if (!be->resize_bilinear_tf1) continue;
-            float *dx = to_dev(be, x, numel(xd, 4)), *dout = be->alloc(numel(od, 4) * sizeof(float));
-            be->resize_bilinear_tf1(dout, dx, g[0], g[1], g[2], g[3], g[4], g[5]);
-            expect_close(be, dout, want, numel(od, 4), cases[c]);
-            be->free(dx);
-        }
-        free(g), free(x), free(want);
-    }
+/* GroupNorm out of place, or (as the decoder runs it) in place on a copy of x. */
+static int group_norm_case(const eb_backend *be, float *out, float *x, const golden_case *c, float *const *extra,
+                           int in_place) {
+    if (!be->group_norm) return 0;
+    const int32_t *g = c->geom;
+    char path[96];
+    snprintf(path, sizeof path, "group_norm/%s", c->name);
+    eb_h5 *f;
+    double eps = 0;
+    cr_assert_eq(eb_h5_open(&f, GOLDEN_DIR FILE_), EB_OK);
+    cr_assert_eq(eb_h5_attr_f64(f, path, "eps", &eps), EB_OK, "%s", eb_last_error());
+    eb_h5_close(f);
+    if (in_place) be->copy(out, x, c->nx);
+    be->group_norm(out, in_place ? out : x, extra[0], extra[1], g[0], g[1], g[2] * g[3], g[4], (float)eps, g[5]);
+    return 1;
+}
+static int run_group_norm(const eb_backend *be, float *out, float *x, const golden_case *c, float *const *extra) {
+    return group_norm_case(be, out, x, c, extra, 0);
+}
+static int run_group_norm_in_place(const eb_backend *be, float *out, float *x, const golden_case *c,
+                                   float *const *extra) {
+    return group_norm_case(be, out, x, c, extra, 1);
+}
+
+static int run_upsample(const eb_backend *be, float *out, float *x, const golden_case *c, float *const *extra) {
+    const int32_t *g = c->geom;
+    if (!be->upsample2x) return 0;
+    be->upsample2x(out, x, g[0], g[1], g[2], g[3]);
+    return 1;
+}
+
+static int run_pool(const eb_backend *be, float *out, float *x, const golden_case *c, float *const *extra) {
+    const int32_t *g = c->geom;
+    void (*pool)(float *, const float *, int, int, int, int, int, int, int) = g[7] ? be->max_pool2d : be->avg_pool2d;
+    if (!pool) return 0;
+    pool(out, x, g[0], g[1], g[2], g[3], g[4], g[5], g[6]);
+    return 1;
+}
+
+static int run_resize(const eb_backend *be, float *out, float *x, const golden_case *c, float *const *extra) {
+    const int32_t *g = c->geom;
+    if (!be->resize_bilinear_tf1) return 0;
+    be->resize_bilinear_tf1(out, x, g[0], g[1], g[2], g[3], g[4], g[5]);
+    return 1;
+}
+
+Test(image_ops, conv2d_matches_torch) {
+    const char *cases[] = {"3x3_same", "3x3_s2_valid_odd", "3x3_s2_pad1", "1x7_pad03", "7x1_pad30", "1x1",
+                           "1x1_s2",   "3x3_valid",        "5x5_pad2",    "up2_3x3",   "wide_3x3"};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        check_case("conv", cases[c], run_conv, (const char *const[]){"w", "b", NULL});
+}
+
+Test(image_ops, group_norm_matches_torch) {
+    const char *cases[] = {"silu", "plain", "one_group"};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (int in_place = 0; in_place < 2; in_place++)
+            check_case("group_norm", cases[c], in_place ? run_group_norm_in_place : run_group_norm,
+                       (const char *const[]){"gamma", "beta", NULL});
+}
+
+Test(image_ops, upsample_pools_and_tf1_resize_match) {
+    check_case("", "upsample", run_upsample, NULL);
+    const char *pools[] = {"avg3_s1_p1", "avg3_s2", "avg5_s3_p2", "max3_s2", "max3_s1_p1"};
+    for (size_t c = 0; c < sizeof pools / sizeof pools[0]; c++) check_case("pool", pools[c], run_pool, NULL);
+    const char *sizes[] = {"up", "down", "dit_ratio", "identity"};
+    for (size_t c = 0; c < sizeof sizes / sizeof sizes[0]; c++) check_case("resize", sizes[c], run_resize, NULL);
 }
 
 /* x (n) with a fixed, irregular pattern. */
