@@ -32,6 +32,9 @@ CONV_CASES = [
     ("5x5_pad2", 1, 3, 8, 8, 6, 5, 5, 1, 1, 2, 2, 0, True),
     ("up2_3x3", 2, 4, 5, 6, 3, 3, 3, 1, 1, 1, 1, 1, True),
     ("wide_3x3", 1, 96, 12, 12, 16, 3, 3, 1, 1, 1, 1, 0, True),
+    # 3×3 same with ≥ 16 channels each side takes the CPU's Winograd path: odd sizes, the fused upsample
+    ("wino_odd", 1, 32, 11, 9, 24, 3, 3, 1, 1, 1, 1, 0, True),
+    ("wino_up2", 2, 16, 5, 6, 16, 3, 3, 1, 1, 1, 1, 1, False),
 ]
 
 GN_CASES = [

@@ -181,7 +181,8 @@ static int run_resize(const eb_backend *be, float *out, float *x, const golden_c
 
 Test(image_ops, conv2d_matches_torch) {
     const char *cases[] = {"3x3_same", "3x3_s2_valid_odd", "3x3_s2_pad1", "1x7_pad03", "7x1_pad30", "1x1",
-                           "1x1_s2",   "3x3_valid",        "5x5_pad2",    "up2_3x3",   "wide_3x3"};
+                           "1x1_s2",   "3x3_valid",        "5x5_pad2",    "up2_3x3",   "wide_3x3", "wino_odd",
+                           "wino_up2"};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
         check_case("conv", cases[c], run_conv, (const char *const[]){"w", "b", NULL});
 }
@@ -209,41 +210,67 @@ static float *pattern(size_t n, float freq) {
     return x;
 }
 
-/* Several im2col tiles (a 256-channel 3×3 convolution over 40×36 pixels: K = 2304, tiles of 896
- * pixels) against a plain double loop, and the same bits with one thread and with two. */
-Test(image_ops, conv2d_tiles_and_threads_do_not_change_results) {
-    eb_conv_shape s = {.B = 2, .IC = 256, .H = 40, .W = 36, .OC = 6, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
-                       .ph = 1, .pw = 1};
-    const int OH = eb_conv_out_h(&s), OW = eb_conv_out_w(&s), K = s.IC * 9;
-    cr_assert_gt(OH * OW, (int)(EB_CONV_TILE_BYTES / (K * sizeof(float))), "the case must span several tiles");
-    size_t nx = (size_t)s.B * s.IC * s.H * s.W, nw = (size_t)s.OC * K, no = (size_t)s.B * s.OC * OH * OW;
-    float *x = pattern(nx, 0.013f), *w = pattern(nw, 0.29f), *b = pattern(s.OC, 1.1f);
-    float *one = malloc(no * sizeof(float)), *two = malloc(no * sizeof(float)), *want = malloc(no * sizeof(float));
-    int threads = omp_get_max_threads();
-    omp_set_num_threads(1);
-    conv2d_forward(one, x, w, b, &s);
-    omp_set_num_threads(2);
-    conv2d_forward(two, x, w, b, &s);
-    omp_set_num_threads(threads);
-    cr_expect(!memcmp(one, two, no * sizeof(float)), "conv2d: 1 and 2 threads differ");
-    for (int n = 0; n < s.B; n++)
-        for (int oc = 0; oc < s.OC; oc++)
+/* out (B, OC, OH, OW) for output channels < oc_max by a plain double loop. */
+static void conv_reference(float *out, const float *x, const float *w, const float *b, const eb_conv_shape *s,
+                           int oc_max) {
+    const int OH = eb_conv_out_h(s), OW = eb_conv_out_w(s), k = s->kh;
+    for (int n = 0; n < s->B; n++)
+        for (int oc = 0; oc < oc_max; oc++)
             for (int oy = 0; oy < OH; oy++)
                 for (int ox = 0; ox < OW; ox++) {
                     double acc = b[oc];
-                    for (int ic = 0; ic < s.IC; ic++)
-                        for (int ky = 0; ky < 3; ky++)
-                            for (int kx = 0; kx < 3; kx++) {
-                                int iy = oy - 1 + ky, ix = ox - 1 + kx;
-                                if (iy < 0 || iy >= s.H || ix < 0 || ix >= s.W) continue;
-                                acc += (double)w[((size_t)oc * s.IC + ic) * 9 + ky * 3 + kx] *
-                                       x[(((size_t)n * s.IC + ic) * s.H + iy) * s.W + ix];
+                    for (int ic = 0; ic < s->IC; ic++)
+                        for (int ky = 0; ky < k; ky++)
+                            for (int kx = 0; kx < k; kx++) {
+                                int iy = oy - s->ph + ky, ix = ox - s->pw + kx;
+                                if (iy < 0 || iy >= s->H || ix < 0 || ix >= s->W) continue;
+                                acc += (double)w[((size_t)oc * s->IC + ic) * k * k + ky * k + kx] *
+                                       x[(((size_t)n * s->IC + ic) * s->H + iy) * s->W + ix];
                             }
-                    want[(((size_t)n * s.OC + oc) * OH + oy) * OW + ox] = (float)acc;
+                    out[(((size_t)n * oc_max + oc) * OH + oy) * OW + ox] = (float)acc;
                 }
-    double err = max_rel_err(one, want, no);
-    cr_expect_leq(err, TOL, "tiled conv2d vs double loop: rel err %g", err);
-    free(x), free(w), free(b), free(one), free(two), free(want);
+}
+
+/* conv2d_forward on s against the double loop (output channels < oc_max), and the same bits with one
+ * thread and with two. */
+static void check_conv_splits(const eb_conv_shape *s, int oc_max) {
+    const int OH = eb_conv_out_h(s), OW = eb_conv_out_w(s), K = s->IC * s->kh * s->kw;
+    size_t nx = (size_t)s->B * s->IC * s->H * s->W, nw = (size_t)s->OC * K, no = (size_t)s->B * s->OC * OH * OW;
+    size_t per = (size_t)OH * OW;
+    float *x = pattern(nx, 0.013f), *w = pattern(nw, 0.29f), *b = pattern(s->OC, 1.1f);
+    for (size_t i = 0; i < nw; i++) w[i] /= sqrtf((float)K);
+    float *one = malloc(no * sizeof(float)), *two = malloc(no * sizeof(float));
+    float *want = malloc((size_t)s->B * oc_max * per * sizeof(float)), *got = malloc((size_t)s->B * oc_max * per * sizeof(float));
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    conv2d_forward(one, x, w, b, s);
+    omp_set_num_threads(2);
+    conv2d_forward(two, x, w, b, s);
+    omp_set_num_threads(threads);
+    cr_expect(!memcmp(one, two, no * sizeof(float)), "conv2d: 1 and 2 threads differ");
+    conv_reference(want, x, w, b, s, oc_max);
+    for (int n = 0; n < s->B; n++)
+        memcpy(got + (size_t)n * oc_max * per, one + (size_t)n * s->OC * per, (size_t)oc_max * per * sizeof(float));
+    double err = max_rel_err(got, want, (size_t)s->B * oc_max * per);
+    cr_log_info("conv %dx%d, IC %d: rel err %.3g vs the double loop", s->kh, s->kw, s->IC, err);
+    cr_expect_leq(err, TOL, "conv2d vs double loop: rel err %g", err);
+    free(x), free(w), free(b), free(one), free(two), free(want), free(got);
+}
+
+/* Several im2col tiles: a 256-channel valid 3×3 convolution over 40×36 output pixels (K = 2304, tiles of
+ * 896 pixels). */
+Test(image_ops, conv2d_im2col_tiles_and_threads_do_not_change_results) {
+    eb_conv_shape s = {.B = 2, .IC = 256, .H = 42, .W = 38, .OC = 6, .kh = 3, .kw = 3, .sh = 1, .sw = 1};
+    cr_assert_gt(eb_conv_out_h(&s) * eb_conv_out_w(&s), (int)(EB_CONV_TILE_BYTES / (2304 * sizeof(float))),
+                 "the case must span several tiles");
+    check_conv_splits(&s, s.OC);
+}
+
+/* Several Winograd chunks (1024 + 16 channels, 32 tiles a row: 31 tile rows a chunk of 40). */
+Test(image_ops, conv2d_winograd_chunks_and_threads_do_not_change_results) {
+    eb_conv_shape s = {.B = 1, .IC = 1024, .H = 80, .W = 63, .OC = 16, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
+                       .ph = 1, .pw = 1};
+    check_conv_splits(&s, 3);
 }
 
 /* out_ctot: two convolutions write the channel slices [0, 3) and [3, 8) of one (B, 8, H, W) buffer. */

@@ -9,6 +9,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,7 +83,143 @@ static int conv_is_pointwise(const eb_conv_shape *s) {
     return s->kh == 1 && s->kw == 1 && s->sh == 1 && s->sw == 1 && s->ph == 0 && s->pw == 0 && !s->upsample2;
 }
 
+/* ------------------------------------------------------------------------ */
+/* 3×3 same convolutions: Winograd F(2×2, 3×3)                               */
+
+/* Each 2×2 output tile is Aᵀ [Σ_ic (G g Gᵀ) ⊙ (Bᵀ d B)] A over the 4×4 input patch d at (2ty − 1, 2tx − 1):
+ * 16 GEMMs M_ξ (OC, T) = U_ξ (OC, IC) · V_ξ (IC, T), one per patch position ξ, with 2.25× fewer
+ * multiply-adds than the direct convolution. Tiles are processed in chunks of a fixed size (the
+ * scratch U, V, M of a chunk holds about EB_WINO_CHUNK_FLOATS); every thread works on each chunk:
+ * the transforms split over channels, the 16 GEMMs over ξ. Worth it when the channel counts make
+ * the GEMMs dominate. */
+#define EB_WINO_CHUNK_FLOATS ((size_t)16 << 20)
+#define EB_WINO_MIN_CHANNELS 16
+
+static int conv_takes_winograd(const eb_conv_shape *s) {
+    return s->kh == 3 && s->kw == 3 && s->sh == 1 && s->sw == 1 && s->ph == 1 && s->pw == 1 &&
+           s->IC >= EB_WINO_MIN_CHANNELS && s->OC >= EB_WINO_MIN_CHANNELS;
+}
+
+/* The caller's grow-only scratch of the Winograd path. */
+static _Thread_local float *wino_scratch;
+static _Thread_local size_t wino_scratch_len;
+
+/* G of F(2×2, 3×3) (4×3); G ⊗ G (16×9) maps a kernel g (3×3) to G g Gᵀ (4×4). */
+static const float wino_G[4][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};
+
+/* V rows of tile row ty of one input plane (H, W), seen through the optional ×2 upsample: v_ξ[tx] (row
+ * stride vs between ξ) = (Bᵀ d B)_ξ of the 4×4 patch at (2ty − 1, 2tx − 1), zero outside the image.
+ * row (4 · (2TW + 2) floats) is workspace. */
+static void wino_input_row(float *v, size_t vs, const float *plane, int H, int W, int up, int ty, int TW, float *row) {
+    const int L = 2 * TW + 2, Hin = H << up, Win = W << up;
+    float *r[4] = {row, row + L, row + 2 * L, row + 3 * L};
+    for (int i = 0; i < 4; i++) {
+        const int y = 2 * ty - 1 + i;
+        for (int j = 0; j < L; j++) {
+            const int xx = j - 1;
+            r[i][j] = y >= 0 && y < Hin && xx >= 0 && xx < Win ? plane[(size_t)(y >> up) * W + (xx >> up)] : 0.0f;
+        }
+    }
+    for (int j = 0; j < L; j++) { /* Bᵀ d, in place: the rows become t0..t3 */
+        const float d0 = r[0][j], d1 = r[1][j], d2 = r[2][j], d3 = r[3][j];
+        r[0][j] = d0 - d2, r[1][j] = d1 + d2, r[2][j] = d2 - d1, r[3][j] = d1 - d3;
+    }
+    for (int i = 0; i < 4; i++) { /* (Bᵀ d) B */
+        const float *t = r[i];
+        float *v0 = v + (size_t)(4 * i) * vs, *v1 = v0 + vs, *v2 = v1 + vs, *v3 = v2 + vs;
+        for (int tx = 0; tx < TW; tx++) {
+            const float a = t[2 * tx], b = t[2 * tx + 1], c = t[2 * tx + 2], d = t[2 * tx + 3];
+            v0[tx] = a - c, v1[tx] = b + c, v2[tx] = c - b, v3[tx] = b - d;
+        }
+    }
+}
+
+/* Output rows 2ty and 2ty + 1 (those < OH) of one channel plane o (OH, OW) from m_ξ[tx] (row stride ms
+ * between ξ): Aᵀ m A of each tile, plus the bias. */
+static void wino_output_row(float *o, int OH, int OW, int ty, int TW, const float *m, size_t ms, float bias) {
+    for (int i = 0; i < 2 && 2 * ty + i < OH; i++) {
+        float *orow = o + (size_t)(2 * ty + i) * OW;
+        for (int tx = 0; tx < TW; tx++) {
+            float c[4]; /* row i of Aᵀ m, per column */
+            for (int j = 0; j < 4; j++) {
+                const float m0 = m[(size_t)j * ms + tx], m1 = m[(size_t)(4 + j) * ms + tx];
+                const float m2 = m[(size_t)(8 + j) * ms + tx], m3 = m[(size_t)(12 + j) * ms + tx];
+                c[j] = i ? m1 - m2 - m3 : m0 + m1 + m2;
+            }
+            orow[2 * tx] = (c[0] + c[1] + c[2]) + bias;
+            if (2 * tx + 1 < OW) orow[2 * tx + 1] = (c[1] - c[2] - c[3]) + bias;
+        }
+    }
+}
+
+static void conv2d_winograd(float *out, const float *x, const float *w, const float *bias, const eb_conv_shape *s) {
+    const int IC = s->IC, OC = s->OC, up = s->upsample2 ? 1 : 0;
+    const int OH = eb_conv_out_h(s), OW = eb_conv_out_w(s), OHW = OH * OW, ctot = s->out_ctot ? s->out_ctot : OC;
+    const int TH = (OH + 1) / 2, TW = (OW + 1) / 2;
+    /* a chunk is whole tile rows */
+    size_t fit = EB_WINO_CHUNK_FLOATS / (16 * (size_t)(IC + OC) * TW);
+    const int rows = fit < 1 ? 1 : fit < (size_t)TH ? (int)fit : TH;
+    const size_t nmax = (size_t)rows * TW, K = (size_t)OC * IC, nu = 16 * K;
+    const size_t need = nu + 16 * (size_t)(IC + OC) * nmax;
+    if (wino_scratch_len < need) {
+        free(wino_scratch);
+        wino_scratch = malloc(need * sizeof(float));
+        wino_scratch_len = wino_scratch ? need : 0;
+    }
+    float *rowbuf = malloc(sizeof(float) * 4 * (2 * (size_t)TW + 2) * (size_t)omp_get_max_threads());
+    if (!wino_scratch || !rowbuf) { /* out of memory: NaN, for the caller's finite check */
+        free(rowbuf);
+        for (int b = 0; b < s->B; b++)
+            for (size_t i = 0; i < (size_t)OC * OHW; i++) out[(size_t)b * ctot * OHW + i] = NAN;
+        return;
+    }
+    float tm[16][9];
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < 4; b++)
+            for (int c = 0; c < 3; c++)
+                for (int d = 0; d < 3; d++) tm[4 * a + b][3 * c + d] = wino_G[a][c] * wino_G[b][d];
+    float *U = wino_scratch, *V = U + nu, *M = V + 16 * (size_t)IC * nmax;
+    const int par = (size_t)s->B * OHW * 9 * IC * OC >= EB_PAR_MIN_MACS;
+    enum { KERNEL_CHUNKS = 16 };
+#pragma omp parallel if (par)
+    {
+        float *row = rowbuf + (size_t)omp_get_thread_num() * 4 * (2 * (size_t)TW + 2);
+        /* U (16, OC·IC) = (G ⊗ G) (16, 9) · wᵀ, w (OC·IC, 9), in fixed column chunks */
+#pragma omp for schedule(static)
+        for (int c = 0; c < KERNEL_CHUNKS; c++) {
+            size_t k0 = K * c / KERNEL_CHUNKS, k1 = K * (c + 1) / KERNEL_CHUNKS;
+            if (k1 > k0)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 16, (int)(k1 - k0), 9, 1.0f, &tm[0][0], 9,
+                            w + k0 * 9, 9, 0.0f, U + k0, (int)K);
+        }
+        for (int b = 0; b < s->B; b++)
+            for (int ty0 = 0; ty0 < TH; ty0 += rows) {
+                const int nr = TH - ty0 < rows ? TH - ty0 : rows, n = nr * TW;
+                const float *xb = x + (size_t)b * IC * s->H * s->W;
+#pragma omp for schedule(static)
+                for (int ic = 0; ic < IC; ic++)
+                    for (int r = 0; r < nr; r++)
+                        wino_input_row(V + (size_t)ic * n + (size_t)r * TW, (size_t)IC * n,
+                                       xb + (size_t)ic * s->H * s->W, s->H, s->W, up, ty0 + r, TW, row);
+#pragma omp for schedule(static)
+                for (int xi = 0; xi < 16; xi++)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, n, IC, 1.0f, U + (size_t)xi * K, IC,
+                                V + (size_t)xi * IC * n, n, 0.0f, M + (size_t)xi * OC * n, n);
+#pragma omp for schedule(static)
+                for (int oc = 0; oc < OC; oc++)
+                    for (int r = 0; r < nr; r++)
+                        wino_output_row(out + ((size_t)b * ctot + oc) * OHW, OH, OW, ty0 + r, TW,
+                                        M + (size_t)oc * n + (size_t)r * TW, (size_t)OC * n, bias ? bias[oc] : 0.0f);
+            }
+    }
+    free(rowbuf);
+}
+
 void conv2d_forward(float *out, const float *x, const float *w, const float *bias, const eb_conv_shape *s) {
+    if (conv_takes_winograd(s)) {
+        conv2d_winograd(out, x, w, bias, s);
+        return;
+    }
     const int OH = eb_conv_out_h(s), OW = eb_conv_out_w(s), OHW = OH * OW, K = s->IC * s->kh * s->kw;
     const int ctot = s->out_ctot ? s->out_ctot : s->OC, pointwise = conv_is_pointwise(s);
     const int P = conv_tile_pixels(K, OHW), tiles = (OHW + P - 1) / P, chunks = s->B * tiles;
