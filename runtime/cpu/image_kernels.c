@@ -28,18 +28,20 @@ static int conv_tile_pixels(int K, int OHW) {
     return p < (size_t)OHW ? (int)p : OHW;
 }
 
-/* Per-thread im2col tile, grown on demand and kept (one decode allocates it once per thread). */
+/* *buf with room for `need` floats, grown on demand and kept (one decode allocates each buffer once per
+ * thread); NULL when out of memory. */
+static float *grow_scratch(float **buf, size_t *len, size_t need) {
+    if (*len < need) {
+        free(*buf);
+        *buf = malloc(need * sizeof(float));
+        *len = *buf ? need : 0;
+    }
+    return *buf;
+}
+
+/* Per-thread im2col tile. */
 static _Thread_local float *col_scratch;
 static _Thread_local size_t col_scratch_len;
-
-static float *col_buffer(size_t need) {
-    if (col_scratch_len < need) {
-        free(col_scratch);
-        col_scratch = malloc(need * sizeof(float));
-        col_scratch_len = col_scratch ? need : 0;
-    }
-    return col_scratch;
-}
 
 /* col (K, P) ← the input patches of output pixels [p0, p0 + P) of image x (IC, H, W):
  * row k = (ic·kh + ky)·kw + kx holds x[ic, oh·sh − ph + ky, ow·sw − pw + kx] (0 outside the image),
@@ -161,11 +163,7 @@ static void conv2d_winograd(float *out, const float *x, const float *w, const fl
     const int rows = fit < 1 ? 1 : fit < (size_t)TH ? (int)fit : TH;
     const size_t nmax = (size_t)rows * TW, K = (size_t)OC * IC, nu = 16 * K;
     const size_t need = nu + 16 * (size_t)(IC + OC) * nmax;
-    if (wino_scratch_len < need) {
-        free(wino_scratch);
-        wino_scratch = malloc(need * sizeof(float));
-        wino_scratch_len = wino_scratch ? need : 0;
-    }
+    grow_scratch(&wino_scratch, &wino_scratch_len, need);
     float *rowbuf = malloc(sizeof(float) * 4 * (2 * (size_t)TW + 2) * (size_t)omp_get_max_threads());
     if (!wino_scratch || !rowbuf) { /* out of memory: NaN, for the caller's finite check */
         free(rowbuf);
@@ -232,7 +230,7 @@ void conv2d_forward(float *out, const float *x, const float *w, const float *bia
         const float *cols = xb + p0;
         int ldb = OHW;
         if (!pointwise) {
-            float *col = col_buffer((size_t)K * P);
+            float *col = grow_scratch(&col_scratch, &col_scratch_len, (size_t)K * P);
             if (!col) { /* out of memory: poison the tile so the caller's finite check reports it */
                 for (int oc = 0; oc < s->OC; oc++)
                     for (int i = 0; i < n; i++) o[(size_t)oc * OHW + i] = NAN;
