@@ -9,6 +9,7 @@
 #include "golden.h"
 #include "h5io.h"
 #include "model.h"
+#include "npz.h"
 #include "safetensors.h"
 #include "vae.h"
 
@@ -209,6 +210,37 @@ Test(vae, cli_decode_round_trip, .init = cli_workdir_make, .fini = cli_workdir_r
     double err = max_rel_err(got, want, 2 * 3 * 16 * 16);
     cr_expect_leq(err, TOL, "decode of samples / 0.18215: rel err %g", err);
     free(got), free(y), free(want), free(layout);
+
+    /* .npz: arr_0 (N, 16, 16, 3) uint8 = clamp(127.5·x + 128, 0, 255) truncated, NHWC, of the same images */
+    char npz[512], h5[512];
+    in_workdir(npz, "images.npz"), in_workdir(h5, "images.h5");
+    cr_assert_eq(cli_run("decode --vae " SMALL "ldm --samples %s --output %s --batch 2", in, npz), 0, "%s", err_text);
+    cr_assert_eq(eb_h5_open(&f, h5), EB_OK);
+    cr_assert_eq(eb_h5_read_f32(f, "images", 4, (int64_t[]){2, 3, 16, 16}, &got, id, 0), EB_OK);
+    eb_h5_close(f);
+    eb_npz *z;
+    eb_npz_member *m;
+    eb_npy_header h;
+    uint8_t bytes[2 * 16 * 16 * 3];
+    cr_assert_eq(eb_npz_open(&z, npz), EB_OK, "%s", eb_last_error());
+    cr_assert_eq(eb_npz_member_open(&m, z, "arr_0", &h), EB_OK, "%s", eb_last_error());
+    cr_expect(h.dtype == EB_NPY_U8 && h.rank == 4 && h.shape[0] == 2 && h.shape[1] == 16 && h.shape[2] == 16 &&
+              h.shape[3] == 3, "arr_0 is (2, 16, 16, 3) uint8");
+    cr_assert_eq(eb_npz_member_read(m, bytes, sizeof bytes), EB_OK, "%s", eb_last_error());
+    eb_npz_member_close(m);
+    eb_npz_close_reader(z);
+    int wrong = 0, spread = 0;
+    for (int n = 0; n < 2; n++)
+        for (int p = 0; p < 256; p++)
+            for (int c = 0; c < 3; c++) {
+                float v = 127.5f * got[(n * 3 + c) * 256 + p] + 128.0f;
+                uint8_t want_b = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+                wrong += bytes[(n * 256 + p) * 3 + c] != want_b;
+                spread |= want_b != bytes[0];
+            }
+    cr_expect_eq(wrong, 0, "%d bytes differ from the HDF5 images' conversion", wrong);
+    cr_expect(spread, "the images are not constant");
+    free(got);
 
     /* a wrong scale factor gives other images; bad input exits 2 naming what is wrong, and no output */
     cr_assert_eq(cli_run("decode --vae " SMALL "ldm --samples %s --output %s --scale-factor 1", in, out), 0);
