@@ -25,6 +25,7 @@ static const struct {
     {"fit", cmd_fit, "fit ε-scaling, EB-Cache's two-phase noise scaling and TeaCache's polynomial on a recording"},
     {"search", cmd_search, "search a cache schedule: EB-Cache's Algorithm 1, the baselines, or a FLOP budget"},
     {"ablate", cmd_ablate, "a grid of samplers, caching methods, speed targets and seeds: CSV, table, Pareto plot"},
+    {"decode", cmd_decode, "decode sampled latents with the SD-VAE decoder into images (HDF5)"},
 };
 
 static void usage(FILE *f) {

@@ -18,6 +18,9 @@ cp tests/golden/models/tiny_diffusers/transformer/config.json "$seeds/weights/co
 # HDF5: samples, a forward input, a recording and its fit.
 $bin sample --model "$seeds/weights/tiny.safetensors" --sampler ddim --steps 2 --n 2 --output "$seeds/h5/samples.h5" > /dev/null 2>&1
 cp tests/golden/forward_sigma.h5 "$seeds/h5/forward.h5"
+
+# .npz archives: numpy's savez and savez_compressed and the C writer's (the npz goldens).
+cp tests/golden/npz_savez.npz tests/golden/npz_compressed.npz tests/golden/npz_c.npz "$seeds/npz/"
 $bin record --model "$seeds/weights/tiny.safetensors" --sampler ddim --steps 6 --n 2 --output "$seeds/h5/recording.h5" > /dev/null 2>&1
 $bin fit "$seeds/h5/recording.h5" --output "$seeds/h5/fit.h5" > /dev/null
 

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct eb_conv_shape;
+
 typedef struct eb_backend {
     const char *name;
     void *(*alloc)(size_t bytes);                 /* zeroed; NULL on failure */
@@ -71,7 +73,57 @@ typedef struct eb_backend {
      * Σ|cur − prev|, Σ|prev|, Σ cur·prev, Σ cur², Σ prev² over n elements, in
      * double in a fixed order; only these five numbers reach the host. */
     void (*feature_drift)(double *sums, float *prev, const float *cur, size_t n);
+
+    /* ---- Image operations (optional) -------------------------------------
+     * NCHW float32, for the image models (the VAE decoder, runtime/vae.c;
+     * the Inception network). A backend may leave any of them NULL: callers
+     * check with eb_backend_missing_image_op and fail naming the op. */
+    /* out (B, OC, OH, OW) = x (B, IC, H, W) ⋆ w (OC, IC, kh, kw) + bias (OC) (NULL: none), cross-correlation
+     * as torch's conv2d; geometry in *s (eb_conv_out_h/w give OH, OW). When s->upsample2 is set the input
+     * is first upsampled nearest ×2 (the conv sees (2H, 2W)) without materialising it. Output channel oc of
+     * image b lands at out + (b·s->out_ctot + oc)·OH·OW, so convolutions can write into slices of a
+     * channel concatenation (out_ctot 0 means OC). out must not alias x. */
+    void (*conv2d)(float *out, const float *x, const float *w, const float *bias, const struct eb_conv_shape *s);
+    /* GroupNorm over G groups of C/G channels (biased variance, eps), then γ (C)·x̂ + β (C), then SiLU when
+     * `silu`. out, x (B, C, HW); out may alias x. */
+    void (*group_norm)(float *out, const float *x, const float *gamma, const float *beta, int B, int C, int HW,
+                       int G, float eps, int silu);
+    /* Nearest ×2: out (B, C, 2H, 2W) from x (B, C, H, W). */
+    void (*upsample2x)(float *out, const float *x, int B, int C, int H, int W);
+    /* Pooling with a k×k window, stride s, zero padding p on every side, floor rounding:
+     * out (B, C, OH, OW), OH = (H + 2p − k)/s + 1. avg_pool2d divides by the window's in-image elements
+     * (count_include_pad=False); max_pool2d ignores the padding. */
+    void (*avg_pool2d)(float *out, const float *x, int B, int C, int H, int W, int k, int s, int p);
+    void (*max_pool2d)(float *out, const float *x, int B, int C, int H, int W, int k, int s, int p);
+    /* TF1 legacy bilinear resize (tf.image.resize_bilinear, align_corners=False, no half-pixel offset):
+     * out (B, C, OH, OW) from x (B, C, H, W); source coordinate dst·in/out, lo = floor, hi = min(lo + 1,
+     * in − 1). Equal sizes copy. */
+    void (*resize_bilinear_tf1)(float *out, const float *x, int B, int C, int H, int W, int OH, int OW);
+    /* out (n) = max(x, 0) (NaN stays NaN). out may alias in. */
+    void (*relu)(float *out, const float *in, size_t n);
+    /* out (B, N, M) = in (B, M, N) with the last two axes swapped: NCHW (B, C, HW) ↔ tokens (B, HW, C). */
+    void (*transpose)(float *out, const float *in, int B, int M, int N);
 } eb_backend;
+
+/* The geometry of a conv2d (backend.h conv2d). */
+typedef struct eb_conv_shape {
+    int B, IC, H, W;   /* input (B, IC, H, W), before any upsample       */
+    int OC, kh, kw;    /* weights (OC, IC, kh, kw)                       */
+    int sh, sw, ph, pw; /* stride and zero padding per side, rows / cols  */
+    int upsample2;     /* 1: nearest ×2 of the input first (0: none)      */
+    int out_ctot;      /* channels of the output buffer (0: OC)          */
+} eb_conv_shape;
+
+/* The input extents the convolution sees (after the optional upsample), and the output extents. */
+static inline int eb_conv_in_h(const eb_conv_shape *s) { return s->upsample2 ? 2 * s->H : s->H; }
+static inline int eb_conv_in_w(const eb_conv_shape *s) { return s->upsample2 ? 2 * s->W : s->W; }
+static inline int eb_conv_out_h(const eb_conv_shape *s) { return (eb_conv_in_h(s) + 2 * s->ph - s->kh) / s->sh + 1; }
+static inline int eb_conv_out_w(const eb_conv_shape *s) { return (eb_conv_in_w(s) + 2 * s->pw - s->kw) / s->sw + 1; }
+
+/* The name of the first of the image ops a caller needs that backend `be` lacks, or NULL when it has
+ * them all: `ops` is a space-separated list of op names ("conv2d group_norm"), an unknown name counts
+ * as missing. */
+const char *eb_backend_missing_image_op(const eb_backend *be, const char *ops);
 
 enum { EB_DRIFT_L1, EB_DRIFT_BASE_L1, EB_DRIFT_DOT, EB_DRIFT_CUR2, EB_DRIFT_PREV2, EB_DRIFT_SUMS };
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "checked.h"
+#include "npy.h"
 #include "readfile.h"
 
 #define MAX_TABLE_BYTES (64 << 20)
@@ -708,125 +709,36 @@ eb_status eb_cache_schedule_from_npy(eb_cache_schedule **out, const char *path, 
 }
 
 /* ------------------------------------------------------------------------ */
-/* A strict .npy reader (format versions 1-3) for int64 vectors.            */
+/* A strict .npy reader for int64 vectors (the header: npy.c).              */
 
 #define NPY_MAX_BYTES (64 << 20)
-
-/* The header dict: {'descr': '<i8', 'fortran_order': False, 'shape': (n,), } */
-typedef struct {
-    const char *p, *end;
-} npy_lexer;
-
-static void npy_space(npy_lexer *x) {
-    while (x->p < x->end && (*x->p == ' ' || *x->p == '\t')) x->p++;
-}
-
-static int npy_char(npy_lexer *x, char c) {
-    npy_space(x);
-    if (x->p < x->end && *x->p == c) return x->p++, 1;
-    return 0;
-}
-
-/* A quoted string into buf. */
-static int npy_string(npy_lexer *x, char *buf, size_t size) {
-    npy_space(x);
-    if (x->p >= x->end || (*x->p != '\'' && *x->p != '"')) return 0;
-    char q = *x->p++;
-    size_t n = 0;
-    while (x->p < x->end && *x->p != q) {
-        if (n + 1 >= size) return 0;
-        buf[n++] = *x->p++;
-    }
-    if (x->p >= x->end) return 0;
-    x->p++;
-    buf[n] = 0;
-    return 1;
-}
-
-static int npy_word(npy_lexer *x, const char *w) {
-    npy_space(x);
-    size_t n = strlen(w);
-    if ((size_t)(x->end - x->p) >= n && !strncmp(x->p, w, n)) return x->p += n, 1;
-    return 0;
-}
-
-static eb_status npy_header(const char *path, const char *h, size_t len, int64_t *count) {
-    npy_lexer x = {h, h + len};
-    int have_descr = 0, have_order = 0, have_shape = 0;
-    if (!npy_char(&x, '{')) return eb_fail(EB_EINPUT, "%s: header is not a Python dict", path);
-    while (!npy_char(&x, '}')) {
-        char key[32], value[32];
-        if (!npy_string(&x, key, sizeof key) || !npy_char(&x, ':'))
-            return eb_fail(EB_EINPUT, "%s: malformed header dict near offset %td", path, x.p - h);
-        if (!strcmp(key, "descr") && !have_descr++) {
-            if (!npy_string(&x, value, sizeof value)) return eb_fail(EB_EINPUT, "%s: header 'descr' is not a string", path);
-            if (strcmp(value, "<i8"))
-                return eb_fail(EB_EINPUT, "%s: dtype '%s', expected '<i8' (little-endian int64)", path, value);
-        } else if (!strcmp(key, "fortran_order") && !have_order++) {
-            if (npy_word(&x, "True")) return eb_fail(EB_EINPUT, "%s: fortran_order True, expected False", path);
-            if (!npy_word(&x, "False")) return eb_fail(EB_EINPUT, "%s: header 'fortran_order' is not True/False", path);
-        } else if (!strcmp(key, "shape") && !have_shape++) {
-            if (!npy_char(&x, '(')) return eb_fail(EB_EINPUT, "%s: header 'shape' is not a tuple", path);
-            char *end;
-            errno = 0;
-            npy_space(&x);
-            long long v = strtoll(x.p, &end, 10);
-            if (end == x.p || errno || v < 0 || end > x.end)
-                return eb_fail(EB_EINPUT, "%s: shape must be (n,): a 1-D table", path);
-            x.p = end;
-            if (!npy_char(&x, ',') || !npy_char(&x, ')'))
-                return eb_fail(EB_EINPUT, "%s: shape must be (n,): a 1-D table", path);
-            *count = v;
-        } else {
-            return eb_fail(EB_EINPUT, "%s: unexpected or repeated header key '%s'", path, key);
-        }
-        if (!npy_char(&x, ',') && !(npy_space(&x), x.p < x.end && *x.p == '}'))
-            return eb_fail(EB_EINPUT, "%s: malformed header dict near offset %td", path, x.p - h);
-    }
-    npy_space(&x);
-    if (x.p != x.end) return eb_fail(EB_EINPUT, "%s: junk after the header dict", path);
-    if (!have_descr || !have_order || !have_shape)
-        return eb_fail(EB_EINPUT, "%s: header lacks '%s'", path, !have_descr ? "descr" : !have_order ? "fortran_order" : "shape");
-    return EB_OK;
-}
 
 eb_status eb_npy_read_i64(const char *path, int64_t **data, int64_t *n) {
     *data = NULL;
     char *text;
-    size_t size, pre = 0, hlen = 0;
-    /* eb_read_file's NUL after the bytes stops the header parser's number reads at the latest */
+    size_t size;
     eb_status st = eb_read_file(path, NPY_MAX_BYTES, &text, &size);
     if (st) return st;
     const unsigned char *buf = (const unsigned char *)text;
-    if (size < 10 || memcmp(buf, "\x93NUMPY", 6)) st = eb_fail(EB_EINPUT, "%s: not a .npy file (bad magic)", path);
-    else if (buf[6] < 1 || buf[6] > 3 || buf[7] != 0)
-        st = eb_fail(EB_EINPUT, "%s: unsupported .npy version %d.%d", path, buf[6], buf[7]);
+    eb_npy_header h;
+    st = eb_npy_parse_header(&h, buf, size, path);
+    if (!st && h.dtype != EB_NPY_I64)
+        st = eb_fail(EB_EINPUT, "%s: dtype '%s', expected '<i8' (little-endian int64)", path, eb_npy_dtype_name(h.dtype));
+    if (!st && h.rank != 1) st = eb_fail(EB_EINPUT, "%s: shape must be (n,): a 1-D table", path);
+    size_t body = st ? 0 : size - h.header_bytes;
+    if (!st && body != h.data_bytes)
+        st = eb_fail(EB_EINPUT, "%s: %zu data bytes for shape (%lld,), expected %llu (%s)", path, body, (long long)h.count,
+                     (unsigned long long)h.data_bytes, body < h.data_bytes ? "truncated" : "trailing bytes");
+    if (!st && h.count == 0) st = eb_fail(EB_EINPUT, "%s: the table is empty", path);
+    if (!st && !(*data = malloc(h.data_bytes))) st = eb_fail(EB_ERUNTIME, "out of memory reading %s", path);
     if (!st) {
-        pre = buf[6] == 1 ? 10 : 12;
-        hlen = buf[6] == 1 ? (size_t)buf[8] | (size_t)buf[9] << 8
-                           : (size_t)buf[8] | (size_t)buf[9] << 8 | (size_t)buf[10] << 16 | (size_t)buf[11] << 24;
-        if (size < pre || hlen > size - pre) st = eb_fail(EB_EINPUT, "%s: truncated header", path);
-        else if (hlen == 0 || buf[pre + hlen - 1] != '\n') st = eb_fail(EB_EINPUT, "%s: header does not end with a newline", path);
-    }
-    int64_t count = 0;
-    if (!st) st = npy_header(path, (const char *)buf + pre, hlen - 1, &count);
-    size_t body = size - pre - hlen, need = eb_checked_bytes(count, 8); /* SIZE_MAX: more than any file holds */
-    if (!st && body != need) {
-        char expected[32] = "more than 2^64";
-        if (need != SIZE_MAX) snprintf(expected, sizeof expected, "%zu", need);
-        st = eb_fail(EB_EINPUT, "%s: %zu data bytes for shape (%lld,), expected %s (%s)", path, body, (long long)count,
-                     expected, body < need ? "truncated" : "trailing bytes");
-    }
-    if (!st && count == 0) st = eb_fail(EB_EINPUT, "%s: the table is empty", path);
-    if (!st && !(*data = malloc(need))) st = eb_fail(EB_ERUNTIME, "out of memory reading %s", path);
-    if (!st) {
-        const unsigned char *p = buf + pre + hlen;
-        for (int64_t i = 0; i < count; i++) {
+        const unsigned char *p = buf + h.header_bytes;
+        for (int64_t i = 0; i < h.count; i++) {
             uint64_t u = 0;
             for (int b = 7; b >= 0; b--) u = u << 8 | p[i * 8 + b];
             (*data)[i] = (int64_t)u;
         }
-        *n = count;
+        *n = h.count;
     }
     free(text);
     return st;

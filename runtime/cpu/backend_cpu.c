@@ -40,4 +40,12 @@ const eb_backend eb_backend_cpu = {
     .taylor_update = taylor_update_forward,
     .taylor_forecast = taylor_forecast_forward,
     .feature_drift = feature_drift_forward,
+    .conv2d = conv2d_forward,
+    .group_norm = group_norm_forward,
+    .upsample2x = upsample2x_forward,
+    .avg_pool2d = avg_pool2d_forward,
+    .max_pool2d = max_pool2d_forward,
+    .resize_bilinear_tf1 = resize_bilinear_tf1_forward,
+    .relu = relu_forward,
+    .transpose = transpose_forward,
 };

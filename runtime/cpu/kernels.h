@@ -86,4 +86,20 @@ void taylor_forecast_forward(float *out, const float *factors, int orders, size_
  * in double, thread-count independent. */
 void feature_drift_forward(double *sums, float *prev, const float *cur, size_t n);
 
+/* The image operations (image_kernels.c); see backend.h for each contract. */
+#include "backend.h"
+/* Bytes of the per-thread im2col tile of conv2d_forward (image_kernels.c says how it is cut). */
+#ifndef EB_CONV_TILE_BYTES
+#define EB_CONV_TILE_BYTES ((size_t)8 << 20)
+#endif
+void conv2d_forward(float *out, const float *x, const float *w, const float *bias, const eb_conv_shape *s);
+void group_norm_forward(float *out, const float *x, const float *gamma, const float *beta, int B, int C, int HW, int G,
+                        float eps, int silu);
+void upsample2x_forward(float *out, const float *x, int B, int C, int H, int W);
+void avg_pool2d_forward(float *out, const float *x, int B, int C, int H, int W, int k, int s, int p);
+void max_pool2d_forward(float *out, const float *x, int B, int C, int H, int W, int k, int s, int p);
+void resize_bilinear_tf1_forward(float *out, const float *x, int B, int C, int H, int W, int OH, int OW);
+void relu_forward(float *out, const float *in, size_t n);
+void transpose_forward(float *out, const float *in, int B, int M, int N);
+
 #endif

@@ -229,6 +229,11 @@ template <eb_precision P> static void attention_at(float *out, const float *qkv,
     cuda_attention(P, out, qkv, B, T, NH, hd);
 }
 
+template <eb_precision P>
+static void conv2d_at(float *out, const float *x, const float *w, const float *b, const eb_conv_shape *s) {
+    cuda_conv2d(P, out, x, w, b, s);
+}
+
 #define CUDA_TABLE(P, NAME)                                                                                    \
     {                                                                                                          \
         .name = NAME, .alloc = cuda_alloc, .free = cuda_free, .upload = cuda_upload,                           \
@@ -238,7 +243,9 @@ template <eb_precision P> static void attention_at(float *out, const float *qkv,
         .gate_residual = cuda_gate_residual, .unpatchify = cuda_unpatchify, .cfg_combine = cuda_cfg_combine,   \
         .copy = cuda_copy, .add_scaled = cuda_add_scaled, .rel_l1 = cuda_rel_l1,                               \
         .taylor_update = cuda_taylor_update, .taylor_forecast = cuda_taylor_forecast,                          \
-        .feature_drift = cuda_feature_drift,                                                                   \
+        .feature_drift = cuda_feature_drift, .conv2d = conv2d_at<P>, .group_norm = cuda_group_norm,             \
+        .upsample2x = cuda_upsample2x, .avg_pool2d = cuda_avg_pool2d, .max_pool2d = cuda_max_pool2d,           \
+        .resize_bilinear_tf1 = cuda_resize_bilinear_tf1, .relu = cuda_relu, .transpose = cuda_transpose,       \
     }
 
 static const eb_backend tables[] = {

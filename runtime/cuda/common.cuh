@@ -67,6 +67,7 @@ enum {
     CUDA_SCRATCH_ATTN_QKV, /* the attention's per-head Q, K, V */
     CUDA_SCRATCH_ATTN_S,   /* its scores, then probabilities */
     CUDA_SCRATCH_ATTN_O,   /* its per-head output */
+    CUDA_SCRATCH_IM2COL,   /* conv2d's im2col tile (image.cu) */
     CUDA_SCRATCH_SLOTS
 };
 void *cuda_scratch(int slot, size_t bytes);
@@ -106,5 +107,16 @@ void cuda_taylor_update(float *factors, int cap, int have, const float *feature,
 void cuda_taylor_forecast(float *out, const float *factors, int orders, size_t n, float offset);
 double cuda_rel_l1(const float *a, const float *b, size_t n);
 void cuda_feature_drift(double *sums, float *prev, const float *cur, size_t n);
+
+/* The image operations (image.cu). */
+void cuda_conv2d(eb_precision p, float *out, const float *x, const float *w, const float *bias, const eb_conv_shape *s);
+void cuda_group_norm(float *out, const float *x, const float *gamma, const float *beta, int B, int C, int HW, int G,
+                     float eps, int silu);
+void cuda_upsample2x(float *out, const float *x, int B, int C, int H, int W);
+void cuda_avg_pool2d(float *out, const float *x, int B, int C, int H, int W, int k, int s, int p);
+void cuda_max_pool2d(float *out, const float *x, int B, int C, int H, int W, int k, int s, int p);
+void cuda_resize_bilinear_tf1(float *out, const float *x, int B, int C, int H, int W, int OH, int OW);
+void cuda_relu(float *out, const float *in, size_t n);
+void cuda_transpose(float *out, const float *in, int B, int M, int N);
 
 #endif
