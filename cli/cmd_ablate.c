@@ -223,14 +223,6 @@ static double clock_s(clockid_t clock) {
     return (double)t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
-/* " (ETA 3 min 20 s)" for `left` seconds into buf. */
-static const char *eta_text(char *buf, size_t cap, double left) {
-    long s = lround(left);
-    if (s >= 60) snprintf(buf, cap, " (ETA %ld min %02ld s)", s / 60, s % 60);
-    else snprintf(buf, cap, " (ETA %ld s)", s);
-    return buf;
-}
-
 static double load_now(void) {
     double load;
     return getloadavg(&load, 1) == 1 ? load : NAN;
@@ -241,7 +233,7 @@ static double load_now(void) {
 static void progress(grid *g, const char *fmt, ...) {
     char eta[48] = "";
     int worked = g->done - g->reused;
-    if (worked > 0) eta_text(eta, sizeof eta, (clock_s(CLOCK_MONOTONIC) - g->start) / worked * (g->total - g->done));
+    if (worked > 0) eb_cli_eta_text(eta, sizeof eta, (clock_s(CLOCK_MONOTONIC) - g->start) / worked * (g->total - g->done));
     g->computed = 1;
     va_list ap;
     va_start(ap, fmt);
@@ -439,7 +431,7 @@ static eb_status time_sampler(grid *g, int i) {
     if (!st && T) st = time_sample(g, i, "", &u_wall[0], &u_cpu[0]);
     for (int r = 0; !st && T && r < R; r++) {
         char eta[48] = "";
-        if (r) eta_text(eta, sizeof eta, (clock_s(CLOCK_MONOTONIC) - t0) / r * (R - r));
+        if (r) eb_cli_eta_text(eta, sizeof eta, (clock_s(CLOCK_MONOTONIC) - t0) / r * (R - r));
         fprintf(stderr, "ablate timing %s-%d: round %d/%d, %d tables and the uncached run, %d images each%s\n",
                 s->samplers[i].kind, s->samplers[i].steps, r + 1, R, T, s->timing_n, eta);
         for (int k = 0; !st && k < T; k++) {

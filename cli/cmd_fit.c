@@ -4,6 +4,7 @@
  * `ebcache search` reads (docs/search.md). */
 #include "args.h"
 #include "commands.h"
+#include "common.h"
 
 #include "fit.h"
 
@@ -61,6 +62,8 @@ int cmd_fit(int argc, char **argv) {
     if (st) return eb_report(CMD, st);
     if (!(st = eb_fit_recording(&f, &r))) {
         print_fit(&r, &f);
+        eb_cli_fit_warning(CMD, &f.two_phase, "ebcache search will not divide ε by its b(τ) (no noise scaling instead; "
+                                              "docs/search.md)");
         const char *out = eb_arg(opts, n, "output");
         if (out && !(st = eb_fit_write(&f, out))) fprintf(stderr, "wrote %s\n", out);
         eb_fit_free(&f);

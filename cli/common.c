@@ -2,6 +2,7 @@
 #include "common.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,4 +134,28 @@ eb_status eb_out_close(eb_out_file *o) {
         return eb_fail(EB_ERUNTIME, "%s: write failed", o->path);
     }
     return EB_OK;
+}
+
+void eb_cli_fit_warning(const char *cmd, const eb_fit_two_phase *p, const char *then) {
+    if (!p->flags) return;
+    char why[512] = "";
+    size_t used = 0;
+    const int n = p->below + p->above, least = EB_FIT_MIN_PHASE_STEPS(n);
+    if (p->flags & EB_FIT_SPLIT_AT_EDGE)
+        used += snprintf(why + used, sizeof why - used, "%s: %d of %d steps below t_thre %.4g and %d above, fewer than %d "
+                         "on one side", eb_fit_flag_name(EB_FIT_SPLIT_AT_EDGE), p->below, n, p->t_thre, p->above, least);
+    if (p->flags & EB_FIT_LOW_R2 && used < sizeof why)
+        used += snprintf(why + used, sizeof why - used, "%s%s: R² %.3g below %g", used ? "; " : "",
+                         eb_fit_flag_name(EB_FIT_LOW_R2), p->r2, EB_FIT_MIN_R2);
+    if (p->flags & EB_FIT_NEGATIVE_B && used < sizeof why)
+        snprintf(why + used, sizeof why - used, "%s%s: b_h %.4g, b_l %.4g, b(τ) must stay positive", used ? "; " : "",
+                 eb_fit_flag_name(EB_FIT_NEGATIVE_B), p->b_h, p->b_l);
+    fprintf(stderr, "ebcache %s: warning: the two-phase fit is degenerate (%s): %s\n", cmd, why, then);
+}
+
+const char *eb_cli_eta_text(char *buf, size_t cap, double left) {
+    long s = lround(left);
+    if (s >= 60) snprintf(buf, cap, " (ETA %ld min %02ld s)", s / 60, s % 60);
+    else snprintf(buf, cap, " (ETA %ld s)", s);
+    return buf;
 }

@@ -122,13 +122,18 @@ typedef struct {
     double drift_per_reuse;            /* the uncached norm grows by this for each earlier reuse-both step */
     int runs;
     int early_mlp_ok;                  /* 1 while every single-module step reused the phase's module */
+    int last_planned;                  /* the progress total the last chain was given */
 } script;
 
 /* One calibration chain: at each step the uncached norm is the base norm
  * raised for every earlier reuse-both step (the chain the prefix produces);
  * the candidates change it by their scripted amounts. */
-static eb_status scripted_run(void *ctx, eb_cache_schedule *const tables[3], eb_search_decide decide, void *dctx) {
+static eb_status scripted_run(void *ctx, eb_cache_schedule *const tables[3], eb_search_decide decide, void *dctx,
+                              const eb_search_progress *progress) {
     script *sc = ctx;
+    cr_expect_eq(progress->chain, sc->runs + 1, "chain numbers count the runs");
+    cr_expect_geq(progress->planned, progress->chain);
+    sc->last_planned = progress->planned;
     const int S = sc->rec->S, N = sc->rec->N;
     eb_cache_plan p;
     eb_status st = eb_cache_plan_build(&p, tables[1], sc->rec->L, NULL);
