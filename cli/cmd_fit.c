@@ -16,8 +16,8 @@
 #define USAGE "usage: ebcache fit REC.h5 [--output FIT.h5]"
 
 static void print_fit(const eb_rec_data *r, const eb_fit *f) {
-    printf("%s: %d steps (recorded from step %d), %d samples, %d blocks (sha256 %.16s…)\n", r->path, r->S, r->start,
-           r->N, r->L, r->sha256);
+    printf("%s: %d steps (recorded from step %d), %d %s, %d %s (sha256 %.16s…)\n", r->path, r->S, r->start, r->N,
+           eb_plural(r->N, "sample", "samples"), r->L, eb_plural(r->L, "block", "blocks"), r->sha256);
     printf("ε-scaling λ(τ) = k·τ + b, τ = t/1000:  k %.6g  b %.6g  R² %.4f  RMS residual %.3g\n", f->linear.k,
            f->linear.b, f->linear.r2, f->linear.rmse);
     printf("two-phase noise scaling b(τ) on 1/λ:    b_h %.6g  b_l %.6g  t_thre %.4g  R² %.4f  RMS residual %.3g\n",

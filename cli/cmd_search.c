@@ -151,7 +151,8 @@ static eb_status replay_open(replay *r, const eb_rec_data *rec) {
             .batch = (int)batch,
         };
         if (c->depth != rec->L)
-            st = eb_fail(EB_EINPUT, "%s: %d blocks recorded, the model %s has %d", rec->path, rec->L, model, c->depth);
+            st = eb_fail(EB_EINPUT, "%s: %d %s recorded, the model %s has %d", rec->path, rec->L,
+                         eb_plural(rec->L, "block", "blocks"), model, c->depth);
     }
     if (!st) st = replay_start(r, f, start, (uint64_t)seed);
     eb_h5_close(f);
@@ -338,7 +339,10 @@ int cmd_search(int argc, char **argv) {
     const int n = sizeof opts / sizeof opts[0];
     int rc = eb_args_parse(argc, argv, opts, n,
                            "usage: ebcache search --method M --record REC.h5 [--fit FIT.h5]\n"
-                           "                      (--target-speedup X | --threshold V | --interval N) --output TABLE\n"
+                           "                      [--target-speedup X | --threshold V | --interval N] [method options] "
+                           "--output TABLE\n"
+                           "(fora, delta-dit, taylorseer need --interval or --target-speedup; teacache --threshold or "
+                           "--target-speedup; budget --target-speedup)\n"
                            "Formulas, the methods and the provenance lines: docs/search.md.");
     if (rc) return rc < 0 ? 0 : rc;
     const char *method = eb_arg(opts, n, "method"), *rec_path = eb_arg(opts, n, "record");

@@ -19,7 +19,7 @@ int eb_cli_open_model(const char *cmd, const eb_opt *opts, int nopts, eb_model *
     long heads = 0, threads = 0, channels = 0;
     double scale = 1.0;
     eb_device dev = {.device = "cpu", .precision = EB_PRECISION_FP32};
-    int rc = 0;
+    int rc = eb_arg_check_sampling(cmd, opts, nopts);
     for (int i = 0; i < nopts && !rc; i++) {
         if (!(v = opts[i].value)) continue;
         const char *name = opts[i].name;
@@ -158,4 +158,26 @@ const char *eb_cli_eta_text(char *buf, size_t cap, double left) {
     if (s >= 60) snprintf(buf, cap, " (ETA %ld min %02ld s)", s / 60, s % 60);
     else snprintf(buf, cap, " (ETA %ld s)", s);
     return buf;
+}
+
+eb_status eb_cli_check_table(const char *cmd, const char *path, const eb_cache_schedule *cs, const eb_config *c,
+                             const eb_schedule *s, const char *kind, const char *spacing) {
+    /* "## sampler:" is "[ddpm|ddim] respacing=SPEC" as search and the generators write it */
+    char table_kind[16] = "", table_spacing[64] = "";
+    const char *r = strstr(cs->sampler, "respacing=");
+    if (r) sscanf(r + strlen("respacing="), "%63s", table_spacing);
+    sscanf(cs->sampler, "%15s", table_kind);
+    if (strcmp(table_kind, "ddpm") && strcmp(table_kind, "ddim")) table_kind[0] = 0;
+    eb_status st = eb_cache_schedule_check(cs, c, s);
+    if (st && table_spacing[0] && strcmp(table_spacing, spacing)) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", eb_last_error());
+        return eb_fail(st, "%s (the table was written for respacing %s, this run uses %s: give --respacing %s)", msg,
+                       table_spacing, spacing, table_spacing);
+    }
+    if (!st && table_kind[0] && strcmp(table_kind, kind))
+        fprintf(stderr, "ebcache %s: warning: %s was searched on a %s recording (## sampler: %s) and this run samples "
+                        "with %s: its states and noise scaling were chosen for the other sampler\n",
+                cmd, path, table_kind, cs->sampler, kind);
+    return st;
 }

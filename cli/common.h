@@ -8,6 +8,7 @@
 #include "ebcache.h"
 #include "fit.h"
 #include "h5io.h"
+#include "schedule.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -63,6 +64,14 @@ int eb_cli_load_start(const char *cmd, const eb_opt *opts, int nopts, const eb_c
 /* Root attributes every output file carries: model, configuration, guidance,
  * device, ebcache version. */
 void eb_cli_write_run_attrs(eb_h5w *w, const eb_cli_run *run, const eb_model *m);
+
+/* Checks table cs (read from `path`) against the model c and the run's
+ * sampler s, which runs `kind` ("ddpm" or "ddim") on respacing `spacing`. A
+ * failure whose table names another respacing (its `## sampler:`) says which
+ * to give; a table searched under the other sampler kind gets a warning on
+ * stderr. */
+eb_status eb_cli_check_table(const char *cmd, const char *path, const eb_cache_schedule *cs, const eb_config *c,
+                             const eb_schedule *s, const char *kind, const char *spacing);
 
 /* When p is degenerate (p->flags), prints "ebcache CMD: warning: the
  * two-phase fit is degenerate (what each flag found): THEN". */
