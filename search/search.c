@@ -516,11 +516,12 @@ static double bisect_mid(double lo, double hi, bisection kind) {
     return kind == STEP_INTEGER ? floor((lo + hi) / 2) : kind == STEP_GEOMETRIC && lo > 0 ? sqrt(lo * hi) : (lo + hi) / 2;
 }
 
-/* The attempts bisect will make on (lo, hi] (exact for geometric steps from
- * lo > 0, whose gap shrinks the same way whichever half is kept). */
+/* The attempts bisect will make on (lo, hi], counted as if every attempt
+ * missed (exact for geometric steps from lo > 0, whose gap shrinks the same
+ * way whichever half is kept; finite from lo = 0 too). */
 static int bisect_attempts(double lo, double hi, bisection kind, double rel_tol) {
     int n = 0;
-    for (; bisect_continues(lo, hi, kind, rel_tol); n++) hi = bisect_mid(lo, hi, kind);
+    for (; bisect_continues(lo, hi, kind, rel_tol); n++) lo = bisect_mid(lo, hi, kind);
     return n;
 }
 
