@@ -32,6 +32,15 @@ int eb_arg_u64(const char *cmd, const char *name, const char *value, uint64_t *o
 /* Comma-separated integers in [min, max]; *out malloc'd. */
 int eb_arg_int_list(const char *cmd, const char *name, const char *value, long min, long max, int32_t **out, int *n);
 
+/* Checks the sampling options among opts that the command line set:
+ * --cfg-scale ≥ 0, --eta in [0, 1] and only with --sampler ddim. 0, or 2
+ * after "ebcache CMD: ..." (every command taking them calls this, through
+ * eb_cli_open_model). */
+int eb_arg_check_sampling(const char *cmd, const eb_opt *opts, int nopts);
+
+/* `one` when n is 1, else `many`: printf("%d %s", n, eb_plural(n, "sample", "samples")). */
+const char *eb_plural(long n, const char *one, const char *many);
+
 /* Guards against an output that would destroy an input. 0 when writing
  * `output` (NULL: nothing to check) is safe, else 2 after printing
  * "ebcache CMD: ...": refused when output names the same file as one of the

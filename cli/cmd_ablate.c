@@ -215,14 +215,6 @@ static double clock_s(clockid_t clock) {
     return (double)t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
-/* " (ETA 3 min 20 s)" for `left` seconds into buf. */
-static const char *eta_text(char *buf, size_t cap, double left) {
-    long s = lround(left);
-    if (s >= 60) snprintf(buf, cap, " (ETA %ld min %02ld s)", s / 60, s % 60);
-    else snprintf(buf, cap, " (ETA %ld s)", s);
-    return buf;
-}
-
 static double load_now(void) {
     double load;
     return getloadavg(&load, 1) == 1 ? load : NAN;
@@ -233,7 +225,7 @@ static double load_now(void) {
 static void progress(grid *g, const char *fmt, ...) {
     char eta[48] = "";
     int worked = g->done - g->reused;
-    if (worked > 0) eta_text(eta, sizeof eta, (clock_s(CLOCK_MONOTONIC) - g->start) / worked * (g->total - g->done));
+    if (worked > 0) eb_cli_eta_text(eta, sizeof eta, (clock_s(CLOCK_MONOTONIC) - g->start) / worked * (g->total - g->done));
     g->computed = 1;
     va_list ap;
     va_start(ap, fmt);
@@ -261,7 +253,8 @@ static eb_status calibrate(grid *g, int i, char rec[PATH_MAX], char fit[PATH_MAX
     snprintf(fit, PATH_MAX, "%s/fit.h5", dir);
     int rc = 0;
     if (!exists(rec)) {
-        progress(g, "%s-%d: calibration recording, %d samples", s->samplers[i].kind, s->samplers[i].steps, s->calib_n);
+        progress(g, "%s-%d: calibration recording, %d %s", s->samplers[i].kind, s->samplers[i].steps, s->calib_n,
+                 eb_plural(s->calib_n, "sample", "samples"));
         rc = call(CALL_THREADED, cmd_record, "record", "--model", g->model, "--sampler", s->samplers[i].kind, "--steps", steps,
                   "--cfg-scale", cfg, "--seed", seed, "--n", n, "--batch", batch, "--output", rec, NULL);
         if (rc) return eb_fail(rc, "%s-%d: the calibration recording failed", s->samplers[i].kind, s->samplers[i].steps);
@@ -322,7 +315,8 @@ static eb_status sample_cell(grid *g, int i, const char *table, int seed, const 
     if ((st = cell_dir(dir, g->cells, "sample", key))) return st;
     snprintf(samples, PATH_MAX, "%s/samples.h5", dir);
     if (exists(samples)) return EB_OK;
-    progress(g, "%s-%d: sample %s, seed %d, %d images", s->samplers[i].kind, s->samplers[i].steps, what, seed, s->n);
+    progress(g, "%s-%d: sample %s, seed %d, %d %s", s->samplers[i].kind, s->samplers[i].steps, what, seed, s->n,
+             eb_plural(s->n, "image", "images"));
     int rc = call(CALL_THREADED, cmd_sample, "sample", "--model", g->model, "--sampler", s->samplers[i].kind, "--steps", steps,
                   "--cfg-scale", cfg, "--seed", seed_s, "--n", n, "--batch", batch, "--output", samples,
                   table[0] ? "--schedule" : NULL, table, NULL);
@@ -431,9 +425,10 @@ static eb_status time_sampler(grid *g, int i) {
     if (!st && T) st = time_sample(g, i, "", &u_wall[0], &u_cpu[0]);
     for (int r = 0; !st && T && r < R; r++) {
         char eta[48] = "";
-        if (r) eta_text(eta, sizeof eta, (clock_s(CLOCK_MONOTONIC) - t0) / r * (R - r));
-        fprintf(stderr, "ablate timing %s-%d: round %d/%d, %d tables and the uncached run, %d images each%s\n",
-                s->samplers[i].kind, s->samplers[i].steps, r + 1, R, T, s->timing_n, eta);
+        if (r) eb_cli_eta_text(eta, sizeof eta, (clock_s(CLOCK_MONOTONIC) - t0) / r * (R - r));
+        fprintf(stderr, "ablate timing %s-%d: round %d/%d, %d %s and the uncached run, %d %s each%s\n",
+                s->samplers[i].kind, s->samplers[i].steps, r + 1, R, T, eb_plural(T, "table", "tables"), s->timing_n,
+                eb_plural(s->timing_n, "image", "images"), eta);
         for (int k = 0; !st && k < T; k++) {
             int t = r % 2 ? T - 1 - k : k;
             st = time_sample(g, i, g->timed[first + t].table, &c_wall[(size_t)t * R + r], &c_cpu[(size_t)t * R + r]);
@@ -694,12 +689,13 @@ static void write_claim(FILE *f, const row *rows, int n_rows, const row **cells,
 static void put_timing(FILE *f, const grid *g, int i) {
     const spec *s = g->s;
     const timing_info *info = &g->timing[i];
-    fprintf(f, "\nTiming: %d rounds in this process; in each, one `sample` run of %d images (seed %d) per table between "
+    fprintf(f, "\nTiming: %d %s in this process; in each, one `sample` run of %d %s (seed %d) per table between "
                "two uncached runs (the tables in reverse order every other round). A table's measured speedup is "
                "the median over rounds of mean(uncached run before, after) / its run, for wall-clock and for the "
                "process's CPU time (all threads). One uncached run: %.3g s. Load average (1 min) %.2f before, %.2f "
                "after, on %d cores. ⚠ marks a speedup below 1 or above the FLOP speedup (beyond %.0f%%).\n",
-            s->timing_rounds, s->timing_n, s->seeds[0], info->uncached_wall, info->load_before, info->load_after,
+            s->timing_rounds, eb_plural(s->timing_rounds, "round", "rounds"), s->timing_n,
+            eb_plural(s->timing_n, "image", "images"), s->seeds[0], info->uncached_wall, info->load_before, info->load_after,
             g->cores, 100 * TIMING_SLACK);
     char warning[512];
     for (int t = 0; t < g->n_timed; t++)
@@ -713,7 +709,8 @@ static void put_markdown(FILE *f, const grid *g, const row *rows, int n_rows) {
     char sn[32];
     const row *cells[n_rows > 0 ? n_rows : 1];
     int n_cells = distinct_cells(rows, n_rows, cells);
-    fprintf(f, "# Ablation `%s`\n\nSpec `%s`; %d samples per seed, seeds", s->name, s->path, s->n);
+    fprintf(f, "# Ablation `%s`\n\nSpec `%s`; %d %s per seed, seeds", s->name, s->path, s->n,
+            eb_plural(s->n, "sample", "samples"));
     for (int k = 0; k < s->n_seeds; k++) fprintf(f, "%s%d", k ? ", " : " ", s->seeds[k]);
     fprintf(f, "; cfg %g; FD against %d test images; calibration: %d samples (seed %d).\n"
                "Values are means ± the 95%% confidence half-width over seeds (Student's t); every Δ is the paired "
@@ -813,7 +810,8 @@ static eb_status write_pareto(const char *scripts, const char *results, const gr
         blocks += any;
     }
     if ((st = eb_out_close(&out))) return st;
-    snprintf(title, sizeof title, "%s: %s, cfg %g, %d samples × %d seeds", s->name, sn, s->cfg, s->n, s->n_seeds);
+    snprintf(title, sizeof title, "%s: %s, cfg %g, %d %s × %d %s", s->name, sn, s->cfg, s->n,
+             eb_plural(s->n, "sample", "samples"), s->n_seeds, eb_plural(s->n_seeds, "seed", "seeds"));
     eb_gp_quote(qdat, sizeof qdat, out.path);
     eb_gp_quote(qtitle, sizeof qtitle, title);
     if (snprintf(vars, sizeof vars, "dat='%s'; name='%s'; blocks=%d", qdat, qtitle, blocks) >= (int)sizeof vars)

@@ -409,8 +409,9 @@ static void print_json(const eval_context *c, const eval_result *r) {
 }
 
 static void print_table(const eval_context *c, const eval_result *r) {
-    printf("%s: %d images of %s%s%s vs %d %s images (classifier %s)\n", c->mode, r->n_samples, c->samples,
-           c->dataset ? ":" : "", c->dataset ? c->dataset : "", r->n_real, c->split, c->classifier);
+    printf("%s: %d %s of %s%s%s vs %d %s %s (classifier %s)\n", c->mode, r->n_samples,
+           eb_plural(r->n_samples, "image", "images"), c->samples, c->dataset ? ":" : "", c->dataset ? c->dataset : "",
+           r->n_real, c->split, eb_plural(r->n_real, "image", "images"), c->classifier);
     printf("  %-26s %.4f (mean term %.4f + covariance term %.4f)\n", "FD (classifier features)", r->fd, r->fd_mean,
            r->fd_cov);
     char pixel[40];

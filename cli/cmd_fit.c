@@ -4,6 +4,7 @@
  * `ebcache search` reads (docs/search.md). */
 #include "args.h"
 #include "commands.h"
+#include "common.h"
 
 #include "fit.h"
 
@@ -15,8 +16,8 @@
 #define USAGE "usage: ebcache fit REC.h5 [--output FIT.h5]"
 
 static void print_fit(const eb_rec_data *r, const eb_fit *f) {
-    printf("%s: %d steps (recorded from step %d), %d samples, %d blocks (sha256 %.16s…)\n", r->path, r->S, r->start,
-           r->N, r->L, r->sha256);
+    printf("%s: %d steps (recorded from step %d), %d %s, %d %s (sha256 %.16s…)\n", r->path, r->S, r->start, r->N,
+           eb_plural(r->N, "sample", "samples"), r->L, eb_plural(r->L, "block", "blocks"), r->sha256);
     printf("ε-scaling λ(τ) = k·τ + b, τ = t/1000:  k %.6g  b %.6g  R² %.4f  RMS residual %.3g\n", f->linear.k,
            f->linear.b, f->linear.r2, f->linear.rmse);
     printf("two-phase noise scaling b(τ) on 1/λ:    b_h %.6g  b_l %.6g  t_thre %.4g  R² %.4f  RMS residual %.3g\n",
@@ -61,6 +62,8 @@ int cmd_fit(int argc, char **argv) {
     if (st) return eb_report(CMD, st);
     if (!(st = eb_fit_recording(&f, &r))) {
         print_fit(&r, &f);
+        eb_cli_fit_warning(CMD, &f.two_phase, "ebcache search will not divide ε by its b(τ) (no noise scaling instead; "
+                                              "docs/search.md)");
         const char *out = eb_arg(opts, n, "output");
         if (out && !(st = eb_fit_write(&f, out))) fprintf(stderr, "wrote %s\n", out);
         eb_fit_free(&f);

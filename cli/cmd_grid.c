@@ -20,7 +20,8 @@ int cmd_grid(int argc, char **argv) {
         {"by-class", NULL, "one row per label, in label order, up to --cols images each", NULL},
     };
     const int n = sizeof opts / sizeof opts[0];
-    int rc = eb_args_parse(argc, argv, opts, n, "usage: ebcache grid --samples S.h5 --output OUT.png [--by-class]");
+    int rc = eb_args_parse(argc, argv, opts, n,
+                           "usage: ebcache grid --samples S.h5 [--dataset NAME] [--cols N] [--by-class] --output OUT.png");
     if (rc) return rc < 0 ? 0 : rc;
     const char *in = eb_arg(opts, n, "samples"), *out = eb_arg(opts, n, "output"), *v;
     if (!in || !out) {
@@ -68,6 +69,11 @@ int cmd_grid(int argc, char **argv) {
             eb_grid_render(pixels, tiles ? tiles : img, tiles_n, C, H, W, (int)cols, 2, -1.0f, 1.0f);
             st = eb_png_write_gray(out, pixels, gw, gh);
         }
+        int rows = (tiles_n + (int)cols - 1) / (int)cols;
+        if (!st)
+            fprintf(stderr, "wrote %s: %d %s%s in %d %s of up to %ld, %dx%d pixels\n", out, N,
+                    eb_plural(N, "image", "images"), by_class ? " by class" : "", rows, eb_plural(rows, "row", "rows"),
+                    cols, gw, gh);
     }
     free(img), free(tiles), free(y), free(pixels);
     return eb_report("grid", st);

@@ -75,9 +75,10 @@ int cmd_sample(int argc, char **argv) {
     };
     const int n = sizeof opts / sizeof opts[0];
     int rc = eb_args_parse(argc, argv, opts, n,
-                           "usage: ebcache sample [--model PATH] --sampler ddpm|ddim --steps N [--eta E] --cfg-scale S\n"
-                           "                      (--noise IN.h5 | --seed K (--labels L1,L2,... | --n N)) --output OUT.h5\n"
-                           "                      [--schedule TABLE [--baseline]]");
+                           "usage: ebcache sample [--model PATH] [--sampler ddpm|ddim] [--steps N | --respacing SPEC]\n"
+                           "                      [--eta E] [--cfg-scale S] (--noise IN.h5 | [--seed K] (--labels L1,L2,... | "
+                           "--n N))\n"
+                           "                      [--batch B] [--schedule TABLE [--baseline]] --output OUT.h5");
     if (rc) return rc < 0 ? 0 : rc;
     const char *out_path = eb_arg(opts, n, "output");
     if (!out_path) {
@@ -134,7 +135,8 @@ int cmd_sample(int argc, char **argv) {
     double base_wall = 0, wall = 0;
     eb_status st = eb_schedule_create(&sched, spacing);
     if (!st && table) st = eb_cache_schedule_read(&cs, table);
-    if (!st && cs) st = eb_cache_schedule_check(cs, c, &sched);
+    if (!st && cs) st = eb_cli_check_table("sample", table, cs, c, &sched, so.kind == EB_SAMPLER_DDIM ? "ddim" : "ddpm",
+                                           spacing);
     if (!st && (rc = eb_cli_load_start("sample", opts, n, c, seed, &x, &y, &N))) goto done;
     size_t per = (size_t)c->in_channels * c->input_size * c->input_size;
     /* the baseline runs second, on a copy of x_T: warm-up costs fall on the cached run */
@@ -167,7 +169,8 @@ int cmd_sample(int argc, char **argv) {
             st = eb_h5w_commit(w);
         }
         if (!st)
-            fprintf(stderr, "sampled %d images, %d steps, %.2f s (%.3f s per image)\n", N, sched.S, wall, wall / N);
+            fprintf(stderr, "sampled %d %s, %d steps, %.2f s (%.3f s per image)\n", N, eb_plural(N, "image", "images"),
+                    sched.S, wall, wall / N);
         if (!st && cs) report_cache(table, cs, &stats, base_wall, wall);
     }
     rc = eb_report("sample", st);

@@ -11,18 +11,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#define DEFAULT_CONFIG "DiT-XL/2"
-
-/* The model a table is written for: --model PATH, --config NAME, else `fallback`
- * (a config name) or DiT-XL/2. label names it in the table's provenance. */
-static int target_model(const char *cmd, const eb_opt *opts, int n, const char *fallback, eb_config *c, char *label,
+/* The model a table is for: --model PATH, --config NAME, else `named` (a
+ * table's `## model:`, a configuration name or a model file) when it is one,
+ * else the shipped model (eb_default_model_path). label names it in the
+ * table's provenance. */
+static int target_model(const char *cmd, const eb_opt *opts, int n, const char *named, eb_config *c, char *label,
                         size_t size) {
     const char *path = eb_arg(opts, n, "model"), *name = eb_arg(opts, n, "config"), *v;
     if (path && name) {
         fprintf(stderr, "ebcache %s: give --model or --config, not both\n", cmd);
         return 2;
     }
+    if (!path && !name && named && *named) {
+        if (eb_config_named(c, named) == EB_OK) name = named;
+        else if (access(named, R_OK) == 0) path = named;
+    }
+    if (!path && !name && !(path = eb_default_model_path())) return eb_report(cmd, EB_EINPUT);
     if (path) {
         long heads = 0;
         int rc;
@@ -35,7 +41,6 @@ static int target_model(const char *cmd, const eb_opt *opts, int n, const char *
         snprintf(label, size, "%s", path);
         return 0;
     }
-    if (!name) name = fallback && eb_config_named(c, fallback) == EB_OK ? fallback : DEFAULT_CONFIG;
     if (eb_config_named(c, name)) return eb_report(cmd, EB_EINPUT);
     snprintf(label, size, "%s%s", strncmp(name, "DiT-", 4) ? "DiT-" : "", name);
     return 0;
@@ -66,7 +71,7 @@ static int sampler_schedule(const char *cmd, const eb_opt *opts, int n, eb_sched
     {"steps", "S", "sampling steps (respacing \"S\", as `ebcache sample --steps S`)", NULL},                          \
     {"respacing", "SPEC", "the sampler's official respacing instead (\"ddim50\", \"10,10,5\")", NULL},               \
     {"output", "TABLE", "the schedule table to write", NULL},                                                      \
-    {"config", "NAME", "model the FLOP prediction (and Δ-DiT's depth) is for (default DiT-XL/2)", NULL},             \
+    {"config", "NAME", "model the FLOP prediction (and Δ-DiT's depth) is for (default: the shipped model)", NULL},   \
     {"model", "PATH", "a model file instead of --config", NULL},                                                   \
     {"heads", "N", "heads of --model when the file does not say", NULL}
 
@@ -217,7 +222,7 @@ static char act_char(eb_act a) {
 
 static int show(int argc, char **argv) {
     eb_opt opts[] = {
-        {"config", "NAME", "model for the block count and FLOPs (default: the table's model, else DiT-XL/2)", NULL},
+        {"config", "NAME", "model for the block count and FLOPs (default: the table's model, else the shipped one)", NULL},
         {"model", "PATH", "a model file instead of --config", NULL},
         {"heads", "N", "heads of --model when the file does not say", NULL},
     };
@@ -282,7 +287,8 @@ static int show(int argc, char **argv) {
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: ebcache schedule KIND [options] --steps S --output TABLE\n"
+            "usage: ebcache schedule KIND [options] (--steps S | --respacing SPEC) [--config NAME | --model PATH] "
+            "--output TABLE\n"
             "       ebcache schedule show TABLE [--config NAME | --model PATH]\n\n"
             "kinds:\n"
             "  fora        --interval N                       reuse attention and MLP between refreshes every N steps\n"

@@ -4,6 +4,7 @@
  * by step through runtime/chain.h, each step evaluated in three states. */
 #include "args.h"
 #include "commands.h"
+#include "common.h"
 
 #include "chain.h"
 #include "h5io.h"
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CMD "search"
@@ -29,8 +31,27 @@ typedef struct {
     float *x_T;  /* (N, C, H, W) */
     int32_t *y;  /* (N)          */
     int N;
-    int runs;    /* calibration chains so far, for the progress line */
+    double start;      /* monotonic seconds at the first chain's first step, for the ETA */
+    long steps_done;   /* chain steps evaluated so far                                  */
 } replay;
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+/* "eb-cache search: chain 2/10, step 7/50 (ETA …)": the ETA extrapolates the
+ * steps done to the planned chains' remaining steps (attempts that stop early
+ * make it an upper bound). */
+static void show_progress(replay *r, const eb_search_progress *pg, int k) {
+    const int S = r->sched.S;
+    if (!r->steps_done++) r->start = now_s();
+    long left = (long)(pg->planned - pg->chain) * S + (S - 1 - k);
+    char eta[48];
+    eb_cli_eta_text(eta, sizeof eta, (now_s() - r->start) / r->steps_done * left);
+    fprintf(stderr, "\r\033[Keb-cache search: chain %d/%d, step %d/%d%s", pg->chain, pg->planned, k + 1, S, eta);
+}
 
 static void replay_free(replay *r) {
     eb_model_free(r->m);
@@ -130,7 +151,8 @@ static eb_status replay_open(replay *r, const eb_rec_data *rec) {
             .batch = (int)batch,
         };
         if (c->depth != rec->L)
-            st = eb_fail(EB_EINPUT, "%s: %d blocks recorded, the model %s has %d", rec->path, rec->L, model, c->depth);
+            st = eb_fail(EB_EINPUT, "%s: %d %s recorded, the model %s has %d", rec->path, rec->L,
+                         eb_plural(rec->L, "block", "blocks"), model, c->depth);
     }
     if (!st) st = replay_start(r, f, start, (uint64_t)seed);
     eb_h5_close(f);
@@ -142,7 +164,8 @@ static eb_status replay_open(replay *r, const eb_rec_data *rec) {
  * the first evaluated in the three candidate states from the same chain state
  * (cache.h: eb_cache_save / eb_cache_use_step / eb_cache_restore); the chain
  * goes on with the state decide picks. */
-static eb_status replay_run(void *ctx, eb_cache_schedule *const tables[3], eb_search_decide decide, void *dctx) {
+static eb_status replay_run(void *ctx, eb_cache_schedule *const tables[3], eb_search_decide decide, void *dctx,
+                            const eb_search_progress *progress) {
     replay *r = ctx;
     const eb_config *c = eb_model_config(r->m);
     const int S = r->sched.S, N = r->N, guided = r->o.so.cfg_scale != 1.0f;
@@ -181,9 +204,8 @@ static eb_status replay_run(void *ctx, eb_cache_schedule *const tables[3], eb_se
             break;
         }
         eb_chain_advance(chain, k, x);
-        if (isatty(2)) fprintf(stderr, "\reb-cache search: chain %d, step %d/%d  ", r->runs + 1, k + 1, S);
+        if (isatty(2)) show_progress(r, progress, k);
     }
-    r->runs++;
     eb_chain_free(chain);
     eb_cache_free(cache);
     for (int s = 0; s < 3; s++) eb_cache_plan_free(&plans[s]);
@@ -262,8 +284,9 @@ static int read_opts(const eb_opt *opts, int n, eb_search_opts *o) {
     double target;
     if ((v = eb_arg(opts, n, "target-speedup"))) {
         if ((rc = eb_arg_float(CMD, "target-speedup", v, &target))) return rc;
-        if (!(target > 0) || !isfinite(target)) {
-            fprintf(stderr, "ebcache " CMD ": --target-speedup: %s is not a positive number\n", v);
+        if (!(target > 1)) {
+            fprintf(stderr, "ebcache " CMD ": --target-speedup: %s is not above 1 (a speedup over the uncached run; "
+                            "1 is no caching)\n", v);
             return 2;
         }
         o->target = 1 / target;
@@ -316,7 +339,10 @@ int cmd_search(int argc, char **argv) {
     const int n = sizeof opts / sizeof opts[0];
     int rc = eb_args_parse(argc, argv, opts, n,
                            "usage: ebcache search --method M --record REC.h5 [--fit FIT.h5]\n"
-                           "                      (--target-speedup X | --threshold V | --interval N) --output TABLE\n"
+                           "                      [--target-speedup X | --threshold V | --interval N] [method options] "
+                           "--output TABLE\n"
+                           "(fora, delta-dit, taylorseer need --interval or --target-speedup; teacache --threshold or "
+                           "--target-speedup; budget --target-speedup)\n"
                            "Formulas, the methods and the provenance lines: docs/search.md.");
     if (rc) return rc < 0 ? 0 : rc;
     const char *method = eb_arg(opts, n, "method"), *rec_path = eb_arg(opts, n, "record");
@@ -348,6 +374,11 @@ int cmd_search(int argc, char **argv) {
     if (!st && o.method == EB_SEARCH_EBCACHE) st = replay_open(&rp, &rec);
     if (!st) st = eb_search(&res, &rec, fit_path ? &fit : NULL, &c, &o, o.method == EB_SEARCH_EBCACHE ? &runner : NULL);
     if (!st && res.runs && isatty(2)) fprintf(stderr, "\n");
+    if (!st)
+        eb_cli_fit_warning(CMD, &res.two_phase, res.scaling_fallback
+                                                     ? "the table does not scale ε (divisor 1 at every step) instead of "
+                                                       "dividing it by b(τ); docs/search.md"
+                                                     : "its t_thre still splits eb-cache's phases (--t-thre sets another)");
     eb_search_target_missed = !st && !res.met;
     if (!st && !res.met) {
         fprintf(stderr, "ebcache " CMD ": %s; nothing written\n", res.note);

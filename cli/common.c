@@ -2,6 +2,7 @@
 #include "common.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,7 @@ int eb_cli_open_model(const char *cmd, const eb_opt *opts, int nopts, eb_model *
     long heads = 0, threads = 0, channels = 0;
     double scale = 1.0;
     eb_device dev = {.device = "cpu", .precision = EB_PRECISION_FP32};
-    int rc = 0;
+    int rc = eb_arg_check_sampling(cmd, opts, nopts);
     for (int i = 0; i < nopts && !rc; i++) {
         if (!(v = opts[i].value)) continue;
         const char *name = opts[i].name;
@@ -133,4 +134,50 @@ eb_status eb_out_close(eb_out_file *o) {
         return eb_fail(EB_ERUNTIME, "%s: write failed", o->path);
     }
     return EB_OK;
+}
+
+void eb_cli_fit_warning(const char *cmd, const eb_fit_two_phase *p, const char *then) {
+    if (!p->flags) return;
+    char why[512] = "";
+    size_t used = 0;
+    const int n = p->below + p->above, least = EB_FIT_MIN_PHASE_STEPS(n);
+    if (p->flags & EB_FIT_SPLIT_AT_EDGE)
+        used += snprintf(why + used, sizeof why - used, "%s: %d of %d steps below t_thre %.4g and %d above, fewer than %d "
+                         "on one side", eb_fit_flag_name(EB_FIT_SPLIT_AT_EDGE), p->below, n, p->t_thre, p->above, least);
+    if (p->flags & EB_FIT_LOW_R2 && used < sizeof why)
+        used += snprintf(why + used, sizeof why - used, "%s%s: R² %.3g below %g", used ? "; " : "",
+                         eb_fit_flag_name(EB_FIT_LOW_R2), p->r2, EB_FIT_MIN_R2);
+    if (p->flags & EB_FIT_NEGATIVE_B && used < sizeof why)
+        snprintf(why + used, sizeof why - used, "%s%s: b_h %.4g, b_l %.4g, b(τ) must stay positive", used ? "; " : "",
+                 eb_fit_flag_name(EB_FIT_NEGATIVE_B), p->b_h, p->b_l);
+    fprintf(stderr, "ebcache %s: warning: the two-phase fit is degenerate (%s): %s\n", cmd, why, then);
+}
+
+const char *eb_cli_eta_text(char *buf, size_t cap, double left) {
+    long s = lround(left);
+    if (s >= 60) snprintf(buf, cap, " (ETA %ld min %02ld s)", s / 60, s % 60);
+    else snprintf(buf, cap, " (ETA %ld s)", s);
+    return buf;
+}
+
+eb_status eb_cli_check_table(const char *cmd, const char *path, const eb_cache_schedule *cs, const eb_config *c,
+                             const eb_schedule *s, const char *kind, const char *spacing) {
+    /* "## sampler:" is "[ddpm|ddim] respacing=SPEC" as search and the generators write it */
+    char table_kind[16] = "", table_spacing[64] = "";
+    const char *r = strstr(cs->sampler, "respacing=");
+    if (r) sscanf(r + strlen("respacing="), "%63s", table_spacing);
+    sscanf(cs->sampler, "%15s", table_kind);
+    if (strcmp(table_kind, "ddpm") && strcmp(table_kind, "ddim")) table_kind[0] = 0;
+    eb_status st = eb_cache_schedule_check(cs, c, s);
+    if (st && table_spacing[0] && strcmp(table_spacing, spacing)) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", eb_last_error());
+        return eb_fail(st, "%s (the table was written for respacing %s, this run uses %s: give --respacing %s)", msg,
+                       table_spacing, spacing, table_spacing);
+    }
+    if (!st && table_kind[0] && strcmp(table_kind, kind))
+        fprintf(stderr, "ebcache %s: warning: %s was searched on a %s recording (## sampler: %s) and this run samples "
+                        "with %s: its states and noise scaling were chosen for the other sampler\n",
+                cmd, path, table_kind, cs->sampler, kind);
+    return st;
 }

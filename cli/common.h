@@ -6,7 +6,9 @@
 #include "args.h"
 
 #include "ebcache.h"
+#include "fit.h"
 #include "h5io.h"
+#include "schedule.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -62,6 +64,22 @@ int eb_cli_load_start(const char *cmd, const eb_opt *opts, int nopts, const eb_c
 /* Root attributes every output file carries: model, configuration, guidance,
  * device, ebcache version. */
 void eb_cli_write_run_attrs(eb_h5w *w, const eb_cli_run *run, const eb_model *m);
+
+/* Checks table cs (read from `path`) against the model c and the run's
+ * sampler s, which runs `kind` ("ddpm" or "ddim") on respacing `spacing`. A
+ * failure whose table names another respacing (its `## sampler:`) says which
+ * to give; a table searched under the other sampler kind gets a warning on
+ * stderr. */
+eb_status eb_cli_check_table(const char *cmd, const char *path, const eb_cache_schedule *cs, const eb_config *c,
+                             const eb_schedule *s, const char *kind, const char *spacing);
+
+/* When p is degenerate (p->flags), prints "ebcache CMD: warning: the
+ * two-phase fit is degenerate (what each flag found): THEN". */
+void eb_cli_fit_warning(const char *cmd, const eb_fit_two_phase *p, const char *then);
+
+/* " (ETA 3 min 20 s)" for `left` seconds into buf; returns buf. The one ETA
+ * format of the commands' progress lines. */
+const char *eb_cli_eta_text(char *buf, size_t cap, double left);
 
 /* A text output written under a temporary name and renamed into dir/name by
  * eb_out_close (removed instead when anything failed). */

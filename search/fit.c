@@ -180,7 +180,7 @@ typedef struct {
 /* Residuals b(τ_i) − b_i at parameters x = (b_h, b_l, t_thre). */
 static int two_phase_f(const gsl_vector *x, void *params, gsl_vector *f) {
     const two_phase_data *d = params;
-    eb_fit_two_phase p = {gsl_vector_get(x, 0), gsl_vector_get(x, 1), gsl_vector_get(x, 2), 0, 0};
+    eb_fit_two_phase p = {.b_h = gsl_vector_get(x, 0), .b_l = gsl_vector_get(x, 1), .t_thre = gsl_vector_get(x, 2)};
     if (!(p.t_thre > 0 && p.t_thre < 1)) return GSL_EDOM;
     for (int i = 0; i < d->n; i++) gsl_vector_set(f, i, eb_two_phase_b(&p, d->tau[i]) - d->b[i]);
     return GSL_SUCCESS;
@@ -236,7 +236,7 @@ static int two_phase_at(double th, const double *tau, const double *b, int n, eb
     }
     double det = a11 * a22 - a12 * a12;
     if (!below || !above || !(fabs(det) > 1e-300)) return 0;
-    *p = (eb_fit_two_phase){(r1 * a22 - r2 * a12) / det, (a11 * r2 - a12 * r1) / det, th, 0, 0};
+    *p = (eb_fit_two_phase){.b_h = (r1 * a22 - r2 * a12) / det, .b_l = (a11 * r2 - a12 * r1) / det, .t_thre = th};
     return 1;
 }
 
@@ -253,7 +253,7 @@ static void two_phase_refine(eb_fit_two_phase *p, const double *tau, const doubl
     if (!gsl_multifit_nlinear_init(&x.vector, &fdf, w) &&
         !gsl_multifit_nlinear_driver(200, 1e-14, 1e-14, 1e-14, NULL, NULL, &info, w)) {
         const gsl_vector *r = gsl_multifit_nlinear_position(w);
-        eb_fit_two_phase q = {gsl_vector_get(r, 0), gsl_vector_get(r, 1), gsl_vector_get(r, 2), 0, 0};
+        eb_fit_two_phase q = {.b_h = gsl_vector_get(r, 0), .b_l = gsl_vector_get(r, 1), .t_thre = gsl_vector_get(r, 2)};
         if (q.t_thre > 0 && q.t_thre < 1 && isfinite(q.b_h) && isfinite(q.b_l) &&
             two_phase_ssr(&q, tau, b, n) <= two_phase_ssr(p, tau, b, n))
             *p = q;
@@ -262,6 +262,37 @@ static void two_phase_refine(eb_fit_two_phase *p, const double *tau, const doubl
 }
 
 #define SPLIT_GRID 199 /* t_thre = 0.005, 0.010, …, 0.995 */
+
+static const char *const FLAG_NAMES[EB_FIT_NFLAGS] = {"split-at-edge", "low-r2", "negative-b"};
+
+const char *eb_fit_flag_name(eb_fit_flag f) {
+    for (int i = 0; i < EB_FIT_NFLAGS; i++)
+        if (f == 1u << i) return FLAG_NAMES[i];
+    return "?";
+}
+
+const char *eb_fit_flags_list(unsigned flags, char *buf, size_t cap) {
+    size_t used = 0;
+    buf[0] = 0;
+    for (int i = 0; i < EB_FIT_NFLAGS; i++)
+        if (flags & 1u << i && used < cap)
+            used += snprintf(buf + used, cap - used, "%s%s", used ? ", " : "", FLAG_NAMES[i]);
+    return buf;
+}
+
+/* The phase counts and degeneracy flags of fitted p (r2 set) on tau (n). A
+ * phase of a few steps lets one step's ratio set an extreme divisor. */
+static void two_phase_flags(eb_fit_two_phase *p, const double *tau, int n) {
+    p->below = p->above = 0;
+    int positive = p->b_h > 0 && p->b_l > 0;
+    for (int i = 0; i < n; i++) {
+        *(tau[i] < p->t_thre ? &p->below : &p->above) += 1;
+        positive &= eb_two_phase_b(p, tau[i]) > 0;
+    }
+    int least = EB_FIT_MIN_PHASE_STEPS(n);
+    p->flags = (p->below < least || p->above < least ? EB_FIT_SPLIT_AT_EDGE : 0) |
+               (!(p->r2 >= EB_FIT_MIN_R2) ? EB_FIT_LOW_R2 : 0) | (!positive ? EB_FIT_NEGATIVE_B : 0);
+}
 
 eb_status eb_fit_two_phase_b(const double *tau, const double *b, int n, eb_fit_two_phase *out, double *residual) {
     if (n < 3) return eb_fail(EB_EINPUT, "two-phase fit: %d points, need at least 3", n);
@@ -281,6 +312,7 @@ eb_status eb_fit_two_phase_b(const double *tau, const double *b, int n, eb_fit_t
     for (int i = 0; i < n; i++) res[i] = b[i] - eb_two_phase_b(&best, tau[i]);
     *out = best;
     goodness(b, res, n, &out->r2, &out->rmse);
+    two_phase_flags(out, tau, n);
     if (residual) memcpy(residual, res, n * sizeof *res);
     return EB_OK;
 }
@@ -482,6 +514,7 @@ static eb_status read_fit(eb_fit *f, eb_h5 *h, const char *path) {
     if (!(p->t_thre > 0 && p->t_thre < 1) || !isfinite(p->b_h) || !isfinite(p->b_l) || !isfinite(l->k) || !isfinite(l->b))
         return eb_fail(EB_EINPUT, "%s: fitted parameters out of range (t_thre %g, b_h %g, b_l %g, k %g, b %g)", path,
                        p->t_thre, p->b_h, p->b_l, l->k, l->b);
+    two_phase_flags(p, f->tau + s0, S - s0);
     return EB_OK;
 }
 

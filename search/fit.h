@@ -14,6 +14,7 @@
 #ifndef EB_FIT_H
 #define EB_FIT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ebcache.h"
@@ -60,9 +61,27 @@ typedef struct {
  * residual (n) may be NULL. EB_EINPUT when the data cannot determine a line. */
 eb_status eb_fit_linear(const double *x, const double *y, int n, eb_fit_line *out, double *residual);
 
+/* Why a two-phase fit is not to be trusted (bits of eb_fit_two_phase.flags;
+ * 0: healthy). docs/search.md gives the rules and what search does then. */
+typedef enum {
+    EB_FIT_SPLIT_AT_EDGE = 1 << 0, /* fewer than EB_FIT_MIN_PHASE_STEPS(n) fitted steps on one side of t_thre */
+    EB_FIT_LOW_R2 = 1 << 1,        /* R² below EB_FIT_MIN_R2, or NaN                                        */
+    EB_FIT_NEGATIVE_B = 1 << 2,    /* b_h, b_l or b(τ) at a fitted step is not positive                     */
+} eb_fit_flag;
+#define EB_FIT_NFLAGS 3
+#define EB_FIT_MIN_R2 0.5
+#define EB_FIT_MIN_PHASE_STEPS(n) ((n) / 10 > 3 ? (n) / 10 : 3)
+
+/* "split-at-edge", "low-r2", "negative-b"; "?" for anything but one flag. */
+const char *eb_fit_flag_name(eb_fit_flag f);
+/* The names of the bits set in flags, comma-separated, into buf; returns buf. */
+const char *eb_fit_flags_list(unsigned flags, char *buf, size_t cap);
+
 typedef struct {
     double b_h, b_l, t_thre; /* high- and low-noise levels and the phase split (τ) */
     double r2, rmse;
+    int below, above;        /* fitted steps with τ < t_thre, τ ≥ t_thre          */
+    unsigned flags;          /* eb_fit_flag bits                                   */
 } eb_fit_two_phase;
 
 /* EB-Cache's noise scaling at τ ∈ [0, 1]:
@@ -72,7 +91,8 @@ double eb_two_phase_b(const eb_fit_two_phase *p, double tau);
 
 /* Fits b(τ) to (tau[i], b[i]), i < n (n ≥ 3, at least one point each side of
  * some split in (0, 1)): a grid over t_thre with (b_h, b_l) by linear least
- * squares, refined by gsl_multifit_nlinear. residual (n) may be NULL. */
+ * squares, refined by gsl_multifit_nlinear. residual (n) may be NULL. A
+ * degenerate fit is returned as such (EB_OK, out->flags set). */
 eb_status eb_fit_two_phase_b(const double *tau, const double *b, int n, eb_fit_two_phase *out, double *residual);
 
 #define EB_TEACACHE_ORDER 4
@@ -109,7 +129,8 @@ typedef struct {
 } eb_fit;
 
 /* Every fit of recording r: it needs /eps/norm_q and 6 recorded steps (the
- * polynomial needs 5 drift points). */
+ * polynomial needs 5 drift points). two_phase.flags says whether the
+ * two-phase fit is degenerate (eb_fit_read recomputes them). */
 eb_status eb_fit_recording(eb_fit *f, const eb_rec_data *r);
 /* The fit file (HDF5, docs/search.md), written atomically. */
 eb_status eb_fit_write(const eb_fit *f, const char *path);

@@ -90,6 +90,7 @@ typedef struct {
     double *scale;                  /* (S) ε divisor per step                                   */
     double t_thre;                  /* eb-cache phase split                                     */
     int runs;                       /* candidate runs made                                      */
+    int planned;                    /* candidate runs expected in all, for the progress line    */
 } search_ctx;
 
 /* The sampler as the recording lists it: the generators and the validation
@@ -254,7 +255,8 @@ static eb_status ebcache_build(search_ctx *x, double dscale, eb_cache_schedule *
         fill[0] = 0;
         st = states_table(x, fill, "candidates", &tables[s]);
     }
-    if (!st) st = x->runner->run(x->runner->ctx, tables, ebcache_decide, &at);
+    eb_search_progress progress = {x->runs + 1, x->planned > x->runs ? x->planned : x->runs + 1};
+    if (!st) st = x->runner->run(x->runner->ctx, tables, ebcache_decide, &at, &progress);
     if (!st) st = at.st;
     x->runs++;
     char params[256];
@@ -503,16 +505,33 @@ static eb_status try_param(search_ctx *x, builder build, double param, eb_search
 
 typedef enum { STEP_INTEGER, STEP_LINEAR, STEP_GEOMETRIC } bisection;
 
+/* Bisection goes on while (lo, hi] is wider than its stopping gap: one for
+ * integers, rel_tol relative for reals. */
+static int bisect_continues(double lo, double hi, bisection kind, double rel_tol) {
+    return kind == STEP_INTEGER ? hi - lo > 1 : hi - lo > rel_tol * hi;
+}
+
+/* The next parameter tried: geometric midpoints once lo > 0. */
+static double bisect_mid(double lo, double hi, bisection kind) {
+    return kind == STEP_INTEGER ? floor((lo + hi) / 2) : kind == STEP_GEOMETRIC && lo > 0 ? sqrt(lo * hi) : (lo + hi) / 2;
+}
+
+/* The attempts bisect will make on (lo, hi], counted as if every attempt
+ * missed (exact for geometric steps from lo > 0, whose gap shrinks the same
+ * way whichever half is kept; finite from lo = 0 too). */
+static int bisect_attempts(double lo, double hi, bisection kind, double rel_tol) {
+    int n = 0;
+    for (; bisect_continues(lo, hi, kind, rel_tol); n++) lo = bisect_mid(lo, hi, kind);
+    return n;
+}
+
 /* Narrows (lo, hi] to the least parameter whose table meets the target: hi's
- * table (already in res) meets it, lo's does not; integers stop at a gap of
- * one, reals at a relative gap of rel_tol (geometric midpoints once lo > 0). */
+ * table (already in res) meets it, lo's does not. */
 static eb_status bisect(search_ctx *x, builder build, double lo, double hi, bisection kind, double rel_tol,
                         eb_search_result *res) {
     eb_status st = EB_OK;
-    while (!st && (kind == STEP_INTEGER ? hi - lo > 1 : hi - lo > rel_tol * hi)) {
-        double mid = kind == STEP_INTEGER                 ? floor((lo + hi) / 2)
-                     : kind == STEP_GEOMETRIC && lo > 0 ? sqrt(lo * hi)
-                                                        : (lo + hi) / 2;
+    while (!st && bisect_continues(lo, hi, kind, rel_tol)) {
+        double mid = bisect_mid(lo, hi, kind);
         int meets;
         st = try_param(x, build, mid, res, &meets);
         if (meets) hi = mid;
@@ -565,6 +584,7 @@ static eb_status search_teacache(search_ctx *x, eb_search_result *res) {
 }
 
 #define DELTA_STEPS 40 /* ×4 steps from δ scale 1 that bracket the target */
+#define DELTA_TOL 1e-2 /* the δ scale's relative bisection gap */
 
 static eb_status search_ebcache(search_ctx *x, eb_search_result *res) {
     if (!x->runner) return eb_fail(EB_EINPUT, "eb-cache: the search needs candidate runs of the model (a runner), and none was given");
@@ -572,26 +592,34 @@ static eb_status search_ebcache(search_ctx *x, eb_search_result *res) {
         if (!(x->o->delta_a * x->rec->t[k] / EB_DIFFUSION_STEPS + x->o->delta_c > 0))
             return eb_fail(EB_EINPUT, "eb-cache: δ(τ) = %g·τ + %g is not positive at step %d (t = %d)", x->o->delta_a,
                            x->o->delta_c, k, x->rec->t[k]);
+    x->planned = 1;
     if (isnan(x->o->target)) return attempt(x, build_ebcache, 1, res);
     /* reusing both modules at every step but the first bounds what any δ reaches; it needs no runs */
     eb_status st = attempt(x, build_all_reuse, NAN, res);
     if (st) return st;
     if (res->flops > x->o->target) return cannot(res, x, "reusing both modules at every step but the first"), EB_OK;
-    /* bracket by factors of 4 from δ scale 1, then bisect geometrically to 1% */
+    /* bracket by factors of 4 from δ scale 1, then bisect geometrically to 1%;
+     * until the bracket closes, expect the bisection after this attempt (after
+     * the next one too at δ scale 1, which cannot close it) */
+    const int after_bracket = bisect_attempts(1, 4, STEP_GEOMETRIC, DELTA_TOL);
     double lo = 0, hi = 1;
     int meets;
+    x->planned = x->runs + 2 + after_bracket;
     st = try_param(x, build_ebcache, hi, res, &meets);
     for (int g = 0; !st && meets && g < DELTA_STEPS; g++) {
         double down = hi / 4;
+        x->planned = x->runs + 1 + after_bracket;
         if (!(st = try_param(x, build_ebcache, down, res, &meets))) *(meets ? &hi : &lo) = down;
     }
     for (int g = 0; !st && lo == 0 && !meets && g < DELTA_STEPS; g++) {
         lo = hi, hi *= 4;
+        x->planned = x->runs + 1 + after_bracket;
         st = try_param(x, build_ebcache, hi, res, &meets);
     }
     if (st) return st;
     if (isnan(res->param)) return cannot(res, x, "the largest δ tried"), EB_OK;
-    return bisect(x, build_ebcache, lo, hi, STEP_GEOMETRIC, 1e-2, res);
+    x->planned = x->runs + bisect_attempts(lo, hi, STEP_GEOMETRIC, DELTA_TOL);
+    return bisect(x, build_ebcache, lo, hi, STEP_GEOMETRIC, DELTA_TOL, res);
 }
 
 static eb_status search_budget(search_ctx *x, eb_search_result *res) {
@@ -671,8 +699,14 @@ eb_status eb_search(eb_search_result *res, const eb_rec_data *rec, const eb_fit 
     if (need_fit) st = fit_matches(fit, rec);
     if (!st) st = sampler_view(&x.s, rec);
     if (!st && !(x.scale = malloc(rec->S * sizeof *x.scale))) st = eb_fail(EB_ERUNTIME, "out of memory");
+    /* a degenerate two-phase fit still splits eb-cache's phases but scales no step */
+    int uses_split = opts.method == EB_SEARCH_EBCACHE && isnan(opts.t_thre);
+    if (!st && (uses_split || opts.scaling == EB_SCALING_TWO_PHASE)) res->two_phase = fit->two_phase;
+    if (!st && opts.scaling == EB_SCALING_TWO_PHASE && fit->two_phase.flags)
+        opts.scaling = EB_SCALING_NONE, res->scaling_fallback = 1;
+    res->scaling = opts.scaling;
     if (!st) st = step_scales(x.scale, fit, opts.scaling, rec->S);
-    if (!st && opts.method == EB_SEARCH_EBCACHE) x.t_thre = isnan(opts.t_thre) ? fit->two_phase.t_thre : opts.t_thre;
+    if (!st && opts.method == EB_SEARCH_EBCACHE) x.t_thre = uses_split ? fit->two_phase.t_thre : opts.t_thre;
     if (!st) {
         switch (opts.method) {
         case EB_SEARCH_EBCACHE: st = search_ebcache(&x, res); break;
@@ -719,6 +753,10 @@ eb_status eb_search_write(const eb_search_result *res, const eb_rec_data *rec, c
         eb_search_method m = EB_SEARCH_EBCACHE;
         if (!eb_search_method_parse(&m, res->table->method)) fprintf(f, "# %s: %.6g\n", names[m], res->param);
         if (res->runs) fprintf(f, "# calibration_chains: %d\n", res->runs);
+        char flags[64];
+        if (res->two_phase.flags)
+            fprintf(f, "# two_phase_fit: degenerate (%s)%s\n", eb_fit_flags_list(res->two_phase.flags, flags, sizeof flags),
+                    res->scaling_fallback ? ": noise scaling none instead of two-phase (docs/search.md)" : "");
         ok = !ferror(f);
         ok = !fclose(f) && ok;
     }

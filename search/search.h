@@ -53,9 +53,16 @@ const char *eb_scaling_name(eb_scaling s);
  * the chain continues with the state decide returns, or stops when it returns
  * −1. Step 0 computes. *evaluations counts the model evaluations made. */
 typedef int (*eb_search_decide)(void *dctx, int k, const double *norms);
+/* For the runner's progress line: this chain's number (1, 2, …) and the
+ * chains the search expects to run in all (bracketing the δ scale may add
+ * some: the total grows by one per extra bracket step). */
+typedef struct {
+    int chain, planned;
+} eb_search_progress;
 typedef struct {
     void *ctx;
-    eb_status (*run)(void *ctx, eb_cache_schedule *const tables[3], eb_search_decide decide, void *dctx);
+    eb_status (*run)(void *ctx, eb_cache_schedule *const tables[3], eb_search_decide decide, void *dctx,
+                     const eb_search_progress *progress);
 } eb_search_runner;
 
 typedef struct {
@@ -83,6 +90,9 @@ typedef struct {
     int met;           /* 1: the target is met (or there is none); 0: it cannot be (no table)   */
     int runs;          /* calibration chains run (eb-cache: one per attempt)                    */
     char note[512];    /* with met = 0: why, and the best fraction the method reaches             */
+    eb_scaling scaling;   /* the ε divisor the table carries                                      */
+    eb_fit_two_phase two_phase; /* the two-phase fit when the search used it (else zero); its flags */
+    int scaling_fallback; /* 1: two-phase scaling asked for, fit degenerate: no scaling instead    */
 } eb_search_result;
 
 /* Searches a table for the recording. `fit` may be NULL (computed from the
@@ -90,14 +100,16 @@ typedef struct {
  * FLOPs are counted on (its depth must be the recording's); `runner` is
  * needed by eb-cache only (NULL: EB_EINPUT saying so). When a target cannot
  * be met: met = 0, no table, and the note says what the method reaches at
- * best (flops holds that fraction). */
+ * best (flops holds that fraction). A degenerate two-phase fit is used for
+ * eb-cache's phase split but not for noise scaling: the table then divides
+ * ε by 1 (scaling = none, scaling_fallback = 1); two_phase.flags says why. */
 eb_status eb_search(eb_search_result *res, const eb_rec_data *rec, const eb_fit *fit, const eb_config *c,
                     const eb_search_opts *o, const eb_search_runner *runner);
 void eb_search_result_free(eb_search_result *res);
 
 /* Writes the table with its provenance (recording, its SHA-256, predicted
- * FLOP fraction and deviation, the search's outcome) as comment lines,
- * atomically. */
+ * FLOP fraction and deviation, the search's outcome, a degenerate fit and
+ * its fallback) as comment lines, atomically. */
 eb_status eb_search_write(const eb_search_result *res, const eb_rec_data *rec, const char *path);
 
 /* ------------------------------------------------------------------------ */

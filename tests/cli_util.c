@@ -10,6 +10,7 @@
 
 char workdir[256];
 char err_text[8192];
+char out_text[16384];
 
 void cli_workdir_make(void) {
     snprintf(workdir, sizeof workdir, "/tmp/ebcache_test_XXXXXX");
@@ -29,18 +30,24 @@ const char *in_workdir(char *buf, const char *name) {
 
 int cli_run(const char *fmt, ...) {
     const char *bin = getenv("EBCACHE_BIN") ? getenv("EBCACHE_BIN") : "build/opt/ebcache";
-    char args[2048], cmd[4096], err_path[512];
+    char args[2048], cmd[4096], err_path[512], out_path[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>'%s'", bin, args, in_workdir(err_path, "stderr.txt"));
+    snprintf(cmd, sizeof cmd, "%s %s >'%s' 2>'%s'", bin, args, in_workdir(out_path, "stdout.txt"),
+             in_workdir(err_path, "stderr.txt"));
     int status = system(cmd);
-    FILE *f = fopen(err_path, "r");
-    size_t len = f ? fread(err_text, 1, sizeof err_text - 1, f) : 0;
-    err_text[len] = 0;
-    if (f) fclose(f);
-    unlink(err_path);
+    const char *paths[2] = {err_path, out_path};
+    char *texts[2] = {err_text, out_text};
+    const size_t caps[2] = {sizeof err_text, sizeof out_text};
+    for (int i = 0; i < 2; i++) {
+        FILE *f = fopen(paths[i], "r");
+        size_t len = f ? fread(texts[i], 1, caps[i] - 1, f) : 0;
+        texts[i][len] = 0;
+        if (f) fclose(f);
+        unlink(paths[i]);
+    }
     cr_assert(WIFEXITED(status), "%s did not exit normally", args);
     return WEXITSTATUS(status);
 }

@@ -254,3 +254,83 @@ Test(cli, plot_fails_on_an_incomplete_png) {
         cr_expect(!strstr(e->d_name, ".png"), "%s was left behind", e->d_name);
     closedir(d);
 }
+
+/* ------------------------------------------------------------------------ */
+/* issue 16: messages                                                        */
+
+/* --eta outside [0, 1] or without DDIM and a negative --cfg-scale: exit 2
+ * with a message, for every command that takes them, before any work. */
+Test(cli, sampling_options_are_validated) {
+    struct { const char *args, *needle; } cases[] = {
+        {"sample --n 1 --eta 0.5", "--eta is DDIM's"},
+        {"sample --n 1 --sampler ddpm --eta 0", "--eta is DDIM's"},
+        {"sample --n 1 --sampler ddim --eta 1.5", "outside [0, 1]"},
+        {"sample --n 1 --sampler ddim --eta -0.1", "outside [0, 1]"},
+        {"sample --n 1 --cfg-scale -1", "--cfg-scale: -1 is negative"},
+        {"record --n 1 --eta 0.2", "--eta is DDIM's"},
+        {"record --n 1 --sampler ddim --eta 2", "outside [0, 1]"},
+        {"record --n 1 --cfg-scale -0.5", "is negative"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        cr_expect_eq(cli_run("%s --model " MODEL " --steps 4 --output %s/o.h5", cases[k].args, workdir), 2, "%s: %s",
+                     cases[k].args, err_text);
+        cr_expect(strstr(err_text, cases[k].needle), "%s: %s", cases[k].args, err_text);
+    }
+    cr_expect_eq(cli_run("forward --model " MODEL " --input " GOLDEN_DIR "cfg.h5 --cfg-scale -2 --output %s/f.h5", workdir),
+                 2, "%s", err_text);
+    cr_expect(strstr(err_text, "is negative"), "%s", err_text);
+    char o[512], f[512];
+    cr_expect(access(in_workdir(o, "o.h5"), F_OK) && access(in_workdir(f, "f.h5"), F_OK), "a refused command wrote");
+    cr_expect_eq(cli_run("sample --model " MODEL " --steps 4 --n 1 --sampler ddim --eta 1 --cfg-scale 0 --output %s/o.h5",
+                         workdir), 0, "%s", err_text);
+    cr_expect(strstr(err_text, "sampled 1 image,"), "singular: %s", err_text);
+    cr_expect_eq(cli_run("sample --model " MODEL " --steps 4 --n 2 --output %s/o2.h5", workdir), 0, "%s", err_text);
+    cr_expect(strstr(err_text, "sampled 2 images,"), "plural: %s", err_text);
+    cr_expect_eq(cli_run("grid --samples %s/o.h5 --output %s/g.png", workdir, workdir), 0, "%s", err_text);
+    cr_expect(strstr(err_text, "/g.png: 1 image in 1 row of up to 10,"), "grid says what it wrote: %s", err_text);
+    cr_expect_eq(cli_run("grid --samples %s/o2.h5 --cols 1 --output %s/g2.png", workdir, workdir), 0, "%s", err_text);
+    cr_expect(strstr(err_text, "2 images in 2 rows of up to 1, "), "%s", err_text);
+}
+
+/* A table written for another respacing says which to give; a table
+ * searched under DDPM and run under DDIM gets a warning. */
+Test(cli, tables_name_their_sampler) {
+    char table[512], ddpm[512], cmd[2048];
+    in_workdir(table, "ddim4.schedule"), in_workdir(ddpm, "ddpm.schedule");
+    cr_assert_eq(cli_run("schedule fora --interval 2 --respacing ddim4 --model " MODEL " --output %s", table), 0, "%s",
+                 err_text);
+    cr_expect_eq(cli_run("sample --model " MODEL " --sampler ddim --steps 4 --n 1 --schedule %s --output %s/o.h5", table,
+                         workdir), 2, "%s", err_text);
+    cr_expect(strstr(err_text, "give --respacing ddim4"), "%s", err_text);
+    cr_expect_eq(cli_run("sample --model " MODEL " --sampler ddim --respacing ddim4 --n 1 --schedule %s --output %s/o.h5",
+                         table, workdir), 0, "%s", err_text);
+    /* the shipped DDIM-50 tables under --steps 50 */
+    cr_expect_eq(cli_run("sample --model " MODEL " --sampler ddim --steps 50 --n 1 --schedule data/schedules/"
+                         "fora3_ddim50.schedule --output %s/o.h5", workdir), 2, "%s", err_text);
+    cr_expect(strstr(err_text, "t = 980") && strstr(err_text, "give --respacing ddim50"), "%s", err_text);
+    cr_assert_eq(cli_run("schedule fora --interval 2 --steps 4 --model " MODEL " --output %s", table), 0, "%s", err_text);
+    snprintf(cmd, sizeof cmd, "sed 's/^## sampler: respacing=4$/## sampler: ddpm respacing=4/' '%s' > '%s'", table, ddpm);
+    cr_assert_eq(system(cmd), 0);
+    cr_expect_eq(cli_run("sample --model " MODEL " --sampler ddim --steps 4 --n 1 --schedule %s --output %s/o.h5", ddpm,
+                         workdir), 0, "%s", err_text);
+    cr_expect(strstr(err_text, "warning:") && strstr(err_text, "searched on a ddpm recording"), "%s", err_text);
+    cr_expect_eq(cli_run("sample --model " MODEL " --steps 4 --n 1 --schedule %s --output %s/o.h5", ddpm, workdir), 0,
+                 "%s", err_text);
+    cr_expect(!strstr(err_text, "warning"), "same sampler: %s", err_text);
+}
+
+/* Usage lines mark defaulted options as optional. */
+Test(cli, usage_lines_show_optional_options) {
+    struct { const char *cmd, *want; } cases[] = {
+        {"sample --help", "[--steps N | --respacing SPEC]"}, {"sample --help", "[--cfg-scale S]"},
+        {"sample --help", "[--seed K]"},                     {"grid --help", "[--cols N]"},
+        {"search --help", "[--target-speedup X |"},          {"fit --help", "[--output FIT.h5]"},
+        {"schedule --help", "[--config NAME | --model PATH]"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        cr_expect_eq(cli_run("%s", cases[k].cmd), 0);
+        cr_expect(strstr(out_text, cases[k].want), "%s lacks '%s':\n%s", cases[k].cmd, cases[k].want, out_text);
+    }
+    cr_expect_eq(cli_run("sample --help"), 0);
+    cr_expect(!strstr(out_text, " --steps N [--eta"), "a defaulted option shown as required:\n%s", out_text);
+}

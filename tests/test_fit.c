@@ -49,7 +49,7 @@ void test_write_recording(const char *path, const eb_rec_data *r) {
     cr_assert_eq(eb_h5w_commit(w), EB_OK, "%s", eb_last_error());
 }
 
-static const eb_fit_two_phase TRUTH = {0.98, 0.96, 0.37, 0, 0};
+static const eb_fit_two_phase TRUTH = {.b_h = 0.98, .b_l = 0.96, .t_thre = 0.37};
 static const double QUARTIC[5] = {3.0, -2.0, 0.5, 1.2, 0.01};
 
 /* A 50-step recording (N = 3, L = 2) whose chain norms are the q norms
@@ -97,7 +97,9 @@ Test(fit, exact_line_is_recovered) {
 }
 
 Test(fit, two_phase_parameters_recovered_from_noiseless_data) {
-    const eb_fit_two_phase truths[] = {{0.98, 0.96, 0.4, 0, 0}, {0.98, 0.96, 0.37, 0, 0}, {0.95, 1.01, 0.62, 0, 0}};
+    const eb_fit_two_phase truths[] = {{.b_h = 0.98, .b_l = 0.96, .t_thre = 0.4},
+                                       {.b_h = 0.98, .b_l = 0.96, .t_thre = 0.37},
+                                       {.b_h = 0.95, .b_l = 1.01, .t_thre = 0.62}};
     int32_t t[50];
     steps50(t);
     for (size_t c = 0; c < sizeof truths / sizeof truths[0]; c++) {
@@ -109,6 +111,8 @@ Test(fit, two_phase_parameters_recovered_from_noiseless_data) {
                       fabs(p.t_thre - truths[c].t_thre) < 1e-6,
                   "case %zu: b_h %.10g b_l %.10g t_thre %.10g", c, p.b_h, p.b_l, p.t_thre);
         cr_expect(p.rmse < 1e-9 && p.r2 > 1 - 1e-9, "case %zu: rmse %g r2 %.12g", c, p.rmse, p.r2);
+        cr_expect_eq(p.flags, 0, "case %zu: a healthy fit is flagged %u", c, p.flags);
+        cr_expect_eq(p.below + p.above, 50);
     }
     /* the closed form at its anchors: b(1) = 1, b(t_thre) = b_h */
     cr_expect(fabs(eb_two_phase_b(&truths[0], 1.0) - 1) < 1e-15);
@@ -300,4 +304,78 @@ Test(fit, cli_fit_reports_and_writes) {
     cr_expect_eq(run_cli("fit"), 2);
     cr_expect_eq(run_cli("fit %s --bogus 1", rec), 2);
     cr_expect_eq(run_cli("fit --help"), 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Degenerate two-phase fits (issue 16)                                      */
+
+/* b_k at tau (50) for degenerate case c (shared with test_search.c):
+ * 0 the split at the edge (a two-phase curve with t_thre 0.03: 2 steps below
+ * it), 1 structureless noise (low R²), 2 a drop steeper than the model can
+ * follow (b_l < 0 although every b_k > 0), 3 healthy (TRUTH). */
+void test_degenerate_b(int c, const double *tau, double *b) {
+    const eb_fit_two_phase edge = {.b_h = 0.99, .b_l = 0.9, .t_thre = 0.03};
+    for (int k = 0; k < 50; k++)
+        b[k] = c == 0 ? eb_two_phase_b(&edge, tau[k])
+               : c == 1 ? 1 + 0.01 * sin(k * 12.9898) * cos(k * 78.233)
+               : c == 2 ? (tau[k] > 0.3 ? 1.0 : 0.05)
+                        : eb_two_phase_b(&TRUTH, tau[k]);
+}
+
+static const unsigned DEGENERATE_FLAG[3] = {EB_FIT_SPLIT_AT_EDGE, EB_FIT_LOW_R2, EB_FIT_NEGATIVE_B};
+
+Test(fit, degenerate_two_phase_fits_are_flagged) {
+    int32_t t[50];
+    steps50(t);
+    double tau[50], b[50];
+    for (int k = 0; k < 50; k++) tau[k] = t[k] / 1000.0;
+    for (int c = 0; c < 4; c++) {
+        test_degenerate_b(c, tau, b);
+        eb_fit_two_phase p;
+        cr_assert_eq(eb_fit_two_phase_b(tau, b, 50, &p, NULL), EB_OK, "%s", eb_last_error());
+        if (c == 3) cr_expect_eq(p.flags, 0, "healthy: flags %u", p.flags);
+        else cr_expect(p.flags & DEGENERATE_FLAG[c], "case %d: flags %u lack %s", c, p.flags,
+                       eb_fit_flag_name(DEGENERATE_FLAG[c]));
+        if (c == 0) cr_expect(p.flags == EB_FIT_SPLIT_AT_EDGE && p.below == 2 && p.above == 48,
+                              "edge: flags %u, %d below, %d above, t_thre %g", p.flags, p.below, p.above, p.t_thre);
+        if (c == 2) cr_expect(p.b_l < 0, "b_l %g", p.b_l);
+    }
+    cr_expect_str_eq(eb_fit_flag_name(EB_FIT_LOW_R2), "low-r2");
+    cr_expect_str_eq(eb_fit_flag_name(EB_FIT_SPLIT_AT_EDGE | EB_FIT_LOW_R2), "?");
+    char list[64];
+    cr_expect_str_eq(eb_fit_flags_list(EB_FIT_SPLIT_AT_EDGE | EB_FIT_NEGATIVE_B, list, sizeof list),
+                     "split-at-edge, negative-b");
+}
+
+/* `ebcache fit` warns on stderr for each degenerate case and not for a
+ * healthy fit; the fit file gives the flags back. */
+Test(fit, cli_fit_warns_on_a_degenerate_fit) {
+    const char *needle[4] = {"split-at-edge: 2 of 50 steps below t_thre 0.03", "low-r2: R²", "negative-b: b_h", NULL};
+    for (int c = 0; c < 4; c++) {
+        eb_rec_data syn;
+        synthetic(&syn);
+        double tau[50], b[50];
+        for (int k = 0; k < 50; k++) tau[k] = syn.t[k] / 1000.0;
+        test_degenerate_b(c, tau, b);
+        for (int k = 0; k < 50; k++)
+            for (int n = 0; n < 3; n++) syn.eps_norm[k * 3 + n] = syn.eps_norm_q[k * 3 + n] / b[k];
+        char rec[300], out[300];
+        snprintf(rec, sizeof rec, "%s/rec%d.h5", workdir, c);
+        snprintf(out, sizeof out, "%s/fit%d.h5", workdir, c);
+        test_write_recording(rec, &syn);
+        eb_rec_data_free(&syn);
+        cr_assert_eq(run_cli("fit %s --output %s", rec, out), 0, "case %d", c);
+        int warned = file_has("err.txt", "warning: the two-phase fit is degenerate");
+        if (needle[c]) {
+            cr_expect(warned && file_has("err.txt", needle[c]) && file_has("err.txt", "no noise scaling"),
+                      "case %d: no warning naming '%s'", c, needle[c]);
+        } else {
+            cr_expect(!warned && !file_has("err.txt", "warning"), "healthy fit warned");
+        }
+        eb_fit f;
+        cr_assert_eq(eb_fit_read(&f, out), EB_OK, "%s", eb_last_error());
+        cr_expect_eq(!!(f.two_phase.flags & (c < 3 ? DEGENERATE_FLAG[c] : ~0u)), c < 3, "case %d: read flags %u", c,
+                     f.two_phase.flags);
+        eb_fit_free(&f);
+    }
 }

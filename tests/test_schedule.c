@@ -357,3 +357,26 @@ Test(schedule, cli_errors_exit_2_and_leave_nothing, .init = cli_workdir_make, .f
     cr_expect(strstr(err_text, "x.npy"), "%s", err_text);
     cr_expect_eq(access(table, F_OK), -1, "a failed command left %s", table);
 }
+
+/* FLOPs are counted on the shipped model unless a model is given, and
+ * `schedule show` uses the model the table names (a file or a name). */
+Test(schedule, cli_counts_flops_on_the_tables_model, .init = cli_workdir_make, .fini = cli_workdir_remove) {
+    char table[512], named[512];
+    in_workdir(table, "fora.tsv"), in_workdir(named, "named.tsv");
+    cr_assert_eq(cli_run("schedule fora --interval 2 --steps 6 --output %s", table), 0, "%s", err_text);
+    eb_cache_schedule *cs;
+    cr_assert_eq(eb_cache_schedule_read(&cs, table), EB_OK, "%s", eb_last_error());
+    cr_expect(strstr(cs->model, "dit_fmnist.safetensors"), "default model '%s', not the shipped one", cs->model);
+    eb_cache_schedule_free(cs);
+    cr_expect(strstr(err_text, "dit_fmnist.safetensors"), "%s", err_text);
+    /* a table naming the tiny model (2 blocks) is shown with 2 block columns and its FLOPs */
+    cr_assert_eq(cli_run("schedule fora --interval 2 --steps 6 --model %s --output %s", MODEL, named), 0, "%s", err_text);
+    cr_assert_eq(cli_run("schedule show %s", named), 0, "%s", err_text);
+    cr_expect(strstr(out_text, "on " MODEL " ("), "%s", out_text);
+    cr_expect(strstr(out_text, "  CC         CC  ") || strstr(out_text, " CC        "), "2 block columns:\n%s", out_text);
+    cr_expect(!strstr(out_text, "CCCC"), "more block columns than the table's model has:\n%s", out_text);
+    /* a table naming a configuration uses it */
+    cr_assert_eq(cli_run("schedule fora --interval 2 --steps 6 --config XL/2 --output %s", named), 0, "%s", err_text);
+    cr_assert_eq(cli_run("schedule show %s", named), 0, "%s", err_text);
+    cr_expect(strstr(out_text, "on DiT-XL/2 ("), "%s", out_text);
+}

@@ -122,13 +122,19 @@ typedef struct {
     double drift_per_reuse;            /* the uncached norm grows by this for each earlier reuse-both step */
     int runs;
     int early_mlp_ok;                  /* 1 while every single-module step reused the phase's module */
+    int last_chain, last_planned;      /* the progress the last chain was given */
 } script;
 
 /* One calibration chain: at each step the uncached norm is the base norm
  * raised for every earlier reuse-both step (the chain the prefix produces);
  * the candidates change it by their scripted amounts. */
-static eb_status scripted_run(void *ctx, eb_cache_schedule *const tables[3], eb_search_decide decide, void *dctx) {
+static eb_status scripted_run(void *ctx, eb_cache_schedule *const tables[3], eb_search_decide decide, void *dctx,
+                              const eb_search_progress *progress) {
     script *sc = ctx;
+    cr_expect(progress->chain == 1 || progress->chain == sc->last_chain + 1, "chain %d after %d", progress->chain,
+              sc->last_chain);
+    cr_expect_geq(progress->planned, progress->chain);
+    sc->last_chain = progress->chain, sc->last_planned = progress->planned;
     const int S = sc->rec->S, N = sc->rec->N;
     eb_cache_plan p;
     eb_status st = eb_cache_plan_build(&p, tables[1], sc->rec->L, NULL);
@@ -230,6 +236,7 @@ Test(search, ebcache_target_by_bisection) {
     cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, &runner), EB_OK, "%s", eb_last_error());
     cr_expect(res.met && res.flops <= 0.7, "flops %g", res.flops);
     cr_expect(res.runs == sc.runs && res.runs < 20, "%d chains: one per bisection attempt", res.runs);
+    cr_expect_eq(sc.last_planned, res.runs, "the progress total of the last chain is the number run");
     o.target = NAN;
     o.delta_a *= res.param * 0.99, o.delta_c *= res.param * 0.99;
     cr_assert_eq(eb_search(&smaller, &r, NULL, &c, &o, &runner), EB_OK);
@@ -572,4 +579,116 @@ Test(search, cli_records_fits_searches_and_samples) {
     cr_expect_eq(run_cli("search --method fora --record %s/missing.h5 --interval 2 --output %s/t.schedule", d, d), 2);
     cr_expect(strstr(slurp("err.txt"), "missing.h5"), "%s", slurp("err.txt"));
     cr_expect_eq(run_cli("search --help"), 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Degenerate fits and progress (issue 16)                                   */
+
+/* test_fit.c: b_k of degenerate case c (0 split at the edge, 1 low R², 2 b_l < 0, 3 healthy). */
+void test_degenerate_b(int c, const double *tau, double *b);
+
+/* A 50-step recording (N = 2, L = 2) whose chain norms are the q norms divided by case c's b. */
+static void degenerate_rec(eb_rec_data *r, int c) {
+    make_rec(r, 50, 2, 2);
+    double tau[50], b[50];
+    for (int k = 0; k < 50; k++) tau[k] = r->t[k] / 1000.0;
+    test_degenerate_b(c, tau, b);
+    for (int k = 0; k < 50; k++)
+        for (int n = 0; n < 2; n++) r->eps_norm[k * 2 + n] = r->eps_norm_q[k * 2 + n] / b[k];
+}
+
+/* Two-phase scaling from a degenerate fit falls back to no scaling (every
+ * divisor 1) and says why; a healthy fit scales. */
+Test(search, degenerate_fit_falls_back_to_no_noise_scaling) {
+    eb_config c = small_config(2);
+    for (int k = 0; k < 4; k++) {
+        eb_rec_data r;
+        degenerate_rec(&r, k);
+        eb_search_opts o;
+        eb_search_defaults(&o);
+        o.method = EB_SEARCH_FORA;
+        o.interval = 2;
+        o.scaling = EB_SCALING_TWO_PHASE;
+        eb_search_result res;
+        cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_OK, "%s", eb_last_error());
+        int ones = 0;
+        for (int i = 0; i < res.table->nrows; i++) ones += res.table->rows[i].scale == 1;
+        if (k < 3) {
+            cr_expect(res.two_phase.flags && res.scaling_fallback && res.scaling == EB_SCALING_NONE,
+                      "case %d: flags %u fallback %d", k, res.two_phase.flags, res.scaling_fallback);
+            cr_expect_eq(ones, res.table->nrows, "case %d: a scaled step despite the fallback", k);
+            cr_expect(!strstr(res.table->params, "scaling="), "%s", res.table->params);
+        } else {
+            cr_expect(!res.two_phase.flags && !res.scaling_fallback && res.scaling == EB_SCALING_TWO_PHASE);
+            cr_expect_lt(ones, res.table->nrows / 2, "healthy fit: the steps are scaled");
+        }
+        char path[300], text[16384];
+        snprintf(path, sizeof path, "%s/t.schedule", workdir);
+        cr_assert_eq(eb_search_write(&res, &r, path), EB_OK, "%s", eb_last_error());
+        FILE *f = fopen(path, "r");
+        text[fread(text, 1, sizeof text - 1, f)] = 0;
+        fclose(f);
+        cr_expect_eq(!!strstr(text, "# two_phase_fit: degenerate ("), k < 3, "case %d provenance", k);
+        eb_search_result_free(&res);
+        /* the other scalings do not use the two-phase fit: no flags, no fallback */
+        o.scaling = EB_SCALING_PER_STEP;
+        cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_OK, "%s", eb_last_error());
+        cr_expect(!res.two_phase.flags && !res.scaling_fallback && res.scaling == EB_SCALING_PER_STEP);
+        eb_search_result_free(&res);
+        eb_rec_data_free(&r);
+    }
+}
+
+/* `ebcache search` prints the warning on stderr and writes the fallback table. */
+Test(search, cli_search_warns_and_falls_back) {
+    for (int k = 0; k < 4; k++) {
+        eb_rec_data r;
+        degenerate_rec(&r, k);
+        char rec[300];
+        snprintf(rec, sizeof rec, "%s/rec.h5", workdir);
+        test_write_recording(rec, &r);
+        eb_rec_data_free(&r);
+        cr_assert_eq(run_cli("search --method fora --interval 2 --noise-scaling two-phase --model " MODEL
+                             " --record %s --output %s/t.schedule", rec, workdir), 0, "%s", slurp("err.txt"));
+        const char *err = slurp("err.txt");
+        int warned = strstr(err, "warning: the two-phase fit is degenerate") != NULL;
+        cr_expect_eq(warned, k < 3, "case %d: %s", k, err);
+        if (k < 3) cr_expect(strstr(err, "does not scale ε (divisor 1 at every step)"), "%s", err);
+        char path[300];
+        snprintf(path, sizeof path, "%s/t.schedule", workdir);
+        eb_cache_schedule *cs;
+        cr_assert_eq(eb_cache_schedule_read(&cs, path), EB_OK, "%s", eb_last_error());
+        int ones = 0;
+        for (int i = 0; i < cs->nrows; i++) ones += cs->rows[i].scale == 1;
+        cr_expect_eq(ones == cs->nrows, k < 3, "case %d: %d of %d rows unscaled", k, ones, cs->nrows);
+        eb_cache_schedule_free(cs);
+    }
+}
+
+/* eb-cache's calibration chains show a progress line with the planned total
+ * and an ETA on a terminal (a pty from script(1)), nothing otherwise;
+ * a target speedup must exceed 1. */
+Test(search, cli_ebcache_progress_and_target_check) {
+    if (system("command -v script >/dev/null 2>&1")) cr_skip_test("no script(1) for a terminal");
+    const char *d = workdir;
+    cr_assert_eq(run_cli("record --model " MODEL " --sampler ddim --steps 8 --n 2 --threads 1 --output %s/rec.h5", d), 0,
+                 "%s", slurp("err.txt"));
+    /* a recording from --seed stores its labels: eb-cache can replay it */
+    const char *bin = getenv("EBCACHE_BIN") ? getenv("EBCACHE_BIN") : "build/opt/ebcache";
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "script -qec '%s search --method eb-cache --record %s/rec.h5 --threads 1 --target-speedup 1.3 --output "
+             "%s/e.schedule' /dev/null > %s/tty.txt 2>&1", bin, d, d, d);
+    cr_assert_eq(system(cmd), 0, "%s", slurp("tty.txt"));
+    const char *tty = slurp("tty.txt");
+    cr_expect(strstr(tty, "eb-cache search: chain 1/") && strstr(tty, "step 8/8") && strstr(tty, "(ETA "), "%s", tty);
+    cr_assert_eq(run_cli("search --method eb-cache --record %s/rec.h5 --threads 1 --output %s/e.schedule", d, d), 0,
+                 "%s", slurp("err.txt"));
+    cr_expect(!strstr(slurp("err.txt"), "chain 1/"), "progress on a file: %s", slurp("err.txt"));
+    const char *bad[] = {"1", "0.5", "-2"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_expect_eq(run_cli("search --method eb-cache --record %s/rec.h5 --target-speedup %s --output %s/x.schedule", d,
+                             bad[i], d), 2, "--target-speedup %s", bad[i]);
+        cr_expect(strstr(slurp("err.txt"), "not above 1"), "%s", slurp("err.txt"));
+    }
 }
