@@ -39,7 +39,7 @@ check_core() { # side line
   got=$(core_of <<<"$2")
   [ "$got" = "$core" ] || { echo "bench: $1 ran on OpenBLAS core '$got', not '$core': $2" >&2; exit 1; }
 }
-warnings=()
+warnings=() noise=()
 
 # One model, $2 rounds alternating the two sides (the first side alternates too);
 # sets eb_rates, pt_rates, ratios, eb_gflops (one entry per round).
@@ -89,14 +89,29 @@ list() { printf '%s\n' "$@"; }
     echo "| DiT-$cfg | $(list "${eb_rates[@]}" | spread %.2f) | $(list "${eb_gflops[@]}" | spread %.0f) |" \
       "$(list "${pt_rates[@]}" | spread %.2f) | $(printf %.0f "$pt_gflops") | $(list "${ratios[@]}" | spread %.2f)× | $(load) |"
     # Same sgemm on both sides: ebcache is at most as far ahead as PyTorch is below the GEMM rate.
-    if (($(echo "$ratio < 1" | bc -l))); then
-      warnings+=("DiT-$cfg: ratio $(printf %.2f "$ratio") < 1 with the same kernels — a measurement problem (load?), not a result")
-    elif (($(echo "$ratio > $gemm / $pt_gflops" | bc -l))); then
-      warnings+=("DiT-$cfg: ratio $(printf %.2f "$ratio") is above the GEMM rate ÷ PyTorch's rate ($(echo "$gemm / $pt_gflops" | bc -l | xargs printf %.2f)) — a measurement problem, not a result")
+    lo=$(list "${ratios[@]}" | sort -g | head -1) hi=$(list "${ratios[@]}" | sort -g | tail -1)
+    bound=$(echo "$gemm / $pt_gflops" | bc -l)
+    if (($(echo "$hi < 1" | bc -l))); then
+      warnings+=("DiT-$cfg: every round's ratio is below 1 with the same kernels — a measurement problem (load?), not a result")
+    elif (($(echo "$lo < 1" | bc -l))); then
+      warnings+=("DiT-$cfg: the rounds' ratios straddle 1: no difference between the two sides is measurable here")
     fi
+    if (($(echo "$ratio > $bound" | bc -l))); then
+      warnings+=("DiT-$cfg: ratio $(printf %.2f "$ratio") is above the GEMM rate ÷ PyTorch's rate ($(printf %.2f "$bound")) — a measurement problem, not a result")
+    fi
+    for side in eb_rates pt_rates; do
+      declare -n v=$side
+      noise+=("$(echo "100 * ($(list "${v[@]}" | sort -g | tail -1) - $(list "${v[@]}" | sort -g | head -1))" \
+        "/ $(list "${v[@]}" | median)" | bc -l)")
+      unset -n v
+    done
   done
   echo
-  for w in "${warnings[@]}"; do echo "**Warning:** $w"; echo; done
+  echo "Noise: one side's rounds spread by up to $(list "${noise[@]}" | sort -g | tail -1 | xargs printf %.0f)% of their median."
+  echo "The bench itself keeps about $threads threads runnable, so a load average above about $((threads + 1)) means"
+  echo "other programs competed for the cores."
+  echo
+  for w in "${warnings[@]}"; do echo "**Note:** $w"; echo; done
 
   # What the kernels are worth: both sides on OpenBLAS's generic kernels.
   saved=$core
