@@ -92,12 +92,12 @@ list() { printf '%s\n' "$@"; }
     lo=$(list "${ratios[@]}" | sort -g | head -1) hi=$(list "${ratios[@]}" | sort -g | tail -1)
     bound=$(echo "$gemm / $pt_gflops" | bc -l)
     if (($(echo "$hi < 1" | bc -l))); then
-      warnings+=("DiT-$cfg: every round's ratio is below 1 with the same kernels — a measurement problem (load?), not a result")
+      warnings+=("**Warning:** DiT-$cfg: every round's ratio is below 1 with the same kernels — a measurement problem (load?), not a result")
     elif (($(echo "$lo < 1" | bc -l))); then
-      warnings+=("DiT-$cfg: the rounds' ratios straddle 1: no difference between the two sides is measurable here")
+      warnings+=("**Note:** DiT-$cfg: the rounds' ratios straddle 1: no difference between the two sides is measurable here")
     fi
     if (($(echo "$ratio > $bound" | bc -l))); then
-      warnings+=("DiT-$cfg: ratio $(printf %.2f "$ratio") is above the GEMM rate ÷ PyTorch's rate ($(printf %.2f "$bound")) — a measurement problem, not a result")
+      warnings+=("**Warning:** DiT-$cfg: ratio $(printf %.2f "$ratio") is above the GEMM rate ÷ PyTorch's rate ($(printf %.2f "$bound")) — a measurement problem, not a result")
     fi
     for side in eb_rates pt_rates; do
       declare -n v=$side
@@ -111,7 +111,7 @@ list() { printf '%s\n' "$@"; }
   echo "The bench itself keeps about $threads threads runnable, so a load average above about $((threads + 1)) means"
   echo "other programs competed for the cores."
   echo
-  for w in "${warnings[@]}"; do echo "**Note:** $w"; echo; done
+  for w in "${warnings[@]}"; do echo "$w"; echo; done
 
   # What the kernels are worth: both sides on OpenBLAS's generic kernels.
   saved=$core
