@@ -1,10 +1,14 @@
 /* bench_forward.c — forward throughput of a named DiT with random weights.
- * usage: bench_forward CONFIG BATCH ITERS [cfg]  → one line: images/s, ms, peak RSS. */
+ * usage: bench_forward CONFIG BATCH ITERS  → one line: images/s, ms, GFLOP/s, peak RSS,
+ *        and the OpenBLAS core and OpenMP wait policy the forwards ran with;
+ *        bench_forward --core  → the OpenBLAS core this program runs on here (after eb_cpu_reexec). */
 #include "kernels.h"
 #include "model.h"
 
+#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -16,8 +20,12 @@ static double now(void) {
 
 int main(int argc, char **argv) {
     eb_cpu_reexec(argv); /* OpenMP's wait policy, OpenBLAS's best kernels for this CPU (kernels.h) */
+    if (argc == 2 && !strcmp(argv[1], "--core")) {
+        printf("%s\n", openblas_get_corename());
+        return 0;
+    }
     if (argc < 4) {
-        fprintf(stderr, "usage: bench_forward CONFIG BATCH ITERS\n");
+        fprintf(stderr, "usage: bench_forward CONFIG BATCH ITERS | --core\n");
         return 2;
     }
     eb_config c;
@@ -44,8 +52,11 @@ int main(int argc, char **argv) {
     double per_iter = (now() - t0) / iters;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("%s batch %d: %.2f images/s, %.1f ms per forward, %.2f GFLOP/s, peak RSS %.0f MiB\n", argv[1], B,
-           B / per_iter, 1e3 * per_iter, 2 * eb_forward_macs(&c) * B / per_iter * 1e-9, ru.ru_maxrss / 1024.0);
+    const char *wait = getenv("OMP_WAIT_POLICY");
+    printf("%s batch %d: %.2f images/s, %.1f ms per forward, %.2f GFLOP/s, peak RSS %.0f MiB, "
+           "OpenBLAS core %s, OMP_WAIT_POLICY %s\n", argv[1], B, B / per_iter, 1e3 * per_iter,
+           2 * eb_forward_macs(&c) * B / per_iter * 1e-9, ru.ru_maxrss / 1024.0, openblas_get_corename(),
+           wait ? wait : "unset");
     eb_model_free(m);
     free(x), free(out), free(t), free(y);
     return 0;

@@ -1,44 +1,155 @@
 #!/usr/bin/env bash
-# make bench: ebcache against the PyTorch reference, in one run, same threads.
-# Prints a table and writes results/bench.md. Ratios are what to compare: the
-# machines are shared and absolute numbers move from run to run.
+# make bench: ebcache against the PyTorch reference, in one run, same threads,
+# same OpenBLAS kernels, same OpenMP wait policy. Prints a table and writes
+# results/bench.md. Ratios are what to compare: the machines are shared and
+# absolute numbers move from run to run.
+#
+# Both sides load the same libopenblas.so.0 (Debian's torch reaches it through
+# libblas.so.3), so one OPENBLAS_CORETYPE picks both sides' kernels: the core
+# ebcache runs on here (its re-exec's choice, or the OPENBLAS_CORETYPE you set),
+# or BENCH_CORE. Each side reports the core it ran on; a mismatch stops the run.
+# OMP_WAIT_POLICY is passive for both (what ebcache sets for itself) unless set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${BENCH_THREADS:-$(nproc)}
-iters=${BENCH_ITERS:-3}
-rounds=${BENCH_ROUNDS:-3}
+iters=${BENCH_ITERS:-2}
+rounds=${BENCH_ROUNDS:-5}
+extra_rounds=${BENCH_EXTRA_ROUNDS:-2}
 out=results/bench.md
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
-rate() { sed -E 's/.*: ([0-9.]+) images\/s.*/\1/'; }
-best() { printf '%s\n' "$@" | sort -g | tail -1; }
-{
-  echo "# make bench — $(date -u +%Y-%m-%d), $(nproc) cores, $threads threads, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-  echo
-  echo "Forward of DiT with random weights, 32×32×4 latents, batch 8, no guidance. ebcache and PyTorch run"
-  echo "alternately, $rounds rounds of $iters forwards each; the table keeps each side's best round."
-  echo
-  echo "| model | ebcache images/s | PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)') images/s | ratio |"
-  echo "|---|---|---|---|"
-  for cfg in S/2 B/2; do
-    cs=() ps=()
-    for _ in $(seq "$rounds"); do
-      cs+=("$(OMP_NUM_THREADS=$threads build/opt/bench_forward "$cfg" 8 "$iters" | rate)")
-      ps+=("$(/usr/bin/python3 bench/bench_ref.py "$cfg" 8 "$iters" "$threads" | rate)")
-    done
-    c=$(best "${cs[@]}") p=$(best "${ps[@]}")
-    echo "| DiT-$cfg | $c | $p | $(echo "$c / $p" | bc -l | xargs printf '%.2f')× |"
+py=/usr/bin/python3
+eb_core=$(build/opt/bench_forward --core)
+own_core=$(env -u OPENBLAS_CORETYPE "$py" bench/bench_ref.py --core)
+export OPENBLAS_CORETYPE=${BENCH_CORE:-$eb_core} OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} OMP_NUM_THREADS=$threads
+core=$OPENBLAS_CORETYPE
+
+load() { cut -d' ' -f1-3 /proc/loadavg | sed 's/ /, /g'; }
+field() { sed -E "s|.* ([0-9.]+) $1.*|\\1|"; }           # the number before $1 in a bench line
+core_of() { sed -E 's/.*OpenBLAS core ([A-Za-z0-9]+).*/\1/'; }
+# "median (min–max)" of the numbers on stdin, with the given printf format
+spread() {
+  sort -g | awk -v f="$1" '{ v[NR] = $1 } END {
+    m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+    printf(f " (" f "–" f ")", m, v[1], v[NR]) }'
+}
+median() { sort -g | awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+check_core() { # side line
+  local got
+  got=$(core_of <<<"$2")
+  [ "$got" = "$core" ] || { echo "bench: $1 ran on OpenBLAS core '$got', not '$core': $2" >&2; exit 1; }
+}
+warnings=() noise=()
+
+# One model, $2 rounds alternating the two sides (the first side alternates too);
+# sets eb_rates, pt_rates, ratios, eb_gflops (one entry per round).
+measure() {
+  local cfg=$1 n=$2 r e p
+  eb_rates=() pt_rates=() ratios=() eb_gflops=()
+  for r in $(seq "$n"); do
+    if [ $((r % 2)) = 1 ]; then
+      e=$(build/opt/bench_forward "$cfg" 8 "$iters") p=$("$py" bench/bench_ref.py "$cfg" 8 "$iters" "$threads")
+    else
+      p=$("$py" bench/bench_ref.py "$cfg" 8 "$iters" "$threads") e=$(build/opt/bench_forward "$cfg" 8 "$iters")
+    fi
+    check_core ebcache "$e"
+    check_core PyTorch "$p"
+    eb_rates+=("$(field images/s <<<"$e")") pt_rates+=("$(field images/s <<<"$p")")
+    eb_gflops+=("$(field GFLOP/s <<<"$e")")
+    ratios+=("$(echo "${eb_rates[-1]} / ${pt_rates[-1]}" | bc -l)")
   done
+}
+list() { printf '%s\n' "$@"; }
+
+{
+  gemm_line=$("$py" bench/bench_ref.py --gemm "$threads")
+  check_core "the GEMM probe" "$gemm_line"
+  gemm=$(field GFLOP/s <<<"$gemm_line")
+  echo "# make bench — $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo
+  echo "- CPU: $(lscpu | sed -n 's/^Model name: *//p'), family $(lscpu | sed -n 's/^CPU family: *//p')" \
+    "model $(lscpu | sed -n 's/^Model: *//p'), $(nproc) cores; $threads threads on both sides"
+  echo "- OpenBLAS core, both sides: $core (each side reported it; ebcache alone would pick $eb_core," \
+    "OpenBLAS alone, as PyTorch gets it by default, $own_core); OMP_WAIT_POLICY=$OMP_WAIT_POLICY on both sides"
+  echo "- large-GEMM rate on this core (2048³ sgemm, best of 5): $gemm GFLOP/s"
+  echo "- load average (1, 5, 15 min) at the start: $(load)"
+  echo
+  echo "Forward of DiT with random weights, 32×32×4 latents, batch 8, no guidance. ebcache and PyTorch"
+  echo "$(${py} -c 'import torch; print(torch.__version__)') run alternately (who goes first alternates too), $rounds rounds of $iters forwards"
+  echo "each; median over the rounds, (min–max) in brackets; the ratio is taken per round (the two runs of a round"
+  echo "are seconds apart) and its median and range reported. PyTorch GFLOP/s = ebcache's FLOP count at PyTorch's rate."
+  echo
+  echo "| model | ebcache images/s | ebcache GFLOP/s | PyTorch images/s | PyTorch GFLOP/s | ratio | load after |"
+  echo "|---|---|---|---|---|---|---|"
+  for cfg in S/2 B/2; do
+    measure "$cfg" "$rounds"
+    flop_per_image=$(echo "$(list "${eb_gflops[@]}" | median) / $(list "${eb_rates[@]}" | median)" | bc -l)
+    pt_gflops=$(echo "$(list "${pt_rates[@]}" | median) * $flop_per_image" | bc -l)
+    ratio=$(list "${ratios[@]}" | median)
+    echo "| DiT-$cfg | $(list "${eb_rates[@]}" | spread %.2f) | $(list "${eb_gflops[@]}" | spread %.0f) |" \
+      "$(list "${pt_rates[@]}" | spread %.2f) | $(printf %.0f "$pt_gflops") | $(list "${ratios[@]}" | spread %.2f)× | $(load) |"
+    # Same sgemm on both sides: ebcache is at most as far ahead as PyTorch is below the GEMM rate.
+    lo=$(list "${ratios[@]}" | sort -g | head -1) hi=$(list "${ratios[@]}" | sort -g | tail -1)
+    bound=$(echo "$gemm / $pt_gflops" | bc -l)
+    if (($(echo "$hi < 1" | bc -l))); then
+      warnings+=("**Warning:** DiT-$cfg: every round's ratio is below 1 with the same kernels — a measurement problem (load?), not a result")
+    elif (($(echo "$lo < 1" | bc -l))); then
+      warnings+=("**Note:** DiT-$cfg: the rounds' ratios straddle 1: no difference between the two sides is measurable here")
+    fi
+    if (($(echo "$ratio > $bound" | bc -l))); then
+      warnings+=("**Warning:** DiT-$cfg: ratio $(printf %.2f "$ratio") is above the GEMM rate ÷ PyTorch's rate ($(printf %.2f "$bound")) — a measurement problem, not a result")
+    fi
+    for side in eb_rates pt_rates; do
+      declare -n v=$side
+      noise+=("$(echo "100 * ($(list "${v[@]}" | sort -g | tail -1) - $(list "${v[@]}" | sort -g | head -1))" \
+        "/ $(list "${v[@]}" | median)" | bc -l)")
+      unset -n v
+    done
+  done
+  echo
+  echo "Noise: one side's rounds spread by up to $(list "${noise[@]}" | sort -g | tail -1 | xargs printf %.0f)% of their median."
+  echo "The bench itself keeps about $threads threads runnable, so a load average above about $((threads + 1)) means"
+  echo "other programs competed for the cores."
+  echo
+  for w in "${warnings[@]}"; do echo "$w"; echo; done
+
+  # What the kernels are worth: both sides on OpenBLAS's generic kernels.
+  saved=$core
+  export OPENBLAS_CORETYPE=Prescott
+  core=Prescott
+  measure S/2 "$extra_rounds"
+  core=$saved
+  export OPENBLAS_CORETYPE=$core
+  echo "Generic kernels: with OPENBLAS_CORETYPE=Prescott on both sides ($extra_rounds rounds), DiT-S/2 runs"
+  echo "$(list "${eb_rates[@]}" | spread %.2f) images/s in ebcache and $(list "${pt_rates[@]}" | spread %.2f) in PyTorch" \
+    "(ratio $(list "${ratios[@]}" | spread %.2f)×; load after: $(load))."
+  if [ "$own_core" = "$eb_core" ]; then
+    echo "Here OpenBLAS picks $own_core itself, so ebcache's re-exec changes no kernels; on a CPU OpenBLAS does not know"
+    echo "(it then loads Prescott), the re-exec to $eb_core is what separates these two lines."
+  else
+    echo "Here OpenBLAS alone loads $own_core; ebcache re-executes itself with $eb_core: what the re-exec buys is"
+    echo "the first table's ebcache column against this line's when $own_core is Prescott."
+  fi
+  echo
+
+  # PyTorch as it runs by default: libgomp's wait policy spins before sleeping.
+  p=$(env -u OMP_WAIT_POLICY "$py" bench/bench_ref.py S/2 8 1 "$threads")
+  check_core PyTorch "$p"
+  echo "PyTorch with OMP_WAIT_POLICY unset (libgomp spins before it sleeps), DiT-S/2, one round of one forward:"
+  echo "$(field images/s <<<"$p") images/s at load $(load). On a busy machine the spinning threads lose whole time"
+  echo "slices to each other, so that figure depends on the load, not on the kernels."
   echo
   echo "DiT-XL/2, batch 1, one forward (ebcache):"
   echo
   echo '```'
-  OMP_NUM_THREADS=$threads build/opt/bench_forward XL/2 1 1
+  build/opt/bench_forward XL/2 1 1
   echo '```'
   echo
-  OMP_NUM_THREADS=$threads nice -n 10 build/opt/bench_cache B/2 10 "$iters"
+  build/opt/bench_cache B/2 10 "$((iters + 1))"
   echo
-  OMP_NUM_THREADS=$threads nice -n 10 build/opt/bench_record "$iters"
+  build/opt/bench_record "$((iters + 1))"
+  echo
+  echo "Load average at the end: $(load)."
 } | tee "$tmp"
 mkdir -p results && mv "$tmp" "$out" && trap - EXIT
 echo "wrote $out"
