@@ -24,8 +24,9 @@ extern "C" {
 #endif
 
 /* Ablation cells are keyed by this version: raise it when the same options give other numbers
- * (0.2.0: guidance follows the official forward_with_cfg on every channel count). */
-#define EBCACHE_VERSION "0.2.0"
+ * (0.2.0: guidance follows the official forward_with_cfg on every channel count; 0.3.0: search
+ * leaves ε unscaled after a degenerate two-phase fit). */
+#define EBCACHE_VERSION "0.3.0"
 
 typedef enum { EB_OK = 0, EB_ERUNTIME = 1, EB_EINPUT = 2 } eb_status;
 
