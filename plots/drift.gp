@@ -18,7 +18,7 @@ set ylabel "block"
 set cblabel "relative L1 change (log scale)"
 set logscale cb
 set cbrange [D_min_x:D_max_y]
-set format cb "10^{%L}"
+set format cb "%.2g"
 set palette defined (0 "#000004", 0.25 "#3b0f70", 0.5 "#8c2981", 0.75 "#de4968", 0.9 "#fe9f6d", 1 "#fcfdbf")
 set autoscale xfix
 set autoscale yfix

@@ -17,7 +17,6 @@ set key top left
 set xlabel "sampling step k (0 = noisiest)"
 load dat."t_axis.gp"
 if (has_data) { set multiplot layout 1,2 title name noenhanced } else { set title name noenhanced }
-set logscale y
 set ylabel "SNR / (P {/Symbol a}/(1-{/Symbol a}))  =  (1-{/Symbol a}) / noise power of x_t"
 cmd = "plot 1 w l lc rgb 'black' dt 3 t 'no bias', f u 1:3 w lp pt 7 ps 0.5 lw 2 lc rgb '#d62728' t 'trajectory, ".run."'"
 if (has_data) { cmd = cmd.", f u 1:4 w lp pt 5 ps 0.5 lw 2 lc rgb '#1f77b4' t 'data x0, ".run."'" }
@@ -25,6 +24,7 @@ if (has_ref) { cmd = cmd.", f u 1:6 w l dt 2 lw 2 lc rgb '#d62728' t 'trajectory
 if (has_ref && has_data) { cmd = cmd.", f u 1:7 w l dt 2 lw 2 lc rgb '#1f77b4' t 'data x0, uncached'" }
 eval cmd
 if (has_data) {
+    set logscale y
     set title "Var(x_t - {/Symbol \326}{/Symbol a} x_0) / (1 - {/Symbol a})"
     set ylabel "variance ratio"
     cmd = "plot 1 w l lc rgb 'black' dt 3 t 'q(x_t | x_0)', f u 1:5 w lp pt 7 ps 0.5 lw 2 lc rgb '#2ca02c' t '".run."'"

@@ -24,7 +24,8 @@ f = dat."snr.dat"
 stats f u 10 nooutput name "P"
 run = has_ref ? "cached" : "run"
 cmd = "plot f u 1:3 w l lw 1 lc rgb '#999999' t '{/Symbol a}/(1-{/Symbol a}) (unit-power data)'"
-cmd = cmd.", f u 1:4 w l lw 2 lc rgb 'black' t sprintf('nominal P{/Symbol a}/(1-{/Symbol a}), P = E[x_0^2] = %.3g', P_max)"
+whose = has_ref ? "the uncached samples" : "the samples"
+cmd = cmd.", f u 1:4 w l lw 2 lc rgb 'black' t sprintf('nominal P{/Symbol a}/(1-{/Symbol a}), P = E[x_0^2] of %s = %.3g', whose, P_max)"
 cmd = cmd.", f u 1:5 w lp pt 7 ps 0.5 lw 2 lc rgb '#d62728' t 'trajectory, ".run."'"
 if (has_data) { cmd = cmd.", f u 1:9 w l lw 2 dt 4 lc rgb '#1f77b4' t 'nominal for the data power'" }
 if (has_data) { cmd = cmd.", f u 1:6 w lp pt 5 ps 0.5 lw 2 lc rgb '#1f77b4' t 'data x0, ".run."'" }
