@@ -560,3 +560,21 @@ Test(cli_record, plot) {
     cr_expect(strstr(err_text, "/drift/attn") != NULL, "names the missing dataset: %s", err_text);
     cr_expect_eq(cli_run("plot --out %s", figs), 2);
 }
+
+/* Data from step 0 are pure noise to the chain: a warning says so; from a later step none. Counts agree in number. */
+Test(cli_record, data_from_step_0_warns_and_counts_agree) {
+    char x0[512], rec[512];
+    write_x0("x0.h5", 2, 4, 0);
+    in_workdir(x0, "x0.h5"), in_workdir(rec, "rec.h5");
+    cr_assert_eq(cli_run("record --model " MODEL " --steps 4 --n 1 --no-eps-q --data %s --output %s", x0, rec), 0,
+                 "%s", err_text);
+    cr_expect(strstr(err_text, "warning: --data from step 0") != NULL, "%s", err_text);
+    cr_expect(strstr(err_text, "recorded 1 sample,") != NULL, "%s", err_text);
+    cr_assert_eq(cli_run("record --model " MODEL " --steps 4 --n 2 --no-eps-q --data %s --start-step 1 --output %s",
+                         x0, rec), 0, "%s", err_text);
+    cr_expect(strstr(err_text, "warning") == NULL, "%s", err_text);
+    cr_expect(strstr(err_text, "recorded 2 samples,") != NULL, "%s", err_text);
+    cr_expect_eq(cli_run("record --model " MODEL " --steps 4 --n 2 --data %s --output %s", x0, rec), 0);
+    cr_expect_eq(cli_run("record --model " MODEL " --steps 4 --n 3 --data %s --output %s", x0, rec), 2);
+    cr_expect(strstr(err_text, "has 2 rows, 3 samples asked for") != NULL, "%s", err_text);
+}
