@@ -19,6 +19,7 @@ set cblabel "relative L1 change (log scale)"
 set logscale cb
 set cbrange [D_min_x:D_max_y]
 set format cb "%.2g"
+set cbtics add (1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5)
 set palette defined (0 "#000004", 0.25 "#3b0f70", 0.5 "#8c2981", 0.75 "#de4968", 0.9 "#fe9f6d", 1 "#fcfdbf")
 set autoscale xfix
 set autoscale yfix
