@@ -162,7 +162,8 @@ classifier: deps bin/ebcache
 	nice -n 5 bin/ebcache train-classifier --output data/classifier.safetensors --checkpoint build/classifier.ckpt.safetensors
 
 # Figures of a recording (docs/recording.md): the default model into results/record/, or (plots-demo)
-# a tiny test model into build/plots-demo/, which needs no trained model.
+# a tiny test model into build/plots-demo/, which needs no trained model. Chains start from pure noise,
+# as make run's recording does: the figures show the sampler's exposure bias against its schedule.
 PLOT_MODEL ?= data/dit_fmnist.safetensors
 .PHONY: plots plots-demo
 plots: deps bin/ebcache
@@ -170,7 +171,7 @@ plots: deps bin/ebcache
 	@mkdir -p results
 	bin/ebcache schedule fora --interval 2 --steps 50 --output results/fora2.schedule
 	nice -n 10 bin/ebcache record --model $(PLOT_MODEL) --steps 50 --cfg-scale 1.5 --n 64 --threads 2 \
-	  --schedule results/fora2.schedule --data fmnist --start-step 10 --output build/record.h5
+	  --schedule results/fora2.schedule --output build/record.h5
 	bin/ebcache plot build/record.h5 --out results/record
 	gnuplot -e "dat='data/default-run/train_log.csv'; out='results/train_loss.png'" plots/train_loss.gp
 plots-demo: deps bin/ebcache

@@ -20,7 +20,7 @@ typedef struct {
     double *output;   /* (S, EB_DRIFT_SUMS) model output                                 */
     int *probe_seen;  /* (S, 2) block 0 input, output                                    */
     double *snr;      /* (S, 5): Σ ᾱ‖x̂0‖², Σ‖x̂t − √ᾱ x̂0‖², Σ ᾱ‖x0‖², Σ d, Σ d² (d = x̂t − √ᾱ x0) */
-    double *elements; /* (S) elements behind the data sums                               */
+    double *elements; /* (S) elements behind the SNR sums                                */
 } run_sums;
 
 enum { SNR_OWN_SIGNAL, SNR_OWN_NOISE, SNR_DATA_SIGNAL, SNR_DATA_SUM, SNR_DATA_SQ, SNR_SUMS };
@@ -156,7 +156,7 @@ static void add_snr_sums(const recorder *r, const double *alpha_bar, const float
             s[SNR_DATA_SIGNAL] += ab * (double)x0[j] * x0[j];
             s[SNR_DATA_SUM] += d, s[SNR_DATA_SQ] += d * d;
         }
-        if (x0) r->sums->elements[k] += (double)r->b * per;
+        r->sums->elements[k] += (double)r->b * per;
     }
 }
 
@@ -209,21 +209,24 @@ static double *nan_array(size_t n) {
 }
 
 static void stats_free(eb_record_stats *s) {
-    double **all[] = {&s->snr_trajectory, &s->snr_data, &s->var_ratio, &s->eps_norm, &s->eps_norm_q,
+    double **all[] = {&s->snr_trajectory, &s->snr_data, &s->var_ratio, &s->snr_ratio, &s->snr_data_ratio,
+                      &s->eps_norm, &s->eps_norm_q,
                       &s->drift_attn, &s->drift_mlp, &s->drift_attn_cos, &s->drift_mlp_cos, &s->drift_block0,
                       &s->drift_output};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(*all[i]), *all[i] = NULL;
 }
 
 static int stats_alloc(eb_record_stats *s, int S, int L, int N, int data, int eps_q) {
-    s->snr_trajectory = nan_array(S);
+    s->snr_trajectory = nan_array(S), s->snr_ratio = nan_array(S);
+    s->signal_power = s->data_power = NAN;
     s->eps_norm = nan_array((size_t)S * N);
     s->drift_attn = nan_array((size_t)S * L), s->drift_mlp = nan_array((size_t)S * L);
     s->drift_attn_cos = nan_array((size_t)S * L), s->drift_mlp_cos = nan_array((size_t)S * L);
     s->drift_block0 = nan_array(S), s->drift_output = nan_array(S);
-    int ok = s->snr_trajectory && s->eps_norm && s->drift_attn && s->drift_mlp && s->drift_attn_cos &&
+    int ok = s->snr_trajectory && s->snr_ratio && s->eps_norm && s->drift_attn && s->drift_mlp && s->drift_attn_cos &&
              s->drift_mlp_cos && s->drift_block0 && s->drift_output;
-    if (data) ok = ok && (s->snr_data = nan_array(S)) && (s->var_ratio = nan_array(S));
+    if (data) ok = ok && (s->snr_data = nan_array(S)) && (s->var_ratio = nan_array(S)) &&
+                  (s->snr_data_ratio = nan_array(S));
     if (eps_q) ok = ok && (s->eps_norm_q = nan_array((size_t)S * N));
     return ok;
 }
@@ -250,7 +253,9 @@ static double cos_of(const double *s, int seen) {
     return seen ? s[EB_DRIFT_DOT] / sqrt(s[EB_DRIFT_CUR2] * s[EB_DRIFT_PREV2]) : NAN;
 }
 
-/* Divides the sums into the statistics. */
+/* Divides the sums into the statistics. The SNR over the schedule's SNR for a
+ * signal of the measured power P = Σ ᾱ‖x‖² / (ᾱ n) reduces to (1 − ᾱ) n / Σ‖x̂_t − √ᾱ x‖²:
+ * the schedule's noise variance over the one the chain carries (1 = no exposure bias). */
 static void finish_stats(eb_record_stats *st, const run_sums *u, const eb_recording *rec) {
     int S = rec->S, L = rec->L;
     for (int k = 0; k < S; k++) {
@@ -265,12 +270,18 @@ static void finish_stats(eb_record_stats *st, const run_sums *u, const eb_record
         st->drift_output[k] = rel_l1_of(u->output + k * EB_DRIFT_SUMS, u->probe_seen[2 * k + 1]);
         if (k < rec->start_step) continue;
         const double *s = u->snr + (size_t)k * SNR_SUMS;
+        const double ab = rec->alpha_bar[k], n = u->elements[k];
         st->snr_trajectory[k] = s[SNR_OWN_SIGNAL] / s[SNR_OWN_NOISE];
+        st->snr_ratio[k] = (1 - ab) * n / s[SNR_OWN_NOISE];
         if (!st->snr_data) continue;
-        double n = u->elements[k], mean = s[SNR_DATA_SUM] / n;
+        double mean = s[SNR_DATA_SUM] / n;
         st->snr_data[k] = s[SNR_DATA_SIGNAL] / s[SNR_DATA_SQ];
-        st->var_ratio[k] = (s[SNR_DATA_SQ] / n - mean * mean) / (1 - rec->alpha_bar[k]);
+        st->snr_data_ratio[k] = (1 - ab) * n / s[SNR_DATA_SQ];
+        st->var_ratio[k] = (s[SNR_DATA_SQ] / n - mean * mean) / (1 - ab);
     }
+    const double *last = u->snr + (size_t)(S - 1) * SNR_SUMS, ab = rec->alpha_bar[S - 1], n = u->elements[S - 1];
+    st->signal_power = last[SNR_OWN_SIGNAL] / (ab * n);
+    if (st->snr_data) st->data_power = last[SNR_DATA_SIGNAL] / (ab * n);
 }
 
 void eb_recording_free(eb_recording *rec) {
@@ -467,6 +478,10 @@ static eb_status write_stats(eb_h5w *w, const char *prefix, const eb_record_stat
         {"/snr/trajectory", s->snr_trajectory, 1, 0, "sum abar*|x0hat|^2 / sum |xt - sqrt(abar)*x0hat|^2 over the batch"},
         {"/snr/data", s->snr_data, 1, 0, "sum abar*|x0|^2 / sum |xt - sqrt(abar)*x0|^2 against the data x0"},
         {"/exposure/var_ratio", s->var_ratio, 1, 0, "Var(xt - sqrt(abar)*x0) / (1 - abar)"},
+        {"/exposure/snr_ratio", s->snr_ratio, 1, 0,
+         "snr/trajectory / (P*abar/(1-abar)), P = mean x0hat^2 of the chain's final samples; 1 = no exposure bias"},
+        {"/exposure/snr_data_ratio", s->snr_data_ratio, 1, 0,
+         "snr/data / (P0*abar/(1-abar)), P0 = mean x0^2 of the data; 1 = no exposure bias"},
         {"/eps/norm", s->eps_norm, 2, N, "per-sample L2 norm of the guided eps along the chain (after the eps scale)"},
         {"/eps/norm_q", s->eps_norm_q, 2, N, "per-sample L2 norm of the guided eps on q(x_t | x0) inputs"},
         {"/drift/attn", s->drift_attn, 2, L, "sum|F_k - F_prev| / sum|F_prev| of the pre-gate attention output"},
@@ -479,6 +494,8 @@ static eb_status write_stats(eb_h5w *w, const char *prefix, const eb_record_stat
     eb_status st = EB_OK;
     for (size_t i = 0; !st && i < sizeof sets / sizeof sets[0]; i++)
         st = put(w, prefix, sets[i].name, sets[i].v, sets[i].rank, S, sets[i].d1, sets[i].what);
+    if (!st) st = eb_h5w_attr_f64(w, NULL, *prefix ? "reference_signal_power" : "signal_power", s->signal_power);
+    if (!st && s->snr_data && !*prefix) st = eb_h5w_attr_f64(w, NULL, "data_power", s->data_power);
     return st;
 }
 

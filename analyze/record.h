@@ -51,6 +51,11 @@ typedef struct {
     double *snr_trajectory;  /* (S)    Σ ᾱ‖x̂_0‖² / Σ ‖x̂_t − √ᾱ x̂_0‖²                    */
     double *snr_data;        /* (S)    the same against the data x0 (NULL without data)   */
     double *var_ratio;       /* (S)    Var(x̂_t − √ᾱ x0) / (1 − ᾱ) (NULL without data)     */
+    double *snr_ratio;       /* (S)    snr_trajectory / (P·ᾱ/(1 − ᾱ)), P = mean x̂_0² of this   */
+                             /*        chain's final samples: 1 = the schedule's noise level */
+    double *snr_data_ratio;  /* (S)    snr_data / (P0·ᾱ/(1 − ᾱ)), P0 = mean x0² (NULL w/o data) */
+    double signal_power;     /* P: mean x̂_0² over the chain's final samples (all elements)  */
+    double data_power;       /* P0: mean x0² of the data (NaN without data)               */
     double *eps_norm;        /* (S, N) ‖ε‖ per sample along the chain (after the ε scale)  */
     double *eps_norm_q;      /* (S, N) ‖ε‖ on q(x_t | x0) inputs (NULL without the pass)  */
     double *drift_attn;      /* (S, L) Σ|F_k − F_prev| / Σ|F_prev|, attention pre-gate    */

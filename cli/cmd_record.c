@@ -33,14 +33,15 @@ static eb_status load_data(const char *spec, const eb_config *c, int N, float **
     *x0 = NULL, *y0 = NULL;
     if (!strcmp(spec, "fmnist")) {
         if (c->in_channels != 1 || c->input_size < 28)
-            return eb_fail(EB_EINPUT, "--data fmnist needs a 1-channel model of side >= 28 (this one: %d channels, %d)",
-                           c->in_channels, c->input_size);
+            return eb_fail(EB_EINPUT, "--data fmnist needs a 1-channel model of side >= 28 (this one: %d channel%s, %d)",
+                           c->in_channels, c->in_channels == 1 ? "" : "s", c->input_size);
         eb_fmnist d;
         eb_status st = eb_fmnist_load(&d, getenv("EBCACHE_FMNIST_DIR"), "t10k", N, c->input_size);
         if (st) return st;
         if (d.n < N) {
             eb_fmnist_free(&d);
-            return eb_fail(EB_EINPUT, "--data fmnist: the test split has %d images, %d asked for", d.n, N);
+            return eb_fail(EB_EINPUT, "--data fmnist: the test split has %d image%s, %d asked for", d.n,
+                           d.n == 1 ? "" : "s", N);
         }
         *x0 = d.images, *y0 = d.labels;
         return EB_OK;
@@ -50,7 +51,8 @@ static eb_status load_data(const char *spec, const eb_config *c, int N, float **
     eb_status st = eb_h5_open(&f, spec);
     if (!st) st = eb_h5_read_f32(f, "x0", 4, want, x0, dims, EB_H5_FINITE);
     if (!st && dims[0] < N)
-        st = eb_fail(EB_EINPUT, "%s: dataset 'x0' has %lld rows, %d samples asked for", spec, (long long)dims[0], N);
+        st = eb_fail(EB_EINPUT, "%s: dataset 'x0' has %lld row%s, %d sample%s asked for", spec, (long long)dims[0],
+                     dims[0] == 1 ? "" : "s", N, N == 1 ? "" : "s");
     if (!st && eb_h5_lookup(f, "y") == EB_H5_DATASET) {
         int64_t want_y[1] = {dims[0]}, yd[1];
         st = eb_h5_read_i32(f, "y", 1, want_y, y0, yd);
@@ -161,6 +163,10 @@ int cmd_record(int argc, char **argv) {
     if ((v = eb_arg(opts, n, "start-step")) &&
         (rc = eb_arg_int(CMD, "start-step", v, 0, EB_DIFFUSION_STEPS - 1, &start_step)))
         return rc;
+    if (data && start_step == 0) /* x̂_T = √ᾱ_T x0 + ... keeps almost nothing of x0 (ᾱ_T ≈ 4e-5 on the linear schedule) */
+        fprintf(stderr, "ebcache " CMD ": warning: --data from step 0: the chains start from almost pure noise, so "
+                        "/snr/data and /exposure/var_ratio compare them with an x0 they cannot know; "
+                        "--start-step K > 0 starts them from noised data (docs/recording.md)\n");
     eb_arg_default(opts, n, "cfg-scale", "1.5");
     char respacing[32];
     snprintf(respacing, sizeof respacing, "%ld", steps);
@@ -229,7 +235,8 @@ int cmd_record(int argc, char **argv) {
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     if (!st) {
-        fprintf(stderr, "recorded %d samples, steps %d..%d of %d, %.2f s", N, rec.start_step, rec.S - 1, rec.S, wall);
+        fprintf(stderr, "recorded %d sample%s, steps %d..%d of %d, %.2f s", N, N == 1 ? "" : "s", rec.start_step,
+                rec.S - 1, rec.S, wall);
         if (cs) fprintf(stderr, ", schedule at %.1f%% of the uncached MACs", 100 * rec.macs / rec.macs_uncached);
         fprintf(stderr, " -> %s\n", out_path);
     }

@@ -118,19 +118,27 @@ def chain_stats(xs, eps, final, model, s, k0, x0, depth):
     out = drift(model.seen, S, k0, depth)
     N = final.shape[0]
     traj, data, var = np.full(S, np.nan), np.full(S, np.nan), np.full(S, np.nan)
+    traj_ratio, data_ratio = np.full(S, np.nan), np.full(S, np.nan)
+    # the signal powers the nominal SNR is scaled by: mean square of the final samples, of the data
+    power = (final.double() ** 2).mean().item()
+    power0 = (x0.double() ** 2).mean().item() if x0 is not None else np.nan
     norm = np.full((S, N), np.nan)
     for k, x, e in zip(range(k0, S), xs, eps):
         ab = s.alphas_cumprod[S - 1 - k]
         x, f = x.double(), final.double()
         traj[k] = (ab * (f ** 2).sum() / ((x - ab ** 0.5 * f) ** 2).sum()).item()
+        traj_ratio[k] = traj[k] / (power * ab / (1 - ab))
         if x0 is not None:
             d = x - ab ** 0.5 * x0.double()
             data[k] = (ab * (x0.double() ** 2).sum() / (d ** 2).sum()).item()
+            data_ratio[k] = data[k] / (power0 * ab / (1 - ab))
             var[k] = (d.var(unbiased=False) / (1 - ab)).item()
         norm[k] = e.double().flatten(1).norm(dim=1).numpy()
-    out.update({"snr/trajectory": traj, "eps/norm": norm})
+    out.update({"snr/trajectory": traj, "eps/norm": norm, "exposure/snr_ratio": traj_ratio,
+                "signal_power": np.array([power])})
     if x0 is not None:
-        out.update({"snr/data": data, "exposure/var_ratio": var})
+        out.update({"snr/data": data, "exposure/var_ratio": var, "exposure/snr_data_ratio": data_ratio,
+                    "data_power": np.array([power0])})
     return out
 
 

@@ -135,9 +135,14 @@ static void expect_stats(const char *name, const char *prefix, const eb_record_s
     expect_close(name, DS("drift/mlp_cos"), s->drift_mlp_cos, SL, 5e-6, 1);
     expect_close(name, DS("drift/block0_input"), s->drift_block0, S, 2e-5, 1e-2);
     expect_close(name, DS("drift/output"), s->drift_output, S, 2e-5, 1e-2);
+    /* the normalised SNR: the reference divides by P·ᾱ/(1−ᾱ) literally, the C code uses the reduced form */
+    expect_close(name, DS("exposure/snr_ratio"), s->snr_ratio, S, 1e-4, 0);
+    expect_close(name, DS("signal_power"), &s->signal_power, 1, 1e-5, 0);
     if (s->snr_data) {
         expect_close(name, DS("snr/data"), s->snr_data, S, 5e-6, 0);
         expect_close(name, DS("exposure/var_ratio"), s->var_ratio, S, 5e-6, 0);
+        expect_close(name, DS("exposure/snr_data_ratio"), s->snr_data_ratio, S, 5e-6, 0);
+        expect_close(name, DS("data_power"), &s->data_power, 1, 1e-6, 0);
     }
 #undef DS
 }
@@ -377,6 +382,8 @@ Test(cli_record, schema) {
     const int S = 10, L = 2, N = 3;
     struct { const char *name; int rank; int64_t d0, d1; } sets[] = {
         {"/snr/trajectory", 1, S, 0}, {"/snr/data", 1, S, 0}, {"/exposure/var_ratio", 1, S, 0},
+        {"/exposure/snr_ratio", 1, S, 0}, {"/exposure/snr_data_ratio", 1, S, 0},
+        {"/reference/exposure/snr_ratio", 1, S, 0}, {"/reference/exposure/snr_data_ratio", 1, S, 0},
         {"/eps/norm", 2, S, N}, {"/eps/norm_q", 2, S, N}, {"/drift/attn", 2, S, L}, {"/drift/mlp", 2, S, L},
         {"/drift/attn_cos", 2, S, L}, {"/drift/mlp_cos", 2, S, L}, {"/drift/block0_input", 1, S, 0},
         {"/drift/output", 1, S, 0}, {"/deviation/x", 1, S, 0}, {"/deviation/eps", 1, S, 0},
@@ -428,6 +435,12 @@ Test(cli_record, schema) {
     struct { const char *name; double value; } nums[] = {
         {"N", 3}, {"steps", 10}, {"start_step", 2}, {"depth", 2}, {"has_data", 1}, {"has_reference", 1},
         {"cfg_scale", 1.5}, {"seed", 0}, {"input_size", 8}, {"hidden_size", 64}, {"num_heads", 4}};
+    const char *powers[] = {"signal_power", "reference_signal_power", "data_power"};
+    for (int i = 0; i < 3; i++) {
+        double v;
+        cr_assert_eq(eb_h5_attr_f64(f, NULL, powers[i], &v), EB_OK, "%s", eb_last_error());
+        cr_expect(isfinite(v) && v > 0, "attribute %s = %g", powers[i], v);
+    }
     for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
         double v;
         cr_assert_eq(eb_h5_attr_f64(f, NULL, nums[i].name, &v), EB_OK, "%s", eb_last_error());
@@ -542,8 +555,26 @@ Test(cli_record, plot) {
         fclose(f);
         cr_expect_arr_eq(head, "\x89PNG\r\n\x1a\n", 8, "%s is a PNG", path);
     }
-    cr_expect_eq(entries(figs), 10, "4 PNGs, 6 column files, no temporary file");
+    cr_expect_eq(entries(figs), 11, "4 PNGs (no caching.png uncached), 6 column files, t_axis.gp, no temporary file");
     cr_expect_eq(cli_run("plot %s --out %s", x0, figs), 2);
     cr_expect(strstr(err_text, "/drift/attn") != NULL, "names the missing dataset: %s", err_text);
     cr_expect_eq(cli_run("plot --out %s", figs), 2);
+}
+
+/* Data from step 0 are pure noise to the chain: a warning says so; from a later step none. Counts agree in number. */
+Test(cli_record, data_from_step_0_warns_and_counts_agree) {
+    char x0[512], rec[512];
+    write_x0("x0.h5", 2, 4, 0);
+    in_workdir(x0, "x0.h5"), in_workdir(rec, "rec.h5");
+    cr_assert_eq(cli_run("record --model " MODEL " --steps 4 --n 1 --no-eps-q --data %s --output %s", x0, rec), 0,
+                 "%s", err_text);
+    cr_expect(strstr(err_text, "warning: --data from step 0") != NULL, "%s", err_text);
+    cr_expect(strstr(err_text, "recorded 1 sample,") != NULL, "%s", err_text);
+    cr_assert_eq(cli_run("record --model " MODEL " --steps 4 --n 2 --no-eps-q --data %s --start-step 1 --output %s",
+                         x0, rec), 0, "%s", err_text);
+    cr_expect(strstr(err_text, "warning") == NULL, "%s", err_text);
+    cr_expect(strstr(err_text, "recorded 2 samples,") != NULL, "%s", err_text);
+    cr_expect_eq(cli_run("record --model " MODEL " --steps 4 --n 2 --data %s --output %s", x0, rec), 0);
+    cr_expect_eq(cli_run("record --model " MODEL " --steps 4 --n 3 --data %s --output %s", x0, rec), 2);
+    cr_expect(strstr(err_text, "has 2 rows, 3 samples asked for") != NULL, "%s", err_text);
 }

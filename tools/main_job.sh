@@ -24,8 +24,8 @@ bin/ebcache ablate data/ablation/main.spec --model "$model" --results "$out" \
   { tail -20 "$out/ablate.log" >&2; exit 1; }
 table="$out/main_tables/ddpm-50_eb-cache_1.5.schedule"
 echo
-echo "== 2. Exposure bias: the EB-Cache schedule against the uncached chain, from real test images"
-bin/ebcache record --model "$model" --sampler ddpm --steps 50 --cfg-scale 1.5 --n 32 --seed 7 --data fmnist \
+echo "== 2. Exposure bias: the EB-Cache schedule against the uncached chain, both from pure noise"
+bin/ebcache record --model "$model" --sampler ddpm --steps 50 --cfg-scale 1.5 --n 32 --seed 7 \
   --schedule "$table" --output "$out/record_eb-cache.h5" 2> "$out/record.log" || { cat "$out/record.log" >&2; exit 1; }
 bin/ebcache plot "$out/record_eb-cache.h5" --out "$out/figures"
 echo
@@ -40,10 +40,13 @@ What this shows:
   of real data against real data is about 0.2 at this sample size); ΔFD is the difference to the
   uncached run; PSNR/SSIM say how close each image stays to its uncached twin.
 - eb-cache-table is EB-Cache's Algorithm 1 alone; eb-cache adds the fitted noise scaling, which
-  corrects the exposure bias plotted in $out/figures/snr.png and exposure.png
-  (above the nominal SNR = x_t carries more signal than the schedule says).
+  corrects the exposure bias plotted in $out/figures/ (chains from pure noise, as sampling runs):
+  exposure.png divides each step's SNR by the schedule's SNR for data of the samples' own power
+  (1 - alpha_bar over the noise power x_t carries): 1 = no bias, above 1 = x_t is less noisy than
+  the schedule says, below 1 = noisier. caching.png shows cached / uncached SNR and eps-norm ratios
+  and how far the cached chain drifts from the uncached one; drift.png marks the reused features.
 - The full study with confidence intervals over seeds: ebcache ablate data/ablation/default.spec.
 
-Files: $out/main.md, main.csv, main_pareto_ddpm-50.png, main_tables/, figures/{snr,exposure,drift,eps}.png
+Files: $out/main.md, main.csv, main_pareto_ddpm-50.png, main_tables/, figures/{snr,exposure,drift,eps,caching}.png
 TXT
 echo "main job: $(( $(date +%s) - start )) s"
