@@ -196,6 +196,8 @@ int cmd_record(int argc, char **argv) {
     eb_status st = eb_schedule_create(&sched, spacing);
     if (!st) st = eb_sha256_file(run.model_path, sha);
     if (!st && table) st = eb_cache_schedule_read(&cs, table);
+    if (!st && cs) st = eb_cli_check_table("record", table, cs, c, &sched, o.so.kind == EB_SAMPLER_DDIM ? "ddim" : "ddpm",
+                                           spacing);
     size_t table_bytes;
     if (!st && table) st = eb_read_file(table, MAX_TABLE_TEXT, &table_text, &table_bytes); /* for the attribute */
     o.cache = cs;

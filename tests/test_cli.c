@@ -317,6 +317,14 @@ Test(cli, tables_name_their_sampler) {
     cr_expect_eq(cli_run("sample --model " MODEL " --steps 4 --n 1 --schedule %s --output %s/o.h5", ddpm, workdir), 0,
                  "%s", err_text);
     cr_expect(!strstr(err_text, "warning"), "same sampler: %s", err_text);
+    /* record checks its table the same way */
+    cr_expect_eq(cli_run("record --model " MODEL " --sampler ddim --steps 4 --n 1 --schedule %s --output %s/r.h5", ddpm,
+                         workdir), 0, "%s", err_text);
+    cr_expect(strstr(err_text, "ebcache record: warning:") && strstr(err_text, "searched on a ddpm recording"), "%s",
+              err_text);
+    cr_expect_eq(cli_run("record --model " MODEL " --sampler ddim --steps 50 --n 1 --schedule data/schedules/"
+                         "fora3_ddim50.schedule --output %s/r.h5", workdir), 2, "%s", err_text);
+    cr_expect(strstr(err_text, "give --respacing ddim50"), "%s", err_text);
 }
 
 /* Usage lines mark defaulted options as optional. */
