@@ -25,7 +25,7 @@ TEST_SRC := $(wildcard tests/*.c)
 # Debian packages the build and the tests need; the PyTorch reference (make bench, make goldens) needs REF_DEB_PKGS too.
 DEB_PKGS := build-essential libopenblas-openmp-dev libhdf5-dev libgsl-dev libcriterion-dev zlib1g-dev \
             gnuplot-nox dataset-fashion-mnist hdf5-tools pkg-config clang libclang-rt-dev libomp-dev
-REF_DEB_PKGS := python3-torch python3-numpy python3-h5py
+REF_DEB_PKGS := python3-torch python3-numpy python3-h5py python3-scipy
 DEB_STAMP := build/.deps
 REF_DEB_STAMP := build/.deps-ref
 
@@ -130,6 +130,8 @@ goldens: $(REF_DEB_STAMP)
 	/usr/bin/python3 reference/metrics_ref.py tests/golden
 	/usr/bin/python3 reference/classifier_ref.py tests/golden
 	/usr/bin/python3 reference/record_ref.py tests/golden
+	/usr/bin/python3 reference/npz_ref.py tests/golden
+	/usr/bin/python3 reference/adm_metrics_ref.py tests/golden
 
 # clang builds the targets and their own instrumented library in build/fuzz/ (fuzz/Makefile).
 FUZZ_TEST_SECONDS ?= 30

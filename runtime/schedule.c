@@ -10,7 +10,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "checked.h"
 #include "npy.h"
 #include "readfile.h"
 
