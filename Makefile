@@ -12,7 +12,7 @@ CC      ?= cc
 OPENBLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
 HDF5_CFLAGS  := -I/usr/include/hdf5/serial
 HDF5_LIBS    := -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5
-CPPFLAGS += -I/usr/include/x86_64-linux-gnu/openblas-openmp -Iruntime -Iruntime/cpu -Itrain -Ianalyze -Isearch $(HDF5_CFLAGS) -D_GNU_SOURCE
+CPPFLAGS += -I/usr/include/x86_64-linux-gnu/openblas-openmp -I. $(HDF5_CFLAGS) -D_GNU_SOURCE
 WARN     := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes
 CFLAGS_OPT  := -std=c11 -O2 -march=native -fopenmp $(WARN)
 CFLAGS_SAN  := -std=c11 -O1 -g -fopenmp -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined $(WARN)
@@ -88,7 +88,7 @@ CUDA_HOME ?= /usr/local/cuda
 NVCC      := $(CUDA_HOME)/bin/nvcc
 CUDA_ARCH ?= 90
 NVCCFLAGS := -std=c++20 -O3 -gencode arch=compute_$(CUDA_ARCH),code=sm_$(CUDA_ARCH) \
-             -gencode arch=compute_$(CUDA_ARCH),code=compute_$(CUDA_ARCH) -Iruntime -Iruntime/cpu -D_GNU_SOURCE \
+             -gencode arch=compute_$(CUDA_ARCH),code=compute_$(CUDA_ARCH) -I. -D_GNU_SOURCE \
              -Werror all-warnings -Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-Wshadow
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcudart -lstdc++
 CUDA_OBJ  := $(filter-out build/opt/runtime/backend_select.o,$(LIB_SRC:%.c=build/opt/%.o)) \

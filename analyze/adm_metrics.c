@@ -1,6 +1,6 @@
 /* adm_metrics.c — the ADM evaluator's Inception Score and precision/recall
  * (adm_metrics.h). */
-#include "adm_metrics.h"
+#include "analyze/adm_metrics.h"
 
 #include <gsl/gsl_cblas.h> /* GSL's copy of the CBLAS declarations; OpenBLAS provides the symbols */
 #include <math.h>
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
+#include "runtime/check.h"
 
 /* ------------------------------------------------------------------------ */
 /* Inception Score                                                           */

@@ -14,7 +14,7 @@
 #ifndef EB_ADM_METRICS_H
 #define EB_ADM_METRICS_H
 
-#include "ebcache.h"
+#include "runtime/ebcache.h"
 
 #define EB_ADM_IS_SPLIT 5000  /* rows per Inception Score split          */
 #define EB_ADM_PR_K 3         /* neighbourhood size of the manifolds     */

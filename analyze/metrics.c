@@ -1,7 +1,7 @@
 /* metrics.c — FID statistics, Fréchet distance (and its two terms), principal
  * components, k-NN precision/recall, accuracy, PSNR and SSIM. Everything accumulates in double; the O(N²)
  * and O(D³) parts run on OpenBLAS (dgemm/dsyrk) and GSL (symmetric eigen). */
-#include "metrics.h"
+#include "analyze/metrics.h"
 
 #include <gsl/gsl_cblas.h> /* GSL's copy of the CBLAS declarations (it clashes with
                                OpenBLAS's cblas.h); OpenBLAS provides the symbols */
@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
+#include "runtime/check.h"
 
 #define STATS_BLOCK 256 /* rows centred per dsyrk call                     */
 #define DIST_BLOCK 512  /* rows (and columns) of one squared-distance tile */

@@ -13,7 +13,7 @@
 
 #include <stdint.h>
 
-#include "ebcache.h"
+#include "runtime/ebcache.h"
 
 #define EB_PR_K 3           /* neighbourhood size of the precision/recall manifold */
 #define EB_SSIM_WIN 11      /* Gaussian window side                              */

@@ -1,5 +1,5 @@
 /* png.c — 8-bit grayscale PNG: signature, IHDR, one zlib IDAT, IEND. */
-#include "png.h"
+#include "analyze/png.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
 #ifndef EB_PNG_H
 #define EB_PNG_H
 
-#include "ebcache.h"
+#include "runtime/ebcache.h"
 
 #include <stdint.h>
 

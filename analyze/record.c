@@ -2,10 +2,10 @@
  * step to a few sums (backend feature_drift for activations, host loops for
  * the sampler's x_t and ε), added over batches and divided at the end.
  * Definitions and units: docs/recording.md. */
-#include "record.h"
+#include "analyze/record.h"
 
-#include "cache.h"
-#include "check.h"
+#include "runtime/cache.h"
+#include "runtime/check.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -21,8 +21,8 @@
 
 #include <stdint.h>
 
-#include "ebcache.h"
-#include "h5io.h"
+#include "runtime/ebcache.h"
+#include "runtime/h5io.h"
 
 /* Which features to dump in full (`--dump-features`): steps × blocks, from the
  * first batch of the recorded run, as /features/{attn,mlp}/step<k>/block<l>. */

@@ -1,5 +1,5 @@
 /* sha256.c — SHA-256 per FIPS 180-4, written from the standard's text. */
-#include "sha256.h"
+#include "analyze/sha256.h"
 
 #include <dirent.h>
 #include <errno.h>

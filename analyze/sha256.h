@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ebcache.h"
+#include "runtime/ebcache.h"
 
 #define EB_SHA256_HEX 65 /* 64 hex digits and the terminating NUL */
 

@@ -6,9 +6,9 @@
  * in rounds, best round of each. The machine is shared, so besides the wall
  * time the process CPU time is compared too: it counts only the time this
  * process ran, whatever else the cores were doing. */
-#include "kernels.h"
-#include "model.h"
-#include "schedule.h"
+#include "runtime/cpu/kernels.h"
+#include "runtime/model.h"
+#include "runtime/schedule.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,8 +2,8 @@
  * usage: bench_forward CONFIG BATCH ITERS  → one line: images/s, ms, GFLOP/s, peak RSS,
  *        and the OpenBLAS core and OpenMP wait policy the forwards ran with;
  *        bench_forward --core  → the OpenBLAS core this program runs on here (after eb_cpu_reexec). */
-#include "kernels.h"
-#include "model.h"
+#include "runtime/cpu/kernels.h"
+#include "runtime/model.h"
 
 #include <cblas.h>
 #include <stdio.h>

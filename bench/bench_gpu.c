@@ -12,9 +12,9 @@
  * usage: bench_gpu [--config XL/2] [--precisions fp32,tf32,bf16] [--batches 1,8,32,64] [--iters 3]
  *                  [--breakdown N] [--cache-precision bf16] [--cache-batch 32] [--steps S TABLE...]
  * Markdown on stdout. Tables must be made for S steps (ebcache schedule ... --steps S). */
-#include "cuda/backend_cuda.h"
-#include "model.h"
-#include "schedule.h"
+#include "runtime/cuda/backend_cuda.h"
+#include "runtime/model.h"
+#include "runtime/schedule.h"
 
 #include <cuda_runtime.h>
 #include <stdio.h>

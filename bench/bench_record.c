@@ -8,9 +8,9 @@
  * latents; 2 samples, 10 steps); guidance 1.5, DDPM. Plain and recorded runs alternate;
  * the best round of each counts, by wall and by process CPU time (the
  * machine is shared). The issue's budget: ratio ≤ 1.10. */
-#include "kernels.h"
-#include "model.h"
-#include "record.h"
+#include "runtime/cpu/kernels.h"
+#include "runtime/model.h"
+#include "analyze/record.h"
 
 #include <stdio.h>
 #include <stdlib.h>

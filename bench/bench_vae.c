@@ -6,8 +6,8 @@
  *   bench_vae decode SIDE ITERS   decode of one SIDE×SIDE latent (32: a 256² image) with the sd-vae
  *                            configuration and random weights: one line "…: X images/s" after a warm-up
  * bench/bench_vae_ref.py is the diffusers side of the decode line (same threads). */
-#include "kernels.h"
-#include "vae.h"
+#include "runtime/cpu/kernels.h"
+#include "runtime/vae.h"
 
 #include <math.h>
 #include <stdio.h>

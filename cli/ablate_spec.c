@@ -1,5 +1,5 @@
 /* ablate_spec.c — the ablation spec file (see ablate_spec.h, docs/ablation.md). */
-#include "ablate_spec.h"
+#include "cli/ablate_spec.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -3,7 +3,7 @@
 #ifndef EB_CLI_ABLATE_SPEC_H
 #define EB_CLI_ABLATE_SPEC_H
 
-#include "ebcache.h"
+#include "runtime/ebcache.h"
 
 #include <limits.h>
 

@@ -1,7 +1,7 @@
 /* args.c — long options, strict number parsing and the default model path. */
-#include "args.h"
+#include "cli/args.h"
 
-#include "ebcache.h"
+#include "runtime/ebcache.h"
 
 #include <errno.h>
 #include <limits.h>

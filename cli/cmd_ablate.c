@@ -7,16 +7,16 @@
  * sampler (docs/ablation.md). Cells are content-addressed by their inputs, so
  * an interrupted grid resumes and grids that share cells share the work; a
  * lock keeps two runs on one cells folder from computing the same cells. */
-#include "ablate_spec.h"
-#include "args.h"
-#include "commands.h"
-#include "common.h"
-#include "gnuplot.h"
+#include "cli/ablate_spec.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "cli/gnuplot.h"
 
-#include "ebcache.h"
-#include "h5io.h"
-#include "metrics.h"
-#include "sha256.h"
+#include "runtime/ebcache.h"
+#include "runtime/h5io.h"
+#include "analyze/metrics.h"
+#include "analyze/sha256.h"
 
 #include <ctype.h>
 #include <dirent.h>

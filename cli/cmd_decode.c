@@ -1,11 +1,11 @@
 /* cmd_decode.c — `ebcache decode`: latents from `ebcache sample` through the SD-VAE decoder (docs/vae.md). */
-#include "args.h"
-#include "commands.h"
+#include "cli/args.h"
+#include "cli/commands.h"
 
-#include "ebcache.h"
-#include "h5io.h"
-#include "npz.h"
-#include "vae.h"
+#include "runtime/ebcache.h"
+#include "runtime/h5io.h"
+#include "runtime/npz.h"
+#include "runtime/vae.h"
 
 #include <stdio.h>
 #include <stdlib.h>

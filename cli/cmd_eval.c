@@ -5,14 +5,14 @@
  * that needs no classifier), class accuracy of conditional samples,
  * PSNR/SSIM against reference (uncached) samples; `--floor` measures the
  * same numbers for real training images. */
-#include "args.h"
-#include "commands.h"
+#include "cli/args.h"
+#include "cli/commands.h"
 
-#include "classifier.h"
-#include "ebcache.h"
-#include "fmnist.h"
-#include "h5io.h"
-#include "metrics.h"
+#include "train/classifier.h"
+#include "runtime/ebcache.h"
+#include "train/fmnist.h"
+#include "runtime/h5io.h"
+#include "analyze/metrics.h"
 
 #include <inttypes.h>
 #include <limits.h>

@@ -2,11 +2,11 @@
  * two-phase noise scaling and TeaCache's polynomial fitted on a recording,
  * shown with R² and residuals per step, and written to a fit file that
  * `ebcache search` reads (docs/search.md). */
-#include "args.h"
-#include "commands.h"
-#include "common.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/common.h"
 
-#include "fit.h"
+#include "search/fit.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,10 +1,10 @@
 /* cmd_forward.c — `ebcache forward`: one model evaluation on x, t, y from HDF5. */
-#include "args.h"
-#include "commands.h"
-#include "common.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/common.h"
 
-#include "ebcache.h"
-#include "h5io.h"
+#include "runtime/ebcache.h"
+#include "runtime/h5io.h"
 
 #include <stdio.h>
 #include <stdlib.h>

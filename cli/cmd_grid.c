@@ -1,10 +1,10 @@
 /* cmd_grid.c — `ebcache grid`: a PNG of samples, one row per class. */
-#include "args.h"
-#include "commands.h"
+#include "cli/args.h"
+#include "cli/commands.h"
 
-#include "ebcache.h"
-#include "h5io.h"
-#include "png.h"
+#include "runtime/ebcache.h"
+#include "runtime/h5io.h"
+#include "analyze/png.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,9 +1,9 @@
 /* cmd_info.c — `ebcache info`: configuration, parameter count, cost per forward. */
-#include "args.h"
-#include "commands.h"
-#include "common.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/common.h"
 
-#include "ebcache.h"
+#include "runtime/ebcache.h"
 
 #include <stdio.h>
 

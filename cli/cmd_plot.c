@@ -1,12 +1,12 @@
 /* cmd_plot.c — `ebcache plot REC.h5 --out DIR`: the recording's columns as
  * .dat text files and gnuplot PNGs from the scripts in plots/ (docs/recording.md). */
-#include "args.h"
-#include "commands.h"
-#include "common.h"
-#include "gnuplot.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "cli/gnuplot.h"
 
-#include "ebcache.h"
-#include "h5io.h"
+#include "runtime/ebcache.h"
+#include "runtime/h5io.h"
 
 #include <errno.h>
 #include <limits.h>

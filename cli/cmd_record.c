@@ -1,16 +1,16 @@
 /* cmd_record.c — `ebcache record`: sampling with per-step statistics
  * (analyze/record.h) written to one HDF5 file (docs/recording.md). */
-#include "args.h"
-#include "commands.h"
-#include "common.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/common.h"
 
-#include "ebcache.h"
-#include "fmnist.h"
-#include "h5io.h"
-#include "readfile.h"
-#include "record.h"
-#include "schedule.h"
-#include "sha256.h"
+#include "runtime/ebcache.h"
+#include "train/fmnist.h"
+#include "runtime/h5io.h"
+#include "runtime/readfile.h"
+#include "analyze/record.h"
+#include "runtime/schedule.h"
+#include "analyze/sha256.h"
 
 #include <signal.h>
 #include <stdio.h>

@@ -1,11 +1,11 @@
 /* cmd_sample.c — `ebcache sample`: DDPM / DDIM sampling with guidance. */
-#include "args.h"
-#include "commands.h"
-#include "common.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/common.h"
 
-#include "ebcache.h"
-#include "h5io.h"
-#include "schedule.h"
+#include "runtime/ebcache.h"
+#include "runtime/h5io.h"
+#include "runtime/schedule.h"
 
 #include <stdio.h>
 #include <stdlib.h>

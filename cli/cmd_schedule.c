@@ -1,11 +1,11 @@
 /* cmd_schedule.c — `ebcache schedule`: write cache schedule tables for FORA,
  * Δ-DiT, TeaCache, first-block cache, TaylorSeer and the official EB-Cache
  * cache_table.npy, and show a table. Format: docs/schedule.md. */
-#include "args.h"
-#include "commands.h"
+#include "cli/args.h"
+#include "cli/commands.h"
 
-#include "ebcache.h"
-#include "schedule.h"
+#include "runtime/ebcache.h"
+#include "runtime/schedule.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -2,15 +2,15 @@
  * docs/search.md). eb-cache's calibration chains replay the recording's own
  * run (its model, sampler, noise and labels, from the file's attributes) step
  * by step through runtime/chain.h, each step evaluated in three states. */
-#include "args.h"
-#include "commands.h"
-#include "common.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/common.h"
 
-#include "chain.h"
-#include "h5io.h"
-#include "record.h"
-#include "search.h"
-#include "sha256.h"
+#include "runtime/chain.h"
+#include "runtime/h5io.h"
+#include "analyze/record.h"
+#include "search/search.h"
+#include "analyze/sha256.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,9 +1,9 @@
 /* cmd_train.c — `ebcache train`: a class-conditional DiT on Fashion-MNIST, resumable. */
-#include "args.h"
-#include "commands.h"
+#include "cli/args.h"
+#include "cli/commands.h"
 
-#include "fmnist.h"
-#include "trainer.h"
+#include "train/fmnist.h"
+#include "train/trainer.h"
 
 #include <errno.h>
 #include <signal.h>

@@ -1,11 +1,11 @@
 /* cmd_train_classifier.c — `ebcache train-classifier`: trains the Fashion-MNIST
  * classifier `ebcache eval` measures with (train/classifier.h), resumably. */
-#include "args.h"
-#include "commands.h"
+#include "cli/args.h"
+#include "cli/commands.h"
 
-#include "classifier.h"
-#include "ebcache.h"
-#include "fmnist.h"
+#include "train/classifier.h"
+#include "runtime/ebcache.h"
+#include "train/fmnist.h"
 
 #include <inttypes.h>
 #include <math.h>

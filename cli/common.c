@@ -1,5 +1,5 @@
 /* common.c — model loading and run attributes shared by the commands. */
-#include "common.h"
+#include "cli/common.h"
 
 #include <errno.h>
 #include <math.h>

@@ -3,12 +3,12 @@
 #ifndef EB_CLI_COMMON_H
 #define EB_CLI_COMMON_H
 
-#include "args.h"
+#include "cli/args.h"
 
-#include "ebcache.h"
-#include "fit.h"
-#include "h5io.h"
-#include "schedule.h"
+#include "runtime/ebcache.h"
+#include "search/fit.h"
+#include "runtime/h5io.h"
+#include "runtime/schedule.h"
 
 #include <limits.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* gnuplot.c — see gnuplot.h. */
-#include "gnuplot.h"
+#include "cli/gnuplot.h"
 
-#include "args.h"
+#include "cli/args.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -5,7 +5,7 @@
 
 #include <stddef.h>
 
-#include "ebcache.h"
+#include "runtime/ebcache.h"
 
 /* s as the body of a gnuplot single-quoted string ('' stands for ') in buf. */
 void eb_gp_quote(char *buf, size_t cap, const char *s);

@@ -1,8 +1,8 @@
 /* main.c — bin/ebcache: dispatches to the subcommands. */
-#include "commands.h"
+#include "cli/commands.h"
 
-#include "ebcache.h"
-#include "kernels.h"
+#include "runtime/ebcache.h"
+#include "runtime/cpu/kernels.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -8,8 +8,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "ablate_spec.h"
-#include "fuzz_input.h"
+#include "cli/ablate_spec.h"
+#include "fuzz/fuzz_input.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *bytes, size_t size) {
     static spec s; /* two PATH_MAX paths: kept off the stack */

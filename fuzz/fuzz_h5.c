@@ -14,9 +14,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "fit.h"
-#include "fuzz_input.h"
-#include "h5io.h"
+#include "search/fit.h"
+#include "fuzz/fuzz_input.h"
+#include "runtime/h5io.h"
 
 /* Known behaviour of libhdf5 1.10 on malformed files that is not ours to fix:
  * it leaks a few metadata-cache blocks when an object header fails to decode,

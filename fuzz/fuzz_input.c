@@ -1,6 +1,6 @@
 /* fuzz_input.c — a libFuzzer input as a file (see fuzz_input.h). */
 #define _XOPEN_SOURCE 700
-#include "fuzz_input.h"
+#include "fuzz/fuzz_input.h"
 
 #include <fcntl.h>
 #include <ftw.h>

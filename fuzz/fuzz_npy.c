@@ -10,8 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "fuzz_input.h"
-#include "schedule.h"
+#include "fuzz/fuzz_input.h"
+#include "runtime/schedule.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *bytes, size_t size) {
     const char *path = fuzz_input_file("input.npy", bytes, size);

@@ -8,8 +8,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "fuzz_input.h"
-#include "npz.h"
+#include "fuzz/fuzz_input.h"
+#include "runtime/npz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *bytes, size_t size) {
     const char *path = fuzz_input_file("input.npz", bytes, size);

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "safetensors.h"
+#include "runtime/safetensors.h"
 
 /* Conversions are legal for any size the data buffer holds; cap the buffer we allocate. */
 #define FUZZ_MAX_ELEMS ((uint64_t)1 << 22)

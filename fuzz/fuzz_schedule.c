@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fuzz_input.h"
-#include "schedule.h"
+#include "fuzz/fuzz_input.h"
+#include "runtime/schedule.h"
 
 static void plan_all_ways(const eb_cache_schedule *cs, const eb_schedule *s) {
     static const int depths[] = {1, 4, 28};

@@ -14,8 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fuzz_input.h"
-#include "weights.h"
+#include "fuzz/fuzz_input.h"
+#include "runtime/weights.h"
 
 #ifndef EB_REPO_ROOT
 #error "EB_REPO_ROOT: the repository's absolute path (fuzz/Makefile sets it)"

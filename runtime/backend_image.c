@@ -1,5 +1,5 @@
 /* backend_image.c — which of the optional image operations a backend has. */
-#include "backend.h"
+#include "runtime/backend.h"
 
 #include <stddef.h>
 #include <stdio.h>

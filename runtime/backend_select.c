@@ -1,10 +1,10 @@
 /* backend_select.c — a backend by device name and precision (docs/cuda.md).
  * The CUDA backend exists only in a build made with `make CUDA=1`, which
  * compiles this file with EB_WITH_CUDA; any other build names the rebuild. */
-#include "model.h"
+#include "runtime/model.h"
 
 #ifdef EB_WITH_CUDA
-#include "cuda/backend_cuda.h"
+#include "runtime/cuda/backend_cuda.h"
 #endif
 
 #include <string.h>

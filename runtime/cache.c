@@ -3,7 +3,7 @@
  * adaLN gate), Taylor forecast (TaylorSeer), or skip a run of blocks by its
  * cached residual (Δ-DiT); TeaCache and first-block cache decide skips at run
  * time. Semantics: docs/schedule.md; reference: reference/cache_ref.py. */
-#include "cache.h"
+#include "runtime/cache.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -9,8 +9,8 @@
 #ifndef EB_CACHE_H
 #define EB_CACHE_H
 
-#include "model.h"
-#include "schedule.h"
+#include "runtime/model.h"
+#include "runtime/schedule.h"
 
 /* Validates `cs` against m and the sampler s (NULL: timesteps unchecked) and
  * allocates its caches for `capacity` model-batch rows. On failure *out is NULL. */

@@ -9,8 +9,8 @@
 #ifndef EB_CHAIN_H
 #define EB_CHAIN_H
 
-#include "cache.h"
-#include "ebcache.h"
+#include "runtime/cache.h"
+#include "runtime/ebcache.h"
 
 typedef struct eb_chain eb_chain;
 

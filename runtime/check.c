@@ -1,7 +1,7 @@
 /* check.c — finite-value checks (see check.h). */
-#include "check.h"
+#include "runtime/check.h"
 
-#include "checked.h"
+#include "runtime/checked.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ebcache.h"
+#include "runtime/ebcache.h"
 
 /* Room for any index or shape of rank ≤ 8 written by the two formatters. */
 #define EB_INDEX_STR_MAX 192

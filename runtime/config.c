@@ -1,5 +1,5 @@
 /* config.c — DiT configurations: validation, the named table, sizes and MACs. */
-#include "params.h"
+#include "runtime/params.h"
 
 #include <string.h>
 

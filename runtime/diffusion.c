@@ -1,7 +1,7 @@
 /* diffusion.c — linear-beta schedule, official space_timesteps respacing, and
  * the p_mean_variance / DDPM / DDIM updates of facebookresearch/DiT diffusion/. */
-#include "diffusion.h"
-#include "parallel.h"
+#include "runtime/diffusion.h"
+#include "runtime/parallel.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
 #ifndef EB_DIFFUSION_H
 #define EB_DIFFUSION_H
 
-#include "ebcache.h"
+#include "runtime/ebcache.h"
 
 /* p_mean_variance at respaced index i with ε prediction and clip_denoised off.
  * x (N, C, H·W); model_out (N, C_out, H·W) with C_out = 2C for LEARNED_RANGE

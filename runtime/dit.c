@@ -1,8 +1,8 @@
 /* dit.c — the DiT forward pass (official facebookresearch/DiT models.py semantics)
  * written against the backend interface. */
-#include "model.h"
+#include "runtime/model.h"
 
-#include "kernels.h"
+#include "runtime/cpu/kernels.h"
 
 #include <cblas.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* error.c — the per-thread message of the last failure. */
-#include "ebcache.h"
+#include "runtime/ebcache.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* forward.c — the checked public forward and classifier-free guidance. */
-#include "cache.h"
-#include "check.h"
-#include "model.h"
+#include "runtime/cache.h"
+#include "runtime/check.h"
+#include "runtime/model.h"
 
 #include <math.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* h5io.c — HDF5 reading and atomic writing (see h5io.h). */
-#include "h5io.h"
+#include "runtime/h5io.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,8 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "check.h"
-#include "checked.h"
+#include "runtime/check.h"
+#include "runtime/checked.h"
 
 /* ------------------------------------------------------------------------ */
 /* Shared helpers                                                            */

@@ -22,7 +22,7 @@
 
 #include <stdint.h>
 
-#include "ebcache.h"
+#include "runtime/ebcache.h"
 
 typedef enum { EB_H5_F32, EB_H5_F64, EB_H5_I32, EB_H5_I64 } eb_h5_type;
 

@@ -2,8 +2,8 @@
 #ifndef EB_MODEL_H
 #define EB_MODEL_H
 
-#include "backend.h"
-#include "params.h"
+#include "runtime/backend.h"
+#include "runtime/params.h"
 
 /* Activation buffers of one forward pass for a batch of up to `capacity`
  * rows (model batch, i.e. 2N with guidance). Allocated once and grown only

@@ -1,5 +1,5 @@
 /* npy.c — the .npy header parser and writer (npy.h). */
-#include "npy.h"
+#include "runtime/npy.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "checked.h"
+#include "runtime/checked.h"
 
 static const struct {
     const char *descr;

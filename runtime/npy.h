@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ebcache.h"
+#include "runtime/ebcache.h"
 
 #define EB_NPY_MAX_RANK 8
 #define EB_NPY_HEADER_CAP 320 /* eb_npy_format_header's longest output */

@@ -1,5 +1,5 @@
 /* npz.c — numpy's .npz container (npz.h, docs/npz.md). */
-#include "npz.h"
+#include "runtime/npz.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -9,7 +9,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "checked.h"
+#include "runtime/checked.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "npz.c hands .npy data through as little-endian bytes"

@@ -16,8 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ebcache.h"
-#include "npy.h"
+#include "runtime/ebcache.h"
+#include "runtime/npy.h"
 
 /* ------------------------------------------------------------------------ */
 /* Writing                                                                   */

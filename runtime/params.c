@@ -1,9 +1,9 @@
 /* params.c — the parameter slab layout, official key names and the fixed position embedding. */
-#include "params.h"
+#include "runtime/params.h"
 
 #include <math.h>
 
-#include "checked.h"
+#include "runtime/checked.h"
 
 const eb_param_info eb_param_table[EB_NUM_PARAM_TENSORS] = {
     [EB_P_X_EMBED_W] = {"x_embedder.proj.weight", 0},

@@ -9,7 +9,7 @@
 #ifndef EB_PARAMS_H
 #define EB_PARAMS_H
 
-#include "ebcache.h"
+#include "runtime/ebcache.h"
 
 enum {
     EB_P_X_EMBED_W,   /* (D, C*p*p)           x_embedder.proj.weight               */

@@ -1,5 +1,5 @@
 /* readfile.c — a whole small file into memory (see readfile.h). */
-#include "readfile.h"
+#include "runtime/readfile.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 
-#include "ebcache.h"
+#include "runtime/ebcache.h"
 
 /* Reads `path` into *data (malloc'd, NUL-terminated after the *size bytes;
  * free() it). EB_EINPUT naming the file when it cannot be opened or read or

@@ -1,8 +1,8 @@
 /* rng.c — the counter-based normal generator of docs/rng.md.
  * Every element is a pure function of (seed, stream, index), so parallel
  * fills give the same bits at any thread count. */
-#include "ebcache.h"
-#include "parallel.h"
+#include "runtime/ebcache.h"
+#include "runtime/parallel.h"
 
 #include <math.h>
 

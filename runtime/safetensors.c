@@ -1,6 +1,6 @@
 /* safetensors.c — checked .safetensors reading (mmap) and atomic writing, and the
  * strict pull JSON reader they share with the diffusers config loader. */
-#include "safetensors.h"
+#include "runtime/safetensors.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,8 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "check.h"
-#include "checked.h"
+#include "runtime/check.h"
+#include "runtime/checked.h"
 
 /* Tensor bytes are read and written in host order, which the format fixes as little-endian. */
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors I/O assumes a little-endian host");

@@ -10,7 +10,7 @@
 #ifndef EB_SAFETENSORS_H
 #define EB_SAFETENSORS_H
 
-#include "ebcache.h"
+#include "runtime/ebcache.h"
 
 #include <stdint.h>
 

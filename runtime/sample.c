@@ -1,9 +1,9 @@
 /* sample.c — the reverse-process loop (official p_sample_loop / ddim_sample_loop)
  * with guidance and ebcache's counter-based noise. */
-#include "cache.h"
-#include "chain.h"
-#include "diffusion.h"
-#include "model.h"
+#include "runtime/cache.h"
+#include "runtime/chain.h"
+#include "runtime/diffusion.h"
+#include "runtime/model.h"
 
 #include <stdio.h>
 #include <stdlib.h>

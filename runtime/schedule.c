@@ -1,6 +1,6 @@
 /* schedule.c — the cache schedule table: parse, write, validate against a
  * model and a sampler, FLOP accounting. Format: docs/schedule.md. */
-#include "schedule.h"
+#include "runtime/schedule.h"
 
 #include <errno.h>
 #include <math.h>
@@ -10,8 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "npy.h"
-#include "readfile.h"
+#include "runtime/npy.h"
+#include "runtime/readfile.h"
 
 #define MAX_TABLE_BYTES (64 << 20)
 

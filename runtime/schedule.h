@@ -10,7 +10,7 @@
 #ifndef EB_SCHEDULE_H
 #define EB_SCHEDULE_H
 
-#include "ebcache.h"
+#include "runtime/ebcache.h"
 
 #define EB_SCHEDULE_VERSION_LINE "# ebcache schedule v1"
 

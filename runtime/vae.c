@@ -10,10 +10,10 @@
  * fused into the following convolution (conv2d's upsample2), which reads the
  * source pixels and never materialises the ×2 image.
  */
-#include "vae.h"
+#include "runtime/vae.h"
 
-#include "backend.h"
-#include "model.h"
+#include "runtime/backend.h"
+#include "runtime/model.h"
 
 #include <math.h>
 #include <stdarg.h>

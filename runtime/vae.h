@@ -10,7 +10,7 @@
 #ifndef EB_VAE_H
 #define EB_VAE_H
 
-#include "ebcache.h"
+#include "runtime/ebcache.h"
 
 #define EB_VAE_MAX_BLOCKS 8
 #define EB_VAE_MAX_LAYERS 8

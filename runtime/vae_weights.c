@@ -10,10 +10,10 @@
  * the rest of the file (encoder.*, quant_conv.*, a pipeline's other models)
  * is ignored.
  */
-#include "vae.h"
+#include "runtime/vae.h"
 
-#include "readfile.h"
-#include "safetensors.h"
+#include "runtime/readfile.h"
+#include "runtime/safetensors.h"
 
 #include <errno.h>
 #include <limits.h>

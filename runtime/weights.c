@@ -9,7 +9,7 @@
  * A model on a device is filled in a host staging copy and uploaded once;
  * saving such a model downloads its parameters first.
  */
-#include "weights.h"
+#include "runtime/weights.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,8 +21,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "checked.h"
-#include "readfile.h"
+#include "runtime/checked.h"
+#include "runtime/readfile.h"
 
 #define KEY_MAX 128
 #define MAX_CONFIG_BYTES (1 << 20) /* a diffusers config.json is a few hundred bytes */

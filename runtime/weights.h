@@ -8,8 +8,8 @@
 #ifndef EB_WEIGHTS_H
 #define EB_WEIGHTS_H
 
-#include "model.h"
-#include "safetensors.h"
+#include "runtime/model.h"
+#include "runtime/safetensors.h"
 
 /* Writes the parameters in `slab` (eb_param_count(c) floats, eb_params_point
  * layout) to `path` atomically in `dtype` (EB_DT_F32, EB_DT_F16 or EB_DT_BF16,

@@ -1,7 +1,7 @@
 /* fit.c — recordings in, ε-scaling / two-phase noise scaling / TeaCache
  * polynomial fits out (fit.h, docs/search.md). GSL does the least squares. */
-#include "fit.h"
-#include "schedule.h"
+#include "search/fit.h"
+#include "runtime/schedule.h"
 
 #include <gsl/gsl_errno.h>
 #include <gsl/gsl_fit.h>
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "h5io.h"
+#include "runtime/h5io.h"
 
 #define FIT_FORMAT "ebcache fit v1"
 

@@ -17,8 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ebcache.h"
-#include "sha256.h"
+#include "runtime/ebcache.h"
+#include "analyze/sha256.h"
 
 /* ------------------------------------------------------------------------ */
 /* Recordings                                                                */

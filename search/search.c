@@ -2,7 +2,7 @@
  * the schedule generators, the FLOP-budget dynamic programme, bisection on a
  * method's parameter for a FLOP target, and provenance (search.h,
  * docs/search.md). */
-#include "search.h"
+#include "search/search.h"
 
 #include <errno.h>
 #include <math.h>

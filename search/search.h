@@ -13,8 +13,8 @@
 #ifndef EB_SEARCH_H
 #define EB_SEARCH_H
 
-#include "fit.h"
-#include "schedule.h"
+#include "search/fit.h"
+#include "runtime/schedule.h"
 
 typedef enum {
     EB_SEARCH_EBCACHE = 0, /* Algorithm 1: per-step states from candidate runs              */

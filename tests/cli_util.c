@@ -1,5 +1,5 @@
 /* cli_util.c — scratch folders and the CLI runner for the tests. */
-#include "cli_util.h"
+#include "tests/cli_util.h"
 
 #include <criterion/criterion.h>
 #include <stdarg.h>

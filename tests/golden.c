@@ -1,7 +1,7 @@
 /* golden.c — golden file access for the tests. */
-#include "golden.h"
+#include "tests/golden.h"
 
-#include "h5io.h"
+#include "runtime/h5io.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

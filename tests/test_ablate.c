@@ -3,11 +3,11 @@
  * rule, the interleaved timing and its warnings), resuming from finished cells
  * (and recomputing a removed one to the same numbers), the debris of a killed
  * run, the lock against a second run on the same cells, and bad specs. */
-#include "cli_util.h"
-#include "params.h"
-#include "weights.h"
+#include "tests/cli_util.h"
+#include "runtime/params.h"
+#include "runtime/weights.h"
 
-#include "model.h"
+#include "runtime/model.h"
 
 #include <criterion/criterion.h>
 #include <fcntl.h>

@@ -1,9 +1,9 @@
 /* test_adm_metrics.c — FID, sFID, Inception Score and precision/recall as the
  * ADM evaluator defines them, against reference/adm_metrics_ref.py (a
  * NumPy/SciPy transcription of its formulas; tests/golden/adm_metrics.h5). */
-#include "adm_metrics.h"
-#include "golden.h"
-#include "metrics.h"
+#include "analyze/adm_metrics.h"
+#include "tests/golden.h"
+#include "analyze/metrics.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

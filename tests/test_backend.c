@@ -6,12 +6,12 @@
  * Tolerances (max |Δ| / max |want|, docs/cuda.md): fp32 is the CPU's
  * arithmetic up to summation order and FMA contraction; tf32 and bf16 round
  * the GEMM and attention operands to 10 and 7 mantissa bits. */
-#include "cli_util.h"
-#include "golden.h"
-#include "kernels.h"
-#include "model.h"
-#include "schedule.h"
-#include "weights.h"
+#include "tests/cli_util.h"
+#include "tests/golden.h"
+#include "runtime/cpu/kernels.h"
+#include "runtime/model.h"
+#include "runtime/schedule.h"
+#include "runtime/weights.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

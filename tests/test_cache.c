@@ -1,10 +1,10 @@
 /* test_cache.c — the cache engine against reference/cache_ref.py, bit-identity
  * of an all-compute schedule, exact memory accounting and its kernels. */
-#include "cache.h"
-#include "chain.h"
-#include "golden.h"
-#include "h5io.h"
-#include "kernels.h"
+#include "runtime/cache.h"
+#include "runtime/chain.h"
+#include "tests/golden.h"
+#include "runtime/h5io.h"
+#include "runtime/cpu/kernels.h"
 
 #include <criterion/criterion.h>
 #include <malloc.h>

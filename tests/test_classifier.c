@@ -1,8 +1,8 @@
 /* test_classifier.c — the eval classifier: gradients against PyTorch,
  * thread-count invariance, training progress, resume, augmentation, files. */
-#include "classifier.h"
-#include "golden.h"
-#include "safetensors.h"
+#include "train/classifier.h"
+#include "tests/golden.h"
+#include "runtime/safetensors.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

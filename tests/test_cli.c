@@ -1,9 +1,9 @@
 /* test_cli.c — bin/ebcache end to end: results, exit codes, messages, and
  * that a failed command leaves no output behind. */
-#include "cli_util.h"
-#include "golden.h"
-#include "h5io.h"
-#include "kernels.h"
+#include "tests/cli_util.h"
+#include "tests/golden.h"
+#include "runtime/h5io.h"
+#include "runtime/cpu/kernels.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>

@@ -1,7 +1,7 @@
 /* test_diffusion.c — schedules, p_mean_variance and whole sampling loops
  * against the reference goldens; the noise generator. */
-#include "diffusion.h"
-#include "golden.h"
+#include "runtime/diffusion.h"
+#include "tests/golden.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

@@ -1,9 +1,9 @@
 /* test_eval.c — `ebcache eval` end to end on a tiny Fashion-MNIST written here
  * and a small random classifier: known answers (identical sets, a known PSNR,
  * the floor of identical splits), the feature cache, and bad inputs. */
-#include "classifier.h"
-#include "fmnist.h"
-#include "h5io.h"
+#include "train/classifier.h"
+#include "train/fmnist.h"
+#include "runtime/h5io.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

@@ -2,10 +2,10 @@
  * (an exact line, noiseless two-phase b(τ), an exact quartic), recordings
  * written here with the documented dataset names, the fit file round trip,
  * malformed recordings, and `ebcache fit`. */
-#include "cli_util.h"
-#include "fit.h"
-#include "schedule.h"
-#include "h5io.h"
+#include "tests/cli_util.h"
+#include "search/fit.h"
+#include "runtime/schedule.h"
+#include "runtime/h5io.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

@@ -8,7 +8,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "fmnist.h"
+#include "train/fmnist.h"
 
 static const char *real_dir(void) {
     const char *dir = getenv("EBCACHE_FMNIST_DIR");

@@ -10,12 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
-#include "checked.h"
-#include "cli_util.h"
-#include "h5io.h"
-#include "safetensors.h"
-#include "schedule.h"
+#include "runtime/check.h"
+#include "runtime/checked.h"
+#include "tests/cli_util.h"
+#include "runtime/h5io.h"
+#include "runtime/safetensors.h"
+#include "runtime/schedule.h"
 
 TestSuite(fuzz_regressions, .init = cli_workdir_make, .fini = cli_workdir_remove);
 

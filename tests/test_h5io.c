@@ -12,8 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "check.h"
-#include "h5io.h"
+#include "runtime/check.h"
+#include "runtime/h5io.h"
 
 static char dir[64];
 

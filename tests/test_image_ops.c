@@ -6,10 +6,10 @@
  *
  * Tolerance: max |got − want| / max |want| ≤ 1e-5 for every op (fp32; seen on
  * the CPU: conv ≤ 3e-7, group_norm ≤ 3e-7, pools, upsample, resize 0). */
-#include "golden.h"
-#include "kernels.h"
-#include "h5io.h"
-#include "model.h"
+#include "tests/golden.h"
+#include "runtime/cpu/kernels.h"
+#include "runtime/h5io.h"
+#include "runtime/model.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

@@ -1,5 +1,5 @@
 /* test_kernels.c — the CPU kernels' own numerics (the goldens cover the rest). */
-#include "kernels.h"
+#include "runtime/cpu/kernels.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "h5io.h"
-#include "metrics.h"
+#include "runtime/h5io.h"
+#include "analyze/metrics.h"
 
 #define GOLDEN "tests/golden/metrics.h5"
 

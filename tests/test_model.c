@@ -1,9 +1,9 @@
 /* test_model.c — the DiT forward against the PyTorch reference goldens. */
-#include "golden.h"
-#include "h5io.h"
-#include "kernels.h"
-#include "model.h"
-#include "sha256.h"
+#include "tests/golden.h"
+#include "runtime/h5io.h"
+#include "runtime/cpu/kernels.h"
+#include "runtime/model.h"
+#include "analyze/sha256.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

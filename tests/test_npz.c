@@ -2,10 +2,10 @@
  * (np.savez, np.savez_compressed: reference/npz_ref.py) read in chunks, the C
  * writer's bytes equal to the file numpy.load checked, round trips, and
  * every kind of damage refused with the file and member named. */
-#include "cli_util.h"
-#include "golden.h"
-#include "npz.h"
-#include "sha256.h"
+#include "tests/cli_util.h"
+#include "tests/golden.h"
+#include "runtime/npz.h"
+#include "analyze/sha256.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>

@@ -3,9 +3,9 @@
  * overlay marks exactly the features FORA-2 reuses, the second x axis labels
  * each step with its timestep, and a recording with a non-finite value where
  * one must be defined is refused with its file, dataset and index. */
-#include "cli_util.h"
-#include "golden.h"
-#include "h5io.h"
+#include "tests/cli_util.h"
+#include "tests/golden.h"
+#include "runtime/h5io.h"
 
 #include <criterion/criterion.h>
 #include <hdf5.h>

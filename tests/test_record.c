@@ -4,13 +4,13 @@
  * observing changes no result, feature dumps against the drift they imply,
  * and the errors of bad options. `ebcache record` / `plot` end to end are in
  * the cli_record suite below. */
-#include "backend.h"
-#include "cli_util.h"
-#include "golden.h"
-#include "h5io.h"
-#include "record.h"
-#include "schedule.h"
-#include "sha256.h"
+#include "runtime/backend.h"
+#include "tests/cli_util.h"
+#include "tests/golden.h"
+#include "runtime/h5io.h"
+#include "analyze/record.h"
+#include "runtime/schedule.h"
+#include "analyze/sha256.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>

@@ -1,5 +1,5 @@
 /* test_safetensors.c — the safetensors reader/writer, half conversions and the JSON reader. */
-#include "safetensors.h"
+#include "runtime/safetensors.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>

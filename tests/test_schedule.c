@@ -1,10 +1,10 @@
 /* test_schedule.c — the schedule table: parsing, validation errors that name
  * the line, writing, FLOP accounting, generators, the EB-Cache .npy reader
  * and the `ebcache schedule` / `sample --schedule` commands. */
-#include "cli_util.h"
-#include "golden.h"
-#include "h5io.h"
-#include "schedule.h"
+#include "tests/cli_util.h"
+#include "tests/golden.h"
+#include "runtime/h5io.h"
+#include "runtime/schedule.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

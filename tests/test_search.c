@@ -3,10 +3,10 @@
  * votes from a scripted candidate runner, the budget programme against
  * exhaustive enumeration, bisection for a FLOP target, provenance, and
  * `ebcache search`. */
-#include "cli_util.h"
-#include "golden.h"
-#include "h5io.h"
-#include "search.h"
+#include "tests/cli_util.h"
+#include "tests/golden.h"
+#include "runtime/h5io.h"
+#include "search/search.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

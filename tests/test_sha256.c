@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "sha256.h"
+#include "analyze/sha256.h"
 
 static void check_hex(const char *msg, size_t n, const char *want) {
     char hex[EB_SHA256_HEX];

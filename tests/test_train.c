@@ -1,9 +1,9 @@
 /* test_train.c — the trainer: gradients and AdamW against PyTorch, the forward
  * against inference, determinism, resume bit-identity, the stop signal. */
-#include "golden.h"
-#include "backward.h"
-#include "safetensors.h"
-#include "trainer.h"
+#include "tests/golden.h"
+#include "train/backward.h"
+#include "runtime/safetensors.h"
+#include "train/trainer.h"
 
 #include <criterion/criterion.h>
 #include <fcntl.h>

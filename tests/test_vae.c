@@ -5,13 +5,13 @@
  *
  * Tolerance: max |got − want| / max |want| ≤ 1e-4 on images (fp32; seen:
  * small decoder ≤ 1e-6 in every layout, sd-vae configuration 3e-6). */
-#include "cli_util.h"
-#include "golden.h"
-#include "h5io.h"
-#include "model.h"
-#include "npz.h"
-#include "safetensors.h"
-#include "vae.h"
+#include "tests/cli_util.h"
+#include "tests/golden.h"
+#include "runtime/h5io.h"
+#include "runtime/model.h"
+#include "runtime/npz.h"
+#include "runtime/safetensors.h"
+#include "runtime/vae.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

@@ -1,6 +1,6 @@
 /* test_weights.c — model save/load through official-key files and diffusers folders. */
-#include "model.h"
-#include "weights.h"
+#include "runtime/model.h"
+#include "runtime/weights.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>

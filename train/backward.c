@@ -1,8 +1,8 @@
 /* backward.c — the backward kernels: OpenBLAS for the GEMMs, OpenMP loops for
  * the rest, each output element summed by one thread in a fixed order. */
-#include "backward.h"
+#include "train/backward.h"
 
-#include "kernels.h"
+#include "runtime/cpu/kernels.h"
 
 #include <cblas.h>
 #include <math.h>

@@ -1,10 +1,10 @@
 /* checkpoint.c — training checkpoints, the EMA export, and the training loop
  * that writes them (progress line, CSV log, stop on a signal). */
-#include "trainer.h"
+#include "train/trainer.h"
 
-#include "check.h"
-#include "safetensors.h"
-#include "weights.h"
+#include "runtime/check.h"
+#include "runtime/safetensors.h"
+#include "runtime/weights.h"
 
 #include <errno.h>
 #include <inttypes.h>

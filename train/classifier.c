@@ -1,13 +1,13 @@
 /* classifier.c — the ViT classifier of classifier.h: parameters, forward with
  * saved activations, cross-entropy, backward, AdamW steps, files. */
-#include "classifier.h"
+#include "train/classifier.h"
 
-#include "backward.h"
-#include "check.h"
-#include "kernels.h"
-#include "metrics.h"
-#include "params.h"
-#include "trainer.h"
+#include "train/backward.h"
+#include "runtime/check.h"
+#include "runtime/cpu/kernels.h"
+#include "analyze/metrics.h"
+#include "runtime/params.h"
+#include "train/trainer.h"
 
 #include <inttypes.h>
 #include <math.h>

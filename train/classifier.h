@@ -21,9 +21,9 @@
 
 #include <stdint.h>
 
-#include "ebcache.h"
-#include "fmnist.h"
-#include "safetensors.h"
+#include "runtime/ebcache.h"
+#include "train/fmnist.h"
+#include "runtime/safetensors.h"
 
 #define EB_CLF_MLP_RATIO 4
 #define EB_CLF_CHUNK 64 /* rows per forward of eb_clf_features (bounds the activation memory) */

@@ -4,7 +4,7 @@
  * the unsigned bytes of the array. The whole file is always read, even for a
  * subset, so a truncated or over-long file is never accepted.
  */
-#include "fmnist.h"
+#include "train/fmnist.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -10,7 +10,7 @@
 
 #include <stdint.h>
 
-#include "ebcache.h"
+#include "runtime/ebcache.h"
 
 #define EB_FMNIST_DEFAULT_DIR "/usr/share/datasets/fashion-mnist"
 #define EB_FMNIST_CLASSES 10

@@ -2,7 +2,7 @@
  * training_losses, loss type MSE, LEARNED_RANGE variance) and its gradient.
  * Element formulas run in float in the official order of operations; the
  * per-sample means sum in double. */
-#include "trainer.h"
+#include "train/trainer.h"
 
 #include <math.h>
 #include <string.h>

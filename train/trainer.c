@@ -1,9 +1,9 @@
 /* trainer.c — state, initialisation, the training forward and backward, AdamW and EMA. */
-#include "trainer.h"
+#include "train/trainer.h"
 
-#include "backward.h"
-#include "check.h"
-#include "kernels.h"
+#include "train/backward.h"
+#include "runtime/check.h"
+#include "runtime/cpu/kernels.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -16,8 +16,8 @@
 #include <signal.h>
 #include <stdint.h>
 
-#include "fmnist.h"
-#include "model.h"
+#include "train/fmnist.h"
+#include "runtime/model.h"
 
 /* ------------------------------------------------------------------------ */
 /* Diffusion losses (losses.c)                                               */

@@ -1,6 +1,6 @@
 /* backend_cpu.c — the CPU backend table over kernels.c. */
-#include "backend.h"
-#include "kernels.h"
+#include "runtime/backend.h"
+#include "runtime/cpu/kernels.h"
 
 #include <stdlib.h>
 #include <string.h>

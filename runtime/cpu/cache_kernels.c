@@ -3,8 +3,8 @@
  * and the recorder's drift reduction, which shares the fixed-chunk sums.
  * Elementwise float32 in the order PyTorch evaluates the same expressions,
  * so the reference (reference/cache_ref.py) matches to rounding. */
-#include "kernels.h"
-#include "parallel.h"
+#include "runtime/cpu/kernels.h"
+#include "runtime/parallel.h"
 
 #include <math.h>
 #include <stdint.h>

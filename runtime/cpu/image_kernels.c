@@ -4,8 +4,8 @@
  * transpose. Every output element is written by one thread in a fixed order
  * and every split of the work is a constant of the shapes, so the results do
  * not depend on the thread count. */
-#include "kernels.h"
-#include "parallel.h"
+#include "runtime/cpu/kernels.h"
+#include "runtime/parallel.h"
 
 #include <cblas.h>
 #include <math.h>

@@ -2,8 +2,8 @@
  * Every output element is written by one thread with a fixed summation order,
  * so results do not depend on the thread count. Elementwise formulas follow
  * PyTorch's float32 CPU kernels (no FMA contraction: -std=c11 keeps it off). */
-#include "kernels.h"
-#include "parallel.h"
+#include "runtime/cpu/kernels.h"
+#include "runtime/parallel.h"
 
 #include <cblas.h>
 #include <math.h>

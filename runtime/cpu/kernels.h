@@ -87,7 +87,7 @@ void taylor_forecast_forward(float *out, const float *factors, int orders, size_
 void feature_drift_forward(double *sums, float *prev, const float *cur, size_t n);
 
 /* The image operations (image_kernels.c); see backend.h for each contract. */
-#include "backend.h"
+#include "runtime/backend.h"
 /* Bytes of the per-thread im2col tile of conv2d_forward (image_kernels.c says how it is cut). */
 #ifndef EB_CONV_TILE_BYTES
 #define EB_CONV_TILE_BYTES ((size_t)8 << 20)

@@ -18,7 +18,7 @@
  * tf32: tensor cores on floats; bf16: on bf16 Q, K, V and P); the scores,
  * the softmax statistics and O are float32 at every precision.
  */
-#include "common.cuh"
+#include "runtime/cuda/common.cuh"
 
 #include <math.h>
 

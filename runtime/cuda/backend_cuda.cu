@@ -1,7 +1,7 @@
 /* backend_cuda.cu — the CUDA backend: device set-up, registered device memory
  * (with the bf16 weight copies and scratch buffers), host transfers, failure
  * recording and the three backend tables, one per precision. */
-#include "common.cuh"
+#include "runtime/cuda/common.cuh"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -6,8 +6,8 @@
 #ifndef EB_BACKEND_CUDA_H
 #define EB_BACKEND_CUDA_H
 
-#include "backend.h"
-#include "ebcache.h"
+#include "runtime/backend.h"
+#include "runtime/ebcache.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -8,7 +8,7 @@
 #ifndef EB_CUDA_COMMON_CUH
 #define EB_CUDA_COMMON_CUH
 
-#include "backend_cuda.h"
+#include "runtime/cuda/backend_cuda.h"
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>

@@ -3,9 +3,9 @@
  * cache engine's copies and Taylor steps. The formulas are runtime/cpu/'s in
  * float32 (LayerNorm statistics in double as there); results differ from the
  * CPU's by rounding only (FMA contraction, the device's libm). */
-#include "common.cuh"
+#include "runtime/cuda/common.cuh"
 
-#include "kernels.h" /* EB_LN_EPS, EB_FREQ_HALF, EB_TAYLOR_MAX_ORDER */
+#include "runtime/cpu/kernels.h" /* EB_LN_EPS, EB_FREQ_HALF, EB_TAYLOR_MAX_ORDER */
 
 #include <math.h>
 

@@ -10,7 +10,7 @@
  * precision. The bias is the matmul's epilogue where cuBLASLt takes it (a
  * 16-byte aligned bias), else a pass of its own.
  */
-#include "common.cuh"
+#include "runtime/cuda/common.cuh"
 
 #include <stdlib.h>
 

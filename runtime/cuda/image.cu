@@ -4,7 +4,7 @@
  * and grid-stride kernels for upsampling, pooling, the TF1 resize, ReLU and
  * the transpose. The formulas are runtime/cpu/image_kernels.c's; results
  * differ from the CPU's by rounding only. */
-#include "common.cuh"
+#include "runtime/cuda/common.cuh"
 
 #include <math.h>
 

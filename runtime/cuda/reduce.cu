@@ -3,7 +3,7 @@
  * of blocks sums a fixed slice in double and reduces it in a fixed tree; the
  * host adds the block sums in order. The result depends on n only, never on
  * timing (no atomics), and only REDUCE_BLOCKS × k doubles are copied back. */
-#include "common.cuh"
+#include "runtime/cuda/common.cuh"
 
 #include <math.h>
 
