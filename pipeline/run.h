@@ -1,0 +1,100 @@
+/* pipeline/run.h — one sampling run of a model, as the experiment layer's
+ * calls take it: the model, the sampler, guidance, the starting noise and an
+ * optional cache schedule, with defaults (eb_run_params_defaults) and the
+ * name ⇄ enum functions of its settings. `sample` and `record` runs and
+ * eb-cache's calibration replay all open their run here, and a run's
+ * settings travel in an output file's root attributes (eb_run_attrs_write /
+ * eb_run_params_from_file), so a recording can be replayed exactly.
+ *
+ * Library code: status codes and eb_fail messages, nothing printed (the
+ * samplers' progress line on a terminal aside, when `progress` is set). */
+#ifndef EB_PIPELINE_RUN_H
+#define EB_PIPELINE_RUN_H
+
+#include "runtime/ebcache.h"
+#include "runtime/h5io.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The variance of a model without learn_sigma; a learn_sigma model always
+ * uses its learned range. */
+typedef enum { EB_VARIANCE_LARGE = 0, EB_VARIANCE_SMALL = 1 } eb_variance_choice;
+
+/* "ddpm" / "ddim"; "large" / "small"; "learned_range" / "fixed_small" /
+ * "fixed_large"; "none" / "teacache" / "fbcache". The parse functions return
+ * EB_EINPUT naming the string and the accepted names. */
+const char *eb_sampler_kind_name(eb_sampler_kind k);
+eb_status eb_sampler_kind_parse(eb_sampler_kind *k, const char *name);
+const char *eb_variance_choice_name(eb_variance_choice v);
+eb_status eb_variance_choice_parse(eb_variance_choice *v, const char *name);
+const char *eb_var_type_name(eb_var_type v);
+eb_status eb_var_type_parse(eb_var_type *v, const char *name);
+const char *eb_policy_kind_name(int policy_kind);
+
+typedef struct {
+    const char *model;        /* model file or diffusers folder (required)                        */
+    int heads;                /* attention heads when neither the file nor the DiT table says (0) */
+    eb_sampler_kind sampler;  /* EB_SAMPLER_DDPM                                                  */
+    const char *respacing;    /* official respacing: "50", "a,b,c" or "ddimN" ("50")             */
+    double eta;               /* DDIM η in [0, 1] (0); DDPM takes none                           */
+    eb_variance_choice variance; /* without learn_sigma (large)                                  */
+    double cfg_scale;         /* ≥ 0; 1 = no guidance (1.5)                                       */
+    const char *cfg_channels; /* "official", "eps", "all" or a count K ("official")              */
+    uint64_t seed;            /* the per-step noise, and x_T unless `noise` (0)                  */
+    const char *noise;        /* x_T from datasets noise (N,C,H,W) and y (N) of this file (NULL)  */
+    const int32_t *labels;    /* one sample per label (NULL), else:                               */
+    int n_labels;
+    int n;                    /* n samples with labels 0, 1, … cycling over the classes          */
+    int batch;                /* samples per model batch (32); fixed batch = same bits            */
+    const char *schedule;     /* a cache schedule table file (NULL: uncached)                     */
+    int threads;              /* 0: all cores                                                     */
+    eb_device device;         /* {NULL = cpu, fp32}                                               */
+    int progress;             /* 1: the samplers' progress line on stderr when it is a terminal (0) */
+} eb_run_params;
+
+/* The defaults above. */
+void eb_run_params_defaults(eb_run_params *p);
+
+/* An opened run: everything the samplers need, allocated. */
+typedef struct {
+    eb_model *model;
+    eb_schedule sched;
+    eb_sampler_opts so;
+    eb_cache_schedule *table;  /* NULL: uncached */
+    float *x_T;                /* (N, C, H, W) */
+    int32_t *y;                /* (N)          */
+    int N, batch;
+    const char *guidance;      /* the rule that gave so.guide_channels: eb_guidance_name or "count" */
+    char model_sha256[65];
+    char warning[1024];        /* what the caller should show ("" when nothing): the model's load
+                                  warning, a table searched under the other sampler kind */
+} eb_run;
+
+/* Checks p (EB_EINPUT naming the field: cfg_scale < 0, η outside [0, 1] or
+ * with DDPM, batch < 1, none or several of noise / labels / n, …), sets the
+ * thread count, loads the model on its device, builds the respaced schedule,
+ * reads and checks the table against both (a table made for another
+ * respacing says which to give), and draws or reads x_T and the labels.
+ * On failure *r is left empty. */
+eb_status eb_run_open(eb_run *r, const eb_run_params *p);
+void eb_run_close(eb_run *r);
+
+/* Samples the run in batches of r->batch from its x_T into x (N, C, H, W)
+ * (x may be r->x_T). stats (may be NULL) sums the cache's cost; *wall gets
+ * the seconds taken. */
+eb_status eb_run_sample(const eb_run *r, float *x, eb_cache_stats *stats, double *wall);
+
+/* Root attributes of a file the run wrote: model, its SHA-256, the model
+ * configuration, sampler, respacing, η, variance, cfg_scale, cfg_channels and
+ * the guidance rule, seed, start (the noise file or "seed"), batch, device,
+ * ebcache version; the schedule's path, text and method when there is one. */
+eb_status eb_run_attrs_write(eb_h5w *w, const eb_run *r, const eb_run_params *p);
+
+/* The run that wrote `path` (eb_run_attrs_write), to run it again: p gets
+ * the file's settings; strings point into `buf` (cap bytes). The labels are
+ * the file's /y when it stores them (read into *labels, malloc'd, NULL
+ * otherwise). EB_EINPUT naming the file and the missing attribute. */
+eb_status eb_run_params_from_file(eb_run_params *p, const char *path, char *buf, size_t cap, int32_t **labels);
+
+#endif

@@ -1,0 +1,36 @@
+/* pipeline/sampling.h — `sample` as a library call: a run (pipeline/run.h)
+ * sampled into an HDF5 file of samples (N,C,H,W), labels y (N) and the run's
+ * attributes, with the schedule's cost and, on request, an interleaved
+ * uncached baseline for the measured speedup. */
+#ifndef EB_PIPELINE_SAMPLING_H
+#define EB_PIPELINE_SAMPLING_H
+
+#include "pipeline/run.h"
+
+typedef struct {
+    eb_run_params run;
+    const char *output;  /* OUT.h5; NULL: nothing written (timing runs)                       */
+    int baseline;        /* 1 (with a schedule): also sample uncached, after, on a copy of x_T */
+} eb_sample_params;
+
+/* eb_run_params_defaults, no output, no baseline. */
+void eb_sample_params_defaults(eb_sample_params *p);
+
+typedef struct {
+    int N, steps;
+    double wall;            /* seconds the (cached) sampling took                        */
+    double baseline_wall;   /* seconds of the uncached baseline (0 without one)          */
+    double flop_fraction;   /* executed / uncached MACs (1 uncached)                     */
+    size_t cache_bytes;
+    int steps_skipped;      /* steps a dynamic policy served                             */
+    int policy;             /* the table's eb_policy_kind (EB_POLICY_NONE without table)  */
+    char warning[1024];     /* eb_run's warning                                          */
+} eb_sample_result;
+
+/* Opens the run, samples it and writes p->output atomically (attributes:
+ * eb_run_attrs_write plus steps, wall_seconds and, with a schedule,
+ * flop_fraction, cache_bytes, steps_skipped, and with the baseline
+ * baseline_wall_seconds and measured_speedup). r may be NULL. */
+eb_status eb_sample_to_file(const eb_sample_params *p, eb_sample_result *r);
+
+#endif
