@@ -18,7 +18,7 @@ CFLAGS_OPT  := -std=c11 -O2 -march=native -fopenmp $(WARN)
 CFLAGS_SAN  := -std=c11 -O1 -g -fopenmp -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined $(WARN)
 LDLIBS   := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas $(HDF5_LIBS) -lgsl -lz -lm
 
-LIB_SRC  := $(wildcard runtime/*.c runtime/cpu/*.c train/*.c analyze/*.c search/*.c)
+LIB_SRC  := $(wildcard runtime/*.c runtime/cpu/*.c train/*.c analyze/*.c search/*.c pipeline/*.c)
 CLI_SRC  := $(wildcard cli/*.c)
 TEST_SRC := $(wildcard tests/*.c)
 
@@ -49,7 +49,7 @@ $(DEB_STAMP):
 $(REF_DEB_STAMP): $(DEB_STAMP)
 	$(call install_missing,$(REF_DEB_PKGS))
 
-HEADERS = $(wildcard runtime/*.h runtime/cpu/*.h runtime/cuda/*.h train/*.h analyze/*.h search/*.h tests/*.h cli/*.h)
+HEADERS = $(wildcard runtime/*.h runtime/cpu/*.h runtime/cuda/*.h train/*.h analyze/*.h search/*.h pipeline/*.h tests/*.h cli/*.h)
 
 define variant # $(1) name, $(2) cflags
 build/$(1)/%.o: %.c $$(HEADERS) | $(DEB_STAMP)
