@@ -22,6 +22,35 @@ void test_write_recording(const char *path, const eb_rec_data *r);
 
 TestSuite(search, .init = cli_workdir_make, .fini = cli_workdir_remove);
 
+/* The registry: names unique and found; a row without a generator is the
+ * uncached run only; what a swept row bisects has a strategy; a row that is
+ * not swept either has no table, a fixed parameter, or takes one by hand. */
+Test(search, method_registry_rows) {
+    for (int i = 0; i < EB_NMETHODS; i++) {
+        const eb_method *m = &eb_methods[i];
+        cr_expect_eq(eb_method_find(m->name), m, "%s", m->name);
+        cr_expect(m->about && *m->about, "%s", m->name);
+        cr_expect(m->param >= 0 && m->param < EB_NPARAMS, "%s", m->name);
+        cr_expect(m->generate || (!m->sweeps && !strcmp(m->name, "none")), "%s", m->name);
+        cr_expect(!(m->needs & EB_NEEDS_RUNNER) || m->param == EB_PARAM_DELTA_SCALE, "%s", m->name);
+        cr_expect(m->scaling != EB_SCALING_DEFAULT, "%s", m->name);
+    }
+    cr_expect_null(eb_method_find("foura"));
+    cr_expect_str_eq(eb_param_kind_name(EB_PARAM_DELTA_SCALE), "delta_scale");
+}
+
+/* noise-scaling is FORA at its fixed interval 1 with the fitted scaling;
+ * eb-cache-table is eb-cache without it. */
+Test(search, method_rows_defaults) {
+    const eb_method *ns = eb_method_find("noise-scaling"), *t = eb_method_find("eb-cache-table");
+    cr_assert(ns && t);
+    cr_expect_eq(ns->generate, eb_method_find("fora")->generate);
+    cr_expect_eq(ns->fixed, 1);
+    cr_expect_eq(ns->scaling, EB_SCALING_TWO_PHASE);
+    cr_expect_eq(t->generate, eb_method_find("eb-cache")->generate);
+    cr_expect_eq(t->scaling, EB_SCALING_NONE);
+}
+
 /* A small model for FLOP counts: 4 tokens of width 32. */
 static eb_config small_config(int depth) {
     return (eb_config){.input_size = 4, .patch_size = 2, .in_channels = 4, .hidden_size = 32, .depth = depth,
@@ -326,7 +355,7 @@ Test(search, budget_never_exceeds_its_budget) {
     for (double budget = 0.3; budget <= 1.0001; budget += 0.1) {
         eb_search_opts o;
         eb_search_defaults(&o);
-        o.method = EB_SEARCH_BUDGET;
+        o.method = eb_method_find("budget");
         o.target = budget;
         eb_search_result res;
         cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_OK, "%s", eb_last_error());
@@ -344,7 +373,7 @@ Test(search, budget_never_exceeds_its_budget) {
     /* below every module computing only at step 0 (0.176 here): cannot, no table */
     eb_search_opts o;
     eb_search_defaults(&o);
-    o.method = EB_SEARCH_BUDGET;
+    o.method = eb_method_find("budget");
     o.target = 0.15;
     eb_search_result res;
     cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_OK, "%s", eb_last_error());
@@ -359,7 +388,7 @@ Test(search, baselines_meet_targets_by_bisection) {
     eb_rec_data r;
     make_rec(&r, 20, 2, 4);
     eb_config c = small_config(4);
-    eb_search_method methods[] = {EB_SEARCH_FORA, EB_SEARCH_DELTA_DIT, EB_SEARCH_TAYLORSEER};
+    const eb_method *methods[] = {eb_method_find("fora"), eb_method_find("delta-dit"), eb_method_find("taylorseer")};
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
         eb_search_opts o;
         eb_search_defaults(&o);
@@ -367,19 +396,19 @@ Test(search, baselines_meet_targets_by_bisection) {
         o.target = 0.6;
         eb_search_result res, below;
         cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_OK, "%s", eb_last_error());
-        cr_expect(res.met && res.flops <= 0.6, "%s: flops %g", eb_search_method_name(methods[i]), res.flops);
-        cr_expect_str_eq(res.table->method, eb_search_method_name(methods[i]));
+        cr_expect(res.met && res.flops <= 0.6, "%s: flops %g", methods[i]->name, res.flops);
+        cr_expect_str_eq(res.table->method, methods[i]->name);
         /* the least interval that meets it: one less does not */
         o.target = NAN;
         o.interval = (int)res.param - 1;
         cr_assert_eq(eb_search(&below, &r, NULL, &c, &o, NULL), EB_OK, "%s", eb_last_error());
-        cr_expect(below.flops > 0.6, "%s: interval %d also meets", eb_search_method_name(methods[i]), o.interval);
+        cr_expect(below.flops > 0.6, "%s: interval %d also meets", methods[i]->name, o.interval);
         eb_search_result_free(&res), eb_search_result_free(&below);
     }
     /* fora's reuse-everything limit cannot reach 1% */
     eb_search_opts o;
     eb_search_defaults(&o);
-    o.method = EB_SEARCH_FORA;
+    o.method = eb_method_find("fora");
     o.target = 0.01;
     eb_search_result res;
     cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_OK);
@@ -395,7 +424,7 @@ Test(search, teacache_threshold_from_the_fitted_polynomial) {
     eb_config c = small_config(3);
     eb_search_opts o;
     eb_search_defaults(&o);
-    o.method = EB_SEARCH_TEACACHE;
+    o.method = eb_method_find("teacache");
     o.target = 0.5;
     eb_search_result res;
     cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_OK, "%s", eb_last_error());
@@ -426,7 +455,7 @@ Test(search, provenance_is_written_and_the_table_reads_back) {
     eb_config c = small_config(2);
     eb_search_opts o;
     eb_search_defaults(&o);
-    o.method = EB_SEARCH_FORA;
+    o.method = eb_method_find("fora");
     o.interval = 3;
     o.scaling = EB_SCALING_LINEAR;
     eb_search_result res;
@@ -460,7 +489,7 @@ Test(search, bad_options_are_refused) {
     eb_config c = small_config(3);
     eb_search_opts o;
     eb_search_defaults(&o);
-    o.method = EB_SEARCH_FORA;
+    o.method = eb_method_find("fora");
     o.interval = 2;
     eb_search_result res;
     cr_expect_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_EINPUT);
@@ -473,12 +502,19 @@ Test(search, bad_options_are_refused) {
     o.target = -1;
     cr_expect_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_EINPUT);
     o.target = NAN;
-    o.method = EB_SEARCH_BUDGET;
+    o.method = eb_method_find("budget");
     cr_expect_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_EINPUT);
-    eb_search_method m;
-    cr_expect_eq(eb_search_method_parse(&m, "eb-cache"), EB_OK);
-    cr_expect_eq(m, EB_SEARCH_EBCACHE);
-    cr_expect_eq(eb_search_method_parse(&m, "foura"), EB_EINPUT);
+    const eb_method *m;
+    cr_expect_eq(eb_method_parse(&m, "eb-cache"), EB_OK);
+    cr_expect_eq(m, &eb_methods[eb_method_index(m)]);
+    cr_expect_str_eq(m->name, "eb-cache");
+    cr_expect_eq(eb_method_parse(&m, "foura"), EB_EINPUT);
+    cr_expect(strstr(eb_last_error(), "fora, delta-dit"), "%s", eb_last_error());
+    o.method = eb_method_find("none");
+    cr_expect_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_EINPUT);
+    o.method = eb_method_find("fbcache"), o.target = 0.5;
+    cr_expect_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_EINPUT);
+    cr_expect(strstr(eb_last_error(), "decided at run time"), "%s", eb_last_error());
     eb_scaling sc;
     cr_expect_eq(eb_scaling_parse(&sc, "two-phase"), EB_OK);
     cr_expect_eq(sc, EB_SCALING_TWO_PHASE);
@@ -606,7 +642,7 @@ Test(search, degenerate_fit_falls_back_to_no_noise_scaling) {
         degenerate_rec(&r, k);
         eb_search_opts o;
         eb_search_defaults(&o);
-        o.method = EB_SEARCH_FORA;
+        o.method = eb_method_find("fora");
         o.interval = 2;
         o.scaling = EB_SCALING_TWO_PHASE;
         eb_search_result res;

@@ -1,0 +1,95 @@
+/* methods.c — the registry of caching methods and their generators (methods.h). */
+#include "search/methods.h"
+#include "search/search.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+const eb_method eb_methods[EB_NMETHODS] = {
+    {"none", NULL, EB_PARAM_INTERVAL, NAN, EB_SCALING_NONE, 0, 0,
+     "uncached: the reference every other row is compared with"},
+    {"noise-scaling", eb_generate_fora, EB_PARAM_INTERVAL, 1, EB_SCALING_TWO_PHASE, EB_NEEDS_FIT, 0,
+     "no caching, ε divided by the fitted two-phase b(τ)⁻¹ only"},
+    {"fora", eb_generate_fora, EB_PARAM_INTERVAL, NAN, EB_SCALING_NONE, 0, 1,
+     "FORA: reuse attention and MLP between refreshes every N steps"},
+    {"delta-dit", eb_generate_delta_dit, EB_PARAM_INTERVAL, NAN, EB_SCALING_NONE, 0, 1,
+     "Δ-DiT: reuse the residual of half the blocks"},
+    {"teacache", eb_generate_teacache, EB_PARAM_THRESHOLD, NAN, EB_SCALING_NONE, EB_NEEDS_FIT | EB_NEEDS_RECORDING, 1,
+     "TeaCache: skip steps by the fitted polynomial and a threshold"},
+    {"fbcache", eb_generate_fbcache, EB_PARAM_THRESHOLD, NAN, EB_SCALING_NONE, 0, 0,
+     "first-block cache: skip the later blocks while the first blocks' residual is stable (decided at run time)"},
+    {"taylorseer", eb_generate_taylorseer, EB_PARAM_INTERVAL, NAN, EB_SCALING_NONE, 0, 1,
+     "TaylorSeer: order-2 forecasts between refreshes"},
+    {"eb-cache-table", eb_generate_ebcache, EB_PARAM_DELTA_SCALE, NAN, EB_SCALING_NONE,
+     EB_NEEDS_FIT | EB_NEEDS_RECORDING | EB_NEEDS_RUNNER, 1, "EB-Cache's Algorithm 1 table without noise scaling"},
+    {"eb-cache", eb_generate_ebcache, EB_PARAM_DELTA_SCALE, NAN, EB_SCALING_TWO_PHASE,
+     EB_NEEDS_FIT | EB_NEEDS_RECORDING | EB_NEEDS_RUNNER, 1, "EB-Cache: Algorithm 1 table with the fitted noise scaling"},
+    {"budget", eb_generate_budget, EB_PARAM_BUDGET, NAN, EB_SCALING_NONE, EB_NEEDS_RECORDING, 1,
+     "ebcache's budget search: least measured drift under the FLOP budget"},
+};
+_Static_assert(sizeof eb_methods / sizeof eb_methods[0] == EB_NMETHODS, "eb_methods and EB_NMETHODS");
+
+static const char *const PARAM_NAMES[] = {"interval", "threshold", "delta_scale", "budget"};
+_Static_assert(sizeof PARAM_NAMES / sizeof PARAM_NAMES[0] == EB_NPARAMS, "PARAM_NAMES and eb_param_kind");
+
+static const char *const SCALING_NAMES[] = {"default", "none", "two-phase", "linear", "per-step"};
+#define NSCALINGS ((int)(sizeof SCALING_NAMES / sizeof SCALING_NAMES[0]))
+_Static_assert(NSCALINGS == EB_SCALING_PER_STEP + 1, "SCALING_NAMES and eb_scaling");
+
+const char *eb_param_kind_name(eb_param_kind k) { return k >= 0 && k < EB_NPARAMS ? PARAM_NAMES[k] : "?"; }
+
+const char *eb_scaling_name(eb_scaling s) { return s >= 0 && (int)s < NSCALINGS ? SCALING_NAMES[s] : "?"; }
+
+eb_status eb_scaling_parse(eb_scaling *s, const char *name) {
+    for (int i = 0; i < NSCALINGS; i++)
+        if (!strcmp(name, SCALING_NAMES[i])) return *s = (eb_scaling)i, EB_OK;
+    return eb_fail(EB_EINPUT, "unknown noise scaling '%s' (none, two-phase, linear, per-step)", name);
+}
+
+const eb_method *eb_method_find(const char *name) {
+    for (int i = 0; i < EB_NMETHODS; i++)
+        if (!strcmp(name, eb_methods[i].name)) return &eb_methods[i];
+    return NULL;
+}
+
+eb_status eb_method_parse(const eb_method **m, const char *name) {
+    if ((*m = eb_method_find(name))) return EB_OK;
+    char list[512];
+    size_t used = 0;
+    for (int i = 0; i < EB_NMETHODS && used < sizeof list; i++)
+        used += snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", eb_methods[i].name);
+    return eb_fail(EB_EINPUT, "unknown method '%s' (%s)", name, list);
+}
+
+int eb_method_index(const eb_method *m) { return (int)(m - eb_methods); }
+
+/* ------------------------------------------------------------------------ */
+/* Generators                                                                */
+
+eb_status eb_generate_fora(eb_cache_schedule **out, const eb_method_input *in, double interval) {
+    return eb_cache_schedule_fora(out, in->sched, (int)interval);
+}
+
+/* Δ-DiT skips o->blocks (0: half the depth, rounded up) from step o->boundary (−1: S/2). */
+eb_status eb_generate_delta_dit(eb_cache_schedule **out, const eb_method_input *in, double interval) {
+    const int L = in->c->depth, S = in->sched->S;
+    const int blocks = in->o->blocks ? in->o->blocks : (L + 1) / 2, boundary = in->o->boundary < 0 ? S / 2 : in->o->boundary;
+    return eb_cache_schedule_delta_dit(out, in->sched, L, (int)interval, blocks, boundary);
+}
+
+eb_status eb_generate_teacache(eb_cache_schedule **out, const eb_method_input *in, double threshold) {
+    return eb_cache_schedule_teacache(out, in->sched, threshold, in->poly, in->npoly);
+}
+
+eb_status eb_generate_fbcache(eb_cache_schedule **out, const eb_method_input *in, double threshold) {
+    return eb_cache_schedule_fbcache(out, in->sched, threshold, in->o->blocks ? in->o->blocks : 1);
+}
+
+eb_status eb_generate_taylorseer(eb_cache_schedule **out, const eb_method_input *in, double interval) {
+    return eb_cache_schedule_taylorseer(out, in->sched, (int)interval, in->o->order, in->o->warmup);
+}
+
+eb_status eb_generate_budget(eb_cache_schedule **out, const eb_method_input *in, double budget) {
+    return eb_budget_table(out, in->rec, in->c, budget, in->scale);
+}
