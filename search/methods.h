@@ -63,6 +63,9 @@ typedef struct {
     unsigned needs;              /* EB_NEEDS_*                                                            */
     int sweeps;                  /* 1: ablations sweep it over speed targets; 0: one table                */
     const char *about;           /* one line for reports                                                  */
+    /* threshold methods: a threshold at which the method reuses all it can, the upper end a speed
+     * target bisects below; NULL: its FLOPs cannot be predicted on a recording, so no target */
+    double (*top)(const eb_method_input *in);
 } eb_method;
 
 /* The registry, in report order. */

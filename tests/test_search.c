@@ -22,35 +22,6 @@ void test_write_recording(const char *path, const eb_rec_data *r);
 
 TestSuite(search, .init = cli_workdir_make, .fini = cli_workdir_remove);
 
-/* The registry: names unique and found; a row without a generator is the
- * uncached run only; what a swept row bisects has a strategy; a row that is
- * not swept either has no table, a fixed parameter, or takes one by hand. */
-Test(search, method_registry_rows) {
-    for (int i = 0; i < EB_NMETHODS; i++) {
-        const eb_method *m = &eb_methods[i];
-        cr_expect_eq(eb_method_find(m->name), m, "%s", m->name);
-        cr_expect(m->about && *m->about, "%s", m->name);
-        cr_expect(m->param >= 0 && m->param < EB_NPARAMS, "%s", m->name);
-        cr_expect(m->generate || (!m->sweeps && !strcmp(m->name, "none")), "%s", m->name);
-        cr_expect(!(m->needs & EB_NEEDS_RUNNER) || m->param == EB_PARAM_DELTA_SCALE, "%s", m->name);
-        cr_expect(m->scaling != EB_SCALING_DEFAULT, "%s", m->name);
-    }
-    cr_expect_null(eb_method_find("foura"));
-    cr_expect_str_eq(eb_param_kind_name(EB_PARAM_DELTA_SCALE), "delta_scale");
-}
-
-/* noise-scaling is FORA at its fixed interval 1 with the fitted scaling;
- * eb-cache-table is eb-cache without it. */
-Test(search, method_rows_defaults) {
-    const eb_method *ns = eb_method_find("noise-scaling"), *t = eb_method_find("eb-cache-table");
-    cr_assert(ns && t);
-    cr_expect_eq(ns->generate, eb_method_find("fora")->generate);
-    cr_expect_eq(ns->fixed, 1);
-    cr_expect_eq(ns->scaling, EB_SCALING_TWO_PHASE);
-    cr_expect_eq(t->generate, eb_method_find("eb-cache")->generate);
-    cr_expect_eq(t->scaling, EB_SCALING_NONE);
-}
-
 /* A small model for FLOP counts: 4 tokens of width 32. */
 static eb_config small_config(int depth) {
     return (eb_config){.input_size = 4, .patch_size = 2, .in_channels = 4, .hidden_size = 32, .depth = depth,
@@ -90,6 +61,37 @@ static eb_schedule view_of(const eb_rec_data *r) {
     for (int k = 0; k < r->S; k++) s.timestep[r->S - 1 - k] = r->t[k];
     return s;
 }
+
+/* The registry: names unique and found; a row without a generator is the
+ * uncached run only; what a swept row bisects has a strategy; a row that is
+ * not swept either has no table, a fixed parameter, or takes one by hand. */
+Test(search, method_registry_rows) {
+    for (int i = 0; i < EB_NMETHODS; i++) {
+        const eb_method *m = &eb_methods[i];
+        cr_expect_eq(eb_method_find(m->name), m, "%s", m->name);
+        cr_expect(m->about && *m->about, "%s", m->name);
+        cr_expect(m->param >= 0 && m->param < EB_NPARAMS, "%s", m->name);
+        cr_expect(m->generate || (!m->sweeps && !strcmp(m->name, "none")), "%s", m->name);
+        cr_expect(!(m->needs & EB_NEEDS_RUNNER) || m->param == EB_PARAM_DELTA_SCALE, "%s", m->name);
+        cr_expect(m->scaling != EB_SCALING_DEFAULT, "%s", m->name);
+        cr_expect(!m->sweeps || m->param != EB_PARAM_THRESHOLD || m->top, "%s: swept without a top", m->name);
+    }
+    cr_expect_null(eb_method_find("foura"));
+    cr_expect_str_eq(eb_param_kind_name(EB_PARAM_DELTA_SCALE), "delta_scale");
+}
+
+/* noise-scaling is FORA at its fixed interval 1 with the fitted scaling;
+ * eb-cache-table is eb-cache without it. */
+Test(search, method_rows_defaults) {
+    const eb_method *ns = eb_method_find("noise-scaling"), *t = eb_method_find("eb-cache-table");
+    cr_assert(ns && t);
+    cr_expect_eq(ns->generate, eb_method_find("fora")->generate);
+    cr_expect_eq(ns->fixed, 1);
+    cr_expect_eq(ns->scaling, EB_SCALING_TWO_PHASE);
+    cr_expect_eq(t->generate, eb_method_find("eb-cache")->generate);
+    cr_expect_eq(t->scaling, EB_SCALING_NONE);
+}
+
 
 /* The table's flops and drift proxy on the recording. */
 static void score(const eb_rec_data *r, const eb_cache_schedule *cs, const eb_config *c, double *flops, double *dev) {
