@@ -1,0 +1,2 @@
+def record(*a, **k):
+    raise NotImplementedError
