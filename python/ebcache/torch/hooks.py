@@ -33,6 +33,28 @@ class Layout:
     def depth(self):
         return len(self.blocks)
 
+    def config(self, model):
+        """The configuration attributes ebcache writes (input_size, patch_size, …, learn_sigma)."""
+        if self.kind == "official":
+            proj = model.x_embedder.proj
+            p, D = proj.kernel_size[0], proj.out_channels
+            tokens = model.pos_embed.shape[1]
+            heads = getattr(model, "num_heads", None) or getattr(self.blocks[0].attn, "num_heads")
+            size = math.isqrt(tokens) * p
+        else:
+            cfg = model.config
+            p, heads, size = cfg.patch_size, cfg.num_attention_heads, cfg.sample_size
+            D = cfg.num_attention_heads * cfg.attention_head_dim
+        return {"input_size": size, "patch_size": p, "in_channels": self.in_channels, "hidden_size": D,
+                "depth": self.depth, "num_heads": heads, "num_classes": self.null_class,
+                "learn_sigma": int(self.out_channels == 2 * self.in_channels)}
+
+    def call(self, model, x, t, y):
+        """The model's raw output on x (B, C, H, W), t (B), y (B), as a tensor."""
+        if self.kind == "official":
+            return model.forward(x, t, y)
+        return _sample(model(x, timestep=t, class_labels=y, return_dict=False))
+
     def arg(self, args, kwargs, pos, kw):
         return args[pos] if len(args) > pos else kwargs.get(kw)
 
@@ -127,10 +149,26 @@ class Plan:
             self.runs.append(runs)
             ran = [acts[b][0] != "S" for b in range(depth)]
             ran_all |= {(lo, hi) for lo in range(depth) for hi in range(lo + 1, depth + 1) if all(ran[lo:hi])}
-        used = {r for runs in self.runs for r in runs}
+        self.used = used = {r for runs in self.runs for r in runs}
         for k, acts in enumerate(self.acts):
             later = {r for runs in self.runs[k + 1:] for r in runs}
             self.record.append([r for r in used & later if all(acts[b][0] != "S" for b in range(*r))])
+
+
+    def flop_fraction(self, config):
+        """Executed over uncached multiply-accumulates, counted as eb_macs_split does (docs/schedule.md)."""
+        D, p = config["hidden_size"], config["patch_size"]
+        T = (config["input_size"] // p) ** 2
+        Co = config["in_channels"] * (2 if config["learn_sigma"] else 1)
+        fixed = T * D * config["in_channels"] * p * p + 256 * D + D * D + 2 * D * D + T * D * p * p * Co
+        adaln, attn, mlp = 6 * D * D, T * 4 * D * D + 2 * T * T * D, T * 8 * D * D
+        macs = 0.0
+        for acts in self.acts:
+            macs += fixed
+            for a, m in acts:
+                if a != "S":
+                    macs += adaln + (attn if a == "C" else 0) + (mlp if m == "C" else 0)
+        return macs / (self.S * (fixed + self.L * (adaln + attn + mlp)))
 
 
 class ScheduleHooks:
@@ -203,12 +241,12 @@ class ScheduleHooks:
                                         f"t = {self.plan.t[k]} (another respacing?)")
             self.current = k
             if self.observer:
-                self.observer.begin(k, args, kwargs)
+                self.observer.begin(k, args, kwargs, self.layout)
             out = original(*args, **kwargs)
             self.step = k + 1
             if self.observer:
                 self.observer.output(k, _sample(out))
-            return out if self.in_cfg else self._scaled(out, k)
+            return out if self.in_cfg else self._scaled(out, k, guided=False)
         return forward
 
     def _cfg_forward(self, original):
@@ -218,17 +256,18 @@ class ScheduleHooks:
                 out = original(*args, **kwargs)
             finally:
                 self.in_cfg = False
-            return self._scaled(out, self.step - 1)
+            return self._scaled(out, self.step - 1, guided=True)
         return forward_with_cfg
 
-    def _scaled(self, out, k):
-        """ε (the first C output channels) divided by step k's scale, in float32 as the engine does."""
+    def _scaled(self, out, k, guided):
+        """ε (the first C output channels) divided by step k's scale, in float32 as the engine does;
+        guided: the output of forward_with_cfg (else of forward)."""
         s = float(np.float32(self.plan.scale[k]))
         if s != 1.0:
             C = self.layout.in_channels
             out = _with_sample(out, lambda o: torch.cat([o[:, :C] / s, o[:, C:]], dim=1))
         if self.observer:
-            self.observer.eps(k, _sample(out))
+            self.observer.eps(k, _sample(out), guided)
         return out
 
     # -- blocks: skipped runs ------------------------------------------------
