@@ -76,6 +76,13 @@ class Schedule:
     sampler: str = ""
     flops: Optional[float] = None
     policy: Optional[Policy] = None
+    trailer: List[str] = field(default_factory=list)  # comment lines after the last row, verbatim (search's provenance)
+
+    @property
+    def provenance(self):
+        """{key: value} of the trailer's '# key: value' lines (what `ebcache search` recorded)."""
+        pairs = (line[1:].partition(":") for line in self.trailer if line.startswith("#"))
+        return {k.strip(): v.strip() for k, colon, v in pairs if colon}
 
     # -- per step and block ------------------------------------------------
     def actions(self, depth):
@@ -110,7 +117,7 @@ class Schedule:
         out.append("# step    t  blocks  attn  mlp  scale")
         out += ["%6d %4d %7s %5s %4s  %s" % (r.step, r.t, r.blocks_text(), r.attn, r.mlp, format_number(r.scale))
                 for r in self.rows]
-        return "\n".join(out) + "\n"
+        return "\n".join(out + self.trailer) + "\n"
 
     def write(self, path):
         """Writes the table to `path` through a temporary file in the same folder and a rename."""
@@ -172,7 +179,7 @@ class _Parser:
 
     def parse(self, text):
         meta, rows, steps, steps_line = {}, [], None, 0
-        policy = None
+        policy, trailer = None, []
         lines = text.split("\n")
         if lines and lines[-1] == "":
             lines.pop()
@@ -188,6 +195,8 @@ class _Parser:
                     self.fail(f"not an ebcache schedule: line 1 must be '{VERSION_LINE}'")
                 continue
             if not s or (s[0] == "#" and s[1:2] != "#"):
+                if rows:
+                    trailer.append(raw)
                 continue
             if s[0] == "#":
                 if rows:
@@ -215,6 +224,7 @@ class _Parser:
                 else:
                     self.fail(f"unknown directive '{key}' (method, params, model, sampler, steps, flops, policy)")
                 continue
+            trailer = []  # a comment between rows is not after the last one
             rows.append(self.row(s, steps, rows))
         if steps is None:
             self.fail("no '## steps: S' directive")
@@ -222,7 +232,7 @@ class _Parser:
         if last != steps - 1:
             self.fail(f"steps {last + 1}..{steps - 1} have no row (## steps: {steps} at line {steps_line})")
         meta.pop("policy", None)
-        return Schedule(steps=steps, rows=rows, policy=policy, **meta)
+        return Schedule(steps=steps, rows=rows, policy=policy, trailer=trailer, **meta)
 
     def policy(self, value):
         tok = value.split()
