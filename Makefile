@@ -24,7 +24,7 @@ TEST_SRC := $(wildcard tests/*.c)
 
 # Debian packages the build and the tests need; the PyTorch reference (make bench, make goldens) needs REF_DEB_PKGS too.
 DEB_PKGS := build-essential libopenblas-openmp-dev libhdf5-dev libgsl-dev libcriterion-dev zlib1g-dev \
-            gnuplot-nox dataset-fashion-mnist hdf5-tools pkg-config clang libclang-rt-dev libomp-dev
+            gnuplot-nox dataset-fashion-mnist hdf5-tools pkg-config clang libclang-rt-dev libomp-dev python3-pytest
 REF_DEB_PKGS := python3-torch python3-numpy python3-h5py python3-scipy
 DEB_STAMP := build/.deps
 REF_DEB_STAMP := build/.deps-ref
@@ -74,11 +74,16 @@ build/libebcache.a: build/$(BIN_VARIANT)/libebcache.a
 # The suite runs twice: optimized, then under AddressSanitizer + UBSan; then each fuzz target runs
 # for FUZZ_TEST_SECONDS from its seeds and the corpus grown so far (fuzz/run.sh), failing on any finding.
 # Tests find the CLI through EBCACHE_BIN (the variant's own binary).
-test: cuda-check test-opt test-san test-fuzz
+test: cuda-check test-opt test-san test-fuzz test-python
 test-opt: deps build/opt/test_suite build/opt/ebcache
 	EBCACHE_BIN=build/opt/ebcache OMP_NUM_THREADS=2 build/opt/test_suite --jobs 1
 test-san: deps build/san/test_suite build/san/ebcache
 	EBCACHE_BIN=build/san/ebcache ASAN_OPTIONS=detect_leaks=1 OMP_NUM_THREADS=2 build/san/test_suite --jobs 1
+
+# The Python package's suite (python/tests, docs/python.md) with Debian's python3, torch and pytest.
+.PHONY: test-python
+test-python: deps $(REF_DEB_STAMP) build/opt/ebcache
+	cd python && EBCACHE_BIN=$(CURDIR)/build/opt/ebcache OMP_NUM_THREADS=1 /usr/bin/python3 -m pytest -q -p no:cacheprovider tests
 
 # The CUDA backend (runtime/cuda/, docs/cuda.md): sm_90 code plus its PTX. The CUDA variant is the opt
 # objects with backend_select.c rebuilt to know the backend, the .cu objects and the CUDA libraries.
