@@ -1,0 +1,66 @@
+"""ebcache.lib: the ctypes calls against the CLI's files, and C errors as Python exceptions."""
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import REPO, SHIPPED, run_ebcache
+
+lib = pytest.importorskip("ebcache.lib")
+
+
+@pytest.fixture(scope="module")
+def model():
+    path = lib.library_path()
+    if not path or not os.path.exists(path):
+        if os.environ.get("EBCACHE_LIB"):
+            pytest.fail(f"EBCACHE_LIB={os.environ['EBCACHE_LIB']} does not exist")
+        pytest.skip("no libebcache.so (build/libebcache.so or EBCACHE_LIB): the ctypes bindings are not tested")
+    lib.set_threads(1)
+    with lib.Model(SHIPPED) as m:
+        yield m
+
+
+def test_model_config_and_noise(model):
+    assert model.config == {"input_size": 28, "patch_size": 4, "in_channels": 1, "hidden_size": 128, "depth": 6,
+                            "num_heads": 4, "num_classes": 10, "learn_sigma": 1}
+    from ebcache import rng
+    np.testing.assert_array_equal(model.initial_noise(2, seed=9)[1], rng.normals(9, rng.stream_xT(1), (1, 28, 28)))
+    assert model.guide_channels("official") == 2 and model.guide_channels("eps") == 1
+
+
+def test_sample_matches_the_cli(model, tmp_path):
+    table, out = tmp_path / "fora.schedule", tmp_path / "c.h5"
+    run_ebcache("schedule", "fora", "--interval", "2", "--steps", "10", "--model", SHIPPED, "--output", table)
+    run_ebcache("sample", "--model", SHIPPED, "--steps", "10", "--labels", "3,7", "--seed", "2", "--threads", "1",
+                "--schedule", table, "--output", out)
+    x, stats = model.sample(model.initial_noise(2, seed=2), [3, 7], respacing="10", seed=2, schedule=table)
+    with h5py.File(out) as f:
+        np.testing.assert_array_equal(x, f["samples"][:])  # the same code on the same bits
+    assert stats["steps"] == 10 and abs(stats["flop_fraction"] - model.schedule_flops(table, "10")) < 1e-12
+
+
+def test_forward_guided_matches_the_cli(model, tmp_path):
+    x = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    out = model.forward(x, [999, 20], [4, 10])
+    plain = model.forward(x, [999, 20], [4, 10], cfg_scale=1.5, guidance="eps")
+    assert out.shape == (2, 2, 28, 28) and not np.array_equal(out, plain)
+    np.testing.assert_array_equal(model.forward(x, 999, 4), model.forward(x, [999, 999], [4, 4]))
+
+
+def test_errors_carry_the_c_message(model, tmp_path):
+    with pytest.raises(lib.InputError, match="nonexistent.safetensors"):
+        lib.Model(tmp_path / "nonexistent.safetensors")
+    x = np.zeros((1, 1, 28, 28), np.float32)
+    x[0, 0, 3, 5] = np.nan
+    with pytest.raises(lib.InputError, match=r"x has NaN at \[0, 0, 3, 5\]"):
+        model.forward(x, 10, 1)
+    with pytest.raises(lib.InputError, match=r"y\[0\] = 99 outside \[0, 10\]"):
+        model.forward(np.zeros((1, 1, 28, 28)), 10, 99)
+    table = tmp_path / "t.schedule"
+    run_ebcache("schedule", "fora", "--interval", "2", "--steps", "10", "--model", SHIPPED, "--output", table)
+    with pytest.raises(lib.InputError, match="the table has 10 steps but the sampler runs 20"):
+        model.sample(np.zeros((1, 1, 28, 28)), [0], respacing="20", schedule=table)
+    with pytest.raises(lib.InputError, match="shape"):
+        model.forward(np.zeros((1, 3, 28, 28)), 10, 1)
