@@ -5,10 +5,10 @@
     rec.attrs["cfg_scale"]         # root attributes, names as docs/recording.md
     rec.description("drift/attn")  # the dataset's formula
 """
-import os
-
 import h5py
 import numpy as np
+
+from ebcache.files import atomic_path
 
 
 def _plain(v):
@@ -52,21 +52,13 @@ class Recording:
         """Writes the recording as `ebcache record` lays it out (float64 statistics, float32 samples,
         int32 labels, attributes int64 / float64 / variable-length strings), under a temporary name
         renamed when complete."""
-        folder = os.path.dirname(os.path.abspath(path))
-        tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp.{os.getpid()}")
-        try:
-            with h5py.File(tmp, "w", track_order=False) as f:
-                for name, value in self.attrs.items():
-                    f.attrs[name] = _attr_value(value)
-                for name, a in sorted(self.arrays.items()):
-                    d = f.create_dataset(name, data=a, track_times=False)
-                    if name in self.descriptions:
-                        d.attrs["description"] = _attr_value(self.descriptions[name])
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+            for name, value in self.attrs.items():
+                f.attrs[name] = _attr_value(value)
+            for name, a in sorted(self.arrays.items()):
+                d = f.create_dataset(name, data=a, track_times=False)
+                if name in self.descriptions:
+                    d.attrs["description"] = _attr_value(self.descriptions[name])
 
 
 def _attr_value(v):

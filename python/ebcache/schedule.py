@@ -4,10 +4,10 @@ A table written by `ebcache schedule …` or `ebcache search` reads back and wri
 `Schedule.write` prints the C writer's layout (runtime/schedule.c), numbers in the shortest `%g` form
 that reads back to the same double.
 """
-import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
+
+from ebcache.files import atomic_path
 
 VERSION_LINE = "# ebcache schedule v1"
 MAX_TIMESTEPS = 1000
@@ -121,7 +121,8 @@ class Schedule:
 
     def write(self, path):
         """Writes the table to `path` through a temporary file in the same folder and a rename."""
-        write_atomic(path, self.text().encode())
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            f.write(self.text().encode())
 
     @staticmethod
     def parse(text, name="(table)"):
@@ -135,20 +136,6 @@ def read_schedule(path):
     if b"\0" in data:
         raise ScheduleError(f"{path}: holds a NUL byte, not a text table")
     return Schedule.parse(data.decode("utf-8"), str(path))
-
-
-def write_atomic(path, data):
-    """Writes bytes to path under a temporary name in its folder, then renames (no half-written file)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".tmp.", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class _Parser:
