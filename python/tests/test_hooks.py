@@ -57,6 +57,22 @@ def test_samples_match_ebcache_sample(shipped, tmp_path, name):
     assert rel(torch_samples(shipped, None, cfg), want) > 1e-4
 
 
+@pytest.mark.parametrize("args", [["teacache", "--threshold", "0.6"], ["fbcache", "--threshold", "0.3", "--blocks", "2"]],
+                         ids=["teacache", "fbcache"])
+def test_policies_match_ebcache_sample(shipped, tmp_path, args):
+    """Dynamic policies decide each step as the engine does: the same steps served, the same samples."""
+    table, out = tmp_path / "policy.schedule", tmp_path / "c.h5"
+    run_ebcache("schedule", *args, "--steps", "25", "--model", SHIPPED, "--output", table)
+    run_ebcache("sample", "--model", SHIPPED, "--steps", "25", "--labels", "3,7", "--seed", SEED, "--threads", "1",
+                "--schedule", table, "--output", out)
+    _, loop = ddpm_loop(cfg_fn(shipped, LABELS, 1.5), "25", LABELS, SEED)
+    with torch.no_grad(), et.apply_schedule(shipped, table) as hooks:
+        got = loop().numpy()
+    with h5py.File(out) as f:
+        assert sum(hooks.skipped) == f.attrs["steps_skipped"] >= 10
+        assert rel(got, f["samples"][:]) <= 1e-5
+
+
 def test_uncached_matches_and_hooks_are_removed(shipped, tmp_path):
     before = torch_samples(shipped, None, 1.5)
     assert rel(before, c_samples(tmp_path, None, 1.5)) <= 1e-5
@@ -107,8 +123,8 @@ def test_errors(shipped, tmp_path):
     skip = "# ebcache schedule v1\n## steps: 2\n0 999 * C C 1\n1 0 * C C 1\n1 0 2 S C 1\n"
     with pytest.raises(ScheduleError, match="S needs both columns"):
         et.apply_schedule(shipped, skip)
-    policy = "# ebcache schedule v1\n## steps: 1\n## policy: teacache threshold=0.1\n0 999 * C C 1\n"
-    with pytest.raises(NotImplementedError, match="teacache"):
+    policy = "# ebcache schedule v1\n## steps: 1\n## policy: teacache threshold=0.1\n0 999 * R C 1\n"
+    with pytest.raises(ScheduleError, match="teacache: with a policy every row must compute"):
         et.apply_schedule(shipped, policy)
     with pytest.raises(TypeError, match="neither the official DiT"):
         et.apply_schedule(torch.nn.Linear(2, 2), table)

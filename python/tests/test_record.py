@@ -11,26 +11,28 @@ from conftest import SHIPPED, cfg_fn, ddpm_loop, rel, run_ebcache  # noqa: E402
 LABELS, SEED, SPACING, CFG = [2, 8], 6, "10", 1.5
 
 
-def record_both(model, tmp_path, table_args):
+def record_both(model, tmp_path, table_args, spacing=SPACING):
     table = None
     if table_args:
         table = tmp_path / "table.schedule"
-        run_ebcache("schedule", *table_args, "--steps", SPACING, "--model", SHIPPED, "--output", table)
+        run_ebcache("schedule", *table_args, "--steps", spacing, "--model", SHIPPED, "--output", table)
     c_path = tmp_path / "c.h5"
-    run_ebcache("record", "--model", SHIPPED, "--steps", SPACING, "--labels", ",".join(map(str, LABELS)),
+    run_ebcache("record", "--model", SHIPPED, "--steps", spacing, "--labels", ",".join(map(str, LABELS)),
                 "--seed", SEED, "--cfg-scale", CFG, "--threads", "1", *(["--schedule", table] if table else []),
                 "--output", c_path)
-    s, loop = ddpm_loop(cfg_fn(model, LABELS, CFG), SPACING, LABELS, SEED)
+    s, loop = ddpm_loop(cfg_fn(model, LABELS, CFG), spacing, LABELS, SEED)
     py_path = tmp_path / "py.h5"
     rec = et.record(model, loop, py_path, alphas_cumprod=s.alphas_cumprod, schedule=table, seed=SEED, cfg_scale=CFG,
-                    sampler="ddpm", respacing=SPACING, variance="learned_range", model_file=SHIPPED)
+                    sampler="ddpm", respacing=spacing, variance="learned_range", model_file=SHIPPED)
     return rec, ebcache.read_recording(c_path), py_path
 
 
-@pytest.mark.parametrize("name,table", [("uncached", None), ("fora", ["fora", "--interval", "2"]),
-                                        ("delta-dit", ["delta-dit", "--interval", "2", "--blocks", "3"])])
-def test_recording_matches_ebcache_record(shipped, tmp_path, name, table):
-    rec, c, path = record_both(shipped, tmp_path, table)
+@pytest.mark.parametrize("name,table,spacing", [
+    ("uncached", None, SPACING), ("fora", ["fora", "--interval", "2"], SPACING),
+    ("delta-dit", ["delta-dit", "--interval", "2", "--blocks", "3"], SPACING),
+    ("fbcache", ["fbcache", "--threshold", "0.3", "--blocks", "2"], "25")])
+def test_recording_matches_ebcache_record(shipped, tmp_path, name, table, spacing):
+    rec, c, path = record_both(shipped, tmp_path, table, spacing)
     assert set(c.keys()) == set(rec.keys())
     for k in c.keys():
         a, b = np.asarray(rec[k], np.float64), np.asarray(c[k], np.float64)
@@ -48,6 +50,9 @@ def test_recording_matches_ebcache_record(shipped, tmp_path, name, table):
         assert (rec["drift/attn"][1] == 0).all()
     if name == "delta-dit":
         assert np.isnan(rec["drift/mlp"][1, 3:]).all()
+    if name == "fbcache":  # the served steps skip blocks 2..5: their drift is undefined there
+        served = np.isnan(rec["drift/attn"][1:, 2])
+        assert served.sum() >= 10 and not np.isnan(rec["drift/attn"][1:, :2]).any()
     assert ebcache.read_recording(path).attrs == rec.attrs
 
 

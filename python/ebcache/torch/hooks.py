@@ -110,10 +110,13 @@ class Plan:
     `S` stands in both columns."""
 
     def __init__(self, schedule, depth):
-        if schedule.policy is not None:
-            raise NotImplementedError(f"{schedule.policy.kind}: dynamic policies are not implemented by the "
-                                      "PyTorch hooks (tables of C / R / T / S rows are)")
         self.S, self.L = schedule.steps, depth
+        self.policy = schedule.policy
+        if self.policy is not None:
+            if any(r.attn != "C" or r.mlp != "C" for r in schedule.rows):
+                raise ScheduleError(f"{self.policy.kind}: with a policy every row must compute (C C)")
+            if self.policy.kind == "fbcache" and self.policy.blocks >= depth:
+                raise ScheduleError(f"fbcache: blocks={self.policy.blocks} leaves none of the {depth} blocks to cache")
         self.acts = schedule.actions(depth)
         self.scale = schedule.step_scale()
         self.t = schedule.step_t()
@@ -155,17 +158,22 @@ class Plan:
             self.record.append([r for r in used & later if all(acts[b][0] != "S" for b in range(*r))])
 
 
-    def flop_fraction(self, config):
-        """Executed over uncached multiply-accumulates, counted as eb_macs_split does (docs/schedule.md)."""
+    def flop_fraction(self, config, skipped=None):
+        """Executed over uncached multiply-accumulates, counted as eb_macs_split / eb_plan_step_macs do
+        (docs/schedule.md); skipped[k] = 1 where a dynamic policy served step k (None: none did)."""
         D, p = config["hidden_size"], config["patch_size"]
         T = (config["input_size"] // p) ** 2
         Co = config["in_channels"] * (2 if config["learn_sigma"] else 1)
         fixed = T * D * config["in_channels"] * p * p + 256 * D + D * D + 2 * D * D + T * D * p * p * Co
         adaln, attn, mlp = 6 * D * D, T * 4 * D * D + 2 * T * T * D, T * 8 * D * D
         macs = 0.0
-        for acts in self.acts:
+        for k, acts in enumerate(self.acts):
             macs += fixed
-            for a, m in acts:
+            served = skipped is not None and skipped[k]
+            if served and self.policy.kind == "teacache":
+                macs += adaln  # block 0's probe
+                continue
+            for a, m in acts[:self.policy.blocks] if served else acts:
                 if a != "S":
                     macs += adaln + (attn if a == "C" else 0) + (mlp if m == "C" else 0)
         return macs / (self.S * (fixed + self.L * (adaln + attn + mlp)))
@@ -194,6 +202,12 @@ class ScheduleHooks:
         self.factors = {slot: [] for slot in self.plan.cap}   # TaylorSeer factors f_0.. per module
         self.last = {}                                        # step of each module's last compute
         self.residual, self.run_input = {}, {}
+        self.probe_step = -1            # the step whose block-0 probe the observer has seen
+        # dynamic policies: TeaCache's accumulated change and previous probe, first-block cache's
+        # previous first-blocks residual, the residual that replaces the cached blocks, this step's decision
+        self.accumulated, self.prev_probe, self.prev_first = 0.0, None, None
+        self.policy_residual, self.policy_input, self.policy_skip = None, None, False
+        self.skipped = []               # per step: 1 when the policy served it from the residual
 
     def __enter__(self):
         self._reset()
@@ -202,7 +216,9 @@ class ScheduleHooks:
         if hasattr(self.model, "forward_with_cfg"):
             self._patch(self.model, "forward_with_cfg", self._cfg_forward)
         for b, block in enumerate(L.blocks):
-            if any(self.plan.runs) or self.observer is not None:
+            if self.plan.policy is not None:
+                self._patch(block, "forward", self._policy_block_forward(b, block))
+            elif any(self.plan.runs) or self.observer is not None:
                 self._patch(block, "forward", self._block_forward(b, block))
             for mod, name in ((0, L.attn), (1, L.mlp)):
                 if (b, mod) in self.plan.cap or self.observer is not None or self.plan_uses(b, mod):
@@ -279,11 +295,9 @@ class ScheduleHooks:
                 for lo, hi in self.plan.runs[k]:
                     if lo == b:
                         if self.observer and b == 0:
-                            self.observer.probe(k, self.layout.probe(block, args, kwargs))
+                            self._observe_probe(k, self.layout.probe(block, args, kwargs))
                         return x + self.residual[(lo, hi)]
                     if lo < b < hi:
-                        if self.observer and b == 0:
-                            self.observer.probe(k, self.layout.probe(block, args, kwargs))
                         return x
                 for r in self.plan.record[k]:
                     if r[0] == b:
@@ -296,14 +310,70 @@ class ScheduleHooks:
             return forward
         return wrap
 
+    def _observe_probe(self, k, p):
+        self.probe_step = k
+        self.observer.probe(k, p)
+
+    # -- blocks: dynamic policies (docs/schedule.md, as runtime/cache.c) ---------
+    def _policy_block_forward(self, b, block):
+        pol, L = self.plan.policy, self.layout.depth
+
+        def wrap(original):
+            def forward(*args, **kwargs):
+                k = self.current
+                x = self.layout.arg(args, kwargs, 0, "x" if self.layout.kind == "official" else "hidden_states")
+                if pol.kind == "teacache" and b == 0:
+                    probe = self.layout.probe(block, args, kwargs)
+                    if self.observer:
+                        self._observe_probe(k, probe)
+                    must = k == 0 or k == self.plan.S - 1 or self.prev_probe is None
+                    change = 0.0 if must else _rel_l1(probe, self.prev_probe)
+                    self.policy_skip = self._teacache_skips(change, must)
+                    self.prev_probe = probe
+                    self.skipped.append(int(self.policy_skip))
+                    if self.policy_skip:
+                        return x + self.policy_residual
+                    self.policy_input = x
+                elif pol.kind == "fbcache" and b == 0:
+                    self.policy_skip, self.policy_input = False, x
+                elif pol.kind == "fbcache" and b == pol.blocks:
+                    first = x - self.policy_input
+                    self.policy_skip = self.prev_first is not None and _rel_l1(first, self.prev_first) < pol.threshold
+                    self.skipped.append(int(self.policy_skip))
+                    if self.policy_skip:
+                        return x + self.policy_residual
+                    self.prev_first, self.policy_input = first, x
+                elif self.policy_skip:
+                    return x
+                out = original(*args, **kwargs)
+                if b == L - 1:
+                    self.policy_residual = out - self.policy_input
+                return out
+            return forward
+        return wrap
+
+    def _teacache_skips(self, change, must):
+        """eb_teacache_skip: the rescaled change accumulates; below the threshold the step is skipped."""
+        if must:
+            self.accumulated = 0.0
+            return False
+        y = 0.0
+        for c in self.plan.policy.poly:  # Horner, highest degree first
+            y = y * change + c
+        self.accumulated += y
+        if self.accumulated < self.plan.policy.threshold:
+            return True
+        self.accumulated = 0.0
+        return False
+
     # -- attention and MLP: compute, reuse, forecast -------------------------
     def _module_forward(self, b, mod):
         def wrap(original):
             def forward(*args, **kwargs):
                 k = self.current
                 act = self.plan.acts[k][b][mod]
-                if self.observer and b == 0 and mod == 0:
-                    self.observer.probe(k, args[0] if args else next(iter(kwargs.values())))
+                if self.observer and b == 0 and mod == 0 and self.probe_step != k:
+                    self._observe_probe(k, args[0] if args else next(iter(kwargs.values())))
                 cap = self.plan.cap.get((b, mod), 0)
                 if act == "C":
                     out = original(*args, **kwargs)
@@ -345,6 +415,11 @@ class ScheduleHooks:
         return out
 
 
+def _rel_l1(a, b):
+    """Σ|a − b| / Σ|b|: the differences in float32, the sums in float64 (rel_l1 of the CPU backend)."""
+    return ((a - b).abs().double().sum() / b.abs().double().sum()).item()
+
+
 def _sample(out):
     """The output tensor of an official forward (a tensor) or a diffusers one (an output object or a tuple)."""
     if torch.is_tensor(out):
@@ -368,6 +443,7 @@ def apply_schedule(model, schedule, check_timesteps=True):
     a table path or its text); with classifier-free guidance both halves go through one call, as the
     official `forward_with_cfg` does. ε is divided by the step's scale after guidance when the guidance is
     `forward_with_cfg`, else on the forward's output (the same, guidance being linear). With
-    check_timesteps the model's timestep must be the row's t. Raises ScheduleError when the table does
-    not fit the model, NotImplementedError for dynamic policies (TeaCache, first-block cache)."""
+    check_timesteps the model's timestep must be the row's t. Dynamic policies (TeaCache, first-block
+    cache) decide per step as the engine does; the returned object's `skipped` lists the decisions.
+    Raises ScheduleError when the table does not fit the model."""
     return ScheduleHooks(model, schedule, check_timesteps=check_timesteps)

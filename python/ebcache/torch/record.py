@@ -212,7 +212,7 @@ def record(model, sampler_loop, output=None, *, alphas_cumprod, schedule=None, s
             "sampler": sampler, "respacing": respacing, "steps": S, "eta": float(eta), "variance": variance,
             "seed": seed, "start": "seed", "data": "", "start_step": 0, "N": N, "batch": N,
             "schedule": "", "schedule_text": sched.text() if sched else "",
-            "flop_fraction": hooks.plan.flop_fraction(config), "has_data": 0, "has_reference": int(sched is not None),
+            "flop_fraction": hooks.plan.flop_fraction(config, hooks.skipped if hooks.plan.policy else None), "has_data": 0, "has_reference": int(sched is not None),
             "signal_power": power, **extra, "wall_seconds": time.monotonic() - start}
     if sched is not None and sched.method:
         root["schedule_method"] = sched.method
