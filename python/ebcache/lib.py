@@ -5,6 +5,7 @@
     x0, stats = m.sample(m.initial_noise(8), y, respacing="50", schedule="fora2.schedule")
     ebcache.lib.record(output="rec.h5", model=..., n=16)       # pipeline/recording.h
     ebcache.lib.fit("rec.h5", "fit.h5"); ebcache.lib.search("rec.h5", "t.schedule", method="fora", target_speedup=2)
+    ebcache.lib.evaluate("samples.h5", "data/classifier.safetensors")   # pipeline/evaluation.h
 
 The library is $EBCACHE_LIB, else build/libebcache.so of the source tree this package sits in, else the
 system's libebcache.so. The runtime calls (runtime/ebcache.h) are bound when the library loads; the
@@ -122,6 +123,23 @@ class SearchOutcome(ctypes.Structure):  # eb_search_outcome
                 ("method", ctypes.c_char * 32), ("params", ctypes.c_char * 256), ("warning", ctypes.c_char * 1024)]
 
 
+class EvalParams(ctypes.Structure):  # eb_eval_params (pipeline/evaluation.h)
+    _fields_ = [("samples", ctypes.c_char_p), ("dataset", ctypes.c_char_p), ("labels_dataset", ctypes.c_char_p),
+                ("reference", ctypes.c_char_p), ("classifier", ctypes.c_char_p), ("real_split", ctypes.c_char_p),
+                ("n_real", ctypes.c_int), ("real_cache", ctypes.c_char_p), ("fmnist_dir", ctypes.c_char_p),
+                ("floor", ctypes.c_int), ("output", ctypes.c_char_p)]
+
+
+class EvalResult(ctypes.Structure):  # eb_eval_result
+    _fields_ = [("n_samples", ctypes.c_int), ("n_real", ctypes.c_int), ("D", ctypes.c_int), ("k", ctypes.c_int),
+                ("fd", ctypes.c_double), ("fd_mean", ctypes.c_double), ("fd_cov", ctypes.c_double),
+                ("pixel_k", ctypes.c_int), ("pixel_fd", ctypes.c_double), ("pixel_fd_mean", ctypes.c_double),
+                ("pixel_fd_cov", ctypes.c_double), ("precision", ctypes.c_double), ("recall", ctypes.c_double),
+                ("accuracy", ctypes.c_double), ("real_accuracy", ctypes.c_double), ("psnr", ctypes.c_double),
+                ("ssim", ctypes.c_double), ("samples", ctypes.c_char * 512), ("labels", ctypes.c_char * 64),
+                ("extractor", ctypes.c_char * 64)]
+
+
 # -- the library -------------------------------------------------------------
 _lib = None
 _pipeline_bound = {}
@@ -155,7 +173,7 @@ _RESTYPES = {"eb_last_error": ctypes.c_char_p, "eb_model_free": None, "eb_model_
              "eb_schedule_free": None, "eb_cache_schedule_free": None, "eb_cache_schedule_flops": ctypes.c_double,
              "eb_rng_key": ctypes.c_uint64, "eb_rng_fill_normal": None, "eb_set_threads": None,
              "eb_run_params_defaults": None, "eb_sample_params_defaults": None, "eb_record_params_defaults": None,
-             "eb_search_params_defaults": None, "eb_method_find": ctypes.c_void_p, "eb_scaling_parse": ctypes.c_int}
+             "eb_search_params_defaults": None, "eb_eval_params_defaults": None, "eb_method_find": ctypes.c_void_p, "eb_scaling_parse": ctypes.c_int}
 _PIPELINE = {
     "eb_sample_params_defaults": [P(SampleParams)],
     "eb_sample_to_file": [P(SampleParams), P(SampleResult)],
@@ -165,6 +183,8 @@ _PIPELINE = {
     "eb_search_params_defaults": [P(SearchParams)],
     "eb_search_to_file": [P(SearchParams), P(SearchOutcome)],
     "eb_method_find": [ctypes.c_char_p],
+    "eb_eval_params_defaults": [P(EvalParams)],
+    "eb_evaluate": [P(EvalParams), P(EvalResult)],
     "eb_scaling_parse": [P(ctypes.c_int), ctypes.c_char_p],
 }
 
@@ -363,6 +383,12 @@ class Model:
 
 
 # -- the experiment layer (pipeline/*.h) -------------------------------------
+def _struct_dict(r):
+    """A result structure as a dict, char arrays decoded."""
+    out = {n: getattr(r, n) for n, _ in r._fields_}
+    return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in out.items()}
+
+
 def _run_params(p, model, *, respacing="50", sampler="ddpm", eta=0.0, variance="large", cfg_scale=1.5,
                 guidance="official", seed=0, noise=None, labels=None, n=0, batch=32, schedule=None, threads=0,
                 device=None, heads=0, keep=None):
@@ -392,7 +418,7 @@ def run_sample(output, model, baseline=False, **run):
     r = SampleResult()
     check(_fn("eb_sample_to_file")(ctypes.byref(p), ctypes.byref(r)))
     del keep
-    return {n: (getattr(r, n).decode() if n == "warning" else getattr(r, n)) for n, _ in r._fields_}
+    return _struct_dict(r)
 
 
 def record(output, model, data=None, start_step=0, eps_q=True, dump_features=None, **run):
@@ -405,7 +431,7 @@ def record(output, model, data=None, start_step=0, eps_q=True, dump_features=Non
     r = RecordResult()
     check(_fn("eb_record_to_file")(ctypes.byref(p), ctypes.byref(r)))
     del keep
-    return {n: (getattr(r, n).decode() if n == "warning" else getattr(r, n)) for n, _ in r._fields_}
+    return _struct_dict(r)
 
 
 def fit(recording, output=None):
@@ -439,6 +465,21 @@ def search(recording, output, method="eb-cache", target_speedup=None, fit=None, 
     p.threads, p.output = threads, _b(output)
     o = SearchOutcome()
     check(_fn("eb_search_to_file")(ctypes.byref(p), ctypes.byref(o)))
-    out = {n: getattr(o, n) for n, _ in o._fields_}
-    return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in out.items()}
+    return _struct_dict(o)
+
+
+def evaluate(samples, classifier, output=None, reference=None, **opts):
+    """`ebcache eval` as a call (eb_evaluate): FD, precision/recall, pixel FD, accuracy, PSNR/SSIM of a
+    samples file against the Fashion-MNIST split; returns the result dict. opts: dataset,
+    labels_dataset, real_split, n_real, real_cache, fmnist_dir, floor (pipeline/evaluation.h)."""
+    p = EvalParams()
+    _fn("eb_eval_params_defaults")(ctypes.byref(p))
+    p.samples, p.classifier, p.output, p.reference = _b(samples), _b(classifier), _b(output), _b(reference)
+    for k, v in opts.items():
+        if k not in dict(EvalParams._fields_):
+            raise TypeError(f"evaluate() got an unknown option '{k}'")
+        setattr(p, k, _b(v) if isinstance(v, (str, os.PathLike)) else v)
+    r = EvalResult()
+    check(_fn("eb_evaluate")(ctypes.byref(p), ctypes.byref(r)))
+    return _struct_dict(r)
 
