@@ -13,7 +13,7 @@ import subprocess
 import h5py
 import pytest
 
-from conftest import REPO, SHIPPED, cfg_fn, ddpm_loop, rel, run_ebcache
+from conftest import REPO, SHIPPED, ddpm_loop, rel, run_ebcache
 
 VENV_PY = os.path.join(REPO, "build", "venv-diffusers", "bin", "python")
 HAVE = importlib.util.find_spec("diffusers") is not None

@@ -5,7 +5,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import REPO, SHIPPED, run_ebcache
+from conftest import SHIPPED, run_ebcache
 
 lib = pytest.importorskip("ebcache.lib")
 

@@ -16,7 +16,7 @@ import os
 import numpy as np
 import torch
 
-from ebcache.schedule import Schedule, ScheduleError, read_schedule
+from ebcache.schedule import Row, Schedule, ScheduleError, read_schedule
 
 
 class Layout:
@@ -26,6 +26,7 @@ class Layout:
 
     def __init__(self, kind, blocks, attn, mlp, t_kw, y_kw, in_channels, out_channels, null_class):
         self.kind, self.blocks, self.attn, self.mlp = kind, list(blocks), attn, mlp
+        self.x_kw = "x" if kind == "official" else "hidden_states"  # the tokens' name in a block's forward
         self.t_kw, self.y_kw = t_kw, y_kw
         self.in_channels, self.out_channels, self.null_class = in_channels, out_channels, null_class
 
@@ -61,7 +62,7 @@ class Layout:
     def probe(self, block, args, kwargs):
         """Block `block`'s modulated attention input LN(x)·(1 + scale_msa) + shift_msa, computed through
         the block's own modules (for a step that does not run its attention)."""
-        x = self.arg(args, kwargs, 0, "x" if self.kind == "official" else "hidden_states")
+        x = self.arg(args, kwargs, 0, self.x_kw)
         if self.kind == "official":
             c = self.arg(args, kwargs, 1, "c")
             shift, scale = block.adaLN_modulation(c).chunk(6, dim=1)[:2]
@@ -100,7 +101,6 @@ def as_schedule(schedule):
 
 def all_compute(steps):
     """A table that computes every block at every step (the uncached run)."""
-    from ebcache.schedule import Row
     return Schedule(steps=steps, rows=[Row(k, 0, None, "C", "C", 1.0) for k in range(steps)], method="none")
 
 
@@ -291,7 +291,7 @@ class ScheduleHooks:
         def wrap(original):
             def forward(*args, **kwargs):
                 k = self.current
-                x = self.layout.arg(args, kwargs, 0, "x" if self.layout.kind == "official" else "hidden_states")
+                x = self.layout.arg(args, kwargs, 0, self.layout.x_kw)
                 for lo, hi in self.plan.runs[k]:
                     if lo == b:
                         if self.observer and b == 0:
@@ -321,7 +321,7 @@ class ScheduleHooks:
         def wrap(original):
             def forward(*args, **kwargs):
                 k = self.current
-                x = self.layout.arg(args, kwargs, 0, "x" if self.layout.kind == "official" else "hidden_states")
+                x = self.layout.arg(args, kwargs, 0, self.layout.x_kw)
                 if pol.kind == "teacache" and b == 0:
                     probe = self.layout.probe(block, args, kwargs)
                     if self.observer:

@@ -49,7 +49,7 @@ class _Observer:
         return B // 2 if self.cfg_scale != 1 else B
 
     def begin(self, k, args, kwargs, layout):
-        x = layout.arg(args, kwargs, 0, "x" if layout.kind == "official" else "hidden_states")
+        x = layout.arg(args, kwargs, 0, layout.x_kw)
         N = self.rows(x.shape[0])
         self.xs[k] = x[:N].detach().double()
         t = layout.arg(args, kwargs, 1, layout.t_kw)
