@@ -50,6 +50,17 @@ void eval_fixture_write(const char *dir) {
     eb_clf_free(m);
 }
 
+double eval_fixture_accuracy(const char *dir, const eb_fmnist *images) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/clf.safetensors", dir);
+    eb_clf *m;
+    double acc;
+    cr_assert_eq(eb_clf_load(&m, path, NULL, NULL), EB_OK, "%s", eb_last_error());
+    cr_assert_eq(eb_clf_accuracy(m, &acc, images->images, images->labels, images->n), EB_OK, "%s", eb_last_error());
+    eb_clf_free(m);
+    return acc;
+}
+
 void eval_fixture_samples(const char *path, const char *name, const float *x, int N, int C, int side,
                           const int32_t *y) {
     eb_h5w *w;

@@ -6,6 +6,8 @@
 
 #include <stdint.h>
 
+#include "train/fmnist.h"
+
 #define EVAL_FIXTURE_N 40    /* images in each split */
 #define EVAL_FIXTURE_SIDE 28
 
@@ -13,6 +15,9 @@
  * EVAL_FIXTURE_N random images and labels i % 10 as both splits, and
  * dir/clf.safetensors: a random classifier (D = 16, one block, 10 classes). */
 void eval_fixture_write(const char *dir);
+
+/* Accuracy of dir/clf.safetensors on `images`, computed in-process (eb_clf_accuracy). */
+double eval_fixture_accuracy(const char *dir, const eb_fmnist *images);
 
 /* Writes images x (N, C, side, side) as dataset `name` (and labels y (N) as
  * "y" when given) to the HDF5 file `path`. */

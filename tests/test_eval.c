@@ -113,16 +113,7 @@ static void expect_rejected(const bad_case *cases, size_t n) {
 }
 
 /* The classifier's accuracy on the tiny set, computed in-process. */
-static double direct_accuracy(void) {
-    char path[512];
-    path_in(path, sizeof path, "clf.safetensors");
-    eb_clf *m;
-    double acc;
-    cr_assert_eq(eb_clf_load(&m, path, NULL, NULL), EB_OK, "%s", eb_last_error());
-    cr_assert_eq(eb_clf_accuracy(m, &acc, images.images, images.labels, images.n), EB_OK, "%s", eb_last_error());
-    eb_clf_free(m);
-    return acc;
-}
+static double direct_accuracy(void) { return eval_fixture_accuracy(workdir, &images); }
 
 Test(eval, identical_sets_known_answers) {
     write_samples("s.h5", "samples", images.images, N_IMAGES, 1, SIDE, images.labels);

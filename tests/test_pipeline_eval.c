@@ -53,15 +53,6 @@ static eb_eval_params params(const char *samples, const char *reference) {
     return p;
 }
 
-static double direct_accuracy(void) {
-    eb_clf *m;
-    double acc;
-    cr_assert_eq(eb_clf_load(&m, clf_path, NULL, NULL), EB_OK, "%s", eb_last_error());
-    cr_assert_eq(eb_clf_accuracy(m, &acc, images.images, images.labels, images.n), EB_OK, "%s", eb_last_error());
-    eb_clf_free(m);
-    return acc;
-}
-
 /* The CLI test's known answers (tests/test_eval.c), through the library call. */
 Test(pipeline_eval, known_answers) {
     char s[512], a_path[512], b_path[512];
@@ -77,7 +68,7 @@ Test(pipeline_eval, known_answers) {
     cr_expect_eq(r.recall, 1.0);
     cr_expect(isinf(r.psnr) && r.psnr > 0, "psnr %g", r.psnr);
     cr_expect_leq(fabs(r.ssim - 1.0), 1e-12, "ssim %.17g", r.ssim);
-    const double acc = direct_accuracy();
+    const double acc = eval_fixture_accuracy(workdir, &images);
     cr_expect_eq(r.accuracy, acc);
     cr_expect_eq(r.real_accuracy, acc);
     cr_expect_eq(r.n_samples, N);
@@ -165,6 +156,15 @@ static const char *shifted_samples(char *path, int32_t *y) {
     return path;
 }
 
+/* The shifted samples (written to `samples`, labels y) scored by the fake extractor fx (state st). */
+static eb_eval_params fake_params(char *samples, int32_t *y, fake_state *st, eb_features *fx) {
+    shifted_samples(samples, y);
+    *fx = fake_extractor(st);
+    eb_eval_params p = params(samples, NULL);
+    p.features = fx, p.classifier = NULL;
+    return p;
+}
+
 /* The evaluation reaches the network only through eb_features: FD,
  * precision/recall and accuracy equal those of the fake's features computed
  * here, and the network-free judges equal those of the classifier run. */
@@ -172,11 +172,10 @@ Test(pipeline_eval, fake_extractor_is_all_it_uses) {
     const int n_real = 30;
     char s[512], out[512];
     int32_t y[N];
-    shifted_samples(s, y);
     fake_state st;
-    eb_features fx = fake_extractor(&st);
-    eb_eval_params p = params(s, s);
-    p.features = &fx, p.classifier = NULL, p.n_real = n_real, p.output = in_workdir(out, "m.h5");
+    eb_features fx;
+    eb_eval_params p = fake_params(s, y, &st, &fx);
+    p.reference = s, p.n_real = n_real, p.output = in_workdir(out, "m.h5");
     eb_eval_result r, rc;
     cr_assert_eq(eb_evaluate(&p, &r), EB_OK, "%s", eb_last_error());
     cr_expect_eq(st.images_seen, N + n_real, "the samples and the first n_real real images, once each");
@@ -248,11 +247,10 @@ Test(pipeline_eval, fake_extractor_is_all_it_uses) {
 Test(pipeline_eval, real_cache_round_trip) {
     char s[512], cache[512];
     int32_t y[N];
-    shifted_samples(s, y);
     fake_state st;
-    eb_features fx = fake_extractor(&st);
-    eb_eval_params p = params(s, NULL);
-    p.features = &fx, p.real_cache = in_workdir(cache, "real.h5");
+    eb_features fx;
+    eb_eval_params p = fake_params(s, y, &st, &fx);
+    p.real_cache = in_workdir(cache, "real.h5");
     eb_eval_result r1, r2, r3;
     cr_assert_eq(eb_evaluate(&p, &r1), EB_OK, "%s", eb_last_error());
     cr_expect_eq(st.images_seen, 2 * N);
