@@ -273,7 +273,7 @@ static int read_cache(const char *path, const char *sum, const char *split, int 
     if (!hit) { /* a miss recomputes everything */
         int keep_k = ref->K, keep_p = ref->P;
         real_reference_free(ref);
-        ref->K = keep_k, ref->P = keep_p;
+        ref->K = keep_k, ref->P = keep_p, ref->acc = NAN;
     }
     return hit;
 }
@@ -522,7 +522,10 @@ eb_status eb_evaluate(const eb_eval_params *p, eb_eval_result *r) {
     eval_detail d = {0};
     real_reference real_ref = {0};
     eb_status st = check_params(p);
-    if (!st && !fx) st = eb_features_open_fmnist(&opened, p->classifier), fx = opened;
+    if (!st && !fx) {
+        st = eb_features_open_fmnist(&opened, p->classifier);
+        fx = opened;
+    }
     if (!st) st = check_extractor(fx, p->features ? "the given extractor" : p->classifier);
     /* inputs first: bad ones are reported before any long computation */
     if (!st) st = read_inputs(p, fx, &in, &res);

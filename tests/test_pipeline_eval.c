@@ -272,6 +272,15 @@ Test(pipeline_eval, real_cache_round_trip) {
     cr_assert_eq(eb_evaluate(&p, &r3), EB_OK, "%s", eb_last_error());
     cr_expect_eq(st.images_seen, 2 * N);
     cr_expect_eq(r3.fd, r1.fd);
+    /* an extractor without logits caches no accuracy (NaN), and hits alike */
+    snprintf(fx.checksum, sizeof fx.checksum, "fake-linear-3");
+    fx.classes = 0;
+    for (int call = 0; call < 2; call++) {
+        st.images_seen = 0;
+        cr_assert_eq(eb_evaluate(&p, &r3), EB_OK, "%s", eb_last_error());
+        cr_expect_eq(st.images_seen, call ? N : 2 * N, "call %d", call);
+        cr_expect(isnan(r3.real_accuracy) && r3.fd == r1.fd, "call %d: real accuracy %g", call, r3.real_accuracy);
+    }
     /* the classifier's cache is keyed by %016llx of eb_clf_checksum, as it always was */
     eb_eval_params pc = params(s, NULL);
     pc.real_cache = cache;
