@@ -125,7 +125,8 @@ class SearchOutcome(ctypes.Structure):  # eb_search_outcome
 
 class EvalParams(ctypes.Structure):  # eb_eval_params (pipeline/evaluation.h)
     _fields_ = [("samples", ctypes.c_char_p), ("dataset", ctypes.c_char_p), ("labels_dataset", ctypes.c_char_p),
-                ("reference", ctypes.c_char_p), ("classifier", ctypes.c_char_p), ("real_split", ctypes.c_char_p),
+                ("reference", ctypes.c_char_p), ("classifier", ctypes.c_char_p), ("features", ctypes.c_void_p),
+                ("real_split", ctypes.c_char_p),
                 ("n_real", ctypes.c_int), ("real_cache", ctypes.c_char_p), ("fmnist_dir", ctypes.c_char_p),
                 ("floor", ctypes.c_int), ("output", ctypes.c_char_p)]
 
@@ -136,7 +137,7 @@ class EvalResult(ctypes.Structure):  # eb_eval_result
                 ("pixel_k", ctypes.c_int), ("pixel_fd", ctypes.c_double), ("pixel_fd_mean", ctypes.c_double),
                 ("pixel_fd_cov", ctypes.c_double), ("precision", ctypes.c_double), ("recall", ctypes.c_double),
                 ("accuracy", ctypes.c_double), ("real_accuracy", ctypes.c_double), ("psnr", ctypes.c_double),
-                ("ssim", ctypes.c_double), ("samples", ctypes.c_char * 512), ("labels", ctypes.c_char * 64),
+                ("ssim", ctypes.c_double), ("samples", ctypes.c_char_p), ("labels", ctypes.c_char_p),
                 ("extractor", ctypes.c_char * 64)]
 
 
@@ -476,7 +477,7 @@ def evaluate(samples, classifier, output=None, reference=None, **opts):
     _fn("eb_eval_params_defaults")(ctypes.byref(p))
     p.samples, p.classifier, p.output, p.reference = _b(samples), _b(classifier), _b(output), _b(reference)
     for k, v in opts.items():
-        if k not in dict(EvalParams._fields_):
+        if k not in dict(EvalParams._fields_) or k == "features":
             raise TypeError(f"evaluate() got an unknown option '{k}'")
         setattr(p, k, _b(v) if isinstance(v, (str, os.PathLike)) else v)
     r = EvalResult()

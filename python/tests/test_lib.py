@@ -64,3 +64,27 @@ def test_errors_carry_the_c_message(model, tmp_path):
         model.sample(np.zeros((1, 1, 28, 28)), [0], respacing="20", schedule=table)
     with pytest.raises(lib.InputError, match="shape"):
         model.forward(np.zeros((1, 3, 28, 28)), 10, 1)
+
+
+def test_evaluate_matches_the_cli(model, tmp_path):
+    """eb_evaluate through ctypes and `ebcache eval` on the same samples: the same numbers."""
+    import json
+    from conftest import REPO
+    classifier = os.path.join(REPO, "data", "classifier.safetensors")
+    samples, ref = tmp_path / "s.h5", tmp_path / "u.h5"
+    for out, extra in ((samples, ["--schedule", tmp_path / "t.schedule"]), (ref, [])):
+        if extra:
+            run_ebcache("schedule", "fora", "--interval", "2", "--steps", "10", "--model", SHIPPED, "--output", extra[1])
+        run_ebcache("sample", "--model", SHIPPED, "--steps", "10", "--n", "12", "--seed", "1", "--threads", "1",
+                    *extra, "--output", out)
+    cli = json.loads(run_ebcache("eval", "--samples", samples, "--reference", ref, "--classifier", classifier,
+                                 "--n-real", "200", "--json").stdout)
+    got = lib.evaluate(samples, classifier, reference=ref, n_real=200)
+    assert got["n_samples"] == 12 and got["n_real"] == 200 and got["labels"] == "y"
+    flat = {k: v for k, v in cli.items() if isinstance(v, (int, float))}
+    shared = [k for k in ("fd", "precision", "recall", "accuracy", "psnr", "ssim") if k in flat]
+    assert len(shared) >= 4, cli
+    for k in shared:
+        assert got[k] == pytest.approx(flat[k], rel=1e-9), k
+    with pytest.raises(lib.InputError, match="missing.h5"):
+        lib.evaluate(tmp_path / "missing.h5", classifier, n_real=200)
