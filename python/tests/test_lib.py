@@ -88,3 +88,42 @@ def test_evaluate_matches_the_cli(model, tmp_path):
         assert got[k] == pytest.approx(flat[k], rel=1e-9), k
     with pytest.raises(lib.InputError, match="missing.h5"):
         lib.evaluate(tmp_path / "missing.h5", classifier, n_real=200)
+
+
+def has(name):
+    try:
+        lib._fn(name)
+        return True
+    except lib.EbcacheError:
+        return False
+
+
+def need(name):
+    if not has(name):
+        pytest.skip(f"this libebcache.so has no {name} (the experiment layer, pipeline/)")
+
+
+def test_pipeline_sample_record_fit_search(model, tmp_path):
+    """run_sample, record, fit and search as calls write what the CLI writes."""
+    need("eb_sample_to_file")
+    need("eb_record_to_file")
+    need("eb_search_to_file")
+    ours, cli = tmp_path / "ours.h5", tmp_path / "cli.h5"
+    r = lib.run_sample(ours, SHIPPED, respacing="10", labels=[3, 7], seed=2, threads=1)
+    assert r["N"] == 2 and r["steps"] == 10
+    run_ebcache("sample", "--model", SHIPPED, "--steps", "10", "--labels", "3,7", "--seed", "2", "--threads", "1",
+                "--output", cli)
+    with h5py.File(ours) as a, h5py.File(cli) as b:
+        np.testing.assert_array_equal(a["samples"][:], b["samples"][:])
+    rec = tmp_path / "rec.h5"
+    r = lib.record(rec, SHIPPED, respacing="10", labels=[3, 7], seed=2, threads=1)
+    assert r["S"] == 10 and r["N"] == 2
+    lib.fit(rec, tmp_path / "fit.h5")
+    assert (tmp_path / "fit.h5").exists()
+    table = tmp_path / "fora.schedule"
+    o = lib.search(rec, table, method="fora", target_speedup=1.8, threads=1)
+    assert o["met"] == 1 and o["method"] == "fora" and table.exists()
+    with pytest.raises(lib.InputError, match="unknown method 'nope'"):
+        lib.search(rec, table, method="nope")
+    with pytest.raises(lib.InputError, match="missing.h5"):
+        lib.search(tmp_path / "missing.h5", table, method="fora", interval=2)
