@@ -152,11 +152,10 @@ class Plan:
             self.runs.append(runs)
             ran = [acts[b][0] != "S" for b in range(depth)]
             ran_all |= {(lo, hi) for lo in range(depth) for hi in range(lo + 1, depth + 1) if all(ran[lo:hi])}
-        self.used = used = {r for runs in self.runs for r in runs}
+        used = {r for runs in self.runs for r in runs}
         for k, acts in enumerate(self.acts):
             later = {r for runs in self.runs[k + 1:] for r in runs}
             self.record.append([r for r in used & later if all(acts[b][0] != "S" for b in range(*r))])
-
 
     def flop_fraction(self, config, skipped=None):
         """Executed over uncached multiply-accumulates, counted as eb_macs_split / eb_plan_step_macs do
@@ -221,7 +220,7 @@ class ScheduleHooks:
             elif any(self.plan.runs) or self.observer is not None:
                 self._patch(block, "forward", self._block_forward(b, block))
             for mod, name in ((0, L.attn), (1, L.mlp)):
-                if (b, mod) in self.plan.cap or self.observer is not None or self.plan_uses(b, mod):
+                if (b, mod) in self.plan.cap or self.observer is not None:  # cap: a later step reuses or forecasts it
                     self._patch(getattr(block, name), "forward", self._module_forward(b, mod))
         return self
 
@@ -233,9 +232,6 @@ class ScheduleHooks:
                 delattr(obj, name)
         self._saved = []
         return False
-
-    def plan_uses(self, b, mod):
-        return any(acts[b][mod] not in ("C", "S") for acts in self.plan.acts)
 
     def _patch(self, obj, name, fn):
         had = name in vars(obj)
