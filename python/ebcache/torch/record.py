@@ -12,7 +12,7 @@ import torch
 
 from ebcache import rng
 from ebcache.recording import Recording
-from ebcache.torch.hooks import ScheduleHooks, as_schedule
+from ebcache.torch.hooks import ScheduleHooks, as_schedule, model_layout
 
 DESCRIPTIONS = {
     "steps/t": "model timestep of step k (sampler index S-1-k)",
@@ -172,8 +172,7 @@ def record(model, sampler_loop, output=None, *, alphas_cumprod, schedule=None, s
     if sched is not None and sched.steps != S:
         raise ValueError(f"the schedule has {sched.steps} steps, alphas_cumprod {S}")
     start = time.monotonic()
-    probe = ScheduleHooks(model, steps=S)
-    layout = probe.layout
+    layout = model_layout(model)
     g = guide_channels if guide_channels is not None else min(3, layout.out_channels)
     config = layout.config(model)
     with torch.no_grad():
