@@ -48,7 +48,8 @@ typedef struct {
     int n;                    /* n samples with labels 0, 1, … cycling over the classes          */
     int batch;                /* samples per model batch (32); fixed batch = same bits            */
     const char *schedule;     /* a cache schedule table file (NULL: uncached)                     */
-    int threads;              /* 0: all cores                                                     */
+    int threads;              /* 0: all cores. Many threads on busy cores want OMP_WAIT_POLICY=passive
+                                 in the environment (runtime/cpu/kernels.h eb_cpu_reexec)         */
     eb_device device;         /* {NULL = cpu, fp32}                                               */
     int progress;             /* 1: the samplers' progress line on stderr when it is a terminal (0) */
 } eb_run_params;
@@ -77,7 +78,8 @@ typedef struct {
  * that a front end can show its own spelling of it (the CLI: --cfg-scale). */
 
 /* Checks p (EB_EINPUT naming the field: cfg_scale < 0, η outside [0, 1] or
- * with DDPM, batch < 1, none or several of noise / labels / n, …), sets the
+ * with DDPM, batch < 1, none or several of noise / labels / n, labels outside
+ * the classes, …), sets the
  * thread count, loads the model on its device, builds the respaced schedule,
  * reads and checks the table against both (a table made for another
  * respacing says which to give), and draws or reads x_T and the labels.
@@ -97,19 +99,23 @@ eb_status eb_run_open_model(eb_run *r, const eb_run_params *p);
  * the seconds taken. */
 eb_status eb_run_sample(const eb_run *r, float *x, eb_cache_stats *stats, double *wall);
 
-/* Root attributes of a file the run wrote: model, its SHA-256, the model
- * configuration, sampler, respacing, η, variance, cfg_scale, cfg_channels and
- * the guidance rule, seed, start (the noise file or "seed"), batch, device,
- * ebcache version; the schedule's path, text and method when there is one. */
+/* Root attributes of a file the run wrote (docs/recording.md): model, its
+ * SHA-256, the model configuration, sampler, respacing, η, variance,
+ * cfg_scale, cfg_channels and the guidance rule, seed, start (the noise file
+ * or "seed"), batch, device, ebcache version; schedule and schedule_text (""
+ * uncached) and the schedule's method when it names one. */
 eb_status eb_run_attrs_write(eb_h5w *w, const eb_run *r, const eb_run_params *p);
 /* The model part of them (version, model and its SHA-256, configuration,
  * guidance, device): what eb_run_open_model's output carries. */
 eb_status eb_run_model_attrs_write(eb_h5w *w, const eb_run *r, const eb_run_params *p);
 
 /* The run that wrote `path` (eb_run_attrs_write), to run it again: p gets
- * the file's settings; strings point into `buf` (cap bytes). The labels are
- * the file's /y when it stores them (read into *labels, malloc'd, NULL
- * otherwise). EB_EINPUT naming the file and the missing attribute. */
+ * the file's settings over eb_run_params_defaults (threads, device and
+ * progress stay the defaults; η NaN unless DDIM); strings point into `buf`
+ * (cap bytes). A run started from a noise file gets p->noise; one started
+ * from the seed gets the file's /y as its labels (read into *labels,
+ * malloc'd; NULL otherwise). EB_EINPUT naming the file and the missing
+ * attribute, or a seed-started run whose file stores no /y. */
 eb_status eb_run_params_from_file(eb_run_params *p, const char *path, char *buf, size_t cap, int32_t **labels);
 
 /* " (ETA 3 min 20 s)" for `left` seconds into buf; returns buf. The one ETA
