@@ -13,12 +13,12 @@
 
 #define CMD "search"
 
-/* "A,C" for eb-cache's δ(τ) = A·τ + C, one number for TeaCache. */
+/* "A,C" for eb-cache's δ(τ) = A·τ + C, one number for a threshold method. */
 static int parse_threshold(const char *v, eb_search_opts *o) {
-    if (o->method == EB_SEARCH_TEACACHE) return eb_arg_float(CMD, "threshold", v, &o->threshold);
-    if (o->method != EB_SEARCH_EBCACHE) {
-        fprintf(stderr, "ebcache " CMD ": --threshold is for eb-cache (A,C) and teacache; %s takes --interval\n",
-                eb_search_method_name(o->method));
+    if (o->method->param == EB_PARAM_THRESHOLD) return eb_arg_float(CMD, "threshold", v, &o->threshold);
+    if (o->method->param != EB_PARAM_DELTA_SCALE) {
+        fprintf(stderr, "ebcache " CMD ": --threshold is for eb-cache (A,C) and the threshold methods; %s takes --%s\n",
+                o->method->name, eb_param_kind_name(o->method->param));
         return 2;
     }
     char a[64], *comma = strchr(v, ',');
@@ -61,9 +61,9 @@ static int read_opts(const eb_opt *opts, int n, eb_search_opts *o) {
     if ((v = eb_arg(opts, n, "t-thre")) && (rc = eb_arg_float(CMD, "t-thre", v, &o->t_thre))) return rc;
     if ((v = eb_arg(opts, n, "noise-scaling")) && eb_scaling_parse(&o->scaling, v)) return eb_report(CMD, EB_EINPUT);
     if (!isnan(o->target) && (eb_arg(opts, n, "interval") || eb_arg(opts, n, "threshold")) &&
-        o->method != EB_SEARCH_EBCACHE) {
+        o->method->param != EB_PARAM_DELTA_SCALE) {
         fprintf(stderr, "ebcache " CMD ": --target-speedup searches the %s; do not give it too\n",
-                o->method == EB_SEARCH_TEACACHE ? "threshold" : "interval");
+                eb_param_kind_name(o->method->param));
         return 2;
     }
     return 0;
@@ -113,7 +113,7 @@ int cmd_search(int argc, char **argv) {
         return 2;
     }
     if ((rc = eb_output_check(CMD, p.output, EB_INPUTS(p.record, p.fit, p.model)))) return rc;
-    if (eb_search_method_parse(&p.opts.method, method)) return eb_report(CMD, EB_EINPUT);
+    if (eb_method_parse(&p.opts.method, method)) return eb_report(CMD, EB_EINPUT);
     if ((rc = read_opts(opts, n, &p.opts))) return rc;
     long threads = 0;
     if ((v = eb_arg(opts, n, "threads")) && (rc = eb_arg_int(CMD, "threads", v, 1, 1024, &threads))) return rc;

@@ -103,9 +103,9 @@ eb_status eb_search_to_file(const eb_search_params *p, eb_search_outcome *out) {
     eb_search_result res = {0};
     if ((st = eb_rec_data_read(&rec, p->record))) return st;
     if (p->fit) st = eb_fit_read(&fit, p->fit);
-    const int ebcache = p->opts.method == EB_SEARCH_EBCACHE;
-    if (!st && ebcache) st = eb_replay_open(&replay, &rec, p->threads, p->progress, &runner);
-    if (!st) st = eb_search(&res, &rec, p->fit ? &fit : NULL, &c, &p->opts, ebcache ? &runner : NULL);
+    const int chains = (p->opts.method->needs & EB_NEEDS_RUNNER) != 0;
+    if (!st && chains) st = eb_replay_open(&replay, &rec, p->threads, p->progress, &runner);
+    if (!st) st = eb_search(&res, &rec, p->fit ? &fit : NULL, &c, &p->opts, chains ? &runner : NULL);
     if (!st && res.runs && p->progress && isatty(2)) fprintf(stderr, "\n"); /* ends the replay's progress line */
     if (!st)
         eb_fit_warning(out->warning, sizeof out->warning, &res.two_phase,

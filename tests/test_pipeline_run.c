@@ -148,7 +148,7 @@ Test(pipeline_run, record_then_ebcache_search) {
 
     eb_search_params s;
     eb_search_params_defaults(&s);
-    s.record = rec, s.opts.method = EB_SEARCH_EBCACHE, s.opts.target = 1 / 1.25, s.threads = 1;
+    s.record = rec, s.opts.method = eb_method_find("eb-cache"), s.opts.target = 1 / 1.25, s.threads = 1;
     s.output = in_workdir(table, "e.schedule");
     eb_search_outcome out;
     cr_assert_eq(eb_search_to_file(&s, &out), EB_OK, "%s", eb_last_error());
