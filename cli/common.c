@@ -2,7 +2,6 @@
 #include "cli/common.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +33,10 @@ int eb_cli_run_read(const char *cmd, const eb_opt *opts, int nopts, eb_cli_run *
     if (!rc && (v = eb_arg(opts, nopts, "labels")) &&
         !(rc = eb_arg_int_list(cmd, "labels", v, 0, INT32_MAX, &run->labels, &p->n_labels)))
         p->labels = run->labels;
-    if (rc) return eb_cli_run_free(run), rc;
+    if (rc) {
+        eb_cli_run_free(run);
+        return rc;
+    }
     if ((v = eb_arg(opts, nopts, "respacing"))) p->respacing = v;
     if ((v = eb_arg(opts, nopts, "cfg-channels"))) p->cfg_channels = v;
     p->noise = eb_arg(opts, nopts, "noise");
