@@ -169,6 +169,33 @@ Test(pipeline_run, record_then_ebcache_search) {
     cr_expect_neq(access(none, F_OK), 0, "a table was written for an unreachable target");
 }
 
+/* The replay reopens a recording's run (one chain without a target) and
+ * refuses it, naming the file, once the model changed (SHA-256). */
+Test(pipeline_run, replay_checks_the_recorded_run) {
+    char model[512], rec[512], table[512], cmd[1200];
+    snprintf(cmd, sizeof cmd, "cp " TINY " %s", in_workdir(model, "m.safetensors"));
+    cr_assert_eq(system(cmd), 0);
+    eb_record_params p;
+    eb_record_params_defaults(&p);
+    p.run.model = model, p.run.respacing = "6", p.run.n = 2, p.run.threads = 1;
+    p.output = in_workdir(rec, "rec.h5");
+    cr_assert_eq(eb_record_to_file(&p, NULL), EB_OK, "%s", eb_last_error());
+    eb_search_params s;
+    eb_search_params_defaults(&s);
+    s.record = rec, s.threads = 1, s.output = in_workdir(table, "e.schedule");
+    eb_search_outcome out;
+    cr_assert_eq(eb_search_to_file(&s, &out), EB_OK, "%s", eb_last_error());
+    cr_expect(out.met && out.runs == 1, "met %d runs %d", out.met, out.runs);
+    /* the same configuration stored as f16: it loads, but it is not the recorded model */
+    snprintf(cmd, sizeof cmd, "cp " GOLDEN_DIR "models/tiny_sigma_f16.safetensors %s", model);
+    cr_assert_eq(system(cmd), 0);
+    unlink(table);
+    cr_expect_eq(eb_search_to_file(&s, &out), EB_EINPUT);
+    cr_expect(strstr(eb_last_error(), "rec.h5") && strstr(eb_last_error(), "changed since the recording"), "%s",
+              eb_last_error());
+    cr_expect_neq(access(table, F_OK), 0, "a table was written for a changed model");
+}
+
 /* Bad parameters: EB_EINPUT naming the field, nothing written. */
 Test(pipeline_run, bad_params_name_the_field) {
     char out[512];
