@@ -107,34 +107,6 @@ int eb_arg_u64(const char *cmd, const char *name, const char *value, uint64_t *o
     return 0;
 }
 
-int eb_arg_int_list(const char *cmd, const char *name, const char *value, long min, long max, int32_t **out, int *n) {
-    int cap = 1;
-    for (const char *p = value; *p; p++) cap += *p == ',';
-    int32_t *list = malloc(cap * sizeof(int32_t));
-    if (!list) {
-        fprintf(stderr, "ebcache %s: out of memory\n", cmd);
-        return 1;
-    }
-    int count = 0;
-    for (const char *p = value;;) {
-        char *end;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (errno || end == p || v < min || v > max || (*end && *end != ',')) {
-            fprintf(stderr, "ebcache %s: --%s: item %d of '%s' is not an integer in [%ld, %ld]\n", cmd, name, count,
-                    value, min, max);
-            free(list);
-            return 2;
-        }
-        list[count++] = (int32_t)v;
-        if (!*end) break;
-        p = end + 1;
-    }
-    *out = list;
-    *n = count;
-    return 0;
-}
-
 const char *eb_plural(long n, const char *one, const char *many) { return n == 1 ? one : many; }
 
 void eb_print_line(const char *cmd, const char *kind, const char *msg) {

@@ -29,8 +29,6 @@ void eb_arg_default(eb_opt *opts, int nopts, const char *name, const char *v);
 int eb_arg_int(const char *cmd, const char *name, const char *value, long min, long max, long *out);
 int eb_arg_float(const char *cmd, const char *name, const char *value, double *out);
 int eb_arg_u64(const char *cmd, const char *name, const char *value, uint64_t *out);
-/* Comma-separated integers in [min, max]; *out malloc'd. */
-int eb_arg_int_list(const char *cmd, const char *name, const char *value, long min, long max, int32_t **out, int *n);
 
 /* `one` when n is 1, else `many`: printf("%d %s", n, eb_plural(n, "sample", "samples")). */
 const char *eb_plural(long n, const char *one, const char *many);

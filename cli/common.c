@@ -31,7 +31,7 @@ int eb_cli_run_read(const char *cmd, const eb_opt *opts, int nopts, eb_cli_run *
     if (!rc && (v = eb_arg(opts, nopts, "cfg-scale")) && !(rc = eb_arg_float(cmd, "cfg-scale", v, &x))) p->cfg_scale = x;
     if (!rc && (v = eb_arg(opts, nopts, "seed"))) rc = eb_arg_u64(cmd, "seed", v, &p->seed);
     if (!rc && (v = eb_arg(opts, nopts, "labels")) &&
-        !(rc = eb_arg_int_list(cmd, "labels", v, 0, INT32_MAX, &run->labels, &p->n_labels)))
+        !(rc = eb_report(cmd, eb_int_list_parse("labels", v, 0, INT32_MAX, &run->labels, &p->n_labels))))
         p->labels = run->labels;
     if (rc) {
         eb_cli_run_free(run);

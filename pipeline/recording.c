@@ -5,7 +5,6 @@
 #include "analyze/record.h"
 #include "train/fmnist.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,29 +52,11 @@ static eb_status load_data(const eb_record_params *p, const eb_config *c, int N,
 }
 
 /* "all" or a comma list of integers in [0, limit) into *out (malloc'd, *n of them). */
-static eb_status index_list(const char *spec, const char *whole, int limit, int32_t **out, int *n) {
-    int cap = 1;
-    for (const char *q = spec; *q; q++) cap += *q == ',';
-    if (!strcmp(spec, "all")) cap = limit;
-    if (!(*out = malloc((size_t)cap * sizeof **out))) return eb_fail(EB_ERUNTIME, "out of memory");
-    *n = 0;
-    if (!strcmp(spec, "all")) {
-        for (int i = 0; i < limit; i++) (*out)[(*n)++] = i;
-        return EB_OK;
-    }
-    for (const char *q = spec;;) {
-        char *end;
-        errno = 0;
-        long v = strtol(q, &end, 10);
-        if (errno || end == q || v < 0 || v >= limit || (*end && *end != ',')) {
-            free(*out), *out = NULL;
-            return eb_fail(EB_EINPUT, "`dump_features`: item %d of '%s' in '%s' is not an integer in [0, %d]", *n, spec,
-                           whole, limit - 1);
-        }
-        (*out)[(*n)++] = (int32_t)v;
-        if (!*end) return EB_OK;
-        q = end + 1;
-    }
+static eb_status index_list(const char *spec, int limit, int32_t **out, int *n) {
+    if (strcmp(spec, "all")) return eb_int_list_parse("dump_features", spec, 0, limit - 1, out, n);
+    if (!(*out = malloc((size_t)limit * sizeof **out))) return eb_fail(EB_ERUNTIME, "out of memory");
+    for (*n = 0; *n < limit; ++*n) (*out)[*n] = *n;
+    return EB_OK;
 }
 
 /* "STEPS:BLOCKS", comma lists or "all", into d (steps and blocks malloc'd). */
@@ -85,8 +66,8 @@ static eb_status parse_dump(const char *v, int S, int L, int32_t **steps, int32_
         return eb_fail(EB_EINPUT, "`dump_features`: '%s' is not STEPS:BLOCKS (e.g. 10,20:0,3)", v);
     char left[256];
     snprintf(left, sizeof left, "%.*s", (int)(colon - v), v);
-    eb_status st = index_list(left, v, S, steps, &d->nsteps);
-    if (!st) st = index_list(colon + 1, v, L, blocks, &d->nblocks);
+    eb_status st = index_list(left, S, steps, &d->nsteps);
+    if (!st) st = index_list(colon + 1, L, blocks, &d->nblocks);
     d->steps = *steps, d->blocks = *blocks;
     return st;
 }

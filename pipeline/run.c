@@ -63,6 +63,28 @@ eb_status eb_var_type_parse(eb_var_type *v, const char *name) {
     return st;
 }
 
+eb_status eb_int_list_parse(const char *field, const char *text, long min, long max, int32_t **out, int *n) {
+    int cap = 1;
+    for (const char *q = text; *q; q++) cap += *q == ',';
+    *n = 0;
+    if (!(*out = malloc((size_t)cap * sizeof **out))) return eb_fail(EB_ERUNTIME, "out of memory");
+    for (const char *q = text;;) {
+        char *end;
+        errno = 0;
+        long v = strtol(q, &end, 10);
+        if (errno || end == q || v < min || v > max || (*end && *end != ',')) {
+            free(*out), *out = NULL;
+            eb_status st = eb_fail(EB_EINPUT, "`%s`: item %d of '%s' is not an integer in [%ld, %ld]", field, *n, text,
+                                   min, max);
+            *n = 0;
+            return st;
+        }
+        (*out)[(*n)++] = (int32_t)v;
+        if (!*end) return EB_OK;
+        q = end + 1;
+    }
+}
+
 const char *eb_eta_text(char *buf, size_t cap, double left) {
     long s = lround(left);
     if (s >= 60) snprintf(buf, cap, " (ETA %ld min %02ld s)", s / 60, s % 60);

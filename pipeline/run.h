@@ -118,6 +118,11 @@ eb_status eb_run_model_attrs_write(eb_h5w *w, const eb_run *r, const eb_run_para
  * attribute, or a seed-started run whose file stores no /y. */
 eb_status eb_run_params_from_file(eb_run_params *p, const char *path, char *buf, size_t cap, int32_t **labels);
 
+/* Comma-separated integers in [min, max] (labels, feature dump steps) into
+ * *out (malloc'd, *n of them); EB_EINPUT "`field`: item I of 'TEXT' is not
+ * an integer in [min, max]". */
+eb_status eb_int_list_parse(const char *field, const char *text, long min, long max, int32_t **out, int *n);
+
 /* " (ETA 3 min 20 s)" for `left` seconds into buf; returns buf. The one ETA
  * format of the progress lines (the library's and the CLI's). */
 const char *eb_eta_text(char *buf, size_t cap, double left);
