@@ -89,7 +89,8 @@ class SampleParams(ctypes.Structure):  # eb_sample_params
 class SampleResult(ctypes.Structure):  # eb_sample_result
     _fields_ = [("N", ctypes.c_int), ("steps", ctypes.c_int), ("wall", ctypes.c_double),
                 ("baseline_wall", ctypes.c_double), ("flop_fraction", ctypes.c_double),
-                ("cache_bytes", ctypes.c_size_t), ("steps_skipped", ctypes.c_int), ("policy", ctypes.c_int),
+                ("cache_bytes", ctypes.c_size_t), ("steps_run", ctypes.c_int), ("steps_skipped", ctypes.c_int),
+                ("policy", ctypes.c_int),
                 ("warning", ctypes.c_char * 1024)]
 
 
@@ -120,7 +121,7 @@ class SearchParams(ctypes.Structure):  # eb_search_params (pipeline/searching.h)
 class SearchOutcome(ctypes.Structure):  # eb_search_outcome
     _fields_ = [("met", ctypes.c_int), ("note", ctypes.c_char * 512), ("flops", ctypes.c_double),
                 ("deviation", ctypes.c_double), ("param", ctypes.c_double), ("runs", ctypes.c_int),
-                ("method", ctypes.c_char * 32), ("params", ctypes.c_char * 256), ("warning", ctypes.c_char * 1024)]
+                ("method", ctypes.c_char * 64), ("params", ctypes.c_char * 256), ("warning", ctypes.c_char * 1024)]
 
 
 class EvalParams(ctypes.Structure):  # eb_eval_params (pipeline/evaluation.h)
@@ -180,7 +181,7 @@ _PIPELINE = {
     "eb_sample_to_file": [P(SampleParams), P(SampleResult)],
     "eb_record_params_defaults": [P(RecordParams)],
     "eb_record_to_file": [P(RecordParams), P(RecordResult)],
-    "eb_fit_to_file": [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p],
+    "eb_fit_to_file": [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p],
     "eb_search_params_defaults": [P(SearchParams)],
     "eb_search_to_file": [P(SearchParams), P(SearchOutcome)],
     "eb_method_find": [ctypes.c_char_p],
@@ -390,12 +391,14 @@ def _struct_dict(r):
     return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in out.items()}
 
 
-def _run_params(p, model, *, respacing="50", sampler="ddpm", eta=0.0, variance="large", cfg_scale=1.5,
+def _run_params(p, model, *, respacing="50", sampler="ddpm", eta=None, variance="large", cfg_scale=1.5,
                 guidance="official", seed=0, noise=None, labels=None, n=0, batch=32, schedule=None, threads=0,
                 device=None, heads=0, keep=None):
     """Fills an eb_run_params (after its defaults); `keep` holds what the pointers point into."""
     keep = keep if keep is not None else []
-    p.model, p.heads, p.respacing, p.eta = _b(model), heads, _b(respacing), eta
+    p.model, p.heads, p.respacing = _b(model), heads, _b(respacing)
+    if eta is not None:  # the default (NaN) means none given: DDIM's 0, and DDPM takes none
+        p.eta = eta
     p.sampler = SAMPLERS[sampler]
     p.variance = {"large": 0, "small": 1}[variance]
     p.cfg_scale, p.cfg_channels, p.seed = cfg_scale, _b(str(guidance)), seed
@@ -438,7 +441,7 @@ def record(output, model, data=None, start_step=0, eps_q=True, dump_features=Non
 def fit(recording, output=None):
     """`ebcache fit` as a call (eb_fit_to_file): the fits of a recording, written to `output` when given."""
     buf = ctypes.create_string_buffer(1 << 16)  # the eb_fit the call fills (read back from the file)
-    check(_fn("eb_fit_to_file")(_b(recording), _b(output), buf))
+    check(_fn("eb_fit_to_file")(_b(recording), _b(output), buf, None))
 
 
 def search(recording, output, method="eb-cache", target_speedup=None, fit=None, config=None, model=None,
