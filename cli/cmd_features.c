@@ -1,6 +1,7 @@
 /* cmd_features.c — `ebcache features`: the FID Inception features of an .npz of images (docs/inception.md). */
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/common.h"
 
 #include "analyze/inception.h"
 #include "runtime/ebcache.h"
@@ -39,8 +40,10 @@ static eb_status features_all(eb_inception *net, eb_npz_member *m, int N, int H,
                                   spatial + (size_t)first * EB_INCEPTION_SPATIAL,
                                   logits ? logits + (size_t)first * EB_INCEPTION_CLASSES : NULL, x, b, H, W);
         if (!st && show) {
-            double t = seconds_since(&t0), eta = t / (first + b) * (N - first - b);
-            fprintf(stderr, "\rfeatures of %d/%d images, %.1f s, ETA %.0f s   ", first + b, N, t, eta);
+            char eta[48];
+            double t = seconds_since(&t0);
+            fprintf(stderr, "\rfeatures of %d/%d images, %.1f s%s   ", first + b, N, t,
+                    eb_cli_eta_text(eta, sizeof eta, t / (first + b) * (N - first - b)));
         }
     }
     if (show) fprintf(stderr, "\n");
