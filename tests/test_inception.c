@@ -9,7 +9,9 @@
 #include "tests/cli_util.h"
 #include "tests/golden.h"
 #include "analyze/inception.h"
+#include "runtime/backend.h"
 #include "runtime/h5io.h"
+#include "runtime/model.h"
 #include "runtime/npz.h"
 #include "runtime/safetensors.h"
 #include "pipeline/features_inception.h"
@@ -45,9 +47,9 @@ static float *formula_table(const eb_inception *m) {
     return host;
 }
 
-static eb_inception *formula_network(int with_fc) {
+static eb_inception *formula_network(int with_fc, const eb_device *dev) {
     eb_inception *m;
-    cr_assert_eq(eb_inception_create_on(&m, with_fc, NULL), EB_OK, "%s", eb_last_error());
+    cr_assert_eq(eb_inception_create_on(&m, with_fc, dev), EB_OK, "%s", eb_last_error());
     float *host = formula_table(m);
     cr_assert_eq(eb_inception_set_tensors(m, host), EB_OK, "%s", eb_last_error());
     free(host);
@@ -92,16 +94,23 @@ static void expect_features_match(eb_inception *m, const char *tag) {
 }
 
 Test(inception, features_match_the_reference) {
-    eb_inception *m = formula_network(1);
-    cr_expect_eq(eb_inception_tensor_floats(m), 23884384, "pytorch-fid's parameters and BN statistics, no fc bias");
-    cr_expect_float_eq(eb_inception_macs(m), 5.71e9, 0.01e9, "5.71 GMAC per image");
-    expect_features_match(m, "64");
-    expect_features_match(m, "299");
-    eb_inception_free(m);
+    /* the CPU, and CUDA fp32 where a device runs */
+    const eb_device cuda = {"cuda", EB_PRECISION_FP32};
+    const eb_backend *be, *cond;
+    const int devices = eb_backend_select(&cuda, &be, &cond) == EB_OK ? 2 : 1;
+    for (int d = 0; d < devices; d++) {
+        eb_inception *m = formula_network(1, d ? &cuda : NULL);
+        cr_log_info("device %s", eb_inception_device(m));
+        cr_expect_eq(eb_inception_tensor_floats(m), 23884384, "pytorch-fid's parameters and BN statistics, no fc bias");
+        cr_expect_float_eq(eb_inception_macs(m), 5.71e9, 0.01e9, "5.71 GMAC per image");
+        expect_features_match(m, "64");
+        expect_features_match(m, "299");
+        eb_inception_free(m);
+    }
 }
 
 Test(inception, same_bits_at_any_thread_count) {
-    eb_inception *m = formula_network(0);
+    eb_inception *m = formula_network(0, NULL);
     int64_t d[4];
     float *x = golden_images("images64", d);
     /* two images: with one, the CPU conv2d of a single im2col tile hands OpenBLAS an unthreaded call,
