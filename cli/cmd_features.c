@@ -1,9 +1,9 @@
 /* cmd_features.c — `ebcache features`: the FID Inception features of an .npz of images (docs/inception.md). */
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "cli/common.h"
 
 #include "analyze/inception.h"
+#include "pipeline/run.h"
 #include "runtime/ebcache.h"
 #include "runtime/h5io.h"
 #include "runtime/npz.h"
@@ -43,7 +43,7 @@ static eb_status features_all(eb_inception *net, eb_npz_member *m, int N, int H,
             char eta[48];
             double t = seconds_since(&t0);
             fprintf(stderr, "\rfeatures of %d/%d images, %.1f s%s   ", first + b, N, t,
-                    eb_cli_eta_text(eta, sizeof eta, t / (first + b) * (N - first - b)));
+                    eb_eta_text(eta, sizeof eta, t / (first + b) * (N - first - b)));
         }
     }
     if (show) fprintf(stderr, "\n");

@@ -249,10 +249,10 @@ Test(inception, weights_file_extractor_and_cli, .init = cli_workdir_make, .fini 
     int64_t d[4];
     float *x = golden_images("images64", d), pool[2 * EB_INCEPTION_POOL], logits[2 * EB_INCEPTION_CLASSES];
     for (size_t i = 0; i < (size_t)2 * 3 * 64 * 64; i++) x[i] = x[i] / 127.5f - 1.0f;
-    cr_assert_eq(fx->extract(fx, pool, logits, x, 2), EB_OK, "%s", eb_last_error());
+    cr_assert_eq(eb_features_extract(fx, pool, logits, x, 2), EB_OK, "%s", eb_last_error());
     expect_close(pool, "pool64", 2 * EB_INCEPTION_POOL);
     expect_close(logits, "logits64", 2 * EB_INCEPTION_CLASSES);
-    fx->free(fx);
+    eb_features_free(fx);
     free(x);
     fx = (eb_features *)1;
     cr_expect_eq(eb_features_open_inception(&fx, full, 0, NULL), EB_EINPUT, "side 0");
