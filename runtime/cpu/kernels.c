@@ -103,8 +103,8 @@ void linear_forward(float *out, const float *in, const float *w, const float *b,
     /* Fixed row chunks, each one single-threaded sgemm in an active parallel region, even for one
      * chunk: OpenBLAS's own threading splits work by thread count and would change the bits with it
      * (runtime/parallel.h). */
-    int chunks = (BT + EB_GEMM_ROWS - 1) / EB_GEMM_ROWS, rows = BT < EB_GEMM_ROWS ? BT : EB_GEMM_ROWS;
-#pragma omp parallel for schedule(static) if (eb_gemm_loop_parallel((size_t)BT * IC * OC, (size_t)rows * IC * OC))
+    int chunks = (BT + EB_GEMM_ROWS - 1) / EB_GEMM_ROWS, most = BT < EB_GEMM_ROWS ? BT : EB_GEMM_ROWS;
+#pragma omp parallel for schedule(static) if (eb_gemm_loop_parallel((size_t)BT * IC * OC, (size_t)most * IC * OC))
     for (int k = 0; k < chunks; k++) {
         int r0 = k * EB_GEMM_ROWS, rows = BT - r0 < EB_GEMM_ROWS ? BT - r0 : EB_GEMM_ROWS;
         float *o = out + (size_t)r0 * OC;
