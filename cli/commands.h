@@ -18,6 +18,7 @@ int cmd_fit(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_ablate(int argc, char **argv);
 int cmd_decode(int argc, char **argv);
+int cmd_features(int argc, char **argv);
 
 /* 1 when cmd_search's last exit status 2 meant that --target-speedup is
  * beyond the method's reach (not a usage or input error): for cmd_ablate

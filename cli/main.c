@@ -26,6 +26,7 @@ static const struct {
     {"search", cmd_search, "search a cache schedule: EB-Cache's Algorithm 1, the baselines, or a FLOP budget"},
     {"ablate", cmd_ablate, "a grid of samplers, caching methods, speed targets and seeds: CSV, table, Pareto plot"},
     {"decode", cmd_decode, "decode sampled latents with the SD-VAE decoder into images (HDF5)"},
+    {"features", cmd_features, "FID Inception features (pool, spatial, logits) of an .npz of images into HDF5"},
 };
 
 static void usage(FILE *f) {

@@ -14,4 +14,13 @@
 /* Multiply-adds of a matrix-product loop below which one thread runs it (~0.2 ms on one core). */
 #define EB_PAR_MIN_MACS ((size_t)1 << 22)
 
+/* OpenBLAS (0.3, OpenMP build) threads one GEMM of more than 65536 × 4 multiply-adds itself
+ * (SMP_THRESHOLD_MIN × GEMM_MULTITHREAD_THRESHOLD) when it is called outside an active parallel
+ * region, and its split changes the last bits with the thread count. So a loop of GEMMs runs in an
+ * active region (each GEMM on one thread) when its work is worth a team or any one GEMM is that large. */
+#define EB_BLAS_OWN_THREADS_MACS ((size_t)65536 * 4)
+static inline int eb_gemm_loop_parallel(size_t total_macs, size_t one_gemm_macs) {
+    return total_macs >= EB_PAR_MIN_MACS || one_gemm_macs > EB_BLAS_OWN_THREADS_MACS;
+}
+
 #endif

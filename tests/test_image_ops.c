@@ -266,6 +266,14 @@ Test(image_ops, conv2d_im2col_tiles_and_threads_do_not_change_results) {
     check_conv_splits(&s, s.OC);
 }
 
+/* One image in one im2col tile (Inception's 5×5 at 35²): the GEMM must not be threaded by OpenBLAS,
+ * whose split changes the last bits with the thread count. */
+Test(image_ops, conv2d_single_tile_threads_do_not_change_results) {
+    eb_conv_shape s = {.B = 1, .IC = 48, .H = 35, .W = 35, .OC = 64, .kh = 5, .kw = 5, .sh = 1, .sw = 1,
+                       .ph = 2, .pw = 2};
+    check_conv_splits(&s, 4);
+}
+
 /* Several Winograd chunks (1024 + 16 channels, 32 tiles a row: 31 tile rows a chunk of 40). */
 Test(image_ops, conv2d_winograd_chunks_and_threads_do_not_change_results) {
     eb_conv_shape s = {.B = 1, .IC = 1024, .H = 80, .W = 63, .OC = 16, .kh = 3, .kw = 3, .sh = 1, .sw = 1,

@@ -177,7 +177,7 @@ static void conv2d_winograd(float *out, const float *x, const float *w, const fl
             for (int c = 0; c < 3; c++)
                 for (int d = 0; d < 3; d++) tm[4 * a + b][3 * c + d] = wino_G[a][c] * wino_G[b][d];
     float *U = wino_scratch, *V = U + nu, *M = V + 16 * (size_t)IC * nmax;
-    const int par = (size_t)s->B * OHW * 9 * IC * OC >= EB_PAR_MIN_MACS;
+    const int par = eb_gemm_loop_parallel((size_t)s->B * OHW * 9 * IC * OC, (size_t)IC * OC * nmax);
     enum { KERNEL_CHUNKS = 16 };
 #pragma omp parallel if (par)
     {
@@ -221,8 +221,10 @@ void conv2d_forward(float *out, const float *x, const float *w, const float *bia
     const int OH = eb_conv_out_h(s), OW = eb_conv_out_w(s), OHW = OH * OW, K = s->IC * s->kh * s->kw;
     const int ctot = s->out_ctot ? s->out_ctot : s->OC, pointwise = conv_is_pointwise(s);
     const int P = conv_tile_pixels(K, OHW), tiles = (OHW + P - 1) / P, chunks = s->B * tiles;
-    /* Always a parallel region (inactive when small): OpenBLAS's OpenMP build threads calls made outside one. */
-#pragma omp parallel for schedule(static) if (chunks > 1 && (size_t)s->B * OHW * K * s->OC >= EB_PAR_MIN_MACS)
+    /* Each tile's GEMM on one thread in an active parallel region, even for one chunk
+     * (runtime/parallel.h); the tiles are fixed by K and OHW alone. */
+#pragma omp parallel for schedule(static) \
+    if (eb_gemm_loop_parallel((size_t)s->B * OHW * K * s->OC, (size_t)(P < OHW ? P : OHW) * K * s->OC))
     for (int c = 0; c < chunks; c++) {
         int b = c / tiles, p0 = (c % tiles) * P, n = OHW - p0 < P ? OHW - p0 : P;
         const float *xb = x + (size_t)b * s->IC * s->H * s->W;

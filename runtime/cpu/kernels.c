@@ -100,13 +100,11 @@ float eb_fast_expf(float x) { return exp8(splat(x))[0]; }
 float eb_fast_tanhf(float x) { return tanh8(splat(x))[0]; }
 
 void linear_forward(float *out, const float *in, const float *w, const float *b, int BT, int IC, int OC) {
-    /* Fixed row chunks, each one single-threaded sgemm: OpenBLAS's own threading
-     * splits work by thread count and would change the bits with it. Always in a
-     * parallel region, even for one chunk: OpenBLAS's OpenMP build threads every
-     * call made outside one (it follows omp_get_max_threads()); an inactive
-     * region (the if clause false) keeps it single-threaded too. */
-    int chunks = (BT + EB_GEMM_ROWS - 1) / EB_GEMM_ROWS;
-#pragma omp parallel for schedule(static) if (chunks > 1 && (size_t)BT * IC * OC >= EB_PAR_MIN_MACS)
+    /* Fixed row chunks, each one single-threaded sgemm in an active parallel region, even for one
+     * chunk: OpenBLAS's own threading splits work by thread count and would change the bits with it
+     * (runtime/parallel.h). */
+    int chunks = (BT + EB_GEMM_ROWS - 1) / EB_GEMM_ROWS, most = BT < EB_GEMM_ROWS ? BT : EB_GEMM_ROWS;
+#pragma omp parallel for schedule(static) if (eb_gemm_loop_parallel((size_t)BT * IC * OC, (size_t)most * IC * OC))
     for (int k = 0; k < chunks; k++) {
         int r0 = k * EB_GEMM_ROWS, rows = BT - r0 < EB_GEMM_ROWS ? BT - r0 : EB_GEMM_ROWS;
         float *o = out + (size_t)r0 * OC;
@@ -195,7 +193,8 @@ static _Thread_local size_t attn_scratch_len;
 void attention_forward(float *out, float *probs, const float *qkv, int B, int T, int NH, int hd) {
     const int D = NH * hd, row = 3 * D;
     const float scale = 1.0f / sqrtf((float)hd);
-#pragma omp parallel for collapse(2) schedule(static) if (2 * (size_t)B * NH * T * T * hd >= EB_PAR_MIN_MACS)
+#pragma omp parallel for collapse(2) schedule(static) \
+    if (eb_gemm_loop_parallel(2 * (size_t)B * NH * T * T * hd, (size_t)T * T * hd))
     for (int n = 0; n < B; n++)
         for (int h = 0; h < NH; h++) {
             size_t need = (size_t)T * T;
