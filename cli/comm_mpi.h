@@ -1,0 +1,23 @@
+/* comm_mpi.h — bin/ebcache's communicator: Open MPI's MPI_COMM_WORLD as an
+ * eb_comm (runtime/comm.h). */
+#ifndef EB_CLI_COMM_MPI_H
+#define EB_CLI_COMM_MPI_H
+
+#include "runtime/comm.h"
+
+/* MPI_Init (MPI_Finalize at exit). Under mpirun / srun the process is one
+ * rank of the job; started alone it is an Open MPI singleton of one rank,
+ * isolated (no daemon, the ob1 transport: start-up stays ~25 ms). With
+ * several ranks, SIGTERM / SIGINT remove this rank's temporary and part
+ * files before it dies (mpirun stops every rank when one fails). Call once,
+ * first thing in main, before any thread starts. */
+void eb_cli_comm_init(int *argc, char ***argv);
+
+/* The job's communicator (eb_comm_serial() before eb_cli_comm_init). */
+const eb_comm *eb_cli_comm(void);
+
+/* ", on R ranks (merge S s)" for a job of several ranks, "" for one: the
+ * tail of a command's summary line. A static buffer. */
+const char *eb_cli_ranks_note(const eb_comm *c, double merge_seconds);
+
+#endif
