@@ -151,12 +151,12 @@ int cmd_decode(int argc, char **argv) {
         for (size_t i = lo * zper; i < hi * zper; i++) z[i] = (float)(z[i] / scale);
         st = decode_all(vae, &sink, z + lo * zper, mine, H, W, (int)batch, &wall);
     }
-    eb_status t = eb_comm_max(comm, &wall); /* the job's wall time: the slowest rank's */
-    if (!st) st = t;
     if (sink.npz) {
         if (st) eb_npz_abort(sink.npz);
         else st = eb_npz_close(sink.npz);
     }
+    eb_status t = eb_comm_max(comm, &wall); /* the job's wall time: the slowest rank's */
+    if (!st) st = t;
     if (!st && !to_npz) {
         eb_h5w *w = NULL;
         int64_t id[4] = {mine, c->out_channels, (int64_t)H * s, (int64_t)W * s};
