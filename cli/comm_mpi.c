@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static eb_comm world;
 
@@ -47,6 +48,24 @@ static void on_signal(int sig) {
     raise(sig);
 }
 
+/* Each rank of a node takes its own GPU, before the CUDA runtime starts (the backend uses the first visible
+ * one): the local_rank-th of CUDA_VISIBLE_DEVICES's list, or GPU local_rank when the variable is unset. A
+ * launcher's binding of one GPU per rank (a one-entry list) is kept. A rank beyond the GPUs sees none, so
+ * --device cuda fails on it with the backend's "no CUDA device" message. */
+static void pick_gpu(const eb_comm *c) {
+    const char *visible = getenv("CUDA_VISIBLE_DEVICES");
+    if (c->local_size < 2 || (visible && !strchr(visible, ','))) return;
+    char id[256] = "";
+    if (!visible) {
+        snprintf(id, sizeof id, "%d", c->local_rank);
+    } else {
+        const char *p = visible;
+        for (int k = 0; p && k < c->local_rank; k++) p = (p = strchr(p, ',')) ? p + 1 : NULL;
+        if (p) snprintf(id, sizeof id, "%.*s", (int)strcspn(p, ","), p);
+    }
+    setenv("CUDA_VISIBLE_DEVICES", id, 1);
+}
+
 void eb_cli_comm_init(int *argc, char ***argv) {
     /* not started by a launcher: a singleton without the daemon and the slow transports it would load */
     if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMIX_RANK")) {
@@ -65,6 +84,7 @@ void eb_cli_comm_init(int *argc, char ***argv) {
     MPI_Comm_rank(local, &world.local_rank);
     MPI_Comm_size(local, &world.local_size);
     MPI_Comm_free(&local);
+    pick_gpu(&world);
     if (world.size > 1) {
         struct sigaction sa = {.sa_handler = on_signal};
         sigaction(SIGTERM, &sa, NULL);

@@ -7,7 +7,8 @@
 
 /* MPI_Init (MPI_Finalize at exit). Under mpirun / srun the process is one
  * rank of the job; started alone it is an Open MPI singleton of one rank,
- * isolated (no daemon, the ob1 transport: start-up stays ~25 ms). With
+ * isolated (no daemon, the ob1 transport, to keep start-up short). Each
+ * rank of a node sees one GPU (CUDA_VISIBLE_DEVICES, by node-local rank). With
  * several ranks, SIGTERM / SIGINT remove this rank's temporary and part
  * files before it dies (mpirun stops every rank when one fails). Call once,
  * first thing in main, before any thread starts. */
