@@ -67,12 +67,9 @@ static void pick_gpu(const eb_comm *c) {
 }
 
 void eb_cli_comm_init(int *argc, char ***argv) {
-    /* not started by a launcher: a singleton without the daemon and the slow transports it would load */
-    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMIX_RANK")) {
-        setenv("OMPI_MCA_ess_singleton_isolated", "1", 0);
-        setenv("OMPI_MCA_pml", "ob1", 0);
-        setenv("OMPI_MCA_btl", "self", 0);
-    }
+    /* Not started by a launcher (mpirun, srun, hydra): one process, the serial communicator, no MPI_Init.
+     * An Open MPI singleton would give the same one rank for 25-90 ms per start (docs/distributed.md). */
+    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMIX_RANK") && !getenv("PMI_RANK")) return;
     MPI_Init(argc, argv);
     atexit(finalize);
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN); /* failures come back as eb_status */

@@ -5,10 +5,10 @@
 
 #include "runtime/comm.h"
 
-/* MPI_Init (MPI_Finalize at exit). Under mpirun / srun the process is one
- * rank of the job; started alone it is an Open MPI singleton of one rank,
- * isolated (no daemon, the ob1 transport, to keep start-up short). Each
- * rank of a node sees one GPU (CUDA_VISIBLE_DEVICES, by node-local rank). With
+/* Under a launcher (mpirun, srun: its environment says so) MPI_Init, with
+ * MPI_Finalize at exit: the process is one rank of the job, and each rank of
+ * a node sees one GPU (CUDA_VISIBLE_DEVICES by node-local rank). Started
+ * alone it stays one process on eb_comm_serial() without starting MPI. With
  * several ranks, SIGTERM / SIGINT remove this rank's temporary and part
  * files before it dies (mpirun stops every rank when one fails). Call once,
  * first thing in main, before any thread starts. */
