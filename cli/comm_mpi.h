@@ -10,7 +10,9 @@
  * a node sees one GPU (CUDA_VISIBLE_DEVICES by node-local rank). Started
  * alone it stays one process on eb_comm_serial() without starting MPI. With
  * several ranks, SIGTERM / SIGINT remove this rank's temporary and part
- * files before it dies (mpirun stops every rank when one fails). Call once,
+ * files before it dies (mpirun stops every rank when one fails), and a
+ * command that is not distributed yet (any but decode and sample) exits 2,
+ * rank 0 saying so. Call once,
  * first thing in main, before any thread starts. */
 void eb_cli_comm_init(int *argc, char ***argv);
 

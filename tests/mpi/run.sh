@@ -81,5 +81,14 @@ else
     fail "rerun after a killed rank: $(cat "$T/log")"
 fi
 
+# --- a command that is not distributed yet is refused rather than run whole on every rank
+if $MPIRUN -np 2 "$E" record --model "$TINY" --n 2 --steps 2 --output "$T/r.h5" 2>"$T/log"; then
+    fail "record under mpirun ran"
+elif grep -q "ebcache record: not distributed yet" "$T/log" && [ ! -e "$T/r.h5" ]; then
+    ok "record under mpirun: refused (not distributed yet)"
+else
+    fail "record under mpirun: $(cat "$T/log")"
+fi
+
 [ $failures = 0 ] || { echo "test-mpi: $failures failed" >&2; exit 1; }
 echo "test-mpi: all passed"
