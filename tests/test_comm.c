@@ -155,15 +155,22 @@ static void pattern(float x[ROWS][3], int32_t y[ROWS], double g[ROWS][2]) {
     }
 }
 
-/* Rows [lo, hi) of the pattern as an output file: x (rows, 3) f32, y (rows) i32, /g/z (rows, 2) f64, scalar s,
- * the root attributes part 0 carries. */
+/* Rows [lo, hi) of the pattern as an output file: x (rows, 3) f32, y (rows) i32, /g/z (rows, 2) f64, big
+ * (rows, BIG) f32 (chunked and compressed where a part is large enough), scalar s, the root attributes
+ * part 0 carries. */
+#define BIG 30000
 static void write_rows(const char *path, int lo, int hi) {
     float x[ROWS][3];
     int32_t y[ROWS];
     double g[ROWS][2], s = 4.5;
     pattern(x, y, g);
+    float *big = malloc(sizeof(float) * ROWS * BIG);
+    for (int i = 0; i < ROWS * BIG; i++) big[i] = (float)(i % 1000) - 0.5f;
     eb_h5w *w;
     cr_assert_eq(eb_h5w_create(&w, path), EB_OK, "%s", eb_last_error());
+    eb_h5w_set_deflate(w, 1);
+    eb_h5w_write(w, "big", EB_H5_F32, big + (size_t)lo * BIG, 2, (int64_t[]){hi - lo, BIG});
+    free(big);
     eb_h5w_write(w, "x", EB_H5_F32, x[lo], 2, (int64_t[]){hi - lo, 3});
     eb_h5w_write(w, "y", EB_H5_I32, y + lo, 1, (int64_t[]){hi - lo});
     eb_h5w_write(w, "g/z", EB_H5_F64, g[lo], 2, (int64_t[]){hi - lo, 2});
@@ -193,7 +200,7 @@ Test(comm, hdf5_part_merge_equals_a_direct_write, .init = cli_workdir_make, .fin
     cr_assert_eq(eb_h5_open(&b, out), EB_OK, "%s", eb_last_error());
     const struct { const char *name; eb_h5_type type; int rank; size_t bytes; } sets[] = {
         {"x", EB_H5_F32, 2, ROWS * 3 * 4}, {"y", EB_H5_I32, 1, ROWS * 4}, {"g/z", EB_H5_F64, 2, ROWS * 2 * 8},
-        {"s", EB_H5_F64, 0, 8}};
+        {"s", EB_H5_F64, 0, 8}, {"big", EB_H5_F32, 2, ROWS * BIG * 4}};
     for (size_t k = 0; k < sizeof sets / sizeof sets[0]; k++) {
         void *da, *db;
         int64_t ea[2], eb[2];
@@ -221,6 +228,9 @@ Test(comm, hdf5_part_merge_equals_a_direct_write, .init = cli_workdir_make, .fin
     unlink(out);
     eb_h5w *w;
     cr_assert_eq(eb_h5w_create(&w, names[1]), EB_OK);
+    float *row = calloc(BIG, sizeof(float));
+    eb_h5w_write(w, "big", EB_H5_F32, row, 2, (int64_t[]){1, BIG});
+    free(row);
     eb_h5w_write(w, "g/z", EB_H5_F64, (double[3]){0}, 2, (int64_t[]){1, 3});
     cr_assert_eq(eb_h5w_commit(w), EB_OK);
     cr_expect_eq(eb_h5_merge_parts(out, parts, PARTS), EB_EINPUT);
