@@ -123,10 +123,8 @@ int cmd_decode(int argc, char **argv) {
     const int s = st ? 1 : eb_vae_upscale(c);
     if (!st && N == 0) st = eb_fail(EB_EINPUT, "%s: dataset 'samples' holds no latents", in_path);
     /* this rank's images [lo, hi): whole decoder batches, so each image sees the batch a single process gives it */
-    long lo = 0, hi = 0;
-    eb_shard_range((N + batch - 1) / batch, comm->rank, comm->size, &lo, &hi);
-    lo *= batch;
-    hi = hi * batch < N ? hi * batch : N;
+    long lo, hi;
+    eb_shard_batches(N, batch, comm->rank, comm->size, &lo, &hi);
     const int mine = (int)(hi - lo);
     const size_t iper = st ? 0 : (size_t)c->out_channels * H * s * W * s;
     const size_t len = strlen(out_path);

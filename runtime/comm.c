@@ -27,6 +27,12 @@ void eb_shard_range(long n, int rank, int size, long *lo, long *hi) {
     *hi = *lo + base + (rank < extra);
 }
 
+void eb_shard_batches(long n, long batch, int rank, int size, long *lo, long *hi) {
+    eb_shard_range((n + batch - 1) / batch, rank, size, lo, hi);
+    *lo = *lo * batch < n ? *lo * batch : n;
+    *hi = *hi * batch < n ? *hi * batch : n;
+}
+
 eb_status eb_comm_agree(const eb_comm *c, eb_status st) {
     if (c->size == 1) return st;
     int *all = malloc((size_t)c->size * sizeof *all), mine = st;

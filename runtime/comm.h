@@ -41,6 +41,12 @@ const eb_comm *eb_comm_serial(void);
  * n % size ranks take one more). A rank may get none (n < size). */
 void eb_shard_range(long n, int rank, int size, long *lo, long *hi);
 
+/* The rows [*lo, *hi) of n that rank `rank` of `size` takes in whole batches
+ * of `batch` rows (batch k = rows k·batch … (k+1)·batch − 1, the last one
+ * shorter): eb_shard_range over the ⌈n / batch⌉ batches. Each row then sees
+ * the batch a single process gives it, whatever the number of ranks. */
+void eb_shard_batches(long n, long batch, int rank, int size, long *lo, long *hi);
+
 /* Every rank passes its own status (its message in eb_last_error()). Returns
  * the same on every rank: EB_OK when every rank passed EB_OK, else the
  * status of the lowest failing rank, with eb_last_error() set on every rank

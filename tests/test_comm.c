@@ -36,6 +36,24 @@ Test(comm, shard_ranges_cover_each_index_once_in_order) {
         }
 }
 
+Test(comm, batch_shards_are_whole_batches_covering_each_row_once) {
+    const long ns[] = {0, 1, 7, 100}, batches[] = {1, 2, 4, 32};
+    for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++)
+        for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++)
+            for (int size = 1; size <= 5; size++) {
+                long next = 0;
+                for (int r = 0; r < size; r++) {
+                    long lo, hi;
+                    eb_shard_batches(ns[k], batches[b], r, size, &lo, &hi);
+                    cr_expect(lo == next && hi >= lo, "N %ld, batch %ld, %d ranks: rank %d has [%ld, %ld) after %ld",
+                              ns[k], batches[b], size, r, lo, hi, next);
+                    cr_expect(lo % batches[b] == 0 || lo == ns[k], "rank %d starts inside a batch at %ld", r, lo);
+                    next = hi;
+                }
+                cr_expect_eq(next, ns[k], "N %ld, batch %ld, %d ranks: ends at %ld", ns[k], batches[b], size, next);
+            }
+}
+
 Test(comm, serial_communicator) {
     const eb_comm *c = eb_comm_serial();
     cr_expect(c->rank == 0 && c->size == 1 && c->local_rank == 0 && c->local_size == 1);

@@ -31,6 +31,16 @@ clean() { ! ls "$T" | grep -q '\.part-\|\.tmp\.'; }
 # --- decode: latents of the tiny 4x8x8 model through the small VAE, 7 images in batches of 2
 "$E" sample --model "$TINY" --n 7 --steps 4 --batch 2 --output "$T/z.h5" 2>"$T/log" || fail "sample for decode: $(cat "$T/log")"
 D="decode --vae $VAE --samples $T/z.h5 --batch 2"
+# 3 ranks of --batch 4: two batches, rank 2 gets none and writes an empty part
+D4="decode --vae $VAE --samples $T/z.h5 --batch 4"
+"$E" $D4 --output "$T/e1.npz" 2>"$T/log" && "$E" $D4 --output "$T/e1.h5" 2>>"$T/log" ||
+    fail "decode --batch 4, one process: $(cat "$T/log")"
+if $MPIRUN -np 3 "$E" $D4 --output "$T/e3.npz" 2>"$T/log" && $MPIRUN -np 3 "$E" $D4 --output "$T/e3.h5" 2>>"$T/log" &&
+    cmp -s "$T/e1.npz" "$T/e3.npz" && same /images "$T/e1.h5" "$T/e3.h5" && clean; then
+    ok "decode on 3 ranks with a rank left without images"
+else
+    fail "decode on 3 ranks with a rank left without images: $(cat "$T/log")"
+fi
 "$E" $D --output "$T/d1.h5" 2>"$T/log" && "$E" $D --output "$T/d1.npz" 2>>"$T/log" || fail "decode, one process: $(cat "$T/log")"
 for n in 2 3; do
     if ! $MPIRUN -np $n "$E" $D --output "$T/d$n.h5" 2>"$T/log" || ! $MPIRUN -np $n "$E" $D --output "$T/d$n.npz" 2>>"$T/log"; then
