@@ -6,11 +6,14 @@
 #define EB_PIPELINE_SAMPLING_H
 
 #include "pipeline/run.h"
+#include "runtime/comm.h"
 
 typedef struct {
     eb_run_params run;
     const char *output;  /* OUT.h5; NULL: nothing written (timing runs)                       */
     int baseline;        /* 1 (with a schedule): also sample uncached, after, on a copy of x_T */
+    const eb_comm *comm; /* NULL: one process; else this rank samples its share of the batches and
+                            the ranks' parts are merged into output (docs/distributed.md)       */
 } eb_sample_params;
 
 /* eb_run_params_defaults, no output, no baseline. */

@@ -8,6 +8,7 @@ E=$(realpath "${EBCACHE_BIN:-build/opt/ebcache}")
 ROOT=$(pwd)
 VAE=$ROOT/tests/golden/vae_small/ldm
 TINY=$ROOT/tests/golden/models/tiny_sigma.safetensors
+MODEL=$ROOT/data/dit_fmnist.safetensors
 T=$(mktemp -d /tmp/ebcache_mpi_XXXXXX)
 trap 'rm -rf "$T"' EXIT
 # as root (CI) mpirun needs --allow-run-as-root; 3 ranks on 2 cores need --oversubscribe
@@ -90,6 +91,42 @@ elif $MPIRUN -np 2 "$E" $D --output "$T/k.npz" 2>"$T/log" && cmp -s "$T/d1.npz" 
     ok "a killed rank: exit $rc, nothing left behind; the rerun succeeds"
 else
     fail "rerun after a killed rank: $(cat "$T/log")"
+fi
+
+# --- sample: the shipped model, 7 samples in batches of 2, uncached and with a FORA table (whose cost
+# attributes must add up to one process's too)
+"$E" schedule fora --interval 2 --steps 5 --output "$T/fora.schedule" 2>"$T/log" || fail "schedule: $(cat "$T/log")"
+S="sample --model $MODEL --n 7 --steps 5 --batch 2"
+attrs() { h5dump -m %.17g -a /flop_fraction -a /steps_skipped -a /cache_bytes "$1" 2>/dev/null | grep '(0)'; }
+"$E" $S --output "$T/s1.h5" 2>"$T/log" && "$E" $S --schedule "$T/fora.schedule" --output "$T/c1.h5" 2>>"$T/log" ||
+    fail "sample, one process: $(cat "$T/log")"
+for n in 2 3; do
+    if ! $MPIRUN -np $n "$E" $S --output "$T/s$n.h5" 2>"$T/log" ||
+        ! $MPIRUN -np $n "$E" $S --schedule "$T/fora.schedule" --output "$T/c$n.h5" 2>>"$T/log"; then
+        fail "sample on $n ranks: $(cat "$T/log")"
+    elif same /samples "$T/s1.h5" "$T/s$n.h5" && same /y "$T/s1.h5" "$T/s$n.h5" && same /samples "$T/c1.h5" "$T/c$n.h5" &&
+        [ -n "$(attrs "$T/c1.h5")" ] && [ "$(attrs "$T/c1.h5")" = "$(attrs "$T/c$n.h5")" ] &&
+        [ "$(ranks_attr "$T/s$n.h5")" = $n ] && clean; then
+        ok "sample on $n ranks: the samples of one process, uncached and cached (same cost attributes)"
+    else
+        fail "sample on $n ranks differs from one process (or its attributes / leftovers)"
+    fi
+done
+# 3 ranks of --batch 4: two batches, rank 2 samples none
+"$E" $S --batch 4 --output "$T/s4.h5" 2>"$T/log" && $MPIRUN -np 3 "$E" $S --batch 4 --output "$T/s4r.h5" 2>>"$T/log" &&
+    same /samples "$T/s4.h5" "$T/s4r.h5" && clean && ok "sample on 3 ranks with a rank left without samples" ||
+    fail "sample on 3 ranks with a rank left without samples: $(cat "$T/log")"
+
+# --- sample with the model missing on rank 1 only (its own working folder): the job fails naming rank 1
+mkdir "$T/a" "$T/b" && cp "$MODEL" "$T/a/model.safetensors"
+$MPIRUN -np 2 sh -c 'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then cd "$0/b"; else cd "$0/a"; fi; exec "$@"' "$T" \
+    "$E" sample --model model.safetensors --n 7 --steps 5 --batch 2 --output "$T/m.h5" 2>"$T/log"
+rc=$?
+rm -r "$T/a" "$T/b"
+if [ $rc = 0 ] || [ -e "$T/m.h5" ] || ! clean || ! grep -q "ebcache sample: rank 1: " "$T/log"; then
+    fail "sample with rank 1's model missing: exit $rc, $(ls "$T") $(cat "$T/log")"
+else
+    ok "sample with rank 1's model missing: '$(grep -o 'rank 1: .*' "$T/log" | head -1)', exit $rc, no output"
 fi
 
 # --- a command that is not distributed yet is refused rather than run whole on every rank
