@@ -32,10 +32,14 @@ typedef struct {
 } eb_sample_result;
 
 /* Opens the run, samples it and writes p->output atomically (attributes:
- * eb_run_attrs_write plus steps, wall_seconds and, with a schedule,
+ * eb_run_attrs_write plus steps, wall_seconds, ranks and, with a schedule,
  * flop_fraction, cache_bytes, steps_skipped, and with the baseline
  * baseline_wall_seconds and measured_speedup). r may be NULL; on failure
- * only its warning is meaningful. */
+ * only its warning is meaningful. With p->comm, every rank of it calls this
+ * with the same p: each samples its share of whole batches
+ * (eb_shard_batches), the statistics in r are the job's (on every rank), the
+ * parts are merged into p->output (runtime/h5parts.h), and the status is
+ * the same on every rank ("rank R: …" for a failure on rank R). */
 eb_status eb_sample_to_file(const eb_sample_params *p, eb_sample_result *r);
 
 #endif
