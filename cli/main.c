@@ -41,7 +41,7 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
     eb_cpu_reexec(argv); /* OpenMP's wait policy, OpenBLAS's best kernels for this CPU (kernels.h) */
-    eb_cli_comm_init(&argc, &argv); /* one rank of mpirun / srun, or a singleton (docs/distributed.md) */
+    eb_cli_comm_init(&argc, &argv); /* one rank of mpirun / srun, or one process (docs/distributed.md) */
     if (argc < 2) {
         usage(stderr);
         return 2;
