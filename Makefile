@@ -16,6 +16,9 @@ CPPFLAGS += -I/usr/include/x86_64-linux-gnu/openblas-openmp -I. $(HDF5_CFLAGS) -
 WARN     := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes
 CFLAGS_OPT  := -std=c11 -O2 -march=native -fopenmp $(WARN)
 CFLAGS_SAN  := -std=c11 -O1 -g -fopenmp -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined $(WARN)
+# Open MPI: only cli/comm_mpi.c includes mpi.h; bin/ebcache links it (the library stays MPI-free).
+MPI_CFLAGS := -I/usr/lib/x86_64-linux-gnu/openmpi/include
+MPI_LIBS   := -L/usr/lib/x86_64-linux-gnu/openmpi/lib -lmpi
 LDLIBS   := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas $(HDF5_LIBS) -lgsl -lz -lm
 
 LIB_SRC  := $(wildcard runtime/*.c runtime/cpu/*.c train/*.c analyze/*.c search/*.c pipeline/*.c)
@@ -24,12 +27,13 @@ TEST_SRC := $(wildcard tests/*.c)
 
 # Debian packages the build and the tests need; the PyTorch reference (make bench, make goldens) needs REF_DEB_PKGS too.
 DEB_PKGS := build-essential libopenblas-openmp-dev libhdf5-dev libgsl-dev libcriterion-dev zlib1g-dev \
-            gnuplot-nox dataset-fashion-mnist hdf5-tools pkg-config clang libclang-rt-dev libomp-dev python3-pytest
+            gnuplot-nox dataset-fashion-mnist hdf5-tools pkg-config clang libclang-rt-dev libomp-dev \
+            openmpi-bin libopenmpi-dev python3-pytest
 REF_DEB_PKGS := python3-torch python3-numpy python3-h5py python3-scipy
 DEB_STAMP := build/.deps
 REF_DEB_STAMP := build/.deps-ref
 
-.PHONY: all deps test test-opt test-san test-fuzz cuda-check run bench goldens fuzz clean train-default
+.PHONY: all deps test test-opt test-san test-mpi test-fuzz cuda-check run bench goldens fuzz clean train-default
 all: bin/ebcache build/libebcache.a
 
 # Installs the missing ones of the Debian packages $(1) (needs root or sudo); a no-op when all are present.
@@ -58,10 +62,11 @@ build/$(1)/%.o: %.c $$(HEADERS) | $(DEB_STAMP)
 build/$(1)/libebcache.a: $$(LIB_SRC:%.c=build/$(1)/%.o)
 	@rm -f $$@; ar rcs $$@ $$^
 build/$(1)/ebcache: $$(CLI_SRC:%.c=build/$(1)/%.o) build/$(1)/libebcache.a
-	$$(CC) $(2) $$^ -o $$@ $$(LDLIBS)
+	$$(CC) $(2) $$^ -o $$@ $$(LDLIBS) $$(MPI_LIBS)
 build/$(1)/test_suite: $$(TEST_SRC:%.c=build/$(1)/%.o) build/$(1)/libebcache.a
 	$$(CC) $(2) $$^ -o $$@ $$(LDLIBS) -lcriterion
 endef
+build/%/cli/comm_mpi.o: CPPFLAGS += $(MPI_CFLAGS)
 $(eval $(call variant,opt,$(CFLAGS_OPT)))
 $(eval $(call variant,san,$(CFLAGS_SAN)))
 
@@ -74,11 +79,14 @@ build/libebcache.a: build/$(BIN_VARIANT)/libebcache.a
 # The suite runs twice: optimized, then under AddressSanitizer + UBSan; then each fuzz target runs
 # for FUZZ_TEST_SECONDS from its seeds and the corpus grown so far (fuzz/run.sh), failing on any finding.
 # Tests find the CLI through EBCACHE_BIN (the variant's own binary).
-test: cuda-check test-opt test-san test-fuzz test-python
+test: cuda-check test-opt test-san test-mpi test-fuzz test-python
 test-opt: deps build/opt/test_suite build/opt/ebcache
 	EBCACHE_BIN=build/opt/ebcache OMP_NUM_THREADS=2 build/opt/test_suite --jobs 1
 test-san: deps build/san/test_suite build/san/ebcache
 	EBCACHE_BIN=build/san/ebcache ASAN_OPTIONS=detect_leaks=1 OMP_NUM_THREADS=2 build/san/test_suite --jobs 1
+# Distributed runs (docs/distributed.md): decode and sample under mpirun -np 2 and 3 give one process's bytes.
+test-mpi: deps build/opt/ebcache
+	EBCACHE_BIN=build/opt/ebcache tests/mpi/run.sh
 
 # The Python package's suite (python/tests, docs/python.md) with Debian's python3, torch and pytest.
 .PHONY: test-python
@@ -109,7 +117,7 @@ build/cuda/%.o: %.cu $(CUDA_HDR)
 build/cuda/libebcache.a: $(CUDA_OBJ)
 	@rm -f $@; ar rcs $@ $^
 build/cuda/ebcache: $(CLI_SRC:%.c=build/opt/%.o) build/cuda/libebcache.a
-	$(CC) $(CFLAGS_OPT) $^ -o $@ $(LDLIBS) $(CUDA_LIBS)
+	$(CC) $(CFLAGS_OPT) $^ -o $@ $(LDLIBS) $(MPI_LIBS) $(CUDA_LIBS)
 build/cuda/test_suite: $(TEST_SRC:%.c=build/opt/%.o) build/cuda/libebcache.a
 	$(CC) $(CFLAGS_OPT) $^ -o $@ $(LDLIBS) $(CUDA_LIBS) -lcriterion
 build/cuda/bench_gpu: bench/bench_gpu.c build/cuda/libebcache.a

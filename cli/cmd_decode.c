@@ -1,9 +1,11 @@
 /* cmd_decode.c — `ebcache decode`: latents from `ebcache sample` through the SD-VAE decoder (docs/vae.md). */
 #include "cli/args.h"
+#include "cli/comm_mpi.h"
 #include "cli/commands.h"
 
 #include "runtime/ebcache.h"
 #include "runtime/h5io.h"
+#include "runtime/h5parts.h"
 #include "runtime/npz.h"
 #include "runtime/vae.h"
 
@@ -103,6 +105,7 @@ int cmd_decode(int argc, char **argv) {
     }
     if ((v = eb_arg(opts, n, "precision")) && eb_precision_parse(v, &dev.precision)) return eb_report(CMD, EB_EINPUT);
     eb_set_threads((int)threads);
+    const eb_comm *comm = eb_cli_comm();
 
     eb_vae *vae = NULL;
     eb_h5 *in = NULL;
@@ -119,6 +122,10 @@ int cmd_decode(int argc, char **argv) {
     const int N = st ? 0 : (int)zd[0], H = st ? 0 : (int)zd[2], W = st ? 0 : (int)zd[3];
     const int s = st ? 1 : eb_vae_upscale(c);
     if (!st && N == 0) st = eb_fail(EB_EINPUT, "%s: dataset 'samples' holds no latents", in_path);
+    /* this rank's images [lo, hi): whole decoder batches, so each image sees the batch a single process gives it */
+    long lo, hi;
+    eb_shard_batches(N, batch, comm->rank, comm->size, &lo, &hi);
+    const int mine = (int)(hi - lo);
     const size_t iper = st ? 0 : (size_t)c->out_channels * H * s * W * s;
     const size_t len = strlen(out_path);
     const int to_npz = len > 4 && !strcmp(out_path + len - 4, ".npz");
@@ -130,26 +137,30 @@ int cmd_decode(int argc, char **argv) {
         sink.batch = malloc((size_t)batch * iper * sizeof(float));
         sink.bytes = malloc((size_t)batch * iper);
         if (!sink.batch || !sink.bytes) st = eb_fail(EB_ERUNTIME, "out of memory for a batch of %ld images", batch);
-    } else if (!st && !(sink.images = malloc((size_t)N * iper * sizeof(float)))) {
-        st = eb_fail(EB_ERUNTIME, "out of memory for %d decoded images (%zu floats each)", N, iper);
+    } else if (!st && !(sink.images = malloc(((size_t)mine * iper + 1) * sizeof(float)))) {
+        st = eb_fail(EB_ERUNTIME, "out of memory for %d decoded images (%zu floats each)", mine, iper);
     }
-    if (!st && to_npz && !(st = eb_npz_create(&sink.npz, out_path)))
-        st = eb_npz_begin(sink.npz, "arr_0", EB_NPY_U8, 4, (int64_t[]){N, (int64_t)H * s, (int64_t)W * s, 3});
+    const char *target = out_path; /* this rank's part file when there are several (runtime/h5parts.h) */
+    if (!st) st = eb_parts_target(comm, out_path, &target);
+    if (!st && to_npz && !(st = eb_npz_create(&sink.npz, target)))
+        st = eb_npz_begin(sink.npz, "arr_0", EB_NPY_U8, 4, (int64_t[]){mine, (int64_t)H * s, (int64_t)W * s, 3});
     if (!st) {
-        const size_t zn = (size_t)N * c->latent_channels * H * W;
-        for (size_t i = 0; i < zn; i++) z[i] = (float)(z[i] / scale);
-        st = decode_all(vae, &sink, z, N, H, W, (int)batch, &wall);
+        const size_t zper = (size_t)c->latent_channels * H * W;
+        for (size_t i = lo * zper; i < hi * zper; i++) z[i] = (float)(z[i] / scale);
+        st = decode_all(vae, &sink, z + lo * zper, mine, H, W, (int)batch, &wall);
     }
     if (sink.npz) {
         if (st) eb_npz_abort(sink.npz);
         else st = eb_npz_close(sink.npz);
     }
+    eb_status t = eb_comm_max(comm, &wall); /* the job's wall time: the slowest rank's */
+    if (!st) st = t;
     if (!st && !to_npz) {
         eb_h5w *w = NULL;
-        int64_t id[4] = {N, c->out_channels, (int64_t)H * s, (int64_t)W * s};
-        if (!(st = eb_h5w_create(&w, out_path))) {
+        int64_t id[4] = {mine, c->out_channels, (int64_t)H * s, (int64_t)W * s};
+        if (!(st = eb_h5w_create(&w, target))) {
             eb_h5w_write(w, "images", EB_H5_F32, sink.images, 4, id);
-            if (y) eb_h5w_write(w, "y", EB_H5_I32, y, 1, yd);
+            if (y) eb_h5w_write(w, "y", EB_H5_I32, y + lo, 1, (int64_t[]){mine});
             eb_h5w_attr_str(w, NULL, "vae", vae_path);
             eb_h5w_attr_str(w, NULL, "vae_layout", eb_vae_layout(vae));
             eb_h5w_attr_str(w, NULL, "samples", in_path);
@@ -157,13 +168,17 @@ int cmd_decode(int argc, char **argv) {
             eb_h5w_attr_str(w, NULL, "device", eb_vae_device(vae));
             eb_h5w_attr_str(w, NULL, "ebcache_version", EBCACHE_VERSION);
             eb_h5w_attr_f64(w, NULL, "wall_seconds", wall);
+            eb_h5w_attr_i64(w, NULL, "ranks", comm->size);
             st = eb_h5w_commit(w);
         }
     }
-    if (!st)
-        fprintf(stderr, "decoded %d images of %dx%d, %.2f s (%.3f s per image, %.1f GFLOP/s)\n", N, H * s, W * s, wall,
-                wall / N, 2e-9 * eb_vae_decode_macs(c, H, W) * N / wall);
-    rc = eb_report(CMD, st);
+    double merge = 0;
+    st = eb_parts_finish(comm, out_path, (const char *const[]){"arr_0", NULL}, st, &merge);
+    if (!st && comm->rank == 0)
+        fprintf(stderr, "decoded %d images of %dx%d, %.2f s (%.3f s per image, %.1f GFLOP/s)%s\n", N, H * s, W * s,
+                wall, wall / N, 2e-9 * eb_vae_decode_macs(c, H, W) * N / wall,
+                eb_cli_ranks_note(comm, merge));
+    rc = comm->rank == 0 ? eb_report(CMD, st) : (int)st;
     eb_h5_close(in);
     eb_vae_free(vae);
     free(z);

@@ -1,5 +1,6 @@
 /* cmd_sample.c — `ebcache sample`: DDPM / DDIM sampling with guidance. */
 #include "cli/args.h"
+#include "cli/comm_mpi.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 
@@ -56,10 +57,12 @@ int cmd_sample(int argc, char **argv) {
     if ((rc = eb_cli_run_read("sample", opts, n, &run))) return rc;
     p.run = run.p;
     p.baseline = !!eb_arg(opts, n, "baseline");
+    p.comm = eb_cli_comm();
     eb_sample_result r;
     eb_status st = eb_sample_to_file(&p, &r);
-    eb_cli_warnings("sample", r.warning);
+    if (p.comm->rank == 0) eb_cli_warnings("sample", r.warning);
     eb_cli_run_free(&run);
+    if (p.comm->rank) return st; /* rank 0 speaks for the job */
     if (st) return eb_report("sample", st);
     fprintf(stderr, "sampled %d %s, %d steps, %.2f s (%.3f s per image)\n", r.N, eb_plural(r.N, "image", "images"),
             r.steps, r.wall, r.wall / r.N);

@@ -1,5 +1,6 @@
 /* main.c — bin/ebcache: dispatches to the subcommands. */
 #include "cli/commands.h"
+#include "cli/comm_mpi.h"
 
 #include "runtime/ebcache.h"
 #include "runtime/cpu/kernels.h"
@@ -41,6 +42,7 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
     eb_cpu_reexec(argv); /* OpenMP's wait policy, OpenBLAS's best kernels for this CPU (kernels.h) */
+    eb_cli_comm_init(&argc, &argv); /* one rank of mpirun / srun, or one process (docs/distributed.md) */
     if (argc < 2) {
         usage(stderr);
         return 2;

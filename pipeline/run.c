@@ -287,7 +287,8 @@ eb_status eb_run_sample(const eb_run *r, float *x, eb_cache_stats *stats, double
     eb_status st = EB_OK;
     for (int first = 0; !st && first < r->N; first += r->batch) {
         int b = r->N - first < r->batch ? r->N - first : r->batch;
-        st = eb_sample_cached(r->model, &r->sched, &r->so, r->table, x + first * per, r->y + first, b, first, stats);
+        st = eb_sample_cached(r->model, &r->sched, &r->so, r->table, x + first * per, r->y + first, b,
+                              r->first_index + first, stats);
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     *wall = (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec);

@@ -66,6 +66,7 @@ typedef struct {
     float *x_T;                /* (N, C, H, W) */
     int32_t *y;                /* (N)          */
     int N, batch;
+    int first_index;           /* the global index of row 0 (0; a rank's share of the run starts later) */
     char *table_text;          /* the table file's text (NULL: uncached), for the attributes        */
     const char *guidance;      /* the rule that gave so.guide_channels: eb_guidance_name or "count" */
     char model_sha256[65];

@@ -6,11 +6,14 @@
 #define EB_PIPELINE_SAMPLING_H
 
 #include "pipeline/run.h"
+#include "runtime/comm.h"
 
 typedef struct {
     eb_run_params run;
     const char *output;  /* OUT.h5; NULL: nothing written (timing runs)                       */
     int baseline;        /* 1 (with a schedule): also sample uncached, after, on a copy of x_T */
+    const eb_comm *comm; /* NULL: one process; else this rank samples its share of the batches and
+                            the ranks' parts are merged into output (docs/distributed.md)       */
 } eb_sample_params;
 
 /* eb_run_params_defaults, no output, no baseline. */
@@ -29,10 +32,14 @@ typedef struct {
 } eb_sample_result;
 
 /* Opens the run, samples it and writes p->output atomically (attributes:
- * eb_run_attrs_write plus steps, wall_seconds and, with a schedule,
+ * eb_run_attrs_write plus steps, wall_seconds, ranks and, with a schedule,
  * flop_fraction, cache_bytes, steps_skipped, and with the baseline
  * baseline_wall_seconds and measured_speedup). r may be NULL; on failure
- * only its warning is meaningful. */
+ * only its warning is meaningful. With p->comm, every rank of it calls this
+ * with the same p: each samples its share of whole batches
+ * (eb_shard_batches), the statistics in r are the job's (on every rank), the
+ * parts are merged into p->output (runtime/h5parts.h), and the status is
+ * the same on every rank ("rank R: …" for a failure on rank R). */
 eb_status eb_sample_to_file(const eb_sample_params *p, eb_sample_result *r);
 
 #endif
