@@ -77,10 +77,10 @@ eb_status eb_sample_to_file(const eb_sample_params *p, eb_sample_result *r) {
     else if (copy) memcpy(copy, mine.x_T, bytes);
     if (!st) st = eb_run_sample(&mine, mine.x_T, &stats, &res.wall);
     /* the baseline runs second, on the copy of x_T: warm-up costs fall on the cached run */
-    if (!st && copy) {
-        mine.table = NULL;
-        st = eb_run_sample(&mine, copy, NULL, &res.baseline_wall);
-        mine.table = run.table;
+    if (!st && copy) { /* the cached run sampled x_T in place: the baseline starts from the copy */
+        eb_run base = mine;
+        base.table = NULL, base.x_T = copy;
+        st = eb_run_sample(&base, copy, NULL, &res.baseline_wall);
     }
     free(copy);
     if (comm->size > 1) {
