@@ -339,7 +339,7 @@ static eb_status calibrate(eb_ablation *a, int i, char rec[PATH_MAX], char fit[P
         rp.run.seed = (uint64_t)s->calib_seed, rp.run.n = s->calib_n, rp.output = rec;
         if ((st = eb_record_to_file(&rp, NULL))) return eb_fail(st, "%s: the calibration recording failed: %s", sn, eb_last_error());
     }
-    if (!exists(fit) && (st = eb_fit_to_file(rec, fit, NULL))) return eb_fail(st, "%s: the fit failed: %s", rec, eb_last_error());
+    if (!exists(fit) && (st = eb_fit_to_file(rec, fit, NULL))) return st; /* its message names the recording */
     return EB_OK;
 }
 
@@ -370,7 +370,7 @@ static eb_status search_table(eb_ablation *a, const eb_ablation_point *pt, const
     else if (pt->sweep == EB_SWEEP_NATIVE && d->param == EB_PARAM_THRESHOLD) sp.opts.threshold = pt->value;
     else if (pt->sweep == EB_SWEEP_NATIVE) sp.opts.delta_a *= pt->value, sp.opts.delta_c *= pt->value; /* δ scale */
     eb_search_outcome out;
-    if ((st = eb_search_to_file(&sp, &out))) return eb_fail(st, "%s: search %s failed: %s", rec, d->name, eb_last_error());
+    if ((st = eb_search_to_file(&sp, &out))) return eb_fail(st, "search %s%s failed: %s", d->name, label, eb_last_error());
     if (!out.met) { /* the target is out of the method's reach: remembered, reported */
         FILE *f = fopen(marker, "w");
         if (!f || fclose(f)) return eb_fail(EB_ERUNTIME, "%s: cannot write", marker);
@@ -616,15 +616,15 @@ eb_status eb_ablation_run(eb_ablation *a, eb_ablation_results *res) {
                 a->computed = 0;
                 a->done++;
             }
+        for (int k = 0; k < res->n_points; k++) { /* FLOP speedups: means over seeds (dynamic policies vary) */
+            double sum = 0;
+            int n = 0;
+            for (int j = 0; j < res->n_rows; j++)
+                if (res->rows[j].point == k && res->rows[j].reached) sum += res->rows[j].flop_speedup, n++;
+            if (res->points[k].at.sampler == i) res->points[k].flop_speedup = n ? sum / n : NAN;
+        }
         if (!st) st = time_sampler(a, i, res);
         if (!st) put_speedups(a, i, res);
-    }
-    for (int k = 0; k < res->n_points; k++) { /* FLOP speedups: means over seeds (dynamic policies vary) */
-        double sum = 0;
-        int n = 0;
-        for (int j = 0; j < res->n_rows; j++)
-            if (res->rows[j].point == k && res->rows[j].reached) sum += res->rows[j].flop_speedup, n++;
-        res->points[k].flop_speedup = n ? sum / n : NAN;
     }
     res->reused = a->reused;
     if (st) eb_ablation_results_free(res);

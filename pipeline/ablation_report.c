@@ -358,7 +358,7 @@ static const char *span(char *buf, size_t cap, const curve *c, int axis, int lo,
 
 static int is_baseline(int m) {
     const char *name = eb_methods[m].name;
-    return eb_methods[m].generate && strcmp(name, "eb-cache") && strcmp(name, "budget");
+    return eb_methods[m].generate && !isfinite(eb_methods[m].fixed) && strcmp(name, "eb-cache") && strcmp(name, "budget");
 }
 
 /* The comparison at EB-Cache's speeds on sampler i: each method's curve read
