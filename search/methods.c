@@ -6,27 +6,43 @@
 #include <stdio.h>
 #include <string.h>
 
+static double teacache_top(const eb_method_input *in);
+static double smoothcache_top(const eb_method_input *in);
+
 const eb_method eb_methods[EB_NMETHODS] = {
-    {"none", NULL, EB_PARAM_INTERVAL, NAN, EB_SCALING_NONE, 0, 0,
-     "uncached: the reference every other row is compared with"},
-    {"noise-scaling", eb_generate_fora, EB_PARAM_INTERVAL, 1, EB_SCALING_TWO_PHASE, EB_NEEDS_FIT, 0,
-     "no caching, ε divided by the fitted two-phase b(τ)⁻¹ only"},
-    {"fora", eb_generate_fora, EB_PARAM_INTERVAL, NAN, EB_SCALING_NONE, 0, 1,
-     "FORA: reuse attention and MLP between refreshes every N steps"},
-    {"delta-dit", eb_generate_delta_dit, EB_PARAM_INTERVAL, NAN, EB_SCALING_NONE, 0, 1,
-     "Δ-DiT: reuse the residual of half the blocks"},
-    {"teacache", eb_generate_teacache, EB_PARAM_THRESHOLD, NAN, EB_SCALING_NONE, EB_NEEDS_FIT | EB_NEEDS_RECORDING, 1,
-     "TeaCache: skip steps by the fitted polynomial and a threshold"},
-    {"fbcache", eb_generate_fbcache, EB_PARAM_THRESHOLD, NAN, EB_SCALING_NONE, 0, 0,
-     "first-block cache: skip the later blocks while the first blocks' residual is stable (decided at run time)"},
-    {"taylorseer", eb_generate_taylorseer, EB_PARAM_INTERVAL, NAN, EB_SCALING_NONE, 0, 1,
-     "TaylorSeer: order-2 forecasts between refreshes"},
-    {"eb-cache-table", eb_generate_ebcache, EB_PARAM_DELTA_SCALE, NAN, EB_SCALING_NONE,
-     EB_NEEDS_FIT | EB_NEEDS_RECORDING | EB_NEEDS_RUNNER, 1, "EB-Cache's Algorithm 1 table without noise scaling"},
-    {"eb-cache", eb_generate_ebcache, EB_PARAM_DELTA_SCALE, NAN, EB_SCALING_TWO_PHASE,
-     EB_NEEDS_FIT | EB_NEEDS_RECORDING | EB_NEEDS_RUNNER, 1, "EB-Cache: Algorithm 1 table with the fitted noise scaling"},
-    {"budget", eb_generate_budget, EB_PARAM_BUDGET, NAN, EB_SCALING_NONE, EB_NEEDS_RECORDING, 1,
-     "ebcache's budget search: least measured drift under the FLOP budget"},
+    {.name = "none", .param = EB_PARAM_INTERVAL, .fixed = NAN,
+     .scaling = EB_SCALING_NONE,
+     .about = "uncached: the reference every other row is compared with"},
+    {.name = "noise-scaling", .generate = eb_generate_fora, .param = EB_PARAM_INTERVAL, .fixed = 1,
+     .scaling = EB_SCALING_TWO_PHASE, .needs = EB_NEEDS_FIT,
+     .about = "no caching, ε divided by the fitted two-phase b(τ)⁻¹ only"},
+    {.name = "fora", .generate = eb_generate_fora, .param = EB_PARAM_INTERVAL, .fixed = NAN,
+     .scaling = EB_SCALING_NONE, .sweeps = 1,
+     .about = "FORA: reuse attention and MLP between refreshes every N steps"},
+    {.name = "delta-dit", .generate = eb_generate_delta_dit, .param = EB_PARAM_INTERVAL, .fixed = NAN,
+     .scaling = EB_SCALING_NONE, .sweeps = 1,
+     .about = "Δ-DiT: reuse the residual of half the blocks"},
+    {.name = "teacache", .generate = eb_generate_teacache, .param = EB_PARAM_THRESHOLD, .fixed = NAN,
+     .scaling = EB_SCALING_NONE, .needs = EB_NEEDS_FIT | EB_NEEDS_RECORDING, .sweeps = 1, .top = teacache_top,
+     .about = "TeaCache: skip steps by the fitted polynomial and a threshold"},
+    {.name = "fbcache", .generate = eb_generate_fbcache, .param = EB_PARAM_THRESHOLD, .fixed = NAN,
+     .scaling = EB_SCALING_NONE,
+     .about = "first-block cache: skip the later blocks while the first blocks' residual is stable (at run time)"},
+    {.name = "taylorseer", .generate = eb_generate_taylorseer, .param = EB_PARAM_INTERVAL, .fixed = NAN,
+     .scaling = EB_SCALING_NONE, .sweeps = 1,
+     .about = "TaylorSeer: order-2 forecasts between refreshes"},
+    {.name = "eb-cache-table", .generate = eb_generate_ebcache, .param = EB_PARAM_DELTA_SCALE, .fixed = NAN,
+     .scaling = EB_SCALING_NONE, .needs = EB_NEEDS_FIT | EB_NEEDS_RECORDING | EB_NEEDS_RUNNER, .sweeps = 1,
+     .about = "EB-Cache's Algorithm 1 table without noise scaling"},
+    {.name = "eb-cache", .generate = eb_generate_ebcache, .param = EB_PARAM_DELTA_SCALE, .fixed = NAN,
+     .scaling = EB_SCALING_TWO_PHASE, .needs = EB_NEEDS_FIT | EB_NEEDS_RECORDING | EB_NEEDS_RUNNER, .sweeps = 1,
+     .about = "EB-Cache: Algorithm 1 table with the fitted noise scaling"},
+    {.name = "budget", .generate = eb_generate_budget, .param = EB_PARAM_BUDGET, .fixed = NAN,
+     .scaling = EB_SCALING_NONE, .needs = EB_NEEDS_RECORDING, .sweeps = 1,
+     .about = "ebcache's budget search: least measured drift under the FLOP budget"},
+    {.name = "smoothcache", .generate = eb_generate_smoothcache, .param = EB_PARAM_THRESHOLD, .fixed = NAN,
+     .scaling = EB_SCALING_NONE, .needs = EB_NEEDS_RECORDING, .sweeps = 1, .top = smoothcache_top,
+     .about = "SmoothCache: reuse a module's output where its recorded change to the next step stays below α"},
 };
 _Static_assert(sizeof eb_methods / sizeof eb_methods[0] == EB_NMETHODS, "eb_methods and EB_NMETHODS");
 
@@ -92,4 +108,54 @@ eb_status eb_generate_taylorseer(eb_cache_schedule **out, const eb_method_input 
 
 eb_status eb_generate_budget(eb_cache_schedule **out, const eb_method_input *in, double budget) {
     return eb_budget_table(out, in->rec, in->c, budget, in->scale);
+}
+
+/* Above the sum of every step's |rescaled change| nothing but the first and
+ * last steps computes. */
+static double teacache_top(const eb_method_input *in) {
+    double top = 1;
+    for (int k = 1; k < in->rec->S - 1; k++) top += fabs(eb_poly_eval(in->poly, in->npoly, in->rec->drift_block0[k]));
+    return top;
+}
+
+/* SmoothCache's error curve of one module type at step k ≥ 1: the recorded
+ * relative L1 change of its output from step k − 1, the mean over blocks. */
+static double smoothcache_error(const eb_rec_data *rec, int mlp, int k) {
+    const double *drift = (mlp ? rec->drift_mlp : rec->drift_attn) + (size_t)k * rec->L;
+    double sum = 0;
+    for (int l = 0; l < rec->L; l++) sum += drift[l];
+    return sum / rec->L;
+}
+
+static double smoothcache_top(const eb_method_input *in) {
+    double top = 0;
+    for (int k = 1; k < in->rec->S; k++)
+        for (int m = 0; m < 2; m++) top = fmax(top, smoothcache_error(in->rec, m, k));
+    return top;
+}
+
+/* SmoothCache (Liu et al., 2024) with a lookahead of one step, the error
+ * curves from the recording (docs/search.md): scanning the steps in order, a
+ * computed step whose module output changes by at most α (its type's curve)
+ * to the next step lets that next step reuse it, and the step after computes
+ * again; the first and last steps compute. Attention and MLP have their own
+ * curves and so their own reuse steps. */
+eb_status eb_generate_smoothcache(eb_cache_schedule **out, const eb_method_input *in, double alpha) {
+    const eb_rec_data *rec = in->rec;
+    const int S = in->sched->S;
+    if (!(alpha >= 0)) return eb_fail(EB_EINPUT, "smoothcache: the threshold α %g is not ≥ 0", alpha);
+    char params[64];
+    snprintf(params, sizeof params, "alpha=%.6g lookahead=1", alpha);
+    eb_status st = eb_cache_schedule_new(out, in->sched, "smoothcache", params);
+    int reused[2] = {0, 0};
+    for (int k = 0; !st && k < S; k++) {
+        eb_act act[2];
+        for (int m = 0; m < 2; m++) {
+            reused[m] = k > 0 && k < S - 1 && !reused[m] && smoothcache_error(rec, m, k) <= alpha;
+            act[m] = (eb_act){reused[m] ? EB_ACT_REUSE : EB_ACT_COMPUTE, 0};
+        }
+        st = eb_cache_schedule_add(*out, in->sched, k, 0, -1, act[0], act[1], in->scale ? in->scale[k] : 1);
+    }
+    if (st) eb_cache_schedule_free(*out), *out = NULL;
+    return st;
 }

@@ -63,10 +63,13 @@ typedef struct {
     unsigned needs;              /* EB_NEEDS_*                                                            */
     int sweeps;                  /* 1: ablations sweep it over speed targets; 0: one table                */
     const char *about;           /* one line for reports                                                  */
+    /* threshold methods: a threshold at which the method reuses all it can, the upper end a speed
+     * target bisects below; NULL: its FLOPs cannot be predicted on a recording, so no target */
+    double (*top)(const eb_method_input *in);
 } eb_method;
 
 /* The registry, in report order. */
-enum { EB_NMETHODS = 10 };
+enum { EB_NMETHODS = 11 };
 extern const eb_method eb_methods[EB_NMETHODS];
 
 /* The method called `name`, or NULL. */
@@ -84,6 +87,7 @@ eb_status eb_generate_teacache(eb_cache_schedule **out, const eb_method_input *i
 eb_status eb_generate_fbcache(eb_cache_schedule **out, const eb_method_input *in, double threshold);
 eb_status eb_generate_taylorseer(eb_cache_schedule **out, const eb_method_input *in, double interval);
 eb_status eb_generate_budget(eb_cache_schedule **out, const eb_method_input *in, double budget);
+eb_status eb_generate_smoothcache(eb_cache_schedule **out, const eb_method_input *in, double alpha);
 eb_status eb_generate_ebcache(eb_cache_schedule **out, const eb_method_input *in, double delta_scale);
 
 #endif

@@ -534,16 +534,17 @@ static eb_status search_threshold(search_ctx *x, eb_method_generate build, eb_se
         if (!(x->o->threshold > 0)) return eb_fail(EB_EINPUT, "%s: give the threshold or a target speedup", name);
         return attempt(x, build, x->o->threshold, res);
     }
-    if (!(x->o->method->needs & EB_NEEDS_RECORDING))
+    if (!x->o->method->top)
         return eb_fail(EB_EINPUT, "%s: its skips are decided at run time, so the recording cannot predict its FLOPs "
                                   "for a target speedup: give the threshold", name);
-    /* above the sum of every step's |rescaled change| nothing but the first and last steps computes */
-    double top = 1;
-    for (int k = 1; k < x->rec->S - 1; k++)
-        top += fabs(eb_poly_eval(x->fit->teacache.poly, x->fit->teacache.npoly, x->rec->drift_block0[k]));
+    const double top = x->o->method->top(&x->in);
     eb_status st = attempt(x, build, top, res);
     if (st) return st;
-    if (res->flops > x->o->target) return cannot(res, x, "skipping every step but the first and last"), EB_OK;
+    if (res->flops > x->o->target) {
+        char what[96];
+        snprintf(what, sizeof what, "threshold %.4g (reusing all it can)", top);
+        return cannot(res, x, what), EB_OK;
+    }
     return bisect(x, build, 0, top, STEP_LINEAR, 1e-6, res);
 }
 

@@ -22,35 +22,6 @@ void test_write_recording(const char *path, const eb_rec_data *r);
 
 TestSuite(search, .init = cli_workdir_make, .fini = cli_workdir_remove);
 
-/* The registry: names unique and found; a row without a generator is the
- * uncached run only; what a swept row bisects has a strategy; a row that is
- * not swept either has no table, a fixed parameter, or takes one by hand. */
-Test(search, method_registry_rows) {
-    for (int i = 0; i < EB_NMETHODS; i++) {
-        const eb_method *m = &eb_methods[i];
-        cr_expect_eq(eb_method_find(m->name), m, "%s", m->name);
-        cr_expect(m->about && *m->about, "%s", m->name);
-        cr_expect(m->param >= 0 && m->param < EB_NPARAMS, "%s", m->name);
-        cr_expect(m->generate || (!m->sweeps && !strcmp(m->name, "none")), "%s", m->name);
-        cr_expect(!(m->needs & EB_NEEDS_RUNNER) || m->param == EB_PARAM_DELTA_SCALE, "%s", m->name);
-        cr_expect(m->scaling != EB_SCALING_DEFAULT, "%s", m->name);
-    }
-    cr_expect_null(eb_method_find("foura"));
-    cr_expect_str_eq(eb_param_kind_name(EB_PARAM_DELTA_SCALE), "delta_scale");
-}
-
-/* noise-scaling is FORA at its fixed interval 1 with the fitted scaling;
- * eb-cache-table is eb-cache without it. */
-Test(search, method_rows_defaults) {
-    const eb_method *ns = eb_method_find("noise-scaling"), *t = eb_method_find("eb-cache-table");
-    cr_assert(ns && t);
-    cr_expect_eq(ns->generate, eb_method_find("fora")->generate);
-    cr_expect_eq(ns->fixed, 1);
-    cr_expect_eq(ns->scaling, EB_SCALING_TWO_PHASE);
-    cr_expect_eq(t->generate, eb_method_find("eb-cache")->generate);
-    cr_expect_eq(t->scaling, EB_SCALING_NONE);
-}
-
 /* A small model for FLOP counts: 4 tokens of width 32. */
 static eb_config small_config(int depth) {
     return (eb_config){.input_size = 4, .patch_size = 2, .in_channels = 4, .hidden_size = 32, .depth = depth,
@@ -90,6 +61,78 @@ static eb_schedule view_of(const eb_rec_data *r) {
     for (int k = 0; k < r->S; k++) s.timestep[r->S - 1 - k] = r->t[k];
     return s;
 }
+
+/* The registry: names unique and found; a row without a generator is the
+ * uncached run only; what a swept row bisects has a strategy; a row that is
+ * not swept either has no table, a fixed parameter, or takes one by hand. */
+Test(search, method_registry_rows) {
+    for (int i = 0; i < EB_NMETHODS; i++) {
+        const eb_method *m = &eb_methods[i];
+        cr_expect_eq(eb_method_find(m->name), m, "%s", m->name);
+        cr_expect(m->about && *m->about, "%s", m->name);
+        cr_expect(m->param >= 0 && m->param < EB_NPARAMS, "%s", m->name);
+        cr_expect(m->generate || (!m->sweeps && !strcmp(m->name, "none")), "%s", m->name);
+        cr_expect(!(m->needs & EB_NEEDS_RUNNER) || m->param == EB_PARAM_DELTA_SCALE, "%s", m->name);
+        cr_expect(m->scaling != EB_SCALING_DEFAULT, "%s", m->name);
+        cr_expect(!m->sweeps || m->param != EB_PARAM_THRESHOLD || m->top, "%s: swept without a top", m->name);
+    }
+    cr_expect_null(eb_method_find("foura"));
+    cr_expect_str_eq(eb_param_kind_name(EB_PARAM_DELTA_SCALE), "delta_scale");
+}
+
+/* SmoothCache with lookahead 1: a step reuses a module when the module's
+ * block-mean recorded change to it is ≤ α and the step before computed; the
+ * first and last steps compute; a FLOP target bisects α. */
+Test(search, smoothcache_reuses_where_the_change_is_small) {
+    eb_rec_data r;
+    make_rec(&r, 8, 2, 2);
+    const double attn[8] = {NAN, 0.05, 0.05, 0.5, 0.01, 0.01, 0.01, 0.01}, mlp[8] = {NAN, 0.5, 0.05, 0.05, 0.5, 0.01, 0.5, 0.01};
+    for (int k = 1; k < 8; k++)
+        for (int l = 0; l < 2; l++) r.drift_attn[k * 2 + l] = attn[k] + (l ? 0.01 : -0.01), r.drift_mlp[k * 2 + l] = mlp[k];
+    eb_schedule s = view_of(&r);
+    eb_config c = small_config(2);
+    eb_search_opts o;
+    eb_search_defaults(&o);
+    const eb_method_input in = {.sched = &s, .c = &c, .o = &o, .rec = &r};
+    eb_cache_schedule *cs;
+    cr_assert_eq(eb_method_find("smoothcache")->generate(&cs, &in, 0.1), EB_OK);
+    eb_cache_plan p;
+    cr_assert_eq(eb_cache_plan_build(&p, cs, 2, &s), EB_OK);
+    const int want_attn[8] = {0, 1, 0, 0, 1, 0, 1, 0}, want_mlp[8] = {0, 0, 1, 0, 0, 1, 0, 0}; /* 1: reuse */
+    for (int k = 0; k < 8; k++)
+        for (int l = 0; l < 2; l++) {
+            cr_expect_eq(p.act[(k * 2 + l) * 2].kind == EB_ACT_REUSE, want_attn[k], "attn step %d block %d", k, l);
+            cr_expect_eq(p.act[(k * 2 + l) * 2 + 1].kind == EB_ACT_REUSE, want_mlp[k], "mlp step %d block %d", k, l);
+        }
+    eb_cache_plan_free(&p);
+    eb_cache_schedule_free(cs);
+    eb_search_result res;
+    o.method = eb_method_find("smoothcache"), o.target = 0.8;
+    cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_OK);
+    cr_expect(res.met && res.flops <= 0.8 && res.param > 0, "flops %g alpha %g", res.flops, res.param);
+    cr_expect_str_eq(res.table->method, "smoothcache");
+    eb_search_result_free(&res);
+    o.target = 0.3; /* below what reusing every other step gives */
+    cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_OK);
+    cr_expect_eq(res.met, 0);
+    cr_expect(strstr(res.note, "reusing all it can"), "%s", res.note);
+    eb_search_result_free(&res);
+    free(s.timestep);
+    eb_rec_data_free(&r);
+}
+
+/* noise-scaling is FORA at its fixed interval 1 with the fitted scaling;
+ * eb-cache-table is eb-cache without it. */
+Test(search, method_rows_defaults) {
+    const eb_method *ns = eb_method_find("noise-scaling"), *t = eb_method_find("eb-cache-table");
+    cr_assert(ns && t);
+    cr_expect_eq(ns->generate, eb_method_find("fora")->generate);
+    cr_expect_eq(ns->fixed, 1);
+    cr_expect_eq(ns->scaling, EB_SCALING_TWO_PHASE);
+    cr_expect_eq(t->generate, eb_method_find("eb-cache")->generate);
+    cr_expect_eq(t->scaling, EB_SCALING_NONE);
+}
+
 
 /* The table's flops and drift proxy on the recording. */
 static void score(const eb_rec_data *r, const eb_cache_schedule *cs, const eb_config *c, double *flops, double *dev) {
