@@ -10,6 +10,7 @@
 #include "runtime/ebcache.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -18,7 +19,7 @@
 /* "ablate [done/total] TEXT (ETA …)", "ablate: TEXT", "ablate: warning: TEXT". */
 static void print_event(void *ctx, const eb_ablation_event *e) {
     char eta[48] = "";
-    if (e->eta == e->eta) eb_cli_eta_text(eta, sizeof eta, e->eta); /* NaN: no ETA yet */
+    if (!isnan(e->eta)) eb_cli_eta_text(eta, sizeof eta, e->eta); /* NaN: no ETA yet */
     if (e->kind == EB_ABLATION_STEP) fprintf(stderr, "ablate [%d/%d] %s%s\n", e->done, e->total, e->text, eta);
     else fprintf(stderr, "ablate: %s%s%s\n", e->kind == EB_ABLATION_WARNING ? "warning: " : "", e->text, eta);
 }
