@@ -225,29 +225,35 @@ static double clock_s(clockid_t clock) {
     return (double)t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
-static void emit(const eb_ablation *a, eb_ablation_event_kind kind, double eta, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void emit(const eb_ablation *a, eb_ablation_event_kind kind, double eta, const char *fmt, ...) {
+static void emitv(const eb_ablation *a, eb_ablation_event_kind kind, double eta, const char *fmt, va_list ap) {
     if (!a->p.on_event) return;
     char text[1024];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
     const eb_ablation_event e = {.kind = kind, .text = text, .done = a->done, .total = a->total, .eta = eta};
     a->p.on_event(a->p.ctx, &e);
 }
 
-/* A cell starts computing: the ETA extrapolates the rows this run computed
- * (rows found finished cost nothing). */
-#define STEP(a, ...)                                                                                                 \
-    do {                                                                                                             \
-        const int worked_ = (a)->done - (a)->reused;                                                                 \
-        (a)->computed = 1;                                                                                           \
-        emit((a), EB_ABLATION_STEP,                                                                                  \
-             worked_ > 0 ? (clock_s(CLOCK_MONOTONIC) - (a)->start) / worked_ * ((a)->total - (a)->done) : NAN,      \
-             __VA_ARGS__);                                                                                           \
-    } while (0)
+static void emit(const eb_ablation *a, eb_ablation_event_kind kind, double eta, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void emit(const eb_ablation *a, eb_ablation_event_kind kind, double eta, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    emitv(a, kind, eta, fmt, ap);
+    va_end(ap);
+}
+
+/* A cell starts computing: marks the row as computing; the ETA extrapolates
+ * the rows this run computed (rows found finished cost nothing). */
+static void step(eb_ablation *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void step(eb_ablation *a, const char *fmt, ...) {
+    const int worked = a->done - a->reused;
+    a->computed = 1;
+    va_list ap;
+    va_start(ap, fmt);
+    emitv(a, EB_ABLATION_STEP, worked > 0 ? (clock_s(CLOCK_MONOTONIC) - a->start) / worked * (a->total - a->done) : NAN,
+          fmt, ap);
+    va_end(ap);
+}
 
 /* ------------------------------------------------------------------------ */
 /* Opening                                                                   */
@@ -332,7 +338,7 @@ static eb_status calibrate(eb_ablation *a, int i, char rec[PATH_MAX], char fit[P
     snprintf(fit, PATH_MAX, "%s/fit.h5", dir);
     eb_ablation_sampler_name(s, i, sn);
     if (!exists(rec)) {
-        STEP(a, "%s: calibration recording, %d %s", sn, s->calib_n, s->calib_n == 1 ? "sample" : "samples");
+        step(a, "%s: calibration recording, %d %s", sn, s->calib_n, s->calib_n == 1 ? "sample" : "samples");
         eb_record_params rp;
         eb_record_params_defaults(&rp);
         if ((st = run_params(a, i, &rp.run, respacing, sizeof respacing))) return st;
@@ -359,7 +365,7 @@ static eb_status search_table(eb_ablation *a, const eb_ablation_point *pt, const
     snprintf(marker, sizeof marker, "%s/unreachable", dir);
     if (exists(marker)) *reached = 0;
     if (exists(table) || exists(marker)) return EB_OK;
-    STEP(a, "%s: search %s%s", eb_ablation_sampler_name(a->s, pt->sampler, sn), d->name,
+    step(a, "%s: search %s%s", eb_ablation_sampler_name(a->s, pt->sampler, sn), d->name,
          eb_ablation_point_label(pt, label, sizeof label));
     eb_search_params sp;
     eb_search_params_defaults(&sp);
@@ -392,7 +398,7 @@ static eb_status sample_cell(eb_ablation *a, int i, const char *table, int seed,
     snprintf(samples, PATH_MAX, "%s/samples.h5", dir);
     if (exists(samples)) return EB_OK;
     eb_ablation_sampler_name(s, i, sn);
-    STEP(a, "%s: sample %s, seed %d, %d %s", sn, what, seed, s->n, s->n == 1 ? "image" : "images");
+    step(a, "%s: sample %s, seed %d, %d %s", sn, what, seed, s->n, s->n == 1 ? "image" : "images");
     eb_sample_params sp;
     eb_sample_params_defaults(&sp);
     if ((st = run_params(a, i, &sp.run, respacing, sizeof respacing))) return st;
@@ -413,7 +419,7 @@ static eb_status eval_cell(eb_ablation *a, const char *samples, const char *key,
     snprintf(real_cache, sizeof real_cache, "%s/real-test-%d.h5", a->p.cells, a->s->n_real);
     eb_status st = EB_OK;
     if (!exists(out)) {
-        STEP(a, "evaluate %s", samples);
+        step(a, "evaluate %s", samples);
         eb_eval_params ep;
         eb_eval_result res;
         eb_eval_params_defaults(&ep);

@@ -19,6 +19,7 @@
 
 #define TIMING_SLACK 0.05 /* timer noise allowed before a measured speedup below 1 or above the FLOP one is flagged */
 #define NSEEDS EB_ABLATION_MAX_LIST
+#define CURVE_CAP EB_ABLATION_MAX_LIST /* points of one method on one sampler: one per speed target or native value */
 
 /* ------------------------------------------------------------------------ */
 /* Statistics                                                                */
@@ -258,12 +259,11 @@ static void put_curves(FILE *f, const eb_ablation_spec *s, const eb_ablation_res
                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     const int none = uncached_point(r, i);
     const profile base = none >= 0 ? profile_of(s, r, none) : (profile){{{0}}};
-    int order[EB_ABLATION_MAX_LIST * (EB_NMETHODS + 2)];
+    int order[CURVE_CAP];
     for (int mi = 0; mi < s->n_methods; mi++) {
         const int n = curve_of(r, i, s->methods[mi], order);
         for (int j = 0; j < n; j++) {
             const eb_ablation_curve_point *c = &r->points[order[j]];
-            char label[64];
             fprintf(f, "| %s |", method_name(c));
             if (c->at.sweep == EB_SWEEP_SPEEDUP) fprintf(f, " %.3g× |", c->at.value);
             else fprintf(f, " – |");
@@ -271,8 +271,7 @@ static void put_curves(FILE *f, const eb_ablation_spec *s, const eb_ablation_res
                 fprintf(f, " unreachable | | | | | | | | | | | | |\n");
                 continue;
             }
-            if (c->params[0]) fprintf(f, " %s |", c->params);
-            else fprintf(f, " %s |", c->at.sweep == EB_SWEEP_NATIVE ? eb_ablation_point_label(&c->at, label, sizeof label) + 4 : "–");
+            fprintf(f, " %s |", c->params[0] ? c->params : "–");
             const profile p = profile_of(s, r, order[j]);
             const int paired = none >= 0 && order[j] != none;
             const profile d = profile_minus(&p, &base);
@@ -319,19 +318,19 @@ static void put_timing(FILE *f, const eb_ablation_spec *s, const eb_ablation_res
             fprintf(f, "\n**Warning:** %s.\n", warning);
 }
 
-/* A method's curve read at speedup x on one axis: per-seed values into *out.
- * axis 0: measured wall speedup, 1: FLOP speedup. Returns 0 outside its range. */
+/* A method's reached points with a table on one sampler, by FLOP speedup: their
+ * speedups on the two axes (0: measured wall-clock, 1: FLOP) and per-seed values. */
 typedef struct {
-    int n, idx[EB_ABLATION_MAX_LIST * 2];
-    double xs[2][EB_ABLATION_MAX_LIST * 2];
-    profile p[EB_ABLATION_MAX_LIST * 2];
+    int n, idx[CURVE_CAP];
+    double xs[2][CURVE_CAP];
+    profile p[CURVE_CAP];
 } curve;
 
 static void curve_load(curve *c, const eb_ablation_spec *s, const eb_ablation_results *r, int i, int m) {
-    int order[EB_ABLATION_MAX_LIST * (EB_NMETHODS + 2)];
+    int order[CURVE_CAP];
     const int n = curve_of(r, i, m, order);
     c->n = 0;
-    for (int j = 0; j < n && c->n < EB_ABLATION_MAX_LIST * 2; j++) {
+    for (int j = 0; j < n && c->n < CURVE_CAP; j++) {
         const eb_ablation_curve_point *q = &r->points[order[j]];
         if (!q->reached || !q->table[0]) continue;
         c->idx[c->n] = order[j], c->xs[0][c->n] = q->wall, c->xs[1][c->n] = q->flop_speedup;
@@ -339,9 +338,11 @@ static void curve_load(curve *c, const eb_ablation_spec *s, const eb_ablation_re
     }
 }
 
+/* The curve read at speedup x on one axis (eb_ablation_interpolate, every
+ * field) into *out; 0 outside its range. */
 static int curve_at(const curve *c, int axis, double x, int n_seeds, profile *out, int *lo, int *hi) {
     for (int f = 0; f < NFIELDS; f++) {
-        const double *y[EB_ABLATION_MAX_LIST * 2];
+        const double *y[CURVE_CAP];
         for (int j = 0; j < c->n; j++) y[j] = c->p[j].v[f];
         for (int k = 0; k < NSEEDS; k++) out->v[f][k] = NAN;
         if (!eb_ablation_interpolate(x, c->xs[axis], y, c->n, n_seeds, out->v[f], lo, hi)) return 0;
@@ -355,6 +356,18 @@ static const char *span(char *buf, size_t cap, const curve *c, int axis, int lo,
     else snprintf(buf, cap, "%.3g–%.3g×", c->xs[axis][lo], c->xs[axis][hi]);
     return buf;
 }
+
+/* "outside its range (1.6–2.4×)": the lowest and highest speedup on the axis. */
+static const char *outside(char *buf, size_t cap, const curve *c, int axis) {
+    double lo = INFINITY, hi = -INFINITY;
+    for (int j = 0; j < c->n; j++) lo = fmin(lo, c->xs[axis][j]), hi = fmax(hi, c->xs[axis][j]);
+    if (lo == hi) snprintf(buf, cap, "outside its range (its one point at %.3g×)", lo);
+    else snprintf(buf, cap, "outside its range (%.3g–%.3g×)", lo, hi);
+    return buf;
+}
+
+/* The methods EB-Cache is compared with: a curve (no fixed parameter), not
+ * EB-Cache itself nor ebcache's own budget search. */
 
 static int is_baseline(int m) {
     const char *name = eb_methods[m].name;
@@ -381,7 +394,7 @@ static void put_matched(FILE *f, const eb_ablation_spec *s, const eb_ablation_re
     }
     for (int e = 0; e < ebc.n; e++) {
         const eb_ablation_curve_point *ep = &r->points[ebc.idx[e]];
-        char label[64], buf[64];
+        char label[64], buf[96];
         const profile *pe = &ebc.p[e];
         fprintf(f, "\n**EB-Cache%s** (measured %.2f× wall-clock, %.2f× CPU; FLOP %.2f×):\n\n"
                    "| method | read between (wall) | its ΔFD vs uncached | EB-Cache − it: ΔFD | Δpixel FD | "
@@ -396,8 +409,7 @@ static void put_matched(FILE *f, const eb_ablation_spec *s, const eb_ablation_re
                 profile at;
                 int lo, hi;
                 if (!curve_at(&curves[mi], axis, x, s->n_seeds, &at, &lo, &hi)) {
-                    fprintf(f, " outside its range (%.3g–%.3g×) |%s | |", curves[mi].xs[axis][0],
-                            curves[mi].xs[axis][curves[mi].n - 1], axis ? "" : " |");
+                    fprintf(f, " %s |%s | |", outside(buf, sizeof buf, &curves[mi], axis), axis ? "" : " |");
                     continue;
                 }
                 fprintf(f, " %s |", span(buf, sizeof buf, &curves[mi], axis, lo, hi));
@@ -422,12 +434,12 @@ static void put_matched(FILE *f, const eb_ablation_spec *s, const eb_ablation_re
 static void put_claims(FILE *f, const eb_ablation_spec *s, const eb_ablation_results *r, int i) {
     const int eb = eb_method_index(eb_method_find("eb-cache")), none = uncached_point(r, i);
     const profile base = none >= 0 ? profile_of(s, r, none) : (profile){{{0}}};
-    int order[EB_ABLATION_MAX_LIST * (EB_NMETHODS + 2)];
+    int order[CURVE_CAP];
     const int n_eb = curve_of(r, i, eb, order);
     fprintf(f, "\n");
     for (int e = 0; e < n_eb; e++) {
         const eb_ablation_curve_point *ep = &r->points[order[e]];
-        char label[64], buf[64], name[96];
+        char label[64], buf[96], name[96];
         eb_ablation_point_label(&ep->at, label, sizeof label);
         if (!ep->reached) {
             fprintf(f, "- EB-Cache%s: the search cannot reach this target.\n", label);
@@ -443,7 +455,7 @@ static void put_claims(FILE *f, const eb_ablation_spec *s, const eb_ablation_res
         }
         for (int mi = 0; mi < s->n_methods; mi++) {
             const int m = s->methods[mi];
-            if (!is_baseline(m) || !eb_methods[m].generate) continue;
+            if (!is_baseline(m)) continue;
             curve c;
             curve_load(&c, s, r, i, m);
             if (!c.n) {
@@ -459,8 +471,8 @@ static void put_claims(FILE *f, const eb_ablation_spec *s, const eb_ablation_res
                 int lo, hi;
                 fprintf(f, "%s", axis ? "    - " : "  - ");
                 if (!(read[axis] = curve_at(&c, axis, x, s->n_seeds, &at, &lo, &hi))) {
-                    fprintf(f, "vs %s at the %s speedup %.2f×: outside its range (%.3g–%.3g×), no comparison.\n", name,
-                            how, x, c.xs[axis][0], c.xs[axis][c.n - 1]);
+                    fprintf(f, "vs %s at the %s speedup %.2f×: %s, no comparison.\n", name, how, x,
+                            outside(buf, sizeof buf, &c, axis));
                     continue;
                 }
                 fprintf(f, "vs %s%s at the %s speedup %.2f× (read %s %s): ", name,
@@ -470,8 +482,8 @@ static void put_claims(FILE *f, const eb_ablation_spec *s, const eb_ablation_res
                 side[axis] = compare(f, s, &d, "EB-Cache", name);
             }
             if (read[0] && read[1] && side[0] != side[1])
-                fprintf(f, "    - the wall-clock and the FLOP reading disagree: the measured speedup's noise decides this "
-                           "comparison.\n");
+                fprintf(f, "    - the wall-clock and the FLOP readings disagree (the measured speedups are noisy; the FLOP "
+                           "count leaves out every overhead): neither alone settles this comparison.\n");
         }
     }
     const eb_method *ns = eb_method_find("noise-scaling");
@@ -526,7 +538,7 @@ static eb_status write_pareto(const eb_ablation_spec *s, const eb_ablation_resul
     FILE *f = out.f;
     const int none = uncached_point(r, i);
     const profile base = none >= 0 ? profile_of(s, r, none) : (profile){{{0}}};
-    int order[EB_ABLATION_MAX_LIST * (EB_NMETHODS + 2)], blocks = 0;
+    int order[CURVE_CAP], blocks = 0;
     fprintf(f, "# per method, by FLOP speedup: measured speedup, FD, FD half-width, FLOP speedup, paired ΔFD and its "
                "half-width, paired Δpixel FD and its half-width (95%%, over seeds; NaN without an uncached run)\n");
     for (int mi = 0; mi < s->n_methods; mi++) {
