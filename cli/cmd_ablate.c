@@ -7,6 +7,7 @@
 #include "cli/gnuplot.h"
 
 #include "pipeline/ablation.h"
+#include "pipeline/run.h"
 #include "runtime/ebcache.h"
 
 #include <limits.h>
@@ -19,7 +20,7 @@
 /* "ablate [done/total] TEXT (ETA …)", "ablate: TEXT", "ablate: warning: TEXT". */
 static void print_event(void *ctx, const eb_ablation_event *e) {
     char eta[48] = "";
-    if (!isnan(e->eta)) eb_cli_eta_text(eta, sizeof eta, e->eta); /* NaN: no ETA yet */
+    if (!isnan(e->eta)) eb_eta_text(eta, sizeof eta, e->eta); /* NaN: no ETA yet */
     if (e->kind == EB_ABLATION_STEP) fprintf(stderr, "ablate [%d/%d] %s%s\n", e->done, e->total, e->text, eta);
     else fprintf(stderr, "ablate: %s%s%s\n", e->kind == EB_ABLATION_WARNING ? "warning: " : "", e->text, eta);
 }

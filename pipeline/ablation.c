@@ -345,7 +345,7 @@ static eb_status calibrate(eb_ablation *a, int i, char rec[PATH_MAX], char fit[P
         rp.run.seed = (uint64_t)s->calib_seed, rp.run.n = s->calib_n, rp.output = rec;
         if ((st = eb_record_to_file(&rp, NULL))) return eb_fail(st, "%s: the calibration recording failed: %s", sn, eb_last_error());
     }
-    if (!exists(fit) && (st = eb_fit_to_file(rec, fit, NULL))) return st; /* its message names the recording */
+    if (!exists(fit) && (st = eb_fit_to_file(rec, fit, NULL, NULL))) return st; /* its message names the recording */
     return EB_OK;
 }
 
