@@ -4,6 +4,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/gnuplot.h"
+#include "analyze/gnuplot.h"
 
 #include "runtime/ebcache.h"
 #include "runtime/h5io.h"

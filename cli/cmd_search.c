@@ -69,10 +69,6 @@ static int read_opts(const eb_opt *opts, int n, eb_search_opts *o) {
     return 0;
 }
 
-/* cmd_ablate's way to tell a target out of reach from a failure (until it calls eb_search_to_file). */
-static int target_missed;
-int cmd_search_target_missed(void) { return target_missed; }
-
 int cmd_search(int argc, char **argv) {
     eb_opt opts[] = {
         {"method", "M", "eb-cache, fora, delta-dit, teacache, taylorseer or budget", NULL},
@@ -107,7 +103,6 @@ int cmd_search(int argc, char **argv) {
     const char *method = eb_arg(opts, n, "method"), *v;
     p.record = eb_arg(opts, n, "record"), p.output = eb_arg(opts, n, "output"), p.fit = eb_arg(opts, n, "fit");
     p.config = eb_arg(opts, n, "config"), p.model = eb_arg(opts, n, "model");
-    target_missed = 0;
     if (!method || !p.record || !p.output) {
         fprintf(stderr, "ebcache " CMD ": --method, --record and --output are required (see --help)\n");
         return 2;
@@ -124,7 +119,6 @@ int cmd_search(int argc, char **argv) {
     if (st) return eb_report(CMD, st);
     eb_cli_warnings(CMD, out.warning);
     if (!out.met) {
-        target_missed = 1;
         fprintf(stderr, "ebcache " CMD ": %s; nothing written\n", out.note);
         return 2;
     }

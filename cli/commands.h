@@ -20,9 +20,4 @@ int cmd_ablate(int argc, char **argv);
 int cmd_decode(int argc, char **argv);
 int cmd_features(int argc, char **argv);
 
-/* 1 when cmd_search's last exit status 2 meant that --target-speedup is
- * beyond the method's reach (not a usage or input error): for cmd_ablate
- * until it calls eb_search_to_file (pipeline/searching.h), whose met says it. */
-int cmd_search_target_missed(void);
-
 #endif

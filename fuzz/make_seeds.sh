@@ -55,7 +55,8 @@ with open(seeds + "/safetensors/dtypes.safetensors", "wb") as f:
     f.write(struct.pack("<Q", len(text)) + text + data)
 PY
 
-# Ablation specs: the shipped study and a minimal one.
+# Ablation specs: the shipped study, a minimal one and one with native sweeps.
 cp data/ablation/default.spec "$seeds/ablate_spec/default.spec"
 printf 'name = x\nsamplers = ddim-8 ddpm-10\nmethods = none fora\nseeds = 0\nspeedups = 1.5 2\n' > "$seeds/ablate_spec/small.spec"
+printf 'name = x\nsamplers = ddim-8\nmethods = none fora teacache fbcache eb-cache\nseeds = 0\nspeedups = 1.5\nsweep.fora = 2 3\nsweep.fbcache = 0.1\nsweep.eb-cache = 0.5 2\n' > "$seeds/ablate_spec/sweep.spec"
 ls -l "$seeds"/*

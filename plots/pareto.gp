@@ -1,9 +1,11 @@
 # pareto.gp — quality against speed for an ablation grid (`ebcache ablate`), in
-# three panels, one curve per method through its speed targets:
+# three panels, one curve per method through its sweep points (speed targets or
+# native parameter values), sorted by the FLOP speedup each point ran at:
 #   1. paired ΔFD (classifier features) against the FLOP speedup,
 #   2. paired Δpixel FD (pixel principal components, the second judge) against
 #      the FLOP speedup,
-#   3. FD against the measured (interleaved, wall-clock) speedup.
+#   3. paired ΔFD against the measured (interleaved, wall-clock) speedup: the
+#      axis along which the report reads every curve at EB-Cache's speed.
 # ΔFD is each seed's difference to the uncached run of the same seed, with 95%
 # confidence bars over seeds; below 0 is better than uncached, right is faster.
 #
@@ -28,7 +30,7 @@ set ylabel "Δpixel FD vs uncached, pixel PCA (paired; lower is better)"
 plot for [i=0:blocks-1] dat index i u 4:7:($7-$8):($7+$8) w yerrorlines lw 2 pt 7 ps 1 \
      lc rgb word(colours, i % 11 + 1) title columnheader(1), 0 w l lc rgb "#999999" dt 2 notitle
 set xlabel "measured speedup (interleaved wall-clock)"
-set ylabel "FD, classifier features (lower is better)"
-plot for [i=0:blocks-1] dat index i u 1:2:($2-$3):($2+$3) w yerrorlines lw 2 pt 7 ps 1 \
-     lc rgb word(colours, i % 11 + 1) title columnheader(1)
+set ylabel "ΔFD vs uncached, classifier features (paired; lower is better)"
+plot for [i=0:blocks-1] dat index i u 1:5:($5-$6):($5+$6) w yerrorlines lw 2 pt 7 ps 1 \
+     lc rgb word(colours, i % 11 + 1) title columnheader(1), 0 w l lc rgb "#999999" dt 2 notitle
 unset multiplot

@@ -1,8 +1,10 @@
 /* test_ablate.c — `ebcache ablate` end to end on a small random 28×28 model:
- * the grid's rows, an out-of-reach target, the reports (both judges, the claim
- * rule, the interleaved timing and its warnings), resuming from finished cells
- * (and recomputing a removed one to the same numbers), the debris of a killed
- * run, the lock against a second run on the same cells, and bad specs. */
+ * the grid's rows (speed targets and a native sweep), an out-of-reach target,
+ * the reports (curves by FLOP speedup, both judges, the claim rule, the
+ * reading at EB-Cache's speed, the interleaved timing and its warnings),
+ * resuming from finished cells (and recomputing a removed one to the same
+ * numbers), the debris of a killed run, the lock against a second run on the
+ * same cells, and bad specs. */
 #include "tests/cli_util.h"
 #include "runtime/params.h"
 #include "runtime/weights.h"
@@ -106,11 +108,14 @@ static int check_claim_rule(const char *md) {
 static void check_timing_warnings(const char *csv, const char *md) {
     int rows = 0;
     for (const char *line = strchr(csv, '\n') + 1; *line; line = strchr(line, '\n') + 1) {
-        char sampler[32], method[32], target[32];
+        char sampler[32], method[32], target[32], sweep[32];
         int seed, n, reached;
-        double flop, wall, measured, cpu, load;
+        double flop, wall, measured, cpu, load, value;
         cr_assert_eq(sscanf(line, "%31[^,],%31[^,],%31[^,],%d,%d,%d,%lf,%lf,%lf,%lf,%lf", sampler, method, target,
                             &seed, &n, &reached, &flop, &wall, &measured, &cpu, &load), 11, "%s", line);
+        const char *tail = line; /* the last columns: sweep, value, "params" */
+        for (int commas = 0; commas < 22; tail++) commas += *tail == ',';
+        cr_assert_eq(sscanf(tail, "%31[^,],%lf", sweep, &value), 2, "%s", line);
         if (!reached) continue;
         cr_assert(isfinite(measured) && measured > 0 && isfinite(cpu) && cpu > 0 && isfinite(load), "%s", line);
         if (!strcmp(method, "none")) {
@@ -119,12 +124,13 @@ static void check_timing_warnings(const char *csv, const char *md) {
         }
         if (seed != 0) continue;
         char heading[128];
-        snprintf(heading, sizeof heading, "**Warning:** %s %s at %s×", sampler, method, target);
+        if (!strcmp(sweep, "speedup")) snprintf(heading, sizeof heading, "**Warning:** %s %s at %s×", sampler, method, target);
+        else snprintf(heading, sizeof heading, "**Warning:** %s %s at %s %g:", sampler, method, sweep, value);
         int want = measured < 0.95 || measured > 1.05 * flop;
         cr_assert_eq(strstr(md, heading) != NULL, want, "%s (measured %g, FLOP %g)", heading, measured, flop);
         rows++;
     }
-    cr_assert_eq(rows, 2, "fora and eb-cache at 1.5x on seed 0");
+    cr_assert_eq(rows, 4, "fora at intervals 1, 2, 3 and eb-cache at 1.5x on seed 0");
 }
 
 static double now_s(void) {
@@ -140,6 +146,7 @@ static double now_s(void) {
     "samplers = ddim-8\n"                                                                                        \
     "methods = none, fora eb-cache   # two cached methods\n"                                                    \
     "speedups = 1.5 100\n"                                                                                       \
+    "sweep.fora = 1 2 3   # fora over its interval instead\n"                                                    \
     "n = 6\nseeds = 0 1\ncalibration = 4\nreal = 60\ntiming_n = 2\ntiming_rounds = 2\n"
 
 static int run_grid(void) {
@@ -153,27 +160,33 @@ Test(ablate, grid_reports_and_resume) {
     write_text("g.spec", spec);
     cr_assert_eq(run_grid(), 0, "%s", err_text);
     char *csv = read_text("res/t.csv");
-    /* per seed: none, then fora and eb-cache at two targets */
-    cr_assert_eq(count_lines(csv, "\n"), 1 + 2 * 5, "%s", csv);
+    /* per seed: none, fora at three intervals, eb-cache at two targets */
+    cr_assert_eq(count_lines(csv, "\n"), 1 + 2 * 6, "%s", csv);
     cr_assert_eq(count_lines(csv, "ddim-8,none,nan,"), 2);
-    cr_assert_eq(count_lines(csv, "ddim-8,fora,1.5,"), 2);
+    cr_assert_eq(count_lines(csv, "ddim-8,fora,nan,"), 6, "a native point has no target: %s", csv);
+    cr_assert_eq(count_lines(csv, ",interval,2,\"interval=2\"\n"), 2, "%s", csv);
     /* 100× is beyond any table of 8 steps: reported, not sampled */
-    cr_assert_eq(count_lines(csv, "ddim-8,fora,100,0,6,0,"), 1, "%s", csv);
     cr_assert_eq(count_lines(csv, "ddim-8,eb-cache,100,1,6,0,"), 1, "%s", csv);
     cr_assert(strstr(csv, "ddim-8,eb-cache,1.5,0,6,1,"), "%s", csv);
     char *md = read_text("res/t.md");
-    cr_assert(strstr(md, "| fora | 1.5× |"), "%s", md);
-    cr_assert(strstr(md, "| fora | 100× | unreachable"), "%s", md);
-    cr_assert(strstr(md, "EB-Cache at 1.5× FLOP target"), "%s", md);
-    cr_assert(strstr(md, "Timing: 2 rounds in this process; in each, one `sample` run of 2 images"), "%s", md);
+    cr_assert(strstr(md, "| fora | – | interval=1 | 1.00× |"), "%s", md);
+    cr_assert(strstr(md, "| eb-cache | 100× | unreachable"), "%s", md);
+    /* the curve by FLOP speedup: interval 1, 2, 3 in that order */
+    const char *i1 = strstr(md, "| interval=1 |"), *i2 = strstr(md, "| interval=2 |"), *i3 = strstr(md, "| interval=3 |");
+    cr_assert(i1 && i2 && i3 && i1 < i2 && i2 < i3, "%s", md);
+    cr_assert(strstr(md, "- EB-Cache at 1.5× (measured "), "%s", md);
+    cr_assert(strstr(md, "Timing: 2 rounds in this process; in each, one in-memory sampling run of 2 images"), "%s", md);
     cr_assert(strstr(md, "  - vs uncached: ΔFD "), "%s", md);
-    cr_assert(strstr(md, "  - vs fora (measured "), "%s", md);
-    cr_assert_eq(check_claim_rule(md), 2, "%s", md);
+    cr_assert(strstr(md, "linear in log speedup between the two neighbouring points"), "%s", md);
+    /* fora's curve spans FLOP 1× to 2.67×: EB-Cache's FLOP speedup lies inside it */
+    cr_assert(strstr(md, "    - vs fora at the FLOP speedup "), "%s", md);
+    cr_assert(strstr(md, "vs fora at the measured wall-clock speedup "), "%s", md);
+    cr_assert_geq(check_claim_rule(md), 2, "%s", md);
     check_timing_warnings(csv, md);
     cr_assert(strstr(csv, ",fd,fd_mean_term,fd_cov_term,pixel_fd,pixel_fd_mean_term,pixel_fd_cov_term,"), "%s", csv);
     char path[512];
     cr_assert_eq(access(in_workdir(path, "res/t_pareto_ddim-8.png"), R_OK), 0);
-    cr_assert_eq(access(in_workdir(path, "res/t_tables/ddim-8_fora_1.5.schedule"), R_OK), 0);
+    cr_assert_eq(access(in_workdir(path, "res/t_tables/ddim-8_fora_interval2.schedule"), R_OK), 0);
     cr_assert_eq(access(in_workdir(path, "res/t_tables/ddim-8_eb-cache_1.5.schedule"), R_OK), 0);
 
     /* the debris of a killed run (temporary outputs, a timing run's samples) goes on the next run */
@@ -200,11 +213,12 @@ Test(ablate, grid_reports_and_resume) {
     cr_assert_eq(waitpid(holder, &status, 0), holder);
     cr_assert(strstr(err_text, "another ablate is running on"), "%s", err_text);
     cr_assert_gt(waited, 1.5, "ran %g s while the lock was held", waited);
-    /* 6 sample cells (2 seeds × none, fora, eb-cache) + the real features' + timing.h5 */
-    cr_assert(strstr(err_text, "removed 8 temporary files of an interrupted run"), "%s", err_text);
+    /* 10 sample cells (2 seeds × none, fora ×3, eb-cache) + the real features' + timing.h5 */
+    cr_assert(strstr(err_text, "removed 12 temporary files of an interrupted run"), "%s", err_text);
     snprintf(cmd, sizeof cmd, "test -z \"$(find %s/cells -name '*.tmp.*' -o -name timing.h5)\"", workdir);
     cr_assert_eq(system(cmd), 0, "debris left");
     /* and computes nothing */
+    cr_assert(strstr(err_text, "12 of 12 rows reused"), "%s", err_text);
     cr_assert_null(strstr(err_text, ": sample "), "%s", err_text);
     cr_assert_null(strstr(err_text, ": search "), "%s", err_text);
 
@@ -212,7 +226,7 @@ Test(ablate, grid_reports_and_resume) {
     snprintf(cmd, sizeof cmd, "rm %s/cells/sample-*/samples.h5 2>/dev/null; true", workdir);
     cr_assert_eq(system(cmd), 0);
     cr_assert_eq(run_grid(), 0, "%s", err_text);
-    cr_assert_eq(count_lines(err_text, ": sample "), 6, "%s", err_text); /* 2 seeds × (none, fora, eb-cache) */
+    cr_assert_eq(count_lines(err_text, ": sample "), 10, "%s", err_text); /* 2 seeds × (none, fora ×3, eb-cache) */
     char *again = read_text("res/t.csv");
     strip_timing(csv);
     strip_timing(again);
@@ -236,6 +250,7 @@ Test(ablate, bad_specs) {
         {"name = a/b\n", "g.spec:1: name 'a/b'"},
         {"name x\n", "g.spec:1: expected 'key = value'"},
         {"name = x\nn = 1\n", "g.spec:2: n: '1' is not an integer in [2,"},
+        {"name = x\nsamplers = ddim-8\nmethods = fora\nsweep.fora = 0\nseeds = 0\n", "g.spec:4: sweep.fora: '0' is not an interval"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         write_text("g.spec", cases[i].text);

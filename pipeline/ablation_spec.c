@@ -1,5 +1,5 @@
-/* ablate_spec.c — the ablation spec file (see ablate_spec.h, docs/ablation.md). */
-#include "cli/ablate_spec.h"
+/* pipeline/ablation_spec.c — the ablation spec file (pipeline/ablation.h, docs/ablation.md). */
+#include "pipeline/ablation.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -45,8 +45,8 @@ static int parse_double(const char *w, double min, double *out) {
 }
 
 /* One "key = value" line into the spec; a message in why on failure. */
-static int spec_set(spec *s, const char *key, char *value, char *why, size_t cap) {
-    char *w[MAX_LIST];
+static int spec_set(eb_ablation_spec *s, const char *key, char *value, char *why, size_t cap) {
+    char *w[EB_ABLATION_MAX_LIST];
     if (!strcmp(key, "name")) {
         for (const char *c = value; *c; c++)
             if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_')
@@ -60,8 +60,8 @@ static int spec_set(spec *s, const char *key, char *value, char *why, size_t cap
         strcpy(s->model, value);
         return 0;
     }
-    int n = split_words(value, w, MAX_LIST);
-    if (n < 0) return snprintf(why, cap, "%s: more than %d values", key, MAX_LIST), -1;
+    int n = split_words(value, w, EB_ABLATION_MAX_LIST);
+    if (n < 0) return snprintf(why, cap, "%s: more than %d values", key, EB_ABLATION_MAX_LIST), -1;
     if (n == 0) return snprintf(why, cap, "%s: no value", key), -1;
     if (!strcmp(key, "samplers")) {
         for (int i = 0; i < n; i++) {
@@ -76,9 +76,6 @@ static int spec_set(spec *s, const char *key, char *value, char *why, size_t cap
         for (int i = 0; i < n; i++) {
             const eb_method *m = eb_method_find(w[i]);
             if (!m) return snprintf(why, cap, "methods: unknown method '%s' (see docs/ablation.md)", w[i]), -1;
-            if (m->generate && !m->sweeps && !isfinite(m->fixed)) /* its one table needs a parameter */
-                return snprintf(why, cap, "methods: %s takes no speed target and has no fixed parameter: a grid "
-                                          "cannot run it", w[i]), -1;
             s->methods[i] = eb_method_index(m);
         }
         s->n_methods = n;
@@ -87,6 +84,28 @@ static int spec_set(spec *s, const char *key, char *value, char *why, size_t cap
             if (parse_double(w[i], 1.0, &s->speedups[i]) || s->speedups[i] <= 1.0)
                 return snprintf(why, cap, "speedups: '%s' is not a number above 1", w[i]), -1;
         s->n_speedups = n;
+    } else if (!strncmp(key, "sweep.", 6)) {
+        const eb_method *m = eb_method_find(key + 6);
+        if (!m) return snprintf(why, cap, "%s: unknown method '%s' (see docs/ablation.md)", key, key + 6), -1;
+        if (!m->generate || isfinite(m->fixed))
+            return snprintf(why, cap, "%s: %s has no parameter to sweep", key, m->name), -1;
+        if (m->param == EB_PARAM_BUDGET)
+            return snprintf(why, cap, "%s: the budget's parameter is the FLOP budget itself: sweep it with 'speedups'",
+                            key), -1;
+        const int mi = eb_method_index(m);
+        if (s->n_native[mi]) return snprintf(why, cap, "'%s' is set twice", key), -1;
+        for (int i = 0; i < n; i++) {
+            int interval;
+            double *v = &s->native[mi][i];
+            if (m->param == EB_PARAM_INTERVAL ? parse_int(w[i], 1, EB_DIFFUSION_STEPS, &interval)
+                                              : parse_double(w[i], 0.0, v) || !(*v > 0))
+                return snprintf(why, cap, "%s: '%s' is not %s", key, w[i],
+                                m->param == EB_PARAM_INTERVAL ? "an interval in [1, 1000] (steps)"
+                                : m->param == EB_PARAM_THRESHOLD ? "a threshold above 0"
+                                                                  : "a δ scale above 0"), -1;
+            if (m->param == EB_PARAM_INTERVAL) *v = interval;
+        }
+        s->n_native[mi] = n;
     } else if (!strcmp(key, "seeds")) {
         for (int i = 0; i < n; i++)
             if (parse_int(w[i], 0, INT32_MAX, &s->seeds[i]))
@@ -97,13 +116,13 @@ static int spec_set(spec *s, const char *key, char *value, char *why, size_t cap
             const char *key;
             long min, max;
             size_t offset;
-        } ints[] = {{"n", 2, 1000000, offsetof(spec, n)},
-                    {"calibration", 2, 100000, offsetof(spec, calib_n)},
-                    {"calibration_seed", 0, INT32_MAX, offsetof(spec, calib_seed)},
-                    {"real", 4, 60000, offsetof(spec, n_real)},
-                    {"batch", 1, 65536, offsetof(spec, batch)},
-                    {"timing_n", 1, 65536, offsetof(spec, timing_n)},
-                    {"timing_rounds", 1, 100, offsetof(spec, timing_rounds)}};
+        } ints[] = {{"n", 2, 1000000, offsetof(eb_ablation_spec, n)},
+                    {"calibration", 2, 100000, offsetof(eb_ablation_spec, calib_n)},
+                    {"calibration_seed", 0, INT32_MAX, offsetof(eb_ablation_spec, calib_seed)},
+                    {"real", 4, 60000, offsetof(eb_ablation_spec, n_real)},
+                    {"batch", 1, 65536, offsetof(eb_ablation_spec, batch)},
+                    {"timing_n", 1, 65536, offsetof(eb_ablation_spec, timing_n)},
+                    {"timing_rounds", 1, 100, offsetof(eb_ablation_spec, timing_rounds)}};
         if (n != 1) return snprintf(why, cap, "%s: one value expected", key), -1;
         if (!strcmp(key, "cfg")) {
             if (parse_double(w[0], 1.0, &s->cfg)) return snprintf(why, cap, "cfg: '%s' is not a number >= 1", w[0]), -1;
@@ -124,15 +143,56 @@ static int spec_set(spec *s, const char *key, char *value, char *why, size_t cap
     return 0;
 }
 
-eb_status ablate_spec_read(spec *s, const char *path) {
-    *s = (spec){.cfg = 1.5, .n = 1000, .calib_n = 32, .calib_seed = 1000, .n_real = 10000, .batch = 32,
+static int listed(const eb_ablation_spec *s, int method) {
+    for (int i = 0; i < s->n_methods; i++)
+        if (s->methods[i] == method) return 1;
+    return 0;
+}
+
+/* What the lines cannot check alone: each native sweep is of a listed method
+ * and its intervals fit every sampler; every listed method has something to
+ * run at (no parameter, a fixed one, its sweep, or the speed targets). */
+static eb_status check_sweeps(const eb_ablation_spec *s, int methods_line, const int *sweep_line) {
+    const char *path = s->path;
+    for (int m = 0; m < EB_NMETHODS; m++) {
+        if (!s->n_native[m]) continue;
+        if (!listed(s, m))
+            return eb_fail(EB_EINPUT, "%s:%d: sweep.%s: %s is not in 'methods'", path, sweep_line[m], eb_methods[m].name,
+                           eb_methods[m].name);
+        for (int i = 0; eb_methods[m].param == EB_PARAM_INTERVAL && i < s->n_native[m]; i++)
+            for (int k = 0; k < s->n_samplers; k++)
+                if (s->native[m][i] > s->samplers[k].steps)
+                    return eb_fail(EB_EINPUT, "%s:%d: sweep.%s: interval %g is above the %d steps of %s-%d", path,
+                                   sweep_line[m], eb_methods[m].name, s->native[m][i], s->samplers[k].steps,
+                                   s->samplers[k].kind, s->samplers[k].steps);
+    }
+    for (int i = 0; i < s->n_methods; i++) {
+        const int m = s->methods[i];
+        const eb_method *d = &eb_methods[m];
+        if (!d->generate || isfinite(d->fixed) || s->n_native[m]) continue;
+        if (!d->sweeps) /* its one table needs a parameter */
+            return eb_fail(EB_EINPUT, "%s:%d: methods: %s takes no speed target and has no fixed parameter: give its "
+                                      "values with 'sweep.%s = …'", path, methods_line, d->name, d->name);
+        if (!s->n_speedups)
+            return eb_fail(EB_EINPUT, "%s: 'speedups' is required by the cached methods (or 'sweep.%s')", path, d->name);
+    }
+    return EB_OK;
+}
+
+const char *eb_ablation_sampler_name(const eb_ablation_spec *s, int i, char *buf) {
+    sprintf(buf, "%s-%d", s->samplers[i].kind, s->samplers[i].steps);
+    return buf;
+}
+
+eb_status eb_ablation_spec_read(eb_ablation_spec *s, const char *path) {
+    *s = (eb_ablation_spec){.cfg = 1.5, .n = 1000, .calib_n = 32, .calib_seed = 1000, .n_real = 10000, .batch = 32,
                .timing_n = 8, .timing_rounds = 3};
     if (strlen(path) >= sizeof s->path) return eb_fail(EB_EINPUT, "%s: path too long", path);
     strcpy(s->path, path);
     FILE *f = fopen(path, "r");
     if (!f) return eb_fail(EB_EINPUT, "%s: cannot open: %s", path, strerror(errno));
     char line[4096], why[512];
-    int lineno = 0;
+    int lineno = 0, methods_line = 0, sweep_line[EB_NMETHODS] = {0};
     eb_status st = EB_OK;
     unsigned seen = 0;
     while (!st && fgets(line, sizeof line, f)) {
@@ -162,6 +222,9 @@ eb_status ablate_spec_read(spec *s, const char *path) {
             }
         if (!st && spec_set(s, key, value, why, sizeof why))
             st = eb_fail(EB_EINPUT, "%s:%d: %s", path, lineno, why);
+        if (!strcmp(key, "methods")) methods_line = lineno;
+        else if (!strncmp(key, "sweep.", 6) && eb_method_find(key + 6))
+            sweep_line[eb_method_index(eb_method_find(key + 6))] = lineno;
     }
     if (!st && ferror(f)) st = eb_fail(EB_EINPUT, "%s: read error", path);
     fclose(f);
@@ -169,9 +232,6 @@ eb_status ablate_spec_read(spec *s, const char *path) {
     const char *missing = !s->name[0] ? "name" : !s->n_samplers ? "samplers" : !s->n_methods ? "methods"
                         : !s->n_seeds ? "seeds" : NULL;
     if (missing) return eb_fail(EB_EINPUT, "%s: '%s' is required (see docs/ablation.md)", path, missing);
-    int targeted = 0;
-    for (int i = 0; i < s->n_methods; i++) targeted |= eb_methods[s->methods[i]].sweeps;
-    if (targeted && !s->n_speedups) return eb_fail(EB_EINPUT, "%s: 'speedups' is required by the cached methods", path);
-    return EB_OK;
+    return check_sweeps(s, methods_line, sweep_line);
 }
 
