@@ -31,22 +31,38 @@ static float *slab_of(const eb_trainer *tr, int s) {
 /* ------------------------------------------------------------------------ */
 /* Metadata                                                                  */
 
+/* A checkpoint's configuration keys. */
+static const eb_meta_field config_keys[] = {
+    EB_META_INT_FIELD(eb_config, input_size, 1, 4096),
+    EB_META_INT_FIELD(eb_config, patch_size, 1, 64),
+    EB_META_INT_FIELD(eb_config, in_channels, 1, 256),
+    EB_META_INT_FIELD(eb_config, hidden_size, 1, 16384),
+    EB_META_INT_FIELD(eb_config, depth, 1, 256),
+    EB_META_INT_FIELD(eb_config, num_heads, 1, 1024),
+    EB_META_INT_FIELD(eb_config, num_classes, 1, 1000000),
+    EB_META_FIELD(eb_config, learn_sigma, EB_META_BOOL),
+};
+
+/* The recipe's keys (checkpoints and the EMA export). */
+static const eb_meta_field recipe_keys[] = {
+    EB_META_INT_FIELD(eb_recipe, batch, 1, 1 << 20),
+    EB_META_INT_FIELD(eb_recipe, warmup_steps, 0, INT32_MAX),
+    EB_META_FIELD(eb_recipe, lr, EB_META_DOUBLE),
+    EB_META_FIELD(eb_recipe, weight_decay, EB_META_DOUBLE),
+    EB_META_FIELD(eb_recipe, beta1, EB_META_DOUBLE),
+    EB_META_FIELD(eb_recipe, beta2, EB_META_DOUBLE),
+    EB_META_FIELD(eb_recipe, adam_eps, EB_META_DOUBLE),
+    EB_META_FIELD(eb_recipe, grad_clip, EB_META_DOUBLE),
+    EB_META_FIELD(eb_recipe, ema_decay, EB_META_DOUBLE),
+    EB_META_FIELD(eb_recipe, class_dropout, EB_META_DOUBLE),
+    EB_META_FIELD(eb_recipe, seed, EB_META_U64),
+};
+
 /* The recipe and progress keys (shared by checkpoints and the EMA export). */
 static void meta_recipe(eb_meta_list *m, const eb_trainer *tr) {
-    const eb_recipe *r = &tr->recipe;
     eb_meta_add(m, "step", "%" PRId64, tr->step);
     eb_meta_add(m, "data_n", "%d", tr->data_n);
-    eb_meta_add(m, "batch", "%d", r->batch);
-    eb_meta_add(m, "lr", "%.17g", r->lr);
-    eb_meta_add(m, "weight_decay", "%.17g", r->weight_decay);
-    eb_meta_add(m, "beta1", "%.17g", r->beta1);
-    eb_meta_add(m, "beta2", "%.17g", r->beta2);
-    eb_meta_add(m, "adam_eps", "%.17g", r->adam_eps);
-    eb_meta_add(m, "warmup_steps", "%d", r->warmup_steps);
-    eb_meta_add(m, "grad_clip", "%.17g", r->grad_clip);
-    eb_meta_add(m, "ema_decay", "%.17g", r->ema_decay);
-    eb_meta_add(m, "class_dropout", "%.17g", r->class_dropout);
-    eb_meta_add(m, "seed", "%" PRIu64, r->seed);
+    eb_meta_add_fields(m, &tr->recipe, recipe_keys, EB_META_COUNT(recipe_keys));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -94,14 +110,7 @@ eb_status eb_trainer_save(const eb_trainer *tr, const char *path) {
     }
     eb_meta_list m = {.n = 0};
     eb_meta_add(&m, "format", "%s", CKPT_FORMAT);
-    eb_meta_add(&m, "input_size", "%d", c->input_size);
-    eb_meta_add(&m, "patch_size", "%d", c->patch_size);
-    eb_meta_add(&m, "in_channels", "%d", c->in_channels);
-    eb_meta_add(&m, "hidden_size", "%d", c->hidden_size);
-    eb_meta_add(&m, "depth", "%d", c->depth);
-    eb_meta_add(&m, "num_heads", "%d", c->num_heads);
-    eb_meta_add(&m, "num_classes", "%d", c->num_classes);
-    eb_meta_add(&m, "learn_sigma", "%s", c->learn_sigma ? "true" : "false");
+    eb_meta_add_fields(&m, c, config_keys, EB_META_COUNT(config_keys));
     meta_recipe(&m, tr);
     eb_status st = eb_meta_check(&m, path);
     if (!st) st = eb_st_write(path, entries, n, m.pairs, m.n);
@@ -113,24 +122,9 @@ eb_status eb_trainer_save(const eb_trainer *tr, const char *path) {
 /* Reads the configuration and recipe of an open checkpoint. */
 static eb_status read_header(const eb_st_file *f, eb_config *c, eb_recipe *r, int *data_n, int64_t *step) {
     eb_status st = eb_meta_check_format(f, CKPT_FORMAT, "an ebcache training checkpoint");
-    if (!st) st = eb_meta_bool(f, "learn_sigma", &c->learn_sigma);
-    struct { const char *key; int *field, min, max; } ints[] = {
-        {"input_size", &c->input_size, 1, 4096}, {"patch_size", &c->patch_size, 1, 64},
-        {"in_channels", &c->in_channels, 1, 256}, {"hidden_size", &c->hidden_size, 1, 16384},
-        {"depth", &c->depth, 1, 256}, {"num_heads", &c->num_heads, 1, 1024},
-        {"num_classes", &c->num_classes, 1, 1000000}, {"data_n", data_n, 1, INT32_MAX},
-        {"batch", &r->batch, 1, 1 << 20}, {"warmup_steps", &r->warmup_steps, 0, INT32_MAX},
-    };
-    for (size_t i = 0; i < sizeof ints / sizeof ints[0] && !st; i++)
-        st = eb_meta_int(f, ints[i].key, ints[i].min, ints[i].max, ints[i].field);
-    struct { const char *key; double *field; } reals[] = {
-        {"lr", &r->lr}, {"weight_decay", &r->weight_decay}, {"beta1", &r->beta1}, {"beta2", &r->beta2},
-        {"adam_eps", &r->adam_eps}, {"grad_clip", &r->grad_clip}, {"ema_decay", &r->ema_decay},
-        {"class_dropout", &r->class_dropout},
-    };
-    for (size_t i = 0; i < sizeof reals / sizeof reals[0] && !st; i++)
-        st = eb_meta_double(f, reals[i].key, reals[i].field);
-    if (!st) st = eb_meta_u64(f, "seed", &r->seed);
+    if (!st) st = eb_meta_read_fields(f, c, config_keys, EB_META_COUNT(config_keys));
+    if (!st) st = eb_meta_read_fields(f, r, recipe_keys, EB_META_COUNT(recipe_keys));
+    if (!st) st = eb_meta_int(f, "data_n", 1, INT32_MAX, data_n);
     if (!st) st = eb_meta_int64(f, "step", 0, INT64_MAX / 2, step);
     if (!st) st = eb_config_validate(c);
     return st;

@@ -577,6 +577,31 @@ eb_status eb_clf_train_epoch(eb_clf *m, const eb_clf_recipe *r, const eb_fmnist 
 /* ------------------------------------------------------------------------ */
 /* Files                                                                     */
 
+/* A classifier file's configuration keys (eb_clf_config_validate checks the values). */
+static const eb_meta_field config_keys[] = {
+    EB_META_INT_FIELD(eb_clf_config, side, 1, 1 << 20),
+    EB_META_INT_FIELD(eb_clf_config, patch, 1, 1 << 20),
+    EB_META_INT_FIELD(eb_clf_config, dim, 1, 1 << 20),
+    EB_META_INT_FIELD(eb_clf_config, depth, 1, 1 << 20),
+    EB_META_INT_FIELD(eb_clf_config, heads, 1, 1 << 20),
+    EB_META_INT_FIELD(eb_clf_config, classes, 1, 1 << 20),
+};
+
+/* The recipe's keys, in training checkpoints and in files saved with their recipe. */
+static const eb_meta_field recipe_keys[] = {
+    EB_META_INT_FIELD(eb_clf_recipe, batch, 1, 1 << 16),
+    EB_META_INT_FIELD(eb_clf_recipe, epochs, 1, 100000),
+    EB_META_FIELD(eb_clf_recipe, lr, EB_META_DOUBLE),
+    EB_META_FIELD(eb_clf_recipe, weight_decay, EB_META_DOUBLE),
+    EB_META_FIELD(eb_clf_recipe, beta1, EB_META_DOUBLE),
+    EB_META_FIELD(eb_clf_recipe, beta2, EB_META_DOUBLE),
+    EB_META_FIELD(eb_clf_recipe, adam_eps, EB_META_DOUBLE),
+    EB_META_INT_FIELD(eb_clf_recipe, warmup_steps, 0, INT32_MAX),
+    EB_META_FIELD(eb_clf_recipe, flip, EB_META_DOUBLE),
+    EB_META_INT_FIELD(eb_clf_recipe, max_shift, 0, 64),
+    EB_META_FIELD(eb_clf_recipe, seed, EB_META_U64),
+};
+
 eb_status eb_clf_save(const eb_clf *m, const char *path, int with_state, const eb_clf_recipe *r,
                       const eb_st_meta *extra, int n_extra) {
     if (with_state && (!m->adam_m || !r))
@@ -584,25 +609,10 @@ eb_status eb_clf_save(const eb_clf *m, const char *path, int with_state, const e
     const eb_clf_config *c = &m->cfg;
     eb_meta_list l = {.n = 0};
     eb_meta_add(&l, "format", "%s", EB_CLF_FORMAT);
-    eb_meta_add(&l, "side", "%d", c->side);
-    eb_meta_add(&l, "patch", "%d", c->patch);
-    eb_meta_add(&l, "dim", "%d", c->dim);
-    eb_meta_add(&l, "depth", "%d", c->depth);
-    eb_meta_add(&l, "heads", "%d", c->heads);
-    eb_meta_add(&l, "classes", "%d", c->classes);
-    if (r) { /* doubles in %.17g read back exactly */
+    eb_meta_add_fields(&l, c, config_keys, EB_META_COUNT(config_keys));
+    if (r) {
         eb_meta_add(&l, "step", "%" PRId64, m->step);
-        eb_meta_add(&l, "batch", "%d", r->batch);
-        eb_meta_add(&l, "epochs", "%d", r->epochs);
-        eb_meta_add(&l, "lr", "%.17g", r->lr);
-        eb_meta_add(&l, "weight_decay", "%.17g", r->weight_decay);
-        eb_meta_add(&l, "beta1", "%.17g", r->beta1);
-        eb_meta_add(&l, "beta2", "%.17g", r->beta2);
-        eb_meta_add(&l, "adam_eps", "%.17g", r->adam_eps);
-        eb_meta_add(&l, "warmup_steps", "%d", r->warmup_steps);
-        eb_meta_add(&l, "flip", "%.17g", r->flip);
-        eb_meta_add(&l, "max_shift", "%d", r->max_shift);
-        eb_meta_add(&l, "seed", "%" PRIu64, r->seed);
+        eb_meta_add_fields(&l, r, recipe_keys, EB_META_COUNT(recipe_keys));
     }
     eb_meta_append(&l, extra, n_extra);
     eb_status st = eb_meta_check(&l, path);
@@ -640,16 +650,7 @@ eb_status eb_clf_save(const eb_clf *m, const char *path, int with_state, const e
 }
 
 static eb_status read_recipe(const eb_st_file *f, eb_clf_recipe *r) {
-    eb_status st = eb_meta_int(f, "batch", 1, 1 << 16, &r->batch);
-    if (!st) st = eb_meta_int(f, "epochs", 1, 100000, &r->epochs);
-    if (!st) st = eb_meta_int(f, "warmup_steps", 0, INT32_MAX, &r->warmup_steps);
-    if (!st) st = eb_meta_int(f, "max_shift", 0, 64, &r->max_shift);
-    struct { const char *key; double *field; } reals[] = {
-        {"lr", &r->lr}, {"weight_decay", &r->weight_decay}, {"beta1", &r->beta1}, {"beta2", &r->beta2},
-        {"adam_eps", &r->adam_eps}, {"flip", &r->flip},
-    };
-    for (size_t i = 0; !st && i < sizeof reals / sizeof reals[0]; i++) st = eb_meta_double(f, reals[i].key, reals[i].field);
-    if (!st) st = eb_meta_u64(f, "seed", &r->seed);
+    eb_status st = eb_meta_read_fields(f, r, recipe_keys, EB_META_COUNT(recipe_keys));
     if (!st && (st = eb_clf_recipe_validate(r))) st = eb_fail(EB_EINPUT, "%s: %s", eb_st_label(f), eb_last_error());
     return st;
 }
@@ -693,11 +694,7 @@ eb_status eb_clf_load(eb_clf **out, const char *path, eb_clf_recipe *r, int *has
     if (st) return st;
     eb_clf_config c;
     st = eb_meta_check_format(f, EB_CLF_FORMAT, "an ebcache classifier");
-    struct { const char *key; int *field; } ints[] = {
-        {"side", &c.side}, {"patch", &c.patch}, {"dim", &c.dim},
-        {"depth", &c.depth}, {"heads", &c.heads}, {"classes", &c.classes},
-    };
-    for (size_t i = 0; !st && i < sizeof ints / sizeof ints[0]; i++) st = eb_meta_int(f, ints[i].key, 1, 1 << 20, ints[i].field);
+    if (!st) st = eb_meta_read_fields(f, &c, config_keys, EB_META_COUNT(config_keys));
     if (!st && (st = eb_clf_config_validate(&c))) st = eb_fail(EB_EINPUT, "%s: %s", path, eb_last_error());
     eb_clf *m = NULL;
     if (!st) st = alloc_model(&m, &c);

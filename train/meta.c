@@ -49,51 +49,68 @@ eb_status eb_meta_string(const eb_st_file *f, const char *key, const char **out)
     return EB_OK;
 }
 
-eb_status eb_meta_int64(const eb_st_file *f, const char *key, int64_t min, int64_t max, int64_t *out) {
+typedef union {
+    int64_t i;
+    uint64_t u;
+    double d;
+} number;
+
+/* Metadata `key` of f as a number of `type`: EB_META_INT an int64 in
+ * [min, max], EB_META_U64 without a sign, EB_META_DOUBLE finite; the whole
+ * string must convert. */
+static eb_status read_number(const eb_st_file *f, const char *key, eb_meta_type type, int64_t min, int64_t max,
+                             number *out) {
     const char *s;
     eb_status st = eb_meta_string(f, key, &s);
     if (st) return st;
-    char *end;
+    char *end, expected[80];
+    int ok;
     errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (end == s || *end || errno || v < min || v > max)
-        return eb_fail(EB_EINPUT, "%s: metadata '%s' = '%s' is not an integer in [%" PRId64 ", %" PRId64 "]",
-                       eb_st_label(f), key, s, min, max);
-    *out = v;
+    if (type == EB_META_DOUBLE) {
+        out->d = strtod(s, &end);
+        ok = isfinite(out->d);
+        snprintf(expected, sizeof expected, "a finite number");
+    } else if (type == EB_META_U64) {
+        out->u = strtoull(s, &end, 10);
+        ok = *s != '-';
+        snprintf(expected, sizeof expected, "an unsigned integer");
+    } else {
+        long long v = strtoll(s, &end, 10);
+        out->i = v;
+        ok = v >= min && v <= max;
+        snprintf(expected, sizeof expected, "an integer in [%" PRId64 ", %" PRId64 "]", min, max);
+    }
+    if (end == s || *end || errno || !ok)
+        return eb_fail(EB_EINPUT, "%s: metadata '%s' = '%s' is not %s", eb_st_label(f), key, s, expected);
     return EB_OK;
 }
 
+eb_status eb_meta_int64(const eb_st_file *f, const char *key, int64_t min, int64_t max, int64_t *out) {
+    number v;
+    eb_status st = read_number(f, key, EB_META_INT, min, max, &v);
+    if (!st) *out = v.i;
+    return st;
+}
+
 eb_status eb_meta_int(const eb_st_file *f, const char *key, int min, int max, int *out) {
-    int64_t v;
-    eb_status st = eb_meta_int64(f, key, min, max, &v);
-    if (!st) *out = (int)v;
+    number v;
+    eb_status st = read_number(f, key, EB_META_INT, min, max, &v);
+    if (!st) *out = (int)v.i;
     return st;
 }
 
 eb_status eb_meta_double(const eb_st_file *f, const char *key, double *out) {
-    const char *s;
-    eb_status st = eb_meta_string(f, key, &s);
-    if (st) return st;
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end || errno || !isfinite(v))
-        return eb_fail(EB_EINPUT, "%s: metadata '%s' = '%s' is not a finite number", eb_st_label(f), key, s);
-    *out = v;
-    return EB_OK;
+    number v;
+    eb_status st = read_number(f, key, EB_META_DOUBLE, 0, 0, &v);
+    if (!st) *out = v.d;
+    return st;
 }
 
 eb_status eb_meta_u64(const eb_st_file *f, const char *key, uint64_t *out) {
-    const char *s;
-    eb_status st = eb_meta_string(f, key, &s);
-    if (st) return st;
-    char *end;
-    errno = 0;
-    uint64_t v = strtoull(s, &end, 10);
-    if (end == s || *end || errno || *s == '-')
-        return eb_fail(EB_EINPUT, "%s: metadata '%s' = '%s' is not an unsigned integer", eb_st_label(f), key, s);
-    *out = v;
-    return EB_OK;
+    number v;
+    eb_status st = read_number(f, key, EB_META_U64, 0, 0, &v);
+    if (!st) *out = v.u;
+    return st;
 }
 
 eb_status eb_meta_bool(const eb_st_file *f, const char *key, int *out) {
@@ -104,4 +121,32 @@ eb_status eb_meta_bool(const eb_st_file *f, const char *key, int *out) {
         return eb_fail(EB_EINPUT, "%s: metadata '%s' = '%s', expected true or false", eb_st_label(f), key, s);
     *out = !strcmp(s, "true");
     return EB_OK;
+}
+
+void eb_meta_add_fields(eb_meta_list *l, const void *base, const eb_meta_field *fields, int n) {
+    for (int i = 0; i < n; i++) {
+        const char *at = (const char *)base + fields[i].offset;
+        const char *key = fields[i].key;
+        switch (fields[i].type) {
+        case EB_META_INT: eb_meta_add(l, key, "%d", *(const int *)at); break;
+        case EB_META_BOOL: eb_meta_add(l, key, "%s", *(const int *)at ? "true" : "false"); break;
+        case EB_META_DOUBLE: eb_meta_add(l, key, "%.17g", *(const double *)at); break;
+        case EB_META_U64: eb_meta_add(l, key, "%" PRIu64, *(const uint64_t *)at); break;
+        }
+    }
+}
+
+eb_status eb_meta_read_fields(const eb_st_file *f, void *base, const eb_meta_field *fields, int n) {
+    eb_status st = EB_OK;
+    for (int i = 0; i < n && !st; i++) {
+        char *at = (char *)base + fields[i].offset;
+        const char *key = fields[i].key;
+        switch (fields[i].type) {
+        case EB_META_INT: st = eb_meta_int(f, key, fields[i].min, fields[i].max, (int *)at); break;
+        case EB_META_BOOL: st = eb_meta_bool(f, key, (int *)at); break;
+        case EB_META_DOUBLE: st = eb_meta_double(f, key, (double *)at); break;
+        case EB_META_U64: st = eb_meta_u64(f, key, (uint64_t *)at); break;
+        }
+    }
+    return st;
 }

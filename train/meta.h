@@ -6,6 +6,7 @@
 #ifndef EB_TRAIN_META_H
 #define EB_TRAIN_META_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "runtime/safetensors.h"
@@ -45,5 +46,27 @@ eb_status eb_meta_int(const eb_st_file *f, const char *key, int min, int max, in
 eb_status eb_meta_double(const eb_st_file *f, const char *key, double *out);                           /* finite       */
 eb_status eb_meta_u64(const eb_st_file *f, const char *key, uint64_t *out);                            /* no sign      */
 eb_status eb_meta_bool(const eb_st_file *f, const char *key, int *out);                                /* true / false */
+
+/* A struct's fields as metadata keys: one table serves the writer and the
+ * reader, so a key and its field cannot drift apart. */
+typedef enum { EB_META_INT, EB_META_BOOL, EB_META_DOUBLE, EB_META_U64 } eb_meta_type;
+typedef struct {
+    const char *key;
+    size_t offset;     /* of the field in its struct (offsetof)                  */
+    eb_meta_type type; /* int, int 0/1 as "false"/"true", double, uint64_t        */
+    int min, max;      /* an EB_META_INT's range when read                       */
+} eb_meta_field;
+
+/* Table rows for field `field` of struct `type`, keyed by the field's name. */
+#define EB_META_INT_FIELD(type, field, lo, hi) {#field, offsetof(type, field), EB_META_INT, lo, hi}
+#define EB_META_FIELD(type, field, kind) {#field, offsetof(type, field), kind, 0, 0}
+#define EB_META_COUNT(table) ((int)(sizeof table / sizeof table[0]))
+
+/* Appends the n fields of the struct at `base`. */
+void eb_meta_add_fields(eb_meta_list *l, const void *base, const eb_meta_field *fields, int n);
+
+/* Reads the n fields of the struct at `base` from f; EB_EINPUT naming the
+ * first key that is missing, malformed or out of range. */
+eb_status eb_meta_read_fields(const eb_st_file *f, void *base, const eb_meta_field *fields, int n);
 
 #endif
