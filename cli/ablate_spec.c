@@ -10,20 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-const method_def ablate_methods[N_METHODS] = {
-    {"none", NULL, NULL, 0, "uncached: the reference every other row is compared with"},
-    {"noise-scaling", "fora", "two-phase", 0, "no caching, ε divided by the fitted two-phase b(τ)⁻¹ only"},
-    {"fora", "fora", "none", 1, "FORA: reuse attention and MLP between refreshes every N steps"},
-    {"delta-dit", "delta-dit", "none", 1, "Δ-DiT: reuse the residual of half the blocks"},
-    {"teacache", "teacache", "none", 1, "TeaCache: skip steps by the fitted polynomial and a threshold"},
-    {"taylorseer", "taylorseer", "none", 1, "TaylorSeer: order-2 forecasts between refreshes"},
-    {"eb-cache-table", "eb-cache", "none", 1, "EB-Cache's Algorithm 1 table without noise scaling"},
-    {"eb-cache", "eb-cache", "two-phase", 1, "EB-Cache: Algorithm 1 table with the fitted noise scaling"},
-    {"budget", "budget", "none", 1, "ebcache's budget search: least measured drift under the FLOP budget"},
-};
-_Static_assert(sizeof ablate_methods / sizeof ablate_methods[0] == N_METHODS, "ablate_methods and N_METHODS");
-
-
 static char *trim(char *s) {
     while (isspace((unsigned char)*s)) s++;
     char *e = s + strlen(s);
@@ -88,10 +74,12 @@ static int spec_set(spec *s, const char *key, char *value, char *why, size_t cap
         s->n_samplers = n;
     } else if (!strcmp(key, "methods")) {
         for (int i = 0; i < n; i++) {
-            int m = 0;
-            while (m < N_METHODS && strcmp(ablate_methods[m].name, w[i])) m++;
-            if (m == N_METHODS) return snprintf(why, cap, "methods: unknown method '%s' (see docs/ablation.md)", w[i]), -1;
-            s->methods[i] = m;
+            const eb_method *m = eb_method_find(w[i]);
+            if (!m) return snprintf(why, cap, "methods: unknown method '%s' (see docs/ablation.md)", w[i]), -1;
+            if (m->generate && !m->sweeps && !isfinite(m->fixed)) /* its one table needs a parameter */
+                return snprintf(why, cap, "methods: %s takes no speed target and has no fixed parameter: a grid "
+                                          "cannot run it", w[i]), -1;
+            s->methods[i] = eb_method_index(m);
         }
         s->n_methods = n;
     } else if (!strcmp(key, "speedups")) {
@@ -182,7 +170,7 @@ eb_status ablate_spec_read(spec *s, const char *path) {
                         : !s->n_seeds ? "seeds" : NULL;
     if (missing) return eb_fail(EB_EINPUT, "%s: '%s' is required (see docs/ablation.md)", path, missing);
     int targeted = 0;
-    for (int i = 0; i < s->n_methods; i++) targeted |= ablate_methods[s->methods[i]].targeted;
+    for (int i = 0; i < s->n_methods; i++) targeted |= eb_methods[s->methods[i]].sweeps;
     if (targeted && !s->n_speedups) return eb_fail(EB_EINPUT, "%s: 'speedups' is required by the cached methods", path);
     return EB_OK;
 }

@@ -4,24 +4,13 @@
 #define EB_CLI_ABLATE_SPEC_H
 
 #include "runtime/ebcache.h"
+#include "search/methods.h"
 
 #include <limits.h>
 
 #define MAX_LIST 16 /* values of one list key */
 
-/* How each method of the grid becomes a `search` call. */
-typedef struct {
-    const char *name;
-    const char *search;  /* search --method; NULL: no table (uncached) */
-    const char *scaling; /* --noise-scaling */
-    int targeted;        /* 1: one table per speed target; 0: one table (every step computes) */
-    const char *about;
-} method_def;
-
-enum { N_METHODS = 9 };
-extern const method_def ablate_methods[N_METHODS];
-
-/* A parsed spec: indices into ablate_methods, sampler kinds and step counts, lists and scalars. */
+/* A parsed spec: indices into eb_methods (search/methods.h), sampler kinds and step counts, lists and scalars. */
 typedef struct {
     char path[PATH_MAX], name[64], model[PATH_MAX];
     struct {

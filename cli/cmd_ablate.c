@@ -268,13 +268,13 @@ static eb_status calibrate(grid *g, int i, char rec[PATH_MAX], char fit[PATH_MAX
  * none); *reached = 0 when the search says the target cannot be met. */
 static eb_status search_table(grid *g, int i, int m, double x, const char *rec, const char *fit, const char *rec_key,
                               char table[PATH_MAX], int *reached) {
-    const method_def *d = &ablate_methods[m];
+    const eb_method *d = &eb_methods[m];
     *reached = 1;
     table[0] = 0;
-    if (!d->search) return EB_OK;
+    if (!d->generate) return EB_OK;
     char text[512], key[KEY_HEX + 1], dir[DIR_CAP], target[32], marker[PATH_MAX + 16];
     snprintf(target, sizeof target, "%.17g", x);
-    snprintf(text, sizeof text, "table|%s|%s|%s|%s", EBCACHE_VERSION, rec_key, d->name, d->targeted ? target : "-");
+    snprintf(text, sizeof text, "table|%s|%s|%s|%s", EBCACHE_VERSION, rec_key, d->name, d->sweeps ? target : "-");
     key_of(key, text);
     eb_status st = cell_dir(dir, g->cells, "table", key);
     if (st) return st;
@@ -283,10 +283,9 @@ static eb_status search_table(grid *g, int i, int m, double x, const char *rec, 
     if (exists(marker)) *reached = 0;
     if (exists(table) || exists(marker)) return EB_OK;
     progress(g, "%s-%d: search %s%s%s", g->s->samplers[i].kind, g->s->samplers[i].steps, d->name,
-             d->targeted ? " at " : "", d->targeted ? target : "");
-    int rc = call(CALL_THREADED, cmd_search, "search", "--method", d->search, "--record", rec, "--fit", fit, "--noise-scaling",
-                  d->scaling, "--output", table, d->targeted ? "--target-speedup" : "--interval",
-                  d->targeted ? target : "1", NULL);
+             d->sweeps ? " at " : "", d->sweeps ? target : "");
+    int rc = call(CALL_THREADED, cmd_search, "search", "--method", d->name, "--record", rec, "--fit", fit, "--output",
+                  table, d->sweeps ? "--target-speedup" : NULL, target, NULL);
     if (rc == 2 && eb_search_target_missed) { /* the target is out of the method's reach: remembered, reported */
         FILE *f = fopen(marker, "w");
         if (!f || fclose(f)) return eb_fail(EB_ERUNTIME, "%s: cannot write", marker);
@@ -475,7 +474,7 @@ static int timing_warning(char *buf, size_t cap, const grid *g, const timed_tabl
     if (!isnan(e->target)) snprintf(target, sizeof target, " at %.3g×", e->target);
     snprintf(buf, cap, "%s-%d %s%s: measured %.2f× wall-clock (%.2f× CPU; rounds %.2f–%.2f×) against a FLOP "
                        "speedup of %.2f×: %s; load average %.2f → %.2f on %d cores, so this speedup is not to be trusted",
-             s->samplers[e->sampler].kind, s->samplers[e->sampler].steps, ablate_methods[e->method].name, target,
+             s->samplers[e->sampler].kind, s->samplers[e->sampler].steps, eb_methods[e->method].name, target,
              e->wall, e->cpu, e->wall_lo, e->wall_hi, e->flop_speedup, what, info->load_before, info->load_after,
              g->cores);
     return 1;
@@ -513,7 +512,7 @@ static void put_csv(FILE *f, const grid *g, const row *rows, int n_rows) {
                "psnr,ssim\n");
     for (int k = 0; k < n_rows; k++) {
         const row *r = &rows[k];
-        fprintf(f, "%s,%s,%.4g,%d,%d,%d", sampler_name(s, r->sampler, sn), ablate_methods[r->method].name, r->target,
+        fprintf(f, "%s,%s,%.4g,%d,%d,%d", sampler_name(s, r->sampler, sn), eb_methods[r->method].name, r->target,
                 r->seed, s->n, r->reached);
         const double v[] = {r->flop_speedup, r->wall,          r->measured,      r->cpu_measured, r->load,
                             r->fd,           r->fd_mean,       r->fd_cov,        r->pixel_fd,     r->pixel_fd_mean,
@@ -629,7 +628,7 @@ static void compare_cells(FILE *f, const row *rows, int n_rows, const row *a, co
 
 static int method_index(const char *name) {
     int m = 0;
-    while (m < N_METHODS && strcmp(ablate_methods[m].name, name)) m++;
+    while (m < EB_NMETHODS && strcmp(eb_methods[m].name, name)) m++;
     return m;
 }
 
@@ -666,9 +665,9 @@ static void write_claim(FILE *f, const row *rows, int n_rows, const row **cells,
         for (int b = 0; b < n_cells; b++) {
             const row *o = cells[b];
             if (o->sampler != i || o->target != e->target || o->method == eb || o->method == budget ||
-                !ablate_methods[o->method].targeted)
+                !eb_methods[o->method].sweeps)
                 continue;
-            const char *name = ablate_methods[o->method].name;
+            const char *name = eb_methods[o->method].name;
             if (!o->reached) {
                 fprintf(f, "  - vs %s: unreachable at this target.\n", name);
                 continue;
@@ -729,7 +728,7 @@ static void put_markdown(FILE *f, const grid *g, const row *rows, int n_rows) {
         for (int c = 0; c < n_cells; c++) {
             const row *r = cells[c];
             if (r->sampler != i) continue;
-            fprintf(f, "| %s |", ablate_methods[r->method].name);
+            fprintf(f, "| %s |", eb_methods[r->method].name);
             if (isnan(r->target)) fprintf(f, " – |");
             else fprintf(f, " %.3g× |", r->target);
             if (!r->reached) {
@@ -769,7 +768,7 @@ static void put_markdown(FILE *f, const grid *g, const row *rows, int n_rows) {
     }
     fprintf(f, "\nMethods:\n\n");
     for (int m = 0; m < s->n_methods; m++)
-        fprintf(f, "- `%s`: %s\n", ablate_methods[s->methods[m]].name, ablate_methods[s->methods[m]].about);
+        fprintf(f, "- `%s`: %s\n", eb_methods[s->methods[m]].name, eb_methods[s->methods[m]].about);
 }
 
 /* Paired ΔFD (both judges) against FLOP speedup and FD against measured
@@ -797,7 +796,7 @@ static eb_status write_pareto(const char *scripts, const char *results, const gr
             const row *r = cells[c];
             if (r->sampler != i || r->method != method || !r->reached) continue;
             if (!any) fprintf(f, "%s\"%s\" \"\" \"\" \"\" \"\" \"\" \"\" \"\"\n", blocks ? "\n\n" : "",
-                              ablate_methods[method].name);
+                              eb_methods[method].name);
             any = 1;
             ci_stat fd = stat_of(rows, n_rows, r, FIELD(fd), NULL), fl = stat_of(rows, n_rows, r, FIELD(flop_speedup), NULL);
             ci_stat d = none ? stat_of(rows, n_rows, r, FIELD(fd), none) : (ci_stat){NAN, NAN, 0};
@@ -838,7 +837,7 @@ static void put_speedups(const grid *g, int i, row *rows, int n_rows) {
         if (r->sampler != i || !r->reached) continue;
         r->load = fmax(info->load_before, info->load_after);
         const timed_table *e = timed_of(g, r);
-        if (!ablate_methods[r->method].search) r->measured = r->cpu_measured = 1.0;
+        if (!eb_methods[r->method].generate) r->measured = r->cpu_measured = 1.0;
         else if (e) r->measured = e->wall, r->cpu_measured = e->cpu;
     }
     char warning[512];
@@ -860,15 +859,15 @@ static eb_status run_grid(grid *g, row *rows, int *n_rows, const char *results) 
             if ((st = sample_cell(g, i, "", seed, "uncached", ref, ref_key))) break;
             for (int mi = 0; !st && mi < s->n_methods; mi++) {
                 int m = s->methods[mi];
-                int n_targets = ablate_methods[m].targeted ? s->n_speedups : 1;
+                int n_targets = eb_methods[m].sweeps ? s->n_speedups : 1;
                 for (int x = 0; !st && x < n_targets; x++) {
                     row *r = &rows[(*n_rows)++];
                     *r = (row){.sampler = i, .method = m, .seed = seed,
-                               .target = ablate_methods[m].targeted ? s->speedups[x] : NAN};
+                               .target = eb_methods[m].sweeps ? s->speedups[x] : NAN};
                     char table[PATH_MAX], samples[PATH_MAX], key[KEY_HEX + 1], what[96];
                     if ((st = search_table(g, i, m, r->target, rec, fit, rec_key, table, &r->reached))) break;
-                    if (ablate_methods[m].targeted) snprintf(what, sizeof what, "%s_%.3g", ablate_methods[m].name, r->target);
-                    else snprintf(what, sizeof what, "%s", ablate_methods[m].name);
+                    if (eb_methods[m].sweeps) snprintf(what, sizeof what, "%s_%.3g", eb_methods[m].name, r->target);
+                    else snprintf(what, sizeof what, "%s", eb_methods[m].name);
                     if (r->reached && table[0] && seed_i == 0) { /* a copy for users, under a readable name */
                         char copy[PATH_MAX + 128];
                         snprintf(copy, sizeof copy, "%s/%s_tables/%s_%s.schedule", results, s->name, sn, what);
@@ -939,7 +938,7 @@ int cmd_ablate(int argc, char **argv) {
     char scripts[PATH_MAX], tables[PATH_MAX];
     grid g = {.s = &s, .cells = cells, .model = model, .cores = (int)sysconf(_SC_NPROCESSORS_ONLN)};
     int per_seed = 0;
-    for (int m = 0; m < s.n_methods; m++) per_seed += ablate_methods[s.methods[m]].targeted ? s.n_speedups : 1;
+    for (int m = 0; m < s.n_methods; m++) per_seed += eb_methods[s.methods[m]].sweeps ? s.n_speedups : 1;
     g.total = s.n_samplers * s.n_seeds * per_seed;
     row *rows = calloc((size_t)g.total, sizeof *rows);
     g.timed = calloc((size_t)g.total, sizeof *g.timed);

@@ -6,6 +6,7 @@
 
 #include "runtime/ebcache.h"
 #include "runtime/schedule.h"
+#include "search/search.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -75,11 +76,23 @@ static int sampler_schedule(const char *cmd, const eb_opt *opts, int n, eb_sched
     {"model", "PATH", "a model file instead of --config", NULL},                                                   \
     {"heads", "N", "heads of --model when the file does not say", NULL}
 
-/* Parses one generator's options, then builds, annotates and writes its table. */
-typedef eb_status (*generator)(eb_cache_schedule **out, const eb_schedule *s, const eb_config *c, const eb_opt *opts,
-                               int n, int *rc);
+/* A kind's options: the registry method's parameter and options (o, and
+ * TeaCache's polynomial), or (from-npy) the table itself. Returns an exit status. */
+typedef struct {
+    const char *cmd;
+    const eb_opt *opts;
+    int n;
+    const eb_config *c;
+    const eb_schedule *s;
+    eb_search_opts o;
+    double param, poly[EB_POLY_MAX];
+    int npoly;
+    eb_cache_schedule *table; /* from-npy */
+} kind_args;
+typedef int (*option_reader)(kind_args *a);
 
-static int generate(int argc, char **argv, eb_opt *opts, int n, const char *usage, generator gen) {
+static int generate(int argc, char **argv, eb_opt *opts, int n, const char *usage, const char *method,
+                    option_reader read) {
     char cmd[64];
     snprintf(cmd, sizeof cmd, "schedule %s", argv[0]);
     char *args[argc];
@@ -98,8 +111,16 @@ static int generate(int argc, char **argv, eb_opt *opts, int n, const char *usag
     eb_schedule s;
     if ((rc = target_model(cmd, opts, n, NULL, &c, label, sizeof label))) return rc;
     if ((rc = sampler_schedule(cmd, opts, n, &s, spacing, sizeof spacing))) return rc;
+    kind_args a = {.cmd = cmd, .opts = opts, .n = n, .c = &c, .s = &s, .poly = {1, 0}, .npoly = 2};
+    eb_search_defaults(&a.o);
+    eb_status st = EB_OK;
     eb_cache_schedule *cs = NULL;
-    eb_status st = gen(&cs, &s, &c, opts, n, &rc);
+    if (!(rc = read(&a)) && method) { /* the registry's generator (search/methods.h) */
+        const eb_method_input in = {.sched = &s, .c = &c, .o = &a.o, .poly = a.poly, .npoly = a.npoly};
+        st = eb_method_find(method)->generate(&cs, &in, a.param);
+    } else {
+        cs = a.table;
+    }
     if (!rc && !st) {
         snprintf(cs->model, sizeof cs->model, "%s", label);
         snprintf(cs->sampler, sizeof cs->sampler, "respacing=%s", spacing);
@@ -117,97 +138,82 @@ static int generate(int argc, char **argv, eb_opt *opts, int n, const char *usag
     return rc;
 }
 
-static int int_opt(const char *cmd, const eb_opt *opts, int n, const char *name, long def, long min, long max,
-                   long *out, int *rc) {
-    const char *v = eb_arg(opts, n, name);
-    *out = def;
+/* --name into *out (def when absent; a def below min makes it required). */
+static int int_opt(const kind_args *a, const char *name, long def, long min, long max, int *out) {
+    const char *v = eb_arg(a->opts, a->n, name);
+    long got = def;
     if (!v && def < min) {
-        fprintf(stderr, "ebcache %s: --%s is required (see --help)\n", cmd, name);
-        return *rc = 2;
+        fprintf(stderr, "ebcache %s: --%s is required (see --help)\n", a->cmd, name);
+        return 2;
     }
-    return v ? (*rc = eb_arg_int(cmd, name, v, min, max, out)) : 0;
+    int rc = v ? eb_arg_int(a->cmd, name, v, min, max, &got) : 0;
+    if (!rc) *out = (int)got;
+    return rc;
 }
 
-static int float_opt(const char *cmd, const eb_opt *opts, int n, const char *name, double def, double *out, int *rc) {
-    const char *v = eb_arg(opts, n, name);
+/* --name into *out (def when absent; a NaN def makes it required). */
+static int float_opt(const kind_args *a, const char *name, double def, double *out) {
+    const char *v = eb_arg(a->opts, a->n, name);
     *out = def;
     if (!v && isnan(def)) {
-        fprintf(stderr, "ebcache %s: --%s is required (see --help)\n", cmd, name);
-        return *rc = 2;
+        fprintf(stderr, "ebcache %s: --%s is required (see --help)\n", a->cmd, name);
+        return 2;
     }
-    return v ? (*rc = eb_arg_float(cmd, name, v, out)) : 0;
+    return v ? eb_arg_float(a->cmd, name, v, out) : 0;
 }
 
-static eb_status gen_fora(eb_cache_schedule **out, const eb_schedule *s, const eb_config *c, const eb_opt *opts, int n,
-                          int *rc) {
-    long interval;
-    if (int_opt("schedule fora", opts, n, "interval", -1, 1, EB_DIFFUSION_STEPS, &interval, rc)) return EB_EINPUT;
-    return eb_cache_schedule_fora(out, s, (int)interval);
+static int interval_opt(kind_args *a) {
+    int interval = 0, rc = int_opt(a, "interval", -1, 1, EB_DIFFUSION_STEPS, &interval);
+    a->param = interval;
+    return rc;
 }
 
-static eb_status gen_delta(eb_cache_schedule **out, const eb_schedule *s, const eb_config *c, const eb_opt *opts, int n,
-                           int *rc) {
-    const char *cmd = "schedule delta-dit";
-    long interval, blocks, boundary;
-    if (int_opt(cmd, opts, n, "interval", -1, 1, EB_DIFFUSION_STEPS, &interval, rc) ||
-        int_opt(cmd, opts, n, "blocks", -1, 1, c->depth, &blocks, rc) ||
-        int_opt(cmd, opts, n, "boundary", s->S / 2, 0, s->S, &boundary, rc))
-        return EB_EINPUT;
-    return eb_cache_schedule_delta_dit(out, s, c->depth, (int)interval, (int)blocks, (int)boundary);
+static int read_delta(kind_args *a) {
+    int rc = interval_opt(a);
+    if (!rc) rc = int_opt(a, "blocks", -1, 1, a->c->depth, &a->o.blocks);
+    if (!rc) rc = int_opt(a, "boundary", a->s->S / 2, 0, a->s->S, &a->o.boundary);
+    return rc;
 }
 
-static eb_status gen_teacache(eb_cache_schedule **out, const eb_schedule *s, const eb_config *c, const eb_opt *opts,
-                              int n, int *rc) {
-    double threshold, poly[EB_POLY_MAX] = {1, 0};
-    int npoly = 2;
-    if (float_opt("schedule teacache", opts, n, "threshold", NAN, &threshold, rc)) return EB_EINPUT;
-    const char *v = eb_arg(opts, n, "poly");
-    if (v) {
-        char buf[512], *save;
-        snprintf(buf, sizeof buf, "%s", v);
-        npoly = 0;
-        for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-            if (npoly == EB_POLY_MAX) {
-                fprintf(stderr, "ebcache schedule teacache: --poly: more than %d coefficients\n", EB_POLY_MAX);
-                return *rc = 2, EB_EINPUT;
-            }
-            if ((*rc = eb_arg_float("schedule teacache", "poly", tok, &poly[npoly++]))) return EB_EINPUT;
+static int read_teacache(kind_args *a) {
+    int rc = float_opt(a, "threshold", NAN, &a->param);
+    const char *v = eb_arg(a->opts, a->n, "poly");
+    if (rc || !v) return rc;
+    char buf[512], *save;
+    snprintf(buf, sizeof buf, "%s", v);
+    a->npoly = 0;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (a->npoly == EB_POLY_MAX) {
+            fprintf(stderr, "ebcache %s: --poly: more than %d coefficients\n", a->cmd, EB_POLY_MAX);
+            return 2;
         }
+        if ((rc = eb_arg_float(a->cmd, "poly", tok, &a->poly[a->npoly++]))) return rc;
     }
-    return eb_cache_schedule_teacache(out, s, threshold, poly, npoly);
+    return 0;
 }
 
-static eb_status gen_fbcache(eb_cache_schedule **out, const eb_schedule *s, const eb_config *c, const eb_opt *opts,
-                             int n, int *rc) {
-    double threshold;
-    long blocks;
-    if (float_opt("schedule fbcache", opts, n, "threshold", NAN, &threshold, rc) ||
-        int_opt("schedule fbcache", opts, n, "blocks", 1, 1, c->depth - 1, &blocks, rc))
-        return EB_EINPUT;
-    return eb_cache_schedule_fbcache(out, s, threshold, (int)blocks);
+static int read_fbcache(kind_args *a) {
+    int rc = float_opt(a, "threshold", NAN, &a->param);
+    return rc ? rc : int_opt(a, "blocks", 1, 1, a->c->depth - 1, &a->o.blocks);
 }
 
-static eb_status gen_taylorseer(eb_cache_schedule **out, const eb_schedule *s, const eb_config *c, const eb_opt *opts,
-                                int n, int *rc) {
-    const char *cmd = "schedule taylorseer";
-    long interval, order, warmup;
-    if (int_opt(cmd, opts, n, "interval", -1, 1, EB_DIFFUSION_STEPS, &interval, rc) ||
-        int_opt(cmd, opts, n, "order", -1, 1, 4, &order, rc) ||
-        int_opt(cmd, opts, n, "warmup", 2, 1, EB_DIFFUSION_STEPS, &warmup, rc))
-        return EB_EINPUT;
-    return eb_cache_schedule_taylorseer(out, s, (int)interval, (int)order, (int)warmup);
+static int read_taylorseer(kind_args *a) {
+    int rc = interval_opt(a);
+    if (!rc) rc = int_opt(a, "order", -1, 1, 4, &a->o.order);
+    if (!rc) rc = int_opt(a, "warmup", 2, 1, EB_DIFFUSION_STEPS, &a->o.warmup);
+    return rc;
 }
 
-static eb_status gen_npy(eb_cache_schedule **out, const eb_schedule *s, const eb_config *c, const eb_opt *opts, int n,
-                         int *rc) {
-    const char *input = eb_arg(opts, n, "input");
+/* from-npy is no method: it converts the official table. */
+static int read_npy(kind_args *a) {
+    const char *input = eb_arg(a->opts, a->n, "input");
     double delta;
     if (!input) {
-        fprintf(stderr, "ebcache schedule from-npy: --input cache_table.npy is required (see --help)\n");
-        return *rc = 2, EB_EINPUT;
+        fprintf(stderr, "ebcache %s: --input cache_table.npy is required (see --help)\n", a->cmd);
+        return 2;
     }
-    if (float_opt("schedule from-npy", opts, n, "delta", 1.0, &delta, rc)) return EB_EINPUT;
-    return eb_cache_schedule_from_npy(out, input, s, delta);
+    int rc = float_opt(a, "delta", 1.0, &delta);
+    return rc ? rc : eb_report(a->cmd, eb_cache_schedule_from_npy(&a->table, input, a->s, delta));
 }
 
 /* A module's action in the picture. */
@@ -310,29 +316,29 @@ int cmd_schedule(int argc, char **argv) {
     if (!strcmp(kind, "show")) return show(argc - 1, argv + 1);
     struct {
         const char *name;
-        generator gen;
+        option_reader read;
         eb_opt extra[3];
         const char *usage;
-    } kinds[] = {
-        {"fora", gen_fora, {{"interval", "N", "refresh every N steps (1 = no caching)", NULL}},
+    } kinds[] = { /* a registry method each (search/methods.h) but from-npy */
+        {"fora", interval_opt, {{"interval", "N", "refresh every N steps (1 = no caching)", NULL}},
          "usage: ebcache schedule fora --interval N --steps S --output TABLE"},
-        {"delta-dit", gen_delta,
+        {"delta-dit", read_delta,
          {{"interval", "N", "refresh every N steps", NULL}, {"blocks", "K", "blocks skipped by their residual", NULL},
           {"boundary", "I", "first step that skips the front blocks (default S/2)", NULL}},
          "usage: ebcache schedule delta-dit --interval N --blocks K [--boundary I] --steps S --output TABLE"},
-        {"teacache", gen_teacache,
+        {"teacache", read_teacache,
          {{"threshold", "X", "accumulated rescaled change that forces a compute", NULL},
           {"poly", "c,...", "rescale polynomial, highest degree first as np.poly1d (default 1,0: none)", NULL}},
          "usage: ebcache schedule teacache --threshold X [--poly c,...] --steps S --output TABLE"},
-        {"fbcache", gen_fbcache,
+        {"fbcache", read_fbcache,
          {{"threshold", "X", "relative L1 change of the first blocks' residual below which the rest is reused", NULL},
           {"blocks", "F", "blocks always computed (default 1)", NULL}},
          "usage: ebcache schedule fbcache --threshold X [--blocks F] --steps S --output TABLE"},
-        {"taylorseer", gen_taylorseer,
+        {"taylorseer", read_taylorseer,
          {{"interval", "N", "refresh every N steps", NULL}, {"order", "O", "Taylor order 1..4", NULL},
           {"warmup", "W", "first steps always computed (default 2, as the official code)", NULL}},
          "usage: ebcache schedule taylorseer --interval N --order O [--warmup W] --steps S --output TABLE"},
-        {"from-npy", gen_npy,
+        {"from-npy", read_npy,
          {{"input", "NPY", "cache_table.npy: int64 (S,), entry S-1 = the first step", NULL},
           {"delta", "D", "ε is divided by D at every step (default 1; the released code uses 0.965)", NULL}},
          "usage: ebcache schedule from-npy --input cache_table.npy --steps S [--delta D] --output TABLE"},
@@ -345,7 +351,8 @@ int cmd_schedule(int argc, char **argv) {
         int used = 0;
         for (int i = 0; i < n; i++)
             if (opts[i].name) opts[used++] = opts[i];
-        return generate(argc - 1, argv + 1, opts, used, kinds[k].usage, kinds[k].gen);
+        return generate(argc - 1, argv + 1, opts, used, kinds[k].usage,
+                        kinds[k].read == read_npy ? NULL : kinds[k].name, kinds[k].read);
     }
     fprintf(stderr, "ebcache schedule: unknown kind '%s'\n\n", kind);
     usage(stderr);

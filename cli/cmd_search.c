@@ -258,12 +258,12 @@ static int flop_model(const eb_opt *opts, int n, const char *rec_path, eb_config
     return eb_report(CMD, st);
 }
 
-/* "A,C" for eb-cache's δ(τ) = A·τ + C, one number for TeaCache. */
+/* "A,C" for eb-cache's δ(τ) = A·τ + C, one number for a threshold method. */
 static int parse_threshold(const char *v, eb_search_opts *o) {
-    if (o->method == EB_SEARCH_TEACACHE) return eb_arg_float(CMD, "threshold", v, &o->threshold);
-    if (o->method != EB_SEARCH_EBCACHE) {
-        fprintf(stderr, "ebcache " CMD ": --threshold is for eb-cache (A,C) and teacache; %s takes --interval\n",
-                eb_search_method_name(o->method));
+    if (o->method->param == EB_PARAM_THRESHOLD) return eb_arg_float(CMD, "threshold", v, &o->threshold);
+    if (o->method->param != EB_PARAM_DELTA_SCALE) {
+        fprintf(stderr, "ebcache " CMD ": --threshold is for eb-cache (A,C) and the threshold methods; %s takes --%s\n",
+                o->method->name, eb_param_kind_name(o->method->param));
         return 2;
     }
     char a[64], *comma = strchr(v, ',');
@@ -306,9 +306,9 @@ static int read_opts(const eb_opt *opts, int n, eb_search_opts *o) {
     if ((v = eb_arg(opts, n, "t-thre")) && (rc = eb_arg_float(CMD, "t-thre", v, &o->t_thre))) return rc;
     if ((v = eb_arg(opts, n, "noise-scaling")) && eb_scaling_parse(&o->scaling, v)) return eb_report(CMD, EB_EINPUT);
     if (!isnan(o->target) && (eb_arg(opts, n, "interval") || eb_arg(opts, n, "threshold")) &&
-        o->method != EB_SEARCH_EBCACHE) {
+        o->method->param != EB_PARAM_DELTA_SCALE) {
         fprintf(stderr, "ebcache " CMD ": --target-speedup searches the %s; do not give it too\n",
-                o->method == EB_SEARCH_TEACACHE ? "threshold" : "interval");
+                eb_param_kind_name(o->method->param));
         return 2;
     }
     return 0;
@@ -354,7 +354,7 @@ int cmd_search(int argc, char **argv) {
     if ((rc = eb_output_check(CMD, out, EB_INPUTS(rec_path, fit_path, eb_arg(opts, n, "model"))))) return rc;
     eb_search_opts o;
     eb_search_defaults(&o);
-    if (eb_search_method_parse(&o.method, method)) return eb_report(CMD, EB_EINPUT);
+    if (eb_method_parse(&o.method, method)) return eb_report(CMD, EB_EINPUT);
     if ((rc = read_opts(opts, n, &o))) return rc;
     long threads = 0;
     if ((v = eb_arg(opts, n, "threads")) && (rc = eb_arg_int(CMD, "threads", v, 1, 1024, &threads))) return rc;
@@ -371,8 +371,9 @@ int cmd_search(int argc, char **argv) {
     eb_status st = eb_rec_data_read(&rec, rec_path);
     if (st) return eb_report(CMD, st);
     if (fit_path) st = eb_fit_read(&fit, fit_path);
-    if (!st && o.method == EB_SEARCH_EBCACHE) st = replay_open(&rp, &rec);
-    if (!st) st = eb_search(&res, &rec, fit_path ? &fit : NULL, &c, &o, o.method == EB_SEARCH_EBCACHE ? &runner : NULL);
+    const int chains = (o.method->needs & EB_NEEDS_RUNNER) != 0;
+    if (!st && chains) st = replay_open(&rp, &rec);
+    if (!st) st = eb_search(&res, &rec, fit_path ? &fit : NULL, &c, &o, chains ? &runner : NULL);
     if (!st && res.runs && isatty(2)) fprintf(stderr, "\n");
     if (!st)
         eb_cli_fit_warning(CMD, &res.two_phase, res.scaling_fallback

@@ -16,6 +16,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *bytes, size_t size) {
     if (ablate_spec_read(&s, fuzz_input_file("input.spec", bytes, size))) return 0;
     if (s.n_methods < 1 || s.n_methods > MAX_LIST || s.n_samplers < 1 || s.n_samplers > MAX_LIST) abort();
     for (int i = 0; i < s.n_methods; i++)
-        if (s.methods[i] < 0 || s.methods[i] >= N_METHODS) abort();
+        if (s.methods[i] < 0 || s.methods[i] >= EB_NMETHODS) abort();
     return 0;
 }

@@ -11,31 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *const METHOD_NAMES[EB_SEARCH_NMETHODS] = {"eb-cache", "fora",       "delta-dit",
-                                                             "teacache", "taylorseer", "budget"};
-static const char *const SCALING_NAMES[] = {"default", "none", "two-phase", "linear", "per-step"};
-#define NSCALINGS ((int)(sizeof SCALING_NAMES / sizeof SCALING_NAMES[0]))
-
-const char *eb_search_method_name(eb_search_method m) {
-    return m >= 0 && m < EB_SEARCH_NMETHODS ? METHOD_NAMES[m] : "?";
-}
-
-eb_status eb_search_method_parse(eb_search_method *m, const char *name) {
-    for (int i = 0; i < EB_SEARCH_NMETHODS; i++)
-        if (!strcmp(name, METHOD_NAMES[i])) return *m = (eb_search_method)i, EB_OK;
-    return eb_fail(EB_EINPUT, "unknown method '%s' (eb-cache, fora, delta-dit, teacache, taylorseer, budget)", name);
-}
-
-const char *eb_scaling_name(eb_scaling s) { return s >= 0 && (int)s < NSCALINGS ? SCALING_NAMES[s] : "?"; }
-
-eb_status eb_scaling_parse(eb_scaling *s, const char *name) {
-    for (int i = 0; i < NSCALINGS; i++)
-        if (!strcmp(name, SCALING_NAMES[i])) return *s = (eb_scaling)i, EB_OK;
-    return eb_fail(EB_EINPUT, "unknown noise scaling '%s' (none, two-phase, linear, per-step)", name);
-}
-
 void eb_search_defaults(eb_search_opts *o) {
-    *o = (eb_search_opts){.method = EB_SEARCH_EBCACHE, .target = NAN, .scaling = EB_SCALING_DEFAULT,
+    *o = (eb_search_opts){.method = eb_method_find("eb-cache"), .target = NAN, .scaling = EB_SCALING_DEFAULT,
                           .delta_a = 0.02, .delta_c = 0.005, .t_thre = NAN, .threshold = NAN, .interval = 0,
                           .blocks = 0, .boundary = -1, .order = 2, .warmup = 2};
 }
@@ -81,6 +58,7 @@ double eb_predicted_deviation(const eb_rec_data *rec, const eb_cache_plan *p, co
 }
 
 typedef struct {
+    eb_method_input in;             /* what the method's generator reads; in.search = this   */
     const eb_rec_data *rec;
     const eb_fit *fit;              /* NULL when neither the method nor the scaling needs one */
     const eb_config *c;
@@ -434,44 +412,23 @@ eb_status eb_budget_table(eb_cache_schedule **out, const eb_rec_data *rec, const
 /* ------------------------------------------------------------------------ */
 /* Methods: a table for one parameter value                                  */
 
-typedef eb_status (*builder)(search_ctx *x, double param, eb_cache_schedule **out);
-
-static eb_status build_fora(search_ctx *x, double p, eb_cache_schedule **out) {
-    return eb_cache_schedule_fora(out, &x->s, (int)p);
+eb_status eb_generate_ebcache(eb_cache_schedule **out, const eb_method_input *in, double delta_scale) {
+    return ebcache_build(in->search, delta_scale, out);
 }
-
-static eb_status build_delta_dit(search_ctx *x, double p, eb_cache_schedule **out) {
-    int L = x->rec->L, blocks = x->o->blocks ? x->o->blocks : (L + 1) / 2;
-    int boundary = x->o->boundary < 0 ? x->rec->S / 2 : x->o->boundary;
-    return eb_cache_schedule_delta_dit(out, &x->s, L, (int)p, blocks, boundary);
-}
-
-static eb_status build_taylorseer(search_ctx *x, double p, eb_cache_schedule **out) {
-    return eb_cache_schedule_taylorseer(out, &x->s, (int)p, x->o->order, x->o->warmup);
-}
-
-static eb_status build_teacache(search_ctx *x, double p, eb_cache_schedule **out) {
-    return eb_cache_schedule_teacache(out, &x->s, p, x->fit->teacache.poly, x->fit->teacache.npoly);
-}
-
-static eb_status build_ebcache(search_ctx *x, double p, eb_cache_schedule **out) { return ebcache_build(x, p, out); }
 
 /* EB-Cache's most reusing table (state 2 after the first step); p unused. */
-static eb_status build_all_reuse(search_ctx *x, double p, eb_cache_schedule **out) {
+static eb_status all_reuse(eb_cache_schedule **out, const eb_method_input *in, double p) {
+    search_ctx *x = in->search;
     uint8_t state[x->rec->S];
     memset(state, 2, sizeof state);
     state[0] = 0;
     return states_table(x, state, "all reuse", out);
 }
 
-static eb_status build_budget(search_ctx *x, double p, eb_cache_schedule **out) {
-    return eb_budget_table(out, x->rec, x->c, p, x->scale);
-}
-
 /* Builds the table at `param`, gives every step its ε scale and scores it into r. */
-static eb_status attempt(search_ctx *x, builder build, double param, eb_search_result *r) {
+static eb_status attempt(search_ctx *x, eb_method_generate build, double param, eb_search_result *r) {
     eb_cache_schedule *cs;
-    eb_status st = build(x, param, &cs);
+    eb_status st = build(&cs, &x->in, param);
     if (st) return st;
     if (!cs) { /* the builder gave up: the target cannot be met at this parameter */
         r->flops = INFINITY;
@@ -490,7 +447,7 @@ static eb_status attempt(search_ctx *x, builder build, double param, eb_search_r
 
 /* Builds and scores the table at `param`; when it meets the target it
  * replaces res's table (*meets = 1). */
-static eb_status try_param(search_ctx *x, builder build, double param, eb_search_result *res, int *meets) {
+static eb_status try_param(search_ctx *x, eb_method_generate build, double param, eb_search_result *res, int *meets) {
     eb_search_result trial = {0};
     eb_status st = attempt(x, build, param, &trial);
     *meets = !st && trial.flops <= x->o->target;
@@ -527,7 +484,7 @@ static int bisect_attempts(double lo, double hi, bisection kind, double rel_tol)
 
 /* Narrows (lo, hi] to the least parameter whose table meets the target: hi's
  * table (already in res) meets it, lo's does not. */
-static eb_status bisect(search_ctx *x, builder build, double lo, double hi, bisection kind, double rel_tol,
+static eb_status bisect(search_ctx *x, eb_method_generate build, double lo, double hi, bisection kind, double rel_tol,
                         eb_search_result *res) {
     eb_status st = EB_OK;
     while (!st && bisect_continues(lo, hi, kind, rel_tol)) {
@@ -547,16 +504,17 @@ static void cannot(eb_search_result *res, const search_ctx *x, const char *what)
     res->met = 0;
     snprintf(res->note, sizeof res->note,
              "%s: cannot meet the target %.4f of the uncached MACs (%.2fx): %s predicts %.4f (%.2fx) at best",
-             eb_search_method_name(x->o->method), x->o->target, 1 / x->o->target, what, res->flops, 1 / res->flops);
+             x->o->method->name, x->o->target, 1 / x->o->target, what, res->flops, 1 / res->flops);
 }
 
 /* An integer parameter (interval) in [1, S]: the largest caches the most. */
-static eb_status search_interval(search_ctx *x, builder build, eb_search_result *res) {
+static eb_status search_interval(search_ctx *x, eb_method_generate build, eb_search_result *res) {
     const int S = x->rec->S;
     if (isnan(x->o->target)) {
-        if (x->o->interval < 1)
-            return eb_fail(EB_EINPUT, "%s: give the interval or a target speedup", eb_search_method_name(x->o->method));
-        return attempt(x, build, x->o->interval, res);
+        const double interval = x->o->interval >= 1 ? x->o->interval : x->o->method->fixed;
+        if (!(interval >= 1))
+            return eb_fail(EB_EINPUT, "%s: give the interval or a target speedup", x->o->method->name);
+        return attempt(x, build, interval, res);
     }
     eb_status st = attempt(x, build, S, res);
     if (st) return st;
@@ -568,25 +526,32 @@ static eb_status search_interval(search_ctx *x, builder build, eb_search_result 
     return bisect(x, build, 0, S, STEP_INTEGER, 0, res);
 }
 
-static eb_status search_teacache(search_ctx *x, eb_search_result *res) {
+/* A threshold: TeaCache's skips are simulated on the recording, so a target
+ * bisects it; a method whose skips are decided only at run time takes one. */
+static eb_status search_threshold(search_ctx *x, eb_method_generate build, eb_search_result *res) {
+    const char *name = x->o->method->name;
     if (isnan(x->o->target)) {
-        if (!(x->o->threshold > 0)) return eb_fail(EB_EINPUT, "teacache: give the threshold or a target speedup");
-        return attempt(x, build_teacache, x->o->threshold, res);
+        if (!(x->o->threshold > 0)) return eb_fail(EB_EINPUT, "%s: give the threshold or a target speedup", name);
+        return attempt(x, build, x->o->threshold, res);
     }
-    /* above the sum of every step's |rescaled change| nothing but the first and last steps computes */
-    double top = 1;
-    for (int k = 1; k < x->rec->S - 1; k++)
-        top += fabs(eb_poly_eval(x->fit->teacache.poly, x->fit->teacache.npoly, x->rec->drift_block0[k]));
-    eb_status st = attempt(x, build_teacache, top, res);
+    if (!x->o->method->top)
+        return eb_fail(EB_EINPUT, "%s: its skips are decided at run time, so the recording cannot predict its FLOPs "
+                                  "for a target speedup: give the threshold", name);
+    const double top = x->o->method->top(&x->in);
+    eb_status st = attempt(x, build, top, res);
     if (st) return st;
-    if (res->flops > x->o->target) return cannot(res, x, "skipping every step but the first and last"), EB_OK;
-    return bisect(x, build_teacache, 0, top, STEP_LINEAR, 1e-6, res);
+    if (res->flops > x->o->target) {
+        char what[96];
+        snprintf(what, sizeof what, "threshold %.4g (reusing all it can)", top);
+        return cannot(res, x, what), EB_OK;
+    }
+    return bisect(x, build, 0, top, STEP_LINEAR, 1e-6, res);
 }
 
 #define DELTA_STEPS 40 /* ×4 steps from δ scale 1 that bracket the target */
 #define DELTA_TOL 1e-2 /* the δ scale's relative bisection gap */
 
-static eb_status search_ebcache(search_ctx *x, eb_search_result *res) {
+static eb_status search_ebcache(search_ctx *x, eb_method_generate build_ebcache, eb_search_result *res) {
     if (!x->runner) return eb_fail(EB_EINPUT, "eb-cache: the search needs candidate runs of the model (a runner), and none was given");
     for (int k = 0; k < x->rec->S; k++)
         if (!(x->o->delta_a * x->rec->t[k] / EB_DIFFUSION_STEPS + x->o->delta_c > 0))
@@ -595,7 +560,7 @@ static eb_status search_ebcache(search_ctx *x, eb_search_result *res) {
     x->planned = 1;
     if (isnan(x->o->target)) return attempt(x, build_ebcache, 1, res);
     /* reusing both modules at every step but the first bounds what any δ reaches; it needs no runs */
-    eb_status st = attempt(x, build_all_reuse, NAN, res);
+    eb_status st = attempt(x, all_reuse, NAN, res);
     if (st) return st;
     if (res->flops > x->o->target) return cannot(res, x, "reusing both modules at every step but the first"), EB_OK;
     /* bracket by factors of 4 from δ scale 1, then bisect geometrically to 1%;
@@ -622,11 +587,11 @@ static eb_status search_ebcache(search_ctx *x, eb_search_result *res) {
     return bisect(x, build_ebcache, lo, hi, STEP_GEOMETRIC, DELTA_TOL, res);
 }
 
-static eb_status search_budget(search_ctx *x, eb_search_result *res) {
-    if (isnan(x->o->target)) return eb_fail(EB_EINPUT, "budget: give a target speedup (the FLOP budget)");
+static eb_status search_budget(search_ctx *x, eb_method_generate build, eb_search_result *res) {
+    if (isnan(x->o->target)) return eb_fail(EB_EINPUT, "%s: give a target speedup (the FLOP budget)", x->o->method->name);
     if (x->o->target < (res->flops = budget_least(x->rec->S, x->c)))
         return cannot(res, x, "computing every module only at step 0"), EB_OK;
-    return attempt(x, build_budget, x->o->target, res);
+    return attempt(x, build, x->o->target, res);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -659,7 +624,8 @@ static eb_status fit_matches(const eb_fit *f, const eb_rec_data *rec) {
 }
 
 static eb_status check_opts(const eb_search_opts *o, const eb_rec_data *rec, const eb_config *c) {
-    if (o->method < 0 || o->method >= EB_SEARCH_NMETHODS) return eb_fail(EB_EINPUT, "unknown search method %d", o->method);
+    if (!o->method) return eb_fail(EB_EINPUT, "no search method given");
+    if (!o->method->generate) return eb_fail(EB_EINPUT, "%s: the uncached run has no table to search", o->method->name);
     if (c->depth != rec->L)
         return eb_fail(EB_EINPUT, "%s: %d blocks recorded, but the model the FLOPs are counted on has %d", rec->path,
                        rec->L, c->depth);
@@ -671,10 +637,10 @@ static eb_status check_opts(const eb_search_opts *o, const eb_rec_data *rec, con
                                   "recording (a fit of this one may still be given as the fit file)", rec->path);
     if (!isnan(o->target) && !(o->target > 0 && isfinite(o->target)))
         return eb_fail(EB_EINPUT, "target FLOP fraction %g must be positive", o->target);
-    if (o->method == EB_SEARCH_EBCACHE && !isnan(o->t_thre) && !(o->t_thre > 0 && o->t_thre < 1))
-        return eb_fail(EB_EINPUT, "eb-cache: t_thre %g outside (0, 1)", o->t_thre);
-    if (o->method == EB_SEARCH_DELTA_DIT && (o->blocks < 0 || o->blocks > rec->L))
-        return eb_fail(EB_EINPUT, "delta-dit: blocks %d outside [1, %d]", o->blocks, rec->L);
+    if (o->method->param == EB_PARAM_DELTA_SCALE && !isnan(o->t_thre) && !(o->t_thre > 0 && o->t_thre < 1))
+        return eb_fail(EB_EINPUT, "%s: t_thre %g outside (0, 1)", o->method->name, o->t_thre);
+    if (o->blocks < 0 || o->blocks > rec->L)
+        return eb_fail(EB_EINPUT, "%s: blocks %d outside [1, %d]", o->method->name, o->blocks, rec->L);
     if (o->interval < 0 || o->interval > rec->S)
         return eb_fail(EB_EINPUT, "interval %d outside [1, %d]", o->interval, rec->S);
     return EB_OK;
@@ -687,35 +653,34 @@ eb_status eb_search(eb_search_result *res, const eb_rec_data *rec, const eb_fit 
     eb_status st = check_opts(o, rec, c);
     if (st) return st;
     eb_search_opts opts = *o;
-    if (opts.scaling == EB_SCALING_DEFAULT)
-        opts.scaling = opts.method == EB_SEARCH_EBCACHE ? EB_SCALING_TWO_PHASE : EB_SCALING_NONE;
-    int need_fit = opts.method == EB_SEARCH_EBCACHE || opts.method == EB_SEARCH_TEACACHE || opts.scaling != EB_SCALING_NONE;
+    const eb_method *m = opts.method;
+    if (opts.scaling == EB_SCALING_DEFAULT) opts.scaling = m->scaling;
+    int need_fit = (m->needs & EB_NEEDS_FIT) || opts.scaling != EB_SCALING_NONE;
     eb_fit own = {0};
     if (need_fit && !fit) {
         if ((st = eb_fit_recording(&own, rec))) return st;
         fit = &own;
     }
     search_ctx x = {.rec = rec, .fit = need_fit ? fit : NULL, .c = c, .o = &opts, .runner = runner};
+    x.in = (eb_method_input){.sched = &x.s, .c = c, .o = &opts, .rec = rec, .search = &x};
+    if (need_fit) x.in.poly = fit->teacache.poly, x.in.npoly = fit->teacache.npoly;
     if (need_fit) st = fit_matches(fit, rec);
     if (!st) st = sampler_view(&x.s, rec);
     if (!st && !(x.scale = malloc(rec->S * sizeof *x.scale))) st = eb_fail(EB_ERUNTIME, "out of memory");
     /* a degenerate two-phase fit still splits eb-cache's phases but scales no step */
-    int uses_split = opts.method == EB_SEARCH_EBCACHE && isnan(opts.t_thre);
+    int uses_split = m->param == EB_PARAM_DELTA_SCALE && isnan(opts.t_thre);
     if (!st && (uses_split || opts.scaling == EB_SCALING_TWO_PHASE)) res->two_phase = fit->two_phase;
     if (!st && opts.scaling == EB_SCALING_TWO_PHASE && fit->two_phase.flags)
         opts.scaling = EB_SCALING_NONE, res->scaling_fallback = 1;
     res->scaling = opts.scaling;
     if (!st) st = step_scales(x.scale, fit, opts.scaling, rec->S);
-    if (!st && opts.method == EB_SEARCH_EBCACHE) x.t_thre = uses_split ? fit->two_phase.t_thre : opts.t_thre;
+    x.in.scale = x.scale;
+    if (!st && m->param == EB_PARAM_DELTA_SCALE) x.t_thre = uses_split ? fit->two_phase.t_thre : opts.t_thre;
     if (!st) {
-        switch (opts.method) {
-        case EB_SEARCH_EBCACHE: st = search_ebcache(&x, res); break;
-        case EB_SEARCH_FORA: st = search_interval(&x, build_fora, res); break;
-        case EB_SEARCH_DELTA_DIT: st = search_interval(&x, build_delta_dit, res); break;
-        case EB_SEARCH_TAYLORSEER: st = search_interval(&x, build_taylorseer, res); break;
-        case EB_SEARCH_TEACACHE: st = search_teacache(&x, res); break;
-        default: st = search_budget(&x, res); break;
-        }
+        static eb_status (*const strategy[EB_NPARAMS])(search_ctx *, eb_method_generate, eb_search_result *) = {
+            [EB_PARAM_INTERVAL] = search_interval, [EB_PARAM_THRESHOLD] = search_threshold,
+            [EB_PARAM_DELTA_SCALE] = search_ebcache, [EB_PARAM_BUDGET] = search_budget};
+        st = strategy[m->param](&x, m->generate, res);
     }
     res->runs = x.runs;
     if (!st && res->table && opts.scaling != EB_SCALING_NONE) {
@@ -748,10 +713,8 @@ eb_status eb_search_write(const eb_search_result *res, const eb_rec_data *rec, c
         fprintf(f, "# predicted_flops: %.6f (%.3fx)%s\n", res->flops, 1 / res->flops,
                 res->table->policy.kind == EB_POLICY_TEACACHE ? " with the policy's skips simulated on the recording" : "");
         fprintf(f, "# predicted_deviation: %.6g (drift proxy, docs/search.md)\n", res->deviation);
-        static const char *const names[EB_SEARCH_NMETHODS] = {"delta_scale", "interval", "interval",
-                                                               "threshold",   "interval", "budget"};
-        eb_search_method m = EB_SEARCH_EBCACHE;
-        if (!eb_search_method_parse(&m, res->table->method)) fprintf(f, "# %s: %.6g\n", names[m], res->param);
+        const eb_method *m = eb_method_find(res->table->method);
+        if (m) fprintf(f, "# %s: %.6g\n", eb_param_kind_name(m->param), res->param);
         if (res->runs) fprintf(f, "# calibration_chains: %d\n", res->runs);
         char flags[64];
         if (res->two_phase.flags)

@@ -13,35 +13,9 @@
 #ifndef EB_SEARCH_H
 #define EB_SEARCH_H
 
-#include "search/fit.h"
 #include "runtime/schedule.h"
-
-typedef enum {
-    EB_SEARCH_EBCACHE = 0, /* Algorithm 1: per-step states from candidate runs              */
-    EB_SEARCH_FORA,
-    EB_SEARCH_DELTA_DIT,
-    EB_SEARCH_TEACACHE,
-    EB_SEARCH_TAYLORSEER,
-    EB_SEARCH_BUDGET,      /* per step, block and module, least drift under a FLOP budget */
-    EB_SEARCH_NMETHODS
-} eb_search_method;
-
-/* "eb-cache", "fora", "delta-dit", "teacache", "taylorseer", "budget". */
-const char *eb_search_method_name(eb_search_method m);
-/* EB_EINPUT listing the methods for an unknown name. */
-eb_status eb_search_method_parse(eb_search_method *m, const char *name);
-
-/* The ε divisor each step of the emitted table carries (fit.h). */
-typedef enum {
-    EB_SCALING_DEFAULT = 0, /* two-phase for eb-cache, none for the others   */
-    EB_SCALING_NONE,        /* 1                                            */
-    EB_SCALING_TWO_PHASE,   /* 1 / b(τ): EB-Cache's noise scaling            */
-    EB_SCALING_LINEAR,      /* λ(τ) = k·τ + b: ε-scaling                     */
-    EB_SCALING_PER_STEP,    /* the measured ratio λ_i of each step           */
-} eb_scaling;
-
-eb_status eb_scaling_parse(eb_scaling *s, const char *name);
-const char *eb_scaling_name(eb_scaling s);
+#include "search/fit.h"
+#include "search/methods.h"
 
 /* Candidate evaluations for eb-cache, from one chain per attempt: the
  * recording's calibration batch (its model, sampler, noise and N samples) runs
@@ -65,8 +39,8 @@ typedef struct {
                      const eb_search_progress *progress);
 } eb_search_runner;
 
-typedef struct {
-    eb_search_method method;
+struct eb_search_opts {
+    const eb_method *method; /* a row of eb_methods (search/methods.h)                                         */
     double target;          /* FLOP fraction to reach (1 / speedup); NaN: use the parameters as given      */
     eb_scaling scaling;
     double delta_a, delta_c;/* eb-cache δ(τ) = a·τ + c on the relative ε-norm deviation; a target scales both */
@@ -75,9 +49,9 @@ typedef struct {
     int interval;           /* fora, delta-dit, taylorseer                                                    */
     int blocks, boundary;   /* delta-dit: blocks skipped (0: half the depth); first front step (−1: S/2)       */
     int order, warmup;      /* taylorseer                                                                     */
-} eb_search_opts;
+};
 
-/* Defaults: no target, default scaling, δ = 0.02·τ + 0.005, the fit's split,
+/* Defaults: eb-cache, no target, default scaling, δ = 0.02·τ + 0.005, the fit's split,
  * Δ-DiT half the blocks from S/2, TaylorSeer order 2 with 2 warm-up steps;
  * threshold and interval unset (NaN, 0): required without a target. */
 void eb_search_defaults(eb_search_opts *o);

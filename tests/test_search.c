@@ -62,6 +62,78 @@ static eb_schedule view_of(const eb_rec_data *r) {
     return s;
 }
 
+/* The registry: names unique and found; a row without a generator is the
+ * uncached run only; what a swept row bisects has a strategy; a row that is
+ * not swept either has no table, a fixed parameter, or takes one by hand. */
+Test(search, method_registry_rows) {
+    for (int i = 0; i < EB_NMETHODS; i++) {
+        const eb_method *m = &eb_methods[i];
+        cr_expect_eq(eb_method_find(m->name), m, "%s", m->name);
+        cr_expect(m->about && *m->about, "%s", m->name);
+        cr_expect(m->param >= 0 && m->param < EB_NPARAMS, "%s", m->name);
+        cr_expect(m->generate || (!m->sweeps && !strcmp(m->name, "none")), "%s", m->name);
+        cr_expect(!(m->needs & EB_NEEDS_RUNNER) || m->param == EB_PARAM_DELTA_SCALE, "%s", m->name);
+        cr_expect(m->scaling != EB_SCALING_DEFAULT, "%s", m->name);
+        cr_expect(!m->sweeps || m->param != EB_PARAM_THRESHOLD || m->top, "%s: swept without a top", m->name);
+    }
+    cr_expect_null(eb_method_find("foura"));
+    cr_expect_str_eq(eb_param_kind_name(EB_PARAM_DELTA_SCALE), "delta_scale");
+}
+
+/* SmoothCache with lookahead 1: a step reuses a module when the module's
+ * block-mean recorded change to it is ≤ α and the step before computed; the
+ * first and last steps compute; a FLOP target bisects α. */
+Test(search, smoothcache_reuses_where_the_change_is_small) {
+    eb_rec_data r;
+    make_rec(&r, 8, 2, 2);
+    const double attn[8] = {NAN, 0.05, 0.05, 0.5, 0.01, 0.01, 0.01, 0.01}, mlp[8] = {NAN, 0.5, 0.05, 0.05, 0.5, 0.01, 0.5, 0.01};
+    for (int k = 1; k < 8; k++)
+        for (int l = 0; l < 2; l++) r.drift_attn[k * 2 + l] = attn[k] + (l ? 0.01 : -0.01), r.drift_mlp[k * 2 + l] = mlp[k];
+    eb_schedule s = view_of(&r);
+    eb_config c = small_config(2);
+    eb_search_opts o;
+    eb_search_defaults(&o);
+    const eb_method_input in = {.sched = &s, .c = &c, .o = &o, .rec = &r};
+    eb_cache_schedule *cs;
+    cr_assert_eq(eb_method_find("smoothcache")->generate(&cs, &in, 0.1), EB_OK);
+    eb_cache_plan p;
+    cr_assert_eq(eb_cache_plan_build(&p, cs, 2, &s), EB_OK);
+    const int want_attn[8] = {0, 1, 0, 0, 1, 0, 1, 0}, want_mlp[8] = {0, 0, 1, 0, 0, 1, 0, 0}; /* 1: reuse */
+    for (int k = 0; k < 8; k++)
+        for (int l = 0; l < 2; l++) {
+            cr_expect_eq(p.act[(k * 2 + l) * 2].kind == EB_ACT_REUSE, want_attn[k], "attn step %d block %d", k, l);
+            cr_expect_eq(p.act[(k * 2 + l) * 2 + 1].kind == EB_ACT_REUSE, want_mlp[k], "mlp step %d block %d", k, l);
+        }
+    eb_cache_plan_free(&p);
+    eb_cache_schedule_free(cs);
+    eb_search_result res;
+    o.method = eb_method_find("smoothcache"), o.target = 0.8;
+    cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_OK);
+    cr_expect(res.met && res.flops <= 0.8 && res.param > 0, "flops %g alpha %g", res.flops, res.param);
+    cr_expect_str_eq(res.table->method, "smoothcache");
+    eb_search_result_free(&res);
+    o.target = 0.3; /* below what reusing every other step gives */
+    cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_OK);
+    cr_expect_eq(res.met, 0);
+    cr_expect(strstr(res.note, "reusing all it can"), "%s", res.note);
+    eb_search_result_free(&res);
+    free(s.timestep);
+    eb_rec_data_free(&r);
+}
+
+/* noise-scaling is FORA at its fixed interval 1 with the fitted scaling;
+ * eb-cache-table is eb-cache without it. */
+Test(search, method_rows_defaults) {
+    const eb_method *ns = eb_method_find("noise-scaling"), *t = eb_method_find("eb-cache-table");
+    cr_assert(ns && t);
+    cr_expect_eq(ns->generate, eb_method_find("fora")->generate);
+    cr_expect_eq(ns->fixed, 1);
+    cr_expect_eq(ns->scaling, EB_SCALING_TWO_PHASE);
+    cr_expect_eq(t->generate, eb_method_find("eb-cache")->generate);
+    cr_expect_eq(t->scaling, EB_SCALING_NONE);
+}
+
+
 /* The table's flops and drift proxy on the recording. */
 static void score(const eb_rec_data *r, const eb_cache_schedule *cs, const eb_config *c, double *flops, double *dev) {
     eb_cache_plan p;
@@ -326,7 +398,7 @@ Test(search, budget_never_exceeds_its_budget) {
     for (double budget = 0.3; budget <= 1.0001; budget += 0.1) {
         eb_search_opts o;
         eb_search_defaults(&o);
-        o.method = EB_SEARCH_BUDGET;
+        o.method = eb_method_find("budget");
         o.target = budget;
         eb_search_result res;
         cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_OK, "%s", eb_last_error());
@@ -344,7 +416,7 @@ Test(search, budget_never_exceeds_its_budget) {
     /* below every module computing only at step 0 (0.176 here): cannot, no table */
     eb_search_opts o;
     eb_search_defaults(&o);
-    o.method = EB_SEARCH_BUDGET;
+    o.method = eb_method_find("budget");
     o.target = 0.15;
     eb_search_result res;
     cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_OK, "%s", eb_last_error());
@@ -359,7 +431,7 @@ Test(search, baselines_meet_targets_by_bisection) {
     eb_rec_data r;
     make_rec(&r, 20, 2, 4);
     eb_config c = small_config(4);
-    eb_search_method methods[] = {EB_SEARCH_FORA, EB_SEARCH_DELTA_DIT, EB_SEARCH_TAYLORSEER};
+    const eb_method *methods[] = {eb_method_find("fora"), eb_method_find("delta-dit"), eb_method_find("taylorseer")};
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
         eb_search_opts o;
         eb_search_defaults(&o);
@@ -367,19 +439,19 @@ Test(search, baselines_meet_targets_by_bisection) {
         o.target = 0.6;
         eb_search_result res, below;
         cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_OK, "%s", eb_last_error());
-        cr_expect(res.met && res.flops <= 0.6, "%s: flops %g", eb_search_method_name(methods[i]), res.flops);
-        cr_expect_str_eq(res.table->method, eb_search_method_name(methods[i]));
+        cr_expect(res.met && res.flops <= 0.6, "%s: flops %g", methods[i]->name, res.flops);
+        cr_expect_str_eq(res.table->method, methods[i]->name);
         /* the least interval that meets it: one less does not */
         o.target = NAN;
         o.interval = (int)res.param - 1;
         cr_assert_eq(eb_search(&below, &r, NULL, &c, &o, NULL), EB_OK, "%s", eb_last_error());
-        cr_expect(below.flops > 0.6, "%s: interval %d also meets", eb_search_method_name(methods[i]), o.interval);
+        cr_expect(below.flops > 0.6, "%s: interval %d also meets", methods[i]->name, o.interval);
         eb_search_result_free(&res), eb_search_result_free(&below);
     }
     /* fora's reuse-everything limit cannot reach 1% */
     eb_search_opts o;
     eb_search_defaults(&o);
-    o.method = EB_SEARCH_FORA;
+    o.method = eb_method_find("fora");
     o.target = 0.01;
     eb_search_result res;
     cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_OK);
@@ -395,7 +467,7 @@ Test(search, teacache_threshold_from_the_fitted_polynomial) {
     eb_config c = small_config(3);
     eb_search_opts o;
     eb_search_defaults(&o);
-    o.method = EB_SEARCH_TEACACHE;
+    o.method = eb_method_find("teacache");
     o.target = 0.5;
     eb_search_result res;
     cr_assert_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_OK, "%s", eb_last_error());
@@ -426,7 +498,7 @@ Test(search, provenance_is_written_and_the_table_reads_back) {
     eb_config c = small_config(2);
     eb_search_opts o;
     eb_search_defaults(&o);
-    o.method = EB_SEARCH_FORA;
+    o.method = eb_method_find("fora");
     o.interval = 3;
     o.scaling = EB_SCALING_LINEAR;
     eb_search_result res;
@@ -460,7 +532,7 @@ Test(search, bad_options_are_refused) {
     eb_config c = small_config(3);
     eb_search_opts o;
     eb_search_defaults(&o);
-    o.method = EB_SEARCH_FORA;
+    o.method = eb_method_find("fora");
     o.interval = 2;
     eb_search_result res;
     cr_expect_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_EINPUT);
@@ -473,12 +545,19 @@ Test(search, bad_options_are_refused) {
     o.target = -1;
     cr_expect_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_EINPUT);
     o.target = NAN;
-    o.method = EB_SEARCH_BUDGET;
+    o.method = eb_method_find("budget");
     cr_expect_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_EINPUT);
-    eb_search_method m;
-    cr_expect_eq(eb_search_method_parse(&m, "eb-cache"), EB_OK);
-    cr_expect_eq(m, EB_SEARCH_EBCACHE);
-    cr_expect_eq(eb_search_method_parse(&m, "foura"), EB_EINPUT);
+    const eb_method *m;
+    cr_expect_eq(eb_method_parse(&m, "eb-cache"), EB_OK);
+    cr_expect_eq(m, &eb_methods[eb_method_index(m)]);
+    cr_expect_str_eq(m->name, "eb-cache");
+    cr_expect_eq(eb_method_parse(&m, "foura"), EB_EINPUT);
+    cr_expect(strstr(eb_last_error(), "fora, delta-dit"), "%s", eb_last_error());
+    o.method = eb_method_find("none");
+    cr_expect_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_EINPUT);
+    o.method = eb_method_find("fbcache"), o.target = 0.5;
+    cr_expect_eq(eb_search(&res, &r, NULL, &c, &o, NULL), EB_EINPUT);
+    cr_expect(strstr(eb_last_error(), "decided at run time"), "%s", eb_last_error());
     eb_scaling sc;
     cr_expect_eq(eb_scaling_parse(&sc, "two-phase"), EB_OK);
     cr_expect_eq(sc, EB_SCALING_TWO_PHASE);
@@ -606,7 +685,7 @@ Test(search, degenerate_fit_falls_back_to_no_noise_scaling) {
         degenerate_rec(&r, k);
         eb_search_opts o;
         eb_search_defaults(&o);
-        o.method = EB_SEARCH_FORA;
+        o.method = eb_method_find("fora");
         o.interval = 2;
         o.scaling = EB_SCALING_TWO_PHASE;
         eb_search_result res;
