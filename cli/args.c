@@ -107,64 +107,24 @@ int eb_arg_u64(const char *cmd, const char *name, const char *value, uint64_t *o
     return 0;
 }
 
-int eb_arg_int_list(const char *cmd, const char *name, const char *value, long min, long max, int32_t **out, int *n) {
-    int cap = 1;
-    for (const char *p = value; *p; p++) cap += *p == ',';
-    int32_t *list = malloc(cap * sizeof(int32_t));
-    if (!list) {
-        fprintf(stderr, "ebcache %s: out of memory\n", cmd);
-        return 1;
-    }
-    int count = 0;
-    for (const char *p = value;;) {
-        char *end;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (errno || end == p || v < min || v > max || (*end && *end != ',')) {
-            fprintf(stderr, "ebcache %s: --%s: item %d of '%s' is not an integer in [%ld, %ld]\n", cmd, name, count,
-                    value, min, max);
-            free(list);
-            return 2;
-        }
-        list[count++] = (int32_t)v;
-        if (!*end) break;
-        p = end + 1;
-    }
-    *out = list;
-    *n = count;
-    return 0;
-}
-
-int eb_arg_check_sampling(const char *cmd, const eb_opt *opts, int nopts) {
-    const char *sampler = eb_arg(opts, nopts, "sampler"), *v;
-    double x;
-    int rc;
-    if ((v = eb_arg(opts, nopts, "cfg-scale"))) {
-        if ((rc = eb_arg_float(cmd, "cfg-scale", v, &x))) return rc;
-        if (x < 0) {
-            fprintf(stderr, "ebcache %s: --cfg-scale: %s is negative (0 = unconditional, 1 = no guidance)\n", cmd, v);
-            return 2;
-        }
-    }
-    if ((v = eb_arg(opts, nopts, "eta"))) {
-        if (!sampler || strcmp(sampler, "ddim")) {
-            fprintf(stderr, "ebcache %s: --eta is DDIM's; give --sampler ddim (the sampler is %s)\n", cmd,
-                    sampler ? sampler : "ddpm, the default");
-            return 2;
-        }
-        if ((rc = eb_arg_float(cmd, "eta", v, &x))) return rc;
-        if (x < 0 || x > 1) {
-            fprintf(stderr, "ebcache %s: --eta: %s is outside [0, 1] (0 deterministic, 1 DDPM-like noise)\n", cmd, v);
-            return 2;
-        }
-    }
-    return 0;
-}
-
 const char *eb_plural(long n, const char *one, const char *many) { return n == 1 ? one : many; }
 
+void eb_print_line(const char *cmd, const char *kind, const char *msg) {
+    fprintf(stderr, "ebcache %s: %s", cmd, kind);
+    for (const char *at = msg; *at; at++) {
+        const char *close = *at == '`' ? strchr(at + 1, '`') : NULL;
+        if (!close) {
+            fputc(*at, stderr);
+            continue;
+        }
+        fputs("--", stderr);
+        for (at++; at < close; at++) fputc(*at == '_' ? '-' : *at, stderr);
+    }
+    fputc('\n', stderr);
+}
+
 int eb_report(const char *cmd, int status) {
-    if (status) fprintf(stderr, "ebcache %s: %s\n", cmd, eb_last_error());
+    if (status) eb_print_line(cmd, "", eb_last_error());
     return status;
 }
 

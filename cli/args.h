@@ -29,14 +29,6 @@ void eb_arg_default(eb_opt *opts, int nopts, const char *name, const char *v);
 int eb_arg_int(const char *cmd, const char *name, const char *value, long min, long max, long *out);
 int eb_arg_float(const char *cmd, const char *name, const char *value, double *out);
 int eb_arg_u64(const char *cmd, const char *name, const char *value, uint64_t *out);
-/* Comma-separated integers in [min, max]; *out malloc'd. */
-int eb_arg_int_list(const char *cmd, const char *name, const char *value, long min, long max, int32_t **out, int *n);
-
-/* Checks the sampling options among opts that the command line set:
- * --cfg-scale ≥ 0, --eta in [0, 1] and only with --sampler ddim. 0, or 2
- * after "ebcache CMD: ..." (every command taking them calls this, through
- * eb_cli_open_model). */
-int eb_arg_check_sampling(const char *cmd, const eb_opt *opts, int nopts);
 
 /* `one` when n is 1, else `many`: printf("%d %s", n, eb_plural(n, "sample", "samples")). */
 const char *eb_plural(long n, const char *one, const char *many);
@@ -59,7 +51,11 @@ int eb_output_dir_check(const char *cmd, const char *dir, const char *const *inp
  * model (NULL when there is none); for eb_output_check. */
 const char *eb_model_input(const eb_opt *opts, int nopts);
 
-/* Prints "ebcache CMD: <eb_last_error()>" and returns the status as exit code. */
+/* Prints "ebcache CMD: KIND" and msg on stderr, each `field` the experiment
+ * layer names (pipeline/run.h) written as the option --field (underscores
+ * as dashes). */
+void eb_print_line(const char *cmd, const char *kind, const char *msg);
+/* Prints "ebcache CMD: <eb_last_error()>" (eb_print_line) and returns the status as exit code. */
 int eb_report(const char *cmd, int status);
 
 /* <source tree>/rel for the running binary (bin/ebcache or

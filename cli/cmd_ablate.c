@@ -225,7 +225,7 @@ static double load_now(void) {
 static void progress(grid *g, const char *fmt, ...) {
     char eta[48] = "";
     int worked = g->done - g->reused;
-    if (worked > 0) eb_cli_eta_text(eta, sizeof eta, (clock_s(CLOCK_MONOTONIC) - g->start) / worked * (g->total - g->done));
+    if (worked > 0) eb_eta_text(eta, sizeof eta, (clock_s(CLOCK_MONOTONIC) - g->start) / worked * (g->total - g->done));
     g->computed = 1;
     va_list ap;
     va_start(ap, fmt);
@@ -286,7 +286,7 @@ static eb_status search_table(grid *g, int i, int m, double x, const char *rec, 
              d->sweeps ? " at " : "", d->sweeps ? target : "");
     int rc = call(CALL_THREADED, cmd_search, "search", "--method", d->name, "--record", rec, "--fit", fit, "--output",
                   table, d->sweeps ? "--target-speedup" : NULL, target, NULL);
-    if (rc == 2 && eb_search_target_missed) { /* the target is out of the method's reach: remembered, reported */
+    if (rc == 2 && cmd_search_target_missed()) { /* the target is out of the method's reach: remembered, reported */
         FILE *f = fopen(marker, "w");
         if (!f || fclose(f)) return eb_fail(EB_ERUNTIME, "%s: cannot write", marker);
         *reached = 0;
@@ -424,7 +424,7 @@ static eb_status time_sampler(grid *g, int i) {
     if (!st && T) st = time_sample(g, i, "", &u_wall[0], &u_cpu[0]);
     for (int r = 0; !st && T && r < R; r++) {
         char eta[48] = "";
-        if (r) eb_cli_eta_text(eta, sizeof eta, (clock_s(CLOCK_MONOTONIC) - t0) / r * (R - r));
+        if (r) eb_eta_text(eta, sizeof eta, (clock_s(CLOCK_MONOTONIC) - t0) / r * (R - r));
         fprintf(stderr, "ablate timing %s-%d: round %d/%d, %d %s and the uncached run, %d %s each%s\n",
                 s->samplers[i].kind, s->samplers[i].steps, r + 1, R, T, eb_plural(T, "table", "tables"), s->timing_n,
                 eb_plural(s->timing_n, "image", "images"), eta);

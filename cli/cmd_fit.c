@@ -6,7 +6,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 
-#include "search/fit.h"
+#include "pipeline/searching.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -58,16 +58,15 @@ int cmd_fit(int argc, char **argv) {
     if ((rc = eb_output_check(CMD, eb_arg(opts, n, "output"), EB_INPUTS(path)))) return rc;
     eb_rec_data r;
     eb_fit f;
-    eb_status st = eb_rec_data_read(&r, path);
+    const char *out = eb_arg(opts, n, "output");
+    eb_status st = eb_fit_to_file(path, out, &f, &r);
     if (st) return eb_report(CMD, st);
-    if (!(st = eb_fit_recording(&f, &r))) {
-        print_fit(&r, &f);
-        eb_cli_fit_warning(CMD, &f.two_phase, "ebcache search will not divide ε by its b(τ) (no noise scaling instead; "
-                                              "docs/search.md)");
-        const char *out = eb_arg(opts, n, "output");
-        if (out && !(st = eb_fit_write(&f, out))) fprintf(stderr, "wrote %s\n", out);
-        eb_fit_free(&f);
-    }
+    print_fit(&r, &f);
+    char warning[1024];
+    eb_cli_warnings(CMD, eb_fit_warning(warning, sizeof warning, &f.two_phase, "ebcache search will not divide ε by its "
+                                        "b(τ) (no noise scaling instead; docs/search.md)"));
+    if (out) fprintf(stderr, "wrote %s\n", out);
+    eb_fit_free(&f);
     eb_rec_data_free(&r);
-    return eb_report(CMD, st);
+    return 0;
 }

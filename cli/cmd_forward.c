@@ -31,9 +31,13 @@ int cmd_forward(int argc, char **argv) {
         return 2;
     }
     if ((rc = eb_output_check("forward", out_path, EB_INPUTS(in_path, eb_model_input(opts, n))))) return rc;
-    eb_model *m = NULL;
-    eb_cli_run run;
-    if ((rc = eb_cli_open_model("forward", opts, n, &m, &run))) return rc;
+    eb_cli_run args;
+    eb_run run;
+    if ((rc = eb_cli_run_read("forward", opts, n, &args))) return rc;
+    if (!eb_arg(opts, n, "cfg-scale")) args.p.cfg_scale = 1; /* the plain conditional forward */
+    if ((rc = eb_report("forward", eb_run_open_model(&run, &args.p)))) return rc;
+    eb_cli_warnings("forward", run.warning);
+    eb_model *m = run.model;
     const eb_config *c = eb_model_config(m);
 
     float *x = NULL, *out = NULL;
@@ -56,7 +60,7 @@ int cmd_forward(int argc, char **argv) {
     size_t out_len = (size_t)N * eb_out_channels(c) * c->input_size * c->input_size;
     if (!st && !(out = malloc(out_len * sizeof(float)))) st = eb_fail(EB_ERUNTIME, "out of memory");
     if (!st) {
-        st = run.cfg_scale != 1.0f ? eb_forward_cfg(m, out, x, t, y, N, run.cfg_scale, run.guide_channels)
+        st = run.so.cfg_scale != 1.0f ? eb_forward_cfg(m, out, x, t, y, N, run.so.cfg_scale, run.so.guide_channels)
                                    : eb_forward(m, out, x, t, y, N);
         if (st == EB_EINPUT) st = eb_fail(EB_EINPUT, "%s: %s", in_path, eb_last_error());
     }
@@ -66,7 +70,7 @@ int cmd_forward(int argc, char **argv) {
         st = eb_h5w_create(&w, out_path);
         if (!st) {
             eb_h5w_write(w, "out", EB_H5_F32, out, 4, od);
-            eb_cli_write_run_attrs(w, &run, m);
+            eb_run_model_attrs_write(w, &run, &args.p);
             st = eb_h5w_commit(w);
         }
     }
@@ -74,6 +78,6 @@ int cmd_forward(int argc, char **argv) {
     free(t);
     free(y);
     free(out);
-    eb_model_free(m);
+    eb_run_close(&run);
     return eb_report("forward", st);
 }

@@ -19,8 +19,9 @@ int cmd_search(int argc, char **argv);
 int cmd_ablate(int argc, char **argv);
 int cmd_decode(int argc, char **argv);
 
-/* Set by cmd_search: 1 when its exit status 2 means that --target-speedup is
- * beyond the method's reach (not a usage or input error). */
-extern int eb_search_target_missed;
+/* 1 when cmd_search's last exit status 2 meant that --target-speedup is
+ * beyond the method's reach (not a usage or input error): for cmd_ablate
+ * until it calls eb_search_to_file (pipeline/searching.h), whose met says it. */
+int cmd_search_target_missed(void);
 
 #endif

@@ -14,20 +14,25 @@
 
 typedef struct {
     const char *samples;        /* S.h5, or shards "a.h5,b.h5" concatenated in order (required unless floor) */
-    const char *dataset;        /* of the samples and the reference ("samples")                               */
+    const char *dataset;        /* of the samples and the reference ("samples"; NULL: the same)               */
     const char *labels_dataset; /* labels of the samples: NULL = "y" when the first file has it; "none"      */
     const char *reference;      /* uncached samples of the same seeds (and shards) for PSNR/SSIM (NULL)      */
-    const char *classifier;     /* Fashion-MNIST classifier weights (required)                               */
-    const char *real_split;     /* "test" or "train" ("test")                                                */
-    int n_real;                 /* the first n_real images of the split (10000)                               */
+    const char *classifier;     /* Fashion-MNIST classifier weights (required unless features is given)      */
+    eb_features *features;      /* the extractor to judge with (NULL: the classifier above, opened and freed
+                                   by the call); borrowed, not freed. It must take 1×28×28 images and give
+                                   0 or 10 logits (the real reference is Fashion-MNIST)                      */
+    const char *real_split;     /* "test" or "train" ("test"; NULL: the same)                                */
+    int n_real;                 /* the first n_real images of the split, at least EB_PR_K + 1 (10000)         */
     const char *real_cache;     /* cache of the real features and pixel judge, reused while extractor,
                                    split and n_real match (NULL: none)                                       */
     const char *fmnist_dir;     /* Fashion-MNIST files (NULL: $EBCACHE_FMNIST_DIR or the default place)      */
-    int floor;                  /* 1: the first n_real training images against the test set                   */
+    int floor;                  /* 1: the first n_real training images against the test set (then samples,
+                                   reference and labels_dataset must be NULL and real_split test)            */
     const char *output;         /* METRICS.h5: the numbers as attributes, feature statistics, per-image
                                    PSNR/SSIM (NULL: nothing written)                                         */
 } eb_eval_params;
 
+/* The defaults in the comments above; every pointer not named there NULL. */
 void eb_eval_params_defaults(eb_eval_params *p);
 
 /* What one evaluation measured; NaN marks a metric that was not computed. */
@@ -37,14 +42,39 @@ typedef struct {
     int pixel_k;                 /* the pixel judge's principal components                  */
     double pixel_fd, pixel_fd_mean, pixel_fd_cov;
     double precision, recall;
-    double accuracy;             /* of the samples' labels (NaN without labels)             */
-    double real_accuracy;        /* of the classifier on the real images                    */
-    double psnr, ssim;           /* means against the reference (NaN without one)           */
-    char samples[512], labels[64], extractor[64]; /* what was evaluated: names for reports  */
+    double accuracy;             /* of the samples' labels (NaN without labels or logits)   */
+    double real_accuracy;        /* of the extractor's logits on the real images (NaN: none) */
+    double psnr, ssim;           /* means against the reference (NaN without one; PSNR of
+                                    identical images is +inf)                               */
+    /* What was evaluated, for reports: p->samples or "Fashion-MNIST train" (floor); the
+     * labels dataset used ("y", p->labels_dataset, "train labels") or NULL for none;
+     * valid while p's strings are. extractor: the extractor's name. */
+    const char *samples, *labels;
+    char extractor[64];
 } eb_eval_result;
 
 /* Reads every input first (bad input is reported before any long
- * computation), then measures and writes p->output atomically. */
+ * computation), then measures and writes p->output atomically (a temporary
+ * file renamed: nothing is left on failure). EB_EINPUT naming the file,
+ * dataset and index (or the parameter) for bad input; EB_ERUNTIME otherwise.
+ * Every sample pixel is clipped to [−1, 1] first. *r is filled on success. */
 eb_status eb_evaluate(const eb_eval_params *p, eb_eval_result *r);
+
+/* One named number or string of an evaluation's report. */
+typedef enum { EB_FIELD_TEXT, EB_FIELD_INT, EB_FIELD_REAL } eb_eval_field_kind;
+typedef struct {
+    const char *key;         /* the name in metrics.h5's attributes and in `eval --json` */
+    eb_eval_field_kind kind;
+    const char *text;        /* EB_FIELD_TEXT                                           */
+    double value;            /* EB_FIELD_INT (exact) and EB_FIELD_REAL (NaN: not computed) */
+} eb_eval_field;
+
+#define EB_EVAL_FIELDS 23
+
+/* The report of evaluation (p, r) as fields in a fixed order (what was
+ * evaluated, then the counts and the metrics), the strings that do not
+ * apply (NULL) left out: the one list p->output's attributes and the CLI's
+ * JSON are written from. Returns the count filled into out. */
+int eb_eval_fields(const eb_eval_params *p, const eb_eval_result *r, eb_eval_field out[EB_EVAL_FIELDS]);
 
 #endif

@@ -17,18 +17,26 @@ struct eb_features {
     int classes;        /* K logits per image (0: none)                                       */
     char checksum[40];  /* identifies the weights: real-feature caches are keyed by it        */
     /* feat (N, D) and logits (N, K) (NULL: not wanted) of images (N, C, H, W) in [−1, 1]
-     * (already cropped to side). EB_EINPUT naming the image index for a non-finite pixel. */
+     * (already cropped to side). EB_EINPUT naming the image index for a non-finite pixel.
+     * Call it through eb_features_extract, which checks what comes out. */
     eb_status (*extract)(eb_features *fx, float *feat, float *logits, const float *images, int N);
     void (*free)(eb_features *fx);
     void *impl;
 };
 
-/* The Fashion-MNIST classifier of `path` (.safetensors) as an extractor:
- * 28×28 single-channel images, its penultimate features and 10 logits. */
+/* The Fashion-MNIST classifier of `path` (.safetensors, eb_clf_load) as an
+ * extractor "fmnist-classifier": single-channel images of its side (28),
+ * its penultimate features (D = its width) and its K logits; checksum is
+ * eb_clf_checksum as %016llx (the string real-feature caches have always
+ * been keyed by). *out is NULL on failure (the message names the file). */
 eb_status eb_features_open_fmnist(eb_features **out, const char *path);
 
-/* fx->extract(...), then fx->free(fx) (NULL is fine). */
+/* fx->extract(fx, feat, logits, images, N) for N ≥ 0 images, then checks
+ * that every feature and logit is finite: EB_ERUNTIME naming the extractor,
+ * the image and the value otherwise. */
 eb_status eb_features_extract(eb_features *fx, float *feat, float *logits, const float *images, int N);
+
+/* fx->free(fx); NULL is fine. */
 void eb_features_free(eb_features *fx);
 
 #endif

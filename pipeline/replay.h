@@ -9,11 +9,12 @@
 
 typedef struct eb_replay eb_replay;
 
-/* Opens the replay of recording rec (read by eb_rec_data_read); EB_EINPUT
- * naming the file when it cannot be replayed (recorded from data, the model
- * changed, attributes missing). progress: a line on stderr when it is a
- * terminal. runner gets the callback and its context. */
-eb_status eb_replay_open(eb_replay **out, const eb_rec_data *rec, int progress, eb_search_runner *runner);
+/* Opens the replay of recording rec (read by eb_rec_data_read) on `threads`
+ * threads (0: all cores); EB_EINPUT naming the file when it cannot be
+ * replayed (recorded from data, the model changed, attributes missing).
+ * progress: a line on stderr when it is a terminal. runner gets the callback
+ * and its context. */
+eb_status eb_replay_open(eb_replay **out, const eb_rec_data *rec, int threads, int progress, eb_search_runner *runner);
 void eb_replay_free(eb_replay *r);
 
 #endif

@@ -22,7 +22,8 @@ typedef struct {
     double baseline_wall;   /* seconds of the uncached baseline (0 without one)          */
     double flop_fraction;   /* executed / uncached MACs (1 uncached)                     */
     size_t cache_bytes;
-    int steps_skipped;      /* steps a dynamic policy served                             */
+    int steps_run;          /* sampling steps run over all batches (with a schedule)     */
+    int steps_skipped;      /* of them, steps a dynamic policy served                    */
     int policy;             /* the table's eb_policy_kind (EB_POLICY_NONE without table)  */
     char warning[1024];     /* eb_run's warning                                          */
 } eb_sample_result;
@@ -30,7 +31,8 @@ typedef struct {
 /* Opens the run, samples it and writes p->output atomically (attributes:
  * eb_run_attrs_write plus steps, wall_seconds and, with a schedule,
  * flop_fraction, cache_bytes, steps_skipped, and with the baseline
- * baseline_wall_seconds and measured_speedup). r may be NULL. */
+ * baseline_wall_seconds and measured_speedup). r may be NULL; on failure
+ * only its warning is meaningful. */
 eb_status eb_sample_to_file(const eb_sample_params *p, eb_sample_result *r);
 
 #endif

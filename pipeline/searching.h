@@ -9,8 +9,13 @@
 #include "search/search.h"
 
 /* Fits recording `record` (eb_fit_recording) into *fit (may be NULL) and,
- * when output is not NULL, writes them there. */
-eb_status eb_fit_to_file(const char *record, const char *output, eb_fit *fit);
+ * when output is not NULL, writes them there. rec (may be NULL) gets the
+ * recording read, for a caller that shows it (eb_rec_data_free it). */
+eb_status eb_fit_to_file(const char *record, const char *output, eb_fit *fit, eb_rec_data *rec);
+
+/* "the two-phase fit is degenerate (what each flag found): THEN" into buf
+ * when p is degenerate (p->flags), else ""; returns buf. */
+const char *eb_fit_warning(char *buf, size_t cap, const eb_fit_two_phase *p, const char *then);
 
 typedef struct {
     const char *record;   /* REC.h5 (required)                                                    */
@@ -30,7 +35,7 @@ typedef struct {
     char note[512];
     double flops, deviation, param; /* predicted FLOP fraction, drift proxy, the parameter used  */
     int runs;             /* calibration chains run                                                */
-    char method[32], params[256]; /* the table's method and parameters                            */
+    char method[64], params[256]; /* the table's method and parameters                            */
     char warning[1024];   /* a degenerate two-phase fit, and what the search did about it ("")    */
 } eb_search_outcome;
 

@@ -1,9 +1,10 @@
-/* test_eval.c — `ebcache eval` end to end on a tiny Fashion-MNIST written here
- * and a small random classifier: known answers (identical sets, a known PSNR,
+/* test_eval.c — `ebcache eval` end to end on a tiny Fashion-MNIST and a small
+ * random classifier (tests/eval_fixture.c): known answers (identical sets, a known PSNR,
  * the floor of identical splits), the feature cache, and bad inputs. */
 #include "train/classifier.h"
 #include "train/fmnist.h"
 #include "runtime/h5io.h"
+#include "tests/eval_fixture.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -14,10 +15,9 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <zlib.h>
 
-#define N_IMAGES 40
-#define SIDE 28
+#define N_IMAGES EVAL_FIXTURE_N
+#define SIDE EVAL_FIXTURE_SIDE
 
 static char workdir[256];
 static char err_text[8192], out_text[8192];
@@ -25,51 +25,11 @@ static eb_fmnist images; /* the tiny split, as eb_fmnist_load reads it back */
 
 static void path_in(char *buf, size_t cap, const char *name) { snprintf(buf, cap, "%s/%s", workdir, name); }
 
-static void put_be32(unsigned char *p, uint32_t v) {
-    p[0] = v >> 24, p[1] = v >> 16, p[2] = v >> 8, p[3] = v;
-}
-
-static void write_gz(const char *name, const unsigned char *bytes, size_t n) {
-    char path[512];
-    path_in(path, sizeof path, name);
-    gzFile gz = gzopen(path, "wb");
-    cr_assert_not_null(gz);
-    cr_assert_eq(gzwrite(gz, bytes, (unsigned)n), (int)n);
-    cr_assert_eq(gzclose(gz), Z_OK);
-}
-
-/* The same N_IMAGES random images and labels i % 10 as both splits. */
-static void write_tiny_fmnist(void) {
-    size_t pixels = (size_t)N_IMAGES * SIDE * SIDE;
-    unsigned char *img = malloc(16 + pixels), lab[8 + N_IMAGES];
-    put_be32(img, 0x803), put_be32(img + 4, N_IMAGES), put_be32(img + 8, SIDE), put_be32(img + 12, SIDE);
-    put_be32(lab, 0x801), put_be32(lab + 4, N_IMAGES);
-    uint64_t key = eb_rng_key(5, 5);
-    for (size_t i = 0; i < pixels; i++) img[16 + i] = (unsigned char)(eb_rng_key(key, i) >> 56);
-    for (int i = 0; i < N_IMAGES; i++) lab[8 + i] = (unsigned char)(i % 10);
-    const char *split[2] = {"train", "t10k"};
-    for (int s = 0; s < 2; s++) {
-        char name[64];
-        snprintf(name, sizeof name, "%s-images-idx3-ubyte.gz", split[s]);
-        write_gz(name, img, 16 + pixels);
-        snprintf(name, sizeof name, "%s-labels-idx1-ubyte.gz", split[s]);
-        write_gz(name, lab, sizeof lab);
-    }
-    free(img);
-}
-
 static void setup(void) {
     snprintf(workdir, sizeof workdir, "/tmp/ebcache_eval_XXXXXX");
     cr_assert(mkdtemp(workdir), "mkdtemp");
-    write_tiny_fmnist();
+    eval_fixture_write(workdir);
     cr_assert_eq(eb_fmnist_load(&images, workdir, "t10k", 0, 0), EB_OK, "%s", eb_last_error());
-    eb_clf_config c = {.side = SIDE, .patch = 4, .dim = 16, .depth = 1, .heads = 2, .classes = 10};
-    eb_clf *m;
-    char path[512];
-    path_in(path, sizeof path, "clf.safetensors");
-    cr_assert_eq(eb_clf_create(&m, &c, 3), EB_OK, "%s", eb_last_error());
-    cr_assert_eq(eb_clf_save(m, path, 0, NULL, NULL, 0), EB_OK, "%s", eb_last_error());
-    eb_clf_free(m);
 }
 
 static void teardown(void) {
@@ -111,17 +71,12 @@ static int run_eval(const char *fmt, ...) {
     return WEXITSTATUS(status);
 }
 
-/* Writes images (N, 1, side, side) as dataset `name` (and labels y when given) to workdir/file. */
+/* Writes images (N, C, side, side) as dataset `name` (and labels y when given) to workdir/file. */
 static void write_samples(const char *file, const char *name, const float *x, int N, int C, int side,
                           const int32_t *y) {
     char path[512];
     path_in(path, sizeof path, file);
-    eb_h5w *w;
-    int64_t xd[4] = {N, C, side, side}, yd[1] = {N};
-    cr_assert_eq(eb_h5w_create(&w, path), EB_OK, "%s", eb_last_error());
-    eb_h5w_write(w, name, EB_H5_F32, x, 4, xd);
-    if (y) eb_h5w_write(w, "y", EB_H5_I32, y, 1, yd);
-    cr_assert_eq(eb_h5w_commit(w), EB_OK, "%s", eb_last_error());
+    eval_fixture_samples(path, name, x, N, C, side, y);
 }
 
 static double attr(const char *file, const char *name) {
@@ -158,16 +113,7 @@ static void expect_rejected(const bad_case *cases, size_t n) {
 }
 
 /* The classifier's accuracy on the tiny set, computed in-process. */
-static double direct_accuracy(void) {
-    char path[512];
-    path_in(path, sizeof path, "clf.safetensors");
-    eb_clf *m;
-    double acc;
-    cr_assert_eq(eb_clf_load(&m, path, NULL, NULL), EB_OK, "%s", eb_last_error());
-    cr_assert_eq(eb_clf_accuracy(m, &acc, images.images, images.labels, images.n), EB_OK, "%s", eb_last_error());
-    eb_clf_free(m);
-    return acc;
-}
+static double direct_accuracy(void) { return eval_fixture_accuracy(workdir, &images); }
 
 Test(eval, identical_sets_known_answers) {
     write_samples("s.h5", "samples", images.images, N_IMAGES, 1, SIDE, images.labels);
