@@ -1,6 +1,6 @@
 # ebcache — build, test, run. `make run` and `make test` install what they need.
 #
-#   make            bin/ebcache and build/libebcache.a
+#   make            bin/ebcache, build/libebcache.a and build/libebcache.so (its exports: the public headers)
 #   make CUDA=1     the same with the CUDA backend, --device cuda (docs/cuda.md)
 #   make test       the Criterion suite, optimized and under ASan+UBSan, and every fuzz target for 30 s
 #   make run        the main job on the shipped default model
@@ -34,7 +34,7 @@ DEB_STAMP := build/.deps
 REF_DEB_STAMP := build/.deps-ref
 
 .PHONY: all deps test test-opt test-san test-mpi test-fuzz cuda-check run bench goldens fuzz clean train-default
-all: bin/ebcache build/libebcache.a
+all: bin/ebcache build/libebcache.a build/libebcache.so
 
 # Installs the missing ones of the Debian packages $(1) (needs root or sudo); a no-op when all are present.
 define install_missing
@@ -76,10 +76,43 @@ bin/ebcache: build/$(BIN_VARIANT)/ebcache
 build/libebcache.a: build/$(BIN_VARIANT)/libebcache.a
 	cp $< $@
 
+# The shared library build/libebcache.so, for ctypes/cffi and other C programs: the library sources
+# compiled again with -fPIC (the pic variant of the opt flags), linked with the libraries they need,
+# exporting exactly what the public headers declare (their functions and extern objects):
+# tools/export_map.sh writes the version script build/libebcache.map from the headers, everything
+# else is local. Public: every header of runtime/, analyze/, search/, train/ and pipeline/ except the
+# internals: runtime/model.h (eb_model's insides), runtime/checked.h, runtime/parallel.h and
+# runtime/readfile.h (helpers), train/backward.h and runtime/cpu/ (the kernels), runtime/cuda/ (the
+# CUDA backend). The .so is the CPU build whatever CUDA says.
+INTERNAL_HEADERS := runtime/model.h runtime/checked.h runtime/parallel.h runtime/readfile.h train/backward.h
+PUBLIC_HEADERS = $(filter-out $(INTERNAL_HEADERS),$(wildcard runtime/*.h analyze/*.h search/*.h train/*.h pipeline/*.h))
+$(eval $(call variant,pic,$(CFLAGS_OPT) -fPIC))
+build/libebcache.map: tools/export_map.sh $(PUBLIC_HEADERS) | $(DEB_STAMP)
+	tools/export_map.sh $@ "$(CC)" "$(CPPFLAGS)" $(PUBLIC_HEADERS)
+build/libebcache.so: $(LIB_SRC:%.c=build/pic/%.o) build/libebcache.map
+	$(CC) $(CFLAGS_OPT) -shared -Wl,-soname,libebcache.so -Wl,--version-script=build/libebcache.map \
+	  -Wl,--no-undefined $(filter %.o,$^) -o $@ $(LDLIBS)
+
+# examples/*.c: programs that use the library as an outside one does: public headers only (checked
+# here), linked against build/libebcache.so alone. test-shared checks the .so's exports
+# (tools/check_exports.sh), then runs each example from the repo root as `build/examples/NAME DIR`
+# with DIR a fresh directory for its outputs, removed when it succeeds (OMP_WAIT_POLICY=passive: 20 s
+# instead of 200 s for examples/experiment.c on two busy cores).
+EXAMPLES := $(patsubst examples/%.c,build/examples/%,$(wildcard examples/*.c))
+build/examples/%: examples/%.c build/libebcache.so
+	@mkdir -p $(dir $@)
+	@for h in $$(sed -n 's/^#include "\(.*\)".*/\1/p' $<); do \
+	  case " $(PUBLIC_HEADERS) " in *" $$h "*) ;; *) echo "$<: $$h is not a public header"; exit 1;; esac; done
+	$(CC) $(CPPFLAGS) -std=c11 -O2 $(WARN) $< -o $@ -Lbuild -lebcache -Wl,-rpath,'$$ORIGIN/..'
+.PHONY: test-shared
+test-shared: deps build/libebcache.so $(EXAMPLES)
+	tools/check_exports.sh build/libebcache.so build/libebcache.map $(LIB_SRC:%.c=build/pic/%.o)
+	@for x in $(EXAMPLES); do d=$$(mktemp -d) && echo "$$x $$d" && OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive $$x $$d && rm -rf $$d || exit 1; done
+
 # The suite runs twice: optimized, then under AddressSanitizer + UBSan; then each fuzz target runs
 # for FUZZ_TEST_SECONDS from its seeds and the corpus grown so far (fuzz/run.sh), failing on any finding.
 # Tests find the CLI through EBCACHE_BIN (the variant's own binary).
-test: cuda-check test-opt test-san test-mpi test-fuzz test-python
+test: cuda-check test-opt test-shared test-san test-mpi test-fuzz test-python
 test-opt: deps build/opt/test_suite build/opt/ebcache
 	EBCACHE_BIN=build/opt/ebcache OMP_NUM_THREADS=2 build/opt/test_suite --jobs 1
 test-san: deps build/san/test_suite build/san/ebcache
@@ -90,7 +123,7 @@ test-mpi: deps build/opt/ebcache
 
 # The Python package's suite (python/tests, docs/python.md) with Debian's python3, torch and pytest.
 .PHONY: test-python
-test-python: deps $(REF_DEB_STAMP) build/opt/ebcache
+test-python: deps $(REF_DEB_STAMP) build/opt/ebcache build/libebcache.so
 	cd python && EBCACHE_BIN=$(CURDIR)/build/opt/ebcache OMP_NUM_THREADS=1 /usr/bin/python3 -m pytest -q -p no:cacheprovider tests
 
 # The CUDA backend (runtime/cuda/, docs/cuda.md): sm_90 code plus its PTX. The CUDA variant is the opt

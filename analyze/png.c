@@ -1,10 +1,11 @@
 /* png.c — 8-bit grayscale PNG: signature, IHDR, one zlib IDAT, IEND. */
 #include "analyze/png.h"
 
+#include "runtime/atomic.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <zlib.h>
 
 static void put_u32(uint8_t *p, uint32_t v) {
@@ -28,10 +29,7 @@ eb_status eb_png_write_gray(const char *path, const uint8_t *pixels, int width, 
     size_t raw_len = (size_t)height * (width + 1); /* each row starts with filter byte 0 */
     uLongf packed_len = compressBound(raw_len);
     uint8_t *raw = malloc(raw_len), *packed = malloc(packed_len);
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
     eb_status st = EB_OK;
-    FILE *f = NULL;
     if (!raw || !packed) st = eb_fail(EB_ERUNTIME, "out of memory");
     if (!st) {
         for (int y = 0; y < height; y++) {
@@ -40,8 +38,10 @@ eb_status eb_png_write_gray(const char *path, const uint8_t *pixels, int width, 
         }
         if (compress2(packed, &packed_len, raw, raw_len, 9) != Z_OK) st = eb_fail(EB_ERUNTIME, "%s: zlib failed", path);
     }
-    if (!st && !(f = fopen(tmp, "wb"))) st = eb_fail(EB_EINPUT, "%s: cannot create: %m", tmp);
+    eb_atomic out;
+    if (!st) st = eb_atomic_open(&out, path);
     if (!st) {
+        FILE *f = out.f;
         static const uint8_t signature[8] = {137, 'P', 'N', 'G', '\r', '\n', 26, '\n'};
         uint8_t ihdr[13] = {0};
         put_u32(ihdr, width);
@@ -49,9 +49,11 @@ eb_status eb_png_write_gray(const char *path, const uint8_t *pixels, int width, 
         ihdr[8] = 8; /* bit depth; colour type 0 (gray), deflate, filter 0, no interlace */
         int ok = fwrite(signature, 1, 8, f) == 8 && write_chunk(f, "IHDR", ihdr, 13) &&
                  write_chunk(f, "IDAT", packed, (uint32_t)packed_len) && write_chunk(f, "IEND", NULL, 0);
-        if (fclose(f) != 0 || !ok) st = eb_fail(EB_ERUNTIME, "%s: write failed: %m", tmp);
-        if (!st && rename(tmp, path) != 0) st = eb_fail(EB_ERUNTIME, "%s: rename failed: %m", path);
-        if (st) unlink(tmp);
+        if (ok) st = eb_atomic_commit(&out);
+        else {
+            st = eb_fail(EB_ERUNTIME, "%s: write failed: %m", out.tmp);
+            eb_atomic_abort(&out);
+        }
     }
     free(raw);
     free(packed);

@@ -324,6 +324,8 @@ static eb_status recorder_alloc(recorder *r, eb_model *m, int B, int b, int step
 
 static eb_status check_opts(const eb_model *m, const eb_record_opts *o, int N) {
     const int S = o->sched->S, L = m->cfg.depth;
+    const char *missing = eb_backend_missing_op(m->be, EB_BACKEND_RECORDER_OPS);
+    if (missing) return eb_fail(EB_ERUNTIME, "the %s backend has no %s, which the recorder needs", m->be->name, missing);
     if (N <= 0) return eb_fail(EB_EINPUT, "N = %d samples, needs at least 1", N);
     if (o->start_step < 0 || o->start_step >= S)
         return eb_fail(EB_EINPUT, "start step %d outside [0, %d)", o->start_step, S);

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dit_ref import LN_EPS, pos_embed_2d  # noqa: E402
-from make_goldens import H5  # noqa: E402
+from h5_writer import H5  # noqa: E402
 
 CONFIG = dict(side=12, patch=4, dim=16, depth=2, heads=2, classes=10)
 BATCH = 6

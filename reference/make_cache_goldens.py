@@ -20,7 +20,8 @@ import cache_ref  # noqa: E402
 import diffusion_ref as dr  # noqa: E402
 from cache_ref import CachedDiT, Table, scale_eps  # noqa: E402
 from dit_ref import default_guide_channels, random_weights  # noqa: E402
-from make_goldens import H5, NOSIGMA, SIGMA, gen, ints  # noqa: E402
+from h5_writer import H5  # noqa: E402
+from make_goldens import NOSIGMA, SIGMA, gen, ints  # noqa: E402
 
 MARGIN = 1e-3  # a dynamic policy's compared values stay this far (relative) from its threshold
 

@@ -12,7 +12,6 @@ import json
 import os
 import sys
 
-import h5py
 import numpy as np
 import torch
 
@@ -20,9 +19,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import diffusion_ref as dr  # noqa: E402
 import rng_ref  # noqa: E402
 import st_io  # noqa: E402
+import train_ref  # noqa: E402
 from diffusers_layout import diffusers_config, diffusers_state_dict  # noqa: E402
 from dit_ref import (DiT, DiTConfig, guide_channels, pos_embed_2d, random_weights,  # noqa: E402
                      timestep_freq)
+from h5_writer import H5  # noqa: E402
 
 SIGMA = DiTConfig(input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=2, num_heads=4, num_classes=10,
                   learn_sigma=True)
@@ -43,44 +44,6 @@ def gen(seed):
 def ints(values):
     """Timesteps or labels as the long tensor torch indexes with (stored as int32)."""
     return torch.tensor(values, dtype=torch.long)
-
-
-class H5:
-    """An HDF5 file written under a temporary name and renamed on success."""
-
-    def __init__(self, path):
-        self.path, self.tmp = path, f"{path}.tmp{os.getpid()}"
-
-    def __enter__(self):
-        self.f = h5py.File(self.tmp, "w", track_order=False)
-        return self
-
-    def __exit__(self, kind, *_):
-        self.f.close()
-        if kind is None:
-            os.replace(self.tmp, self.path)
-        else:
-            os.remove(self.tmp)
-
-    def put(self, name, value, compress=False):
-        """Tensors and float arrays as float32, signed integers as int32; float64 and uint64 kept."""
-        a = value.detach().numpy() if torch.is_tensor(value) else np.asarray(value)
-        if a.dtype == np.uint64:
-            a = a.astype("<u8")
-        elif a.dtype.kind == "i":
-            a = a.astype("<i4")
-        elif a.dtype != np.float64:
-            a = a.astype("<f4")
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"{self.path}: dataset '{name}' holds non-finite values")
-        opts = dict(compression="gzip", compression_opts=9, shuffle=True, chunks=(a.shape[0], min(a.shape[1], 64))) \
-            if compress else {}
-        self.f.create_dataset(name, data=a, track_times=False, **opts)
-
-    def attrs(self, name, **kw):
-        obj = self.f[name] if name != "/" else self.f
-        for k, v in kw.items():
-            obj.attrs[k] = v
 
 
 def write_models(out, w_sigma, w_nosigma, w_sigma1):
@@ -326,9 +289,6 @@ def main(argv):
         write_pmv(out)
         write_loops(out, sigma, nosigma)
     write_rng(out)
-    # train_ref imports H5 from this module, so it is imported here, not at the top.
-    import train_ref
-
     train_ref.write_train_step(out)
     return 0
 

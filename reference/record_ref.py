@@ -24,8 +24,9 @@ import rng_ref  # noqa: E402
 import st_io  # noqa: E402
 from cache_ref import CachedDiT, Table, scale_eps  # noqa: E402
 from dit_ref import DiT, default_guide_channels, layer_norm, modulate  # noqa: E402
+from h5_writer import H5  # noqa: E402
 from make_cache_goldens import EBCACHE_ROWS, delta_dit, fora, table_text  # noqa: E402
-from make_goldens import H5, NOSIGMA, SIGMA, gen, ints  # noqa: E402
+from make_goldens import NOSIGMA, SIGMA, gen, ints  # noqa: E402
 
 MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "golden", "models")
 

@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import diffusion_ref as dr  # noqa: E402
 from dit_ref import DiT, DiTConfig, random_weights  # noqa: E402
-from make_goldens import H5  # noqa: E402
+from h5_writer import H5  # noqa: E402
 
 CONFIG = DiTConfig(input_size=8, patch_size=2, in_channels=1, hidden_size=32, depth=2, num_heads=2, num_classes=10,
                    learn_sigma=True)

@@ -52,7 +52,14 @@ typedef struct eb_backend {
      * channels become u + s(c − u), the rest are copied from c. */
     void (*cfg_combine)(float *out, const float *model_out, int N, int Co, int HW, int guided, float scale);
 
-    /* The cache engine's operations on activations (runtime/cache.c). */
+    /* ---- Cache and recorder operations (optional) -------------------------
+     * On activations, for the cache engine (runtime/cache.c: block reuse,
+     * TeaCache, first-block caching, TaylorSeer), the recorder's drift
+     * (analyze/record.c) and the VAE's residual adds. A backend may leave any
+     * of them NULL; uncached sampling needs none. Callers check the ops they
+     * use with eb_backend_missing_op when they are created (eb_cache_create:
+     * EB_BACKEND_CACHE_OPS, eb_record_run: EB_BACKEND_RECORDER_OPS) and fail
+     * with EB_ERUNTIME naming the op and the backend. */
     /* dst (n) = src (n), both backend buffers. */
     void (*copy)(float *dst, const float *src, size_t n);
     /* out (n) = a (n) + s·b (n); out may alias a or b (s = −1 forms a residual, s = 1 applies one). */
@@ -67,17 +74,16 @@ typedef struct eb_backend {
     void (*taylor_update)(float *factors, int cap, int have, const float *feature, size_t n, float dist);
     /* out (n) = Σ_{k < orders} factors[k] · offset^k / k!  (the Taylor forecast). */
     void (*taylor_forecast)(float *out, const float *factors, int orders, size_t n, float offset);
-
-    /* The recorder's reduction (analyze/record.c): how a feature moved since
-     * its previous value, in one pass, then prev ← cur. sums (EB_DRIFT_SUMS):
-     * Σ|cur − prev|, Σ|prev|, Σ cur·prev, Σ cur², Σ prev² over n elements, in
-     * double in a fixed order; only these five numbers reach the host. */
+    /* The recorder's reduction: how a feature moved since its previous value,
+     * in one pass, then prev ← cur. sums (EB_DRIFT_SUMS): Σ|cur − prev|,
+     * Σ|prev|, Σ cur·prev, Σ cur², Σ prev² over n elements, in double in a
+     * fixed order; only these five numbers reach the host. */
     void (*feature_drift)(double *sums, float *prev, const float *cur, size_t n);
 
     /* ---- Image operations (optional) -------------------------------------
      * NCHW float32, for the image models (the VAE decoder, runtime/vae.c;
      * the Inception network). A backend may leave any of them NULL: callers
-     * check with eb_backend_missing_image_op and fail naming the op. */
+     * check with eb_backend_missing_op and fail naming the op. */
     /* out (B, OC, OH, OW) = x (B, IC, H, W) ⋆ w (OC, IC, kh, kw) + bias (OC) (NULL: none), cross-correlation
      * as torch's conv2d; geometry in *s (eb_conv_out_h/w give OH, OW). When s->upsample2 is set the input
      * is first upsampled nearest ×2 (the conv sees (2H, 2W)) without materialising it. Output channel oc of
@@ -120,10 +126,14 @@ static inline int eb_conv_in_w(const eb_conv_shape *s) { return s->upsample2 ? 2
 static inline int eb_conv_out_h(const eb_conv_shape *s) { return (eb_conv_in_h(s) + 2 * s->ph - s->kh) / s->sh + 1; }
 static inline int eb_conv_out_w(const eb_conv_shape *s) { return (eb_conv_in_w(s) + 2 * s->pw - s->kw) / s->sw + 1; }
 
-/* The name of the first of the image ops a caller needs that backend `be` lacks, or NULL when it has
- * them all: `ops` is a space-separated list of op names ("conv2d group_norm"), an unknown name counts
- * as missing. */
-const char *eb_backend_missing_image_op(const eb_backend *be, const char *ops);
+/* The name of the first of the optional ops (the cache and recorder block, the image block) a caller
+ * needs that backend `be` lacks, or NULL when it has them all: `ops` is a space-separated list of op
+ * names ("conv2d group_norm"), an unknown name counts as missing. */
+const char *eb_backend_missing_op(const eb_backend *be, const char *ops);
+
+/* The optional ops the cache engine and the recorder run on. */
+#define EB_BACKEND_CACHE_OPS "copy add_scaled rel_l1 taylor_update taylor_forecast"
+#define EB_BACKEND_RECORDER_OPS "copy feature_drift"
 
 enum { EB_DRIFT_L1, EB_DRIFT_BASE_L1, EB_DRIFT_DOT, EB_DRIFT_CUR2, EB_DRIFT_PREV2, EB_DRIFT_SUMS };
 

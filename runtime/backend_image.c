@@ -1,12 +1,18 @@
-/* backend_image.c — which of the optional image operations a backend has. */
+/* backend_image.c — which of the optional operations (the image ops, the cache and recorder ops) a backend has. */
 #include "runtime/backend.h"
 
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
-const char *eb_backend_missing_image_op(const eb_backend *be, const char *ops) {
+const char *eb_backend_missing_op(const eb_backend *be, const char *ops) {
     static const struct { const char *name; size_t offset; } table[] = {
+        {"copy", offsetof(eb_backend, copy)},
+        {"add_scaled", offsetof(eb_backend, add_scaled)},
+        {"rel_l1", offsetof(eb_backend, rel_l1)},
+        {"taylor_update", offsetof(eb_backend, taylor_update)},
+        {"taylor_forecast", offsetof(eb_backend, taylor_forecast)},
+        {"feature_drift", offsetof(eb_backend, feature_drift)},
         {"conv2d", offsetof(eb_backend, conv2d)},
         {"group_norm", offsetof(eb_backend, group_norm)},
         {"upsample2x", offsetof(eb_backend, upsample2x)},

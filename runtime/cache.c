@@ -59,6 +59,8 @@ static float *cache_alloc(eb_cache *c, size_t n) {
 eb_status eb_cache_create(eb_cache **out, eb_model *m, const eb_cache_schedule *cs, const eb_schedule *s,
                           int capacity) {
     *out = NULL;
+    const char *missing = eb_backend_missing_op(m->be, EB_BACKEND_CACHE_OPS);
+    if (missing) return eb_fail(EB_ERUNTIME, "cache: the %s backend has no %s, which the cache engine needs", m->be->name, missing);
     eb_cache *c = calloc(1, sizeof *c);
     if (!c) return eb_fail(EB_ERUNTIME, "out of memory");
     c->m = m;

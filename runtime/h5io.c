@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "runtime/atomic.h"
 #include "runtime/check.h"
 #include "runtime/checked.h"
 
@@ -759,31 +760,13 @@ eb_status eb_h5_attr_str(eb_h5 *f, const char *obj, const char *name, char **s) 
 
 struct eb_h5w {
     hid_t file;
-    char *path;      /* final path                                   */
-    char *tmp;       /* "<path>.tmp.<pid>", renamed onto path at commit */
+    eb_atomic out;   /* HDF5 writes out.tmp by name; renamed onto out.path at commit */
     int deflate;     /* 0 = contiguous datasets                      */
-    int slot;        /* index in live_temps, -1 when not registered  */
     eb_status failed;
     char *error;     /* message of the first failure                 */
 };
 
-/* Temporary paths of live writers, read by eb_h5w_remove_temps from a signal
- * handler: a slot is set only once its string is complete, cleared before it
- * is freed. */
-#define MAX_LIVE_WRITERS 32
-static char *volatile live_temps[MAX_LIVE_WRITERS];
-
-void eb_h5w_remove_temps(void) {
-    for (int i = 0; i < MAX_LIVE_WRITERS; i++) {
-        char *p = live_temps[i];
-        if (p) unlink(p);
-    }
-}
-
-static void forget_temp(eb_h5w *w) {
-    if (w->slot >= 0) live_temps[w->slot] = NULL;
-    w->slot = -1;
-}
+void eb_h5w_remove_temps(void) { eb_atomic_remove_temps(); }
 
 /* Closes and removes the temporary file after a failure; the message of the
  * failure (already set) is kept for later calls. Returns the status. */
@@ -793,8 +776,7 @@ static eb_status poison(eb_h5w *w, eb_status st) {
     w->error = strdup(eb_last_error());
     if (w->file >= 0) H5Fclose(w->file);
     w->file = H5I_INVALID_HID;
-    unlink(w->tmp);
-    forget_temp(w);
+    eb_atomic_abort(&w->out);
     return st;
 }
 
@@ -804,9 +786,6 @@ static eb_status refail(eb_h5w *w) {
 }
 
 static void free_writer(eb_h5w *w) {
-    forget_temp(w);
-    free(w->path);
-    free(w->tmp);
     free(w->error);
     free(w);
 }
@@ -814,53 +793,25 @@ static void free_writer(eb_h5w *w) {
 eb_status eb_h5w_create(eb_h5w **out, const char *path) {
     *out = NULL;
     if (!path || !path[0]) return eb_fail(EB_EINPUT, "HDF5 output: empty file name");
-    struct stat sb;
-    if (!stat(path, &sb) && S_ISDIR(sb.st_mode)) return eb_fail(EB_EINPUT, "%s: is a directory", path);
     eb_h5w *w = calloc(1, sizeof *w);
-    size_t cap = strlen(path) + 32;
-    char *tmp = malloc(cap);
-    char *copy = strdup(path);
-    if (!w || !tmp || !copy) {
-        free(w);
-        free(tmp);
-        free(copy);
-        return eb_fail(EB_ERUNTIME, "%s: out of memory", path);
-    }
-    snprintf(tmp, cap, "%s.tmp.%ld", path, (long)getpid());
-    w->path = copy;
-    w->tmp = tmp;
+    if (!w) return eb_fail(EB_ERUNTIME, "%s: out of memory", path);
     w->file = H5I_INVALID_HID;
-    w->slot = -1;
-
-    /* Create it ourselves first for a plain errno message on a bad directory. */
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    if (fd < 0) {
-        int e = errno;
-        eb_status code = e == ENOENT || e == ENOTDIR || e == EACCES || e == EROFS || e == EISDIR ? EB_EINPUT
-                                                                                                  : EB_ERUNTIME;
-        eb_fail(code, "%s: cannot create %s: %s", path, tmp, strerror(e));
+    eb_status st = eb_atomic_open(&w->out, path);
+    if (st) {
         free_writer(w);
-        return code;
+        return st;
     }
-    close(fd);
-    for (int i = 0; i < MAX_LIVE_WRITERS; i++)
-        if (!live_temps[i]) {
-            live_temps[i] = w->tmp;
-            w->slot = i;
-            break;
-        }
-
     silence_hdf5();
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
-    w->file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    w->file = H5Fcreate(w->out.tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     const char *why = w->file < 0 ? hdf5_reason() : "";
     H5Pclose(fapl);
     if (w->file < 0) {
-        eb_status code = eb_fail(EB_ERUNTIME, "%s: cannot create HDF5 file %s (HDF5: %s)", path, tmp, why);
-        unlink(tmp);
+        st = eb_fail(EB_ERUNTIME, "%s: cannot create HDF5 file %s (HDF5: %s)", path, w->out.tmp, why);
+        eb_atomic_abort(&w->out);
         free_writer(w);
-        return code;
+        return st;
     }
     *out = w;
     return EB_OK;
@@ -902,20 +853,20 @@ eb_status eb_h5w_write(eb_h5w *w, const char *name, eb_h5_type type, const void 
                        const int64_t *dims) {
     if (w->failed) return refail(w);
     char shape[EB_INDEX_STR_MAX];
-    if (is_root(name)) return poison(w, eb_fail(EB_EINPUT, "%s: dataset name is empty or '/'", w->path));
+    if (is_root(name)) return poison(w, eb_fail(EB_EINPUT, "%s: dataset name is empty or '/'", w->out.path));
     if ((unsigned)type > EB_H5_I64 || rank < 0 || rank > EB_H5_MAX_RANK || (rank && !dims))
-        return poison(w, eb_fail(EB_EINPUT, "%s: dataset '%s': bad type or rank %d", w->path, name, rank));
+        return poison(w, eb_fail(EB_EINPUT, "%s: dataset '%s': bad type or rank %d", w->out.path, name, rank));
     for (int d = 0; d < rank; d++)
         if (dims[d] < 0)
-            return poison(w, eb_fail(EB_EINPUT, "%s: dataset '%s': extent %d is negative (%lld)", w->path, name, d,
+            return poison(w, eb_fail(EB_EINPUT, "%s: dataset '%s': extent %d is negative (%lld)", w->out.path, name, d,
                                      (long long)dims[d]));
     int64_t n = eb_checked_count(dims, rank, EB_H5_MAX_ELEMS);
     if (n < 0)
-        return poison(w, eb_fail(EB_EINPUT, "%s: dataset '%s': dims %s exceed %lld elements", w->path, name,
+        return poison(w, eb_fail(EB_EINPUT, "%s: dataset '%s': dims %s exceed %lld elements", w->out.path, name,
                                  eb_format_dims(shape, sizeof shape, dims, rank), (long long)EB_H5_MAX_ELEMS));
-    if (n && !data) return poison(w, eb_fail(EB_EINPUT, "%s: dataset '%s': no data", w->path, name));
+    if (n && !data) return poison(w, eb_fail(EB_EINPUT, "%s: dataset '%s': no data", w->out.path, name));
     if (kind_of(w->file, name) != EB_H5_NONE)
-        return poison(w, eb_fail(EB_EINPUT, "%s: dataset '%s' already exists", w->path, name));
+        return poison(w, eb_fail(EB_EINPUT, "%s: dataset '%s' already exists", w->out.path, name));
 
     hsize_t h[EB_H5_MAX_RANK], chunk[EB_H5_MAX_RANK];
     for (int d = 0; d < rank; d++) h[d] = (hsize_t)dims[d];
@@ -930,9 +881,9 @@ eb_status eb_h5w_write(eb_h5w *w, const char *name, eb_h5_type type, const void 
     eb_status st = EB_OK;
     hid_t ds = H5Dcreate2(w->file, name, file_type(type), space, lcpl, dcpl, H5P_DEFAULT);
     if (ds < 0)
-        st = eb_fail(EB_ERUNTIME, "%s: cannot create dataset '%s' (HDF5: %s)", w->path, name, hdf5_reason());
+        st = eb_fail(EB_ERUNTIME, "%s: cannot create dataset '%s' (HDF5: %s)", w->out.path, name, hdf5_reason());
     else if (n && H5Dwrite(ds, mem_type(type), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
-        st = eb_fail(EB_ERUNTIME, "%s: cannot write dataset '%s' (HDF5: %s)", w->path, name, hdf5_reason());
+        st = eb_fail(EB_ERUNTIME, "%s: cannot write dataset '%s' (HDF5: %s)", w->out.path, name, hdf5_reason());
     close_id(ds);
     close_id(dcpl);
     close_id(lcpl);
@@ -945,10 +896,10 @@ eb_status eb_h5w_group(eb_h5w *w, const char *path) {
     eb_h5_kind kind = kind_of(w->file, path);
     if (kind == EB_H5_GROUP) return EB_OK;
     if (kind == EB_H5_DATASET)
-        return poison(w, eb_fail(EB_EINPUT, "%s: group '%s' is already a dataset", w->path, path));
+        return poison(w, eb_fail(EB_EINPUT, "%s: group '%s' is already a dataset", w->out.path, path));
     hid_t lcpl = make_parents();
     hid_t g = H5Gcreate2(w->file, path, lcpl, H5P_DEFAULT, H5P_DEFAULT);
-    eb_status st = g < 0 ? eb_fail(EB_ERUNTIME, "%s: cannot create group '%s' (HDF5: %s)", w->path, path,
+    eb_status st = g < 0 ? eb_fail(EB_ERUNTIME, "%s: cannot create group '%s' (HDF5: %s)", w->out.path, path,
                                    hdf5_reason())
                          : EB_OK;
     close_id(g);
@@ -959,19 +910,19 @@ eb_status eb_h5w_group(eb_h5w *w, const char *path) {
 /* Writes a scalar attribute of file type ftype from v (memory type mem). */
 static eb_status write_attr(eb_h5w *w, const char *obj, const char *name, hid_t ftype, hid_t mem, const void *v) {
     if (w->failed) return refail(w);
-    if (!name || !name[0]) return poison(w, eb_fail(EB_EINPUT, "%s: attribute name is empty", w->path));
+    if (!name || !name[0]) return poison(w, eb_fail(EB_EINPUT, "%s: attribute name is empty", w->out.path));
     hid_t o = open_object(w->file, obj);
     if (o < 0)
-        return poison(w, eb_fail(EB_EINPUT, "%s: attribute '%s': object '%s' not found", w->path, name,
+        return poison(w, eb_fail(EB_EINPUT, "%s: attribute '%s': object '%s' not found", w->out.path, name,
                                  object_name(obj)));
     eb_status st = EB_OK;
     if (H5Aexists(o, name) > 0 && H5Adelete(o, name) < 0)
-        st = eb_fail(EB_ERUNTIME, "%s: cannot replace attribute '%s' of '%s' (HDF5: %s)", w->path, name,
+        st = eb_fail(EB_ERUNTIME, "%s: cannot replace attribute '%s' of '%s' (HDF5: %s)", w->out.path, name,
                      object_name(obj), hdf5_reason());
     hid_t space = H5Screate(H5S_SCALAR);
     hid_t attr = st ? H5I_INVALID_HID : H5Acreate2(o, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT);
     if (!st && (attr < 0 || H5Awrite(attr, mem, v) < 0))
-        st = eb_fail(EB_ERUNTIME, "%s: cannot write attribute '%s' of '%s' (HDF5: %s)", w->path, name,
+        st = eb_fail(EB_ERUNTIME, "%s: cannot write attribute '%s' of '%s' (HDF5: %s)", w->out.path, name,
                      object_name(obj), hdf5_reason());
     close_id(attr);
     close_id(space);
@@ -989,7 +940,7 @@ eb_status eb_h5w_attr_i64(eb_h5w *w, const char *obj, const char *name, int64_t 
 
 eb_status eb_h5w_attr_str(eb_h5w *w, const char *obj, const char *name, const char *s) {
     if (w->failed) return refail(w);
-    if (!s) return poison(w, eb_fail(EB_EINPUT, "%s: attribute '%s': NULL string", w->path, name ? name : ""));
+    if (!s) return poison(w, eb_fail(EB_EINPUT, "%s: attribute '%s': NULL string", w->out.path, name ? name : ""));
     hid_t type = H5Tcopy(H5T_C_S1);
     H5Tset_size(type, H5T_VARIABLE);
     H5Tset_cset(type, H5T_CSET_UTF8);
@@ -998,35 +949,15 @@ eb_status eb_h5w_attr_str(eb_h5w *w, const char *obj, const char *name, const ch
     return st;
 }
 
-/* Flushes a closed file's data to disk. */
-static int sync_path(const char *path, int flags) {
-    int fd = open(path, flags);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 eb_status eb_h5w_commit(eb_h5w *w) {
     eb_status st = EB_OK;
     if (w->failed) st = refail(w);
     else if (H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0 || H5Fclose(w->file) < 0)
-        st = poison(w, eb_fail(EB_ERUNTIME, "%s: cannot finish writing %s (HDF5: %s)", w->path, w->tmp,
+        st = poison(w, eb_fail(EB_ERUNTIME, "%s: cannot finish writing %s (HDF5: %s)", w->out.path, w->out.tmp,
                                hdf5_reason()));
     else {
         w->file = H5I_INVALID_HID;
-        if (sync_path(w->tmp, O_RDONLY) || rename(w->tmp, w->path))
-            st = poison(w, eb_fail(EB_ERUNTIME, "%s: cannot move %s into place: %s", w->path, w->tmp,
-                                   strerror(errno)));
-        else {
-            /* Best effort: make the rename itself durable. */
-            char *dir = strdup(w->path);
-            char *slash = dir ? strrchr(dir, '/') : NULL;
-            if (slash == dir && dir) slash[1] = 0; /* a file in "/" */
-            else if (slash) slash[0] = 0;
-            if (dir) sync_path(slash ? dir : ".", O_RDONLY | O_DIRECTORY);
-            free(dir);
-        }
+        st = eb_atomic_commit(&w->out);
     }
     free_writer(w);
     return st;
@@ -1034,9 +965,7 @@ eb_status eb_h5w_commit(eb_h5w *w) {
 
 void eb_h5w_abort(eb_h5w *w) {
     if (!w) return;
-    if (!w->failed) {
-        if (w->file >= 0) H5Fclose(w->file);
-        unlink(w->tmp);
-    }
+    if (w->file >= 0) H5Fclose(w->file);
+    eb_atomic_abort(&w->out);
     free_writer(w);
 }

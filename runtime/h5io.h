@@ -142,9 +142,10 @@ eb_status eb_h5w_commit(eb_h5w *w);
 /* Closes and removes the temporary file and frees w (NULL is a no-op). */
 void eb_h5w_abort(eb_h5w *w);
 
-/* Removes the temporary files of every writer not yet committed or aborted
- * (the first 32 alive at once are tracked). Async-signal-safe: for a SIGINT / SIGTERM handler, so that an interrupted
- * run leaves nothing behind. The writers must still be aborted or abandoned. */
+/* eb_atomic_remove_temps (runtime/atomic.h): removes the temporary files of
+ * every writer not yet committed or aborted, HDF5 or other. Async-signal-safe:
+ * for a SIGINT / SIGTERM handler, so that an interrupted run leaves nothing
+ * behind. The writers must still be aborted or abandoned. */
 void eb_h5w_remove_temps(void);
 
 #endif

@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "runtime/atomic.h"
 #include "runtime/checked.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -46,8 +47,7 @@ typedef struct {
 } npz_entry;
 
 struct eb_npz_writer {
-    FILE *f;
-    char *path, *tmp;
+    eb_atomic out;                /* out.f: the temporary being written  */
     npz_entry *entries;
     int n, cap;
     uint64_t pos;                 /* bytes written so far               */
@@ -62,9 +62,7 @@ static eb_status writer_fail(eb_npz_writer *w, eb_status st) {
     if (w->failed) return st;
     w->failed = st;
     w->error = strdup(eb_last_error());
-    if (w->f) fclose(w->f);
-    w->f = NULL;
-    unlink(w->tmp);
+    eb_atomic_abort(&w->out);
     return st;
 }
 
@@ -73,8 +71,8 @@ static eb_status writer_refail(eb_npz_writer *w) {
 }
 
 static eb_status writer_put(eb_npz_writer *w, const void *data, size_t bytes) {
-    if (bytes && fwrite(data, 1, bytes, w->f) != bytes)
-        return writer_fail(w, eb_fail(EB_ERUNTIME, "%s: write failed: %s", w->tmp, strerror(errno)));
+    if (bytes && fwrite(data, 1, bytes, w->out.f) != bytes)
+        return writer_fail(w, eb_fail(EB_ERUNTIME, "%s: write failed: %s", w->out.tmp, strerror(errno)));
     w->pos += bytes;
     return EB_OK;
 }
@@ -82,8 +80,6 @@ static eb_status writer_put(eb_npz_writer *w, const void *data, size_t bytes) {
 static void writer_free(eb_npz_writer *w) {
     for (int i = 0; i < w->n; i++) free(w->entries[i].name);
     free(w->entries);
-    free(w->path);
-    free(w->tmp);
     free(w->error);
     free(w);
 }
@@ -91,22 +87,12 @@ static void writer_free(eb_npz_writer *w) {
 eb_status eb_npz_create(eb_npz_writer **out, const char *path) {
     *out = NULL;
     if (!path || !path[0]) return eb_fail(EB_EINPUT, "npz output: empty file name");
-    struct stat sb;
-    if (!stat(path, &sb) && S_ISDIR(sb.st_mode)) return eb_fail(EB_EINPUT, "%s: is a directory", path);
     eb_npz_writer *w = calloc(1, sizeof *w);
-    size_t cap = strlen(path) + 32;
-    if (w) w->path = strdup(path), w->tmp = malloc(cap);
-    if (!w || !w->path || !w->tmp) {
-        if (w) writer_free(w);
-        return eb_fail(EB_ERUNTIME, "%s: out of memory", path);
-    }
-    snprintf(w->tmp, cap, "%s.tmp.%ld", path, (long)getpid());
-    if (!(w->f = fopen(w->tmp, "wb"))) {
-        int e = errno;
-        eb_status code = e == ENOENT || e == ENOTDIR || e == EACCES || e == EROFS || e == EISDIR ? EB_EINPUT : EB_ERUNTIME;
-        eb_fail(code, "%s: cannot create %s: %s", path, w->tmp, strerror(e));
+    if (!w) return eb_fail(EB_ERUNTIME, "%s: out of memory", path);
+    eb_status st = eb_atomic_open(&w->out, path);
+    if (st) {
         writer_free(w);
-        return code;
+        return st;
     }
     *out = w;
     return EB_OK;
@@ -130,38 +116,38 @@ static eb_status finish_member(eb_npz_writer *w) {
     npz_entry *e = &w->entries[w->n - 1];
     unsigned char crc[4];
     put32(crc, e->crc);
-    if (fseeko(w->f, (off_t)(e->offset + 14), SEEK_SET) || fwrite(crc, 1, 4, w->f) != 4 ||
-        fseeko(w->f, (off_t)w->pos, SEEK_SET))
-        return writer_fail(w, eb_fail(EB_ERUNTIME, "%s: write failed: %s", w->tmp, strerror(errno)));
+    if (fseeko(w->out.f, (off_t)(e->offset + 14), SEEK_SET) || fwrite(crc, 1, 4, w->out.f) != 4 ||
+        fseeko(w->out.f, (off_t)w->pos, SEEK_SET))
+        return writer_fail(w, eb_fail(EB_ERUNTIME, "%s: write failed: %s", w->out.tmp, strerror(errno)));
     return EB_OK;
 }
 
 eb_status eb_npz_begin(eb_npz_writer *w, const char *name, eb_npy_dtype dtype, int rank, const int64_t *shape) {
     if (w->failed) return writer_refail(w);
     if (w->member_left)
-        return writer_fail(w, eb_fail(EB_EINPUT, "%s: member %s lacks %llu data bytes", w->path,
+        return writer_fail(w, eb_fail(EB_EINPUT, "%s: member %s lacks %llu data bytes", w->out.path,
                                       w->entries[w->n - 1].name, (unsigned long long)w->member_left));
     size_t nlen = name ? strlen(name) : 0;
-    if (!nlen || nlen + 4 > MAX_NAME) return writer_fail(w, eb_fail(EB_EINPUT, "%s: bad member name", w->path));
+    if (!nlen || nlen + 4 > MAX_NAME) return writer_fail(w, eb_fail(EB_EINPUT, "%s: bad member name", w->out.path));
     for (int i = 0; i < w->n; i++)
         if (!strncmp(w->entries[i].name, name, nlen) && !strcmp(w->entries[i].name + nlen, ".npy"))
-            return writer_fail(w, eb_fail(EB_EINPUT, "%s: member %s written twice", w->path, name));
+            return writer_fail(w, eb_fail(EB_EINPUT, "%s: member %s written twice", w->out.path, name));
     char head[EB_NPY_HEADER_CAP];
     size_t hlen = eb_npy_format_header(head, sizeof head, dtype, rank, shape);
     int64_t count = eb_checked_count(shape, rank, INT64_MAX);
     uint64_t data_bytes;
     if (!hlen || count < 0 || eb_mul_overflows_u64((uint64_t)count, eb_npy_dtype_size(dtype), &data_bytes) ||
         data_bytes > UINT64_MAX - hlen)
-        return writer_fail(w, eb_fail(EB_EINPUT, "%s: member %s: bad shape", w->path, name));
+        return writer_fail(w, eb_fail(EB_EINPUT, "%s: member %s: bad shape", w->out.path, name));
     if (w->n && finish_member(w)) return w->failed;
     if (w->n == w->cap) {
         int cap = w->cap ? 2 * w->cap : 4;
         npz_entry *grown = realloc(w->entries, (size_t)cap * sizeof *grown);
-        if (!grown) return writer_fail(w, eb_fail(EB_ERUNTIME, "%s: out of memory", w->path));
+        if (!grown) return writer_fail(w, eb_fail(EB_ERUNTIME, "%s: out of memory", w->out.path));
         w->entries = grown, w->cap = cap;
     }
     npz_entry *e = &w->entries[w->n];
-    if (!(e->name = malloc(nlen + 5))) return writer_fail(w, eb_fail(EB_ERUNTIME, "%s: out of memory", w->path));
+    if (!(e->name = malloc(nlen + 5))) return writer_fail(w, eb_fail(EB_ERUNTIME, "%s: out of memory", w->out.path));
     memcpy(e->name, name, nlen), memcpy(e->name + nlen, ".npy", 5);
     e->offset = w->pos, e->size = hlen + data_bytes, e->crc = 0;
     w->n++;
@@ -177,7 +163,7 @@ eb_status eb_npz_begin(eb_npz_writer *w, const char *name, eb_npy_dtype dtype, i
 eb_status eb_npz_append(eb_npz_writer *w, const void *data, size_t bytes) {
     if (w->failed) return writer_refail(w);
     if (!w->n || bytes > w->member_left)
-        return writer_fail(w, eb_fail(EB_EINPUT, "%s: %zu bytes appended past the end of member %s", w->path, bytes,
+        return writer_fail(w, eb_fail(EB_EINPUT, "%s: %zu bytes appended past the end of member %s", w->out.path, bytes,
                                       w->n ? w->entries[w->n - 1].name : "(none)"));
     npz_entry *e = &w->entries[w->n - 1];
     const unsigned char *p = data;
@@ -232,26 +218,18 @@ static eb_status write_directory(eb_npz_writer *w) {
 eb_status eb_npz_close(eb_npz_writer *w) {
     eb_status st = w->failed ? writer_refail(w) : EB_OK;
     if (!st && w->member_left)
-        st = writer_fail(w, eb_fail(EB_EINPUT, "%s: member %s lacks %llu data bytes", w->path,
+        st = writer_fail(w, eb_fail(EB_EINPUT, "%s: member %s lacks %llu data bytes", w->out.path,
                                     w->entries[w->n - 1].name, (unsigned long long)w->member_left));
     if (!st && w->n) st = finish_member(w);
     if (!st) st = write_directory(w);
-    if (!st) {
-        int bad = fflush(w->f) || fsync(fileno(w->f));
-        bad |= fclose(w->f);
-        w->f = NULL;
-        if (bad) st = writer_fail(w, eb_fail(EB_ERUNTIME, "%s: write failed: %s", w->tmp, strerror(errno)));
-    }
-    if (!st && rename(w->tmp, w->path))
-        st = writer_fail(w, eb_fail(EB_ERUNTIME, "%s: cannot rename %s onto it: %s", w->path, w->tmp, strerror(errno)));
+    if (!st) st = eb_atomic_commit(&w->out);
     writer_free(w);
     return st;
 }
 
 void eb_npz_abort(eb_npz_writer *w) {
     if (!w) return;
-    if (w->f) fclose(w->f);
-    if (!w->failed) unlink(w->tmp);
+    eb_atomic_abort(&w->out);
     writer_free(w);
 }
 

@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "runtime/atomic.h"
 #include "runtime/npy.h"
 #include "runtime/readfile.h"
 
@@ -357,18 +357,15 @@ static void write_table(FILE *f, const eb_cache_schedule *cs) {
 }
 
 eb_status eb_cache_schedule_write(const eb_cache_schedule *cs, const char *path) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) return eb_fail(EB_EINPUT, "%s: cannot create: %s", tmp, strerror(errno));
-    write_table(f, cs);
-    int bad = ferror(f);
-    if (fclose(f) || bad || rename(tmp, path)) {
-        int e = errno;
-        unlink(tmp);
-        return eb_fail(EB_ERUNTIME, "%s: cannot write: %s", path, strerror(e));
+    eb_atomic out;
+    eb_status st = eb_atomic_open(&out, path);
+    if (st) return st;
+    write_table(out.f, cs);
+    if (ferror(out.f)) {
+        eb_atomic_abort(&out);
+        return eb_fail(EB_ERUNTIME, "%s: write failed", out.tmp);
     }
-    return EB_OK;
+    return eb_atomic_commit(&out);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -208,7 +208,7 @@ eb_status eb_vae_create_on(eb_vae **out, const eb_vae_config *c, const eb_device
     if (st) return st;
     const eb_backend *be, *cond_be;
     if ((st = eb_backend_select(dev, &be, &cond_be))) return st;
-    const char *missing = eb_backend_missing_image_op(be, "conv2d group_norm transpose");
+    const char *missing = eb_backend_missing_op(be, "conv2d group_norm transpose add_scaled");
     if (missing)
         return eb_fail(EB_ERUNTIME, "device %s: the backend has no %s, which the VAE decoder needs", be->name, missing);
     eb_vae *v = calloc(1, sizeof *v);

@@ -8,6 +8,8 @@
  * the GEMM and attention operands to 10 and 7 mantissa bits. */
 #include "tests/cli_util.h"
 #include "tests/golden.h"
+#include "analyze/record.h"
+#include "runtime/cache.h"
 #include "runtime/cpu/kernels.h"
 #include "runtime/model.h"
 #include "runtime/schedule.h"
@@ -492,4 +494,42 @@ Test(backend, random_models_sample_like_cpu, .init = cli_workdir_make, .fini = c
         eb_model_free(cpu), eb_model_free(gpu);
     }
     eb_schedule_free(&s);
+}
+
+/* The cache and recorder ops are an optional block: a backend without one makes the cache engine and the
+ * recorder fail when they start, naming the op and the backend, instead of calling NULL later. */
+Test(backend, optional_cache_and_recorder_ops_are_checked) {
+    cr_expect_null(eb_backend_missing_op(&eb_backend_cpu, EB_BACKEND_CACHE_OPS " " EB_BACKEND_RECORDER_OPS));
+    eb_model *m = golden_model("tiny_nosigma.safetensors", 3);
+    const eb_backend *full = m->be;
+    eb_backend partial = eb_backend_cpu;
+    partial.name = "partial";
+    partial.rel_l1 = NULL;
+    partial.feature_drift = NULL;
+    m->be = &partial;
+    eb_schedule s;
+    cr_assert_eq(eb_schedule_create(&s, "10"), EB_OK);
+    eb_cache_schedule *cs;
+    cr_assert_eq(eb_cache_schedule_fora(&cs, &s, 2), EB_OK);
+    eb_cache *cache = NULL;
+    cr_expect_eq(eb_cache_create(&cache, m, cs, &s, 2), EB_ERUNTIME);
+    cr_expect(strstr(eb_last_error(), "partial backend has no rel_l1"), "%s", eb_last_error());
+    cr_expect_null(cache);
+
+    float xT[2 * 12 * 12]; /* tiny_nosigma: (1, 2, 12, 12) */
+    int32_t y = 1;
+    eb_rng_fill_normal(xT, sizeof xT / sizeof xT[0], eb_rng_key(3, 0));
+    eb_record_opts o = {.sched = &s, .so = {.kind = EB_SAMPLER_DDIM, .var_type = EB_VAR_FIXED_SMALL, .cfg_scale = 1.0f}};
+    eb_recording r;
+    cr_expect_eq(eb_record_run(m, &o, xT, &y, 1, &r, NULL), EB_ERUNTIME);
+    cr_expect(strstr(eb_last_error(), "partial backend has no feature_drift"), "%s", eb_last_error());
+
+    /* Uncached sampling needs none of them. */
+    float x[sizeof xT / sizeof xT[0]];
+    memcpy(x, xT, sizeof x);
+    cr_expect_eq(eb_sample(m, &s, &o.so, x, &y, 1, 0), EB_OK, "%s", eb_last_error());
+    m->be = full;
+    eb_cache_schedule_free(cs);
+    eb_schedule_free(&s);
+    eb_model_free(m);
 }

@@ -1,6 +1,7 @@
 /* test_classifier.c — the eval classifier: gradients against PyTorch,
  * thread-count invariance, training progress, resume, augmentation, files. */
 #include "train/classifier.h"
+#include "train/trainer.h"
 #include "tests/golden.h"
 #include "runtime/safetensors.h"
 
@@ -233,11 +234,11 @@ Test(classifier, augmentation) {
 Test(classifier, learning_rate_schedule) {
     eb_clf_recipe r = eb_clf_recipe_default();
     r.lr = 1e-3, r.warmup_steps = 10;
-    cr_expect_float_eq(eb_clf_lr(&r, 0, 110), 1e-4, 1e-15);
-    cr_expect_float_eq(eb_clf_lr(&r, 9, 110), 1e-3, 1e-15);
-    cr_expect_float_eq(eb_clf_lr(&r, 10, 110), 1e-3, 1e-15);
-    cr_expect_float_eq(eb_clf_lr(&r, 60, 110), 0.5e-3, 1e-15);
-    cr_expect_float_eq(eb_clf_lr(&r, 110, 110), 0.0, 1e-15);
+    cr_expect_float_eq(eb_lr_at(r.lr, r.warmup_steps, 0, 110), 1e-4, 1e-15);
+    cr_expect_float_eq(eb_lr_at(r.lr, r.warmup_steps, 9, 110), 1e-3, 1e-15);
+    cr_expect_float_eq(eb_lr_at(r.lr, r.warmup_steps, 10, 110), 1e-3, 1e-15);
+    cr_expect_float_eq(eb_lr_at(r.lr, r.warmup_steps, 60, 110), 0.5e-3, 1e-15);
+    cr_expect_float_eq(eb_lr_at(r.lr, r.warmup_steps, 110, 110), 0.0, 1e-15);
 }
 
 Test(classifier, inputs_are_clipped_and_checked) {

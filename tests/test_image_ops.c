@@ -331,11 +331,11 @@ Test(image_ops, transpose_and_relu) {
 }
 
 Test(image_ops, missing_ops_are_named) {
-    cr_expect_null(eb_backend_missing_image_op(&eb_backend_cpu, "conv2d group_norm upsample2x transpose"));
+    cr_expect_null(eb_backend_missing_op(&eb_backend_cpu, "conv2d group_norm upsample2x transpose"));
     eb_backend partial = eb_backend_cpu;
     partial.group_norm = NULL;
-    const char *missing = eb_backend_missing_image_op(&partial, "conv2d group_norm");
+    const char *missing = eb_backend_missing_op(&partial, "conv2d group_norm");
     cr_assert_not_null(missing);
     cr_expect_str_eq(missing, "group_norm");
-    cr_expect_str_eq(eb_backend_missing_image_op(&eb_backend_cpu, "conv3d"), "conv3d", "an unknown op is missing");
+    cr_expect_str_eq(eb_backend_missing_op(&eb_backend_cpu, "conv3d"), "conv3d", "an unknown op is missing");
 }

@@ -2,6 +2,7 @@
  * against inference, determinism, resume bit-identity, the stop signal. */
 #include "tests/golden.h"
 #include "train/backward.h"
+#include "train/meta.h"
 #include "runtime/safetensors.h"
 #include "train/trainer.h"
 
@@ -496,4 +497,69 @@ Test(train, cli_usage_errors_exit_2) {
     cr_expect_eq(exit_status(spawn_train(bad_config)), 2);
     cr_expect_eq(exit_status(spawn_train(missing_ckpt)), 2);
     cr_expect_eq(exit_status(spawn_train(help)), 0);
+}
+
+Test(train, learning_rate_warms_up_then_stays) {
+    /* The DiT trainer's schedule: total 0, no decay after the warm-up. */
+    cr_expect_float_eq(eb_lr_at(1e-4, 4, 0, 0), 0.25e-4, 1e-18);
+    cr_expect_float_eq(eb_lr_at(1e-4, 4, 3, 0), 1e-4, 1e-18);
+    cr_expect_float_eq(eb_lr_at(1e-4, 4, 1000000, 0), 1e-4, 1e-18);
+    cr_expect_float_eq(eb_lr_at(1e-4, 0, 0, 0), 1e-4, 1e-18);
+}
+
+Test(train, metadata_round_trips_and_names_the_bad_key) {
+    char path[] = "/tmp/eb_metaXXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    eb_meta_list l = {.n = 0};
+    eb_meta_add(&l, "format", "%s", "test-1");
+    eb_meta_add(&l, "count", "%d", -7);
+    eb_meta_add(&l, "rate", "%.17g", 0.1);
+    eb_meta_add(&l, "seed", "%llu", 18446744073709551615ull);
+    eb_meta_add(&l, "flag", "%s", "true");
+    eb_meta_add(&l, "bad", "%s", "12x");
+    const eb_st_meta extra[] = {{"note", "kept"}};
+    eb_meta_append(&l, extra, 1);
+    cr_assert_eq(eb_meta_check(&l, path), EB_OK);
+    float one = 1.0f;
+    eb_st_entry e = {.name = "x", .dtype = EB_DT_F32, .data = &one, .rank = 1, .shape = {1}};
+    cr_assert_eq(eb_st_write(path, &e, 1, l.pairs, l.n), EB_OK, "%s", eb_last_error());
+
+    eb_st_file *f;
+    cr_assert_eq(eb_st_open(&f, path), EB_OK);
+    int count, flag;
+    double rate;
+    uint64_t seed;
+    const char *note;
+    cr_expect_eq(eb_meta_check_format(f, "test-1", "a test file"), EB_OK);
+    cr_expect_eq(eb_meta_int(f, "count", -10, 10, &count), EB_OK);
+    cr_expect_eq(count, -7);
+    cr_expect_eq(eb_meta_double(f, "rate", &rate), EB_OK);
+    cr_expect_eq(rate, 0.1, "%%.17g reads back exactly");
+    cr_expect_eq(eb_meta_u64(f, "seed", &seed), EB_OK);
+    cr_expect_eq(seed, UINT64_MAX);
+    cr_expect_eq(eb_meta_bool(f, "flag", &flag), EB_OK);
+    cr_expect_eq(flag, 1);
+    cr_expect_eq(eb_meta_string(f, "note", &note), EB_OK);
+    cr_expect_str_eq(note, "kept");
+
+    cr_expect_eq(eb_meta_check_format(f, "test-2", "a test file"), EB_EINPUT);
+    cr_expect(strstr(eb_last_error(), "not a test file (metadata 'format' is 'test-1', expected 'test-2')"), "%s",
+              eb_last_error());
+    cr_expect_eq(eb_meta_int(f, "count", 0, 10, &count), EB_EINPUT, "below the range");
+    cr_expect_eq(eb_meta_int(f, "bad", 0, 100, &count), EB_EINPUT);
+    cr_expect(strstr(eb_last_error(), "metadata 'bad' = '12x'"), "%s", eb_last_error());
+    cr_expect_eq(eb_meta_u64(f, "count", &seed), EB_EINPUT, "a negative seed");
+    cr_expect_eq(eb_meta_bool(f, "count", &flag), EB_EINPUT);
+    cr_expect_eq(eb_meta_double(f, "missing", &rate), EB_EINPUT);
+    cr_expect(strstr(eb_last_error(), "metadata 'missing' is missing"), "%s", eb_last_error());
+    eb_st_close(f);
+    remove(path);
+
+    /* A full list refuses to be written rather than dropping pairs silently. */
+    for (int i = 0; i < EB_META_MAX; i++) eb_meta_add(&l, "k", "%d", i);
+    cr_expect_eq(l.n, EB_META_MAX);
+    cr_expect_eq(eb_meta_check(&l, path), EB_EINPUT);
+    cr_expect(strstr(eb_last_error(), "at most 32 fit"), "%s", eb_last_error());
 }

@@ -2,6 +2,8 @@
  * that writes them (progress line, CSV log, stop on a signal). */
 #include "train/trainer.h"
 
+#include "train/meta.h"
+
 #include "runtime/check.h"
 #include "runtime/safetensors.h"
 #include "runtime/weights.h"
@@ -9,7 +11,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,6 @@
 
 #define CKPT_FORMAT "ebcache-train-1"
 #define KEY_LEN 96
-#define VALUE_LEN 32
 
 /* The slabs a checkpoint holds, by tensor-name prefix. */
 static const char *const slab_prefix[4] = {"params", "ema", "adam_m", "adam_v"};
@@ -31,91 +31,38 @@ static float *slab_of(const eb_trainer *tr, int s) {
 /* ------------------------------------------------------------------------ */
 /* Metadata                                                                  */
 
-typedef struct {
-    eb_st_meta pairs[24];
-    char values[24][VALUE_LEN];
-    int n;
-} meta_list;
+/* A checkpoint's configuration keys. */
+static const eb_meta_field config_keys[] = {
+    EB_META_INT_FIELD(eb_config, input_size, 1, 4096),
+    EB_META_INT_FIELD(eb_config, patch_size, 1, 64),
+    EB_META_INT_FIELD(eb_config, in_channels, 1, 256),
+    EB_META_INT_FIELD(eb_config, hidden_size, 1, 16384),
+    EB_META_INT_FIELD(eb_config, depth, 1, 256),
+    EB_META_INT_FIELD(eb_config, num_heads, 1, 1024),
+    EB_META_INT_FIELD(eb_config, num_classes, 1, 1000000),
+    EB_META_FIELD(eb_config, learn_sigma, EB_META_BOOL),
+};
 
-static void meta_add(meta_list *m, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void meta_add(meta_list *m, const char *key, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(m->values[m->n], VALUE_LEN, fmt, ap);
-    va_end(ap);
-    m->pairs[m->n] = (eb_st_meta){key, m->values[m->n]};
-    m->n++;
-}
+/* The recipe's keys (checkpoints and the EMA export). */
+static const eb_meta_field recipe_keys[] = {
+    EB_META_INT_FIELD(eb_recipe, batch, 1, 1 << 20),
+    EB_META_INT_FIELD(eb_recipe, warmup_steps, 0, INT32_MAX),
+    EB_META_FIELD(eb_recipe, lr, EB_META_DOUBLE),
+    EB_META_FIELD(eb_recipe, weight_decay, EB_META_DOUBLE),
+    EB_META_FIELD(eb_recipe, beta1, EB_META_DOUBLE),
+    EB_META_FIELD(eb_recipe, beta2, EB_META_DOUBLE),
+    EB_META_FIELD(eb_recipe, adam_eps, EB_META_DOUBLE),
+    EB_META_FIELD(eb_recipe, grad_clip, EB_META_DOUBLE),
+    EB_META_FIELD(eb_recipe, ema_decay, EB_META_DOUBLE),
+    EB_META_FIELD(eb_recipe, class_dropout, EB_META_DOUBLE),
+    EB_META_FIELD(eb_recipe, seed, EB_META_U64),
+};
 
-/* The recipe and progress keys (shared by checkpoints and the EMA export);
- * doubles in %.17g so that they read back exactly. */
-static void meta_recipe(meta_list *m, const eb_trainer *tr) {
-    const eb_recipe *r = &tr->recipe;
-    meta_add(m, "step", "%" PRId64, tr->step);
-    meta_add(m, "data_n", "%d", tr->data_n);
-    meta_add(m, "batch", "%d", r->batch);
-    meta_add(m, "lr", "%.17g", r->lr);
-    meta_add(m, "weight_decay", "%.17g", r->weight_decay);
-    meta_add(m, "beta1", "%.17g", r->beta1);
-    meta_add(m, "beta2", "%.17g", r->beta2);
-    meta_add(m, "adam_eps", "%.17g", r->adam_eps);
-    meta_add(m, "warmup_steps", "%d", r->warmup_steps);
-    meta_add(m, "grad_clip", "%.17g", r->grad_clip);
-    meta_add(m, "ema_decay", "%.17g", r->ema_decay);
-    meta_add(m, "class_dropout", "%.17g", r->class_dropout);
-    meta_add(m, "seed", "%" PRIu64, r->seed);
-}
-
-static eb_status meta_get(const eb_st_file *f, const char *key, const char **value) {
-    *value = eb_st_metadata(f, key);
-    if (!*value) return eb_fail(EB_EINPUT, "%s: checkpoint metadata lacks '%s'", eb_st_label(f), key);
-    return EB_OK;
-}
-
-static eb_status meta_int64(const eb_st_file *f, const char *key, int64_t min, int64_t max, int64_t *out) {
-    const char *s;
-    eb_status st = meta_get(f, key, &s);
-    if (st) return st;
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (end == s || *end || errno || v < min || v > max)
-        return eb_fail(EB_EINPUT, "%s: checkpoint metadata '%s' = '%s' is not an integer in [%" PRId64 ", %" PRId64 "]",
-                       eb_st_label(f), key, s, min, max);
-    *out = v;
-    return EB_OK;
-}
-
-static eb_status meta_int(const eb_st_file *f, const char *key, int min, int max, int *out) {
-    int64_t v;
-    eb_status st = meta_int64(f, key, min, max, &v);
-    if (!st) *out = (int)v;
-    return st;
-}
-
-static eb_status meta_double(const eb_st_file *f, const char *key, double *out) {
-    const char *s;
-    eb_status st = meta_get(f, key, &s);
-    if (st) return st;
-    char *end;
-    errno = 0;
-    *out = strtod(s, &end);
-    if (end == s || *end || errno || !isfinite(*out))
-        return eb_fail(EB_EINPUT, "%s: checkpoint metadata '%s' = '%s' is not a finite number", eb_st_label(f), key, s);
-    return EB_OK;
-}
-
-static eb_status meta_u64(const eb_st_file *f, const char *key, uint64_t *out) {
-    const char *s;
-    eb_status st = meta_get(f, key, &s);
-    if (st) return st;
-    char *end;
-    errno = 0;
-    *out = strtoull(s, &end, 10);
-    if (end == s || *end || errno || *s == '-')
-        return eb_fail(EB_EINPUT, "%s: checkpoint metadata '%s' = '%s' is not an unsigned integer", eb_st_label(f),
-                       key, s);
-    return EB_OK;
+/* The recipe and progress keys (shared by checkpoints and the EMA export). */
+static void meta_recipe(eb_meta_list *m, const eb_trainer *tr) {
+    eb_meta_add(m, "step", "%" PRId64, tr->step);
+    eb_meta_add(m, "data_n", "%d", tr->data_n);
+    eb_meta_add_fields(m, &tr->recipe, recipe_keys, EB_META_COUNT(recipe_keys));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -161,18 +108,12 @@ eb_status eb_trainer_save(const eb_trainer *tr, const char *path) {
                 at += numel;
             }
     }
-    meta_list m = {.n = 0};
-    meta_add(&m, "format", "%s", CKPT_FORMAT);
-    meta_add(&m, "input_size", "%d", c->input_size);
-    meta_add(&m, "patch_size", "%d", c->patch_size);
-    meta_add(&m, "in_channels", "%d", c->in_channels);
-    meta_add(&m, "hidden_size", "%d", c->hidden_size);
-    meta_add(&m, "depth", "%d", c->depth);
-    meta_add(&m, "num_heads", "%d", c->num_heads);
-    meta_add(&m, "num_classes", "%d", c->num_classes);
-    meta_add(&m, "learn_sigma", "%s", c->learn_sigma ? "true" : "false");
+    eb_meta_list m = {.n = 0};
+    eb_meta_add(&m, "format", "%s", CKPT_FORMAT);
+    eb_meta_add_fields(&m, c, config_keys, EB_META_COUNT(config_keys));
     meta_recipe(&m, tr);
-    eb_status st = eb_st_write(path, entries, n, m.pairs, m.n);
+    eb_status st = eb_meta_check(&m, path);
+    if (!st) st = eb_st_write(path, entries, n, m.pairs, m.n);
     free(entries);
     free(names);
     return st;
@@ -180,35 +121,11 @@ eb_status eb_trainer_save(const eb_trainer *tr, const char *path) {
 
 /* Reads the configuration and recipe of an open checkpoint. */
 static eb_status read_header(const eb_st_file *f, eb_config *c, eb_recipe *r, int *data_n, int64_t *step) {
-    const char *format = eb_st_metadata(f, "format");
-    if (!format || strcmp(format, CKPT_FORMAT))
-        return eb_fail(EB_EINPUT, "%s: not an ebcache training checkpoint (metadata 'format' is %s%s%s, expected '%s')",
-                       eb_st_label(f), format ? "'" : "", format ? format : "missing", format ? "'" : "", CKPT_FORMAT);
-    const char *ls;
-    eb_status st = meta_get(f, "learn_sigma", &ls);
-    if (st) return st;
-    if (strcmp(ls, "true") && strcmp(ls, "false"))
-        return eb_fail(EB_EINPUT, "%s: checkpoint metadata 'learn_sigma' = '%s', expected true or false",
-                       eb_st_label(f), ls);
-    c->learn_sigma = !strcmp(ls, "true");
-    struct { const char *key; int *field, min, max; } ints[] = {
-        {"input_size", &c->input_size, 1, 4096}, {"patch_size", &c->patch_size, 1, 64},
-        {"in_channels", &c->in_channels, 1, 256}, {"hidden_size", &c->hidden_size, 1, 16384},
-        {"depth", &c->depth, 1, 256}, {"num_heads", &c->num_heads, 1, 1024},
-        {"num_classes", &c->num_classes, 1, 1000000}, {"data_n", data_n, 1, INT32_MAX},
-        {"batch", &r->batch, 1, 1 << 20}, {"warmup_steps", &r->warmup_steps, 0, INT32_MAX},
-    };
-    for (size_t i = 0; i < sizeof ints / sizeof ints[0] && !st; i++)
-        st = meta_int(f, ints[i].key, ints[i].min, ints[i].max, ints[i].field);
-    struct { const char *key; double *field; } reals[] = {
-        {"lr", &r->lr}, {"weight_decay", &r->weight_decay}, {"beta1", &r->beta1}, {"beta2", &r->beta2},
-        {"adam_eps", &r->adam_eps}, {"grad_clip", &r->grad_clip}, {"ema_decay", &r->ema_decay},
-        {"class_dropout", &r->class_dropout},
-    };
-    for (size_t i = 0; i < sizeof reals / sizeof reals[0] && !st; i++)
-        st = meta_double(f, reals[i].key, reals[i].field);
-    if (!st) st = meta_u64(f, "seed", &r->seed);
-    if (!st) st = meta_int64(f, "step", 0, INT64_MAX / 2, step);
+    eb_status st = eb_meta_check_format(f, CKPT_FORMAT, "an ebcache training checkpoint");
+    if (!st) st = eb_meta_read_fields(f, c, config_keys, EB_META_COUNT(config_keys));
+    if (!st) st = eb_meta_read_fields(f, r, recipe_keys, EB_META_COUNT(recipe_keys));
+    if (!st) st = eb_meta_int(f, "data_n", 1, INT32_MAX, data_n);
+    if (!st) st = eb_meta_int64(f, "step", 0, INT64_MAX / 2, step);
     if (!st) st = eb_config_validate(c);
     return st;
 }
@@ -265,10 +182,11 @@ eb_status eb_trainer_load(eb_trainer **out, const char *path) {
 }
 
 eb_status eb_trainer_export_ema(const eb_trainer *tr, const char *path) {
-    meta_list m = {.n = 0};
-    meta_add(&m, "producer", "ebcache train (EMA weights)");
+    eb_meta_list m = {.n = 0};
+    eb_meta_add(&m, "producer", "ebcache train (EMA weights)");
     meta_recipe(&m, tr);
-    return eb_weights_save(&tr->model->cfg, tr->ema, path, m.pairs, m.n, EB_DT_F32);
+    eb_status st = eb_meta_check(&m, path);
+    return st ? st : eb_weights_save(&tr->model->cfg, tr->ema, path, m.pairs, m.n, EB_DT_F32);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -3,6 +3,7 @@
 #include "train/classifier.h"
 
 #include "train/backward.h"
+#include "train/meta.h"
 #include "runtime/check.h"
 #include "runtime/cpu/kernels.h"
 #include "analyze/metrics.h"
@@ -11,7 +12,6 @@
 
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -457,13 +457,6 @@ eb_status eb_clf_recipe_validate(const eb_clf_recipe *r) {
     return EB_OK;
 }
 
-double eb_clf_lr(const eb_clf_recipe *r, int64_t step, int64_t total) {
-    if (step < r->warmup_steps) return r->lr * (double)(step + 1) / r->warmup_steps;
-    if (total <= r->warmup_steps) return r->lr;
-    double progress = (double)(step - r->warmup_steps) / (double)(total - r->warmup_steps);
-    return progress >= 1.0 ? 0.0 : r->lr * 0.5 * (1.0 + cos(M_PI * progress));
-}
-
 void eb_clf_augment(float *out, const float *x, int B, int side, const eb_clf_recipe *r, int64_t step) {
     const uint64_t key = eb_rng_key(r->seed, STREAM_AUG | (uint64_t)step);
     const int S = side, span = 2 * r->max_shift + 1;
@@ -523,7 +516,7 @@ eb_status eb_clf_train_step(eb_clf *m, const eb_clf_recipe *r, const float *x, c
         correct += best == y[n];
     }
     /* AdamW as the trainer's, without decay on biases, norms and gates. */
-    const double lr = eb_clf_lr(r, m->step, total);
+    const double lr = eb_lr_at(r->lr, r->warmup_steps, m->step, total);
     eb_recipe opt = {.lr = r->lr, .beta1 = r->beta1, .beta2 = r->beta2, .adam_eps = r->adam_eps};
     for (int i = 0; i < EB_CLF_NUM_TENSORS; i++) {
         size_t off = tensor_offset(i, &m->cfg);
@@ -584,54 +577,46 @@ eb_status eb_clf_train_epoch(eb_clf *m, const eb_clf_recipe *r, const eb_fmnist 
 /* ------------------------------------------------------------------------ */
 /* Files                                                                     */
 
-#define META_MAX 32
-#define VALUE_LEN 40
+/* A classifier file's configuration keys (eb_clf_config_validate checks the values). */
+static const eb_meta_field config_keys[] = {
+    EB_META_INT_FIELD(eb_clf_config, side, 1, 1 << 20),
+    EB_META_INT_FIELD(eb_clf_config, patch, 1, 1 << 20),
+    EB_META_INT_FIELD(eb_clf_config, dim, 1, 1 << 20),
+    EB_META_INT_FIELD(eb_clf_config, depth, 1, 1 << 20),
+    EB_META_INT_FIELD(eb_clf_config, heads, 1, 1 << 20),
+    EB_META_INT_FIELD(eb_clf_config, classes, 1, 1 << 20),
+};
 
-typedef struct {
-    eb_st_meta pairs[META_MAX];
-    char values[META_MAX][VALUE_LEN];
-    int n;
-} meta_list;
-
-static void meta_add(meta_list *l, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void meta_add(meta_list *l, const char *key, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(l->values[l->n], VALUE_LEN, fmt, ap);
-    va_end(ap);
-    l->pairs[l->n] = (eb_st_meta){key, l->values[l->n]};
-    l->n++;
-}
+/* The recipe's keys, in training checkpoints and in files saved with their recipe. */
+static const eb_meta_field recipe_keys[] = {
+    EB_META_INT_FIELD(eb_clf_recipe, batch, 1, 1 << 16),
+    EB_META_INT_FIELD(eb_clf_recipe, epochs, 1, 100000),
+    EB_META_FIELD(eb_clf_recipe, lr, EB_META_DOUBLE),
+    EB_META_FIELD(eb_clf_recipe, weight_decay, EB_META_DOUBLE),
+    EB_META_FIELD(eb_clf_recipe, beta1, EB_META_DOUBLE),
+    EB_META_FIELD(eb_clf_recipe, beta2, EB_META_DOUBLE),
+    EB_META_FIELD(eb_clf_recipe, adam_eps, EB_META_DOUBLE),
+    EB_META_INT_FIELD(eb_clf_recipe, warmup_steps, 0, INT32_MAX),
+    EB_META_FIELD(eb_clf_recipe, flip, EB_META_DOUBLE),
+    EB_META_INT_FIELD(eb_clf_recipe, max_shift, 0, 64),
+    EB_META_FIELD(eb_clf_recipe, seed, EB_META_U64),
+};
 
 eb_status eb_clf_save(const eb_clf *m, const char *path, int with_state, const eb_clf_recipe *r,
                       const eb_st_meta *extra, int n_extra) {
     if (with_state && (!m->adam_m || !r))
         return eb_fail(EB_EINPUT, "%s: a classifier checkpoint needs the optimizer state and the recipe", path);
     const eb_clf_config *c = &m->cfg;
-    meta_list l = {.n = 0};
-    meta_add(&l, "format", "%s", EB_CLF_FORMAT);
-    meta_add(&l, "side", "%d", c->side);
-    meta_add(&l, "patch", "%d", c->patch);
-    meta_add(&l, "dim", "%d", c->dim);
-    meta_add(&l, "depth", "%d", c->depth);
-    meta_add(&l, "heads", "%d", c->heads);
-    meta_add(&l, "classes", "%d", c->classes);
-    if (r) { /* doubles in %.17g read back exactly */
-        meta_add(&l, "step", "%" PRId64, m->step);
-        meta_add(&l, "batch", "%d", r->batch);
-        meta_add(&l, "epochs", "%d", r->epochs);
-        meta_add(&l, "lr", "%.17g", r->lr);
-        meta_add(&l, "weight_decay", "%.17g", r->weight_decay);
-        meta_add(&l, "beta1", "%.17g", r->beta1);
-        meta_add(&l, "beta2", "%.17g", r->beta2);
-        meta_add(&l, "adam_eps", "%.17g", r->adam_eps);
-        meta_add(&l, "warmup_steps", "%d", r->warmup_steps);
-        meta_add(&l, "flip", "%.17g", r->flip);
-        meta_add(&l, "max_shift", "%d", r->max_shift);
-        meta_add(&l, "seed", "%" PRIu64, r->seed);
+    eb_meta_list l = {.n = 0};
+    eb_meta_add(&l, "format", "%s", EB_CLF_FORMAT);
+    eb_meta_add_fields(&l, c, config_keys, EB_META_COUNT(config_keys));
+    if (r) {
+        eb_meta_add(&l, "step", "%" PRId64, m->step);
+        eb_meta_add_fields(&l, r, recipe_keys, EB_META_COUNT(recipe_keys));
     }
-    if (l.n + n_extra > META_MAX) return eb_fail(EB_EINPUT, "%s: too many metadata entries", path);
-    for (int i = 0; i < n_extra; i++) l.pairs[l.n++] = extra[i];
+    eb_meta_append(&l, extra, n_extra);
+    eb_status st = eb_meta_check(&l, path);
+    if (st) return st;
 
     const int slabs = with_state ? 3 : 1;
     const float *slab[3] = {m->params, m->adam_m, m->adam_v};
@@ -658,62 +643,14 @@ eb_status eb_clf_save(const eb_clf *m, const char *path, int with_state, const e
                 e[k].rank = eb_clf_tensor_shape(i, c, e[k].shape);
             }
         }
-    eb_status st = eb_st_write(path, e, n_entries, l.pairs, l.n);
+    st = eb_st_write(path, e, n_entries, l.pairs, l.n);
     free(e);
     free(names);
     return st;
 }
 
-/* Metadata `key` of f as an integer in [min, max] (int64 for the step). */
-static eb_status meta_i64(const eb_st_file *f, const char *key, int64_t min, int64_t max, int64_t *out) {
-    const char *v = eb_st_metadata(f, key);
-    if (!v) return eb_fail(EB_EINPUT, "%s: metadata '%s' is missing", eb_st_label(f), key);
-    char *end;
-    long long x = strtoll(v, &end, 10);
-    if (end == v || *end || x < min || x > max)
-        return eb_fail(EB_EINPUT, "%s: metadata '%s' = '%s' is not an integer in [%lld, %lld]", eb_st_label(f), key, v,
-                       (long long)min, (long long)max);
-    *out = x;
-    return EB_OK;
-}
-
-static eb_status meta_int(const eb_st_file *f, const char *key, int min, int max, int *out) {
-    int64_t v;
-    eb_status st = meta_i64(f, key, min, max, &v);
-    if (!st) *out = (int)v;
-    return st;
-}
-
-static eb_status meta_f64(const eb_st_file *f, const char *key, double *out) {
-    const char *v = eb_st_metadata(f, key);
-    if (!v) return eb_fail(EB_EINPUT, "%s: metadata '%s' is missing", eb_st_label(f), key);
-    char *end;
-    double x = strtod(v, &end);
-    if (end == v || *end || !isfinite(x))
-        return eb_fail(EB_EINPUT, "%s: metadata '%s' = '%s' is not a finite number", eb_st_label(f), key, v);
-    *out = x;
-    return EB_OK;
-}
-
 static eb_status read_recipe(const eb_st_file *f, eb_clf_recipe *r) {
-    int64_t seed = 0;
-    eb_status st = meta_int(f, "batch", 1, 1 << 16, &r->batch);
-    if (!st) st = meta_int(f, "epochs", 1, 100000, &r->epochs);
-    if (!st) st = meta_int(f, "warmup_steps", 0, INT32_MAX, &r->warmup_steps);
-    if (!st) st = meta_int(f, "max_shift", 0, 64, &r->max_shift);
-    struct { const char *key; double *field; } reals[] = {
-        {"lr", &r->lr}, {"weight_decay", &r->weight_decay}, {"beta1", &r->beta1}, {"beta2", &r->beta2},
-        {"adam_eps", &r->adam_eps}, {"flip", &r->flip},
-    };
-    for (size_t i = 0; !st && i < sizeof reals / sizeof reals[0]; i++) st = meta_f64(f, reals[i].key, reals[i].field);
-    const char *sv = st ? NULL : eb_st_metadata(f, "seed");
-    if (!st) {
-        char *end = NULL;
-        if (sv) seed = (int64_t)strtoull(sv, &end, 10);
-        if (!sv || end == sv || *end || sv[0] == '-')
-            st = eb_fail(EB_EINPUT, "%s: metadata 'seed' is missing or not a non-negative integer", eb_st_label(f));
-        r->seed = (uint64_t)seed;
-    }
+    eb_status st = eb_meta_read_fields(f, r, recipe_keys, EB_META_COUNT(recipe_keys));
     if (!st && (st = eb_clf_recipe_validate(r))) st = eb_fail(EB_EINPUT, "%s: %s", eb_st_label(f), eb_last_error());
     return st;
 }
@@ -755,23 +692,16 @@ eb_status eb_clf_load(eb_clf **out, const char *path, eb_clf_recipe *r, int *has
     eb_st_file *f;
     eb_status st = eb_st_open(&f, path);
     if (st) return st;
-    const char *format = eb_st_metadata(f, "format");
     eb_clf_config c;
-    if (!format || strcmp(format, EB_CLF_FORMAT))
-        st = eb_fail(EB_EINPUT, "%s: not an ebcache classifier (metadata 'format' is %s%s%s, expected '%s')", path,
-                     format ? "'" : "", format ? format : "missing", format ? "'" : "", EB_CLF_FORMAT);
-    struct { const char *key; int *field; } ints[] = {
-        {"side", &c.side}, {"patch", &c.patch}, {"dim", &c.dim},
-        {"depth", &c.depth}, {"heads", &c.heads}, {"classes", &c.classes},
-    };
-    for (size_t i = 0; !st && i < sizeof ints / sizeof ints[0]; i++) st = meta_int(f, ints[i].key, 1, 1 << 20, ints[i].field);
+    st = eb_meta_check_format(f, EB_CLF_FORMAT, "an ebcache classifier");
+    if (!st) st = eb_meta_read_fields(f, &c, config_keys, EB_META_COUNT(config_keys));
     if (!st && (st = eb_clf_config_validate(&c))) st = eb_fail(EB_EINPUT, "%s: %s", path, eb_last_error());
     eb_clf *m = NULL;
     if (!st) st = alloc_model(&m, &c);
     if (!st) st = read_slab(f, &c, "", m->params);
     eb_clf_recipe rr;
     int with_recipe = eb_st_metadata(f, "step") != NULL;
-    if (!st && with_recipe) st = meta_i64(f, "step", 0, INT64_MAX / 2, &m->step);
+    if (!st && with_recipe) st = eb_meta_int64(f, "step", 0, INT64_MAX / 2, &m->step);
     if (!st && with_recipe) st = read_recipe(f, &rr);
     if (!st && eb_st_find(f, "adam_m.patch_embed.weight")) { /* a training checkpoint */
         if (!with_recipe) st = eb_fail(EB_EINPUT, "%s: optimizer state without the step and recipe metadata", path);

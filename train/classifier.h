@@ -174,8 +174,6 @@ eb_clf_recipe eb_clf_recipe_default(void);
 /* Checks a recipe; EB_EINPUT naming the field. */
 eb_status eb_clf_recipe_validate(const eb_clf_recipe *r);
 
-/* Learning rate of step `step` (0-based) of a run of `total` steps. */
-double eb_clf_lr(const eb_clf_recipe *r, int64_t step, int64_t total);
 
 /* The augmentation of step `step`: out (B, 1, S, S) is x (B, 1, S, S) with row
  * n flipped and shifted by draws keyed by (seed, step, n); pixels shifted in
@@ -196,7 +194,7 @@ typedef struct {
 } eb_clf_train_stats;
 
 /* One AdamW step on batch x (B, 1, S, S) with labels y (B): the augmentation
- * of m->step, loss, gradients, the update at eb_clf_lr(r, m->step, total);
+ * of m->step, loss, gradients, the update at eb_lr_at(r->lr, r->warmup_steps, m->step, total);
  * step++. stats receives this step alone (steps = 1). */
 eb_status eb_clf_train_step(eb_clf *m, const eb_clf_recipe *r, const float *x, const int32_t *y, int B, int64_t total,
                             eb_clf_train_stats *stats);

@@ -326,9 +326,11 @@ void eb_train_permutation(int *perm, int data_n, uint64_t seed, int64_t epoch) {
     }
 }
 
-double eb_train_lr(const eb_recipe *r, int64_t step) {
-    if (r->warmup_steps > 0 && step < r->warmup_steps) return r->lr * (double)(step + 1) / r->warmup_steps;
-    return r->lr;
+double eb_lr_at(double peak, int warmup_steps, int64_t step, int64_t total) {
+    if (step < warmup_steps) return peak * (double)(step + 1) / warmup_steps;
+    if (total <= warmup_steps) return peak;
+    double progress = (double)(step - warmup_steps) / (double)(total - warmup_steps);
+    return progress >= 1.0 ? 0.0 : peak * 0.5 * (1.0 + cos(M_PI * progress));
 }
 
 void eb_adamw_update(float *p, const float *g, float *m, float *v, size_t n, int64_t t, double lr, const eb_recipe *r) {
@@ -401,7 +403,7 @@ eb_status eb_train_step(eb_trainer *tr, const float *x0, const int32_t *y, eb_st
         float coef = (float)(r->grad_clip / (stats->grad_norm + 1e-6));
         for (size_t i = 0; i < tr->n_params; i++) tr->grads[i] *= coef;
     }
-    stats->lr = eb_train_lr(r, tr->step);
+    stats->lr = eb_lr_at(r->lr, r->warmup_steps, tr->step, 0);
     eb_adamw_update(tr->model->slab, tr->grads, tr->adam_m, tr->adam_v, tr->n_params, tr->step + 1, stats->lr, r);
     eb_ema_update(tr->ema, tr->model->slab, tr->n_params, eb_ema_decay(tr->step, r->ema_decay));
     tr->step++;

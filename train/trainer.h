@@ -171,8 +171,11 @@ void eb_train_draw(const eb_recipe *r, int64_t step, int n, size_t per, int32_t 
  * of epoch s / (data_n / B), k = s mod (data_n / B) (incomplete batches dropped). */
 void eb_train_permutation(int *perm, int data_n, uint64_t seed, int64_t epoch);
 
-/* The learning rate of step `step` (0-based) after warm-up. */
-double eb_train_lr(const eb_recipe *r, int64_t step);
+/* The learning rate of step `step` (0-based), for the DiT trainer and the
+ * classifier alike: linear warm-up over `warmup_steps` steps to `peak`
+ * (peak·(step+1)/warmup_steps), then `peak`; when total > warmup_steps, cosine
+ * decay after the warm-up that reaches 0 at step `total` (total 0: no decay). */
+double eb_lr_at(double peak, int warmup_steps, int64_t step, int64_t total);
 
 /* AdamW as torch.optim.AdamW (single-tensor path) on n values, at 1-based
  * step `t`: p ← p(1 − lr·wd), m ← β1m + (1−β1)g, v ← β2v + (1−β2)g²,

@@ -34,6 +34,7 @@ const eb_backend eb_backend_cpu = {
     .gate_residual = gate_residual_forward,
     .unpatchify = unpatchify_forward,
     .cfg_combine = cfg_combine_forward,
+    /* the optional blocks: the CPU backend, the reference, has every op */
     .copy = copy_forward,
     .add_scaled = add_scaled_forward,
     .rel_l1 = rel_l1_forward,

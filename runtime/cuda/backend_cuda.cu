@@ -234,6 +234,7 @@ static void conv2d_at(float *out, const float *x, const float *w, const float *b
     cuda_conv2d(P, out, x, w, b, s);
 }
 
+/* Every op, the optional cache and recorder block and image block included (backend.h). */
 #define CUDA_TABLE(P, NAME)                                                                                    \
     {                                                                                                          \
         .name = NAME, .alloc = cuda_alloc, .free = cuda_free, .upload = cuda_upload,                           \
@@ -241,10 +242,13 @@ static void conv2d_at(float *out, const float *x, const float *w, const float *b
         .timestep_freq = cuda_timestep_freq, .silu = cuda_silu, .label_add = cuda_label_add,                   \
         .ln_modulate = cuda_ln_modulate, .attention = attention_at<P>, .gelu_tanh = cuda_gelu_tanh,            \
         .gate_residual = cuda_gate_residual, .unpatchify = cuda_unpatchify, .cfg_combine = cuda_cfg_combine,   \
+        /* cache and recorder ops */                                                                           \
         .copy = cuda_copy, .add_scaled = cuda_add_scaled, .rel_l1 = cuda_rel_l1,                               \
         .taylor_update = cuda_taylor_update, .taylor_forecast = cuda_taylor_forecast,                          \
-        .feature_drift = cuda_feature_drift, .conv2d = conv2d_at<P>, .group_norm = cuda_group_norm,             \
-        .upsample2x = cuda_upsample2x, .avg_pool2d = cuda_avg_pool2d, .max_pool2d = cuda_max_pool2d,           \
+        .feature_drift = cuda_feature_drift,                                                                   \
+        /* image ops */                                                                                        \
+        .conv2d = conv2d_at<P>, .group_norm = cuda_group_norm, .upsample2x = cuda_upsample2x,                  \
+        .avg_pool2d = cuda_avg_pool2d, .max_pool2d = cuda_max_pool2d,                                          \
         .resize_bilinear_tf1 = cuda_resize_bilinear_tf1, .relu = cuda_relu, .transpose = cuda_transpose,       \
     }
 
