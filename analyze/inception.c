@@ -185,7 +185,7 @@ eb_status eb_inception_create_on(eb_inception **out, int with_fc, const eb_devic
     const eb_backend *be, *cond_be;
     eb_status st = eb_backend_select(dev, &be, &cond_be);
     if (st) return st;
-    const char *missing = eb_backend_missing_image_op(be, "conv2d avg_pool2d max_pool2d resize_bilinear_tf1 relu");
+    const char *missing = eb_backend_missing_op(be, "conv2d avg_pool2d max_pool2d resize_bilinear_tf1 relu");
     if (missing)
         return eb_fail(EB_ERUNTIME, "device %s: the backend has no %s, which the Inception network needs", be->name,
                        missing);
