@@ -67,20 +67,3 @@ void eb_cli_warnings(const char *cmd, const char *text) {
 }
 
 void eb_cli_model_warning(const char *cmd, const eb_model *m) { eb_cli_warnings(cmd, eb_model_warning(m)); }
-
-eb_status eb_out_open(eb_out_file *o, const char *dir, const char *name) {
-    if (snprintf(o->path, sizeof o->path, "%s/%s", dir, name) >= (int)sizeof o->path ||
-        snprintf(o->tmp, sizeof o->tmp, "%s.tmp.%d", o->path, (int)getpid()) >= (int)sizeof o->tmp)
-        return eb_fail(EB_EINPUT, "%s: path too long", dir);
-    if (!(o->f = fopen(o->tmp, "w"))) return eb_fail(EB_EINPUT, "%s: cannot write: %s", o->tmp, strerror(errno));
-    return EB_OK;
-}
-
-eb_status eb_out_close(eb_out_file *o) {
-    int bad = ferror(o->f) | fclose(o->f);
-    if (bad || rename(o->tmp, o->path) != 0) {
-        unlink(o->tmp);
-        return eb_fail(EB_ERUNTIME, "%s: write failed", o->path);
-    }
-    return EB_OK;
-}

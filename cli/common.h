@@ -55,13 +55,4 @@ void eb_cli_warnings(const char *cmd, const char *text);
 /* The model's load warning (eb_model_warning), if any. */
 void eb_cli_model_warning(const char *cmd, const eb_model *m);
 
-/* A text output written under a temporary name and renamed into dir/name by
- * eb_out_close (removed instead when anything failed). */
-typedef struct {
-    FILE *f;
-    char tmp[PATH_MAX], path[PATH_MAX];
-} eb_out_file;
-eb_status eb_out_open(eb_out_file *o, const char *dir, const char *name);
-eb_status eb_out_close(eb_out_file *o);
-
 #endif
