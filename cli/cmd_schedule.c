@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 
 #include "runtime/ebcache.h"
+#include "pipeline/run.h"
 #include "runtime/schedule.h"
 #include "search/search.h"
 
@@ -21,30 +22,15 @@
 static int target_model(const char *cmd, const eb_opt *opts, int n, const char *named, eb_config *c, char *label,
                         size_t size) {
     const char *path = eb_arg(opts, n, "model"), *name = eb_arg(opts, n, "config"), *v;
-    if (path && name) {
-        fprintf(stderr, "ebcache %s: give --model or --config, not both\n", cmd);
-        return 2;
-    }
+    long heads = 0;
+    int rc;
     if (!path && !name && named && *named) {
         if (eb_config_named(c, named) == EB_OK) name = named;
         else if (access(named, R_OK) == 0) path = named;
     }
     if (!path && !name && !(path = eb_default_model_path())) return eb_report(cmd, EB_EINPUT);
-    if (path) {
-        long heads = 0;
-        int rc;
-        if ((v = eb_arg(opts, n, "heads")) && (rc = eb_arg_int(cmd, "heads", v, 1, 1024, &heads))) return rc;
-        eb_model *m;
-        eb_status st = eb_model_load(&m, path, (int)heads);
-        if (st) return eb_report(cmd, st);
-        *c = *eb_model_config(m);
-        eb_model_free(m);
-        snprintf(label, size, "%s", path);
-        return 0;
-    }
-    if (eb_config_named(c, name)) return eb_report(cmd, EB_EINPUT);
-    snprintf(label, size, "%s%s", strncmp(name, "DiT-", 4) ? "DiT-" : "", name);
-    return 0;
+    if ((v = eb_arg(opts, n, "heads")) && (rc = eb_arg_int(cmd, "heads", v, 1, 1024, &heads))) return rc;
+    return eb_report(cmd, eb_config_resolve(c, name, path, (int)heads, label, size));
 }
 
 /* The sampler's respaced schedule from --steps S or --respacing SPEC. */
@@ -216,16 +202,6 @@ static int read_npy(kind_args *a) {
     return rc ? rc : eb_report(a->cmd, eb_cache_schedule_from_npy(&a->table, input, a->s, delta));
 }
 
-/* A module's action in the picture. */
-static char act_char(eb_act a) {
-    switch (a.kind) {
-    case EB_ACT_COMPUTE: return 'C';
-    case EB_ACT_REUSE: return 'R';
-    case EB_ACT_FORECAST: return (char)('0' + a.order);
-    default: return '-';
-    }
-}
-
 static int show(int argc, char **argv) {
     eb_opt opts[] = {
         {"config", "NAME", "model for the block count and FLOPs (default: the table's model, else the shipped one)", NULL},
@@ -253,42 +229,10 @@ static int show(int argc, char **argv) {
     if (st) return eb_report(cmd, st);
     eb_config c;
     char label[128];
-    eb_cache_plan p;
-    if ((rc = target_model(cmd, opts, n, cs->model, &c, label, sizeof label)) ||
-        (rc = eb_report(cmd, eb_cache_plan_build(&p, cs, c.depth, NULL)))) {
-        eb_cache_schedule_free(cs);
-        return rc;
-    }
-    double flops = eb_cache_schedule_flops(cs, &c);
-    printf("%s: %s%s%s%s, %d steps\n", path, cs->method[0] ? cs->method : "(no method)", cs->params[0] ? " (" : "",
-           cs->params, cs->params[0] ? ")" : "", cs->steps);
-    if (cs->sampler[0]) printf("sampler: %s\n", cs->sampler);
-    if (p.policy.kind == EB_POLICY_TEACACHE)
-        printf("policy: TeaCache, threshold %g: at run time whole steps may reuse the model's residual\n", p.policy.threshold);
-    if (p.policy.kind == EB_POLICY_FBCACHE)
-        printf("policy: first-block cache, threshold %g: blocks %d.. may reuse their residual at run time\n",
-               p.policy.threshold, p.policy.blocks);
-    printf("legend: C compute, R reuse, 1-4 Taylor forecast of that order, - skipped (cached residual)\n");
-    int width = c.depth > 9 ? c.depth : 9; /* room for the "attention" heading */
-    printf("%5s %4s %8s  %-*s  %-*s  %s\n", "step", "t", "scale", width, "attention", width, "mlp", "MACs");
-    eb_macs_parts mp;
-    eb_macs_split(&mp, &c);
-    char attn[c.depth + 1], mlp[c.depth + 1];
-    for (int k = 0, r = 0; k < p.S; k++) {
-        while (cs->rows[r].step < k) r++; /* the step's first row */
-        for (int b = 0; b < c.depth; b++) {
-            attn[b] = act_char(p.act[((size_t)k * c.depth + b) * 2]);
-            mlp[b] = act_char(p.act[((size_t)k * c.depth + b) * 2 + 1]);
-        }
-        attn[c.depth] = mlp[c.depth] = 0;
-        printf("%5d %4d %8g  %-*s  %-*s  %5.1f%%\n", k, cs->rows[r].t, p.scale[k], width, attn, width, mlp,
-               100 * eb_plan_step_macs(&p, &mp, k, 0) / eb_forward_macs(&c));
-    }
-    printf("predicted: %.1f%% of the uncached MACs on %s (%.2fx)%s\n", 100 * flops, label, 1 / flops,
-           p.policy.kind != EB_POLICY_NONE ? ", before the policy's skips" : "");
-    eb_cache_plan_free(&p);
+    if (!(rc = target_model(cmd, opts, n, cs->model, &c, label, sizeof label)))
+        rc = eb_report(cmd, eb_cache_schedule_describe(stdout, cs, &c, path, label));
     eb_cache_schedule_free(cs);
-    return 0;
+    return rc;
 }
 
 static void usage(FILE *f) {

@@ -416,3 +416,19 @@ done:
     if (st) free(*labels), *labels = NULL;
     return st;
 }
+
+eb_status eb_config_resolve(eb_config *c, const char *config, const char *model, int heads, char *label, size_t cap) {
+    if (model && config) return eb_fail(EB_EINPUT, "give `model` or `config`, not both");
+    if (config) {
+        snprintf(label, cap, "%s%s", strncmp(config, "DiT-", 4) ? "DiT-" : "", config);
+        return eb_config_named(c, config);
+    }
+    if (!model) return eb_fail(EB_EINPUT, "give `model` or `config`");
+    eb_model *m;
+    eb_status st = eb_model_load(&m, model, heads);
+    if (st) return st;
+    *c = *eb_model_config(m);
+    eb_model_free(m);
+    snprintf(label, cap, "%s", model);
+    return EB_OK;
+}

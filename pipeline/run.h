@@ -57,6 +57,12 @@ typedef struct {
 /* The defaults above. */
 void eb_run_params_defaults(eb_run_params *p);
 
+/* The model configuration a table or a FLOP count is for: `config` (a DiT
+ * name, "XL/2" or "DiT-XL/2") or `model` (a model file, heads as
+ * eb_model_load); label gets "DiT-XL/2" or the path. EB_EINPUT when both or
+ * neither is given, or they name nothing. */
+eb_status eb_config_resolve(eb_config *c, const char *config, const char *model, int heads, char *label, size_t cap);
+
 /* An opened run: everything the samplers need, allocated. */
 typedef struct {
     eb_model *model;

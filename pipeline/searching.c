@@ -1,6 +1,7 @@
 /* searching.c — `fit` and `search` as library calls: fits written to a fit
  * file, and a searched table written with its model, FLOPs and provenance. */
 #include "pipeline/searching.h"
+#include "pipeline/run.h"
 
 #include "pipeline/replay.h"
 #include "runtime/h5io.h"
@@ -52,20 +53,7 @@ void eb_search_params_defaults(eb_search_params *p) {
 /* The model the FLOPs are counted on: p->config / p->model, else the
  * configuration the recording's attributes hold. label names it. */
 static eb_status flop_model(const eb_search_params *p, eb_config *c, char *label, size_t size) {
-    if (p->model && p->config) return eb_fail(EB_EINPUT, "give `model` or `config`, not both");
-    if (p->config) {
-        snprintf(label, size, "%s%s", strncmp(p->config, "DiT-", 4) ? "DiT-" : "", p->config);
-        return eb_config_named(c, p->config);
-    }
-    if (p->model) {
-        eb_model *m;
-        eb_status st = eb_model_load(&m, p->model, 0);
-        if (st) return st;
-        *c = *eb_model_config(m);
-        eb_model_free(m);
-        snprintf(label, size, "%s", p->model);
-        return EB_OK;
-    }
+    if (p->model || p->config) return eb_config_resolve(c, p->config, p->model, 0, label, size);
     eb_h5 *f;
     eb_status st = eb_h5_open(&f, p->record);
     const char *keys[] = {"input_size", "patch_size", "in_channels", "hidden_size", "depth", "num_heads", "num_classes",

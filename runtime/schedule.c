@@ -756,3 +756,50 @@ int eb_teacache_skip(double *accumulated, double change, const eb_policy *p, int
     *accumulated = 0;
     return 0;
 }
+
+/* A module's action in the picture. */
+static char act_char(eb_act a) {
+    switch (a.kind) {
+    case EB_ACT_COMPUTE: return 'C';
+    case EB_ACT_REUSE: return 'R';
+    case EB_ACT_FORECAST: return (char)('0' + a.order);
+    default: return '-';
+    }
+}
+
+eb_status eb_cache_schedule_describe(FILE *f, const eb_cache_schedule *cs, const eb_config *c, const char *path,
+                                     const char *label) {
+    eb_cache_plan p;
+    eb_status st = eb_cache_plan_build(&p, cs, c->depth, NULL);
+    if (st) return st;
+    double flops = eb_cache_schedule_flops(cs, c);
+    fprintf(f, "%s: %s%s%s%s, %d steps\n", path, cs->method[0] ? cs->method : "(no method)", cs->params[0] ? " (" : "",
+            cs->params, cs->params[0] ? ")" : "", cs->steps);
+    if (cs->sampler[0]) fprintf(f, "sampler: %s\n", cs->sampler);
+    if (p.policy.kind == EB_POLICY_TEACACHE)
+        fprintf(f, "policy: TeaCache, threshold %g: at run time whole steps may reuse the model's residual\n",
+                p.policy.threshold);
+    if (p.policy.kind == EB_POLICY_FBCACHE)
+        fprintf(f, "policy: first-block cache, threshold %g: blocks %d.. may reuse their residual at run time\n",
+                p.policy.threshold, p.policy.blocks);
+    fprintf(f, "legend: C compute, R reuse, 1-4 Taylor forecast of that order, - skipped (cached residual)\n");
+    const int L = c->depth, width = L > 9 ? L : 9; /* room for the "attention" heading */
+    fprintf(f, "%5s %4s %8s  %-*s  %-*s  %s\n", "step", "t", "scale", width, "attention", width, "mlp", "MACs");
+    eb_macs_parts mp;
+    eb_macs_split(&mp, c);
+    char attn[L + 1], mlp[L + 1];
+    for (int k = 0, r = 0; k < p.S; k++) {
+        while (cs->rows[r].step < k) r++; /* the step's first row */
+        for (int b = 0; b < L; b++) {
+            attn[b] = act_char(p.act[((size_t)k * L + b) * 2]);
+            mlp[b] = act_char(p.act[((size_t)k * L + b) * 2 + 1]);
+        }
+        attn[L] = mlp[L] = 0;
+        fprintf(f, "%5d %4d %8g  %-*s  %-*s  %5.1f%%\n", k, cs->rows[r].t, p.scale[k], width, attn, width, mlp,
+                100 * eb_plan_step_macs(&p, &mp, k, 0) / eb_forward_macs(c));
+    }
+    fprintf(f, "predicted: %.1f%% of the uncached MACs on %s (%.2fx)%s\n", 100 * flops, label, 1 / flops,
+            p.policy.kind != EB_POLICY_NONE ? ", before the policy's skips" : "");
+    eb_cache_plan_free(&p);
+    return EB_OK;
+}

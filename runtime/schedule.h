@@ -12,6 +12,8 @@
 
 #include "runtime/ebcache.h"
 
+#include <stdio.h>
+
 #define EB_SCHEDULE_VERSION_LINE "# ebcache schedule v1"
 
 /* What one attention or MLP does at one step. */
@@ -100,6 +102,15 @@ void eb_macs_split(eb_macs_parts *mp, const eb_config *c);
 /* MACs per row of `step` under plan p; policy_skip: the dynamic policy
  * serves this step from its residual. */
 double eb_plan_step_macs(const eb_cache_plan *p, const eb_macs_parts *mp, int step, int policy_skip);
+
+/* Writes the table as a picture to f: its method, sampler and policy, then per
+ * step the timestep, ε scale, one character per block for attention and MLP
+ * (C compute, R reuse, 1–4 Taylor forecast, - skipped by the cached residual)
+ * and the step's share of the uncached MACs on model c (label names it), and
+ * the predicted total. `path` names the table. EB_EINPUT when the table does
+ * not fit c. */
+eb_status eb_cache_schedule_describe(FILE *f, const eb_cache_schedule *cs, const eb_config *c, const char *path,
+                                     const char *label);
 
 /* ------------------------------------------------------------------------ */
 /* Generators: a table for the sampler `s` (its steps and timesteps).        */
