@@ -13,22 +13,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* A .dat or .gp file of the folder, written under a temporary name (runtime/atomic.h). */
-typedef struct {
-    eb_atomic a;
-    FILE *f;
-} out_file;
-
-static eb_status out_open(out_file *o, const char *dir, const char *name) {
-    char path[PATH_MAX];
-    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) return eb_fail(EB_EINPUT, "%s: path too long", dir);
-    eb_status st = eb_atomic_open(&o->a, path);
-    o->f = o->a.f;
-    return st;
-}
-
-static eb_status out_close(out_file *o) { return eb_atomic_commit(&o->a); }
-
 static const char *const scripts[] = {"snr", "exposure", "drift", "eps", "caching"};
 
 /* What the plots read; optional arrays are NULL when the recording lacks them. */
@@ -173,8 +157,8 @@ static double sample_mean(const double *v, int k, int N) {
 
 /* t_axis.gp: the timestep t of every few steps as tics of the second x axis (linked to the step axis). */
 static eb_status write_t_axis(const char *dir, const recording *r) {
-    out_file g;
-    eb_status st = out_open(&g, dir, "t_axis.gp");
+    eb_atomic g;
+    eb_status st = eb_atomic_open_in(&g, dir, "t_axis.gp");
     if (st) return st;
     const int stride = r->S > 10 ? (r->S + 9) / 10 : 1;
     fprintf(g.f, "set link x2\nset x2label \"timestep t\"\nset x2tics (");
@@ -182,37 +166,37 @@ static eb_status write_t_axis(const char *dir, const recording *r) {
         if (k % stride == 0 || k == r->S - 1)
             fprintf(g.f, "%s\"%.0f\" %d", k ? ", " : "", r->t[k], k);
     fprintf(g.f, ")\nset xtics nomirror\n");
-    return out_close(&g);
+    return eb_atomic_commit(&g);
 }
 
 /* reuse_{attn,mlp}.dat: "step block" of every feature the cached run took from its cache — drift
  * exactly 0 (reused) or undefined (skipped) where the uncached reference computed one. */
 static eb_status write_reuse(const char *dir, const char *name, const double *run, const double *ref,
                              const recording *r) {
-    out_file d;
-    eb_status st = out_open(&d, dir, name);
+    eb_atomic d;
+    eb_status st = eb_atomic_open_in(&d, dir, name);
     if (st) return st;
     for (int k = r->k0 + 1; k < r->S; k++)
         for (int l = 0; l < r->L; l++) {
             double v = run[(size_t)k * r->L + l];
             if ((v == 0 || isnan(v)) && isfinite(ref[(size_t)k * r->L + l])) fprintf(d.f, "%d %d\n", k, l);
         }
-    return out_close(&d);
+    return eb_atomic_commit(&d);
 }
 
 static eb_status write_columns(const char *dir, const recording *r) {
-    out_file snr, expo, eps, rng;
-    eb_status st = out_open(&snr, dir, "snr.dat");
+    eb_atomic snr, expo, eps, rng;
+    eb_status st = eb_atomic_open_in(&snr, dir, "snr.dat");
     if (st) return st;
     for (int k = 0; k < r->S; k++)
         fprintf(snr.f, "%d %.0f %.9g %.9g %.9g %.9g %.9g %.9g %.9g %.9g\n", k, r->t[k], r->nominal[k],
                 r->power * r->nominal[k], r->traj[k], at(r->data, k), at(r->ref_traj, k), at(r->ref_data, k),
                 r->data_power * r->nominal[k], r->power);
-    if ((st = out_close(&snr)) || (st = out_open(&expo, dir, "exposure.dat"))) return st;
+    if ((st = eb_atomic_commit(&snr)) || (st = eb_atomic_open_in(&expo, dir, "exposure.dat"))) return st;
     for (int k = 0; k < r->S; k++)
         fprintf(expo.f, "%d %.0f %.9g %.9g %.9g %.9g %.9g %.9g\n", k, r->t[k], r->ratio[k], at(r->data_ratio, k),
                 at(r->var, k), at(r->ref_ratio, k), at(r->ref_data_ratio, k), at(r->ref_var, k));
-    if ((st = out_close(&expo)) || (st = out_open(&eps, dir, "eps.dat"))) return st;
+    if ((st = eb_atomic_commit(&expo)) || (st = eb_atomic_open_in(&eps, dir, "eps.dat"))) return st;
     for (int k = 0; k < r->S; k++) {
         double run[3], ref[3];
         sample_ratio(r->eps, r->eps_q, k, r->N, run);
@@ -221,17 +205,17 @@ static eb_status write_columns(const char *dir, const recording *r) {
                 sample_mean(r->eps, k, r->N), sample_mean(r->ref_eps, k, r->N), sample_mean(r->eps_q, k, r->N),
                 ref[0], ref[1], ref[2]);
     }
-    if ((st = out_close(&eps))) return st;
+    if ((st = eb_atomic_commit(&eps))) return st;
     if (r->ref_traj) {
-        out_file cache;
-        if ((st = out_open(&cache, dir, "caching.dat"))) return st;
+        eb_atomic cache;
+        if ((st = eb_atomic_open_in(&cache, dir, "caching.dat"))) return st;
         for (int k = 0; k < r->S; k++) {
             double e[3];
             sample_ratio(r->eps, r->ref_eps, k, r->N, e);
             fprintf(cache.f, "%d %.0f %.9g %.9g %.9g %.9g %.9g %.9g %.9g\n", k, r->t[k], r->traj[k] / r->ref_traj[k],
                     at(r->data, k) / at(r->ref_data, k), e[0], e[1], e[2], r->dev_x[k], r->dev_eps[k]);
         }
-        if ((st = out_close(&cache)) || (st = write_reuse(dir, "reuse_attn.dat", r->run_attn, r->attn, r)) ||
+        if ((st = eb_atomic_commit(&cache)) || (st = write_reuse(dir, "reuse_attn.dat", r->run_attn, r->attn, r)) ||
             (st = write_reuse(dir, "reuse_mlp.dat", r->run_mlp, r->mlp, r)))
             return st;
     }
@@ -239,20 +223,20 @@ static eb_status write_columns(const char *dir, const recording *r) {
     const double *maps[2] = {r->attn, r->mlp};
     double lo = INFINITY, hi = 0;
     for (int m = 0; m < 2; m++) {
-        out_file d;
-        if ((st = out_open(&d, dir, names[m]))) return st;
+        eb_atomic d;
+        if ((st = eb_atomic_open_in(&d, dir, names[m]))) return st;
         for (int l = 0; l < r->L; l++)
             for (int k = 0; k < r->S; k++) {
                 double v = maps[m][(size_t)k * r->L + l];
                 if (isfinite(v) && v > 0) lo = fmin(lo, v), hi = fmax(hi, v);
                 fprintf(d.f, "%.9g%c", v, k + 1 < r->S ? ' ' : '\n');
             }
-        if ((st = out_close(&d))) return st;
+        if ((st = eb_atomic_commit(&d))) return st;
     }
     if (!(hi > 0)) lo = 1e-3, hi = 1; /* nothing moved: any range shows it */
-    if ((st = out_open(&rng, dir, "drift_range.dat"))) return st;
+    if ((st = eb_atomic_open_in(&rng, dir, "drift_range.dat"))) return st;
     fprintf(rng.f, "%.9g %.9g\n", lo, hi > lo ? hi : 10 * lo);
-    if ((st = out_close(&rng))) return st;
+    if ((st = eb_atomic_commit(&rng))) return st;
     return write_t_axis(dir, r);
 }
 

@@ -4,6 +4,7 @@
  * rec-KEY (recording, fit), table-KEY (table or an `unreachable` marker),
  * sample-KEY (samples and their eval-KEY.h5), plus the real images' cache. */
 #include "pipeline/ablation.h"
+#include "runtime/atomic.h"
 #include "pipeline/ablation_internal.h"
 
 #include "analyze/sha256.h"
@@ -158,19 +159,17 @@ static eb_status cell_dir(char out[DIR_CAP], const char *cells, const char *kind
 }
 
 static eb_status copy_file(const char *from, const char *to) {
-    char tmp[PATH_MAX + 256];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", to, (int)getpid());
-    FILE *in = fopen(from, "rb"), *out = in ? fopen(tmp, "wb") : NULL;
-    eb_status st = in && out ? EB_OK : eb_fail(EB_ERUNTIME, "cannot copy %s to %s: %s", from, to, strerror(errno));
+    eb_atomic out;
+    FILE *in = fopen(from, "rb");
+    if (!in) return eb_fail(EB_ERUNTIME, "cannot copy %s to %s: %s", from, to, strerror(errno));
+    eb_status st = eb_atomic_open(&out, to);
     char buf[65536];
     size_t got;
     while (!st && (got = fread(buf, 1, sizeof buf, in)) > 0)
-        if (fwrite(buf, 1, got, out) != got) st = eb_fail(EB_ERUNTIME, "%s: write error", tmp);
-    if (in) fclose(in);
-    if (out && fclose(out) && !st) st = eb_fail(EB_ERUNTIME, "%s: write error", tmp);
-    if (!st && rename(tmp, to)) st = eb_fail(EB_ERUNTIME, "%s: cannot rename: %s", to, strerror(errno));
-    if (st) unlink(tmp);
-    return st;
+        if (fwrite(buf, 1, got, out.f) != got) st = eb_fail(EB_ERUNTIME, "%s: write error", out.tmp);
+    fclose(in);
+    if (st) eb_atomic_abort(&out);
+    return st ? st : eb_atomic_commit(&out);
 }
 
 /* The "## params:" line of a table file into buf ("" without one). */

@@ -4,6 +4,7 @@
  * speeds (linear in log speedup between the neighbouring points, per seed),
  * the claims, and the Pareto data and plot per sampler. */
 #include "pipeline/ablation.h"
+#include "runtime/atomic.h"
 #include "pipeline/ablation_internal.h"
 
 #include "analyze/gnuplot.h"
@@ -118,29 +119,6 @@ static int curve_of(const eb_ablation_results *r, int i, int m, int *out) {
 
 /* ------------------------------------------------------------------------ */
 /* Output files                                                              */
-
-/* A text output written under a temporary name, renamed into place when whole. */
-typedef struct {
-    FILE *f;
-    char tmp[PATH_MAX + 32], path[PATH_MAX];
-} out_file;
-
-static eb_status out_open(out_file *o, const char *dir, const char *name) {
-    if (snprintf(o->path, sizeof o->path, "%s/%s", dir, name) >= (int)sizeof o->path)
-        return eb_fail(EB_EINPUT, "%s: path too long", dir);
-    snprintf(o->tmp, sizeof o->tmp, "%s.tmp.%d", o->path, (int)getpid());
-    if (!(o->f = fopen(o->tmp, "w"))) return eb_fail(EB_EINPUT, "%s: cannot write: %s", o->tmp, strerror(errno));
-    return EB_OK;
-}
-
-static eb_status out_close(out_file *o) {
-    int bad = ferror(o->f) | fclose(o->f);
-    if (bad || rename(o->tmp, o->path) != 0) {
-        unlink(o->tmp);
-        return eb_fail(EB_ERUNTIME, "%s: write failed", o->path);
-    }
-    return EB_OK;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Timing warnings                                                           */
@@ -532,8 +510,8 @@ static eb_status write_pareto(const eb_ablation_spec *s, const eb_ablation_resul
     snprintf(name, sizeof name, "%s_pareto_%s.dat", s->name, sn);
     if (snprintf(png, sizeof png, "%s/%s_pareto_%s.png", p->results, s->name, sn) >= (int)sizeof png)
         return eb_fail(EB_EINPUT, "%s: path too long", p->results);
-    out_file out;
-    eb_status st = out_open(&out, p->results, name);
+    eb_atomic out;
+    eb_status st = eb_atomic_open_in(&out, p->results, name);
     if (st) return st;
     FILE *f = out.f;
     const int none = uncached_point(r, i);
@@ -560,7 +538,7 @@ static eb_status write_pareto(const eb_ablation_spec *s, const eb_ablation_resul
         }
         blocks += any;
     }
-    if ((st = out_close(&out)) || !p->scripts) return st;
+    if ((st = eb_atomic_commit(&out)) || !p->scripts) return st;
     snprintf(title, sizeof title, "%s: %s, cfg %g, %d sample%s × %d seed%s", s->name, sn, s->cfg, s->n,
              s->n == 1 ? "" : "s", s->n_seeds, s->n_seeds == 1 ? "" : "s");
     eb_gp_quote(qdat, sizeof qdat, out.path);
@@ -574,17 +552,17 @@ static eb_status write_pareto(const eb_ablation_spec *s, const eb_ablation_resul
 
 eb_status eb_ablation_write_report(const eb_ablation_spec *s, const eb_ablation_results *r, const eb_ablation_params *p) {
     char name[96];
-    out_file out;
+    eb_atomic out;
     eb_status st = eb_ablation_make_dirs(p->results);
     snprintf(name, sizeof name, "%s.csv", s->name);
-    if (!st && !(st = out_open(&out, p->results, name))) {
+    if (!st && !(st = eb_atomic_open_in(&out, p->results, name))) {
         put_csv(out.f, s, r);
-        st = out_close(&out);
+        st = eb_atomic_commit(&out);
     }
     snprintf(name, sizeof name, "%s.md", s->name);
-    if (!st && !(st = out_open(&out, p->results, name))) {
+    if (!st && !(st = eb_atomic_open_in(&out, p->results, name))) {
         put_markdown(out.f, s, r);
-        st = out_close(&out);
+        st = eb_atomic_commit(&out);
     }
     for (int i = 0; !st && i < s->n_samplers; i++) st = write_pareto(s, r, p, i);
     return st;

@@ -93,3 +93,12 @@ void eb_atomic_abort(eb_atomic *a) {
     unlink(a->tmp);
     forget(a);
 }
+
+eb_status eb_atomic_open_in(eb_atomic *a, const char *dir, const char *name) {
+    char path[EB_ATOMIC_PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) {
+        a->f = NULL, a->slot = -1, a->path[0] = a->tmp[0] = 0;
+        return eb_fail(EB_EINPUT, "%s: path too long", dir);
+    }
+    return eb_atomic_open(a, path);
+}

@@ -34,6 +34,9 @@ typedef struct {
  * file by name themselves (HDF5) write to a->tmp and leave a->f unused. */
 eb_status eb_atomic_open(eb_atomic *a, const char *path);
 
+/* eb_atomic_open of dir/name (EB_EINPUT when the joined path is too long). */
+eb_status eb_atomic_open_in(eb_atomic *a, const char *dir, const char *name);
+
 /* Flushes a->f, fsyncs the temporary (all its data, whoever wrote it), closes
  * it and renames it onto a->path, replacing any file there; then syncs the
  * directory (best effort). EB_ERUNTIME naming the file on any failure, after

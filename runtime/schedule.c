@@ -333,7 +333,7 @@ static void write_policy(FILE *f, const eb_policy *p) {
     fprintf(f, "\n");
 }
 
-static void write_table(FILE *f, const eb_cache_schedule *cs) {
+void eb_cache_schedule_print(FILE *f, const eb_cache_schedule *cs) {
     char num[32];
     fprintf(f, "%s\n", EB_SCHEDULE_VERSION_LINE);
     if (cs->method[0]) fprintf(f, "## method: %s\n", cs->method);
@@ -360,7 +360,7 @@ eb_status eb_cache_schedule_write(const eb_cache_schedule *cs, const char *path)
     eb_atomic out;
     eb_status st = eb_atomic_open(&out, path);
     if (st) return st;
-    write_table(out.f, cs);
+    eb_cache_schedule_print(out.f, cs);
     if (ferror(out.f)) {
         eb_atomic_abort(&out);
         return eb_fail(EB_ERUNTIME, "%s: write failed", out.tmp);

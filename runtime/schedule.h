@@ -103,6 +103,10 @@ void eb_macs_split(eb_macs_parts *mp, const eb_config *c);
  * serves this step from its residual. */
 double eb_plan_step_macs(const eb_cache_plan *p, const eb_macs_parts *mp, int step, int policy_skip);
 
+/* The table in its file format (docs/schedule.md) to f; eb_cache_schedule_write
+ * writes it to a path atomically. */
+void eb_cache_schedule_print(FILE *f, const eb_cache_schedule *cs);
+
 /* Writes the table as a picture to f: its method, sampler and policy, then per
  * step the timestep, ε scale, one character per block for attention and MLP
  * (C compute, R reuse, 1–4 Taylor forecast, - skipped by the cached residual)

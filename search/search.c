@@ -3,13 +3,12 @@
  * method's parameter for a FLOP target, and provenance (search.h,
  * docs/search.md). */
 #include "search/search.h"
+#include "runtime/atomic.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 void eb_search_defaults(eb_search_opts *o) {
     *o = (eb_search_opts){.method = eb_method_find("eb-cache"), .target = NAN, .scaling = EB_SCALING_DEFAULT,
@@ -701,32 +700,22 @@ eb_status eb_search(eb_search_result *res, const eb_rec_data *rec, const eb_fit 
 
 eb_status eb_search_write(const eb_search_result *res, const eb_rec_data *rec, const char *path) {
     if (!res->table) return eb_fail(EB_EINPUT, "%s: no table to write", path);
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.search.%d", path, (int)getpid());
-    eb_status st = eb_cache_schedule_write(res->table, tmp);
+    eb_atomic out;
+    eb_status st = eb_atomic_open(&out, path);
     if (st) return st;
-    FILE *f = fopen(tmp, "a");
-    int ok = f != NULL;
-    if (ok) {
-        fprintf(f, "# provenance of this search (ebcache %s)\n", EBCACHE_VERSION);
-        fprintf(f, "# recording: %s\n# recording_sha256: %s\n", rec->path, rec->sha256);
-        fprintf(f, "# predicted_flops: %.6f (%.3fx)%s\n", res->flops, 1 / res->flops,
-                res->table->policy.kind == EB_POLICY_TEACACHE ? " with the policy's skips simulated on the recording" : "");
-        fprintf(f, "# predicted_deviation: %.6g (drift proxy, docs/search.md)\n", res->deviation);
-        const eb_method *m = eb_method_find(res->table->method);
-        if (m) fprintf(f, "# %s: %.6g\n", eb_param_kind_name(m->param), res->param);
-        if (res->runs) fprintf(f, "# calibration_chains: %d\n", res->runs);
-        char flags[64];
-        if (res->two_phase.flags)
-            fprintf(f, "# two_phase_fit: degenerate (%s)%s\n", eb_fit_flags_list(res->two_phase.flags, flags, sizeof flags),
-                    res->scaling_fallback ? ": noise scaling none instead of two-phase (docs/search.md)" : "");
-        ok = !ferror(f);
-        ok = !fclose(f) && ok;
-    }
-    if (!ok || rename(tmp, path)) {
-        int e = errno;
-        unlink(tmp);
-        return eb_fail(EB_ERUNTIME, "%s: cannot write: %s", path, strerror(e));
-    }
-    return EB_OK;
+    FILE *f = out.f;
+    eb_cache_schedule_print(f, res->table);
+    fprintf(f, "# provenance of this search (ebcache %s)\n", EBCACHE_VERSION);
+    fprintf(f, "# recording: %s\n# recording_sha256: %s\n", rec->path, rec->sha256);
+    fprintf(f, "# predicted_flops: %.6f (%.3fx)%s\n", res->flops, 1 / res->flops,
+            res->table->policy.kind == EB_POLICY_TEACACHE ? " with the policy's skips simulated on the recording" : "");
+    fprintf(f, "# predicted_deviation: %.6g (drift proxy, docs/search.md)\n", res->deviation);
+    const eb_method *m = eb_method_find(res->table->method);
+    if (m) fprintf(f, "# %s: %.6g\n", eb_param_kind_name(m->param), res->param);
+    if (res->runs) fprintf(f, "# calibration_chains: %d\n", res->runs);
+    char flags[64];
+    if (res->two_phase.flags)
+        fprintf(f, "# two_phase_fit: degenerate (%s)%s\n", eb_fit_flags_list(res->two_phase.flags, flags, sizeof flags),
+                res->scaling_fallback ? ": noise scaling none instead of two-phase (docs/search.md)" : "");
+    return eb_atomic_commit(&out);
 }
