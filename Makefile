@@ -178,6 +178,7 @@ goldens: $(REF_DEB_STAMP)
 	/usr/bin/python3 reference/record_ref.py tests/golden
 	/usr/bin/python3 reference/npz_ref.py tests/golden
 	/usr/bin/python3 reference/adm_metrics_ref.py tests/golden
+	/usr/bin/python3 reference/inception_ref.py tests/golden
 
 # clang builds the targets and their own instrumented library in build/fuzz/ (fuzz/Makefile).
 FUZZ_TEST_SECONDS ?= 30

@@ -28,6 +28,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rng_ref  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from ebcache.rng import normals as rng_normals_shaped  # noqa: E402  (the package's vectorized noise)
 from image_ops_ref import tf1_resize_bilinear  # noqa: E402
 
 SEED = 20261207
@@ -125,35 +127,14 @@ def tensor_specs(with_fc=True):
 # The weights from the counter-based generator
 
 
-def rng_normals(seed, stream, n):
-    """rng_ref.normals(seed, stream, (n,)) vectorized with numpy's wrapping uint64 arithmetic."""
-    k = np.uint64(rng_ref.key(seed, stream))
-    gamma = np.uint64(rng_ref.GOLDEN_GAMMA)
-
-    def mix(z):
-        z = z ^ (z >> np.uint64(30))
-        z = z * np.uint64(0xBF58476D1CE4E5B9)
-        z = z ^ (z >> np.uint64(27))
-        z = z * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
-
-    j = np.arange(n, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        a = mix(k + (np.uint64(2) * j + np.uint64(1)) * gamma)
-        b = mix(k + (np.uint64(2) * j + np.uint64(2)) * gamma)
-    u1 = ((a >> np.uint64(11)) + np.uint64(1)).astype(np.float64) * rng_ref.TWO_POW_M53
-    u2 = (b >> np.uint64(11)).astype(np.float64) * rng_ref.TWO_POW_M53
-    return (np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)).astype(np.float32)
-
-
 def random_weights(seed=SEED, with_fc=True):
     """{key: float32 tensor} of the documented formula (module docstring)."""
-    check = rng_normals(seed, 3, 16)
+    check = rng_normals_shaped(seed, 3, (16,))
     assert np.array_equal(check, rng_ref.normals(seed, 3, (16,))), "vectorized generator drifted from rng_ref"
     weights = {}
     for i, (key, shape) in enumerate(tensor_specs(with_fc)):
         n = int(np.prod(shape))
-        z = rng_normals(seed, i, n).reshape(shape)
+        z = rng_normals_shaped(seed, i, shape)
         if key.endswith("conv.weight"):
             v = z * np.float32(np.sqrt(2.0 / (n // shape[0])))
         elif key == "fc.weight":
