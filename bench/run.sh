@@ -149,6 +149,12 @@ list() { printf '%s\n' "$@"; }
   echo
   build/opt/bench_record "$((iters + 1))"
   echo
+  echo "The Python package's schedule hooks in PyTorch (bench/bench_python.py, DiT-S/2, one thread):"
+  echo
+  echo '```'
+  OMP_NUM_THREADS=1 /usr/bin/python3 bench/bench_python.py
+  echo '```'
+  echo
   echo "Load average at the end: $(load)."
 } | tee "$tmp"
 mkdir -p results && mv "$tmp" "$out" && trap - EXIT
