@@ -33,7 +33,7 @@ REF_DEB_PKGS := python3-torch python3-numpy python3-h5py python3-scipy
 DEB_STAMP := build/.deps
 REF_DEB_STAMP := build/.deps-ref
 
-.PHONY: all deps test test-opt test-san test-mpi test-fuzz cuda-check run bench goldens fuzz clean train-default
+.PHONY: all deps test test-build test-opt test-san test-mpi test-fuzz cuda-check run bench goldens fuzz clean train-default
 all: bin/ebcache build/libebcache.a build/libebcache.so
 
 # Installs the missing ones of the Debian packages $(1) (needs root or sudo); a no-op when all are present.
@@ -112,7 +112,11 @@ test-shared: deps build/libebcache.so $(EXAMPLES)
 # The suite runs twice: optimized, then under AddressSanitizer + UBSan; then each fuzz target runs
 # for FUZZ_TEST_SECONDS from its seeds and the corpus grown so far (fuzz/run.sh), failing on any finding.
 # Tests find the CLI through EBCACHE_BIN (the variant's own binary).
-test: cuda-check test-opt test-shared test-san test-mpi test-fuzz test-python
+test: test-build cuda-check test-opt test-shared test-san test-mpi test-fuzz test-python
+# Every binary of the suite first, on all cores (the tests then run one after the other).
+test-build: deps
+	$(MAKE) --no-print-directory -j$$(nproc) build/opt/test_suite build/opt/ebcache build/san/test_suite \
+	  build/san/ebcache build/libebcache.so $(EXAMPLES)
 test-opt: deps build/opt/test_suite build/opt/ebcache
 	EBCACHE_BIN=build/opt/ebcache OMP_NUM_THREADS=2 build/opt/test_suite --jobs 1
 test-san: deps build/san/test_suite build/san/ebcache

@@ -83,7 +83,8 @@ class RunParams(ctypes.Structure):  # eb_run_params (pipeline/run.h)
 
 
 class SampleParams(ctypes.Structure):  # eb_sample_params
-    _fields_ = [("run", RunParams), ("output", ctypes.c_char_p), ("baseline", ctypes.c_int)]
+    _fields_ = [("run", RunParams), ("output", ctypes.c_char_p), ("baseline", ctypes.c_int),
+                ("comm", ctypes.c_void_p)]  # NULL: one process
 
 
 class SampleResult(ctypes.Structure):  # eb_sample_result
