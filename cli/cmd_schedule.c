@@ -3,6 +3,7 @@
  * cache_table.npy, and show a table. Format: docs/schedule.md. */
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/common.h"
 
 #include "runtime/ebcache.h"
 #include "pipeline/run.h"
@@ -13,25 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-/* The model a table is for: --model PATH, --config NAME, else `named` (a
- * table's `## model:`, a configuration name or a model file) when it is one,
- * else the shipped model (eb_default_model_path). label names it in the
- * table's provenance. */
-static int target_model(const char *cmd, const eb_opt *opts, int n, const char *named, eb_config *c, char *label,
-                        size_t size) {
-    const char *path = eb_arg(opts, n, "model"), *name = eb_arg(opts, n, "config"), *v;
-    long heads = 0;
-    int rc;
-    if (!path && !name && named && *named) {
-        if (eb_config_named(c, named) == EB_OK) name = named;
-        else if (access(named, R_OK) == 0) path = named;
-    }
-    if (!path && !name && !(path = eb_default_model_path())) return eb_report(cmd, EB_EINPUT);
-    if ((v = eb_arg(opts, n, "heads")) && (rc = eb_arg_int(cmd, "heads", v, 1, 1024, &heads))) return rc;
-    return eb_report(cmd, eb_config_resolve(c, name, path, (int)heads, label, size));
-}
 
 /* The sampler's respaced schedule from --steps S or --respacing SPEC. */
 static int sampler_schedule(const char *cmd, const eb_opt *opts, int n, eb_schedule *s, char *spacing, size_t size) {
@@ -95,7 +77,7 @@ static int generate(int argc, char **argv, eb_opt *opts, int n, const char *usag
     eb_config c;
     char label[128], spacing[64];
     eb_schedule s;
-    if ((rc = target_model(cmd, opts, n, NULL, &c, label, sizeof label))) return rc;
+    if ((rc = eb_cli_target_model(cmd, opts, n, NULL, &c, label, sizeof label))) return rc;
     if ((rc = sampler_schedule(cmd, opts, n, &s, spacing, sizeof spacing))) return rc;
     kind_args a = {.cmd = cmd, .opts = opts, .n = n, .c = &c, .s = &s, .poly = {1, 0}, .npoly = 2};
     eb_search_defaults(&a.o);
@@ -202,39 +184,6 @@ static int read_npy(kind_args *a) {
     return rc ? rc : eb_report(a->cmd, eb_cache_schedule_from_npy(&a->table, input, a->s, delta));
 }
 
-static int show(int argc, char **argv) {
-    eb_opt opts[] = {
-        {"config", "NAME", "model for the block count and FLOPs (default: the table's model, else the shipped one)", NULL},
-        {"model", "PATH", "a model file instead of --config", NULL},
-        {"heads", "N", "heads of --model when the file does not say", NULL},
-    };
-    const int n = sizeof opts / sizeof opts[0];
-    const char *cmd = "schedule show";
-    if (argc < 2 || argv[1][0] == '-') {
-        if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-            printf("usage: ebcache schedule show TABLE [--config NAME | --model PATH]\n");
-            return 0;
-        }
-        fprintf(stderr, "ebcache %s: give the table first: ebcache schedule show TABLE [--config NAME]\n", cmd);
-        return 2;
-    }
-    const char *path = argv[1];
-    char *args[argc - 1];
-    args[0] = (char *)cmd;
-    memcpy(args + 1, argv + 2, (argc - 2) * sizeof *args);
-    int rc = eb_args_parse(argc - 1, args, opts, n, "usage: ebcache schedule show TABLE [--config NAME | --model PATH]");
-    if (rc) return rc < 0 ? 0 : rc;
-    eb_cache_schedule *cs;
-    eb_status st = eb_cache_schedule_read(&cs, path);
-    if (st) return eb_report(cmd, st);
-    eb_config c;
-    char label[128];
-    if (!(rc = target_model(cmd, opts, n, cs->model, &c, label, sizeof label)))
-        rc = eb_report(cmd, eb_cache_schedule_describe(stdout, cs, &c, path, label));
-    eb_cache_schedule_free(cs);
-    return rc;
-}
-
 static void usage(FILE *f) {
     fprintf(f,
             "usage: ebcache schedule KIND [options] (--steps S | --respacing SPEC) [--config NAME | --model PATH] "
@@ -257,7 +206,7 @@ int cmd_schedule(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     const char *kind = argv[1];
-    if (!strcmp(kind, "show")) return show(argc - 1, argv + 1);
+    if (!strcmp(kind, "show")) return cmd_schedule_show(argc - 1, argv + 1);
     struct {
         const char *name;
         option_reader read;

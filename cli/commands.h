@@ -12,6 +12,8 @@ int cmd_grid(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_train_classifier(int argc, char **argv);
 int cmd_schedule(int argc, char **argv);
+/* `schedule show` (argv[0] = "show"). */
+int cmd_schedule_show(int argc, char **argv);
 int cmd_record(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_fit(int argc, char **argv);

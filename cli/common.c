@@ -67,3 +67,18 @@ void eb_cli_warnings(const char *cmd, const char *text) {
 }
 
 void eb_cli_model_warning(const char *cmd, const eb_model *m) { eb_cli_warnings(cmd, eb_model_warning(m)); }
+
+int eb_cli_target_model(const char *cmd, const eb_opt *opts, int n, const char *named, eb_config *c, char *label,
+                        size_t size) {
+    const char *path = eb_arg(opts, n, "model"), *name = eb_arg(opts, n, "config"), *v;
+    long heads = 0;
+    int rc;
+    if (!path && !name && named && *named) {
+        if (eb_config_named(c, named) == EB_OK) name = named;
+        else if (access(named, R_OK) == 0) path = named;
+    }
+    if (!path && !name && !(path = eb_default_model_path())) return eb_report(cmd, EB_EINPUT);
+    if ((v = eb_arg(opts, n, "heads")) && (rc = eb_arg_int(cmd, "heads", v, 1, 1024, &heads))) return rc;
+    return eb_report(cmd, eb_config_resolve(c, name, path, (int)heads, label, size));
+}
+

@@ -55,4 +55,12 @@ void eb_cli_warnings(const char *cmd, const char *text);
 /* The model's load warning (eb_model_warning), if any. */
 void eb_cli_model_warning(const char *cmd, const eb_model *m);
 
+/* The model a table is for (`schedule` and `schedule show`): --model PATH,
+ * --config NAME (and --heads), else `named` (a table's `## model:`, a
+ * configuration name or a model file) when it is one, else the shipped model.
+ * label names it in the table's provenance. Returns an exit status after
+ * printing any error. */
+int eb_cli_target_model(const char *cmd, const eb_opt *opts, int n, const char *named, eb_config *c, char *label,
+                        size_t size);
+
 #endif
