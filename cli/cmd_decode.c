@@ -1,5 +1,6 @@
 /* cmd_decode.c — `ebcache decode`: latents from `ebcache sample` through the SD-VAE decoder (docs/vae.md). */
 #include "cli/args.h"
+#include "runtime/clock.h"
 #include "cli/comm_mpi.h"
 #include "cli/commands.h"
 
@@ -16,12 +17,6 @@
 #include <unistd.h>
 
 #define CMD "decode"
-
-static double seconds_since(const struct timespec *t0) {
-    struct timespec t1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    return (t1.tv_sec - t0->tv_sec) + 1e-9 * (t1.tv_nsec - t0->tv_nsec);
-}
 
 /* Where decoded images go: all of them into `images` (N, C, 8H, 8W) for the HDF5 output, or, for the
  * .npz output, batch by batch through `batch` into the writer's current member as uint8 NHWC. */
@@ -48,8 +43,7 @@ static eb_status decode_all(eb_vae *v, decode_sink *sink, const float *z, int N,
     const eb_vae_config *c = eb_vae_config_of(v);
     const int s = eb_vae_upscale(c), show = isatty(2), HW = H * s * W * s;
     const size_t zper = (size_t)c->latent_channels * H * W, iper = (size_t)c->out_channels * HW;
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const double t0 = eb_now_seconds();
     eb_status st = EB_OK;
     for (int first = 0; !st && first < N; first += batch) {
         int b = N - first < batch ? N - first : batch;
@@ -60,12 +54,12 @@ static eb_status decode_all(eb_vae *v, decode_sink *sink, const float *z, int N,
             st = eb_npz_append(sink->npz, sink->bytes, (size_t)b * iper);
         }
         if (!st && show) {
-            double t = seconds_since(&t0), eta = t / (first + b) * (N - first - b);
+            double t = eb_now_seconds() - t0, eta = t / (first + b) * (N - first - b);
             fprintf(stderr, "\rdecoded %d/%d images, %.1f s, ETA %.0f s   ", first + b, N, t, eta);
         }
     }
     if (show) fprintf(stderr, "\n");
-    *wall = seconds_since(&t0);
+    *wall = eb_now_seconds() - t0;
     return st;
 }
 

@@ -1,5 +1,6 @@
 /* cmd_features.c — `ebcache features`: the FID Inception features of an .npz of images (docs/inception.md). */
 #include "cli/args.h"
+#include "runtime/clock.h"
 #include "cli/commands.h"
 
 #include "analyze/inception.h"
@@ -15,12 +16,6 @@
 
 #define CMD "features"
 
-static double seconds_since(const struct timespec *t0) {
-    struct timespec t1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    return (t1.tv_sec - t0->tv_sec) + 1e-9 * (t1.tv_nsec - t0->tv_nsec);
-}
-
 /* The features of the N images of member m (N, H, W, 3) uint8, read `batch` images at a time:
  * pool (N, 2048), spatial (N, 2023), logits (N, 1008) or NULL. */
 static eb_status features_all(eb_inception *net, eb_npz_member *m, int N, int H, int W, int batch, float *pool,
@@ -29,8 +24,7 @@ static eb_status features_all(eb_inception *net, eb_npz_member *m, int N, int H,
     uint8_t *bytes = malloc((size_t)batch * per);
     float *x = malloc((size_t)batch * per * sizeof *x);
     const int show = isatty(2);
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const double t0 = eb_now_seconds();
     eb_status st = bytes && x ? EB_OK : eb_fail(EB_ERUNTIME, "out of memory for a batch of %d images of %dx%d", batch, H, W);
     for (int first = 0; !st && first < N; first += batch) {
         const int b = N - first < batch ? N - first : batch;
@@ -41,13 +35,13 @@ static eb_status features_all(eb_inception *net, eb_npz_member *m, int N, int H,
                                   logits ? logits + (size_t)first * EB_INCEPTION_CLASSES : NULL, x, b, H, W);
         if (!st && show) {
             char eta[48];
-            double t = seconds_since(&t0);
+            double t = eb_now_seconds() - t0;
             fprintf(stderr, "\rfeatures of %d/%d images, %.1f s%s   ", first + b, N, t,
                     eb_eta_text(eta, sizeof eta, t / (first + b) * (N - first - b)));
         }
     }
     if (show) fprintf(stderr, "\n");
-    *wall = seconds_since(&t0);
+    *wall = eb_now_seconds() - t0;
     free(bytes);
     free(x);
     return st;

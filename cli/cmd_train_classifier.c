@@ -1,6 +1,7 @@
 /* cmd_train_classifier.c — `ebcache train-classifier`: trains the Fashion-MNIST
  * classifier `ebcache eval` measures with (train/classifier.h), resumably. */
 #include "cli/args.h"
+#include "runtime/clock.h"
 #include "cli/commands.h"
 
 #include "train/classifier.h"
@@ -16,12 +17,6 @@
 #include <unistd.h>
 
 #define CMD "train-classifier"
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 /* Reads the configuration and recipe options over the defaults. */
 static int read_options(const eb_opt *opts, int n, eb_clf_config *c, eb_clf_recipe *r) {
@@ -133,10 +128,10 @@ int cmd_train_classifier(int argc, char **argv) {
     printf("%6s %8s %10s %10s %10s %9s\n", "epoch", "step", "loss", "train_acc", "test_acc", "seconds");
     double accuracy = NAN;
     while (!st && m->step < total) {
-        double t0 = now_seconds();
+        double t0 = eb_now_seconds();
         eb_clf_train_stats stats;
         st = eb_clf_train_epoch(m, &r, &train, 1, &stats);
-        double seconds = now_seconds() - t0;
+        double seconds = eb_now_seconds() - t0;
         if (!st) st = eb_clf_accuracy(m, &accuracy, test.images, test.labels, test.n);
         if (!st) {
             printf("%6" PRId64 " %8" PRId64 " %10.4f %10.4f %10.4f %9.1f\n", m->step / spe, m->step,

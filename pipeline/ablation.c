@@ -4,6 +4,7 @@
  * rec-KEY (recording, fit), table-KEY (table or an `unreachable` marker),
  * sample-KEY (samples and their eval-KEY.h5), plus the real images' cache. */
 #include "pipeline/ablation.h"
+#include "runtime/clock.h"
 #include "runtime/atomic.h"
 #include "pipeline/ablation_internal.h"
 
@@ -218,12 +219,6 @@ static int remove_debris(const char *dir, int depth) {
 /* ------------------------------------------------------------------------ */
 /* Events                                                                    */
 
-static double clock_s(clockid_t clock) {
-    struct timespec t;
-    clock_gettime(clock, &t);
-    return (double)t.tv_sec + 1e-9 * t.tv_nsec;
-}
-
 static void emitv(const eb_ablation *a, eb_ablation_event_kind kind, double eta, const char *fmt, va_list ap) {
     if (!a->p.on_event) return;
     char text[1024];
@@ -249,7 +244,7 @@ static void step(eb_ablation *a, const char *fmt, ...) {
     a->computed = 1;
     va_list ap;
     va_start(ap, fmt);
-    emitv(a, EB_ABLATION_STEP, worked > 0 ? (clock_s(CLOCK_MONOTONIC) - a->start) / worked * (a->total - a->done) : NAN,
+    emitv(a, EB_ABLATION_STEP, worked > 0 ? (eb_clock_seconds(CLOCK_MONOTONIC) - a->start) / worked * (a->total - a->done) : NAN,
           fmt, ap);
     va_end(ap);
 }
@@ -301,7 +296,7 @@ eb_status eb_ablation_open(eb_ablation **out, const eb_ablation_spec *s, const e
         eb_ablation_close(a);
         return st;
     }
-    a->start = clock_s(CLOCK_MONOTONIC);
+    a->start = eb_clock_seconds(CLOCK_MONOTONIC);
     *out = a;
     return EB_OK;
 }
@@ -484,10 +479,10 @@ static eb_status time_sample(eb_ablation *a, int i, const char *table, double *w
     eb_status st = run_params(a, i, &sp.run, respacing, sizeof respacing);
     sp.run.seed = (uint64_t)s->seeds[0], sp.run.n = s->timing_n, sp.run.progress = 0;
     sp.run.batch = s->batch < s->timing_n ? s->batch : s->timing_n, sp.run.schedule = table[0] ? table : NULL;
-    double w0 = clock_s(CLOCK_MONOTONIC), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+    double w0 = eb_clock_seconds(CLOCK_MONOTONIC), c0 = eb_clock_seconds(CLOCK_PROCESS_CPUTIME_ID);
     if (!st) st = eb_sample_to_file(&sp, NULL);
-    *wall = clock_s(CLOCK_MONOTONIC) - w0;
-    *cpu = clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
+    *wall = eb_clock_seconds(CLOCK_MONOTONIC) - w0;
+    *cpu = eb_clock_seconds(CLOCK_PROCESS_CPUTIME_ID) - c0;
     return st ? eb_fail(st, "%s: the timing run of %s failed: %s", eb_ablation_sampler_name(s, i, sn),
                         table[0] ? table : "the uncached sampler", eb_last_error())
               : EB_OK;
@@ -530,10 +525,10 @@ static eb_status time_sampler(eb_ablation *a, int i, eb_ablation_results *res) {
     eb_status st = timed && u_wall && u_cpu && c_wall && c_cpu ? EB_OK : eb_fail(EB_ERUNTIME, "out of memory");
     char sn[32];
     eb_ablation_sampler_name(s, i, sn);
-    double t0 = clock_s(CLOCK_MONOTONIC);
+    double t0 = eb_clock_seconds(CLOCK_MONOTONIC);
     if (!st && T) st = time_sample(a, i, "", &u_wall[0], &u_cpu[0]);
     for (int r = 0; !st && T && r < R; r++) {
-        emit(a, EB_ABLATION_NOTE, r ? (clock_s(CLOCK_MONOTONIC) - t0) / r * (R - r) : NAN,
+        emit(a, EB_ABLATION_NOTE, r ? (eb_clock_seconds(CLOCK_MONOTONIC) - t0) / r * (R - r) : NAN,
              "timing %s: round %d/%d, %d %s and the uncached run, %d %s each", sn, r + 1, R, T,
              T == 1 ? "table" : "tables", s->timing_n, s->timing_n == 1 ? "image" : "images");
         for (int k = 0; !st && k < T; k++) {

@@ -1,6 +1,7 @@
 /* recording.c — `record` as a library call: a run with the per-step
  * statistics of analyze/record.h, its attributes and labels, in one file. */
 #include "pipeline/recording.h"
+#include "runtime/clock.h"
 
 #include "analyze/record.h"
 #include "train/fmnist.h"
@@ -113,12 +114,10 @@ eb_status eb_record_to_file(const eb_record_params *p, eb_record_result *res) {
     o.x0 = x0;
     eb_h5w *w = NULL;
     eb_recording rec = {0};
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const double t0 = eb_now_seconds();
     if (!st) st = eb_h5w_create(&w, p->output);
     if (!st) st = eb_record_run(r.model, &o, r.x_T, r.y, r.N, &rec, w);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double wall = (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec);
+    const double wall = eb_now_seconds() - t0;
     if (!st) {
         st = eb_recording_write(&rec, w);
         int64_t yd[1] = {r.N}; /* the labels, so that the run can be replayed */

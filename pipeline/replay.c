@@ -2,6 +2,7 @@
  * the recording's attributes, pipeline/run.h) replayed step by step through
  * runtime/chain.h, each step evaluated in the three candidate states. */
 #include "pipeline/replay.h"
+#include "runtime/clock.h"
 
 #include "pipeline/run.h"
 #include "runtime/chain.h"
@@ -20,21 +21,15 @@ struct eb_replay {
     long steps_done;   /* chain steps evaluated so far                                     */
 };
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
-
 /* "eb-cache search: chain 2/10, step 7/50 (ETA …)": the ETA extrapolates the
  * steps done to the planned chains' remaining steps (attempts that stop early
  * make it an upper bound). */
 static void show_progress(eb_replay *r, const eb_search_progress *pg, int k) {
     const int S = r->run.sched.S;
-    if (!r->steps_done++) r->start = now_s();
+    if (!r->steps_done++) r->start = eb_now_seconds();
     long left = (long)(pg->planned - pg->chain) * S + (S - 1 - k);
     char eta[48];
-    eb_eta_text(eta, sizeof eta, (now_s() - r->start) / r->steps_done * left);
+    eb_eta_text(eta, sizeof eta, (eb_now_seconds() - r->start) / r->steps_done * left);
     fprintf(stderr, "\r\033[Keb-cache search: chain %d/%d, step %d/%d%s", pg->chain, pg->planned, k + 1, S, eta);
 }
 

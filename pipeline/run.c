@@ -2,6 +2,7 @@
  * (model, schedule, table, x_T and labels), sampling in batches, and the
  * root attributes that let a file's run be opened again. */
 #include "pipeline/run.h"
+#include "runtime/clock.h"
 
 #include "analyze/sha256.h"
 #include "runtime/readfile.h"
@@ -281,8 +282,7 @@ eb_status eb_run_open(eb_run *r, const eb_run_params *p) {
 eb_status eb_run_sample(const eb_run *r, float *x, eb_cache_stats *stats, double *wall) {
     const eb_config *c = eb_model_config(r->model);
     const size_t per = (size_t)c->in_channels * c->input_size * c->input_size;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const double t0 = eb_now_seconds();
     if (x != r->x_T) memcpy(x, r->x_T, (size_t)r->N * per * sizeof *x);
     eb_status st = EB_OK;
     for (int first = 0; !st && first < r->N; first += r->batch) {
@@ -290,8 +290,7 @@ eb_status eb_run_sample(const eb_run *r, float *x, eb_cache_stats *stats, double
         st = eb_sample_cached(r->model, &r->sched, &r->so, r->table, x + first * per, r->y + first, b,
                               r->first_index + first, stats);
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    *wall = (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec);
+    *wall = eb_now_seconds() - t0;
     return st;
 }
 

@@ -1,5 +1,6 @@
 /* h5parts.c — per-rank part files and their merge in index order (h5parts.h). */
 #include "runtime/h5parts.h"
+#include "runtime/clock.h"
 
 #include "runtime/npz.h"
 
@@ -255,12 +256,6 @@ eb_status eb_npz_merge_parts(const char *path, const char *const *parts, int n, 
 /* ------------------------------------------------------------------------ */
 /* The collective finish                                                     */
 
-static double now_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
-
 static eb_status merge_on_root(const eb_comm *c, const char *path, const char *const *npz_members) {
     char **parts = calloc(c->size, sizeof *parts);
     eb_status st = parts ? EB_OK : eb_fail(EB_ERUNTIME, "out of memory naming %d parts", c->size);
@@ -284,9 +279,9 @@ eb_status eb_parts_finish(const eb_comm *c, const char *path, const char *const 
     if (c->size == 1) return st;
     if (!(st = eb_comm_agree(c, st))) {
         if (c->rank == 0) {
-            double t0 = now_seconds();
+            double t0 = eb_now_seconds();
             st = merge_on_root(c, path, npz_members);
-            if (merge_seconds) *merge_seconds = now_seconds() - t0;
+            if (merge_seconds) *merge_seconds = eb_now_seconds() - t0;
         }
         st = eb_comm_agree(c, st);
     }

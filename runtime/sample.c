@@ -1,6 +1,7 @@
 /* sample.c — the reverse-process loop (official p_sample_loop / ddim_sample_loop)
  * with guidance and ebcache's counter-based noise. */
 #include "runtime/cache.h"
+#include "runtime/clock.h"
 #include "runtime/chain.h"
 #include "runtime/diffusion.h"
 #include "runtime/model.h"
@@ -9,12 +10,6 @@
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 /* Fills noise (N, per) with the step-i streams of samples first_index.. . */
 static void draw_step_noise(float *noise, size_t per, int N, uint64_t seed, int first_index, int i) {
@@ -116,14 +111,14 @@ eb_status eb_sample_cached(eb_model *m, const eb_schedule *s, const eb_sampler_o
     eb_status st = cs && N > 0 ? eb_cache_create(&cache, m, cs, s, B) : EB_OK;
     if (!st) st = eb_chain_create(&chain, m, s, o, cache, N, first_index);
     const int show = o->progress && isatty(2);
-    double start = now_seconds();
+    double start = eb_now_seconds();
     for (int step = 0; step < s->S && !st; step++) {
         if ((st = eb_chain_eval(chain, step, x, y))) break;
         if (m->obs && m->obs->step && (st = m->obs->step(m->obs->ctx, step, x, chain->model_out, N))) break;
         eb_chain_advance(chain, step, x);
         if (show) {
             int done = step + 1;
-            double el = now_seconds() - start;
+            double el = eb_now_seconds() - start;
             fprintf(stderr, "\rsampling: step %d/%d  %.2f s/step  ETA %.0f s   ", done, s->S, el / done,
                     el / done * (s->S - done));
         }

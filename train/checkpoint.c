@@ -1,6 +1,7 @@
 /* checkpoint.c — training checkpoints, the EMA export, and the training loop
  * that writes them (progress line, CSV log, stop on a signal). */
 #include "train/trainer.h"
+#include "runtime/clock.h"
 
 #include "train/meta.h"
 
@@ -192,12 +193,6 @@ eb_status eb_trainer_export_ema(const eb_trainer *tr, const char *path) {
 /* ------------------------------------------------------------------------ */
 /* The training loop                                                         */
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
 /* Loss terms summed over the steps since the last log row. */
 typedef struct {
     double loss, mse, vb, t0;
@@ -247,7 +242,7 @@ eb_status eb_train_run(eb_trainer *tr, const eb_fmnist *data, const eb_train_opt
     }
     const int tty = o->progress && isatty(2);
     int64_t perm_epoch = -1;
-    double smooth = NAN, t_start = now_seconds(), t_print = 0.0;
+    double smooth = NAN, t_start = eb_now_seconds(), t_print = 0.0;
     log_window w = {.t0 = t_start};
     eb_train_acts *a = &tr->a;
     while (tr->step < o->steps && !(o->stop && *o->stop)) {
@@ -268,7 +263,7 @@ eb_status eb_train_run(eb_trainer *tr, const eb_fmnist *data, const eb_train_opt
         w.mse += s.terms.mse;
         w.vb += s.terms.vb;
         w.steps++;
-        double t = now_seconds();
+        double t = eb_now_seconds();
         if (log && ((o->log_every > 0 && tr->step % o->log_every == 0) || tr->step == o->steps)) {
             fprintf(log, "%" PRId64 ",%.6f,%.6f,%.6f,%.6g,%.2f\n", tr->step, w.loss / w.steps, w.mse / w.steps,
                     w.vb / w.steps, s.lr, w.steps * B / (t - w.t0));
