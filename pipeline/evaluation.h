@@ -9,6 +9,7 @@
 #define EB_PIPELINE_EVALUATION_H
 
 #include "pipeline/features.h"
+#include "runtime/comm.h"
 
 #include <stdint.h>
 
@@ -30,6 +31,19 @@ typedef struct {
                                    reference and labels_dataset must be NULL and real_split test)            */
     const char *output;         /* METRICS.h5: the numbers as attributes, feature statistics, per-image
                                    PSNR/SSIM (NULL: nothing written)                                         */
+    /* The ImageNet judge (docs/metrics.md, "ImageNet"): the ADM evaluator's FID, sFID, IS and
+       precision/recall. Selected by `inception`; then samples is an .npz (or shards "a.npz,b.npz")
+       whose arr_0 is (N, H, W, 3) uint8 RGB as DiT's sample_ddp.py and `ebcache decode` write it,
+       real_cache caches the reference batch's activations (keyed by the weights' checksum and the
+       reference's arr_0 CRC-32), and dataset, labels_dataset, reference, classifier, features,
+       real_split, n_real, fmnist_dir and floor must keep their defaults.                            */
+    const char *inception;       /* FID Inception weights (.safetensors, docs/inception.md) (NULL: Fashion-MNIST) */
+    const char *reference_batch; /* the ADM reference .npz: arr_0 (uint8 images), and mu, sigma, mu_s, sigma_s
+                                    when present (used for FID/sFID as the evaluator does)                       */
+    int batch;                   /* images per Inception batch (EB_INCEPTION_CHUNK)                               */
+    const eb_device *device;     /* where the Inception network runs (NULL: the CPU)                              */
+    const eb_comm *comm;         /* the ranks sharing the images (NULL: one process); every rank gets the same
+                                    result, rank 0 writes output                                                  */
 } eb_eval_params;
 
 /* The defaults in the comments above; every pointer not named there NULL. */
@@ -37,8 +51,12 @@ void eb_eval_params_defaults(eb_eval_params *p);
 
 /* What one evaluation measured; NaN marks a metric that was not computed. */
 typedef struct {
-    int n_samples, n_real, D, k; /* k: the precision/recall neighbours (EB_PR_K)            */
-    double fd, fd_mean, fd_cov;  /* FD of the features = ‖μ1 − μ2‖² term + covariance term  */
+    int n_samples, n_real, D, k; /* k: the precision/recall neighbours (EB_PR_K; EB_ADM_PR_K for
+                                    ImageNet); n_real: the reference images (ImageNet: arr_0's N) */
+    double fd, fd_mean, fd_cov;  /* FD of the features = ‖μ1 − μ2‖² term + covariance term
+                                    (ImageNet: FID, from the pool features)                  */
+    double sfid;                 /* ImageNet: FID of the spatial features (NaN otherwise)    */
+    double inception_score;      /* ImageNet: IS (NaN without an fc layer, and otherwise)    */
     int pixel_k;                 /* the pixel judge's principal components                  */
     double pixel_fd, pixel_fd_mean, pixel_fd_cov;
     double precision, recall;
