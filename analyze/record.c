@@ -25,6 +25,27 @@ typedef struct {
 
 enum { SNR_OWN_SIGNAL, SNR_OWN_NOISE, SNR_DATA_SIGNAL, SNR_DATA_SUM, SNR_DATA_SQ, SNR_SUMS };
 
+/* Sums behind MagCache's magnitude ratios and SmoothCache's lagged drift,
+ * over every batch (docs/recording.md). A quantity measured by no batch stays NaN. */
+typedef struct {
+    int lags;          /* K: lag 1 is the drift of run_sums, lags 2..K are here            */
+    double *lag;       /* (S, L, 2, K − 1, 2): Σ|F_k − F_{k−j}|, Σ|F_{k−j}| for j = 2..K     */
+    int *lag_seen;     /* (S, L, 2, K − 1) batches that measured it                        */
+    double *mag;       /* (S, 2): Σ over the half's tokens of ‖r_k‖ / ‖r_prev‖              */
+    double *mag_count; /* (S, 2): tokens behind it                                         */
+} method_sums;
+
+/* The observer's working set for them, for one chain at a time. */
+typedef struct {
+    float **hist;      /* (L·2·(K − 1)) backend: F_{k−2} … F_{k−K} of each module, newest first */
+    int *nhist;        /* (L·2) valid entries of hist                                       */
+    float *scratch;    /* backend (cap·T·D): a copy a lagged reduction may overwrite         */
+    float *h0, *res;   /* backend (cap·T·D): tokens after the embedding; the blocks' residual */
+    float *res_host;   /* host (cap·T·D)                                                    */
+    double *norm_prev; /* host (cap·T): ‖r‖ per token at the chain's previous forward        */
+    int have_norm;
+} method_probe;
+
 /* The observer's state for one chain at a time. */
 typedef struct {
     eb_model *m;
@@ -44,6 +65,8 @@ typedef struct {
     eb_h5w *dump_to;       /* feature dumps of this chain (NULL: none)                    */
     float *dump_host;      /* (cap·T·D) download buffer                                   */
     eb_status error;       /* a hook's failure, reported at the next step                 */
+    method_sums *msums;    /* MagCache's and SmoothCache's sums                           */
+    method_probe probe_m;  /* their working set                                           */
 } recorder;
 
 static size_t feature_elems(const eb_config *c, int B) { return (size_t)B * eb_tokens(c) * c->hidden_size; }
@@ -83,9 +106,35 @@ static eb_status dump_feature(recorder *r, int l, int module, const float *f, in
     return eb_h5w_write(r->dump_to, name, EB_H5_F32, r->dump_host, 3, dims);
 }
 
+/* SmoothCache's lags 2..K of module (l, module): its change against the
+ * features it had 2..K forwards ago in this chain; then the history shifts
+ * by one (prev, still F_{k−1}, becomes lag 2). Runs before track(). */
+static void lag_track(recorder *r, eb_model *m, int l, int module, const float *f, size_t n) {
+    const int K = r->msums->lags, slot = l * 2 + module;
+    if (K < 2) return;
+    method_probe *p = &r->probe_m;
+    float **hist = p->hist + (size_t)slot * (K - 1);
+    const size_t at = ((size_t)r->step * r->L + l) * 2 + module;
+    for (int j = 0; j < p->nhist[slot]; j++) {
+        double s[EB_DRIFT_SUMS], *acc = r->msums->lag + (at * (K - 1) + j) * 2;
+        float *base = hist[j];
+        if (j < K - 2) m->be->copy(base = p->scratch, hist[j], n); /* feature_drift overwrites what it compares */
+        m->be->feature_drift(s, base, f, n);
+        acc[0] += s[EB_DRIFT_L1], acc[1] += s[EB_DRIFT_BASE_L1];
+        r->msums->lag_seen[at * (K - 1) + j]++;
+    }
+    if (!r->have[slot]) return;
+    float *oldest = hist[K - 2];
+    memmove(hist + 1, hist, (size_t)(K - 2) * sizeof *hist);
+    hist[0] = oldest;
+    m->be->copy(hist[0], r->prev[slot], n);
+    if (p->nhist[slot] < K - 1) p->nhist[slot]++;
+}
+
 static void on_branch(void *ctx, eb_model *m, int l, int module, const float *f, int B) {
     recorder *r = ctx;
     size_t at = ((size_t)r->step * r->L + l) * 2 + module;
+    lag_track(r, m, l, module, f, feature_elems(&m->cfg, B));
     track(m, r->prev[l * 2 + module], f, feature_elems(&m->cfg, B), &r->have[l * 2 + module],
           r->sums->module + at * EB_DRIFT_SUMS, &r->sums->module_seen[at]);
     const eb_record_dump *d = &r->o->dump;
@@ -100,14 +149,43 @@ static void on_embedded(void *ctx, eb_model *m, int B) {
     int D = c->hidden_size, T = eb_tokens(c);
     m->cond_be->linear(r->mod0, m->acts.cond_silu, m->p.adaln_w, m->p.adaln_b, B, D, 2 * D); /* as the adaLN */
     m->be->ln_modulate(r->probe, m->acts.tokens, r->mod0, r->mod0 + D, B, T, D, 2 * D);
+    m->be->copy(r->probe_m.h0, m->acts.tokens, feature_elems(c, B)); /* MagCache's residual starts here */
     track(m, r->prev_block0, r->probe, feature_elems(c, B), &r->have[2 * r->L], r->sums->block0 + r->step * EB_DRIFT_SUMS,
           &r->sums->probe_seen[r->step * 2]);
+}
+
+/* MagCache's calibration: r = tokens after the last block − tokens after the
+ * embedding (the whole model batch), ‖r‖ per token over the hidden size; the
+ * ratio to the previous forward's per token, summed per CFG half (rows
+ * [0, B/2) conditional, [B/2, B) unconditional; all rows are conditional
+ * without guidance). */
+static void mag_track(recorder *r, eb_model *m, int B) {
+    const eb_config *c = &m->cfg;
+    const int T = eb_tokens(c), D = c->hidden_size, guided = B == 2 * r->b;
+    const size_t n = feature_elems(c, B);
+    method_probe *p = &r->probe_m;
+    m->be->add_scaled(p->res, m->acts.tokens, -1, p->h0, n);
+    m->be->download(p->res_host, p->res, n * sizeof(float));
+    double *sum = r->msums->mag + (size_t)r->step * 2, *count = r->msums->mag_count + (size_t)r->step * 2;
+    for (int b = 0; b < B; b++) {
+        const int half = guided && b >= B / 2;
+        for (int t = 0; t < T; t++) {
+            const float *v = p->res_host + ((size_t)b * T + t) * D;
+            double sq = 0;
+            for (int d = 0; d < D; d++) sq += (double)v[d] * v[d];
+            double norm = sqrt(sq), *prev = &p->norm_prev[(size_t)b * T + t];
+            if (p->have_norm) sum[half] += norm / *prev, count[half]++;
+            *prev = norm;
+        }
+    }
+    p->have_norm = 1;
 }
 
 static void on_output(void *ctx, eb_model *m, int B) {
     recorder *r = ctx;
     const eb_config *c = &m->cfg;
     size_t n = (size_t)B * eb_out_channels(c) * c->input_size * c->input_size;
+    mag_track(r, m, B);
     track(m, r->prev_out, m->acts.out, n, &r->have[2 * r->L + 1], r->sums->output + r->step * EB_DRIFT_SUMS,
           &r->sums->probe_seen[r->step * 2 + 1]);
 }
@@ -165,6 +243,8 @@ static eb_status observed_chain(recorder *r, const eb_schedule *s, const eb_samp
                                 const eb_cache_schedule *cs, float *x, const int32_t *y, eb_cache_stats *stats) {
     eb_observer obs = {.ctx = r, .embedded = on_embedded, .branch = on_branch, .output = on_output, .step = on_step};
     memset(r->have, 0, (size_t)r->L * 2 + 2);
+    memset(r->probe_m.nhist, 0, (size_t)r->L * 2 * sizeof *r->probe_m.nhist);
+    r->probe_m.have_norm = 0;
     r->step = r->k0;
     r->error = EB_OK;
     r->m->obs = &obs;
@@ -212,7 +292,7 @@ static void stats_free(eb_record_stats *s) {
     double **all[] = {&s->snr_trajectory, &s->snr_data, &s->var_ratio, &s->snr_ratio, &s->snr_data_ratio,
                       &s->eps_norm, &s->eps_norm_q,
                       &s->drift_attn, &s->drift_mlp, &s->drift_attn_cos, &s->drift_mlp_cos, &s->drift_block0,
-                      &s->drift_output};
+                      &s->drift_output, &s->mag_ratio, &s->drift_attn_lag, &s->drift_mlp_lag};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(*all[i]), *all[i] = NULL;
 }
 
@@ -229,6 +309,43 @@ static int stats_alloc(eb_record_stats *s, int S, int L, int N, int data, int ep
                   (s->snr_data_ratio = nan_array(S));
     if (eps_q) ok = ok && (s->eps_norm_q = nan_array((size_t)S * N));
     return ok;
+}
+
+/* The methods' statistics: MagCache's ratios (S, 2), the lagged drift (lags, S, L). */
+static int method_stats_alloc(eb_record_stats *s, int S, int L, int lags) {
+    return (s->mag_ratio = nan_array((size_t)S * 2)) && (s->drift_attn_lag = nan_array((size_t)lags * S * L)) &&
+           (s->drift_mlp_lag = nan_array((size_t)lags * S * L));
+}
+
+static void method_sums_free(method_sums *u) { free(u->lag), free(u->lag_seen), free(u->mag), free(u->mag_count); }
+
+static int method_sums_alloc(method_sums *u, int S, int L, int lags) {
+    const size_t per = (size_t)S * L * 2 * (lags > 1 ? lags - 1 : 1);
+    u->lags = lags;
+    u->lag = calloc(per * 2, sizeof(double));
+    u->lag_seen = calloc(per, sizeof(int));
+    u->mag = calloc((size_t)S * 2, sizeof(double));
+    u->mag_count = calloc((size_t)S * 2, sizeof(double));
+    return u->lag && u->lag_seen && u->mag && u->mag_count;
+}
+
+/* Divides the methods' sums: lag 1 is the drift already in st (drift_attn, drift_mlp). */
+static void finish_method_stats(eb_record_stats *st, const method_sums *u, const eb_recording *rec) {
+    const int S = rec->S, L = rec->L, K = u->lags;
+    for (int k = 0; k < S; k++) {
+        for (int h = 0; h < 2; h++)
+            if (u->mag_count[k * 2 + h] > 0) st->mag_ratio[k * 2 + h] = u->mag[k * 2 + h] / u->mag_count[k * 2 + h];
+        for (int l = 0; l < L; l++) {
+            const size_t at = (size_t)k * L + l;
+            st->drift_attn_lag[at] = st->drift_attn[at], st->drift_mlp_lag[at] = st->drift_mlp[at];
+            for (int j = 0; j + 1 < K; j++)
+                for (int m = 0; m < 2; m++) {
+                    const size_t i = ((at * 2 + m) * (K - 1) + j);
+                    (m ? st->drift_mlp_lag : st->drift_attn_lag)[(size_t)(j + 1) * S * L + at] =
+                        u->lag_seen[i] ? u->lag[2 * i] / u->lag[2 * i + 1] : NAN;
+                }
+        }
+    }
 }
 
 static void sums_free(run_sums *u) {
@@ -298,6 +415,29 @@ static void recorder_free(recorder *r) {
     for (int i = 0; r->prev && i < 2 * r->L; i++) be->free(r->prev[i]);
     be->free(r->prev_block0), be->free(r->probe), be->free(r->mod0), be->free(r->prev_out);
     free(r->prev), free(r->have), free(r->xs), free(r->eps), free(r->dump_host);
+    method_probe *p = &r->probe_m;
+    for (int i = 0; p->hist && i < 2 * r->L * (r->msums->lags - 1); i++) be->free(p->hist[i]);
+    be->free(p->scratch), be->free(p->h0), be->free(p->res);
+    free(p->hist), free(p->nhist), free(p->res_host), free(p->norm_prev);
+}
+
+/* The methods' working set for model batches of up to B rows (recorder_alloc first). */
+static eb_status method_probe_alloc(recorder *r, int B) {
+    const eb_config *c = &r->m->cfg;
+    const eb_backend *be = r->m->be;
+    const size_t n = feature_elems(c, B), nhist = (size_t)2 * r->L * (r->msums->lags - 1);
+    method_probe *p = &r->probe_m;
+    const char *missing = eb_backend_missing_op(be, "add_scaled");
+    if (missing) return eb_fail(EB_ERUNTIME, "the %s backend has no %s, which the recorder needs", be->name, missing);
+    p->hist = calloc(nhist ? nhist : 1, sizeof *p->hist);
+    p->nhist = calloc(2 * r->L, sizeof *p->nhist);
+    int ok = p->hist && p->nhist;
+    for (size_t i = 0; ok && i < nhist; i++) ok = !!(p->hist[i] = be->alloc(n * sizeof(float)));
+    ok = ok && (r->msums->lags < 3 || (p->scratch = be->alloc(n * sizeof(float)))) &&
+         (p->h0 = be->alloc(n * sizeof(float))) && (p->res = be->alloc(n * sizeof(float))) &&
+         (p->res_host = malloc(n * sizeof(float))) &&
+         (p->norm_prev = malloc((size_t)B * eb_tokens(c) * sizeof(double)));
+    return ok ? EB_OK : eb_fail(EB_ERUNTIME, "out of memory for MagCache's and SmoothCache's statistics (batch of %d)", B);
 }
 
 static eb_status recorder_alloc(recorder *r, eb_model *m, int B, int b, int steps, int keep_eps, int dump) {
@@ -329,6 +469,7 @@ static eb_status check_opts(const eb_model *m, const eb_record_opts *o, int N) {
     if (N <= 0) return eb_fail(EB_EINPUT, "N = %d samples, needs at least 1", N);
     if (o->start_step < 0 || o->start_step >= S)
         return eb_fail(EB_EINPUT, "start step %d outside [0, %d)", o->start_step, S);
+    if (o->lags < 0 || o->lags > S) return eb_fail(EB_EINPUT, "lags %d outside [0, %d] (0: %d)", o->lags, S, EB_RECORD_LAGS);
     if (o->start_step > 0 && !o->x0)
         return eb_fail(EB_EINPUT, "start step %d needs data: chains start from q(x_t | x0)", o->start_step);
     for (int i = 0; i < o->dump.nsteps; i++)
@@ -402,16 +543,27 @@ eb_status eb_record_run(eb_model *m, const eb_record_opts *o, const float *x_T, 
     }
     const eb_cache_schedule *cs = k0 > 0 ? table : o->cache;
     run_sums main_sums = {0}, ref_sums = {0};
-    recorder run = {.o = o, .S = S, .k0 = k0, .N = N, .sums = &main_sums}, ref = run;
-    ref.sums = &ref_sums;
+    const int lags = o->lags ? o->lags : EB_RECORD_LAGS < S ? EB_RECORD_LAGS : S;
+    method_sums main_msums = {.lags = lags}, ref_msums = {.lags = lags};
+    recorder run = {.o = o, .S = S, .k0 = k0, .N = N, .sums = &main_sums, .msums = &main_msums}, ref = run;
+    ref.sums = &ref_sums, ref.msums = &ref_msums;
     float *x = malloc((size_t)batch * per * sizeof(float));
     float *out = malloc((size_t)batch * eb_out_channels(c) * c->input_size * c->input_size * sizeof(float));
     int32_t *t = malloc(batch * sizeof(int32_t));
     if (!x || !out || !t || !sums_alloc(&main_sums, S, c->depth) || (cached && !sums_alloc(&ref_sums, S, c->depth)))
         st = eb_fail(EB_ERUNTIME, "out of memory");
+    if (!st && (!method_sums_alloc(&main_msums, S, c->depth, lags) ||
+                (cached && !method_sums_alloc(&ref_msums, S, c->depth, lags))))
+        st = eb_fail(EB_ERUNTIME, "out of memory");
     if (!st) st = recording_alloc(rec, o, c, N);
+    if (!st && (!method_stats_alloc(&rec->run, S, c->depth, lags) ||
+                (cached && !method_stats_alloc(&rec->reference, S, c->depth, lags))))
+        st = eb_fail(EB_ERUNTIME, "out of memory for the statistics of %d steps", S);
+    rec->lags = lags;
     if (!st) st = recorder_alloc(&run, m, B, batch, steps, 0, o->dump.nsteps > 0 && dump_to);
+    if (!st) st = method_probe_alloc(&run, B);
     if (!st && cached) st = recorder_alloc(&ref, m, B, batch, steps, 1, 0);
+    if (!st && cached) st = method_probe_alloc(&ref, B);
     if (!st && !(rec->samples = malloc((size_t)N * per * sizeof(float))))
         st = eb_fail(EB_ERUNTIME, "out of memory for %d samples", N);
     if (!st && o->dump.nsteps && dump_to) eb_h5w_set_deflate(dump_to, 4);
@@ -446,6 +598,8 @@ eb_status eb_record_run(eb_model *m, const eb_record_opts *o, const float *x_T, 
     if (!st) {
         finish_stats(&rec->run, &main_sums, rec);
         if (cached) finish_stats(&rec->reference, &ref_sums, rec);
+        finish_method_stats(&rec->run, &main_msums, rec);
+        if (cached) finish_method_stats(&rec->reference, &ref_msums, rec);
         for (int k = k0; cached && k < S; k++) {
             rec->deviation_x[k] = sqrt(dev[4 * k] / dev[4 * k + 1]);
             rec->deviation_eps[k] = sqrt(dev[4 * k + 2] / dev[4 * k + 3]);
@@ -454,6 +608,7 @@ eb_status eb_record_run(eb_model *m, const eb_record_opts *o, const float *x_T, 
     }
     free(dev), free(x), free(out), free(t);
     sums_free(&main_sums), sums_free(&ref_sums);
+    method_sums_free(&main_msums), method_sums_free(&ref_msums);
     if (run.m) recorder_free(&run);
     if (ref.m) recorder_free(&ref);
     eb_cache_schedule_free(table);
@@ -474,6 +629,23 @@ static eb_status put(eb_h5w *w, const char *prefix, const char *name, const doub
     return st ? st : eb_h5w_attr_str(w, path, "description", what);
 }
 
+/* /drift/attn_lag and /drift/mlp_lag (lags, S, L). */
+static eb_status write_lagged(eb_h5w *w, const char *prefix, const eb_record_stats *s, const eb_recording *r) {
+    const int64_t dims[3] = {r->lags, r->S, r->L};
+    const char *names[2] = {"/drift/attn_lag", "/drift/mlp_lag"};
+    const double *v[2] = {s->drift_attn_lag, s->drift_mlp_lag};
+    eb_status st = EB_OK;
+    for (int m = 0; !st && m < 2; m++) {
+        char path[128];
+        snprintf(path, sizeof path, "%s%s", prefix, names[m]);
+        st = eb_h5w_write(w, path, EB_H5_F64, v[m], 3, dims);
+        if (!st) st = eb_h5w_attr_str(w, path, "description",
+                                      "row j-1: sum|F_k - F_{k-j}| / sum|F_{k-j}| of the pre-gate output, F_{k-j} the "
+                                      "module's output j forwards earlier in the chain (row 0 = the drift)");
+    }
+    return st;
+}
+
 static eb_status write_stats(eb_h5w *w, const char *prefix, const eb_record_stats *s, const eb_recording *r) {
     const int64_t S = r->S, L = r->L, N = r->N;
     struct { const char *name; const double *v; int rank; int64_t d1; const char *what; } sets[] = {
@@ -492,10 +664,14 @@ static eb_status write_stats(eb_h5w *w, const char *prefix, const eb_record_stat
         {"/drift/mlp_cos", s->drift_mlp_cos, 2, L, "cosine similarity of the pre-gate MLP output to F_prev"},
         {"/drift/block0_input", s->drift_block0, 1, 0, "relative L1 change of block 0's modulated input (TeaCache)"},
         {"/drift/output", s->drift_output, 1, 0, "relative L1 change of the model output (both CFG halves)"},
+        {"/magcache/ratio", s->mag_ratio, 2, 2,
+         "MagCache: mean over tokens of |r_k| / |r_prev| per token, r = tokens after the last block - tokens after "
+         "the embedding; column 0 conditional, 1 unconditional half"},
     };
     eb_status st = EB_OK;
     for (size_t i = 0; !st && i < sizeof sets / sizeof sets[0]; i++)
         st = put(w, prefix, sets[i].name, sets[i].v, sets[i].rank, S, sets[i].d1, sets[i].what);
+    if (!st) st = write_lagged(w, prefix, s, r);
     if (!st) st = eb_h5w_attr_f64(w, NULL, *prefix ? "reference_signal_power" : "signal_power", s->signal_power);
     if (!st && s->snr_data && !*prefix) st = eb_h5w_attr_f64(w, NULL, "data_power", s->data_power);
     return st;

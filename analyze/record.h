@@ -42,7 +42,13 @@ typedef struct {
     int batch;                           /* samples per model batch (≤ 0: all N at once)          */
     int eps_q;                           /* 1: the second pass for /eps/norm_q                    */
     eb_record_dump dump;                 /* nsteps = 0: no feature dumps                          */
+    int lags;                            /* drift against 1..lags steps back (/drift/attn_lag; 0: */
+                                         /* EB_RECORD_LAGS, SmoothCache's lookahead; 1: only the  */
+                                         /* previous step, no extra buffers)                      */
 } eb_record_opts;
+
+/* The default of eb_record_opts.lags: SmoothCache's default calibration lookahead. */
+#define EB_RECORD_LAGS 3
 
 /* The statistics of one chain set (the recorded run, or the uncached
  * reference of a cached one). Arrays are malloc'd, row-major, NaN-filled
@@ -64,10 +70,17 @@ typedef struct {
     double *drift_mlp_cos;   /* (S, L)                                                    */
     double *drift_block0;    /* (S)    relative L1 change of block 0's modulated input    */
     double *drift_output;    /* (S)    relative L1 change of the model output             */
+    /* MagCache's calibration and SmoothCache's lookahead (docs/recording.md) */
+    double *mag_ratio;       /* (S, 2) mean over tokens of ‖r_k‖ / ‖r_prev‖ per token, r the  */
+                             /*        blocks' total residual, column 0 the conditional half, */
+                             /*        1 the unconditional one (NaN without guidance)         */
+    double *drift_attn_lag;  /* (lags, S, L) Σ|F_k − F_{k−j}| / Σ|F_{k−j}|, row j−1 = lag j  */
+    double *drift_mlp_lag;   /* (lags, S, L) the same for the MLP (row 0 = drift_mlp)        */
 } eb_record_stats;
 
 typedef struct {
     int S, L, N, start_step;
+    int lags;                /* rows of drift_*_lag                                       */
     int C, H;                /* image channels and side                                   */
     int32_t *t;              /* (S) model timesteps, step order                           */
     double *alpha_bar;       /* (S) ᾱ of each step                                        */

@@ -1,6 +1,6 @@
 /* cmd_schedule.c — `ebcache schedule`: write cache schedule tables for FORA,
- * Δ-DiT, TeaCache, first-block cache, TaylorSeer and the official EB-Cache
- * cache_table.npy, and show a table. Format: docs/schedule.md. */
+ * Δ-DiT, TeaCache, first-block cache, TaylorSeer, a Learning-to-Cache router
+ * and the official EB-Cache cache_table.npy, and show a table. Format: docs/schedule.md. */
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -73,7 +73,7 @@ static int generate(int argc, char **argv, eb_opt *opts, int n, const char *usag
         fprintf(stderr, "ebcache %s: --output TABLE is required (see --help)\n", cmd);
         return 2;
     }
-    if ((rc = eb_output_check(cmd, out, EB_INPUTS(eb_arg(opts, n, "input"), eb_model_input(opts, n))))) return rc;
+    if ((rc = eb_output_check(cmd, out, EB_INPUTS(eb_arg(opts, n, "input"), eb_arg(opts, n, "router"), eb_model_input(opts, n))))) return rc;
     eb_config c;
     char label[128], spacing[64];
     eb_schedule s;
@@ -172,6 +172,15 @@ static int read_taylorseer(kind_args *a) {
     return rc;
 }
 
+/* l2c: the converted router's scores at a threshold. */
+static int read_l2c(kind_args *a) {
+    if (!(a->o.router = eb_arg(a->opts, a->n, "router"))) {
+        fprintf(stderr, "ebcache %s: --router SCORES.h5 is required (see --help)\n", a->cmd);
+        return 2;
+    }
+    return float_opt(a, "threshold", NAN, &a->param);
+}
+
 /* from-npy is no method: it converts the official table. */
 static int read_npy(kind_args *a) {
     const char *input = eb_arg(a->opts, a->n, "input");
@@ -195,6 +204,7 @@ static void usage(FILE *f) {
             "  teacache    --threshold X [--poly c,...]       skip whole steps while the rescaled input change stays small\n"
             "  fbcache     --threshold X [--blocks F]         skip blocks F.. while the first blocks' residual is stable\n"
             "  taylorseer  --interval N --order O [--warmup W]  Taylor forecasts between refreshes every N steps\n"
+            "  l2c         --router SCORES.h5 --threshold X   a Learning-to-Cache router (tools/convert_l2c.py)\n"
             "  from-npy    --input cache_table.npy [--delta D]  the official EB-Cache table (0 compute, 2 reuse both,\n"
             "                                                  else reuse attention) with ε divided by D\n\n"
             "'ebcache schedule KIND --help' lists every option. Format: docs/schedule.md.\n");
@@ -231,6 +241,10 @@ int cmd_schedule(int argc, char **argv) {
          {{"interval", "N", "refresh every N steps", NULL}, {"order", "O", "Taylor order 1..4", NULL},
           {"warmup", "W", "first steps always computed (default 2, as the official code)", NULL}},
          "usage: ebcache schedule taylorseer --interval N --order O [--warmup W] --steps S --output TABLE"},
+        {"l2c", read_l2c,
+         {{"router", "SCORES.h5", "the router scores written by tools/convert_l2c.py --scores", NULL},
+          {"threshold", "X", "a module computes where its score is above X (the official --thres, 0.1)", NULL}},
+         "usage: ebcache schedule l2c --router SCORES.h5 --threshold X --respacing ddim50 --output TABLE"},
         {"from-npy", read_npy,
          {{"input", "NPY", "cache_table.npy: int64 (S,), entry S-1 = the first step", NULL},
           {"delta", "D", "ε is divided by D at every step (default 1; the released code uses 0.965)", NULL}},

@@ -52,13 +52,16 @@ static int read_opts(const eb_opt *opts, int n, eb_search_opts *o) {
         int *field;
         long min;
     } ints[] = {{"interval", &o->interval, 1}, {"blocks", &o->blocks, 1}, {"boundary", &o->boundary, 0},
-                {"order", &o->order, 1},       {"warmup", &o->warmup, 1}};
+                {"order", &o->order, 1},       {"warmup", &o->warmup, 1},
+                {"lookahead", &o->lookahead, 1}, {"max-skips", &o->max_skips, 1}};
     for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++) {
         if (!(v = eb_arg(opts, n, ints[k].name))) continue;
         if ((rc = eb_arg_int(CMD, ints[k].name, v, ints[k].min, EB_DIFFUSION_STEPS, &iv))) return rc;
         *ints[k].field = (int)iv;
     }
     if ((v = eb_arg(opts, n, "t-thre")) && (rc = eb_arg_float(CMD, "t-thre", v, &o->t_thre))) return rc;
+    if ((v = eb_arg(opts, n, "retention")) && (rc = eb_arg_float(CMD, "retention", v, &o->retention))) return rc;
+    o->router = eb_arg(opts, n, "router");
     if ((v = eb_arg(opts, n, "noise-scaling")) && eb_scaling_parse(&o->scaling, v)) return eb_report(CMD, EB_EINPUT);
     if (!isnan(o->target) && (eb_arg(opts, n, "interval") || eb_arg(opts, n, "threshold")) &&
         o->method->param != EB_PARAM_DELTA_SCALE) {
@@ -82,6 +85,11 @@ int cmd_search(int argc, char **argv) {
         {"order", "O", "taylorseer: Taylor order 1..4 (default 2)", NULL},
         {"warmup", "W", "taylorseer: first steps always computed (default 2)", NULL},
         {"t-thre", "T", "eb-cache: phase split in t/1000 (default: the fit's t_thre)", NULL},
+        {"lookahead", "K", "smoothcache: steps one compute may serve (default 1; up to the recording's lags)", NULL},
+        {"max-skips", "K", "magcache: consecutive skipped steps at most (default 2)", NULL},
+        {"retention", "R", "magcache: the first fraction of the model calls never skipped (default 0.2; negative: none)",
+         NULL},
+        {"router", "SCORES.h5", "l2c: the router scores (tools/convert_l2c.py --scores)", NULL},
         {"noise-scaling", "KIND", "ε divisor per step: none, two-phase, linear, per-step (default: two-phase for "
                                   "eb-cache, none otherwise)", NULL},
         {"config", "NAME", "model the FLOPs are counted on (default: the recording's)", NULL},
@@ -107,7 +115,7 @@ int cmd_search(int argc, char **argv) {
         fprintf(stderr, "ebcache " CMD ": --method, --record and --output are required (see --help)\n");
         return 2;
     }
-    if ((rc = eb_output_check(CMD, p.output, EB_INPUTS(p.record, p.fit, p.model)))) return rc;
+    if ((rc = eb_output_check(CMD, p.output, EB_INPUTS(p.record, p.fit, p.model, eb_arg(opts, n, "router"))))) return rc;
     if (eb_method_parse(&p.opts.method, method)) return eb_report(CMD, EB_EINPUT);
     if ((rc = read_opts(opts, n, &p.opts))) return rc;
     long threads = 0;

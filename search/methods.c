@@ -1,9 +1,11 @@
 /* methods.c — the registry of caching methods and their generators (methods.h). */
 #include "search/methods.h"
 #include "search/search.h"
+#include "runtime/h5io.h"
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static double teacache_top(const eb_method_input *in);
@@ -43,6 +45,12 @@ const eb_method eb_methods[EB_NMETHODS] = {
     {.name = "smoothcache", .generate = eb_generate_smoothcache, .param = EB_PARAM_THRESHOLD, .fixed = NAN,
      .scaling = EB_SCALING_NONE, .needs = EB_NEEDS_RECORDING, .sweeps = 1, .top = smoothcache_top,
      .about = "SmoothCache: reuse a module's output where its recorded change to the next step stays below α"},
+    {.name = "magcache", .generate = eb_generate_magcache, .param = EB_PARAM_THRESHOLD, .fixed = NAN,
+     .scaling = EB_SCALING_NONE, .needs = EB_NEEDS_RECORDING, .sweeps = 1, .top = eb_magcache_top,
+     .about = "MagCache: skip steps by the cached residual while the recorded magnitude ratios' error stays below δ"},
+    {.name = "l2c", .generate = eb_generate_l2c, .param = EB_PARAM_THRESHOLD, .fixed = NAN,
+     .scaling = EB_SCALING_NONE, .needs = EB_NEEDS_RECORDING, .top = eb_l2c_top,
+     .about = "Learning-to-Cache: a converted router's per-step, per-block reuse at its threshold"},
 };
 _Static_assert(sizeof eb_methods / sizeof eb_methods[0] == EB_NMETHODS, "eb_methods and EB_NMETHODS");
 
@@ -79,6 +87,21 @@ eb_status eb_method_parse(const eb_method **m, const char *name) {
 }
 
 int eb_method_index(const eb_method *m) { return (int)(m - eb_methods); }
+
+eb_status eb_rec_read_extra(const eb_rec_data *rec, const char *name, int rank, const int64_t *want, double **v,
+                            int64_t *dims) {
+    *v = NULL;
+    eb_h5 *f;
+    eb_status st = eb_h5_open(&f, rec->path);
+    if (st) return st;
+    if (eb_h5_lookup(f, name) != EB_H5_DATASET)
+        st = eb_fail(EB_EINPUT, "%s: no dataset %s (recorded by ebcache record from this version on: record again)",
+                     rec->path, name);
+    else
+        st = eb_h5_read_f64(f, name, rank, want, v, dims ? dims : (int64_t[EB_H5_MAX_RANK]){0}, 0);
+    eb_h5_close(f);
+    return st;
+}
 
 /* ------------------------------------------------------------------------ */
 /* Generators                                                                */
@@ -118,44 +141,81 @@ static double teacache_top(const eb_method_input *in) {
     return top;
 }
 
-/* SmoothCache's error curve of one module type at step k ≥ 1: the recorded
- * relative L1 change of its output from step k − 1, the mean over blocks. */
-static double smoothcache_error(const eb_rec_data *rec, int mlp, int k) {
-    const double *drift = (mlp ? rec->drift_mlp : rec->drift_attn) + (size_t)k * rec->L;
-    double sum = 0;
-    for (int l = 0; l < rec->L; l++) sum += drift[l];
-    return sum / rec->L;
+/* SmoothCache's error curves: err[(j·2 + m)·S + k] for lag j + 1 (j < K),
+ * module m (0 attention, 1 MLP) and step k ≥ j + 1, the recorded relative L1
+ * change of its output from step k − j − 1 to step k, the mean over blocks.
+ * Lag 1 is the recording's drift; longer lags come from /drift/{attn,mlp}_lag. */
+static eb_status smoothcache_errors(double **err, const eb_method_input *in, int K) {
+    const eb_rec_data *rec = in->rec;
+    const int S = rec->S, L = rec->L;
+    double *lagged[2] = {NULL, NULL};
+    int64_t d[3];
+    eb_status st = EB_OK;
+    for (int m = 0; K > 1 && !st && m < 2; m++) {
+        const int64_t want[3] = {EB_H5_ANY, S, L};
+        st = eb_rec_read_extra(rec, m ? "/drift/mlp_lag" : "/drift/attn_lag", 3, want, &lagged[m], d);
+        if (!st && d[0] < K)
+            st = eb_fail(EB_EINPUT, "%s: lookahead %d needs the drift over %d steps; it has %lld (record --lags)",
+                         rec->path, K, K, (long long)d[0]);
+    }
+    if (!st && !(*err = malloc((size_t)K * 2 * S * sizeof **err))) st = eb_fail(EB_ERUNTIME, "out of memory");
+    for (int j = 0; !st && j < K; j++)
+        for (int m = 0; m < 2; m++)
+            for (int k = 0; k < S; k++) {
+                const double *row = j ? lagged[m] + ((size_t)j * S + k) * L : (m ? rec->drift_mlp : rec->drift_attn) + (size_t)k * L;
+                double sum = 0;
+                for (int l = 0; l < L; l++) sum += row[l];
+                (*err)[((size_t)j * 2 + m) * S + k] = k > j ? sum / L : NAN;
+            }
+    free(lagged[0]), free(lagged[1]);
+    return st;
 }
 
+static int smoothcache_lookahead(const eb_method_input *in) { return in->o->lookahead > 0 ? in->o->lookahead : 1; }
+
 static double smoothcache_top(const eb_method_input *in) {
-    double top = 0;
-    for (int k = 1; k < in->rec->S; k++)
-        for (int m = 0; m < 2; m++) top = fmax(top, smoothcache_error(in->rec, m, k));
+    const int K = smoothcache_lookahead(in), S = in->rec->S;
+    double *err, top = 0;
+    if (smoothcache_errors(&err, in, K)) return NAN;
+    for (int i = 0; i < K * 2 * S; i++)
+        if (!isnan(err[i])) top = fmax(top, err[i]);
+    free(err);
     return top;
 }
 
-/* SmoothCache (Liu et al., 2024) with a lookahead of one step, the error
- * curves from the recording (docs/search.md): scanning the steps in order, a
- * computed step whose module output changes by at most α (its type's curve)
- * to the next step lets that next step reuse it, and the step after computes
- * again; the first and last steps compute. Attention and MLP have their own
- * curves and so their own reuse steps. */
+/* SmoothCache (Liu et al., 2024) with lookahead K, the error curves from the
+ * recording (docs/search.md), each module type on its own: scanning from step
+ * i = 0, the longest lag j + 1 ≤ K whose error from step i to step i + j + 1
+ * is at most α lets steps i + 1 … i + j + 1 reuse step i's output and the
+ * scan goes on at i + j + 2; with none, step i computes and the scan goes on
+ * at i + 1. The first and last steps compute. */
 eb_status eb_generate_smoothcache(eb_cache_schedule **out, const eb_method_input *in, double alpha) {
-    const eb_rec_data *rec = in->rec;
-    const int S = in->sched->S;
+    const int S = in->sched->S, K = smoothcache_lookahead(in);
+    *out = NULL;
     if (!(alpha >= 0)) return eb_fail(EB_EINPUT, "smoothcache: the threshold α %g is not ≥ 0", alpha);
+    if (K > S - 1) return eb_fail(EB_EINPUT, "smoothcache: lookahead %d outside [1, %d]", K, S - 1);
+    double *err;
+    eb_status st = smoothcache_errors(&err, in, K);
+    if (st) return st;
+    uint8_t reuse[2][S];
+    memset(reuse, 0, sizeof reuse);
+    for (int m = 0; m < 2; m++)
+        for (int i = 0; i < S;) {
+            int j = K - 1;
+            while (j >= 0 && !(i + j + 1 < S && err[((size_t)j * 2 + m) * S + i + j + 1] <= alpha)) j--;
+            for (int s = 1; s <= j + 1; s++) reuse[m][i + s] = 1;
+            i += j + 2;
+        }
     char params[64];
-    snprintf(params, sizeof params, "alpha=%.6g lookahead=1", alpha);
-    eb_status st = eb_cache_schedule_new(out, in->sched, "smoothcache", params);
-    int reused[2] = {0, 0};
+    snprintf(params, sizeof params, "alpha=%.6g lookahead=%d", alpha, K);
+    st = eb_cache_schedule_new(out, in->sched, "smoothcache", params);
     for (int k = 0; !st && k < S; k++) {
         eb_act act[2];
-        for (int m = 0; m < 2; m++) {
-            reused[m] = k > 0 && k < S - 1 && !reused[m] && smoothcache_error(rec, m, k) <= alpha;
-            act[m] = (eb_act){reused[m] ? EB_ACT_REUSE : EB_ACT_COMPUTE, 0};
-        }
+        for (int m = 0; m < 2; m++)
+            act[m] = (eb_act){reuse[m][k] && k < S - 1 ? EB_ACT_REUSE : EB_ACT_COMPUTE, 0};
         st = eb_cache_schedule_add(*out, in->sched, k, 0, -1, act[0], act[1], in->scale ? in->scale[k] : 1);
     }
+    free(err);
     if (st) eb_cache_schedule_free(*out), *out = NULL;
     return st;
 }

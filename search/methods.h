@@ -69,7 +69,7 @@ typedef struct {
 } eb_method;
 
 /* The registry, in report order. */
-enum { EB_NMETHODS = 11 };
+enum { EB_NMETHODS = 13 };
 extern const eb_method eb_methods[EB_NMETHODS];
 
 /* The method called `name`, or NULL. */
@@ -89,5 +89,27 @@ eb_status eb_generate_taylorseer(eb_cache_schedule **out, const eb_method_input 
 eb_status eb_generate_budget(eb_cache_schedule **out, const eb_method_input *in, double budget);
 eb_status eb_generate_smoothcache(eb_cache_schedule **out, const eb_method_input *in, double alpha);
 eb_status eb_generate_ebcache(eb_cache_schedule **out, const eb_method_input *in, double delta_scale);
+/* MagCache (search/magcache.c): skips every block by the cached residual while
+ * the accumulated error of the recorded magnitude ratios stays below delta. */
+eb_status eb_generate_magcache(eb_cache_schedule **out, const eb_method_input *in, double delta);
+/* Learning-to-Cache (search/l2c.c): the router scores of o->router at threshold θ. */
+eb_status eb_generate_l2c(eb_cache_schedule **out, const eb_method_input *in, double threshold);
+
+/* Their threshold methods' upper ends (eb_method.top): MagCache's δ above any
+ * accumulated error, the largest router score. NaN when the input cannot be read. */
+double eb_magcache_top(const eb_method_input *in);
+double eb_l2c_top(const eb_method_input *in);
+
+/* MagCache's defaults (its Wan 2.1 script): at most K = 2 consecutive skips, the first 20 % of the model
+ * calls kept. */
+#define EB_MAGCACHE_K 2
+#define EB_MAGCACHE_RETENTION 0.2
+
+/* Dataset `name` of the recording's file (rec->path) as float64, checked
+ * against want (rank extents, EB_H5_ANY for any; NULL: any shape): the datasets beyond eb_rec_data that some methods read
+ * (/magcache/ratio, /drift/attn_lag, …). EB_EINPUT naming the file and the
+ * dataset, and the `ebcache record` that writes it, when missing. */
+eb_status eb_rec_read_extra(const eb_rec_data *rec, const char *name, int rank, const int64_t *want, double **v,
+                            int64_t *dims);
 
 #endif

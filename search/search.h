@@ -49,6 +49,11 @@ struct eb_search_opts {
     int interval;           /* fora, delta-dit, taylorseer                                                    */
     int blocks, boundary;   /* delta-dit: blocks skipped (0: half the depth); first front step (−1: S/2)       */
     int order, warmup;      /* taylorseer                                                                     */
+    int lookahead;          /* smoothcache: steps a compute may serve, 1..the recording's lags (0: 1)         */
+    int max_skips;          /* magcache: K, consecutive skipped steps at most (0: EB_MAGCACHE_K)              */
+    double retention;       /* magcache: the first fraction of the model calls never skipped                  */
+                            /* (0: EB_MAGCACHE_RETENTION; negative: none)                                     */
+    const char *router;     /* l2c: the router scores file of tools/convert_l2c.py                            */
 };
 
 /* Defaults: eb-cache, no target, default scaling, δ = 0.02·τ + 0.005, the fit's split,
