@@ -29,7 +29,7 @@ static eb_status router_load(l2c_router *r, const eb_method_input *in) {
         st = eb_fail(EB_EINPUT, "%s: /l2c/scores is (%lld, %lld, %lld): the router is for %lld steps and %lld blocks; "
                                 "this sampler has %d steps, the model %d blocks", path, (long long)d[0], (long long)d[1],
                      (long long)d[2], (long long)d[0], (long long)d[1], S, L);
-    if (!st) st = eb_h5_read_i32(f, "/l2c/t", 1, want, &t, NULL);
+    if (!st) st = eb_h5_read_i32(f, "/l2c/t", 1, want, &t, d);
     for (int k = 0; !st && k < S; k++)
         if (t[k] != in->sched->timestep[S - 1 - k])
             st = eb_fail(EB_EINPUT, "%s: /l2c/t[%d] = %d, but the sampler's step %d runs t = %d (another respacing?)",
