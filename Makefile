@@ -180,6 +180,7 @@ goldens: $(REF_DEB_STAMP)
 	/usr/bin/python3 reference/metrics_ref.py tests/golden
 	/usr/bin/python3 reference/classifier_ref.py tests/golden
 	/usr/bin/python3 reference/record_ref.py tests/golden
+	/usr/bin/python3 reference/methods_ref.py tests/golden
 	/usr/bin/python3 reference/npz_ref.py tests/golden
 	/usr/bin/python3 reference/adm_metrics_ref.py tests/golden
 	/usr/bin/python3 reference/inception_ref.py tests/golden
