@@ -90,14 +90,11 @@ def table_text(scores, timesteps, threshold, model, spacing):
     return "\n".join(lines) + "\n"
 
 
-def write_scores(path, scores, timesteps, source):
+def atomic_write(path, write):
+    """write(tmp) fills a temporary file next to `path`, renamed to it when complete."""
     tmp = f"{path}.tmp{os.getpid()}"
     try:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("l2c/scores", data=scores.astype("<f8"), track_times=False)
-            f.create_dataset("l2c/t", data=np.asarray(timesteps, dtype="<i4"), track_times=False)
-            f["l2c/scores"].attrs["description"] = "sigmoid(router prob), step order, (attention, MLP) per block"
-            f.attrs["source"] = os.path.basename(source)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -105,16 +102,17 @@ def write_scores(path, scores, timesteps, source):
         raise
 
 
-def write_text(path, text):
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+def write_scores(tmp, scores, timesteps, source):
+    with h5py.File(tmp, "w") as f:
+        f.create_dataset("l2c/scores", data=scores.astype("<f8"), track_times=False)
+        f.create_dataset("l2c/t", data=np.asarray(timesteps, dtype="<i4"), track_times=False)
+        f["l2c/scores"].attrs["description"] = "sigmoid(router prob), step order, (attention, MLP) per block"
+        f.attrs["source"] = os.path.basename(source)
+
+
+def write_text(tmp, text):
+    with open(tmp, "w") as f:
+        f.write(text)
 
 
 def step_timesteps(spacing):
@@ -146,9 +144,10 @@ def main(argv):
         print(f"convert_l2c.py: {e}", file=sys.stderr)
         return 2
     try:
-        write_scores(a.scores, scores, timesteps, a.router)
+        atomic_write(a.scores, lambda tmp: write_scores(tmp, scores, timesteps, a.router))
         if a.output:
-            write_text(a.output, table_text(scores, timesteps, a.threshold, a.model, a.respacing))
+            text = table_text(scores, timesteps, a.threshold, a.model, a.respacing)
+            atomic_write(a.output, lambda tmp: write_text(tmp, text))
     except OSError as e:
         print(f"convert_l2c.py: {e}", file=sys.stderr)
         return 1
