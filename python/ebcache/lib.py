@@ -110,7 +110,9 @@ class SearchOpts(ctypes.Structure):  # struct eb_search_opts (search/search.h)
     _fields_ = [("method", ctypes.c_void_p), ("target", ctypes.c_double), ("scaling", ctypes.c_int),
                 ("delta_a", ctypes.c_double), ("delta_c", ctypes.c_double), ("t_thre", ctypes.c_double),
                 ("threshold", ctypes.c_double), ("interval", ctypes.c_int), ("blocks", ctypes.c_int),
-                ("boundary", ctypes.c_int), ("order", ctypes.c_int), ("warmup", ctypes.c_int)]
+                ("boundary", ctypes.c_int), ("order", ctypes.c_int), ("warmup", ctypes.c_int),
+                ("lookahead", ctypes.c_int), ("max_skips", ctypes.c_int), ("retention", ctypes.c_double),
+                ("router", ctypes.c_char_p)]
 
 
 class SearchParams(ctypes.Structure):  # eb_search_params (pipeline/searching.h)
