@@ -1,6 +1,7 @@
 /* methods.c — the registry of caching methods and their generators (methods.h). */
 #include "search/methods.h"
 #include "search/search.h"
+#include "analyze/record.h"
 #include "runtime/h5io.h"
 
 #include <math.h>
@@ -155,8 +156,8 @@ static eb_status smoothcache_errors(double **err, const eb_method_input *in, int
         const int64_t want[3] = {EB_H5_ANY, S, L};
         st = eb_rec_read_extra(rec, m ? "/drift/mlp_lag" : "/drift/attn_lag", 3, want, &lagged[m], d);
         if (!st && d[0] < K)
-            st = eb_fail(EB_EINPUT, "%s: lookahead %d needs the drift over %d steps; it has %lld (record --lags)",
-                         rec->path, K, K, (long long)d[0]);
+            st = eb_fail(EB_EINPUT, "%s: lookahead %d needs the drift over %d steps; it has %lld (ebcache record "
+                                    "keeps %d: eb_record_opts.lags)", rec->path, K, K, (long long)d[0], EB_RECORD_LAGS);
     }
     if (!st && !(*err = malloc((size_t)K * 2 * S * sizeof **err))) st = eb_fail(EB_ERUNTIME, "out of memory");
     for (int j = 0; !st && j < K; j++)
