@@ -74,6 +74,19 @@ static void expect_same_actions(const eb_cache_schedule *got, const eb_cache_sch
     eb_cache_plan_free(&a), eb_cache_plan_free(&b);
 }
 
+/* tiny_sigma's configuration, for the tests that count FLOPs without running it. */
+static eb_config tiny_sigma_config(void) {
+    return (eb_config){.input_size = 8, .patch_size = 2, .in_channels = 4, .hidden_size = 64, .depth = 2,
+                       .num_heads = 4, .num_classes = 10, .learn_sigma = 1};
+}
+
+/* The golden model, the sampler of `spacing` and default search options. */
+static eb_model *setup(eb_schedule *s, const char *spacing, eb_search_opts *o) {
+    cr_assert_eq(eb_schedule_create(s, spacing), EB_OK);
+    eb_search_defaults(o);
+    return golden_model("tiny_sigma.safetensors", 0);
+}
+
 static eb_sampler_opts sampler(const eb_model *m, eb_sampler_kind kind, uint64_t seed) {
     return (eb_sampler_opts){.kind = kind, .var_type = EB_VAR_LEARNED_RANGE, .cfg_scale = 1.5f,
                              .guide_channels = eb_default_guide_channels(eb_model_config(m)), .seed = seed};
@@ -147,13 +160,11 @@ Test(methods, recorder_matches_the_reference) {
 /* MagCache's table from the reference's ratios is the reference's, and its
  * run (whole-model residual skips under guidance) gives the reference's samples. */
 Test(methods, magcache_table_and_samples) {
-    eb_model *m = golden_model("tiny_sigma.safetensors", 0);
     eb_schedule s;
-    cr_assert_eq(eb_schedule_create(&s, "10"), EB_OK);
+    eb_search_opts o;
+    eb_model *m = setup(&s, "10", &o);
     eb_rec_data r;
     golden_rec(&r);
-    eb_search_opts o;
-    eb_search_defaults(&o);
     o.max_skips = (int)attr_f64("magcache", "max_skips"), o.retention = attr_f64("magcache", "retention");
     const eb_method_input in = {.sched = &s, .c = eb_model_config(m), .o = &o, .rec = &r};
     eb_cache_schedule *cs, *want = golden_table("magcache");
@@ -183,8 +194,7 @@ Test(methods, smoothcache_lookahead_table) {
     cr_assert_eq(eb_schedule_create(&s, "10"), EB_OK);
     eb_rec_data r;
     golden_rec(&r);
-    eb_config c = {.input_size = 8, .patch_size = 2, .in_channels = 4, .hidden_size = 64, .depth = r.L, .num_heads = 4,
-                   .num_classes = 10, .learn_sigma = 1};
+    const eb_config c = tiny_sigma_config();
     eb_search_opts o;
     eb_search_defaults(&o);
     o.lookahead = (int)attr_f64("smoothcache", "lookahead");
@@ -213,11 +223,9 @@ Test(methods, smoothcache_lookahead_table) {
  * reference's threshold, samples what the reference's own implementation of
  * the official router forward samples. */
 Test(methods, l2c_replay_samples) {
-    eb_model *m = golden_model("tiny_sigma.safetensors", 0);
     eb_schedule s;
-    cr_assert_eq(eb_schedule_create(&s, "ddim10"), EB_OK);
     eb_search_opts o;
-    eb_search_defaults(&o);
+    eb_model *m = setup(&s, "ddim10", &o);
     o.router = GOLDEN_DIR "l2c_scores.h5";
     const eb_method_input in = {.sched = &s, .c = eb_model_config(m), .o = &o};
     eb_cache_schedule *cs;
@@ -241,8 +249,7 @@ Test(methods, l2c_replay_samples) {
 Test(methods, magcache_and_l2c_search_targets) {
     eb_rec_data r;
     golden_rec(&r);
-    eb_config c = {.input_size = 8, .patch_size = 2, .in_channels = 4, .hidden_size = 64, .depth = r.L, .num_heads = 4,
-                   .num_classes = 10, .learn_sigma = 1};
+    const eb_config c = tiny_sigma_config();
     eb_search_opts o;
     eb_search_defaults(&o);
     o.method = eb_method_find("magcache"), o.target = 0.8;
