@@ -435,3 +435,48 @@ Test(pipeline_ablation, imagenet_cells_on_tiny_models, .timeout = 600) {
     cr_expect_eq(again.sfid, row.sfid);
     eb_ablation_close(a);
 }
+
+/* The ImageNet report from hand-made rows (3 seeds, uncached and FORA at interval 2, FID +1 and
+ * sFID +2 on every seed): the CSV's columns, the curve table's, the paired ΔFID and the claim. */
+Test(pipeline_ablation, imagenet_report_columns) {
+    static eb_ablation_spec s;
+    char path[600], results[512], csv[600], md[600];
+    spec_file(path, "name = inet\njudge = imagenet\nvae = v\ninception = i\nreference = r\nsamplers = ddpm-50\n"
+                    "methods = none fora\nsweep.fora = 2\nseeds = 1 2 3\nn = 8\n");
+    cr_assert_eq(eb_ablation_spec_read(&s, path), EB_OK, "%s", eb_last_error());
+    eb_ablation_point pts[4];
+    cr_assert_eq(eb_ablation_plan(&s, pts, 4), 2);
+    eb_ablation_curve_point points[2] = {{.at = pts[0], .reached = 1, .flop_speedup = 1, .wall = 1, .cpu = 1},
+                                         {.at = pts[1], .reached = 1, .table = "t", .params = "interval=2",
+                                          .flop_speedup = 2, .wall = 1.8, .cpu = 1.9, .wall_lo = 1.7, .wall_hi = 1.9}};
+    eb_ablation_row rows[6];
+    for (int k = 0; k < 2; k++)
+        for (int j = 0; j < 3; j++)
+            rows[3 * k + j] = (eb_ablation_row){.point = k, .seed = j + 1, .reached = 1, .flop_speedup = 1 + k,
+                                                .fd = 5 + j + k, .fd_mean = 1, .fd_cov = 4 + j + k, .sfid = 9 + j + 2 * k,
+                                                .inception_score = 100 - j, .precision = 0.7, .recall = 0.5,
+                                                .pixel_fd = NAN, .psnr = NAN, .accuracy = NAN};
+    eb_ablation_results r = {.points = points, .n_points = 2, .rows = rows, .n_rows = 6, .cores = 2};
+    eb_ablation_params p;
+    eb_ablation_params_defaults(&p);
+    p.results = in_workdir(results, "res"), p.scripts = NULL;
+    cr_assert_eq(eb_ablation_write_report(&s, &r, &p), EB_OK, "%s", eb_last_error());
+    static unsigned char text[1 << 16];
+    snprintf(csv, sizeof csv, "%s/inet.csv", results);
+    text[slurp(csv, text, sizeof text - 1)] = 0;
+    static const char head[] = "sampler,method,target,seed,n,reached,flop_speedup,wall_s,measured_speedup,cpu_speedup,"
+                               "load,fid,fid_mean_term,fid_cov_term,sfid,inception_score,precision,recall,sweep,value,"
+                               "params\n";
+    cr_expect(!strncmp((char *)text, head, strlen(head)), "%.200s", text);
+    cr_expect(strstr((char *)text, "\nddpm-50,fora,nan,2,8,1,2,0,0,0,0,7,1,6,12,99,0.7,0.5,interval,2,\"interval=2\"\n"),
+              "%s", text);
+    snprintf(md, sizeof md, "%s/inet.md", results);
+    text[slurp(md, text, sizeof text - 1)] = 0;
+    cr_expect(strstr((char *)text, "| FID (mean + cov. term) | ΔFID | sFID | ΔsFID | IS | ΔIS | precision | recall |\n"
+                                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"), "%s", text);
+    cr_expect(!strstr((char *)text, "PSNR") && !strstr((char *)text, "pixel FD"), "no Fashion-MNIST judge");
+    cr_expect(strstr((char *)text, "| fora | – | interval=2 | 2.00× | 1.80× (1.90×) | 7 ± 2.5 (1 + 6) | +1 | 12 ± 2.5 | +2 |"),
+              "%s", text);
+    snprintf(path, sizeof path, "%s/inet_pareto_ddpm-50.dat", results);
+    cr_expect_eq(access(path, R_OK), 0, "the Pareto data");
+}
