@@ -59,15 +59,30 @@ void eb_ablation_key(char key[EB_ABLATION_KEY + 1], const char *text) {
     key[EB_ABLATION_KEY] = 0;
 }
 
-/* "|DEVICE" after the texts of a run off the CPU ("" on it: the 0.3.0 texts stay). */
+/* Where the cells run, in key texts: "cpu", "cuda", "cuda|tf32" (a precision other than fp32). */
+static const char *device_text(const eb_ablation_spec *s, char *buf, size_t cap) {
+    if (strcmp(s->precision, "fp32")) snprintf(buf, cap, "%s|%s", s->device, s->precision);
+    else snprintf(buf, cap, "%s", s->device);
+    return buf;
+}
+
+/* "|DEVICE…" after the texts of a run off the CPU ("" on it: the 0.3.0 texts stay). */
 static const char *device_suffix(const eb_ablation_spec *s, char *buf, size_t cap) {
-    if (strcmp(s->device, "cpu")) snprintf(buf, cap, "|%s", s->device);
+    char dev[32];
+    if (strcmp(s->device, "cpu")) snprintf(buf, cap, "|%s", device_text(s, dev, sizeof dev));
     else buf[0] = 0;
     return buf;
 }
 
+/* The spec's device and precision (checked by the spec reader). */
+static eb_device device_of(const eb_ablation_spec *s) {
+    eb_device d = {.device = s->device, .precision = EB_PRECISION_FP32};
+    eb_precision_parse(s->precision, &d.precision);
+    return d;
+}
+
 void eb_ablation_record_key(char key[EB_ABLATION_KEY + 1], const eb_ablation_spec *s, int i, const char *model_sha) {
-    char text[512], dev[24];
+    char text[512], dev[40];
     snprintf(text, sizeof text, "record|%s|%s|%s|%d|%.17g|%d|%d|%d%s", EBCACHE_VERSION, model_sha, s->samplers[i].kind,
              s->samplers[i].steps, s->cfg, s->calib_n, s->calib_seed, s->batch, device_suffix(s, dev, sizeof dev));
     eb_ablation_key(key, text);
@@ -84,7 +99,7 @@ void eb_ablation_table_key(char key[EB_ABLATION_KEY + 1], const char *rec_key, c
 
 void eb_ablation_sample_key(char key[EB_ABLATION_KEY + 1], const eb_ablation_spec *s, int i, const char *model_sha,
                             int seed, const char *table_sha) {
-    char text[1024], dev[24];
+    char text[1024], dev[40];
     snprintf(text, sizeof text, "sample|%s|%s|%s|%d|%.17g|%d|%d|%d|%s%s", EBCACHE_VERSION, model_sha, s->samplers[i].kind,
              s->samplers[i].steps, s->cfg, s->n, seed, s->batch, table_sha, device_suffix(s, dev, sizeof dev));
     eb_ablation_key(key, text);
@@ -98,24 +113,25 @@ void eb_ablation_eval_key(char key[EB_ABLATION_KEY + 1], const char *sample_key,
 
 void eb_ablation_decode_key(char key[EB_ABLATION_KEY + 1], const eb_ablation_spec *s, const char *sample_key,
                             const char *vae_sha) {
-    char text[512];
+    char text[512], dev[32];
     snprintf(text, sizeof text, "decode|%s|%s|%s|%.17g|%d|%s", EBCACHE_VERSION, sample_key, vae_sha, s->scale_factor,
-             s->decode_batch, s->device);
+             s->decode_batch, device_text(s, dev, sizeof dev));
     eb_ablation_key(key, text);
 }
 
 void eb_ablation_imagenet_eval_key(char key[EB_ABLATION_KEY + 1], const eb_ablation_spec *s, const char *decode_key,
                                    const char *inception_sha, const char *reference_sha) {
-    char text[512];
+    char text[512], dev[32];
     snprintf(text, sizeof text, "eval-imagenet|%s|%s|%s|%s|%s", EBCACHE_VERSION, decode_key, inception_sha,
-             reference_sha, s->device);
+             reference_sha, device_text(s, dev, sizeof dev));
     eb_ablation_key(key, text);
 }
 
 void eb_ablation_imagenet_real_key(char key[EB_ABLATION_KEY + 1], const eb_ablation_spec *s, const char *inception_sha,
                                    const char *reference_sha) {
-    char text[512];
-    snprintf(text, sizeof text, "real-imagenet|%s|%s|%s|%s", EBCACHE_VERSION, inception_sha, reference_sha, s->device);
+    char text[512], dev[32];
+    snprintf(text, sizeof text, "real-imagenet|%s|%s|%s|%s", EBCACHE_VERSION, inception_sha, reference_sha,
+             device_text(s, dev, sizeof dev));
     eb_ablation_key(key, text);
 }
 
@@ -384,7 +400,7 @@ static eb_status run_params(const eb_ablation *a, int i, eb_run_params *r, char 
     eb_status st = eb_sampler_kind_parse(&r->sampler, s->samplers[i].kind);
     snprintf(respacing, cap, "%d", s->samplers[i].steps);
     r->model = a->p.model, r->respacing = respacing, r->cfg_scale = s->cfg, r->batch = s->batch;
-    r->threads = a->p.threads, r->progress = a->p.progress, r->device.device = s->device;
+    r->threads = a->p.threads, r->progress = a->p.progress, r->device = device_of(s);
     return st;
 }
 
@@ -496,7 +512,7 @@ static eb_status imagenet_eval_cell(eb_ablation *a, const char *samples, const c
     snprintf(out, sizeof out, "%.*s/eval-%s.h5", dir, samples, ekey);
     if (snprintf(real_cache, sizeof real_cache, "%s/real-imagenet-%s.h5", a->p.cells, rkey) >= (int)sizeof real_cache)
         return eb_fail(EB_EINPUT, "%s: path too long", a->p.cells);
-    const eb_device dev = {.device = s->device, .precision = EB_PRECISION_FP32};
+    const eb_device dev = device_of(s);
     eb_status st = EB_OK;
     if (!exists(out) && !exists(images)) {
         step(a, "decode %s", samples);

@@ -51,9 +51,10 @@ typedef struct {
     int timing_n, timing_rounds; /* images per timing run, rounds of interleaved runs */
     /* The ImageNet judge (judge = imagenet; docs/ablation.md): the decoder, the Inception weights and
        the ADM reference batch, all required then; the latents are divided by scale_factor and decoded
-       decode_batch at a time. device: where sampling, decoding and Inception run ("cpu"). */
+       decode_batch at a time. device: where sampling, decoding and Inception run ("cpu"), at
+       precision ("fp32"; tf32 and bf16 on cuda). */
     eb_ablation_judge judge;
-    char vae[PATH_MAX], inception[PATH_MAX], reference[PATH_MAX], device[16];
+    char vae[PATH_MAX], inception[PATH_MAX], reference[PATH_MAX], device[16], precision[8];
     double scale_factor;
     int decode_batch;
 } eb_ablation_spec;
@@ -100,7 +101,8 @@ const char *eb_ablation_point_label(const eb_ablation_point *p, char *buf, size_
 
 void eb_ablation_key(char key[EB_ABLATION_KEY + 1], const char *text);
 /* "record|VER|model_sha|kind|steps|cfg|calib_n|calib_seed|batch", then
- * "|DEVICE" when the spec's device is not the CPU (as for sample keys) */
+ * "|DEVICE" when the spec's device is not the CPU and "|DEVICE|PRECISION"
+ * when its precision is not fp32 either (as for sample keys) */
 void eb_ablation_record_key(char key[EB_ABLATION_KEY + 1], const eb_ablation_spec *s, int sampler, const char *model_sha);
 /* "table|VER|rec_key|method|target" (target "-" untargeted); native points
  * "table|VER|rec_key|method|PARAM=value" (PARAM: eb_param_kind_name). */
@@ -114,7 +116,8 @@ void eb_ablation_eval_key(char key[EB_ABLATION_KEY + 1], const char *sample_key,
  * "decode|VER|sample_key|vae_sha|scale_factor|decode_batch|device" and their evaluation
  * "eval-imagenet|VER|decode_key|inception_sha|reference_sha|device"; the reference batch's
  * activations (in the cells folder) "real-imagenet|VER|inception_sha|reference_sha|device".
- * vae_sha: eb_ablation_vae_sha of the decoder's files. */
+ * device: "cpu", "cuda", or "cuda|tf32" at a precision other than fp32. vae_sha:
+ * eb_ablation_vae_sha of the decoder's files. */
 void eb_ablation_decode_key(char key[EB_ABLATION_KEY + 1], const eb_ablation_spec *s, const char *sample_key,
                             const char *vae_sha);
 void eb_ablation_imagenet_eval_key(char key[EB_ABLATION_KEY + 1], const eb_ablation_spec *s, const char *decode_key,

@@ -73,6 +73,13 @@ static int spec_set(eb_ablation_spec *s, const char *key, char *value, char *why
         if (eb_ablation_judge_parse(&s->judge, value)) return snprintf(why, cap, "judge: %s", eb_last_error()), -1;
         return 0;
     }
+    if (!strcmp(key, "precision")) {
+        eb_precision prec;
+        if (eb_precision_parse(value, &prec) || strlen(value) >= sizeof s->precision)
+            return snprintf(why, cap, "precision: '%s' is not fp32, tf32 or bf16", value), -1;
+        strcpy(s->precision, value);
+        return 0;
+    }
     if (!strcmp(key, "device")) {
         if (strcmp(value, "cpu") && strcmp(value, "cuda"))
             return snprintf(why, cap, "device: '%s' is not cpu or cuda", value), -1;
@@ -220,7 +227,7 @@ const char *eb_ablation_sampler_name(const eb_ablation_spec *s, int i, char *buf
 
 eb_status eb_ablation_spec_read(eb_ablation_spec *s, const char *path) {
     *s = (eb_ablation_spec){.cfg = 1.5, .n = 1000, .calib_n = 32, .calib_seed = 1000, .n_real = 10000, .batch = 32,
-               .timing_n = 8, .timing_rounds = 3, .device = "cpu", .scale_factor = 0.18215, .decode_batch = 1};
+               .timing_n = 8, .timing_rounds = 3, .device = "cpu", .precision = "fp32", .scale_factor = 0.18215, .decode_batch = 1};
     if (strlen(path) >= sizeof s->path) return eb_fail(EB_EINPUT, "%s: path too long", path);
     strcpy(s->path, path);
     FILE *f = fopen(path, "r");
@@ -229,8 +236,8 @@ eb_status eb_ablation_spec_read(eb_ablation_spec *s, const char *path) {
     static const char *const keys[] = {"name", "model", "samplers", "methods", "speedups", "seeds",
                                        "n", "calibration", "calibration_seed", "real", "batch", "cfg",
                                        "timing_n", "timing_rounds", "judge", "vae", "inception", "reference",
-                                       "scale_factor", "decode_batch", "device"};
-    enum { NKEYS = sizeof keys / sizeof keys[0], K_REAL = 9, K_IMAGENET = 15 }; /* keys[15..19]: the ImageNet judge's */
+                                       "scale_factor", "decode_batch", "device", "precision"};
+    enum { NKEYS = sizeof keys / sizeof keys[0], K_REAL = 9, K_IMAGENET = 15, K_PRECISION = 21 }; /* keys[15..19]: the ImageNet judge's */
     int lineno = 0, methods_line = 0, sweep_line[EB_NMETHODS] = {0}, key_line[NKEYS] = {0};
     eb_status st = EB_OK;
     unsigned seen = 0;
@@ -274,6 +281,8 @@ eb_status eb_ablation_spec_read(eb_ablation_spec *s, const char *path) {
     for (int i = K_IMAGENET; !imagenet && i < K_IMAGENET + 5; i++)
         if (key_line[i])
             return eb_fail(EB_EINPUT, "%s:%d: %s: only with judge = imagenet", path, key_line[i], keys[i]);
+    if (strcmp(s->precision, "fp32") && strcmp(s->device, "cuda"))
+        return eb_fail(EB_EINPUT, "%s:%d: precision: %s needs device = cuda", path, key_line[K_PRECISION], s->precision);
     if (imagenet && key_line[K_REAL])
         return eb_fail(EB_EINPUT, "%s:%d: real: the ImageNet judge compares with the whole reference batch", path,
                        key_line[K_REAL]);

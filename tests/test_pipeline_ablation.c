@@ -237,28 +237,29 @@ Test(pipeline_ablation, one_cell_on_the_shipped_model, .timeout = 300) {
 #define SHA_C "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
 
 /* The ImageNet spec's keys: texts of their own, naming the decoder, the Inception weights and the
- * reference batch by SHA-256 (here stand-ins), and a device off the CPU after the run keys' 0.3.0
- * texts. The hex digits are Python hashlib's of the texts in the comments. */
+ * reference batch by SHA-256 (here stand-ins), and a device (and precision) off the CPU after the
+ * run keys' 0.3.0 texts. The hex digits are Python hashlib's of the texts in the comments. */
 Test(pipeline_ablation, imagenet_keys) {
     static eb_ablation_spec s;
     cr_assert_eq(eb_ablation_spec_read(&s, "data/ablation/imagenet-dit-xl2.spec"), EB_OK, "%s", eb_last_error());
     cr_assert_eq(s.judge, EB_JUDGE_IMAGENET);
     cr_assert_str_eq(s.device, "cuda");
+    cr_assert_str_eq(s.precision, "tf32");
     cr_assert(s.n == 50000 && s.cfg == 1.5 && s.samplers[0].steps == 50 && s.n_methods == 3 && s.decode_batch == 8);
     char key[EB_ABLATION_KEY + 1], sample[EB_ABLATION_KEY + 1], decode[EB_ABLATION_KEY + 1];
-    eb_ablation_record_key(key, &s, 0, SHIPPED_SHA); /* "record|0.3.0|SHIPPED|ddpm|50|1.5|32|1000|32|cuda" */
-    cr_assert_str_eq(key, "c6f301629fa068cd");
-    eb_ablation_sample_key(sample, &s, 0, SHIPPED_SHA, 0, "none"); /* "sample|…|50000|0|32|none|cuda" */
-    cr_assert_str_eq(sample, "029a67732c170251");
-    /* "decode|0.3.0|029a67732c170251|AAAA…|0.18215000000000001|8|cuda" */
+    eb_ablation_record_key(key, &s, 0, SHIPPED_SHA); /* "record|0.3.0|SHIPPED|ddpm|50|1.5|32|1000|32|cuda|tf32" */
+    cr_assert_str_eq(key, "868584bc6a393927");
+    eb_ablation_sample_key(sample, &s, 0, SHIPPED_SHA, 0, "none"); /* "sample|…|50000|0|32|none|cuda|tf32" */
+    cr_assert_str_eq(sample, "c05f65bc9927c2b6");
+    /* "decode|0.3.0|c05f65bc9927c2b6|AAAA…|0.18215000000000001|8|cuda|tf32" */
     eb_ablation_decode_key(decode, &s, sample, SHA_A);
-    cr_assert_str_eq(decode, "54221c068a29713a");
-    eb_ablation_imagenet_eval_key(key, &s, decode, SHA_B, SHA_C); /* "eval-imagenet|0.3.0|54221c…|BBBB…|CCCC…|cuda" */
-    cr_assert_str_eq(key, "ad679173ac892cb3");
-    eb_ablation_imagenet_real_key(key, &s, SHA_B, SHA_C); /* "real-imagenet|0.3.0|BBBB…|CCCC…|cuda" */
-    cr_assert_str_eq(key, "8f9a70a3861c0cd9");
-    eb_ablation_key(key, "real-imagenet|0.3.0|" SHA_B "|" SHA_C "|cuda");
-    cr_assert_str_eq(key, "8f9a70a3861c0cd9");
+    cr_assert_str_eq(decode, "b75d2976831806bb");
+    eb_ablation_imagenet_eval_key(key, &s, decode, SHA_B, SHA_C); /* "eval-imagenet|0.3.0|b75d29…|BBBB…|CCCC…|cuda|tf32" */
+    cr_assert_str_eq(key, "94f9f2e471c4db9d");
+    eb_ablation_imagenet_real_key(key, &s, SHA_B, SHA_C); /* "real-imagenet|0.3.0|BBBB…|CCCC…|cuda|tf32" */
+    cr_assert_str_eq(key, "26fc99683db85bf8");
+    eb_ablation_key(key, "real-imagenet|0.3.0|" SHA_B "|" SHA_C "|cuda|tf32");
+    cr_assert_str_eq(key, "26fc99683db85bf8");
     cr_assert_str_eq(eb_ablation_judge_name(s.judge), "imagenet");
     eb_ablation_judge j;
     cr_assert_eq(eb_ablation_judge_parse(&j, "fmnist"), EB_OK);
@@ -311,6 +312,8 @@ Test(pipeline_ablation, imagenet_spec_errors) {
         {"name = x\nsamplers = ddim-8\nmethods = none\nseeds = 0\njudge = imagenet\nscale_factor = 0\n",
          "g.spec:6: scale_factor: '0' is not a number above 0"},
         {"name = x\nsamplers = ddim-8\nmethods = none\nseeds = 0\ndevice = tpu\n", "g.spec:5: device: 'tpu' is not cpu or cuda"},
+        {"name = x\nsamplers = ddim-8\nmethods = none\nseeds = 0\nprecision = fp16\n", "g.spec:5: precision: 'fp16' is not fp32"},
+        {"name = x\nsamplers = ddim-8\nmethods = none\nseeds = 0\nprecision = bf16\n", "g.spec:5: precision: bf16 needs device = cuda"},
         {"name = x\nsamplers = ddim-8\nmethods = none\nseeds = 0\njudge = imagenet\njudge = fmnist\n", "g.spec:6: 'judge' is set twice"},
     };
     static eb_ablation_spec s;
