@@ -9,6 +9,7 @@
 #include "pipeline/ablation.h"
 #include "pipeline/decoding.h"
 #include "runtime/npz.h"
+#include "runtime/readfile.h"
 #include "runtime/safetensors.h"
 
 #include <criterion/criterion.h>
@@ -356,13 +357,11 @@ static void write_judge_files(char *inception, char *reference) {
     cr_assert_eq(eb_npz_close(w), EB_OK, "%s", eb_last_error());
 }
 
-/* Bytes of a file (≤ cap) into buf; returns the count. */
-static size_t slurp(const char *path, unsigned char *buf, size_t cap) {
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "%s", path);
-    size_t n = fread(buf, 1, cap, f);
-    fclose(f);
-    return n;
+/* A file's bytes (malloc'd, NUL-terminated; free() them), *size of them. */
+static char *file_bytes(const char *path, size_t *size) {
+    char *data;
+    cr_assert_eq(eb_read_file(path, (size_t)1 << 24, &data, size), EB_OK, "%s", eb_last_error());
+    return data;
 }
 
 /* The ImageNet cell path on tiny files: the tiny random DiT (4×8×8 latents), the small random VAE
@@ -408,9 +407,10 @@ Test(pipeline_ablation, imagenet_cells_on_tiny_models, .timeout = 600) {
     snprintf(text, sizeof text, "%s/sample-%s/samples.h5", cells, skey);
     dp.vae = s.vae, dp.samples = text, dp.output = in_workdir(direct, "direct.npz"), dp.batch = 2, dp.threads = 2;
     cr_assert_eq(eb_decode_to_file(&dp, NULL), EB_OK, "%s", eb_last_error());
-    static unsigned char got[1 << 16], want[1 << 16];
-    const size_t n_got = slurp(npz, got, sizeof got), n_want = slurp(direct, want, sizeof want);
+    size_t n_got, n_want;
+    char *got = file_bytes(npz, &n_got), *want = file_bytes(direct, &n_want);
     cr_expect(n_got == n_want && n_got > 4 * 16 * 16 * 3 && !memcmp(got, want, n_got), "%zu and %zu bytes", n_got, n_want);
+    free(got), free(want);
     if (st) { /* waiting for the ImageNet judge (pipeline/evaluation.c): the evaluation step alone failed */
         cr_log_warn("the ImageNet evaluation is not implemented here yet: %s", eb_last_error());
         cr_expect(strstr(eb_last_error(), "evaluation failed"), "%s", eb_last_error());
@@ -464,22 +464,24 @@ Test(pipeline_ablation, imagenet_report_columns) {
     eb_ablation_params_defaults(&p);
     p.results = in_workdir(results, "res"), p.scripts = NULL;
     cr_assert_eq(eb_ablation_write_report(&s, &r, &p), EB_OK, "%s", eb_last_error());
-    static unsigned char text[1 << 16];
+    size_t size;
     snprintf(csv, sizeof csv, "%s/inet.csv", results);
-    text[slurp(csv, text, sizeof text - 1)] = 0;
+    char *text = file_bytes(csv, &size);
     static const char head[] = "sampler,method,target,seed,n,reached,flop_speedup,wall_s,measured_speedup,cpu_speedup,"
                                "load,fid,fid_mean_term,fid_cov_term,sfid,inception_score,precision,recall,sweep,value,"
                                "params\n";
-    cr_expect(!strncmp((char *)text, head, strlen(head)), "%.200s", text);
-    cr_expect(strstr((char *)text, "\nddpm-50,fora,nan,2,8,1,2,0,0,0,0,7,1,6,12,99,0.7,0.5,interval,2,\"interval=2\"\n"),
+    cr_expect(!strncmp(text, head, strlen(head)), "%.200s", text);
+    cr_expect(strstr(text, "\nddpm-50,fora,nan,2,8,1,2,0,0,0,0,7,1,6,12,99,0.7,0.5,interval,2,\"interval=2\"\n"),
               "%s", text);
+    free(text);
     snprintf(md, sizeof md, "%s/inet.md", results);
-    text[slurp(md, text, sizeof text - 1)] = 0;
-    cr_expect(strstr((char *)text, "| FID (mean + cov. term) | ΔFID | sFID | ΔsFID | IS | ΔIS | precision | recall |\n"
+    text = file_bytes(md, &size);
+    cr_expect(strstr(text, "| FID (mean + cov. term) | ΔFID | sFID | ΔsFID | IS | ΔIS | precision | recall |\n"
                                    "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"), "%s", text);
-    cr_expect(!strstr((char *)text, "PSNR") && !strstr((char *)text, "pixel FD"), "no Fashion-MNIST judge");
-    cr_expect(strstr((char *)text, "| fora | – | interval=2 | 2.00× | 1.80× (1.90×) | 7 ± 2.5 (1 + 6) | +1 | 12 ± 2.5 | +2 |"),
+    cr_expect(!strstr(text, "PSNR") && !strstr(text, "pixel FD"), "no Fashion-MNIST judge");
+    cr_expect(strstr(text, "| fora | – | interval=2 | 2.00× | 1.80× (1.90×) | 7 ± 2.5 (1 + 6) | +1 | 12 ± 2.5 | +2 |"),
               "%s", text);
     snprintf(path, sizeof path, "%s/inet_pareto_ddpm-50.dat", results);
     cr_expect_eq(access(path, R_OK), 0, "the Pareto data");
+    free(text);
 }
