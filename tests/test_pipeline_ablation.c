@@ -93,11 +93,23 @@ Test(pipeline_ablation, native_sweeps_and_the_plan) {
     cr_assert_str_eq(eb_ablation_point_label(&pts[7], label, sizeof label), " at 2×");
 }
 
+/* A spec text and (part of) the message its reading must fail with. */
+typedef struct {
+    const char *text, *message;
+} spec_error;
+
+static void expect_spec_errors(const spec_error *cases, size_t n) {
+    static eb_ablation_spec s;
+    char path[512];
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(eb_ablation_spec_read(&s, spec_file(path, cases[i].text)), EB_EINPUT, "case %zu", i);
+        cr_assert(strstr(eb_last_error(), cases[i].message), "case %zu: %s", i, eb_last_error());
+    }
+}
+
 /* Each bad sweep fails with a message naming the file, line and key. */
 Test(pipeline_ablation, sweep_errors) {
-    static const struct {
-        const char *text, *message;
-    } cases[] = {
+    static const spec_error cases[] = {
         {"name = x\nsamplers = ddim-8\nmethods = fora\nsweep.foo = 1\nseeds = 0\n", "g.spec:4: sweep.foo: unknown method 'foo'"},
         {"name = x\nsamplers = ddim-8\nmethods = none\nsweep.none = 1\nseeds = 0\n", "g.spec:4: sweep.none: none has no parameter"},
         {"name = x\nsamplers = ddim-8\nmethods = fora\nsweep.noise-scaling = 2\nseeds = 0\n", "g.spec:4: sweep.noise-scaling: noise-scaling has no parameter"},
@@ -113,12 +125,7 @@ Test(pipeline_ablation, sweep_errors) {
         {"name = x\nsamplers = ddim-8\nmethods = none fbcache\nseeds = 0\n", "g.spec:3: methods: fbcache takes no speed target"},
         {"name = x\nsamplers = ddim-8\nmethods = fora teacache\nsweep.fora = 2\nseeds = 0\n", "'speedups' is required by the cached methods (or 'sweep.teacache')"},
     };
-    static eb_ablation_spec s;
-    char path[512];
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        cr_assert_eq(eb_ablation_spec_read(&s, spec_file(path, cases[i].text)), EB_EINPUT, "case %zu", i);
-        cr_assert(strstr(eb_last_error(), cases[i].message), "case %zu: %s", i, eb_last_error());
-    }
+    expect_spec_errors(cases, sizeof cases / sizeof cases[0]);
 }
 
 /* A known curve y = 10 + 4·log2(x) (linear in log speedup) at 1.5×, 2×, 4×,
@@ -300,9 +307,7 @@ Test(pipeline_ablation, the_decoders_sha) {
 
 /* The judge's keys: each error names the file, line and key. */
 Test(pipeline_ablation, imagenet_spec_errors) {
-    static const struct {
-        const char *text, *message;
-    } cases[] = {
+    static const spec_error cases[] = {
         {"name = x\nsamplers = ddim-8\nmethods = none\nseeds = 0\njudge = cifar\n", "g.spec:5: judge: 'cifar' is not a judge"},
         {"name = x\nsamplers = ddim-8\nmethods = none\nseeds = 0\nvae = v\n", "g.spec:5: vae: only with judge = imagenet"},
         {"name = x\nsamplers = ddim-8\nmethods = none\nseeds = 0\ndecode_batch = 2\n", "g.spec:5: decode_batch: only with judge = imagenet"},
@@ -317,12 +322,7 @@ Test(pipeline_ablation, imagenet_spec_errors) {
         {"name = x\nsamplers = ddim-8\nmethods = none\nseeds = 0\nprecision = bf16\n", "g.spec:5: precision: bf16 needs device = cuda"},
         {"name = x\nsamplers = ddim-8\nmethods = none\nseeds = 0\njudge = imagenet\njudge = fmnist\n", "g.spec:6: 'judge' is set twice"},
     };
-    static eb_ablation_spec s;
-    char path[512];
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        cr_assert_eq(eb_ablation_spec_read(&s, spec_file(path, cases[i].text)), EB_EINPUT, "case %zu", i);
-        cr_assert(strstr(eb_last_error(), cases[i].message), "case %zu: %s", i, eb_last_error());
-    }
+    expect_spec_errors(cases, sizeof cases / sizeof cases[0]);
 }
 
 /* workdir/inception.safetensors: the FID Inception network (with fc) with random weights (He-scaled
