@@ -485,31 +485,20 @@ static eb_status sample_cell(eb_ablation *a, int i, const char *table, int seed,
     return EB_OK;
 }
 
-/* The samples' sampling time and FLOP speedup (their attributes) into r. */
-static eb_status sample_attrs(const char *samples, eb_ablation_row *r) {
-    eb_h5 *f;
-    eb_status st = eb_h5_open(&f, samples);
-    if (st) return st;
-    r->wall = attr_or(f, "wall_seconds", NAN);
-    r->flop_speedup = 1.0 / attr_or(f, "flop_fraction", 1.0);
-    eb_h5_close(f);
-    return EB_OK;
-}
-
 /* The ImageNet judge on the samples of cell `key`: their latents decoded into
- * images-DKEY.npz beside them, evaluated into eval-EKEY.h5 against the
- * reference batch (its activations cached in CELLS/real-imagenet-RKEY.h5);
- * FID (with its terms), sFID, IS, precision and recall into r. */
-static eb_status imagenet_eval_cell(eb_ablation *a, const char *samples, const char *key, eb_ablation_row *r) {
+ * images-DKEY.npz beside them and evaluated against the reference batch (its
+ * activations cached in CELLS/real-imagenet-RKEY.h5) into out = eval-EKEY.h5
+ * beside them. */
+static eb_status imagenet_eval(eb_ablation *a, const char *samples, const char *key, char out[PATH_MAX + 32]) {
     const eb_ablation_spec *s = a->s;
     char dkey[EB_ABLATION_KEY + 1], ekey[EB_ABLATION_KEY + 1], rkey[EB_ABLATION_KEY + 1];
-    char images[PATH_MAX + 32], out[PATH_MAX + 32], real_cache[PATH_MAX];
+    char images[PATH_MAX + 32], real_cache[PATH_MAX];
     const int dir = (int)(strrchr(samples, '/') - samples);
     eb_ablation_decode_key(dkey, s, key, a->vae_sha);
     eb_ablation_imagenet_eval_key(ekey, s, dkey, a->inception_sha, a->reference_sha);
     eb_ablation_imagenet_real_key(rkey, s, a->inception_sha, a->reference_sha);
-    snprintf(images, sizeof images, "%.*s/images-%s.npz", dir, samples, dkey);
-    snprintf(out, sizeof out, "%.*s/eval-%s.h5", dir, samples, ekey);
+    snprintf(images, PATH_MAX + 32, "%.*s/images-%s.npz", dir, samples, dkey);
+    snprintf(out, PATH_MAX + 32, "%.*s/eval-%s.h5", dir, samples, ekey);
     if (snprintf(real_cache, sizeof real_cache, "%s/real-imagenet-%s.h5", a->p.cells, rkey) >= (int)sizeof real_cache)
         return eb_fail(EB_EINPUT, "%s: path too long", a->p.cells);
     const eb_device dev = device_of(s);
@@ -531,30 +520,17 @@ static eb_status imagenet_eval_cell(eb_ablation *a, const char *samples, const c
         ep.real_cache = real_cache, ep.output = out;
         if ((st = eb_evaluate(&ep, &res))) return eb_fail(st, "%s: evaluation failed: %s", images, eb_last_error());
     }
-    if ((st = sample_attrs(samples, r))) return st;
-    eb_h5 *f;
-    if ((st = eb_h5_open(&f, out))) return st;
-    r->fd = attr_or(f, "fd", NAN), r->fd_mean = attr_or(f, "fd_mean_term", NAN), r->fd_cov = attr_or(f, "fd_cov_term", NAN);
-    r->sfid = attr_or(f, "sfid", NAN), r->inception_score = attr_or(f, "inception_score", NAN);
-    r->precision = attr_or(f, "precision", NAN), r->recall = attr_or(f, "recall", NAN);
-    eb_h5_close(f);
     return EB_OK;
 }
 
-/* Evaluates samples (against the uncached reference unless they are it) and
- * fills r from the evaluation's file and the samples' attributes; the
- * ImageNet judge's cells take the samples alone (imagenet_eval_cell). */
-static eb_status eval_cell(eb_ablation *a, const char *samples, const char *key, const char *reference,
-                           const char *ref_key, eb_ablation_row *r) {
-    r->sfid = r->inception_score = NAN;
-    if (a->s->judge == EB_JUDGE_IMAGENET) {
-        r->pixel_fd = r->pixel_fd_mean = r->pixel_fd_cov = r->accuracy = r->psnr = r->ssim = NAN;
-        return imagenet_eval_cell(a, samples, key, r);
-    }
-    char ekey[EB_ABLATION_KEY + 1], out[PATH_MAX + 32], real_cache[PATH_MAX];
+/* The Fashion-MNIST judges on samples (against the uncached reference unless
+ * they are it) into out = eval-EKEY.h5 beside them. */
+static eb_status fmnist_eval(eb_ablation *a, const char *samples, const char *key, const char *reference,
+                             const char *ref_key, char out[PATH_MAX + 32]) {
+    char ekey[EB_ABLATION_KEY + 1], real_cache[PATH_MAX];
     eb_ablation_eval_key(ekey, key, reference ? ref_key : "-", a->s->n_real);
     const char *slash = strrchr(samples, '/');
-    snprintf(out, sizeof out, "%.*s/eval-%s.h5", (int)(slash - samples), samples, ekey);
+    snprintf(out, PATH_MAX + 32, "%.*s/eval-%s.h5", (int)(slash - samples), samples, ekey);
     snprintf(real_cache, sizeof real_cache, "%s/real-test-%d.h5", a->p.cells, a->s->n_real);
     eb_status st = EB_OK;
     if (!exists(out)) {
@@ -566,12 +542,29 @@ static eb_status eval_cell(eb_ablation *a, const char *samples, const char *key,
         ep.real_cache = real_cache, ep.fmnist_dir = a->p.fmnist_dir, ep.output = out;
         if ((st = eb_evaluate(&ep, &res))) return eb_fail(st, "%s: evaluation failed: %s", samples, eb_last_error());
     }
-    if ((st = sample_attrs(samples, r))) return st;
+    return EB_OK;
+}
+
+/* Evaluates the samples of cell `key` under the spec's judge and fills r from
+ * the evaluation's file (a metric it lacks is NaN) and the samples'
+ * attributes. */
+static eb_status eval_cell(eb_ablation *a, const char *samples, const char *key, const char *reference,
+                           const char *ref_key, eb_ablation_row *r) {
+    char out[PATH_MAX + 32];
+    eb_status st = a->s->judge == EB_JUDGE_IMAGENET ? imagenet_eval(a, samples, key, out)
+                                                     : fmnist_eval(a, samples, key, reference, ref_key, out);
+    if (st) return st;
     eb_h5 *f;
+    if ((st = eb_h5_open(&f, samples))) return st;
+    r->wall = attr_or(f, "wall_seconds", NAN);
+    r->flop_speedup = 1.0 / attr_or(f, "flop_fraction", 1.0);
+    eb_h5_close(f);
     if ((st = eb_h5_open(&f, out))) return st;
-    r->fd = attr_or(f, "fd", NAN), r->fd_mean = attr_or(f, "fd_mean_term", NAN), r->fd_cov = attr_or(f, "fd_cov_term", NAN);
+    r->fd = attr_or(f, "fid", attr_or(f, "fd", NAN)); /* the ImageNet judge names its FD fid */
+    r->fd_mean = attr_or(f, "fd_mean_term", NAN), r->fd_cov = attr_or(f, "fd_cov_term", NAN);
     r->pixel_fd = attr_or(f, "pixel_fd", NAN), r->pixel_fd_mean = attr_or(f, "pixel_fd_mean_term", NAN);
     r->pixel_fd_cov = attr_or(f, "pixel_fd_cov_term", NAN);
+    r->sfid = attr_or(f, "sfid", NAN), r->inception_score = attr_or(f, "inception_score", NAN);
     r->precision = attr_or(f, "precision", NAN), r->recall = attr_or(f, "recall", NAN);
     r->accuracy = attr_or(f, "accuracy", NAN), r->psnr = attr_or(f, "psnr", NAN), r->ssim = attr_or(f, "ssim", NAN);
     eb_h5_close(f);

@@ -71,6 +71,7 @@ static double field_of(const eb_ablation_row *row, int field) {
  * the judge has them. */
 typedef struct {
     const char *first, *second;      /* "FD", "pixel FD": in the tables and sentences        */
+    const char *first_header;        /* its curve-table column                               */
     int second_field, second_mean;   /* its field, its mean term's field (−1: none)          */
     const char *first_words, *second_words; /* the two judges in a disagreement              */
     const char *claim;               /* what "both judges agree: A has a lower … than B" says */
@@ -79,9 +80,9 @@ typedef struct {
     int similarity;                  /* 1: PSNR and SSIM columns                             */
 } judge_view;
 
-static const judge_view JUDGE_FMNIST = {"FD", "pixel FD", F_PX, F_PX_MEAN, "classifier features", "pixels", "FD",
+static const judge_view JUDGE_FMNIST = {"FD", "pixel FD", "FD (mean + cov. term)", F_PX, F_PX_MEAN, "classifier features", "pixels", "FD",
                                         F_ACC, "class accuracy", "class acc.", "%.3f", "%+.3f", 1};
-static const judge_view JUDGE_IMAGENET = {"FID", "sFID", F_SFID, -1, "FID", "sFID", "FID and sFID",
+static const judge_view JUDGE_IMAGENET = {"FID", "sFID", "FID (+ its terms)", F_SFID, -1, "FID", "sFID", "FID and sFID",
                                           F_IS, "IS", "IS", "%.4g", "%+.3g", 0};
 
 static const judge_view *view_of(const eb_ablation_spec *s) {
@@ -256,8 +257,9 @@ static int compare(FILE *f, const eb_ablation_spec *s, const profile *d, const c
     eb_ablation_ci fd = ci(s, d, F_FD), px = ci(s, d, j->second_field), acc = ci(s, d, j->third);
     fprintf(f, "Δ%s %+.3g", j->first, fd.mean);
     put_half(f, fd, "");
-    fprintf(f, " (mean term %+.3g, covariance term %+.3g); Δ%s %+.3g", ci(s, d, F_FD_MEAN).mean,
-            ci(s, d, F_FD_COV).mean, j->second, px.mean);
+    if (ci(s, d, F_FD_MEAN).n) /* the terms, where the judge gives them */
+        fprintf(f, " (mean term %+.3g, covariance term %+.3g)", ci(s, d, F_FD_MEAN).mean, ci(s, d, F_FD_COV).mean);
+    fprintf(f, "; Δ%s %+.3g", j->second, px.mean);
     put_half(f, px, "");
     if (j->second_mean >= 0) fprintf(f, " (mean term %+.3g)", ci(s, d, j->second_mean).mean);
     if (acc.n) {
@@ -276,9 +278,9 @@ static int compare(FILE *f, const eb_ablation_spec *s, const profile *d, const c
 static void put_curves(FILE *f, const eb_ablation_spec *s, const eb_ablation_results *r, int i) {
     const judge_view *jv = view_of(s);
     const int columns = jv->similarity ? 15 : 13;
-    fprintf(f, "| method | target | parameters | FLOP speedup | measured wall (CPU) | %s (mean + cov. term) | Δ%s | "
+    fprintf(f, "| method | target | parameters | FLOP speedup | measured wall (CPU) | %s | Δ%s | "
                "%s | Δ%s | %s | Δ%s | precision | recall |%s\n|",
-            jv->first, jv->first, jv->second, jv->second, jv->third_header, jv->third_header,
+            jv->first_header, jv->first, jv->second, jv->second, jv->third_header, jv->third_header,
             jv->similarity ? " PSNR (dB) | SSIM |" : "");
     for (int c = 0; c < columns; c++) fprintf(f, "---|");
     fputc('\n', f);
@@ -310,7 +312,9 @@ static void put_curves(FILE *f, const eb_ablation_spec *s, const eb_ablation_res
             if (fd.n) {
                 fprintf(f, " %.4g", fd.mean);
                 put_half(f, fd, "");
-                fprintf(f, " (%.3g + %.3g) |", ci(s, &p, F_FD_MEAN).mean, ci(s, &p, F_FD_COV).mean);
+                if (ci(s, &p, F_FD_MEAN).n)
+                    fprintf(f, " (%.3g + %.3g)", ci(s, &p, F_FD_MEAN).mean, ci(s, &p, F_FD_COV).mean);
+                fprintf(f, " |");
             } else fprintf(f, " – |");
             if (paired) put_stat(f, ci(s, &d, F_FD), "%+.3g", "");
             else fprintf(f, " – |");
@@ -536,7 +540,8 @@ static void put_markdown(FILE *f, const eb_ablation_spec *s, const eb_ablation_r
                    "reference batch `%s` through the FID Inception network `%s`; calibration: %d samples (seed %d).\n"
                    "Values are means ± the 95%% confidence half-width over seeds (Student's t); every Δ is the paired "
                    "difference to the uncached run of the same seed. The ADM evaluator's metrics (docs/metrics.md, "
-                   "ImageNet): FID of the pool features (split into its mean term ‖μ1 − μ2‖² + covariance term), "
+                   "ImageNet): FID of the pool features (with its mean term ‖μ1 − μ2‖² + covariance term in parentheses where "
+                   "the evaluation gives them), "
                    "sFID of the spatial features, Inception Score, and k-NN precision/recall. Two judges for claims: "
                    "FID and sFID; a claim is written only when both intervals lie on the same side of 0. Each method "
                    "is one curve, its points sorted by the FLOP speedup they ran at (uncached MACs / executed MACs); "

@@ -476,7 +476,7 @@ Test(pipeline_ablation, imagenet_report_columns) {
     free(text);
     snprintf(md, sizeof md, "%s/inet.md", results);
     text = file_bytes(md, &size);
-    cr_expect(strstr(text, "| FID (mean + cov. term) | ΔFID | sFID | ΔsFID | IS | ΔIS | precision | recall |\n"
+    cr_expect(strstr(text, "| FID (+ its terms) | ΔFID | sFID | ΔsFID | IS | ΔIS | precision | recall |\n"
                                    "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"), "%s", text);
     cr_expect(!strstr(text, "PSNR") && !strstr(text, "pixel FD"), "no Fashion-MNIST judge");
     cr_expect(strstr(text, "| fora | – | interval=2 | 2.00× | 1.80× (1.90×) | 7 ± 2.5 (1 + 6) | +1 | 12 ± 2.5 | +2 |"),
