@@ -84,10 +84,11 @@ void eb_cli_comm_init(int *argc, char ***argv) {
     pick_gpu(&world);
     /* a command that is not sharded yet would run whole on every rank, each rank writing the same output */
     const char *cmd = *argc > 1 ? (*argv)[1] : "";
-    if (world.size > 1 && strcmp(cmd, "decode") && strcmp(cmd, "sample")) {
+    if (world.size > 1 && strcmp(cmd, "decode") && strcmp(cmd, "sample") && strcmp(cmd, "eval") &&
+        strcmp(cmd, "features")) {
         if (world.rank == 0)
-            fprintf(stderr, "ebcache %s: not distributed yet: run it as one process (under mpirun only decode and "
-                            "sample; docs/distributed.md)\n", cmd);
+            fprintf(stderr, "ebcache %s: not distributed yet: run it as one process (under mpirun only decode, "
+                            "sample, eval and features; docs/distributed.md)\n", cmd);
         exit(2);
     }
     if (world.size > 1) {

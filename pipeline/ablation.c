@@ -9,6 +9,7 @@
 #include "pipeline/ablation_internal.h"
 
 #include "analyze/sha256.h"
+#include "pipeline/decoding.h"
 #include "pipeline/evaluation.h"
 #include "pipeline/recording.h"
 #include "pipeline/sampling.h"
@@ -34,6 +35,7 @@ struct eb_ablation {
     const eb_ablation_spec *s;
     eb_ablation_params p;
     char model_sha[EB_SHA256_HEX];
+    char vae_sha[EB_SHA256_HEX], inception_sha[EB_SHA256_HEX], reference_sha[EB_SHA256_HEX]; /* ImageNet judge */
     int lock_fd;
     eb_ablation_point *points; /* the plan */
     int n_points;
@@ -57,10 +59,32 @@ void eb_ablation_key(char key[EB_ABLATION_KEY + 1], const char *text) {
     key[EB_ABLATION_KEY] = 0;
 }
 
+/* Where the cells run, in key texts: "cpu", "cuda", "cuda|tf32" (a precision other than fp32). */
+static const char *device_text(const eb_ablation_spec *s, char *buf, size_t cap) {
+    if (strcmp(s->precision, "fp32")) snprintf(buf, cap, "%s|%s", s->device, s->precision);
+    else snprintf(buf, cap, "%s", s->device);
+    return buf;
+}
+
+/* "|DEVICE…" after the texts of a run off the CPU ("" on it: the 0.3.0 texts stay). */
+static const char *device_suffix(const eb_ablation_spec *s, char *buf, size_t cap) {
+    char dev[32];
+    if (strcmp(s->device, "cpu")) snprintf(buf, cap, "|%s", device_text(s, dev, sizeof dev));
+    else buf[0] = 0;
+    return buf;
+}
+
+/* The spec's device and precision (checked by the spec reader). */
+static eb_device device_of(const eb_ablation_spec *s) {
+    eb_device d = {.device = s->device, .precision = EB_PRECISION_FP32};
+    eb_precision_parse(s->precision, &d.precision);
+    return d;
+}
+
 void eb_ablation_record_key(char key[EB_ABLATION_KEY + 1], const eb_ablation_spec *s, int i, const char *model_sha) {
-    char text[512];
-    snprintf(text, sizeof text, "record|%s|%s|%s|%d|%.17g|%d|%d|%d", EBCACHE_VERSION, model_sha, s->samplers[i].kind,
-             s->samplers[i].steps, s->cfg, s->calib_n, s->calib_seed, s->batch);
+    char text[512], dev[40];
+    snprintf(text, sizeof text, "record|%s|%s|%s|%d|%.17g|%d|%d|%d%s", EBCACHE_VERSION, model_sha, s->samplers[i].kind,
+             s->samplers[i].steps, s->cfg, s->calib_n, s->calib_seed, s->batch, device_suffix(s, dev, sizeof dev));
     eb_ablation_key(key, text);
 }
 
@@ -75,9 +99,9 @@ void eb_ablation_table_key(char key[EB_ABLATION_KEY + 1], const char *rec_key, c
 
 void eb_ablation_sample_key(char key[EB_ABLATION_KEY + 1], const eb_ablation_spec *s, int i, const char *model_sha,
                             int seed, const char *table_sha) {
-    char text[1024];
-    snprintf(text, sizeof text, "sample|%s|%s|%s|%d|%.17g|%d|%d|%d|%s", EBCACHE_VERSION, model_sha, s->samplers[i].kind,
-             s->samplers[i].steps, s->cfg, s->n, seed, s->batch, table_sha);
+    char text[1024], dev[40];
+    snprintf(text, sizeof text, "sample|%s|%s|%s|%d|%.17g|%d|%d|%d|%s%s", EBCACHE_VERSION, model_sha, s->samplers[i].kind,
+             s->samplers[i].steps, s->cfg, s->n, seed, s->batch, table_sha, device_suffix(s, dev, sizeof dev));
     eb_ablation_key(key, text);
 }
 
@@ -85,6 +109,60 @@ void eb_ablation_eval_key(char key[EB_ABLATION_KEY + 1], const char *sample_key,
     char text[256]; /* "judges": files from before the FD split and the pixel judge are recomputed */
     snprintf(text, sizeof text, "eval-judges|%s|%s|%s|%d", EBCACHE_VERSION, sample_key, ref_key, n_real);
     eb_ablation_key(key, text);
+}
+
+void eb_ablation_decode_key(char key[EB_ABLATION_KEY + 1], const eb_ablation_spec *s, const char *sample_key,
+                            const char *vae_sha) {
+    char text[512], dev[32];
+    snprintf(text, sizeof text, "decode|%s|%s|%s|%.17g|%d|%s", EBCACHE_VERSION, sample_key, vae_sha, s->scale_factor,
+             s->decode_batch, device_text(s, dev, sizeof dev));
+    eb_ablation_key(key, text);
+}
+
+void eb_ablation_imagenet_eval_key(char key[EB_ABLATION_KEY + 1], const eb_ablation_spec *s, const char *decode_key,
+                                   const char *inception_sha, const char *reference_sha) {
+    char text[512], dev[32];
+    snprintf(text, sizeof text, "eval-imagenet|%s|%s|%s|%s|%s", EBCACHE_VERSION, decode_key, inception_sha,
+             reference_sha, device_text(s, dev, sizeof dev));
+    eb_ablation_key(key, text);
+}
+
+void eb_ablation_imagenet_real_key(char key[EB_ABLATION_KEY + 1], const eb_ablation_spec *s, const char *inception_sha,
+                                   const char *reference_sha) {
+    char text[512], dev[32];
+    snprintf(text, sizeof text, "real-imagenet|%s|%s|%s|%s", EBCACHE_VERSION, inception_sha, reference_sha,
+             device_text(s, dev, sizeof dev));
+    eb_ablation_key(key, text);
+}
+
+static int is_regular(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+eb_status eb_ablation_vae_sha(const char *vae, char sha[EB_SHA256_HEX]) {
+    struct stat sb;
+    if (stat(vae, &sb) != 0) return eb_fail(EB_EINPUT, "%s: %s", vae, strerror(errno));
+    if (!S_ISDIR(sb.st_mode)) return eb_sha256_file(vae, sha);
+    /* every file a folder's decoder can be read from, the folder's and vae/'s: "NAME=SHA" lines */
+    static const char *const names[] = {"config.json", "diffusion_pytorch_model.safetensors",
+                                        "vae/config.json", "vae/diffusion_pytorch_model.safetensors"};
+    char text[4 * (48 + EB_SHA256_HEX)] = "", path[PATH_MAX], one[EB_SHA256_HEX];
+    int weights = 0;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (snprintf(path, sizeof path, "%s/%s", vae, names[i]) >= (int)sizeof path)
+            return eb_fail(EB_EINPUT, "%s: path too long", vae);
+        if (!is_regular(path)) continue;
+        eb_status st = eb_sha256_file(path, one);
+        if (st) return st;
+        weights += strstr(names[i], ".safetensors") != NULL;
+        snprintf(text + strlen(text), sizeof text - strlen(text), "%s=%s\n", names[i], one);
+    }
+    if (!weights)
+        return eb_fail(EB_EINPUT, "%s: a folder without diffusion_pytorch_model.safetensors or "
+                                  "vae/diffusion_pytorch_model.safetensors", vae);
+    eb_sha256_hex(text, strlen(text), sha);
+    return EB_OK;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -270,8 +348,9 @@ static eb_status lock_cells(eb_ablation *a) {
 
 eb_status eb_ablation_open(eb_ablation **out, const eb_ablation_spec *s, const eb_ablation_params *p) {
     *out = NULL;
-    if (!p->model || !p->classifier || !p->cells || !p->results)
-        return eb_fail(EB_EINPUT, "ablation: `model`, `classifier`, `cells` and `results` are required");
+    if (!p->model || !p->cells || !p->results || (!p->classifier && s->judge == EB_JUDGE_FMNIST))
+        return eb_fail(EB_EINPUT, "ablation: `model`, `cells`, `results` and (for the Fashion-MNIST judge) `classifier` "
+                                  "are required");
     eb_ablation *a = calloc(1, sizeof *a);
     int cap = 1;
     for (int m = 0; m < EB_NMETHODS; m++) cap += s->n_native[m];
@@ -286,6 +365,10 @@ eb_status eb_ablation_open(eb_ablation **out, const eb_ablation_spec *s, const e
     int per_sampler = a->n_points / (s->n_samplers ? s->n_samplers : 1);
     a->total = s->n_samplers * s->n_seeds * per_sampler;
     eb_status st = eb_sha256_file(p->model, a->model_sha);
+    if (!st && s->judge == EB_JUDGE_IMAGENET) { /* the judge's files, named in its cells' keys */
+        if (!(st = eb_ablation_vae_sha(s->vae, a->vae_sha)) && !(st = eb_sha256_file(s->inception, a->inception_sha)))
+            st = eb_sha256_file(s->reference, a->reference_sha);
+    }
     if (!st) st = eb_ablation_make_dirs(p->cells);
     if (!st) st = lock_cells(a);
     int debris = st ? 0 : remove_debris(p->cells, 1);
@@ -317,7 +400,7 @@ static eb_status run_params(const eb_ablation *a, int i, eb_run_params *r, char 
     eb_status st = eb_sampler_kind_parse(&r->sampler, s->samplers[i].kind);
     snprintf(respacing, cap, "%d", s->samplers[i].steps);
     r->model = a->p.model, r->respacing = respacing, r->cfg_scale = s->cfg, r->batch = s->batch;
-    r->threads = a->p.threads, r->progress = a->p.progress;
+    r->threads = a->p.threads, r->progress = a->p.progress, r->device = device_of(s);
     return st;
 }
 
@@ -402,14 +485,52 @@ static eb_status sample_cell(eb_ablation *a, int i, const char *table, int seed,
     return EB_OK;
 }
 
-/* Evaluates samples (against the uncached reference unless they are it) and
- * fills r from the evaluation's file and the samples' attributes. */
-static eb_status eval_cell(eb_ablation *a, const char *samples, const char *key, const char *reference,
-                           const char *ref_key, eb_ablation_row *r) {
-    char ekey[EB_ABLATION_KEY + 1], out[PATH_MAX + 32], real_cache[PATH_MAX];
+/* The ImageNet judge on the samples of cell `key`: their latents decoded into
+ * images-DKEY.npz beside them and evaluated against the reference batch (its
+ * activations cached in CELLS/real-imagenet-RKEY.h5) into out = eval-EKEY.h5
+ * beside them. */
+static eb_status imagenet_eval(eb_ablation *a, const char *samples, const char *key, char out[PATH_MAX + 32]) {
+    const eb_ablation_spec *s = a->s;
+    char dkey[EB_ABLATION_KEY + 1], ekey[EB_ABLATION_KEY + 1], rkey[EB_ABLATION_KEY + 1];
+    char images[PATH_MAX + 32], real_cache[PATH_MAX];
+    const int dir = (int)(strrchr(samples, '/') - samples);
+    eb_ablation_decode_key(dkey, s, key, a->vae_sha);
+    eb_ablation_imagenet_eval_key(ekey, s, dkey, a->inception_sha, a->reference_sha);
+    eb_ablation_imagenet_real_key(rkey, s, a->inception_sha, a->reference_sha);
+    snprintf(images, PATH_MAX + 32, "%.*s/images-%s.npz", dir, samples, dkey);
+    snprintf(out, PATH_MAX + 32, "%.*s/eval-%s.h5", dir, samples, ekey);
+    if (snprintf(real_cache, sizeof real_cache, "%s/real-imagenet-%s.h5", a->p.cells, rkey) >= (int)sizeof real_cache)
+        return eb_fail(EB_EINPUT, "%s: path too long", a->p.cells);
+    const eb_device dev = device_of(s);
+    eb_status st = EB_OK;
+    if (!exists(out) && !exists(images)) {
+        step(a, "decode %s", samples);
+        eb_decode_params dp;
+        eb_decode_params_defaults(&dp);
+        dp.vae = s->vae, dp.samples = samples, dp.output = images, dp.scale_factor = s->scale_factor;
+        dp.batch = s->decode_batch, dp.threads = a->p.threads, dp.device = dev, dp.progress = a->p.progress;
+        if ((st = eb_decode_to_file(&dp, NULL))) return eb_fail(st, "%s: decoding failed: %s", samples, eb_last_error());
+    }
+    if (!exists(out)) {
+        step(a, "evaluate %s", images);
+        eb_eval_params ep;
+        eb_eval_result res;
+        eb_eval_params_defaults(&ep);
+        ep.samples = images, ep.inception = s->inception, ep.reference_batch = s->reference, ep.device = &dev;
+        ep.real_cache = real_cache, ep.output = out;
+        if ((st = eb_evaluate(&ep, &res))) return eb_fail(st, "%s: evaluation failed: %s", images, eb_last_error());
+    }
+    return EB_OK;
+}
+
+/* The Fashion-MNIST judges on samples (against the uncached reference unless
+ * they are it) into out = eval-EKEY.h5 beside them. */
+static eb_status fmnist_eval(eb_ablation *a, const char *samples, const char *key, const char *reference,
+                             const char *ref_key, char out[PATH_MAX + 32]) {
+    char ekey[EB_ABLATION_KEY + 1], real_cache[PATH_MAX];
     eb_ablation_eval_key(ekey, key, reference ? ref_key : "-", a->s->n_real);
     const char *slash = strrchr(samples, '/');
-    snprintf(out, sizeof out, "%.*s/eval-%s.h5", (int)(slash - samples), samples, ekey);
+    snprintf(out, PATH_MAX + 32, "%.*s/eval-%s.h5", (int)(slash - samples), samples, ekey);
     snprintf(real_cache, sizeof real_cache, "%s/real-test-%d.h5", a->p.cells, a->s->n_real);
     eb_status st = EB_OK;
     if (!exists(out)) {
@@ -421,15 +542,29 @@ static eb_status eval_cell(eb_ablation *a, const char *samples, const char *key,
         ep.real_cache = real_cache, ep.fmnist_dir = a->p.fmnist_dir, ep.output = out;
         if ((st = eb_evaluate(&ep, &res))) return eb_fail(st, "%s: evaluation failed: %s", samples, eb_last_error());
     }
+    return EB_OK;
+}
+
+/* Evaluates the samples of cell `key` under the spec's judge and fills r from
+ * the evaluation's file (a metric it lacks is NaN) and the samples'
+ * attributes. */
+static eb_status eval_cell(eb_ablation *a, const char *samples, const char *key, const char *reference,
+                           const char *ref_key, eb_ablation_row *r) {
+    char out[PATH_MAX + 32];
+    eb_status st = a->s->judge == EB_JUDGE_IMAGENET ? imagenet_eval(a, samples, key, out)
+                                                     : fmnist_eval(a, samples, key, reference, ref_key, out);
+    if (st) return st;
     eb_h5 *f;
     if ((st = eb_h5_open(&f, samples))) return st;
     r->wall = attr_or(f, "wall_seconds", NAN);
     r->flop_speedup = 1.0 / attr_or(f, "flop_fraction", 1.0);
     eb_h5_close(f);
     if ((st = eb_h5_open(&f, out))) return st;
-    r->fd = attr_or(f, "fd", NAN), r->fd_mean = attr_or(f, "fd_mean_term", NAN), r->fd_cov = attr_or(f, "fd_cov_term", NAN);
+    r->fd = attr_or(f, "fid", attr_or(f, "fd", NAN)); /* the ImageNet judge names its FD fid */
+    r->fd_mean = attr_or(f, "fd_mean_term", NAN), r->fd_cov = attr_or(f, "fd_cov_term", NAN);
     r->pixel_fd = attr_or(f, "pixel_fd", NAN), r->pixel_fd_mean = attr_or(f, "pixel_fd_mean_term", NAN);
     r->pixel_fd_cov = attr_or(f, "pixel_fd_cov_term", NAN);
+    r->sfid = attr_or(f, "sfid", NAN), r->inception_score = attr_or(f, "inception_score", NAN);
     r->precision = attr_or(f, "precision", NAN), r->recall = attr_or(f, "recall", NAN);
     r->accuracy = attr_or(f, "accuracy", NAN), r->psnr = attr_or(f, "psnr", NAN), r->ssim = attr_or(f, "ssim", NAN);
     eb_h5_close(f);

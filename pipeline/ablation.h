@@ -23,6 +23,16 @@
 /* ------------------------------------------------------------------------ */
 /* The spec file                                                             */
 
+/* What scores the samples: the Fashion-MNIST classifier's features and the
+ * pixel PCA (the model's own images), or ImageNet's ADM evaluator (FID,
+ * sFID, IS, precision/recall through the FID Inception network) on the
+ * latents decoded by the SD-VAE. */
+typedef enum { EB_JUDGE_FMNIST = 0, EB_JUDGE_IMAGENET = 1 } eb_ablation_judge;
+
+/* "fmnist" / "imagenet"; the parse returns EB_EINPUT naming the string. */
+const char *eb_ablation_judge_name(eb_ablation_judge j);
+eb_status eb_ablation_judge_parse(eb_ablation_judge *j, const char *name);
+
 /* A parsed spec: indices into eb_methods, sampler kinds and step counts, lists
  * and scalars. A method in `methods` runs once when untargeted, else at every
  * value of its native sweep (`sweep.NAME = …`, n_native[m] > 0) or, without
@@ -39,6 +49,14 @@ typedef struct {
     int n_native[EB_NMETHODS];
     int n_speedups, n, calib_n, calib_seed, n_real, batch;
     int timing_n, timing_rounds; /* images per timing run, rounds of interleaved runs */
+    /* The ImageNet judge (judge = imagenet; docs/ablation.md): the decoder, the Inception weights and
+       the ADM reference batch, all required then; the latents are divided by scale_factor and decoded
+       decode_batch at a time. device: where sampling, decoding and Inception run ("cpu"), at
+       precision ("fp32"; tf32 and bf16 on cuda). */
+    eb_ablation_judge judge;
+    char vae[PATH_MAX], inception[PATH_MAX], reference[PATH_MAX], device[16], precision[8];
+    double scale_factor;
+    int decode_batch;
 } eb_ablation_spec;
 
 /* Reads and checks the spec file at path into *s (defaults for absent keys).
@@ -82,7 +100,9 @@ const char *eb_ablation_point_label(const eb_ablation_point *p, char *buf, size_
  * 0.3.0 grids are kept byte for byte, so their cells are reused.            */
 
 void eb_ablation_key(char key[EB_ABLATION_KEY + 1], const char *text);
-/* "record|VER|model_sha|kind|steps|cfg|calib_n|calib_seed|batch" */
+/* "record|VER|model_sha|kind|steps|cfg|calib_n|calib_seed|batch", then
+ * "|DEVICE" when the spec's device is not the CPU and "|DEVICE|PRECISION"
+ * when its precision is not fp32 either (as for sample keys) */
 void eb_ablation_record_key(char key[EB_ABLATION_KEY + 1], const eb_ablation_spec *s, int sampler, const char *model_sha);
 /* "table|VER|rec_key|method|target" (target "-" untargeted); native points
  * "table|VER|rec_key|method|PARAM=value" (PARAM: eb_param_kind_name). */
@@ -92,6 +112,25 @@ void eb_ablation_sample_key(char key[EB_ABLATION_KEY + 1], const eb_ablation_spe
                             int seed, const char *table_sha);
 /* "eval-judges|VER|sample_key|ref_key|n_real" (ref_key "-": the uncached samples themselves) */
 void eb_ablation_eval_key(char key[EB_ABLATION_KEY + 1], const char *sample_key, const char *ref_key, int n_real);
+/* The ImageNet judge's cells, inside the sample cell: its images
+ * "decode|VER|sample_key|vae_sha|scale_factor|decode_batch|device" and their evaluation
+ * "eval-imagenet|VER|decode_key|inception_sha|reference_sha|device"; the reference batch's
+ * activations (in the cells folder) "real-imagenet|VER|inception_sha|reference_sha|device".
+ * device: "cpu", "cuda", or "cuda|tf32" at a precision other than fp32. vae_sha:
+ * eb_ablation_vae_sha of the decoder's files. */
+void eb_ablation_decode_key(char key[EB_ABLATION_KEY + 1], const eb_ablation_spec *s, const char *sample_key,
+                            const char *vae_sha);
+void eb_ablation_imagenet_eval_key(char key[EB_ABLATION_KEY + 1], const eb_ablation_spec *s, const char *decode_key,
+                                   const char *inception_sha, const char *reference_sha);
+void eb_ablation_imagenet_real_key(char key[EB_ABLATION_KEY + 1], const eb_ablation_spec *s, const char *inception_sha,
+                                   const char *reference_sha);
+/* The SHA-256 (hex) naming a decoder: of a .safetensors file its own; of a
+ * folder the SHA-256 of the lines "NAME=SHA\n" of each of config.json,
+ * diffusion_pytorch_model.safetensors, vae/config.json and
+ * vae/diffusion_pytorch_model.safetensors that it holds (every file a
+ * decoder can be read from there). EB_EINPUT naming the path when it is
+ * missing or a folder without weights. */
+eb_status eb_ablation_vae_sha(const char *vae, char sha[65]);
 
 /* ------------------------------------------------------------------------ */
 /* Running                                                                   */
@@ -112,7 +151,7 @@ typedef struct {
 typedef struct {
     const char *cells;      /* the cells folder, created ("build/ablate-cells")                  */
     const char *model;      /* the model (required: the spec's or the caller's choice)           */
-    const char *classifier; /* the evaluation's classifier (required)                            */
+    const char *classifier; /* the evaluation's classifier (required by the Fashion-MNIST judge)  */
     const char *fmnist_dir; /* Fashion-MNIST files (NULL: the default place)                      */
     const char *results;    /* NAME.csv, NAME.md, plots and NAME_tables/ go here ("results")      */
     const char *scripts;    /* gnuplot scripts (pareto.gp); NULL: the .dat files without the PNGs */
@@ -133,6 +172,7 @@ typedef struct {
     double fd, fd_mean, fd_cov;                   /* classifier-feature FD and its two terms */
     double pixel_fd, pixel_fd_mean, pixel_fd_cov; /* the pixel-PCA judge */
     double precision, recall, accuracy, psnr, ssim;
+    double sfid, inception_score; /* the ImageNet judge (NaN otherwise); its FID is fd (with its terms) */
 } eb_ablation_row;
 
 /* A point's table and its interleaved timing. */

@@ -55,9 +55,35 @@ static int spec_set(eb_ablation_spec *s, const char *key, char *value, char *why
         strcpy(s->name, value);
         return 0;
     }
-    if (!strcmp(key, "model")) {
-        if (strlen(value) >= PATH_MAX) return snprintf(why, cap, "model: path too long"), -1;
-        strcpy(s->model, value);
+    static const struct {
+        const char *key;
+        size_t offset;
+    } paths[] = {{"model", offsetof(eb_ablation_spec, model)},
+                 {"vae", offsetof(eb_ablation_spec, vae)},
+                 {"inception", offsetof(eb_ablation_spec, inception)},
+                 {"reference", offsetof(eb_ablation_spec, reference)}};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+        if (!strcmp(key, paths[i].key)) {
+            if (!*value) return snprintf(why, cap, "%s: no value", key), -1;
+            if (strlen(value) >= PATH_MAX) return snprintf(why, cap, "%s: path too long", key), -1;
+            strcpy((char *)s + paths[i].offset, value);
+            return 0;
+        }
+    if (!strcmp(key, "judge")) {
+        if (eb_ablation_judge_parse(&s->judge, value)) return snprintf(why, cap, "judge: %s", eb_last_error()), -1;
+        return 0;
+    }
+    if (!strcmp(key, "precision")) {
+        eb_precision prec;
+        if (eb_precision_parse(value, &prec) || strlen(value) >= sizeof s->precision)
+            return snprintf(why, cap, "precision: '%s' is not fp32, tf32 or bf16", value), -1;
+        strcpy(s->precision, value);
+        return 0;
+    }
+    if (!strcmp(key, "device")) {
+        if (strcmp(value, "cpu") && strcmp(value, "cuda"))
+            return snprintf(why, cap, "device: '%s' is not cpu or cuda", value), -1;
+        strcpy(s->device, value);
         return 0;
     }
     int n = split_words(value, w, EB_ABLATION_MAX_LIST);
@@ -122,10 +148,16 @@ static int spec_set(eb_ablation_spec *s, const char *key, char *value, char *why
                     {"real", 4, 60000, offsetof(eb_ablation_spec, n_real)},
                     {"batch", 1, 65536, offsetof(eb_ablation_spec, batch)},
                     {"timing_n", 1, 65536, offsetof(eb_ablation_spec, timing_n)},
-                    {"timing_rounds", 1, 100, offsetof(eb_ablation_spec, timing_rounds)}};
+                    {"timing_rounds", 1, 100, offsetof(eb_ablation_spec, timing_rounds)},
+                    {"decode_batch", 1, 65536, offsetof(eb_ablation_spec, decode_batch)}};
         if (n != 1) return snprintf(why, cap, "%s: one value expected", key), -1;
         if (!strcmp(key, "cfg")) {
             if (parse_double(w[0], 1.0, &s->cfg)) return snprintf(why, cap, "cfg: '%s' is not a number >= 1", w[0]), -1;
+            return 0;
+        }
+        if (!strcmp(key, "scale_factor")) {
+            if (parse_double(w[0], 0.0, &s->scale_factor) || !(s->scale_factor > 0))
+                return snprintf(why, cap, "scale_factor: '%s' is not a number above 0", w[0]), -1;
             return 0;
         }
         for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
@@ -179,6 +211,15 @@ static eb_status check_sweeps(const eb_ablation_spec *s, int methods_line, const
     return EB_OK;
 }
 
+const char *eb_ablation_judge_name(eb_ablation_judge j) { return j == EB_JUDGE_IMAGENET ? "imagenet" : "fmnist"; }
+
+eb_status eb_ablation_judge_parse(eb_ablation_judge *j, const char *name) {
+    if (!strcmp(name, "fmnist")) *j = EB_JUDGE_FMNIST;
+    else if (!strcmp(name, "imagenet")) *j = EB_JUDGE_IMAGENET;
+    else return eb_fail(EB_EINPUT, "'%s' is not a judge (fmnist, imagenet)", name);
+    return EB_OK;
+}
+
 const char *eb_ablation_sampler_name(const eb_ablation_spec *s, int i, char *buf) {
     sprintf(buf, "%s-%d", s->samplers[i].kind, s->samplers[i].steps);
     return buf;
@@ -186,13 +227,18 @@ const char *eb_ablation_sampler_name(const eb_ablation_spec *s, int i, char *buf
 
 eb_status eb_ablation_spec_read(eb_ablation_spec *s, const char *path) {
     *s = (eb_ablation_spec){.cfg = 1.5, .n = 1000, .calib_n = 32, .calib_seed = 1000, .n_real = 10000, .batch = 32,
-               .timing_n = 8, .timing_rounds = 3};
+               .timing_n = 8, .timing_rounds = 3, .device = "cpu", .precision = "fp32", .scale_factor = 0.18215, .decode_batch = 1};
     if (strlen(path) >= sizeof s->path) return eb_fail(EB_EINPUT, "%s: path too long", path);
     strcpy(s->path, path);
     FILE *f = fopen(path, "r");
     if (!f) return eb_fail(EB_EINPUT, "%s: cannot open: %s", path, strerror(errno));
     char line[4096], why[512];
-    int lineno = 0, methods_line = 0, sweep_line[EB_NMETHODS] = {0};
+    static const char *const keys[] = {"name", "model", "samplers", "methods", "speedups", "seeds",
+                                       "n", "calibration", "calibration_seed", "real", "batch", "cfg",
+                                       "timing_n", "timing_rounds", "judge", "vae", "inception", "reference",
+                                       "scale_factor", "decode_batch", "device", "precision"};
+    enum { NKEYS = sizeof keys / sizeof keys[0], K_REAL = 9, K_IMAGENET = 15, K_PRECISION = 21 }; /* keys[15..19]: the ImageNet judge's */
+    int lineno = 0, methods_line = 0, sweep_line[EB_NMETHODS] = {0}, key_line[NKEYS] = {0};
     eb_status st = EB_OK;
     unsigned seen = 0;
     while (!st && fgets(line, sizeof line, f)) {
@@ -212,13 +258,11 @@ eb_status eb_ablation_spec_read(eb_ablation_spec *s, const char *path) {
         }
         *eq = 0;
         char *key = trim(text), *value = trim(eq + 1);
-        static const char *const keys[] = {"name", "model", "samplers", "methods", "speedups", "seeds",
-                                           "n", "calibration", "calibration_seed", "real", "batch", "cfg",
-                                           "timing_n", "timing_rounds"};
-        for (unsigned i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        for (unsigned i = 0; i < NKEYS; i++)
             if (!strcmp(key, keys[i])) {
                 if (seen & 1u << i) st = eb_fail(EB_EINPUT, "%s:%d: '%s' is set twice", path, lineno, key);
                 seen |= 1u << i;
+                key_line[i] = lineno;
             }
         if (!st && spec_set(s, key, value, why, sizeof why))
             st = eb_fail(EB_EINPUT, "%s:%d: %s", path, lineno, why);
@@ -232,6 +276,19 @@ eb_status eb_ablation_spec_read(eb_ablation_spec *s, const char *path) {
     const char *missing = !s->name[0] ? "name" : !s->n_samplers ? "samplers" : !s->n_methods ? "methods"
                         : !s->n_seeds ? "seeds" : NULL;
     if (missing) return eb_fail(EB_EINPUT, "%s: '%s' is required (see docs/ablation.md)", path, missing);
+    /* the judge's keys: the ImageNet judge needs its three files and compares with the whole reference batch */
+    const int imagenet = s->judge == EB_JUDGE_IMAGENET;
+    for (int i = K_IMAGENET; !imagenet && i < K_IMAGENET + 5; i++)
+        if (key_line[i])
+            return eb_fail(EB_EINPUT, "%s:%d: %s: only with judge = imagenet", path, key_line[i], keys[i]);
+    if (strcmp(s->precision, "fp32") && strcmp(s->device, "cuda"))
+        return eb_fail(EB_EINPUT, "%s:%d: precision: %s needs device = cuda", path, key_line[K_PRECISION], s->precision);
+    if (imagenet && key_line[K_REAL])
+        return eb_fail(EB_EINPUT, "%s:%d: real: the ImageNet judge compares with the whole reference batch", path,
+                       key_line[K_REAL]);
+    missing = !imagenet ? NULL : !s->vae[0] ? "vae" : !s->inception[0] ? "inception" : !s->reference[0] ? "reference"
+                                                                                                     : NULL;
+    if (missing) return eb_fail(EB_EINPUT, "%s: judge = imagenet: '%s' is required (see docs/ablation.md)", path, missing);
     return check_sweeps(s, methods_line, sweep_line);
 }
 

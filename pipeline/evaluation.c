@@ -3,7 +3,9 @@
  * pixel judge and PSNR/SSIM need none. */
 #include "pipeline/evaluation.h"
 
+#include "analyze/inception.h"
 #include "analyze/metrics.h"
+#include "pipeline/evaluation_internal.h"
 #include "runtime/h5io.h"
 #include "train/fmnist.h"
 
@@ -21,7 +23,7 @@
 #define PIXEL_PCA_K 32 /* principal components of the real pixels the second judge compares in */
 
 void eb_eval_params_defaults(eb_eval_params *p) {
-    *p = (eb_eval_params){.dataset = "samples", .real_split = "test", .n_real = 10000};
+    *p = (eb_eval_params){.dataset = "samples", .real_split = "test", .n_real = 10000, .batch = EB_INCEPTION_CHUNK};
 }
 
 static const char *dataset_of(const eb_eval_params *p) { return p->dataset ? p->dataset : "samples"; }
@@ -424,6 +426,7 @@ static eb_status reference_metrics(eb_eval_result *r, eval_detail *d, const eval
 /* Output                                                                    */
 
 int eb_eval_fields(const eb_eval_params *p, const eb_eval_result *r, eb_eval_field out[EB_EVAL_FIELDS]) {
+    if (p->inception) return eb_eval_fields_imagenet(p, r, out);
     const eb_eval_field all[] = {
         {"mode", EB_FIELD_TEXT, p->floor ? "floor" : "samples", 0},
         {"samples", EB_FIELD_TEXT, r->samples, 0},
@@ -489,10 +492,16 @@ static eb_status write_output(const eb_eval_params *p, const eb_features *fx, co
 
 static eb_status check_params(const eb_eval_params *p) {
     const char *split = split_of(p);
-    if (p->floor && (p->samples || p->reference || p->labels_dataset || strcmp(split, "test")))
+    if (p->comm && p->comm->size > 1)
+        return eb_fail(EB_EINPUT, "the Fashion-MNIST judge runs as one process, not on %d ranks", p->comm->size);
+    if (p->floor && (p->samples || p->reference || p->labels_dataset || strcmp(dataset_of(p), "samples") ||
+                     strcmp(split, "test")))
         return eb_fail(EB_EINPUT, "the floor compares training images with the test set: it takes no samples, "
-                                  "reference, labels dataset or real split");
+                                  "reference, dataset, labels dataset or real split");
     if (!p->floor && !p->samples) return eb_fail(EB_EINPUT, "no samples to evaluate (and not the floor)");
+    if (p->reference_batch || p->device || p->batch != EB_INCEPTION_CHUNK)
+        return eb_fail(EB_EINPUT, "a reference batch, a device and a batch size are for the ImageNet judge: give the "
+                                  "Inception weights too");
     if (strcmp(split, "test") && strcmp(split, "train"))
         return eb_fail(EB_EINPUT, "real split '%s' is not test or train", split);
     if (p->n_real < EB_PR_K + 1)
@@ -514,7 +523,9 @@ static eb_status check_extractor(const eb_features *fx, const char *source) {
 }
 
 eb_status eb_evaluate(const eb_eval_params *p, eb_eval_result *r) {
-    eb_eval_result res = {.k = EB_PR_K, .fd = NAN, .fd_mean = NAN, .fd_cov = NAN, .pixel_fd = NAN,
+    if (p->inception) return eb_evaluate_imagenet(p, r);
+    eb_eval_result res = {.k = EB_PR_K, .fd = NAN, .fd_mean = NAN, .fd_cov = NAN, .sfid = NAN,
+                          .inception_score = NAN, .pixel_fd = NAN,
                           .pixel_fd_mean = NAN, .pixel_fd_cov = NAN, .precision = NAN, .recall = NAN,
                           .accuracy = NAN, .real_accuracy = NAN, .psnr = NAN, .ssim = NAN};
     eb_features *opened = NULL, *fx = p->features;

@@ -298,13 +298,17 @@ static eb_status check_layout(eb_h5 *f, const char *name, hid_t ds, uint64_t nee
                    (unsigned long long)need);
 }
 
-eb_status eb_h5_read(eb_h5 *f, const char *name, eb_h5_type type, int rank, const int64_t *want, void **data,
-                     int64_t *dims, int flags) {
+/* eb_h5_read and eb_h5_read_rows: rows [row0, row0 + nrows) along axis 0, or every row when nrows < 0. */
+static eb_status read_rows(eb_h5 *f, const char *name, eb_h5_type type, int rank, const int64_t *want, int64_t row0,
+                           int64_t nrows, void **data, int64_t *dims, int flags) {
     *data = NULL;
     if (rank < 0 || rank > EB_H5_MAX_RANK)
         return eb_fail(EB_EINPUT, "%s: dataset '%s': expected rank %d is not in 0..%d", f->path, name, rank,
                        EB_H5_MAX_RANK);
-    hid_t ds, ftype = H5I_INVALID_HID;
+    if (nrows >= 0 && (rank < 1 || row0 < 0))
+        return eb_fail(EB_EINPUT, "%s: dataset '%s': rows from %lld of a rank-%d dataset", f->path, name,
+                       (long long)row0, rank);
+    hid_t ds, ftype = H5I_INVALID_HID, fspace = H5I_INVALID_HID, mspace = H5I_INVALID_HID;
     unsigned char *buf = NULL;
     eb_status st = open_dataset(f, name, &ds);
     if (st) return st;
@@ -324,10 +328,22 @@ eb_status eb_h5_read(eb_h5 *f, const char *name, eb_h5_type type, int rank, cons
                          eb_format_dims(a, sizeof a, found, rank), eb_format_dims(b, sizeof b, want, rank));
             goto done;
         }
-    int64_t n = eb_checked_count(found, rank, EB_H5_MAX_ELEMS);
-    if (n < 0) {
-        st = eb_fail(EB_EINPUT, "%s: dataset '%s' has dims %s, more than %lld elements", f->path, name,
-                     eb_format_dims(a, sizeof a, found, rank), (long long)EB_H5_MAX_ELEMS);
+    /* part: the extents read (found, or nrows rows of it) */
+    int64_t part[EB_H5_MAX_RANK];
+    if (rank) memcpy(part, found, sizeof(int64_t) * (size_t)rank);
+    if (nrows >= 0) {
+        if (nrows > found[0] - row0) {
+            st = eb_fail(EB_EINPUT, "%s: dataset '%s' has %lld rows, rows %lld to %lld were asked for", f->path, name,
+                         (long long)found[0], (long long)row0, (long long)(row0 + nrows - 1));
+            goto done;
+        }
+        part[0] = nrows;
+    }
+    int64_t n = eb_checked_count(part, rank, EB_H5_MAX_ELEMS), total = eb_checked_count(found, rank, INT64_MAX / 16);
+    if (n < 0 || total < 0) {
+        st = eb_fail(EB_EINPUT, "%s: dataset '%s' has dims %s, more than %lld elements%s", f->path, name,
+                     eb_format_dims(a, sizeof a, found, rank), (long long)EB_H5_MAX_ELEMS,
+                     nrows >= 0 ? " in the rows asked for" : "");
         goto done;
     }
 
@@ -355,28 +371,42 @@ eb_status eb_h5_read(eb_h5 *f, const char *name, eb_h5_type type, int rank, cons
         wide = u64 ? WIDE_UINT64 : WIDE_INT64;
         mem = u64 ? H5T_NATIVE_UINT64 : H5T_NATIVE_INT64;
     }
-    if ((st = check_layout(f, name, ds, (uint64_t)n * H5Tget_size(ftype)))) goto done;
+    if ((st = check_layout(f, name, ds, (uint64_t)total * H5Tget_size(ftype)))) goto done;
     size_t read_size = narrow ? 8 : type_size(type);
     buf = malloc((size_t)(n ? n : 1) * read_size);
     if (!buf) {
         st = eb_fail(EB_ERUNTIME, "%s: dataset '%s': out of memory for %lld elements", f->path, name, (long long)n);
         goto done;
     }
-    if (n && H5Dread(ds, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+    if (n && nrows >= 0 && n < total) { /* a hyperslab of whole rows: the others stay on disk */
+        hsize_t start[EB_H5_MAX_RANK] = {(hsize_t)row0}, count[EB_H5_MAX_RANK];
+        for (int d = 0; d < rank; d++) count[d] = (hsize_t)part[d];
+        fspace = H5Dget_space(ds);
+        mspace = H5Screate_simple(rank, count, NULL);
+        if (fspace < 0 || mspace < 0 || H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) < 0) {
+            st = eb_fail(EB_ERUNTIME, "%s: dataset '%s': cannot select rows %lld to %lld (HDF5: %s)", f->path, name,
+                         (long long)row0, (long long)(row0 + nrows - 1), hdf5_reason());
+            goto done;
+        }
+    }
+    if (n && H5Dread(ds, mem, mspace < 0 ? H5S_ALL : mspace, fspace < 0 ? H5S_ALL : fspace, H5P_DEFAULT, buf) < 0) {
         st = eb_fail(EB_EINPUT, "%s: dataset '%s' cannot be read, file truncated or corrupt (HDF5: %s)", f->path, name,
                      hdf5_reason());
         goto done;
     }
     if (narrow) {
-        if ((st = narrow_in_place(f, name, buf, n, wide, type, found, rank))) goto done;
+        if ((st = narrow_in_place(f, name, buf, n, wide, type, part, rank))) goto done;
         unsigned char *shrunk = realloc(buf, (size_t)(n ? n : 1) * type_size(type));
         if (shrunk) buf = shrunk;
     }
     if (flags & EB_H5_FINITE && want_float) {
-        char what[512];
-        snprintf(what, sizeof what, "%s: dataset '%s'", f->path, name);
-        st = type == EB_H5_F32 ? eb_check_finite((const float *)buf, found, rank, EB_EINPUT, what)
-                               : eb_check_finite_f64((const double *)buf, found, rank, EB_EINPUT, what);
+        char what[640];
+        if (!rank || part[0] == found[0]) snprintf(what, sizeof what, "%s: dataset '%s'", f->path, name);
+        else /* the index is within the rows read */
+            snprintf(what, sizeof what, "%s: dataset '%s', of its rows %lld to %lld,", f->path, name,
+                     (long long)row0, (long long)(row0 + nrows - 1));
+        st = type == EB_H5_F32 ? eb_check_finite((const float *)buf, part, rank, EB_EINPUT, what)
+                               : eb_check_finite_f64((const double *)buf, part, rank, EB_EINPUT, what);
         if (st) goto done;
     }
     if (rank) memcpy(dims, found, sizeof(int64_t) * (size_t)rank);
@@ -384,9 +414,22 @@ eb_status eb_h5_read(eb_h5 *f, const char *name, eb_h5_type type, int rank, cons
     buf = NULL;
 done:
     free(buf);
+    close_id(mspace);
+    close_id(fspace);
     close_id(ftype);
     close_id(ds);
     return st;
+}
+
+eb_status eb_h5_read(eb_h5 *f, const char *name, eb_h5_type type, int rank, const int64_t *want, void **data,
+                     int64_t *dims, int flags) {
+    return read_rows(f, name, type, rank, want, 0, -1, data, dims, flags);
+}
+
+eb_status eb_h5_read_rows(eb_h5 *f, const char *name, eb_h5_type type, int rank, const int64_t *want, int64_t row0,
+                          int64_t nrows, void **data, int64_t *dims, int flags) {
+    if (nrows < 0) return eb_fail(EB_EINPUT, "%s: dataset '%s': %lld rows asked for", f->path, name, (long long)nrows);
+    return read_rows(f, name, type, rank, want, row0, nrows, data, dims, flags);
 }
 
 /* ------------------------------------------------------------------------ */

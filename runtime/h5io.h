@@ -66,6 +66,16 @@ eb_status eb_h5_shape(eb_h5 *f, const char *name, int *rank, int64_t dims[EB_H5_
 eb_status eb_h5_read(eb_h5 *f, const char *name, eb_h5_type type, int rank, const int64_t *want, void **data,
                      int64_t *dims, int flags);
 
+/* eb_h5_read of rows [row0, row0 + nrows) along axis 0 only (rank ≥ 1): an
+ * HDF5 hyperslab read, so the other rows are never read (one rank's share
+ * of a dataset). want and flags as eb_h5_read; dims (rank) receives the
+ * whole dataset's extents, and *data holds nrows·dims[1]·…·dims[rank−1]
+ * elements (nrows may be 0); EB_H5_MAX_ELEMS limits the rows read. Rows
+ * past dims[0] are EB_EINPUT naming them; a non-finite value is named by
+ * its index within the rows read. */
+eb_status eb_h5_read_rows(eb_h5 *f, const char *name, eb_h5_type type, int rank, const int64_t *want, int64_t row0,
+                          int64_t nrows, void **data, int64_t *dims, int flags);
+
 /* Typed forms of eb_h5_read. */
 static inline eb_status eb_h5_read_f32(eb_h5 *f, const char *name, int rank, const int64_t *want, float **data,
                                        int64_t *dims, int flags) {

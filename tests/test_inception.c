@@ -8,6 +8,7 @@
  * Tolerance: max |got − want| / max |want| ≤ 1e-4 (fp32; seen: ≤ 2e-6 on every output). */
 #include "tests/cli_util.h"
 #include "tests/golden.h"
+#include "tests/inception_fixture.h"
 #include "analyze/inception.h"
 #include "runtime/backend.h"
 #include "runtime/h5io.h"
@@ -28,22 +29,8 @@
 
 /* The golden's weights (reference/inception_ref.py random_weights): tensor i from key(seed, i). */
 static float *formula_table(const eb_inception *m) {
-    const uint64_t seed = (uint64_t)golden_attr_f64(GOLD, "seed");
-    float *host = malloc(eb_inception_tensor_floats(m) * sizeof *host);
+    float *host = inception_formula_table(m, (uint64_t)golden_attr_f64(GOLD, "seed"));
     cr_assert(host);
-    for (int i = 0; i < eb_inception_tensor_count(m); i++) {
-        const eb_inception_tensor *t = eb_inception_tensor_at(m, i);
-        float *v = host + t->offset;
-        eb_rng_fill_normal(v, t->numel, eb_rng_key(seed, (uint64_t)i));
-        const char *leaf = strrchr(t->name, '.') + 1;
-        const int conv = !strcmp(leaf, "weight") && t->rank > 1;
-        const float amp = (float)sqrt((!strcmp(t->name, "fc.weight") ? 1.0 : 2.0) / (double)(t->numel / t->shape[0]));
-        for (size_t k = 0; k < t->numel; k++) {
-            const float z = v[k];
-            v[k] = conv ? z * amp : !strcmp(leaf, "weight") ? 1.0f + 0.1f * z
-                 : !strcmp(leaf, "running_var") ? 0.75f + 0.25f * z * z : 0.1f * z;
-        }
-    }
     return host;
 }
 

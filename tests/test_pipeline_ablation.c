@@ -5,7 +5,12 @@
  * through hand-made seeds), and one cell run on the shipped model. */
 #include "tests/cli_util.h"
 
+#include "analyze/inception.h"
 #include "pipeline/ablation.h"
+#include "pipeline/decoding.h"
+#include "runtime/npz.h"
+#include "runtime/readfile.h"
+#include "runtime/safetensors.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -88,11 +93,23 @@ Test(pipeline_ablation, native_sweeps_and_the_plan) {
     cr_assert_str_eq(eb_ablation_point_label(&pts[7], label, sizeof label), " at 2×");
 }
 
+/* A spec text and (part of) the message its reading must fail with. */
+typedef struct {
+    const char *text, *message;
+} spec_error;
+
+static void expect_spec_errors(const spec_error *cases, size_t n) {
+    static eb_ablation_spec s;
+    char path[512];
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(eb_ablation_spec_read(&s, spec_file(path, cases[i].text)), EB_EINPUT, "case %zu", i);
+        cr_assert(strstr(eb_last_error(), cases[i].message), "case %zu: %s", i, eb_last_error());
+    }
+}
+
 /* Each bad sweep fails with a message naming the file, line and key. */
 Test(pipeline_ablation, sweep_errors) {
-    static const struct {
-        const char *text, *message;
-    } cases[] = {
+    static const spec_error cases[] = {
         {"name = x\nsamplers = ddim-8\nmethods = fora\nsweep.foo = 1\nseeds = 0\n", "g.spec:4: sweep.foo: unknown method 'foo'"},
         {"name = x\nsamplers = ddim-8\nmethods = none\nsweep.none = 1\nseeds = 0\n", "g.spec:4: sweep.none: none has no parameter"},
         {"name = x\nsamplers = ddim-8\nmethods = fora\nsweep.noise-scaling = 2\nseeds = 0\n", "g.spec:4: sweep.noise-scaling: noise-scaling has no parameter"},
@@ -108,12 +125,7 @@ Test(pipeline_ablation, sweep_errors) {
         {"name = x\nsamplers = ddim-8\nmethods = none fbcache\nseeds = 0\n", "g.spec:3: methods: fbcache takes no speed target"},
         {"name = x\nsamplers = ddim-8\nmethods = fora teacache\nsweep.fora = 2\nseeds = 0\n", "'speedups' is required by the cached methods (or 'sweep.teacache')"},
     };
-    static eb_ablation_spec s;
-    char path[512];
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        cr_assert_eq(eb_ablation_spec_read(&s, spec_file(path, cases[i].text)), EB_EINPUT, "case %zu", i);
-        cr_assert(strstr(eb_last_error(), cases[i].message), "case %zu: %s", i, eb_last_error());
-    }
+    expect_spec_errors(cases, sizeof cases / sizeof cases[0]);
 }
 
 /* A known curve y = 10 + 4·log2(x) (linear in log speedup) at 1.5×, 2×, 4×,
@@ -223,4 +235,247 @@ Test(pipeline_ablation, one_cell_on_the_shipped_model, .timeout = 300) {
     const eb_ablation_point other = {0, pt.method, EB_SWEEP_SPEEDUP, 3};
     cr_assert_eq(eb_ablation_run_cell(a, &other, 3, &again), EB_EINPUT, "a point the spec does not plan");
     eb_ablation_close(a);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The ImageNet judge                                                        */
+
+#define SHA_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define SHA_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+#define SHA_C "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+
+/* The ImageNet spec's keys: texts of their own, naming the decoder, the Inception weights and the
+ * reference batch by SHA-256 (here stand-ins), and a device (and precision) off the CPU after the
+ * run keys' 0.3.0 texts. The hex digits are Python hashlib's of the texts in the comments. */
+Test(pipeline_ablation, imagenet_keys) {
+    static eb_ablation_spec s;
+    cr_assert_eq(eb_ablation_spec_read(&s, "data/ablation/imagenet-dit-xl2.spec"), EB_OK, "%s", eb_last_error());
+    cr_assert_eq(s.judge, EB_JUDGE_IMAGENET);
+    cr_assert_str_eq(s.device, "cuda");
+    cr_assert_str_eq(s.precision, "tf32");
+    cr_assert(s.n == 50000 && s.cfg == 1.5 && s.samplers[0].steps == 50 && s.n_methods == 3 && s.decode_batch == 8);
+    char key[EB_ABLATION_KEY + 1], sample[EB_ABLATION_KEY + 1], decode[EB_ABLATION_KEY + 1];
+    eb_ablation_record_key(key, &s, 0, SHIPPED_SHA); /* "record|0.3.0|SHIPPED|ddpm|50|1.5|32|1000|32|cuda|tf32" */
+    cr_assert_str_eq(key, "868584bc6a393927");
+    eb_ablation_sample_key(sample, &s, 0, SHIPPED_SHA, 0, "none"); /* "sample|…|50000|0|32|none|cuda|tf32" */
+    cr_assert_str_eq(sample, "c05f65bc9927c2b6");
+    /* "decode|0.3.0|c05f65bc9927c2b6|AAAA…|0.18215000000000001|8|cuda|tf32" */
+    eb_ablation_decode_key(decode, &s, sample, SHA_A);
+    cr_assert_str_eq(decode, "b75d2976831806bb");
+    eb_ablation_imagenet_eval_key(key, &s, decode, SHA_B, SHA_C); /* "eval-imagenet|0.3.0|b75d29…|BBBB…|CCCC…|cuda|tf32" */
+    cr_assert_str_eq(key, "94f9f2e471c4db9d");
+    eb_ablation_imagenet_real_key(key, &s, SHA_B, SHA_C); /* "real-imagenet|0.3.0|BBBB…|CCCC…|cuda|tf32" */
+    cr_assert_str_eq(key, "26fc99683db85bf8");
+    eb_ablation_key(key, "real-imagenet|0.3.0|" SHA_B "|" SHA_C "|cuda|tf32");
+    cr_assert_str_eq(key, "26fc99683db85bf8");
+    cr_assert_str_eq(eb_ablation_judge_name(s.judge), "imagenet");
+    eb_ablation_judge j;
+    cr_assert_eq(eb_ablation_judge_parse(&j, "fmnist"), EB_OK);
+    cr_assert_eq(j, EB_JUDGE_FMNIST);
+    cr_assert_eq(eb_ablation_judge_parse(&j, "cifar"), EB_EINPUT);
+}
+
+/* The SHA-256 of `path`'s bytes, by sha256sum. */
+static void sha_of(const char *path, char sha[65]) {
+    char cmd[1100];
+    snprintf(cmd, sizeof cmd, "sha256sum '%s'", path);
+    FILE *f = popen(cmd, "r");
+    cr_assert(f && fscanf(f, "%64s", sha) == 1, "%s", cmd);
+    pclose(f);
+}
+
+/* A decoder's name: a file's SHA-256; a folder's, of its "NAME=SHA" lines (sha256sum of the text). */
+Test(pipeline_ablation, the_decoders_sha) {
+    char sha[65], want[65], config[65], weights[65], text[512], path[512];
+    cr_assert_eq(eb_ablation_vae_sha("tests/golden/vae_small/diffusers/diffusion_pytorch_model.safetensors", sha), EB_OK);
+    sha_of("tests/golden/vae_small/diffusers/diffusion_pytorch_model.safetensors", want);
+    cr_expect_str_eq(sha, want);
+    sha_of("tests/golden/vae_small/diffusers/config.json", config);
+    sha_of("tests/golden/vae_small/diffusers/diffusion_pytorch_model.safetensors", weights);
+    snprintf(text, sizeof text, "config.json=%s\ndiffusion_pytorch_model.safetensors=%s\n", config, weights);
+    FILE *f = fopen(in_workdir(path, "lines.txt"), "w");
+    fputs(text, f);
+    fclose(f);
+    sha_of(path, want);
+    cr_assert_eq(eb_ablation_vae_sha("tests/golden/vae_small/diffusers", sha), EB_OK, "%s", eb_last_error());
+    cr_expect_str_eq(sha, want);
+    cr_assert_eq(eb_ablation_vae_sha("tests/golden/vae_small/legacy", sha), EB_OK, "a pipeline folder: %s", eb_last_error());
+    cr_expect_str_neq(sha, want);
+    cr_expect_eq(eb_ablation_vae_sha("tests/golden/models", sha), EB_EINPUT, "a folder without weights");
+    cr_expect(strstr(eb_last_error(), "tests/golden/models: a folder without"), "%s", eb_last_error());
+}
+
+/* The judge's keys: each error names the file, line and key. */
+Test(pipeline_ablation, imagenet_spec_errors) {
+    static const spec_error cases[] = {
+        {"name = x\nsamplers = ddim-8\nmethods = none\nseeds = 0\njudge = cifar\n", "g.spec:5: judge: 'cifar' is not a judge"},
+        {"name = x\nsamplers = ddim-8\nmethods = none\nseeds = 0\nvae = v\n", "g.spec:5: vae: only with judge = imagenet"},
+        {"name = x\nsamplers = ddim-8\nmethods = none\nseeds = 0\ndecode_batch = 2\n", "g.spec:5: decode_batch: only with judge = imagenet"},
+        {"name = x\nsamplers = ddim-8\nmethods = none\nseeds = 0\njudge = imagenet\nvae = v\ninception = i\n",
+         "judge = imagenet: 'reference' is required"},
+        {"name = x\nsamplers = ddim-8\nmethods = none\nseeds = 0\njudge = imagenet\nvae = v\ninception = i\n"
+         "reference = r\nreal = 100\n", "g.spec:9: real: the ImageNet judge compares with the whole reference batch"},
+        {"name = x\nsamplers = ddim-8\nmethods = none\nseeds = 0\njudge = imagenet\nscale_factor = 0\n",
+         "g.spec:6: scale_factor: '0' is not a number above 0"},
+        {"name = x\nsamplers = ddim-8\nmethods = none\nseeds = 0\ndevice = tpu\n", "g.spec:5: device: 'tpu' is not cpu or cuda"},
+        {"name = x\nsamplers = ddim-8\nmethods = none\nseeds = 0\nprecision = fp16\n", "g.spec:5: precision: 'fp16' is not fp32"},
+        {"name = x\nsamplers = ddim-8\nmethods = none\nseeds = 0\nprecision = bf16\n", "g.spec:5: precision: bf16 needs device = cuda"},
+        {"name = x\nsamplers = ddim-8\nmethods = none\nseeds = 0\njudge = imagenet\njudge = fmnist\n", "g.spec:6: 'judge' is set twice"},
+    };
+    expect_spec_errors(cases, sizeof cases / sizeof cases[0]);
+}
+
+/* workdir/inception.safetensors: the FID Inception network (with fc) with random weights (He-scaled
+ * normal convolutions, unit BatchNorm scales and variances, small shifts), as tests/test_inception.c's
+ * networks; workdir/ref.npz: a reference batch of 12 random 16×16 RGB images. */
+static void write_judge_files(char *inception, char *reference) {
+    eb_inception *m;
+    cr_assert_eq(eb_inception_create_on(&m, 1, NULL), EB_OK, "%s", eb_last_error());
+    const int n = eb_inception_tensor_count(m);
+    float *host = malloc(eb_inception_tensor_floats(m) * sizeof *host);
+    eb_st_entry *e = calloc((size_t)n, sizeof *e);
+    for (int i = 0; i < n; i++) {
+        const eb_inception_tensor *t = eb_inception_tensor_at(m, i);
+        float *v = host + t->offset;
+        const char *leaf = strrchr(t->name, '.') + 1;
+        eb_rng_fill_normal(v, t->numel, eb_rng_key(77, (uint64_t)i));
+        const float amp = (float)sqrt(2.0 / (double)(t->numel / t->shape[0]));
+        for (size_t k = 0; k < t->numel; k++)
+            v[k] = t->rank > 1 ? v[k] * amp : !strcmp(leaf, "weight") || !strcmp(leaf, "running_var") ? 1.0f : 0.1f * v[k];
+        e[i] = (eb_st_entry){.name = t->name, .dtype = EB_DT_F32, .rank = t->rank, .data = v};
+        memcpy(e[i].shape, t->shape, sizeof t->shape);
+    }
+    cr_assert_eq(eb_st_write(in_workdir(inception, "inception.safetensors"), e, n, NULL, 0), EB_OK, "%s", eb_last_error());
+    free(e), free(host);
+    eb_inception_free(m);
+    uint8_t images[12 * 16 * 16 * 3];
+    uint64_t z = 12345;
+    for (size_t i = 0; i < sizeof images; i++) z = z * 6364136223846793005ull + 1442695040888963407ull, images[i] = z >> 56;
+    eb_npz_writer *w;
+    cr_assert_eq(eb_npz_create(&w, in_workdir(reference, "ref.npz")), EB_OK);
+    cr_assert_eq(eb_npz_write_array(w, "arr_0", EB_NPY_U8, 4, (int64_t[]){12, 16, 16, 3}, images), EB_OK);
+    cr_assert_eq(eb_npz_close(w), EB_OK, "%s", eb_last_error());
+}
+
+/* A file's bytes (malloc'd, NUL-terminated; free() them), *size of them. */
+static char *file_bytes(const char *path, size_t *size) {
+    char *data;
+    cr_assert_eq(eb_read_file(path, (size_t)1 << 24, &data, size), EB_OK, "%s", eb_last_error());
+    return data;
+}
+
+/* The ImageNet cell path on tiny files: the tiny random DiT (4×8×8 latents), the small random VAE
+ * (×2: 16×16 images), a random Inception and a random reference batch. The uncached cell and a FORA
+ * cell (interval 2) of one seed: recording and fit, search, samples, their decoding into the sample
+ * cell's images-KEY.npz (byte for byte what eb_decode_to_file writes from the cell's samples), and
+ * the evaluation through eb_evaluate(inception = …): FID, sFID, IS, precision and recall finite
+ * (on 4 samples against 12 random references: numbers that test the plumbing, not a model), and a
+ * rerun computes nothing. */
+Test(pipeline_ablation, imagenet_cells_on_tiny_models, .timeout = 600) {
+    static eb_ablation_spec s;
+    char path[512], cells[512], results[512], inception[512], reference[512], text[2048];
+    write_judge_files(inception, reference);
+    snprintf(text, sizeof text,
+             "name = inet\njudge = imagenet\nmodel = tests/golden/models/tiny_sigma.safetensors\n"
+             "vae = tests/golden/vae_small/ldm\ninception = %s\nreference = %s\nsamplers = ddim-6\n"
+             "methods = none fora\nsweep.fora = 2\nseeds = 3\nn = 4\nbatch = 2\ncalibration = 2\ndecode_batch = 2\n",
+             inception, reference);
+    cr_assert_eq(eb_ablation_spec_read(&s, spec_file(path, text)), EB_OK, "%s", eb_last_error());
+    eb_ablation_params p;
+    eb_ablation_params_defaults(&p);
+    p.model = s.model, p.threads = 2, p.classifier = NULL; /* the ImageNet judge needs none */
+    p.cells = in_workdir(cells, "cells"), p.results = in_workdir(results, "res"), p.on_event = count_steps;
+    eb_ablation *a;
+    cr_assert_eq(eb_ablation_open(&a, &s, &p), EB_OK, "%s", eb_last_error());
+    const eb_ablation_point none = {0, eb_method_index(eb_method_find("none")), EB_SWEEP_NONE, NAN};
+    const eb_ablation_point fora = {0, eb_method_index(eb_method_find("fora")), EB_SWEEP_NATIVE, 2};
+    char model_sha[65], vae_sha[65], skey[EB_ABLATION_KEY + 1], dkey[EB_ABLATION_KEY + 1], npz[1024], direct[512];
+    sha_of(s.model, model_sha);
+    cr_assert_eq(eb_ablation_vae_sha(s.vae, vae_sha), EB_OK);
+    eb_ablation_sample_key(skey, &s, 0, model_sha, 3, "none");
+    eb_ablation_decode_key(dkey, &s, skey, vae_sha);
+    snprintf(npz, sizeof npz, "%s/sample-%s/images-%s.npz", cells, skey, dkey);
+    eb_ablation_row row;
+    steps_seen = 0;
+    eb_status st = eb_ablation_run_cell(a, &none, 3, &row);
+    /* the recording (and fit), the uncached samples, their decoding, their evaluation */
+    cr_expect_eq(steps_seen, 4);
+    cr_assert_eq(access(npz, R_OK), 0, "the decoded images are in the sample cell: %s", npz);
+    /* the cell's images are the library call's on the cell's samples */
+    eb_decode_params dp;
+    eb_decode_params_defaults(&dp);
+    snprintf(text, sizeof text, "%s/sample-%s/samples.h5", cells, skey);
+    dp.vae = s.vae, dp.samples = text, dp.output = in_workdir(direct, "direct.npz"), dp.batch = 2, dp.threads = 2;
+    cr_assert_eq(eb_decode_to_file(&dp, NULL), EB_OK, "%s", eb_last_error());
+    size_t n_got, n_want;
+    char *got = file_bytes(npz, &n_got), *want = file_bytes(direct, &n_want);
+    cr_expect(n_got == n_want && n_got > 4 * 16 * 16 * 3 && !memcmp(got, want, n_got), "%zu and %zu bytes", n_got, n_want);
+    free(got), free(want);
+    cr_assert_eq(st, EB_OK, "%s", eb_last_error());
+    cr_log_info("uncached cell: FID %g, sFID %g, IS %g, precision %g, recall %g", row.fd, row.sfid, row.inception_score,
+                row.precision, row.recall);
+    cr_expect(isfinite(row.fd) && isfinite(row.sfid) && isfinite(row.inception_score) && isfinite(row.precision) &&
+              isfinite(row.recall), "FID %g sFID %g IS %g P %g R %g", row.fd, row.sfid, row.inception_score,
+              row.precision, row.recall);
+    cr_expect(isnan(row.pixel_fd) && isnan(row.psnr), "the Fashion-MNIST judges do not run");
+    steps_seen = 0;
+    cr_assert_eq(eb_ablation_run_cell(a, &fora, 3, &row), EB_OK, "%s", eb_last_error());
+    cr_expect_eq(steps_seen, 4, "the search, the FORA samples, their decoding and evaluation");
+    cr_expect(row.flop_speedup > 1.2 && isfinite(row.fd) && isfinite(row.sfid), "FORA at interval 2: %gx, FID %g",
+              row.flop_speedup, row.fd);
+    cr_log_info("FORA cell (%.2fx FLOP): FID %g, sFID %g, IS %g", row.flop_speedup, row.fd, row.sfid, row.inception_score);
+    eb_ablation_row again;
+    steps_seen = 0;
+    cr_assert_eq(eb_ablation_run_cell(a, &fora, 3, &again), EB_OK, "%s", eb_last_error());
+    cr_expect_eq(steps_seen, 0, "a finished cell is reused");
+    cr_expect_eq(again.fd, row.fd);
+    cr_expect_eq(again.sfid, row.sfid);
+    eb_ablation_close(a);
+}
+
+/* The ImageNet report from hand-made rows (3 seeds, uncached and FORA at interval 2, FID +1 and
+ * sFID +2 on every seed): the CSV's columns, the curve table's, the paired ΔFID and the claim. */
+Test(pipeline_ablation, imagenet_report_columns) {
+    static eb_ablation_spec s;
+    char path[600], results[512], csv[600], md[600];
+    spec_file(path, "name = inet\njudge = imagenet\nvae = v\ninception = i\nreference = r\nsamplers = ddpm-50\n"
+                    "methods = none fora\nsweep.fora = 2\nseeds = 1 2 3\nn = 8\n");
+    cr_assert_eq(eb_ablation_spec_read(&s, path), EB_OK, "%s", eb_last_error());
+    eb_ablation_point pts[4];
+    cr_assert_eq(eb_ablation_plan(&s, pts, 4), 2);
+    eb_ablation_curve_point points[2] = {{.at = pts[0], .reached = 1, .flop_speedup = 1, .wall = 1, .cpu = 1},
+                                         {.at = pts[1], .reached = 1, .table = "t", .params = "interval=2",
+                                          .flop_speedup = 2, .wall = 1.8, .cpu = 1.9, .wall_lo = 1.7, .wall_hi = 1.9}};
+    eb_ablation_row rows[6];
+    for (int k = 0; k < 2; k++)
+        for (int j = 0; j < 3; j++)
+            rows[3 * k + j] = (eb_ablation_row){.point = k, .seed = j + 1, .reached = 1, .flop_speedup = 1 + k,
+                                                .fd = 5 + j + k, .fd_mean = 1, .fd_cov = 4 + j + k, .sfid = 9 + j + 2 * k,
+                                                .inception_score = 100 - j, .precision = 0.7, .recall = 0.5,
+                                                .pixel_fd = NAN, .psnr = NAN, .accuracy = NAN};
+    eb_ablation_results r = {.points = points, .n_points = 2, .rows = rows, .n_rows = 6, .cores = 2};
+    eb_ablation_params p;
+    eb_ablation_params_defaults(&p);
+    p.results = in_workdir(results, "res"), p.scripts = NULL;
+    cr_assert_eq(eb_ablation_write_report(&s, &r, &p), EB_OK, "%s", eb_last_error());
+    size_t size;
+    snprintf(csv, sizeof csv, "%s/inet.csv", results);
+    char *text = file_bytes(csv, &size);
+    static const char head[] = "sampler,method,target,seed,n,reached,flop_speedup,wall_s,measured_speedup,cpu_speedup,"
+                               "load,fid,fid_mean_term,fid_cov_term,sfid,inception_score,precision,recall,sweep,value,"
+                               "params\n";
+    cr_expect(!strncmp(text, head, strlen(head)), "%.200s", text);
+    cr_expect(strstr(text, "\nddpm-50,fora,nan,2,8,1,2,0,0,0,0,7,1,6,12,99,0.7,0.5,interval,2,\"interval=2\"\n"),
+              "%s", text);
+    free(text);
+    snprintf(md, sizeof md, "%s/inet.md", results);
+    text = file_bytes(md, &size);
+    cr_expect(strstr(text, "| FID (+ its terms) | ΔFID | sFID | ΔsFID | IS | ΔIS | precision | recall |\n"
+                                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"), "%s", text);
+    cr_expect(!strstr(text, "PSNR") && !strstr(text, "pixel FD"), "no Fashion-MNIST judge");
+    cr_expect(strstr(text, "| fora | – | interval=2 | 2.00× | 1.80× (1.90×) | 7 ± 2.5 (1 + 6) | +1 | 12 ± 2.5 | +2 |"),
+              "%s", text);
+    snprintf(path, sizeof path, "%s/inet_pareto_ddpm-50.dat", results);
+    cr_expect_eq(access(path, R_OK), 0, "the Pareto data");
+    free(text);
 }
