@@ -491,11 +491,7 @@ static eb_status expand_rows(eb_cache_plan *p, const eb_cache_schedule *cs, cons
 static eb_status check_actions(eb_cache_plan *p, const eb_cache_schedule *cs, const int *line_of) {
     const int S = p->S, L = p->L;
     int *computed = calloc((size_t)L * 2, sizeof *computed);
-    uint8_t *attn_seen = calloc(L, 1);
-    if (!computed || !attn_seen) {
-        free(computed), free(attn_seen);
-        return eb_fail(EB_ERUNTIME, "out of memory");
-    }
+    if (!computed) return eb_fail(EB_ERUNTIME, "out of memory");
     eb_status st = EB_OK;
     for (int k = 0; !st && k < S; k++) {
         for (int b = 0; !st && b < L; b++) {
@@ -511,9 +507,6 @@ static eb_status check_actions(eb_cache_plan *p, const eb_cache_schedule *cs, co
                 if (!computed[b * 2 + m])
                     st = fail_at(cs, line, k, "block %d %s: %s with nothing cached yet (no earlier step computes it)", b,
                                  module_name(m), what[a[m].kind]);
-                else if (a[m].kind == EB_ACT_PARTIAL && !attn_seen[b])
-                    st = fail_at(cs, line, k, "block %d mlp: partial compute needs an earlier attention compute of the "
-                                 "block (its attention map scores the tokens)", b);
                 int cap = a[m].kind == EB_ACT_FORECAST ? a[m].order + 1 : 1;
                 if (cap > p->slot_cap[b * 2 + m]) p->slot_cap[b * 2 + m] = cap;
                 if (a[m].kind == EB_ACT_PARTIAL) p->colsum[b] = 1, p->partial = 1;
@@ -522,12 +515,11 @@ static eb_status check_actions(eb_cache_plan *p, const eb_cache_schedule *cs, co
         for (int b = 0; !st && b < L; b++) {
             for (int m = 0; m < 2; m++)
                 if (p->act[((size_t)k * L + b) * 2 + m].kind == EB_ACT_COMPUTE) computed[b * 2 + m] = 1;
-            if (p->act[((size_t)k * L + b) * 2].kind == EB_ACT_COMPUTE) attn_seen[b] = 1;
             int e = skip_run_end(p, k, b);
             if (e > 0) find_or_add_run(p, b, e);
         }
     }
-    free(computed), free(attn_seen);
+    free(computed);
     return st;
 }
 

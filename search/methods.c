@@ -1,6 +1,7 @@
 /* methods.c — the registry of caching methods and their generators (methods.h). */
 #include "search/methods.h"
 #include "search/search.h"
+#include "search/toca.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -43,6 +44,9 @@ const eb_method eb_methods[EB_NMETHODS] = {
     {.name = "smoothcache", .generate = eb_generate_smoothcache, .param = EB_PARAM_THRESHOLD, .fixed = NAN,
      .scaling = EB_SCALING_NONE, .needs = EB_NEEDS_RECORDING, .sweeps = 1, .top = smoothcache_top,
      .about = "SmoothCache: reuse a module's output where its recorded change to the next step stays below α"},
+    {.name = "toca", .generate = eb_generate_toca, .param = EB_PARAM_INTERVAL, .fixed = NAN,
+     .scaling = EB_SCALING_NONE, .sweeps = 1,
+     .about = "ToCa: between refreshes every ~N steps, reuse attention and recompute the MLP of the best-scored tokens (R = 0.07)"},
 };
 _Static_assert(sizeof eb_methods / sizeof eb_methods[0] == EB_NMETHODS, "eb_methods and EB_NMETHODS");
 
@@ -158,4 +162,9 @@ eb_status eb_generate_smoothcache(eb_cache_schedule **out, const eb_method_input
     }
     if (st) eb_cache_schedule_free(*out), *out = NULL;
     return st;
+}
+
+/* ToCa at its DiT default fresh ratio; the search bisects the fresh threshold N. */
+eb_status eb_generate_toca(eb_cache_schedule **out, const eb_method_input *in, double interval) {
+    return eb_cache_schedule_toca(out, in->sched, in->c->depth, EB_TOCA_RATIO, (int)interval);
 }
