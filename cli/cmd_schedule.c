@@ -173,12 +173,15 @@ static int read_taylorseer(kind_args *a) {
     return rc;
 }
 
-/* ToCa with its fresh ratio too (the registry's row keeps R = 0.07). */
+/* ToCa with its fresh ratio and score patch too (the registry's row keeps R = 0.07, 2x2). */
 static int read_toca(kind_args *a) {
-    int interval = 0, rc = int_opt(a, "interval", -1, 1, EB_DIFFUSION_STEPS, &interval);
+    int interval = 0, grid = 2, rc = int_opt(a, "interval", -1, 1, EB_DIFFUSION_STEPS, &interval);
     double ratio;
     if (!rc) rc = float_opt(a, "ratio", EB_TOCA_RATIO, &ratio);
-    return rc ? rc : eb_report(a->cmd, eb_cache_schedule_toca(&a->table, a->s, a->c->depth, ratio, interval));
+    if (!rc) rc = int_opt(a, "grid", 2, 1, 64, &grid);
+    if (!rc) rc = eb_report(a->cmd, eb_cache_schedule_toca(&a->table, a->s, a->c->depth, ratio, interval));
+    if (!rc) a->table->toca.grid = grid;
+    return rc;
 }
 
 /* from-npy is no method: it converts the official table. */
@@ -204,7 +207,7 @@ static void usage(FILE *f) {
             "  teacache    --threshold X [--poly c,...]       skip whole steps while the rescaled input change stays small\n"
             "  fbcache     --threshold X [--blocks F]         skip blocks F.. while the first blocks' residual is stable\n"
             "  taylorseer  --interval N --order O [--warmup W]  Taylor forecasts between refreshes every N steps\n"
-            "  toca        --interval N [--ratio R]           refresh about every N steps; between, reuse attention and\n"
+            "  toca        --interval N [--ratio R] [--grid G]  refresh about every N steps; between, reuse attention and\n"
             "                                                  recompute the MLP of ToCa's best-scored tokens (R 0.07)\n"
             "  from-npy    --input cache_table.npy [--delta D]  the official EB-Cache table (0 compute, 2 reuse both,\n"
             "                                                  else reuse attention) with ε divided by D\n\n"
@@ -244,8 +247,9 @@ int cmd_schedule(int argc, char **argv) {
          "usage: ebcache schedule taylorseer --interval N --order O [--warmup W] --steps S --output TABLE"},
         {"toca", read_toca,
          {{"interval", "N", "ToCa's fresh threshold N: refresh about every N steps", NULL},
-          {"ratio", "R", "ToCa's fresh ratio R in [0, 1] (default 0.07, its DiT default)", NULL}},
-         "usage: ebcache schedule toca --interval N [--ratio R] --steps S --output TABLE"},
+          {"ratio", "R", "ToCa's fresh ratio R in [0, 1] (default 0.07, its DiT default)", NULL},
+          {"grid", "G", "side of the score's uniformity patches in tokens (default 2; 1: no spatial bonus)", NULL}},
+         "usage: ebcache schedule toca --interval N [--ratio R] [--grid G] --steps S --output TABLE"},
         {"from-npy", read_npy,
          {{"input", "NPY", "cache_table.npy: int64 (S,), entry S-1 = the first step", NULL},
           {"delta", "D", "ε is divided by D at every step (default 1; the released code uses 0.965)", NULL}},

@@ -586,7 +586,12 @@ eb_status eb_cache_plan_build(eb_cache_plan *p, const eb_cache_schedule *cs, int
 eb_status eb_cache_schedule_check(const eb_cache_schedule *cs, const eb_config *c, const eb_schedule *s) {
     eb_cache_plan p;
     eb_status st = eb_cache_plan_build(&p, cs, c->depth, s);
-    if (!st) eb_cache_plan_free(&p);
+    if (st) return st;
+    if (p.partial && eb_grid(c) % cs->toca.grid)
+        st = fail_at(cs, cs->toca_line, -1, "ToCa's score patches of %dx%d tokens do not tile the model's %dx%d token "
+                     "grid (## toca: grid=G with G dividing %d; grid=1: no spatial bonus)", cs->toca.grid, cs->toca.grid,
+                     eb_grid(c), eb_grid(c), eb_grid(c));
+    eb_cache_plan_free(&p);
     return st;
 }
 
