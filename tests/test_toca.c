@@ -16,47 +16,40 @@
 #define TOCA_TOL 1e-5 /* max |Δ| / max |want|, per step and for whole loops */
 #define FILE_ "toca.h5"
 
+/* The golden's groups and what reference/toca_ref.py made them with (its `cases`). */
+typedef struct {
+    const char *group, *model, *spacing;
+    int heads, depth;
+    eb_sampler_opts opts;
+    double ratio;
+    int interval;
+} toca_golden;
+
+static const toca_golden SIGMA_CFG = {
+    "sigma_cfg", "tiny_sigma.safetensors", "20", 0, 2,
+    {.kind = EB_SAMPLER_DDPM, .var_type = EB_VAR_LEARNED_RANGE, .cfg_scale = 1.5f, .guide_channels = 3, .seed = 5},
+    0.07, 4};
+static const toca_golden NOSIGMA_DDIM = {
+    "nosigma", "tiny_nosigma.safetensors", "ddim20", 3, 3,
+    {.kind = EB_SAMPLER_DDIM, .var_type = EB_VAR_FIXED_SMALL, .cfg_scale = 1.0f, .seed = 6}, 0.15, 3};
+
 typedef struct {
     eb_cache_schedule *table;
     eb_schedule sched;
-    eb_sampler_opts opts;
     int guided;
-    double ratio;
-    int interval;
 } toca_case;
 
-static char *attr_str(eb_h5 *f, const char *group, const char *name) {
-    char *v = NULL;
-    cr_assert_eq(eb_h5_attr_str(f, group, name, &v), EB_OK, "%s", eb_last_error());
-    return v;
-}
-
-static double attr_f64(eb_h5 *f, const char *group, const char *name) {
-    double v = NAN;
-    cr_assert_eq(eb_h5_attr_f64(f, group, name, &v), EB_OK, "%s", eb_last_error());
-    return v;
-}
-
-static toca_case load(const char *group) {
-    toca_case tc = {0};
+/* The group's table (its attribute) and sampler schedule. */
+static toca_case load(const toca_golden *g) {
+    toca_case tc = {.guided = g->opts.cfg_scale != 1.0f};
     eb_h5 *f;
+    char *text = NULL;
     cr_assert_eq(eb_h5_open(&f, GOLDEN_DIR FILE_), EB_OK, "%s", eb_last_error());
-    char *text = attr_str(f, group, "table"), *spacing = attr_str(f, group, "spacing");
-    char *sampler = attr_str(f, group, "sampler"), *vt = attr_str(f, group, "var_type");
-    cr_assert_eq(eb_cache_schedule_parse(&tc.table, text, group), EB_OK, "%s", eb_last_error());
-    cr_assert_eq(eb_schedule_create(&tc.sched, spacing), EB_OK);
-    float cfg = (float)attr_f64(f, group, "cfg");
-    tc.opts = (eb_sampler_opts){
-        .kind = strcmp(sampler, "ddim") ? EB_SAMPLER_DDPM : EB_SAMPLER_DDIM,
-        .var_type = !strcmp(vt, "learned_range") ? EB_VAR_LEARNED_RANGE
-                    : !strcmp(vt, "fixed_small") ? EB_VAR_FIXED_SMALL : EB_VAR_FIXED_LARGE,
-        .eta = (float)attr_f64(f, group, "eta"), .cfg_scale = cfg, .guide_channels = 3,
-        .seed = (uint64_t)attr_f64(f, group, "seed")};
-    tc.guided = cfg != 1.0f;
-    tc.ratio = attr_f64(f, group, "ratio");
-    tc.interval = (int)attr_f64(f, group, "interval");
+    cr_assert_eq(eb_h5_attr_str(f, g->group, "table", &text), EB_OK, "%s", eb_last_error());
     eb_h5_close(f);
-    free(text), free(spacing), free(sampler), free(vt);
+    cr_assert_eq(eb_cache_schedule_parse(&tc.table, text, g->group), EB_OK, "%s", eb_last_error());
+    cr_assert_eq(eb_schedule_create(&tc.sched, g->spacing), EB_OK);
+    free(text);
     return tc;
 }
 
@@ -92,9 +85,10 @@ static double reference_macs(const eb_config *c, const int32_t *fresh, const int
     return macs;
 }
 
-static void check_case(const char *model, int heads, const char *group) {
-    eb_model *m = golden_model(model, heads);
-    toca_case tc = load(group);
+static void check_case(const toca_golden *g) {
+    const char *group = g->group;
+    eb_model *m = golden_model(g->model, g->heads);
+    toca_case tc = load(g);
     const eb_config *c = eb_model_config(m);
     int64_t xd[5], od[5], fd[2];
     float *xs = data(group, "x", 5, xd), *want = data(group, "out", 5, od);
@@ -112,7 +106,7 @@ static void check_case(const char *model, int heads, const char *group) {
     int32_t t[16];
     for (int k = 0; k < S; k++) {
         for (int i = 0; i < N; i++) t[i] = tc.sched.timestep[S - 1 - k];
-        cr_assert_eq(eb_forward_run(m, cache, k, out, xs + k * per_x, t, y, N, tc.guided, tc.opts.cfg_scale, 3), EB_OK,
+        cr_assert_eq(eb_forward_run(m, cache, k, out, xs + k * per_x, t, y, N, tc.guided, g->opts.cfg_scale, 3), EB_OK,
                      "%s", eb_last_error());
         double err = max_rel_err(out, want + k * per_out, per_out);
         cr_expect_leq(err, TOCA_TOL, "%s step %d: rel err %g", group, k, err);
@@ -125,7 +119,7 @@ static void check_case(const char *model, int heads, const char *group) {
     /* the whole loop */
     float *x = data(group, "xT", 4, NULL), *samples = data(group, "samples", 4, NULL);
     eb_cache_stats stats = {0};
-    cr_assert_eq(eb_sample_cached(m, &tc.sched, &tc.opts, tc.table, x, y, N, 0, &stats), EB_OK, "%s", eb_last_error());
+    cr_assert_eq(eb_sample_cached(m, &tc.sched, &g->opts, tc.table, x, y, N, 0, &stats), EB_OK, "%s", eb_last_error());
     double err = max_rel_err(x, samples, per_x);
     cr_expect_leq(err, TOCA_TOL, "%s whole loop: rel err %g", group, err);
     cr_expect_eq(stats.macs, B * ref_macs);
@@ -136,24 +130,25 @@ static void check_case(const char *model, int heads, const char *group) {
     eb_model_free(m);
 }
 
-Test(toca, guided_ddpm_matches_reference) { check_case("tiny_sigma.safetensors", 0, "sigma_cfg"); }
-Test(toca, ddim_three_blocks_matches_reference) { check_case("tiny_nosigma.safetensors", 3, "nosigma"); }
+Test(toca, guided_ddpm_matches_reference) { check_case(&SIGMA_CFG); }
+Test(toca, ddim_three_blocks_matches_reference) { check_case(&NOSIGMA_DDIM); }
 
 /* The C generator makes the decisions the reference made: same actions and bit-equal ratios per step and block. */
 Test(toca, generator_matches_reference_decisions) {
-    const struct { const char *group; int depth; } cases[] = {{"sigma_cfg", 2}, {"nosigma", 3}};
+    const toca_golden *cases[] = {&SIGMA_CFG, &NOSIGMA_DDIM};
     for (size_t n = 0; n < sizeof cases / sizeof cases[0]; n++) {
-        toca_case tc = load(cases[n].group);
+        const toca_golden *g = cases[n];
+        toca_case tc = load(g);
         eb_cache_schedule *gen;
-        cr_assert_eq(eb_cache_schedule_toca(&gen, &tc.sched, cases[n].depth, tc.ratio, tc.interval), EB_OK, "%s",
+        cr_assert_eq(eb_cache_schedule_toca(&gen, &tc.sched, g->depth, g->ratio, g->interval), EB_OK, "%s",
                      eb_last_error());
         eb_cache_plan a, b;
-        cr_assert_eq(eb_cache_plan_build(&a, gen, cases[n].depth, &tc.sched), EB_OK, "%s", eb_last_error());
-        cr_assert_eq(eb_cache_plan_build(&b, tc.table, cases[n].depth, &tc.sched), EB_OK, "%s", eb_last_error());
+        cr_assert_eq(eb_cache_plan_build(&a, gen, g->depth, &tc.sched), EB_OK, "%s", eb_last_error());
+        cr_assert_eq(eb_cache_plan_build(&b, tc.table, g->depth, &tc.sched), EB_OK, "%s", eb_last_error());
         for (int i = 0; i < a.S * a.L; i++) {
             cr_expect(a.act[2 * i].kind == b.act[2 * i].kind && a.act[2 * i + 1].kind == b.act[2 * i + 1].kind,
-                      "%s: step %d block %d differs", cases[n].group, i / a.L, i % a.L);
-            cr_expect_eq(a.ratio[i], b.ratio[i], "%s: step %d block %d ratio %.17g, reference %.17g", cases[n].group,
+                      "%s: step %d block %d differs", g->group, i / a.L, i % a.L);
+            cr_expect_eq(a.ratio[i], b.ratio[i], "%s: step %d block %d ratio %.17g, reference %.17g", g->group,
                          i / a.L, i % a.L, a.ratio[i], b.ratio[i]);
         }
         cr_expect(a.colsum[0] && a.partial);
