@@ -164,7 +164,11 @@ eb_status eb_generate_smoothcache(eb_cache_schedule **out, const eb_method_input
     return st;
 }
 
-/* ToCa at its DiT default fresh ratio; the search bisects the fresh threshold N. */
+/* ToCa at its DiT default fresh ratio; the search bisects the fresh threshold N.
+ * On a token grid its 2x2 uniformity patches do not tile (the shipped model's
+ * 7x7) the table has none (grid 1), where ToCa's own code stops. */
 eb_status eb_generate_toca(eb_cache_schedule **out, const eb_method_input *in, double interval) {
-    return eb_cache_schedule_toca(out, in->sched, in->c->depth, EB_TOCA_RATIO, (int)interval);
+    eb_status st = eb_cache_schedule_toca(out, in->sched, in->c->depth, EB_TOCA_RATIO, (int)interval);
+    if (!st && eb_grid(in->c) % (*out)->toca.grid) (*out)->toca.grid = 1;
+    return st;
 }

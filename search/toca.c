@@ -34,6 +34,7 @@ eb_status eb_cache_schedule_toca(eb_cache_schedule **out, const eb_schedule *s, 
     char params[96];
     snprintf(params, sizeof params, "ratio=%g interval=%d", ratio, interval);
     eb_status st = eb_cache_schedule_new(out, s, "toca", params);
+    if (!st) (*out)->toca.fresh = interval; /* the age normalisation is N too (soft_step_score) */
     const int S = s->S;
     const eb_act C = {EB_ACT_COMPUTE, 0}, R = {EB_ACT_REUSE, 0};
     int period = 1;

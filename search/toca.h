@@ -16,7 +16,8 @@
  * period to round(N / (1.4 − 0.8·i/S)) (R = 0: N, and 2 for 50 ≤ i < 100);
  * every other block reuses its attention and recomputes the fraction
  * R·(1.8 − 1.6·l/(L−1))·(1.4 − 0.8·i/S)·2.5 (at most 1) of its MLP's tokens
- * (P). The score directive is ToCa's default. EB_EINPUT on bad arguments. */
+ * (P). The score is ToCa's default with the ages normalised by N (fresh = N).
+ * EB_EINPUT on bad arguments. */
 eb_status eb_cache_schedule_toca(eb_cache_schedule **out, const eb_schedule *s, int depth, double ratio, int interval);
 
 #endif

@@ -152,6 +152,9 @@ Test(toca, generator_matches_reference_decisions) {
                          i / a.L, i % a.L, a.ratio[i], b.ratio[i]);
         }
         cr_expect(a.colsum[0] && a.partial);
+        const eb_toca_score *x = &gen->toca, *y = &tc.table->toca;
+        cr_expect(x->weight == y->weight && x->fresh == y->fresh && x->bonus == y->bonus && x->grid == y->grid,
+                  "%s: score constants differ", g->group);
         eb_cache_plan_free(&a), eb_cache_plan_free(&b);
         eb_cache_schedule_free(gen);
         eb_cache_schedule_free(tc.table);
