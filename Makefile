@@ -177,6 +177,7 @@ bench: deps $(REF_DEB_STAMP) bin/ebcache build/opt/bench_forward build/opt/bench
 goldens: $(REF_DEB_STAMP)
 	/usr/bin/python3 reference/make_goldens.py tests/golden
 	/usr/bin/python3 reference/make_cache_goldens.py tests/golden
+	/usr/bin/python3 reference/toca_ref.py tests/golden
 	/usr/bin/python3 reference/metrics_ref.py tests/golden
 	/usr/bin/python3 reference/classifier_ref.py tests/golden
 	/usr/bin/python3 reference/record_ref.py tests/golden

@@ -1,6 +1,7 @@
 /* bench_cache.c — does skipped work show up as time? Samples with a DiT of
- * random weights uncached and under FORA N=2, FORA N=3 and an EB-Cache-style
- * table, and compares the measured speedup with the FLOP-ratio speedup.
+ * random weights uncached and under FORA N=2, FORA N=3, an EB-Cache-style
+ * table and ToCa (R = 0.07 at N = 4 and N = 8), and compares the measured
+ * speedup with the FLOP-ratio speedup.
  * usage: bench_cache [CONFIG [STEPS [ROUNDS]]]   (default B/2 12 3)
  * One sample with guidance (model batch 2), DDIM; configurations interleaved
  * in rounds, best round of each. The machine is shared, so besides the wall
@@ -9,6 +10,7 @@
 #include "runtime/cpu/kernels.h"
 #include "runtime/model.h"
 #include "runtime/schedule.h"
+#include "search/toca.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,10 +53,12 @@ int main(int argc, char **argv) {
     /* small random weights keep activations finite; speed does not depend on the values */
     eb_rng_fill_normal(m->slab, eb_param_count(&c), eb_rng_key(1, 0));
     for (size_t i = 0; i < eb_param_count(&c); i++) m->slab[i] *= 0.02f;
-    eb_cache_schedule *tables[4] = {NULL};
-    const char *labels[4] = {"uncached", "FORA N=2", "FORA N=3", "EB-Cache style"};
+    enum { NT = 6 };
+    eb_cache_schedule *tables[NT] = {NULL};
+    const char *labels[NT] = {"uncached", "FORA N=2", "FORA N=3", "EB-Cache style", "ToCa N=4 R=0.07", "ToCa N=8 R=0.07"};
     if (eb_cache_schedule_fora(&tables[1], &s, 2) || eb_cache_schedule_fora(&tables[2], &s, 3) ||
-        ebcache_style(&tables[3], &s)) {
+        ebcache_style(&tables[3], &s) || eb_cache_schedule_toca(&tables[4], &s, c.depth, EB_TOCA_RATIO, 4) ||
+        eb_cache_schedule_toca(&tables[5], &s, c.depth, EB_TOCA_RATIO, 8)) {
         fprintf(stderr, "bench_cache: %s\n", eb_last_error());
         return 2;
     }
@@ -64,10 +68,10 @@ int main(int argc, char **argv) {
     eb_rng_fill_normal(x0, per, eb_rng_key(2, 0));
     eb_sampler_opts o = {.kind = EB_SAMPLER_DDIM, .var_type = EB_VAR_LEARNED_RANGE, .cfg_scale = 1.5f,
                          .guide_channels = 3, .seed = 1};
-    double best[4] = {0}, best_cpu[4] = {0}, fraction[4];
-    size_t bytes[4];
+    double best[NT] = {0}, best_cpu[NT] = {0}, fraction[NT];
+    size_t bytes[NT];
     for (int r = -1; r < rounds; r++) /* round −1: one cheap untimed run warms up threads and pages */
-        for (int k = r < 0 ? 2 : 0; k < (r < 0 ? 3 : 4); k++) {
+        for (int k = r < 0 ? 2 : 0; k < (r < 0 ? 3 : NT); k++) {
             eb_cache_stats st = {0};
             memcpy(x, x0, per * sizeof(float));
             double t0 = seconds(CLOCK_MONOTONIC), c0 = seconds(CLOCK_PROCESS_CPUTIME_ID);
@@ -86,12 +90,12 @@ int main(int argc, char **argv) {
     printf("| schedule | MAC fraction | FLOP speedup | wall s | wall speedup | / FLOP | CPU s | CPU speedup | / FLOP "
            "| cache MiB |\n");
     printf("|---|---|---|---|---|---|---|---|---|---|\n");
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < NT; k++) {
         double flop = 1 / fraction[k], wall = best[0] / best[k], cpu = best_cpu[0] / best_cpu[k];
         printf("| %s | %.3f | %.2fx | %.2f | %.2fx | %.2f | %.2f | %.2fx | %.2f | %.1f |\n", labels[k], fraction[k], flop,
                best[k], wall, wall / flop, best_cpu[k], cpu, cpu / flop, bytes[k] / 1048576.0);
     }
-    for (int k = 1; k < 4; k++) eb_cache_schedule_free(tables[k]);
+    for (int k = 1; k < NT; k++) eb_cache_schedule_free(tables[k]);
     eb_schedule_free(&s);
     eb_model_free(m);
     free(x0), free(x);

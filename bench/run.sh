@@ -155,6 +155,10 @@ list() { printf '%s\n' "$@"; }
   OMP_NUM_THREADS=1 /usr/bin/python3 bench/bench_python.py
   echo '```'
   echo
+  echo "ToCa on the shipped model (DDPM 50 steps, guidance 1.5, 32 samples; bench/toca_fmnist.sh), load $(load):"
+  echo
+  bench/toca_fmnist.sh bin/ebcache 32
+  echo
   echo "Load average at the end: $(load)."
 } | tee "$tmp"
 mkdir -p results && mv "$tmp" "$out" && trap - EXIT

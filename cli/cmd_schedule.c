@@ -1,6 +1,6 @@
 /* cmd_schedule.c — `ebcache schedule`: write cache schedule tables for FORA,
- * Δ-DiT, TeaCache, first-block cache, TaylorSeer, a Learning-to-Cache router
- * and the official EB-Cache cache_table.npy, and show a table. Format: docs/schedule.md. */
+ * Δ-DiT, TeaCache, first-block cache, TaylorSeer, ToCa, a Learning-to-Cache
+ * router and the official EB-Cache cache_table.npy, and show a table. Format: docs/schedule.md. */
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -9,6 +9,7 @@
 #include "pipeline/run.h"
 #include "runtime/schedule.h"
 #include "search/search.h"
+#include "search/toca.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -55,7 +56,7 @@ typedef struct {
     eb_search_opts o;
     double param, poly[EB_POLY_MAX];
     int npoly;
-    eb_cache_schedule *table; /* from-npy */
+    eb_cache_schedule *table; /* from-npy, toca */
 } kind_args;
 typedef int (*option_reader)(kind_args *a);
 
@@ -181,6 +182,17 @@ static int read_l2c(kind_args *a) {
     return float_opt(a, "threshold", NAN, &a->param);
 }
 
+/* ToCa with its fresh ratio and score patch too (the registry's row keeps R = 0.07, 2x2). */
+static int read_toca(kind_args *a) {
+    int interval = 0, grid = 2, rc = int_opt(a, "interval", -1, 1, EB_DIFFUSION_STEPS, &interval);
+    double ratio;
+    if (!rc) rc = float_opt(a, "ratio", EB_TOCA_RATIO, &ratio);
+    if (!rc) rc = int_opt(a, "grid", 2, 1, 64, &grid);
+    if (!rc) rc = eb_report(a->cmd, eb_cache_schedule_toca(&a->table, a->s, a->c->depth, ratio, interval));
+    if (!rc) a->table->toca.grid = grid;
+    return rc;
+}
+
 /* from-npy is no method: it converts the official table. */
 static int read_npy(kind_args *a) {
     const char *input = eb_arg(a->opts, a->n, "input");
@@ -205,6 +217,8 @@ static void usage(FILE *f) {
             "  fbcache     --threshold X [--blocks F]         skip blocks F.. while the first blocks' residual is stable\n"
             "  taylorseer  --interval N --order O [--warmup W]  Taylor forecasts between refreshes every N steps\n"
             "  l2c         --router SCORES.h5 --threshold X   a Learning-to-Cache router (tools/convert_l2c.py)\n"
+            "  toca        --interval N [--ratio R] [--grid G]  refresh about every N steps; between, reuse attention and\n"
+            "                                                  recompute the MLP of ToCa's best-scored tokens (R 0.07)\n"
             "  from-npy    --input cache_table.npy [--delta D]  the official EB-Cache table (0 compute, 2 reuse both,\n"
             "                                                  else reuse attention) with ε divided by D\n\n"
             "'ebcache schedule KIND --help' lists every option. Format: docs/schedule.md.\n");
@@ -245,6 +259,11 @@ int cmd_schedule(int argc, char **argv) {
          {{"router", "SCORES.h5", "the router scores written by tools/convert_l2c.py --scores", NULL},
           {"threshold", "X", "a module computes where its score is above X (the official --thres, 0.1)", NULL}},
          "usage: ebcache schedule l2c --router SCORES.h5 --threshold X --respacing ddim50 --output TABLE"},
+        {"toca", read_toca,
+         {{"interval", "N", "ToCa's fresh threshold N: refresh about every N steps", NULL},
+          {"ratio", "R", "ToCa's fresh ratio R in [0, 1] (default 0.07, its DiT default)", NULL},
+          {"grid", "G", "side of the score's uniformity patches in tokens (default 2; 1: no spatial bonus)", NULL}},
+         "usage: ebcache schedule toca --interval N [--ratio R] [--grid G] --steps S --output TABLE"},
         {"from-npy", read_npy,
          {{"input", "NPY", "cache_table.npy: int64 (S,), entry S-1 = the first step", NULL},
           {"delta", "D", "ε is divided by D at every step (default 1; the released code uses 0.965)", NULL}},
@@ -259,7 +278,7 @@ int cmd_schedule(int argc, char **argv) {
         for (int i = 0; i < n; i++)
             if (opts[i].name) opts[used++] = opts[i];
         return generate(argc - 1, argv + 1, opts, used, kinds[k].usage,
-                        kinds[k].read == read_npy ? NULL : kinds[k].name, kinds[k].read);
+                        kinds[k].read == read_npy || kinds[k].read == read_toca ? NULL : kinds[k].name, kinds[k].read);
     }
     fprintf(stderr, "ebcache schedule: unknown kind '%s'\n\n", kind);
     usage(stderr);

@@ -79,6 +79,24 @@ typedef struct eb_backend {
      * Σ|prev|, Σ cur·prev, Σ cur², Σ prev² over n elements, in double in a
      * fixed order; only these five numbers reach the host. */
     void (*feature_drift)(double *sums, float *prev, const float *cur, size_t n);
+    /* ToCa's partial MLP (cache.c): attention as `attention` that also writes
+     * colsum (B, NH, T), each head's softmax column sums Σ_q P[q, k] (the
+     * attention a token receives), summed over the queries in order. */
+    void (*attention_colsum)(float *out, float *colsum, const float *qkv, int B, int T, int NH, int hd);
+    /* out (B, K, D) = x (B, T, D) at the tokens idx (B, K) (each in [0, T)). */
+    void (*token_gather)(float *out, const float *x, const int32_t *idx, int B, int T, int K, int D);
+    /* x (B, T, D) at the tokens idx (B, K) = src (B, K, D); idx distinct per row. */
+    void (*token_scatter)(float *x, const float *src, const int32_t *idx, int B, int T, int K, int D);
+    /* ToCa's token choice, per row b: score = colmean / ‖colmean‖₂ (colmean the
+     * head mean of colsum (B, NH, T); norm floored at 1e-12) + weight · age / fresh;
+     * in every grid×grid patch of the √T×√T token grid (row-major tokens) the
+     * highest-scored token (the first in row-major patch order on a tie) gets
+     * bonus × its score added; idx (B, K) = the K highest, descending (ties: the
+     * lower index first); then age (B, T) += 1 and age[idx] = 0 (whole numbers
+     * of partial steps since the token was last computed). In double.
+     * Needs √T integral and divisible by grid. */
+    void (*toca_select)(int32_t *idx, float *age, const float *colsum, int B, int NH, int T, int K, double weight,
+                        double fresh, double bonus, int grid);
 
     /* ---- Image operations (optional) -------------------------------------
      * NCHW float32, for the image models (the VAE decoder, runtime/vae.c;
@@ -134,6 +152,8 @@ const char *eb_backend_missing_op(const eb_backend *be, const char *ops);
 /* The optional ops the cache engine and the recorder run on. */
 #define EB_BACKEND_CACHE_OPS "copy add_scaled rel_l1 taylor_update taylor_forecast"
 #define EB_BACKEND_RECORDER_OPS "copy feature_drift"
+/* The ones a table with partial (ToCa) actions needs besides. */
+#define EB_BACKEND_TOCA_OPS "attention_colsum token_gather token_scatter toca_select"
 
 enum { EB_DRIFT_L1, EB_DRIFT_BASE_L1, EB_DRIFT_DOT, EB_DRIFT_CUR2, EB_DRIFT_PREV2, EB_DRIFT_SUMS };
 

@@ -1,8 +1,10 @@
 /* cache.c — executing a cache schedule: per block and step, compute, reuse
  * (the pre-gate output of the last compute, re-gated with the current step's
- * adaLN gate), Taylor forecast (TaylorSeer), or skip a run of blocks by its
- * cached residual (Δ-DiT); TeaCache and first-block cache decide skips at run
- * time. Semantics: docs/schedule.md; reference: reference/cache_ref.py. */
+ * adaLN gate), Taylor forecast (TaylorSeer), recompute only ToCa's best-scored
+ * tokens of the MLP (partial), or skip a run of blocks by its cached residual
+ * (Δ-DiT); TeaCache and first-block cache decide skips at run time.
+ * Semantics: docs/schedule.md; references: reference/cache_ref.py,
+ * reference/toca_ref.py. */
 #include "runtime/cache.h"
 
 #include <math.h>
@@ -26,6 +28,10 @@ struct eb_cache {
     int have_probe;
     double accumulated;  /* TeaCache: rescaled relative L1 change since the last compute */
     uint8_t *policy_skip; /* (S) */
+    float **colsum;      /* (L) ToCa: (batch, NH, T) column sums of the last attention map, or NULL */
+    float **age;         /* (L) ToCa: (batch, T) partial MLP steps since each token's compute, or NULL */
+    float *zeros;        /* ToCa: (batch, T) zeros that reset an age                 */
+    int32_t *fresh;      /* ToCa: (batch, T) the tokens a partial MLP recomputes      */
     int skipped;
     double macs;
     struct {              /* eb_cache_save's copy                                     */
@@ -44,7 +50,10 @@ void eb_cache_free(eb_cache *c) {
     for (int r = 0; c->residual && r < c->plan.nruns; r++) be->free(c->residual[r]);
     be->free(c->probe_prev);
     be->free(c->probe_cur);
+    for (int l = 0; c->colsum && l < c->plan.L; l++) be->free(c->colsum[l]), be->free(c->age[l]);
+    be->free(c->zeros), be->free(c->fresh);
     free(c->factors), free(c->have), free(c->last_compute), free(c->residual), free(c->policy_skip);
+    free(c->colsum), free(c->age);
     eb_cache_plan_free(&c->plan);
     free(c);
 }
@@ -54,6 +63,20 @@ static float *cache_alloc(eb_cache *c, size_t n) {
     float *p = c->m->be->alloc(n * sizeof(float));
     if (p) c->bytes += n * sizeof(float);
     return p;
+}
+
+/* A table with partial actions needs the backend's ToCa ops and a square
+ * token grid that ToCa's patches divide. */
+static eb_status toca_check(const eb_cache *c, const eb_model *m) {
+    const char *missing = eb_backend_missing_op(m->be, EB_BACKEND_TOCA_OPS);
+    if (missing)
+        return eb_fail(EB_ERUNTIME, "cache: the %s backend has no %s, which the table's partial (ToCa) MLPs need",
+                       m->be->name, missing);
+    const int grid = eb_grid(&m->cfg), g = c->plan.toca.grid;
+    if (grid % g)
+        return eb_fail(EB_EINPUT, "cache: ToCa's score patches of %dx%d tokens do not tile the model's %dx%d token grid",
+                       g, g, grid, grid);
+    return EB_OK;
 }
 
 eb_status eb_cache_create(eb_cache **out, eb_model *m, const eb_cache_schedule *cs, const eb_schedule *s,
@@ -70,8 +93,12 @@ eb_status eb_cache_create(eb_cache **out, eb_model *m, const eb_cache_schedule *
         return st;
     }
     const eb_cache_plan *p = &c->plan;
-    const int slots = p->L * 2;
-    const size_t n = (size_t)capacity * eb_tokens(&m->cfg) * m->cfg.hidden_size;
+    const int slots = p->L * 2, T = eb_tokens(&m->cfg);
+    const size_t n = (size_t)capacity * T * m->cfg.hidden_size;
+    if (p->partial && (st = toca_check(c, m))) {
+        eb_cache_free(c);
+        return st;
+    }
     c->capacity = capacity;
     eb_macs_split(&c->parts, &m->cfg);
     c->factors = calloc(slots, sizeof *c->factors);
@@ -85,6 +112,14 @@ eb_status eb_cache_create(eb_cache **out, eb_model *m, const eb_cache_schedule *
     for (int r = 0; ok && r < p->nruns; r++) ok = !!(c->residual[r] = cache_alloc(c, n));
     if (ok && p->policy.kind != EB_POLICY_NONE) ok = !!(c->probe_prev = cache_alloc(c, n));
     if (ok && p->policy.kind == EB_POLICY_FBCACHE) ok = !!(c->probe_cur = cache_alloc(c, n));
+    if (ok && p->partial) {
+        const size_t bt = (size_t)capacity * T;
+        ok = (c->colsum = calloc(p->L, sizeof *c->colsum)) && (c->age = calloc(p->L, sizeof *c->age)) &&
+             (c->zeros = cache_alloc(c, bt)) && (c->fresh = (int32_t *)cache_alloc(c, bt));
+        for (int l = 0; ok && l < p->L; l++)
+            if (p->colsum[l])
+                ok = (c->colsum[l] = cache_alloc(c, bt * m->cfg.num_heads)) && (c->age[l] = cache_alloc(c, bt));
+    }
     if (!ok) {
         size_t bytes = c->bytes;
         eb_cache_free(c);
@@ -99,8 +134,10 @@ eb_status eb_cache_use_step(eb_cache *c, int step, const eb_cache_plan *from) {
     if (from->S != p->S || from->L != p->L || step < 0 || step >= p->S)
         return eb_fail(EB_EINPUT, "cache: step %d of a %d-step, %d-block plan for a %d-step, %d-block cache", step,
                        from->S, from->L, p->S, p->L);
-    if (from->nruns || from->policy.kind != EB_POLICY_NONE || p->nruns || p->policy.kind != EB_POLICY_NONE)
-        return eb_fail(EB_EINPUT, "cache: step actions move between plans without block runs or policies only");
+    if (from->nruns || from->policy.kind != EB_POLICY_NONE || p->nruns || p->policy.kind != EB_POLICY_NONE ||
+        from->partial || p->partial)
+        return eb_fail(EB_EINPUT, "cache: step actions move between plans without block runs, policies or partial "
+                                  "actions only");
     for (int i = 0; i < p->L * 2; i++) {
         eb_act a = from->act[(size_t)step * p->L * 2 + i];
         if (a.kind != EB_ACT_COMPUTE && (!p->slot_cap[i] || (a.kind == EB_ACT_FORECAST && a.order + 1 > p->slot_cap[i])))
@@ -114,6 +151,8 @@ eb_status eb_cache_use_step(eb_cache *c, int step, const eb_cache_plan *from) {
 
 eb_status eb_cache_save(eb_cache *c) {
     const eb_backend *be = c->m->be;
+    if (c->plan.partial)
+        return eb_fail(EB_EINPUT, "cache: saving the state of a table with partial (ToCa) actions is not supported");
     const int slots = c->plan.L * 2;
     const size_t n = (size_t)c->capacity * eb_tokens(&c->m->cfg) * c->m->cfg.hidden_size;
     if (!c->saved.factors) {
@@ -183,8 +222,25 @@ static int fbcache_skips(eb_cache *c, size_t n) {
     return skip;
 }
 
-/* Attention (module 0) or MLP (1) of block l at `step`: compute, reuse or
- * forecast its pre-gate output, then add it through the current gate. */
+/* ToCa's partial MLP of block l: score the tokens (the layer's last attention
+ * map and their ages), recompute the best K and scatter their pre-gate
+ * outputs into the cached MLP output (factor 0 of its slot). */
+static void partial_mlp(eb_cache *c, int step, int l, int B) {
+    eb_model *m = c->m;
+    const eb_backend *be = m->be;
+    const eb_cache_plan *p = &c->plan;
+    const int T = eb_tokens(&m->cfg), D = m->cfg.hidden_size;
+    const int K = eb_partial_tokens(p->ratio[(size_t)step * p->L + l], T);
+    be->toca_select(c->fresh, c->age[l], c->colsum[l], B, m->cfg.num_heads, T, K, p->toca.weight, p->toca.fresh,
+                    p->toca.bonus, p->toca.grid);
+    if (!K) return;
+    eb_block_mlp_partial(m, l, B, K, c->fresh);
+    be->token_scatter(c->factors[l * 2 + 1], m->acts.branch, c->fresh, B, T, K, D);
+}
+
+/* Attention (module 0) or MLP (1) of block l at `step`: compute, reuse,
+ * forecast or (MLP) partially compute its pre-gate output, then add it
+ * through the current gate. */
 static void run_module(eb_cache *c, int step, int l, int module, int B, size_t n) {
     eb_model *m = c->m;
     const eb_backend *be = m->be;
@@ -194,7 +250,8 @@ static void run_module(eb_cache *c, int step, int l, int module, int B, size_t n
     const float *branch = a->branch;
     if (act.kind == EB_ACT_COMPUTE) {
         if (module) eb_block_mlp_branch(m, l, B);
-        else eb_block_attn_branch(m, l, B);
+        else eb_block_attn_branch_colsum(m, l, B, c->colsum ? c->colsum[l] : NULL);
+        if (module && c->age && c->age[l]) be->copy(c->age[l], c->zeros, (size_t)B * eb_tokens(&m->cfg));
         int cap = c->plan.slot_cap[slot];
         if (cap) {
             be->taylor_update(c->factors[slot], cap, c->have[slot], a->branch, n, (float)(step - c->last_compute[slot]));
@@ -202,6 +259,9 @@ static void run_module(eb_cache *c, int step, int l, int module, int B, size_t n
             c->last_compute[slot] = step;
         }
     } else if (act.kind == EB_ACT_REUSE) {
+        branch = c->factors[slot];
+    } else if (act.kind == EB_ACT_PARTIAL) {
+        partial_mlp(c, step, l, B);
         branch = c->factors[slot];
     } else {
         int orders = act.order + 1 < c->have[slot] ? act.order + 1 : c->have[slot];

@@ -97,28 +97,39 @@ void eb_block_modulation(eb_model *m, int l, int B) {
                        6 * D);
 }
 
-/* Pre-gate attention output of block l into acts.branch (B, T, D). */
-void eb_block_attn_branch(eb_model *m, int l, int B) {
+void eb_block_attn_branch_colsum(eb_model *m, int l, int B, float *colsum) {
     const eb_config *c = &m->cfg;
     const eb_backend *be = m->be;
     eb_acts *a = &m->acts;
     int D = c->hidden_size, T = eb_tokens(c), BT = B * T, hd = D / c->num_heads;
     be->ln_modulate(a->normed, a->tokens, a->mod + 0 * D, a->mod + 1 * D, B, T, D, 6 * D);
     be->linear(a->qkv, a->normed, m->p.qkv_w + (size_t)l * 3 * D * D, m->p.qkv_b + (size_t)l * 3 * D, BT, D, 3 * D);
-    be->attention(a->attn, a->qkv, B, T, c->num_heads, hd);
+    if (colsum) be->attention_colsum(a->attn, colsum, a->qkv, B, T, c->num_heads, hd);
+    else be->attention(a->attn, a->qkv, B, T, c->num_heads, hd);
     be->linear(a->branch, a->attn, m->p.proj_w + (size_t)l * D * D, m->p.proj_b + (size_t)l * D, BT, D, D);
 }
 
-/* Pre-gate MLP output of block l into acts.branch (B, T, D). */
-void eb_block_mlp_branch(eb_model *m, int l, int B) {
+void eb_block_attn_branch(eb_model *m, int l, int B) { eb_block_attn_branch_colsum(m, l, B, NULL); }
+
+/* Block l's MLP on T' tokens per row: in (B, T', D) (tokens or a gathered
+ * subset; ln_modulate is per token) → pre-gate output in acts.branch. */
+static void mlp_rows(eb_model *m, int l, const float *in, int B, int Tr) {
     const eb_config *c = &m->cfg;
     const eb_backend *be = m->be;
     eb_acts *a = &m->acts;
-    int D = c->hidden_size, T = eb_tokens(c), BT = B * T, H4 = EB_MLP_RATIO * D;
-    be->ln_modulate(a->normed, a->tokens, a->mod + 3 * D, a->mod + 4 * D, B, T, D, 6 * D);
+    int D = c->hidden_size, BT = B * Tr, H4 = EB_MLP_RATIO * D;
+    be->ln_modulate(a->normed, in, a->mod + 3 * D, a->mod + 4 * D, B, Tr, D, 6 * D);
     be->linear(a->hidden, a->normed, m->p.fc1_w + (size_t)l * H4 * D, m->p.fc1_b + (size_t)l * H4, BT, D, H4);
     be->gelu_tanh(a->hidden, a->hidden, (size_t)BT * H4);
     be->linear(a->branch, a->hidden, m->p.fc2_w + (size_t)l * D * H4, m->p.fc2_b + (size_t)l * D, BT, H4, D);
+}
+
+void eb_block_mlp_branch(eb_model *m, int l, int B) { mlp_rows(m, l, m->acts.tokens, B, eb_tokens(&m->cfg)); }
+
+void eb_block_mlp_partial(eb_model *m, int l, int B, int K, const int32_t *idx) {
+    const eb_config *c = &m->cfg;
+    m->be->token_gather(m->acts.branch, m->acts.tokens, idx, B, eb_tokens(c), K, c->hidden_size);
+    mlp_rows(m, l, m->acts.branch, B, K);
 }
 
 void eb_block_add_branch(eb_model *m, int l, int module, const float *f, int B) {

@@ -83,6 +83,12 @@ void eb_embed(eb_model *m, int B);
 void eb_block_modulation(eb_model *m, int l, int B);
 void eb_block_attn_branch(eb_model *m, int l, int B);
 void eb_block_mlp_branch(eb_model *m, int l, int B);
+/* eb_block_attn_branch that also writes each head's attention-map column sums
+ * into colsum (B, NH, T) (backend attention_colsum; NULL: none, plain attention). */
+void eb_block_attn_branch_colsum(eb_model *m, int l, int B, float *colsum);
+/* Block l's MLP on the K tokens idx (B, K) of each row only (ToCa): gathers
+ * them from tokens and leaves their pre-gate outputs (B, K, D) in branch. */
+void eb_block_mlp_partial(eb_model *m, int l, int B, int K, const int32_t *idx);
 void eb_block_forward(eb_model *m, int l, int B);
 void eb_final_layer(eb_model *m, int B);
 /* tokens += gate ⊙ f: block l's attention (module 0) or MLP (1) output f (B, T, D),

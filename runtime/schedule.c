@@ -35,6 +35,7 @@ static eb_cache_schedule *schedule_alloc(const char *name) {
     snprintf(cs->name, sizeof cs->name, "%s", name);
     cs->flops = NAN;
     cs->steps = -1;
+    eb_toca_score_defaults(&cs->toca);
     return cs;
 }
 
@@ -76,9 +77,12 @@ static int parse_double(const char *s, double *out) {
     return 1;
 }
 
-/* "C", "R", "S" or "T1".."T4". */
-static int parse_act(const char *s, eb_act *a) {
-    if (!strcmp(s, "C")) *a = (eb_act){EB_ACT_COMPUTE, 0};
+/* "C", "R", "S", "T1".."T4" or "P<ratio>" (ratio in [0, 1], into *ratio). */
+static int parse_act(const char *s, eb_act *a, double *ratio) {
+    if (s[0] == 'P') {
+        if (!parse_double(s + 1, ratio) || *ratio < 0 || *ratio > 1) return 0;
+        *a = (eb_act){EB_ACT_PARTIAL, 0};
+    } else if (!strcmp(s, "C")) *a = (eb_act){EB_ACT_COMPUTE, 0};
     else if (!strcmp(s, "R")) *a = (eb_act){EB_ACT_REUSE, 0};
     else if (!strcmp(s, "S")) *a = (eb_act){EB_ACT_SKIP, 0};
     else if (s[0] == 'T' && s[1] >= '1' && s[1] <= '4' && !s[2]) *a = (eb_act){EB_ACT_FORECAST, (uint8_t)(s[1] - '0')};
@@ -150,6 +154,35 @@ static eb_status parse_policy(eb_cache_schedule *cs, int line, char *value) {
     return EB_OK;
 }
 
+/* "weight=λ fresh=N bonus=B grid=G", each optional (ToCa's defaults). */
+static eb_status parse_toca(eb_cache_schedule *cs, int line, char *value) {
+    eb_toca_score *p = &cs->toca;
+    char *save;
+    for (char *tok = strtok_r(value, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
+        char *eq = strchr(tok, '=');
+        if (!eq) return fail_at(cs, line, -1, "toca: '%s' is not key=value", tok);
+        *eq = 0;
+        const char *key = tok, *v = eq + 1;
+        long grid;
+        if (!strcmp(key, "weight")) {
+            if (!parse_double(v, &p->weight) || p->weight < 0)
+                return fail_at(cs, line, -1, "toca: weight '%s' is not a number >= 0", v);
+        } else if (!strcmp(key, "fresh")) {
+            if (!parse_double(v, &p->fresh) || p->fresh <= 0)
+                return fail_at(cs, line, -1, "toca: fresh '%s' is not a positive number", v);
+        } else if (!strcmp(key, "bonus")) {
+            if (!parse_double(v, &p->bonus) || p->bonus < 0)
+                return fail_at(cs, line, -1, "toca: bonus '%s' is not a number >= 0", v);
+        } else if (!strcmp(key, "grid")) {
+            if (!parse_long(v, 1, 64, &grid)) return fail_at(cs, line, -1, "toca: grid '%s' is not an integer in [1, 64]", v);
+            p->grid = (int)grid;
+        } else {
+            return fail_at(cs, line, -1, "toca: unknown key '%s' (weight, fresh, bonus, grid)", key);
+        }
+    }
+    return EB_OK;
+}
+
 static char *trim(char *s) {
     while (*s == ' ' || *s == '\t') s++;
     size_t n = strlen(s);
@@ -193,7 +226,12 @@ static eb_status parse_directive(eb_cache_schedule *cs, int line, char *text) {
         cs->policy_line = line;
         return parse_policy(cs, line, value);
     }
-    return fail_at(cs, line, -1, "unknown directive '%s' (method, params, model, sampler, steps, flops, policy)", key);
+    if (!strcmp(key, "toca")) {
+        if (cs->toca_line) return fail_at(cs, line, -1, "directive 'toca' given twice");
+        cs->toca_line = line;
+        return parse_toca(cs, line, value);
+    }
+    return fail_at(cs, line, -1, "unknown directive '%s' (method, params, model, sampler, steps, flops, policy, toca)", key);
 }
 
 /* A table row: step t blocks attn mlp scale. */
@@ -215,8 +253,14 @@ static eb_status parse_row(eb_cache_schedule *cs, int line, char *text) {
     r.step = (int)step, r.t = (int)t;
     if (!parse_blocks(tok[2], &r.lo, &r.hi))
         return fail_at(cs, line, -1, "blocks '%s' is not '*', an index or a range 'a-b'", tok[2]);
-    if (!parse_act(tok[3], &r.attn)) return fail_at(cs, line, -1, "unknown attn action '%s' (C, R, T1..T4, S)", tok[3]);
-    if (!parse_act(tok[4], &r.mlp)) return fail_at(cs, line, -1, "unknown mlp action '%s' (C, R, T1..T4, S)", tok[4]);
+    double unused;
+    if (!parse_act(tok[3], &r.attn, &unused))
+        return fail_at(cs, line, -1, "unknown attn action '%s' (C, R, T1..T4, S)", tok[3]);
+    if (r.attn.kind == EB_ACT_PARTIAL)
+        return fail_at(cs, line, -1, "attn action '%s': partial compute is for the mlp column only (ToCa's DiT "
+                                     "default reuses the attention on its partial steps)", tok[3]);
+    if (!parse_act(tok[4], &r.mlp, &r.ratio))
+        return fail_at(cs, line, -1, "unknown mlp action '%s' (C, R, T1..T4, S, P<ratio> with ratio in [0, 1])", tok[4]);
     if (!parse_double(tok[5], &r.scale) || r.scale <= 0)
         return fail_at(cs, line, -1, "scale '%s' is not a positive finite number", tok[5]);
 
@@ -313,11 +357,20 @@ static void fmt_double(char *buf, size_t size, double v) {
     }
 }
 
-static void fmt_act(char *buf, eb_act a) {
-    static const char letter[] = {'C', 'R', 'T', 'S'};
+/* An action as the table writes it; buf holds 32 characters. */
+static void fmt_act(char *buf, eb_act a, double ratio) {
+    static const char letter[] = {'C', 'R', 'T', 'S', 'P'};
     buf[0] = letter[a.kind];
     buf[1] = a.kind == EB_ACT_FORECAST ? (char)('0' + a.order) : 0;
     buf[2] = 0;
+    if (a.kind == EB_ACT_PARTIAL) fmt_double(buf + 1, 31, ratio);
+}
+
+/* Whether a table has a partial action (then it writes its ## toca: line). */
+static int has_partial(const eb_cache_schedule *cs) {
+    for (int i = 0; i < cs->nrows; i++)
+        if (cs->rows[i].mlp.kind == EB_ACT_PARTIAL) return 1;
+    return 0;
 }
 
 static void write_policy(FILE *f, const eb_policy *p) {
@@ -343,14 +396,20 @@ void eb_cache_schedule_print(FILE *f, const eb_cache_schedule *cs) {
     fprintf(f, "## steps: %d\n", cs->steps);
     if (!isnan(cs->flops)) fprintf(f, "## flops: %.4f\n", cs->flops);
     write_policy(f, &cs->policy);
+    if (cs->toca_line || has_partial(cs)) {
+        char w[32], fr[32], b[32];
+        fmt_double(w, sizeof w, cs->toca.weight), fmt_double(fr, sizeof fr, cs->toca.fresh);
+        fmt_double(b, sizeof b, cs->toca.bonus);
+        fprintf(f, "## toca: weight=%s fresh=%s bonus=%s grid=%d\n", w, fr, b, cs->toca.grid);
+    }
     fprintf(f, "# step    t  blocks  attn  mlp  scale\n");
     for (int i = 0; i < cs->nrows; i++) {
         const eb_sched_row *r = &cs->rows[i];
-        char blocks[32], attn[3], mlp[3];
+        char blocks[32], attn[32], mlp[32];
         if (r->hi < 0) snprintf(blocks, sizeof blocks, "*");
         else if (r->lo == r->hi) snprintf(blocks, sizeof blocks, "%d", r->lo);
         else snprintf(blocks, sizeof blocks, "%d-%d", r->lo, r->hi);
-        fmt_act(attn, r->attn), fmt_act(mlp, r->mlp);
+        fmt_act(attn, r->attn, 0), fmt_act(mlp, r->mlp, r->ratio);
         fmt_double(num, sizeof num, r->scale);
         fprintf(f, "%6d %4d %7s %5s %4s  %s\n", r->step, r->t, blocks, attn, mlp, num);
     }
@@ -373,6 +432,7 @@ eb_status eb_cache_schedule_write(const eb_cache_schedule *cs, const char *path)
 
 void eb_cache_plan_free(eb_cache_plan *p) {
     free(p->act), free(p->scale), free(p->runs), free(p->run_use), free(p->run_record), free(p->slot_cap);
+    free(p->ratio), free(p->colsum);
     memset(p, 0, sizeof *p);
 }
 
@@ -417,6 +477,7 @@ static eb_status expand_rows(eb_cache_plan *p, const eb_cache_schedule *cs, cons
         for (int b = r->lo; b <= hi; b++) {
             eb_act *a = &p->act[((size_t)r->step * L + b) * 2];
             a[0] = r->attn, a[1] = r->mlp;
+            p->ratio[(size_t)r->step * L + b] = r->mlp.kind == EB_ACT_PARTIAL ? r->ratio : 0;
             line_of[(size_t)r->step * L + b] = r->line;
         }
         p->scale[r->step] = (float)r->scale;
@@ -442,11 +503,13 @@ static eb_status check_actions(eb_cache_plan *p, const eb_cache_schedule *cs, co
                 st = fail_at(cs, line, k, "block %d: S (skip) must be given for both attention and mlp", b);
             for (int m = 0; !st && m < 2 && a[m].kind != EB_ACT_SKIP; m++) {
                 if (a[m].kind == EB_ACT_COMPUTE) continue;
+                static const char *const what[] = {"", "reuse", "forecast", "", "partial compute"};
                 if (!computed[b * 2 + m])
                     st = fail_at(cs, line, k, "block %d %s: %s with nothing cached yet (no earlier step computes it)", b,
-                                 module_name(m), a[m].kind == EB_ACT_REUSE ? "reuse" : "forecast");
-                int cap = a[m].kind == EB_ACT_REUSE ? 1 : a[m].order + 1;
+                                 module_name(m), what[a[m].kind]);
+                int cap = a[m].kind == EB_ACT_FORECAST ? a[m].order + 1 : 1;
                 if (cap > p->slot_cap[b * 2 + m]) p->slot_cap[b * 2 + m] = cap;
+                if (a[m].kind == EB_ACT_PARTIAL) p->colsum[b] = 1, p->partial = 1;
             }
         }
         for (int b = 0; !st && b < L; b++) {
@@ -504,9 +567,13 @@ eb_status eb_cache_plan_build(eb_cache_plan *p, const eb_cache_schedule *cs, int
     p->scale = malloc(S * sizeof *p->scale);
     p->runs = malloc(max_runs * sizeof *p->runs);
     p->slot_cap = calloc((size_t)L * 2, sizeof *p->slot_cap);
+    p->ratio = calloc((size_t)S * L, sizeof *p->ratio);
+    p->colsum = calloc(L, 1);
+    p->toca = cs->toca;
     int *line_of = calloc((size_t)S * L, sizeof *line_of);
     eb_status st = EB_OK;
-    if (!p->act || !p->scale || !p->runs || !p->slot_cap || !line_of) st = eb_fail(EB_ERUNTIME, "out of memory");
+    if (!p->act || !p->scale || !p->runs || !p->slot_cap || !p->ratio || !p->colsum || !line_of)
+        st = eb_fail(EB_ERUNTIME, "out of memory");
     if (!st) st = expand_rows(p, cs, s, line_of);
     if (!st) st = check_actions(p, cs, line_of);
     if (!st && pol->kind != EB_POLICY_NONE) find_or_add_run(p, pol->kind == EB_POLICY_FBCACHE ? pol->blocks : 0, L);
@@ -519,7 +586,12 @@ eb_status eb_cache_plan_build(eb_cache_plan *p, const eb_cache_schedule *cs, int
 eb_status eb_cache_schedule_check(const eb_cache_schedule *cs, const eb_config *c, const eb_schedule *s) {
     eb_cache_plan p;
     eb_status st = eb_cache_plan_build(&p, cs, c->depth, s);
-    if (!st) eb_cache_plan_free(&p);
+    if (st) return st;
+    if (p.partial && eb_grid(c) % cs->toca.grid)
+        st = fail_at(cs, cs->toca_line, -1, "ToCa's score patches of %dx%d tokens do not tile the model's %dx%d token "
+                     "grid (## toca: grid=G with G dividing %d; grid=1: no spatial bonus)", cs->toca.grid, cs->toca.grid,
+                     eb_grid(c), eb_grid(c), eb_grid(c));
+    eb_cache_plan_free(&p);
     return st;
 }
 
@@ -533,7 +605,17 @@ void eb_macs_split(eb_macs_parts *mp, const eb_config *c) {
     mp->attn = T * (3 * D * D + D * D) + 2 * T * T * D;
     mp->mlp = T * 2 * EB_MLP_RATIO * D * D;
     mp->final = 2 * D * D + T * D * c->patch_size * c->patch_size * eb_out_channels(c);
+    mp->tokens = T;
+    mp->colsum = (double)c->num_heads * T * T;
+    mp->score = (double)c->num_heads * T;
 }
+
+int eb_partial_tokens(double ratio, int T) {
+    int k = (int)(ratio * T);
+    return k < T ? k : T;
+}
+
+void eb_toca_score_defaults(eb_toca_score *p) { *p = (eb_toca_score){.weight = 0.25, .fresh = 4, .bonus = 0.6, .grid = 2}; }
 
 double eb_plan_step_macs(const eb_cache_plan *p, const eb_macs_parts *mp, int step, int policy_skip) {
     double macs = mp->embed + mp->final;
@@ -543,8 +625,10 @@ double eb_plan_step_macs(const eb_cache_plan *p, const eb_macs_parts *mp, int st
         const eb_act *a = &p->act[((size_t)step * p->L + b) * 2];
         if (a[0].kind == EB_ACT_SKIP) continue;
         macs += mp->adaln;
-        if (a[0].kind == EB_ACT_COMPUTE) macs += mp->attn;
+        if (a[0].kind == EB_ACT_COMPUTE) macs += mp->attn + (p->colsum[b] ? mp->colsum : 0);
         if (a[1].kind == EB_ACT_COMPUTE) macs += mp->mlp;
+        if (a[1].kind == EB_ACT_PARTIAL)
+            macs += mp->mlp * eb_partial_tokens(p->ratio[(size_t)step * p->L + b], (int)mp->tokens) / mp->tokens + mp->score;
     }
     return macs;
 }
@@ -582,6 +666,14 @@ eb_status eb_cache_schedule_add(eb_cache_schedule *cs, const eb_schedule *s, int
     eb_sched_row r = {.step = step, .t = s->timestep[s->S - 1 - step], .lo = lo, .hi = hi, .attn = attn, .mlp = mlp,
                       .scale = scale};
     return push_row(cs, &r);
+}
+
+eb_status eb_cache_schedule_add_partial(eb_cache_schedule *cs, const eb_schedule *s, int step, int lo, int hi,
+                                        eb_act attn, double ratio, double scale) {
+    if (!(ratio >= 0 && ratio <= 1)) return eb_fail(EB_EINPUT, "%s: step %d: partial ratio %g outside [0, 1]", cs->name, step, ratio);
+    eb_status st = eb_cache_schedule_add(cs, s, step, lo, hi, attn, (eb_act){EB_ACT_PARTIAL, 0}, scale);
+    if (!st) cs->rows[cs->nrows - 1].ratio = ratio;
+    return st;
 }
 
 static const eb_act ACT_C = {EB_ACT_COMPUTE, 0}, ACT_R = {EB_ACT_REUSE, 0}, ACT_S = {EB_ACT_SKIP, 0};
@@ -763,6 +855,7 @@ static char act_char(eb_act a) {
     case EB_ACT_COMPUTE: return 'C';
     case EB_ACT_REUSE: return 'R';
     case EB_ACT_FORECAST: return (char)('0' + a.order);
+    case EB_ACT_PARTIAL: return 'P';
     default: return '-';
     }
 }
@@ -782,7 +875,8 @@ eb_status eb_cache_schedule_describe(FILE *f, const eb_cache_schedule *cs, const
     if (p.policy.kind == EB_POLICY_FBCACHE)
         fprintf(f, "policy: first-block cache, threshold %g: blocks %d.. may reuse their residual at run time\n",
                 p.policy.threshold, p.policy.blocks);
-    fprintf(f, "legend: C compute, R reuse, 1-4 Taylor forecast of that order, - skipped (cached residual)\n");
+    fprintf(f, "legend: C compute, R reuse, 1-4 Taylor forecast of that order, - skipped (cached residual)%s\n",
+            p.partial ? ", P partial (ToCa: the best-scored tokens recomputed)" : "");
     const int L = c->depth, width = L > 9 ? L : 9; /* room for the "attention" heading */
     fprintf(f, "%5s %4s %8s  %-*s  %-*s  %s\n", "step", "t", "scale", width, "attention", width, "mlp", "MACs");
     eb_macs_parts mp;

@@ -1,7 +1,7 @@
 /* schedule.h — cache schedule tables (docs/schedule.md): the parsed table,
  * the validated per-step plan the cache engine runs, FLOP accounting, and the
  * generators for FORA, Δ-DiT, TeaCache, first-block cache, TaylorSeer and the
- * official EB-Cache cache_table.npy.
+ * official EB-Cache cache_table.npy (ToCa's generator: search/toca.h).
  *
  * Steps are numbered in sampling order: step k = 0 is the first (noisiest)
  * model call, at the sampler's respaced index i = S−1−k and timestep
@@ -23,12 +23,33 @@ typedef enum {
     EB_ACT_FORECAST,    /* Tk: Taylor forecast of order k from its last computes         */
     EB_ACT_SKIP,        /* S: the block is skipped; its run of S blocks adds the cached  */
                         /*    residual (output − input) of that run                      */
+    EB_ACT_PARTIAL,     /* P<r> (MLP only, ToCa): recompute the ⌊r·T⌋ tokens of highest  */
+                        /*    ToCa score, reuse the cached pre-gate output of the rest    */
 } eb_act_kind;
 
 typedef struct {
     uint8_t kind;  /* eb_act_kind                        */
     uint8_t order; /* Taylor order 1..4 of a forecast    */
 } eb_act;
+
+/* The tokens a partial action with ratio r recomputes out of T: ⌊r·T⌋ (r·T in
+ * double, as ToCa's int(fresh_ratio · N)), at most T. */
+int eb_partial_tokens(double ratio, int T);
+
+/* ToCa's token score (docs/schedule.md, "ToCa"): per token, the L2-normalised
+ * column sum of the head-mean attention map of the layer's last attention
+ * compute, plus weight · (steps since the token's last MLP compute) / fresh;
+ * then in every grid×grid patch of the token grid the best token gets
+ * bonus × its score added. The ⌊r·T⌋ highest are recomputed. */
+typedef struct {
+    double weight; /* λ₃, soft_fresh_weight (ToCa's DiT default 0.25)   */
+    double fresh;  /* N, fresh_threshold: the age normalisation (4)     */
+    double bonus;  /* the spatial-uniformity bonus ratio (0.6)          */
+    int grid;      /* its patch side in tokens (2)                      */
+} eb_toca_score;
+
+/* ToCa's DiT defaults: weight 0.25, fresh 4, bonus 0.6, grid 2. */
+void eb_toca_score_defaults(eb_toca_score *p);
 
 typedef enum { EB_POLICY_NONE = 0, EB_POLICY_TEACACHE, EB_POLICY_FBCACHE } eb_policy_kind;
 
@@ -52,6 +73,7 @@ typedef struct {
     int lo, hi;
     eb_act attn, mlp;
     double scale;      /* ε is divided by it after guidance */
+    double ratio;      /* a partial MLP: the fraction of tokens recomputed (else 0) */
 } eb_sched_row;
 
 struct eb_cache_schedule {
@@ -61,6 +83,8 @@ struct eb_cache_schedule {
     double flops;                            /* the predicted fraction the header claims (NaN: none) */
     eb_policy policy;
     int policy_line;
+    eb_toca_score toca;                      /* the token score of partial actions (## toca:) */
+    int toca_line;                           /* its directive's line (0: none, defaults)     */
     int nrows, cap_rows;
     eb_sched_row *rows;                      /* in step order, a step's "*" row first */
 };
@@ -81,6 +105,11 @@ typedef struct {
     uint8_t *run_use;     /* (S, nruns) 1: the step skips the run                   */
     uint8_t *run_record;  /* (S, nruns) 1: the step stores the run's residual       */
     int *slot_cap;        /* (L, 2) Taylor factors a module keeps (0: never reused) */
+    double *ratio;        /* (S, L) a partial MLP's fraction of tokens (else 0)     */
+    eb_toca_score toca;   /* the token score of partial actions                     */
+    uint8_t *colsum;      /* (L) 1: the block's attention computes keep the column  */
+                          /*     sums of its attention map (a later partial MLP)    */
+    int partial;          /* 1: some action is partial                              */
 } eb_cache_plan;
 
 /* Expands and validates `cs` for `depth` blocks and the sampler `s` (NULL:
@@ -88,19 +117,24 @@ typedef struct {
 eb_status eb_cache_plan_build(eb_cache_plan *p, const eb_cache_schedule *cs, int depth, const eb_schedule *s);
 void eb_cache_plan_free(eb_cache_plan *p);
 
-/* Multiply-accumulates of one forward for one row, by part; they add up to
- * eb_forward_macs(c). */
+/* Multiply-accumulates of one forward for one row, by part; embed, adaln,
+ * attn, mlp and final add up to eb_forward_macs(c); tokens, colsum and score
+ * price ToCa's partial MLPs. */
 typedef struct {
     double embed;  /* patch and condition embeddings    */
     double adaln;  /* one block's modulation            */
     double attn;   /* one block's attention             */
     double mlp;    /* one block's MLP                   */
     double final;  /* final layer                       */
+    double tokens; /* T: a partial MLP costs mlp·K/T    */
+    double colsum; /* an attention compute's column sums of its map (NH·T², one add each) */
+    double score;  /* a partial MLP's token score (NH·T: the head mean; the sort is not counted) */
 } eb_macs_parts;
 void eb_macs_split(eb_macs_parts *mp, const eb_config *c);
 
 /* MACs per row of `step` under plan p; policy_skip: the dynamic policy
- * serves this step from its residual. */
+ * serves this step from its residual. A partial MLP of K tokens costs
+ * mlp·K/T + score, an attention compute that keeps its column sums attn + colsum. */
 double eb_plan_step_macs(const eb_cache_plan *p, const eb_macs_parts *mp, int step, int policy_skip);
 
 /* The table in its file format (docs/schedule.md) to f; eb_cache_schedule_write
@@ -125,6 +159,9 @@ eb_status eb_cache_schedule_new(eb_cache_schedule **out, const eb_schedule *s, c
 /* Appends a row (blocks [lo, hi], hi = −1 for all) at `step` with timestep from s. */
 eb_status eb_cache_schedule_add(eb_cache_schedule *cs, const eb_schedule *s, int step, int lo, int hi, eb_act attn,
                                 eb_act mlp, double scale);
+/* The same with a partial MLP (P) recomputing the fraction `ratio` ∈ [0, 1] of its tokens. */
+eb_status eb_cache_schedule_add_partial(eb_cache_schedule *cs, const eb_schedule *s, int step, int lo, int hi,
+                                        eb_act attn, double ratio, double scale);
 
 /* FORA: compute every block at steps k ≡ 0 (mod interval), reuse attention and MLP between. */
 eb_status eb_cache_schedule_fora(eb_cache_schedule **out, const eb_schedule *s, int interval);

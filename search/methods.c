@@ -3,6 +3,7 @@
 #include "search/search.h"
 #include "analyze/record.h"
 #include "runtime/h5io.h"
+#include "search/toca.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -52,6 +53,9 @@ const eb_method eb_methods[EB_NMETHODS] = {
     {.name = "l2c", .generate = eb_generate_l2c, .param = EB_PARAM_THRESHOLD, .fixed = NAN,
      .scaling = EB_SCALING_NONE, .needs = EB_NEEDS_RECORDING, .top = eb_l2c_top,
      .about = "Learning-to-Cache: a converted router's per-step, per-block reuse at its threshold"},
+    {.name = "toca", .generate = eb_generate_toca, .param = EB_PARAM_INTERVAL, .fixed = NAN,
+     .scaling = EB_SCALING_NONE, .sweeps = 1,
+     .about = "ToCa: between refreshes every ~N steps, reuse attention and recompute the MLP of the best-scored tokens (R = 0.07)"},
 };
 _Static_assert(sizeof eb_methods / sizeof eb_methods[0] == EB_NMETHODS, "eb_methods and EB_NMETHODS");
 
@@ -218,5 +222,14 @@ eb_status eb_generate_smoothcache(eb_cache_schedule **out, const eb_method_input
     }
     free(err);
     if (st) eb_cache_schedule_free(*out), *out = NULL;
+    return st;
+}
+
+/* ToCa at its DiT default fresh ratio; the search bisects the fresh threshold N.
+ * On a token grid its 2x2 uniformity patches do not tile (the shipped model's
+ * 7x7) the table has none (grid 1), where ToCa's own code stops. */
+eb_status eb_generate_toca(eb_cache_schedule **out, const eb_method_input *in, double interval) {
+    eb_status st = eb_cache_schedule_toca(out, in->sched, in->c->depth, EB_TOCA_RATIO, (int)interval);
+    if (!st && eb_grid(in->c) % (*out)->toca.grid) (*out)->toca.grid = 1;
     return st;
 }

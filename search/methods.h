@@ -69,7 +69,7 @@ typedef struct {
 } eb_method;
 
 /* The registry, in report order. */
-enum { EB_NMETHODS = 13 };
+enum { EB_NMETHODS = 14 };
 extern const eb_method eb_methods[EB_NMETHODS];
 
 /* The method called `name`, or NULL. */
@@ -89,6 +89,7 @@ eb_status eb_generate_taylorseer(eb_cache_schedule **out, const eb_method_input 
 eb_status eb_generate_budget(eb_cache_schedule **out, const eb_method_input *in, double budget);
 eb_status eb_generate_smoothcache(eb_cache_schedule **out, const eb_method_input *in, double alpha);
 eb_status eb_generate_ebcache(eb_cache_schedule **out, const eb_method_input *in, double delta_scale);
+eb_status eb_generate_toca(eb_cache_schedule **out, const eb_method_input *in, double interval);
 /* MagCache (search/magcache.c): skips every block by the cached residual while
  * the accumulated error of the recorded magnitude ratios stays below delta. */
 eb_status eb_generate_magcache(eb_cache_schedule **out, const eb_method_input *in, double delta);

@@ -190,7 +190,9 @@ void ln_modulate_forward(float *out, float *mean, float *rstd, const float *x, c
 static _Thread_local float *attn_scratch;
 static _Thread_local size_t attn_scratch_len;
 
-void attention_forward(float *out, float *probs, const float *qkv, int B, int T, int NH, int hd) {
+/* attention_forward, and when colsum is given the column sums of each head's
+ * softmax map into colsum (B, NH, T), accumulated over the query rows in order. */
+static void attention_impl(float *out, float *probs, float *colsum, const float *qkv, int B, int T, int NH, int hd) {
     const int D = NH * hd, row = 3 * D;
     const float scale = 1.0f / sqrtf((float)hd);
 #pragma omp parallel for collapse(2) schedule(static) \
@@ -224,9 +226,23 @@ void attention_forward(float *out, float *probs, const float *qkv, int B, int T,
                 float inv = 1.0f / sum;
                 for (int j = 0; j < T; j++) s[j] *= inv;
             }
+            if (colsum) {
+                float *cs = colsum + ((size_t)n * NH + h) * T;
+                for (int j = 0; j < T; j++) cs[j] = 0.0f;
+                for (int i = 0; i < T; i++)
+                    for (int j = 0; j < T; j++) cs[j] += att[(size_t)i * T + j];
+            }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, att, T, v, row, 0.0f,
                         out + (size_t)n * T * D + h * hd, D);
         }
+}
+
+void attention_forward(float *out, float *probs, const float *qkv, int B, int T, int NH, int hd) {
+    attention_impl(out, probs, NULL, qkv, B, T, NH, hd);
+}
+
+void attention_colsum_forward(float *out, float *colsum, const float *qkv, int B, int T, int NH, int hd) {
+    attention_impl(out, NULL, colsum, qkv, B, T, NH, hd);
 }
 
 void gelu_tanh_forward(float *out, const float *in, size_t n) {

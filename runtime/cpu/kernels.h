@@ -63,6 +63,8 @@ void ln_modulate_forward(float *out, float *mean, float *rstd, const float *x, c
                          int B, int T, int D, int mod_stride);
 /* Softmax attention; qkv (B, T, 3, NH, hd); out (B, T, NH*hd); probs (B, NH, T, T) or NULL. */
 void attention_forward(float *out, float *probs, const float *qkv, int B, int T, int NH, int hd);
+/* attention_forward without probs, plus colsum (B, NH, T): each head's softmax column sums Σ_q P[q, ·]. */
+void attention_colsum_forward(float *out, float *colsum, const float *qkv, int B, int T, int NH, int hd);
 void gelu_tanh_forward(float *out, const float *in, size_t n);
 /* x (B, T, D) += gate (row stride mod_stride) ⊙ branch (B, T, D). */
 void gate_residual_forward(float *x, const float *gate, const float *branch, int B, int T, int D, int mod_stride);
@@ -85,6 +87,12 @@ void taylor_forecast_forward(float *out, const float *factors, int orders, size_
 /* sums (5) = Σ|cur − prev|, Σ|prev|, Σ cur·prev, Σ cur², Σ prev² over n elements, then prev (n) ← cur (n);
  * in double, thread-count independent. */
 void feature_drift_forward(double *sums, float *prev, const float *cur, size_t n);
+
+/* ToCa's token ops (toca_kernels.c); see backend.h for each contract. */
+void token_gather_forward(float *out, const float *x, const int32_t *idx, int B, int T, int K, int D);
+void token_scatter_forward(float *x, const float *src, const int32_t *idx, int B, int T, int K, int D);
+void toca_select_forward(int32_t *idx, float *age, const float *colsum, int B, int NH, int T, int K, double weight,
+                         double fresh, double bonus, int grid);
 
 /* The image operations (image_kernels.c); see backend.h for each contract. */
 #include "runtime/backend.h"

@@ -246,6 +246,9 @@ static void conv2d_at(float *out, const float *x, const float *w, const float *b
         .copy = cuda_copy, .add_scaled = cuda_add_scaled, .rel_l1 = cuda_rel_l1,                               \
         .taylor_update = cuda_taylor_update, .taylor_forecast = cuda_taylor_forecast,                          \
         .feature_drift = cuda_feature_drift,                                                                   \
+        /* ToCa: gather and scatter only (no attention_colsum, toca_select: partial tables refused) */        \
+        .attention_colsum = NULL, .token_gather = cuda_token_gather, .token_scatter = cuda_token_scatter,      \
+        .toca_select = NULL,                                                                                   \
         /* image ops */                                                                                        \
         .conv2d = conv2d_at<P>, .group_norm = cuda_group_norm, .upsample2x = cuda_upsample2x,                  \
         .avg_pool2d = cuda_avg_pool2d, .max_pool2d = cuda_max_pool2d,                                          \

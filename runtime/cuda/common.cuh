@@ -108,6 +108,10 @@ void cuda_taylor_forecast(float *out, const float *factors, int orders, size_t n
 double cuda_rel_l1(const float *a, const float *b, size_t n);
 void cuda_feature_drift(double *sums, float *prev, const float *cur, size_t n);
 
+/* ToCa's token ops (toca.cu). */
+void cuda_token_gather(float *out, const float *x, const int32_t *idx, int B, int T, int K, int D);
+void cuda_token_scatter(float *x, const float *src, const int32_t *idx, int B, int T, int K, int D);
+
 /* The image operations (image.cu). */
 void cuda_conv2d(eb_precision p, float *out, const float *x, const float *w, const float *bias, const eb_conv_shape *s);
 void cuda_group_norm(float *out, const float *x, const float *gamma, const float *beta, int B, int C, int HW, int G,
