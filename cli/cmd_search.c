@@ -72,9 +72,18 @@ static int read_opts(const eb_opt *opts, int n, eb_search_opts *o) {
     return 0;
 }
 
+/* "one of: none, noise-scaling, …" from the registry, so the help never lags behind it. */
+static const char *method_help(void) {
+    static char text[512];
+    size_t used = (size_t)snprintf(text, sizeof text, "one of the registry (search/methods.h):");
+    for (int i = 0; i < EB_NMETHODS && used < sizeof text; i++)
+        used += (size_t)snprintf(text + used, sizeof text - used, " %s", eb_methods[i].name);
+    return text;
+}
+
 int cmd_search(int argc, char **argv) {
     eb_opt opts[] = {
-        {"method", "M", "eb-cache, fora, delta-dit, teacache, taylorseer or budget", NULL},
+        {"method", "M", method_help(), NULL},
         {"record", "REC.h5", "the recording (ebcache record) the search scores tables on", NULL},
         {"fit", "FIT.h5", "fits (ebcache fit) of this recording's sampler; default: fitted from REC.h5", NULL},
         {"target-speedup", "X", "find the parameter whose table predicts 1/X of the uncached MACs (budget: the budget)", NULL},
