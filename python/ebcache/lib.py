@@ -98,7 +98,7 @@ class SampleResult(ctypes.Structure):  # eb_sample_result
 class RecordParams(ctypes.Structure):  # eb_record_params (pipeline/recording.h)
     _fields_ = [("run", RunParams), ("data", ctypes.c_char_p), ("fmnist_dir", ctypes.c_char_p),
                 ("start_step", ctypes.c_int), ("eps_q", ctypes.c_int), ("dump_features", ctypes.c_char_p),
-                ("output", ctypes.c_char_p)]
+                ("output", ctypes.c_char_p), ("comm", ctypes.c_void_p)]  # NULL: one process
 
 
 class RecordResult(ctypes.Structure):  # eb_record_result
