@@ -11,6 +11,7 @@
 #include "runtime/npz.h"
 
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,11 +109,15 @@ static eb_status thread_barrier(const eb_comm *c) {
 #define ITEMS 37
 static double item_value(long i, int j) { return 1.0 / (i + 3) + j * 1e-3 * i; } /* sums that round */
 
+#define GATHER_BATCH 4
 typedef struct {
     eb_comm comm;
     eb_status agreed;
     char message[256];
     double sum[2];
+    double gathered[ITEMS][2]; /* every rank's rows of eb_shard_batches(ITEMS, GATHER_BATCH) */
+    long progress_done;        /* the progress line's count after it ended                   */
+    int progress_on;
 } rank_result;
 
 static void *rank_main(void *arg) {
@@ -128,10 +133,32 @@ static void *rank_main(void *arg) {
     for (long i = lo; i < hi; i++)
         for (int j = 0; j < 2; j++) mine[i - lo][j] = item_value(i, j);
     cr_expect_eq(eb_comm_sum_items(c, ITEMS, 2, &mine[0][0], r->sum), EB_OK);
+    /* whole batches of rows gathered in index order; this rank's rows sit in place in `gathered` */
+    eb_shard_batches(ITEMS, GATHER_BATCH, c->rank, c->size, &lo, &hi);
+    for (long i = lo; i < hi; i++)
+        for (int j = 0; j < 2; j++) r->gathered[i][j] = item_value(i, j);
+    cr_expect_eq(eb_comm_gather_batches(c, ITEMS, GATHER_BATCH, sizeof r->gathered[0], r->gathered[lo], r->gathered), EB_OK);
+    /* the progress line: ranks add their batches (a different number of calls each), then end */
+    eb_comm_progress pg;
+    cr_expect_eq(eb_comm_progress_begin(&pg, c, "test", ITEMS, 1), EB_OK);
+    r->progress_on = pg.on;
+    for (long i = lo; i < hi; i += GATHER_BATCH)
+        cr_expect_eq(eb_comm_progress_add(&pg, hi - i < GATHER_BATCH ? hi - i : GATHER_BATCH), EB_OK);
+    cr_expect_eq(eb_comm_progress_end(&pg), EB_OK);
+    r->progress_done = pg.done;
     return NULL;
 }
 
+/* Collectives of 1 to 5 ranks: the agreement names the lowest failing rank; the sum in index order has the
+ * serial bits; the batch gather puts every row in place; the progress line (on: stderr is a terminal here)
+ * counts every rank's rows, though the ranks call it a different number of times, and ends on every rank. */
 Test(comm, collectives_agree_on_the_lowest_failing_rank_and_sum_in_index_order) {
+    int master = posix_openpt(O_RDWR | O_NOCTTY), saved = dup(2);
+    cr_assert(master >= 0 && !grantpt(master) && !unlockpt(master), "no pseudo-terminal");
+    int slave = open(ptsname(master), O_RDWR | O_NOCTTY);
+    cr_assert_geq(slave, 0);
+    fcntl(master, F_SETFL, O_NONBLOCK);
+    dup2(slave, 2);
     double serial[2] = {0, 0};
     for (long i = 0; i < ITEMS; i++)
         for (int j = 0; j < 2; j++) serial[j] += item_value(i, j);
@@ -148,14 +175,25 @@ Test(comm, collectives_agree_on_the_lowest_failing_rank_and_sum_in_index_order) 
         }
         for (int r = 0; r < size; r++) pthread_join(threads[r], NULL);
         pthread_barrier_destroy(&s.barrier);
+        char line[4096] = "", want[64];
+        for (ssize_t got, used = 0; (got = read(master, line + used, sizeof line - 1 - used)) > 0;) used += got;
+        snprintf(want, sizeof want, "test: %d/%d samples on %d rank%s", ITEMS, ITEMS, size, size == 1 ? "" : "s");
+        cr_expect(strstr(line, want), "%d ranks: the progress line lacks '%s': %s", size, want, line);
         for (int r = 0; r < size; r++) {
             cr_expect_eq(ranks[r].agreed, size > 1 ? EB_EINPUT : EB_OK, "%d ranks, rank %d", size, r);
             if (size > 1) cr_expect_str_eq(ranks[r].message, "rank 1: shard 1: bad row", "%d ranks, rank %d", size, r);
             for (int j = 0; j < 2; j++)
                 cr_expect_eq(ranks[r].sum[j], serial[j], "%d ranks, rank %d: sum %d is %.17g, serially %.17g", size, r,
                              j, ranks[r].sum[j], serial[j]);
+            for (long i = 0; i < ITEMS; i++)
+                for (int j = 0; j < 2; j++)
+                    cr_expect_eq(ranks[r].gathered[i][j], item_value(i, j), "%d ranks, rank %d: row %ld", size, r, i);
+            cr_expect(ranks[r].progress_on && ranks[r].progress_done == ITEMS, "%d ranks, rank %d: on %d, done %ld",
+                      size, r, ranks[r].progress_on, ranks[r].progress_done);
         }
     }
+    dup2(saved, 2);
+    close(saved), close(slave), close(master);
 }
 
 /* ------------------------------------------------------------------------ */
