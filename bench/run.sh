@@ -155,6 +155,10 @@ list() { printf '%s\n' "$@"; }
   OMP_NUM_THREADS=1 /usr/bin/python3 bench/bench_python.py
   echo '```'
   echo
+  echo "Strong scaling under mpirun (bench/bench_mpi.sh: 1 rank against 2, one thread each):"
+  echo
+  EBCACHE_BIN=bin/ebcache bench/bench_mpi.sh
+  echo
   echo "Load average at the end: $(load)."
 } | tee "$tmp"
 mkdir -p results && mv "$tmp" "$out" && trap - EXIT

@@ -127,7 +127,7 @@ eb_status eb_sample_to_file(const eb_sample_params *p, eb_sample_result *r) {
     const char *target = p->output; /* this rank's part file when there are several (runtime/h5parts.h) */
     if (!st && p->output) st = eb_parts_target(comm, p->output, &target);
     if (!st && p->output) st = write_samples(p, target, comm->size, &mine, mine.x_T, &res);
-    st = p->output ? eb_parts_finish(comm, p->output, NULL, st, NULL) : eb_comm_agree(comm, st);
+    st = p->output ? eb_parts_finish(comm, p->output, NULL, st, &res.merge_seconds) : eb_comm_agree(comm, st);
     eb_run_close(&run);
     if (r) *r = res;
     return st;

@@ -92,7 +92,7 @@ class SampleResult(ctypes.Structure):  # eb_sample_result
                 ("baseline_wall", ctypes.c_double), ("flop_fraction", ctypes.c_double),
                 ("cache_bytes", ctypes.c_size_t), ("steps_run", ctypes.c_int), ("steps_skipped", ctypes.c_int),
                 ("policy", ctypes.c_int),
-                ("warning", ctypes.c_char * 1024)]
+                ("warning", ctypes.c_char * 1024), ("merge_seconds", ctypes.c_double)]
 
 
 class RecordParams(ctypes.Structure):  # eb_record_params (pipeline/recording.h)
