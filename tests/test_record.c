@@ -2,7 +2,8 @@
  * (tests/golden/record_goldens.h5, reference/record_ref.py), the nominal SNR
  * against the closed form, the drift reduction against plain loops, that
  * observing changes no result, feature dumps against the drift they imply,
- * and the errors of bad options. `ebcache record` / `plot` end to end are in
+ * the errors of bad options, and that forked ranks around a shared-memory
+ * communicator return one process's recording bit for bit. `ebcache record` / `plot` end to end are in
  * the cli_record suite below. */
 #include "runtime/backend.h"
 #include "tests/cli_util.h"
@@ -19,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -298,6 +301,125 @@ static void expect_rejected(eb_model *m, const eb_record_opts *o, const float *x
     cr_assert_eq(eb_record_run(m, o, xT, y, N, &r, NULL), EB_EINPUT, "'%s' accepted", needle);
     cr_expect(strstr(eb_last_error(), needle) != NULL, "message '%s' lacks '%s'", eb_last_error(), needle);
     cr_expect_null(r.t, "nothing left allocated");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Ranks: forked processes around a shared-memory communicator               */
+
+#define FORK_RANKS 3
+#define FORK_SLOT (1 << 20)
+typedef struct {
+    pthread_barrier_t barrier;
+    char sha[FORK_RANKS][EB_SHA256_HEX];
+    eb_status st[FORK_RANKS];
+    unsigned char slots[FORK_RANKS][FORK_SLOT];
+} fork_shared;
+
+static eb_status fork_allgather(const eb_comm *c, const void *mine, size_t bytes, void *all) {
+    fork_shared *s = c->impl;
+    if (bytes > FORK_SLOT) return eb_fail(EB_ERUNTIME, "%zu bytes: more than a slot", bytes);
+    memcpy(s->slots[c->rank], mine, bytes);
+    pthread_barrier_wait(&s->barrier);
+    for (int r = 0; r < c->size; r++) memcpy((unsigned char *)all + r * bytes, s->slots[r], bytes);
+    pthread_barrier_wait(&s->barrier);
+    return EB_OK;
+}
+
+static eb_status fork_broadcast(const eb_comm *c, void *buf, size_t bytes, int root) {
+    fork_shared *s = c->impl;
+    if (bytes > FORK_SLOT) return eb_fail(EB_ERUNTIME, "%zu bytes: more than a slot", bytes);
+    if (c->rank == root) memcpy(s->slots[root], buf, bytes);
+    pthread_barrier_wait(&s->barrier);
+    if (c->rank != root) memcpy(buf, s->slots[root], bytes);
+    pthread_barrier_wait(&s->barrier);
+    return EB_OK;
+}
+
+static eb_status fork_barrier(const eb_comm *c) {
+    pthread_barrier_wait(&((fork_shared *)c->impl)->barrier);
+    return EB_OK;
+}
+
+/* SHA-256 of every array of a recording (the NaN patterns included: bytes, not values). */
+static void recording_sha(const eb_recording *r, char hex[EB_SHA256_HEX]) {
+    const size_t S = r->S, SN = S * r->N, SL = S * r->L;
+    const eb_record_stats *st[2] = {&r->run, &r->reference};
+    eb_sha256_ctx ctx;
+    eb_sha256_init(&ctx);
+    for (int k = 0; k < 1 + r->has_reference; k++) {
+        const eb_record_stats *s = st[k];
+        struct { const double *v; size_t n; } a[] = {
+            {s->snr_trajectory, S}, {s->snr_data, S}, {s->var_ratio, S}, {s->snr_ratio, S}, {s->snr_data_ratio, S},
+            {&s->signal_power, 1}, {&s->data_power, 1}, {s->eps_norm, SN}, {s->eps_norm_q, SN}, {s->drift_attn, SL},
+            {s->drift_mlp, SL}, {s->drift_attn_cos, SL}, {s->drift_mlp_cos, SL}, {s->drift_block0, S},
+            {s->drift_output, S}};
+        for (size_t i = 0; i < sizeof a / sizeof a[0]; i++)
+            if (a[i].v) eb_sha256_update(&ctx, a[i].v, a[i].n * sizeof(double));
+    }
+    if (r->has_reference) {
+        eb_sha256_update(&ctx, r->deviation_x, S * sizeof(double));
+        eb_sha256_update(&ctx, r->deviation_eps, S * sizeof(double));
+    }
+    eb_sha256_update(&ctx, r->samples, (size_t)r->N * r->C * r->H * r->H * sizeof(float));
+    eb_sha256_update(&ctx, &r->macs, sizeof r->macs);
+    eb_sha256_update(&ctx, &r->macs_uncached, sizeof r->macs_uncached);
+    uint8_t d[32];
+    eb_sha256_final(&ctx, d);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+}
+
+/* Case `name` in batches of `batch` on 2 and 3 forked ranks: every rank returns the recording of one
+ * process, bit for bit (its sums added in batch order, its rows gathered), a rank left without a batch
+ * included. */
+static void check_ranks(const char *name, int batch) {
+    golden_case g;
+    case_load(&g, name);
+    g.o.batch = batch;
+    eb_set_threads(1); /* forked children start no OpenMP team */
+    eb_recording one;
+    cr_assert_eq(eb_record_run(g.m, &g.o, g.xT, g.y, g.N, &one, NULL), EB_OK, "%s", eb_last_error());
+    char want[EB_SHA256_HEX];
+    recording_sha(&one, want);
+    eb_recording_free(&one);
+    fork_shared *s = mmap(NULL, sizeof *s, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    cr_assert_neq(s, MAP_FAILED);
+    for (int size = 2; size <= FORK_RANKS; size++) {
+        pthread_barrierattr_t attr;
+        pthread_barrierattr_init(&attr);
+        pthread_barrierattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+        pthread_barrier_init(&s->barrier, &attr, size);
+        pid_t pids[FORK_RANKS];
+        for (int r = 0; r < size; r++)
+            if ((pids[r] = fork()) == 0) {
+                eb_comm c = {.rank = r, .size = size, .local_size = size, .local_rank = r, .impl = s,
+                             .allgather = fork_allgather, .broadcast = fork_broadcast, .barrier = fork_barrier};
+                eb_record_opts o = g.o;
+                o.comm = &c;
+                eb_recording rec;
+                s->st[r] = eb_record_run(g.m, &o, g.xT, g.y, g.N, &rec, NULL);
+                if (!s->st[r]) recording_sha(&rec, s->sha[r]);
+                eb_recording_free(&rec);
+                _exit(0);
+            }
+        for (int r = 0; r < size; r++) {
+            int status;
+            cr_assert_eq(waitpid(pids[r], &status, 0), pids[r]);
+            cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s, %d ranks: rank %d died", name, size, r);
+            cr_expect_eq(s->st[r], EB_OK, "%s, %d ranks: rank %d failed", name, size, r);
+            cr_expect_str_eq(s->sha[r], want, "%s, %d ranks: rank %d's recording differs from one process's", name,
+                             size, r);
+        }
+        pthread_barrier_destroy(&s->barrier);
+    }
+    munmap(s, sizeof *s);
+    case_free(&g);
+}
+
+/* Cached from data at a start step, batches of 1 (N batches); plain, batches of 2 + 1 (3 ranks: one
+ * without a batch). */
+Test(record, ranks_give_one_process_bits) {
+    check_ranks("cached", 1);
+    check_ranks("plain", 2);
 }
 
 Test(record, bad_options) {
