@@ -18,11 +18,11 @@ export OMP_NUM_THREADS=1 OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader OMPI_MCA_btl_v
 mpi="mpirun --allow-run-as-root --oversubscribe --bind-to none"
 load() { cut -d' ' -f1-3 /proc/loadavg | sed 's/ /, /g'; }
 now() { date +%s.%N; }
-# "median (min–max)" of the numbers on stdin
+# "median (min–max)" of the numbers on stdin, printf format $1 (%.2f)
 spread() {
-  sort -g | awk '{ v[NR] = $1 } END {
+  sort -g | awk -v f="${1:-%.2f}" '{ v[NR] = $1 } END {
     m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-    printf("%.2f (%.2f–%.2f)", m, v[1], v[NR]) }'
+    printf(f " (" f "–" f ")", m, v[1], v[NR]) }'
 }
 attr() { h5dump -m %.17g -a "/$1" "$2" | sed -n 's/.*(0): \([0-9.e+-]*\).*/\1/p'; }
 
@@ -73,7 +73,7 @@ for r in $(seq "$rounds"); do
     cmp -s "$T/a.bin" "$T/b.bin" || { echo "bench_mpi: 1 and 2 ranks sampled different bits" >&2; exit 1; }
   job_s+=("$(echo "$sj1 / $sj2" | bc -l)") sampling_s+=("$(echo "$ss1 / $ss2" | bc -l)")
   job_a+=("$(echo "$aj1 / $aj2" | bc -l)")
-  last_s="$sj1 s / $sj2 s" last_a="$aj1 s / $aj2 s"
+  last_s=$(printf '%.2f s / %.2f s' "$sj1" "$sj2") last_a=$(printf '%.2f s / %.2f s' "$aj1" "$aj2")
 done
 list() { printf '%s\n' "$@"; }
 echo "| job (1 thread per rank, $rounds interleaved rounds) | speedup 2 ranks vs 1: median (min–max) | last round, 1 / 2 ranks |"
@@ -82,7 +82,6 @@ echo "| \`sample\` $n images, DDIM-20, batch 4, shipped model: the job | $(list 
 echo "| the same, sampling alone (the slowest rank) | $(list "${sampling_s[@]}" | spread)× | |"
 echo "| \`ablate\` 6 rows (uncached, FORA at 2 and 3, 2 seeds), fresh cells | $(list "${job_a[@]}" | spread)× | $last_a |"
 echo
-echo "The merge of the 2-rank \`sample\`'s parts on rank 0: $(list "${merge_f[@]}" | awk '{ printf("%.4f\n", 100 * $1) }' |
-  sort -g | awk '{ v[NR] = $1 } END { printf("%s%% (%s–%s%%)", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2, v[1], v[NR]) }') of the job's wall time."
-echo "Load average (1, 5, 15 min) before: $load_before; after: $(load); $(nproc) cores. The ceiling is 2× (FLOPs split"
+echo "The merge of the 2-rank \`sample\`'s parts on rank 0: $(list "${merge_f[@]}" | awk '{ print 100 * $1 }' | spread %.3f)% of the job's wall time."
+echo "Load average (1, 5, 15 min) before: $load_before; after: $(load); $(getconf _NPROCESSORS_ONLN) cores. The ceiling is 2× (FLOPs split"
 echo "in half); the job's speedup also pays mpirun's start-up and the merge, and the ablate's timing and report run on rank 0 alone."
