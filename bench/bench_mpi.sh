@@ -36,22 +36,8 @@ run() {
   wall=$(echo "$(now) - $t0" | bc -l)
 }
 
-cat >"$T/g.spec" <<EOF
-name = b
-model = $model
-samplers = ddim-6
-methods = none, fora
-sweep.fora = 2 3
-n = 4
-seeds = 0 1
-calibration = 2
-real = 20
-timing_n = 1
-timing_rounds = 1
-batch = 2
-EOF
 S=(sample --model "$model" --steps 20 --n "$n" --batch 4 --threads 1)
-A=(ablate "$T/g.spec" --threads 1 --classifier "$classifier")
+A=(ablate "$PWD/tests/mpi/grid.spec" --model "$model" --threads 1 --classifier "$classifier") # 6 rows
 job_s=() sampling_s=() merge_f=() job_a=()
 load_before=$(load)
 for r in $(seq "$rounds"); do

@@ -5,6 +5,7 @@
  * and attributes; .npz: the same bytes). tests/mpi/run.sh runs the real
  * Open MPI ranks (make test-mpi). */
 #include "tests/cli_util.h"
+#include "tests/slot_comm.h"
 #include "runtime/comm.h"
 #include "runtime/h5io.h"
 #include "runtime/h5parts.h"
@@ -73,38 +74,9 @@ Test(comm, serial_communicator) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* Ranks as threads: the collectives over shared slots and a barrier.        */
+/* Ranks as threads: the collectives over shared slots (tests/slot_comm.h).  */
 
 #define MAX_RANKS 5
-typedef struct {
-    pthread_barrier_t barrier;
-    unsigned char slots[MAX_RANKS][2048];
-} shared_state;
-
-static eb_status thread_allgather(const eb_comm *c, const void *mine, size_t bytes, void *all) {
-    shared_state *s = c->impl;
-    cr_assert_leq(bytes, sizeof s->slots[0]);
-    memcpy(s->slots[c->rank], mine, bytes);
-    pthread_barrier_wait(&s->barrier);
-    for (int r = 0; r < c->size; r++) memcpy((unsigned char *)all + r * bytes, s->slots[r], bytes);
-    pthread_barrier_wait(&s->barrier);
-    return EB_OK;
-}
-
-static eb_status thread_broadcast(const eb_comm *c, void *buf, size_t bytes, int root) {
-    shared_state *s = c->impl;
-    cr_assert_leq(bytes, sizeof s->slots[0]);
-    if (c->rank == root) memcpy(s->slots[root], buf, bytes);
-    pthread_barrier_wait(&s->barrier);
-    if (c->rank != root) memcpy(buf, s->slots[root], bytes);
-    pthread_barrier_wait(&s->barrier);
-    return EB_OK;
-}
-
-static eb_status thread_barrier(const eb_comm *c) {
-    pthread_barrier_wait(&((shared_state *)c->impl)->barrier);
-    return EB_OK;
-}
 
 #define ITEMS 37
 static double item_value(long i, int j) { return 1.0 / (i + 3) + j * 1e-3 * i; } /* sums that round */
@@ -163,18 +135,15 @@ Test(comm, collectives_agree_on_the_lowest_failing_rank_and_sum_in_index_order) 
     for (long i = 0; i < ITEMS; i++)
         for (int j = 0; j < 2; j++) serial[j] += item_value(i, j);
     for (int size = 1; size <= MAX_RANKS; size++) {
-        shared_state s;
-        pthread_barrier_init(&s.barrier, NULL, size);
+        slot_state *s = slot_state_new(size, 2048);
         rank_result ranks[MAX_RANKS];
         pthread_t threads[MAX_RANKS];
         for (int r = 0; r < size; r++) {
-            ranks[r] = (rank_result){.comm = {.rank = r, .size = size, .local_size = size, .local_rank = r, .impl = &s,
-                                              .allgather = thread_allgather, .broadcast = thread_broadcast,
-                                              .barrier = thread_barrier}};
+            ranks[r] = (rank_result){.comm = slot_comm(s, r)};
             pthread_create(&threads[r], NULL, rank_main, &ranks[r]);
         }
         for (int r = 0; r < size; r++) pthread_join(threads[r], NULL);
-        pthread_barrier_destroy(&s.barrier);
+        slot_state_free(s);
         char line[4096] = "", want[64];
         for (ssize_t got, used = 0; (got = read(master, line + used, sizeof line - 1 - used)) > 0;) used += got;
         snprintf(want, sizeof want, "test: %d/%d samples on %d rank%s", ITEMS, ITEMS, size, size == 1 ? "" : "s");

@@ -8,6 +8,7 @@
 #include "runtime/backend.h"
 #include "tests/cli_util.h"
 #include "tests/golden.h"
+#include "tests/slot_comm.h"
 #include "runtime/h5io.h"
 #include "analyze/record.h"
 #include "runtime/schedule.h"
@@ -20,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -304,41 +304,13 @@ static void expect_rejected(eb_model *m, const eb_record_opts *o, const float *x
 }
 
 /* ------------------------------------------------------------------------ */
-/* Ranks: forked processes around a shared-memory communicator               */
+/* Ranks: forked processes around a shared-memory communicator (slot_comm.h) */
 
 #define FORK_RANKS 3
-#define FORK_SLOT (1 << 20)
 typedef struct {
-    pthread_barrier_t barrier;
     char sha[FORK_RANKS][EB_SHA256_HEX];
     eb_status st[FORK_RANKS];
-    unsigned char slots[FORK_RANKS][FORK_SLOT];
-} fork_shared;
-
-static eb_status fork_allgather(const eb_comm *c, const void *mine, size_t bytes, void *all) {
-    fork_shared *s = c->impl;
-    if (bytes > FORK_SLOT) return eb_fail(EB_ERUNTIME, "%zu bytes: more than a slot", bytes);
-    memcpy(s->slots[c->rank], mine, bytes);
-    pthread_barrier_wait(&s->barrier);
-    for (int r = 0; r < c->size; r++) memcpy((unsigned char *)all + r * bytes, s->slots[r], bytes);
-    pthread_barrier_wait(&s->barrier);
-    return EB_OK;
-}
-
-static eb_status fork_broadcast(const eb_comm *c, void *buf, size_t bytes, int root) {
-    fork_shared *s = c->impl;
-    if (bytes > FORK_SLOT) return eb_fail(EB_ERUNTIME, "%zu bytes: more than a slot", bytes);
-    if (c->rank == root) memcpy(s->slots[root], buf, bytes);
-    pthread_barrier_wait(&s->barrier);
-    if (c->rank != root) memcpy(buf, s->slots[root], bytes);
-    pthread_barrier_wait(&s->barrier);
-    return EB_OK;
-}
-
-static eb_status fork_barrier(const eb_comm *c) {
-    pthread_barrier_wait(&((fork_shared *)c->impl)->barrier);
-    return EB_OK;
-}
+} fork_results;
 
 /* SHA-256 of every array of a recording (the NaN patterns included: bytes, not values). */
 static void recording_sha(const eb_recording *r, char hex[EB_SHA256_HEX]) {
@@ -381,23 +353,19 @@ static void check_ranks(const char *name, int batch) {
     char want[EB_SHA256_HEX];
     recording_sha(&one, want);
     eb_recording_free(&one);
-    fork_shared *s = mmap(NULL, sizeof *s, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    cr_assert_neq(s, MAP_FAILED);
+    fork_results *res = mmap(NULL, sizeof *res, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    cr_assert_neq(res, MAP_FAILED);
     for (int size = 2; size <= FORK_RANKS; size++) {
-        pthread_barrierattr_t attr;
-        pthread_barrierattr_init(&attr);
-        pthread_barrierattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-        pthread_barrier_init(&s->barrier, &attr, size);
+        slot_state *s = slot_state_new(size, 1 << 20);
         pid_t pids[FORK_RANKS];
         for (int r = 0; r < size; r++)
             if ((pids[r] = fork()) == 0) {
-                eb_comm c = {.rank = r, .size = size, .local_size = size, .local_rank = r, .impl = s,
-                             .allgather = fork_allgather, .broadcast = fork_broadcast, .barrier = fork_barrier};
+                eb_comm c = slot_comm(s, r);
                 eb_record_opts o = g.o;
                 o.comm = &c;
                 eb_recording rec;
-                s->st[r] = eb_record_run(g.m, &o, g.xT, g.y, g.N, &rec, NULL);
-                if (!s->st[r]) recording_sha(&rec, s->sha[r]);
+                res->st[r] = eb_record_run(g.m, &o, g.xT, g.y, g.N, &rec, NULL);
+                if (!res->st[r]) recording_sha(&rec, res->sha[r]);
                 eb_recording_free(&rec);
                 _exit(0);
             }
@@ -405,13 +373,13 @@ static void check_ranks(const char *name, int batch) {
             int status;
             cr_assert_eq(waitpid(pids[r], &status, 0), pids[r]);
             cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s, %d ranks: rank %d died", name, size, r);
-            cr_expect_eq(s->st[r], EB_OK, "%s, %d ranks: rank %d failed", name, size, r);
-            cr_expect_str_eq(s->sha[r], want, "%s, %d ranks: rank %d's recording differs from one process's", name,
+            cr_expect_eq(res->st[r], EB_OK, "%s, %d ranks: rank %d failed", name, size, r);
+            cr_expect_str_eq(res->sha[r], want, "%s, %d ranks: rank %d's recording differs from one process's", name,
                              size, r);
         }
-        pthread_barrier_destroy(&s->barrier);
+        slot_state_free(s);
     }
-    munmap(s, sizeof *s);
+    munmap(res, sizeof *res);
     case_free(&g);
 }
 

@@ -40,28 +40,18 @@ done
 
 # --- record with rank 1's data missing (its own working folder): the job fails naming rank 1, nothing written
 mkdir "$T/a" "$T/b" && cp "$T/x0.h5" "$T/a/x0.h5"
-$RUN -np 2 sh -c 'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then cd "$0/b"; else cd "$0/a"; fi; exec "$@"' "$T" \
-    "$E" record --model "$MODEL" --steps 6 --n 4 --batch 2 --data x0.h5 --start-step 2 --output "$T/m.h5" 2>"$T/log"
+on_two_ranks "$E" record --model "$MODEL" --steps 6 --n 4 --batch 2 --data x0.h5 --start-step 2 --output "$T/m.h5" \
+    2>"$T/log"
 rc=$?
-rm -r "$T/a" "$T/b"
-if [ $rc = 0 ] || [ -e "$T/m.h5" ] || ! clean || ! grep -q "ebcache record: rank 1: .*x0.h5" "$T/log"; then
-    fail "record with rank 1's data missing: exit $rc, $(ls "$T") $(cat "$T/log")"
-else
-    ok "record with rank 1's data missing: '$(grep -o 'rank 1: .*' "$T/log" | head -1)', exit $rc, no output"
-fi
+rm -r "$T/a" "$T/b" "$T/rank1.pid"
+expect_rank1_failure "record with rank 1's data missing" "$T/m.h5" "ebcache record: rank 1: .*x0.h5"
 
 # --- a record rank killed: rank 1 blocks opening its data (a FIFO) while rank 0, which writes the file, waits
 # for it; killed, it makes mpirun stop rank 0, whose handler removes its temporary file
 mkdir "$T/a" "$T/b" && cp "$T/x0.h5" "$T/a/x0.h5" && mkfifo "$T/b/x0.h5"
-$MPIRUN -np 2 sh -c 'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then cd "$0/b" && echo $$ >"$0/rank1.pid"; else cd "$0/a"; fi
-                     exec "$@"' "$T" "$E" record --model "$MODEL" --steps 6 --n 4 --batch 2 --data x0.h5 --start-step 2 \
-    --output "$T/k.h5" 2>"$T/log" &
-job=$!
-for i in $(seq 300); do [ -s "$T/rank1.pid" ] && ls "$T" | grep -q '^k\.h5\.tmp\.' && break; sleep 0.1; done
-kill -9 "$(cat "$T/rank1.pid")" 2>/dev/null
-wait $job
-rc=$?
-rm -f "$T/b/x0.h5" "$T/rank1.pid"
+kill_rank1 'ls "$T" | grep -q "^k\.h5\.tmp\."' on_two_ranks "$E" record --model "$MODEL" --steps 6 --n 4 --batch 2 \
+    --data x0.h5 --start-step 2 --output "$T/k.h5" 2>"$T/log"
+rm -f "$T/b/x0.h5"
 rm -r "$T/a" "$T/b"
 if [ $rc = 0 ] || [ -e "$T/k.h5" ] || ! clean; then
     fail "a killed record rank: exit $rc, or an output / temporary file was left: $(ls "$T") $(cat "$T/log")"
@@ -69,23 +59,9 @@ else
     ok "a killed record rank: exit $rc, nothing left behind"
 fi
 
-# --- ablate: a small grid (uncached, FORA at intervals 2 and 3; 2 seeds: 6 rows) of the shipped model
-cat >"$T/g.spec" <<EOF
-name = t
-model = $MODEL
-samplers = ddim-6
-methods = none, fora
-sweep.fora = 2 3
-n = 4
-seeds = 0 1
-calibration = 2
-real = 20
-timing_n = 1
-timing_rounds = 1
-batch = 2
-EOF
+# --- ablate: a small grid (tests/mpi/grid.spec: uncached, FORA at intervals 2 and 3; 2 seeds: 6 rows)
 CLASSIFIER=$ROOT/data/classifier.safetensors
-A="ablate $T/g.spec --threads 1 --classifier $CLASSIFIER"
+A="ablate $ROOT/tests/mpi/grid.spec --model $MODEL --threads 1 --classifier $CLASSIFIER"
 # the CSV without the measured columns (8 wall_s, 9 measured_speedup, 10 cpu_speedup, 11 load)
 table() { cut -d, -f1-7,12- "$1"; }
 reused() { sed -n 's/^ablate: \([0-9]*\) of \([0-9]*\) rows reused.*/\1 of \2/p' "$1"; }
@@ -112,10 +88,10 @@ fi
 # --- ablate with rank 1's classifier missing: it fails its first evaluation; the job fails naming it,
 # writes no report, and keeps the finished cells: the rerun computes only the rows left
 mkdir "$T/a" "$T/b" && cp "$CLASSIFIER" "$T/a/classifier.safetensors"
-$RUN -np 2 sh -c 'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then cd "$0/b"; else cd "$0/a"; fi; exec "$@"' "$T" \
-    "$E" ablate "$T/g.spec" --threads 1 --classifier classifier.safetensors --cells "$T/cf" --results "$T/resf" 2>"$T/log"
+on_two_ranks "$E" ablate "$ROOT/tests/mpi/grid.spec" --model "$MODEL" --threads 1 --classifier classifier.safetensors \
+    --cells "$T/cf" --results "$T/resf" 2>"$T/log"
 rc=$?
-rm -r "$T/a" "$T/b"
+rm -r "$T/a" "$T/b" "$T/rank1.pid"
 if [ $rc = 0 ] || [ -e "$T/resf/t.csv" ] || ! grep -q "ebcache ablate: rank 1: .*classifier" "$T/log"; then
     fail "ablate with rank 1's classifier missing: exit $rc: $(cat "$T/log")"
 elif $RUN -np 2 "$E" $A --cells "$T/cf" --results "$T/resf" 2>"$T/log" && table "$T/resf/t.csv" | cmp -s - "$T/t1.csv" &&
@@ -126,14 +102,9 @@ else
 fi
 
 # --- an ablate rank killed after its first row: mpirun stops the job, no report; the rerun completes
-$MPIRUN -np 2 sh -c 'echo $$ >"$0/rank$OMPI_COMM_WORLD_RANK.pid"; exec "$@"' "$T" \
-    "$E" $A --cells "$T/ck" --results "$T/resk" 2>"$T/log" &
-job=$!
-for i in $(seq 600); do grep -q "ablate rank 1 \[1/3\]" "$T/log" 2>/dev/null && break; sleep 0.1; done
-kill -9 "$(cat "$T/rank1.pid")" 2>/dev/null
-wait $job
-rc=$?
-rm -f "$T"/rank*.pid
+mkdir "$T/a" "$T/b"
+kill_rank1 'grep -q "ablate rank 1 \[1/3\]" "$T/log"' on_two_ranks "$E" $A --cells "$T/ck" --results "$T/resk" 2>"$T/log"
+rm -r "$T/a" "$T/b"
 if [ $rc = 0 ] || [ -e "$T/resk/t.csv" ]; then
     fail "a killed ablate rank: exit $rc, or a report was written: $(cat "$T/log")"
 elif $RUN -np 2 "$E" $A --cells "$T/ck" --results "$T/resk" 2>"$T/log" && table "$T/resk/t.csv" | cmp -s - "$T/t1.csv" &&
