@@ -4,7 +4,9 @@
 # goes first alternates), for `sample` and for a small `ablate` grid (fresh cells each run). Prints a
 # markdown table: the job's wall-clock speedup (1 rank / 2 ranks, per round, median and min–max), the
 # speedup of the sampling alone (the slowest rank's, from the file's wall_seconds: no MPI start-up, no
-# merge), and the merge of the parts as a fraction of the 2-rank job. The load average goes next to it.
+# merge), and the merge of the parts as a fraction of the 2-rank job; as a control of the machine, the same
+# split without MPI: the two halves of the samples as two independent processes at once, against the whole
+# in one (what two ranks could reach here at best). The load average goes next to it.
 #   BENCH_MPI_ROUNDS (5), BENCH_MPI_N (32 samples), EBCACHE_BIN (bin/ebcache)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,15 +38,15 @@ run() {
   wall=$(echo "$(now) - $t0" | bc -l)
 }
 
-S=(sample --model "$model" --steps 20 --n "$n" --batch 4 --threads 1)
+S=(sample --model "$model" --steps 20 --batch 4 --threads 1) # --n follows
 A=(ablate "$PWD/tests/mpi/grid.spec" --model "$model" --threads 1 --classifier "$classifier") # 6 rows
-job_s=() sampling_s=() merge_f=() job_a=()
+job_s=() sampling_s=() merge_f=() job_a=() control=()
 load_before=$(load)
 for r in $(seq "$rounds"); do
   order="1 2"
   [ $((r % 2)) = 0 ] && order="2 1"
   for ranks in $order; do
-    run "$ranks" "${S[@]}" --output "$T/s$ranks.h5"
+    run "$ranks" "${S[@]}" --n "$n" --output "$T/s$ranks.h5"
     eval "sj$ranks=$wall"
     eval "ss$ranks=$(attr wall_seconds "$T/s$ranks.h5")"
     if [ "$ranks" = 2 ]; then
@@ -55,6 +57,13 @@ for r in $(seq "$rounds"); do
     run "$ranks" "${A[@]}" --cells "$T/cells$ranks" --results "$T/res$ranks"
     eval "aj$ranks=$wall"
   done
+  t0=$(now) # the control: the whole in one process, then the two halves as two processes at once
+  "$E" "${S[@]}" --n "$n" --output "$T/c1.h5" 2>"$T/log"
+  t1=$(now)
+  "$E" "${S[@]}" --n $((n / 2)) --output "$T/c2.h5" 2>"$T/log" &
+  "$E" "${S[@]}" --n $((n - n / 2)) --seed 1 --output "$T/c3.h5" 2>"$T/log"
+  wait
+  control+=("$(echo "($t1 - $t0) / ($(now) - $t1)" | bc -l)")
   h5dump -d /samples -b LE -o "$T/a.bin" "$T/s1.h5" >/dev/null && h5dump -d /samples -b LE -o "$T/b.bin" "$T/s2.h5" >/dev/null &&
     cmp -s "$T/a.bin" "$T/b.bin" || { echo "bench_mpi: 1 and 2 ranks sampled different bits" >&2; exit 1; }
   job_s+=("$(echo "$sj1 / $sj2" | bc -l)") sampling_s+=("$(echo "$ss1 / $ss2" | bc -l)")
@@ -66,6 +75,7 @@ echo "| job (1 thread per rank, $rounds interleaved rounds) | speedup 2 ranks vs
 echo "|---|---|---|"
 echo "| \`sample\` $n images, DDIM-20, batch 4, shipped model: the job | $(list "${job_s[@]}" | spread)× | $last_s |"
 echo "| the same, sampling alone (the slowest rank) | $(list "${sampling_s[@]}" | spread)× | |"
+echo "| control, no MPI: the two halves of the \`sample\` as two processes at once | $(list "${control[@]}" | spread)× | |"
 echo "| \`ablate\` 6 rows (uncached, FORA at 2 and 3, 2 seeds), fresh cells | $(list "${job_a[@]}" | spread)× | $last_a |"
 echo
 echo "The merge of the 2-rank \`sample\`'s parts on rank 0: $(list "${merge_f[@]}" | awk '{ print 100 * $1 }' | spread %.3f)% of the job's wall time."
