@@ -243,27 +243,28 @@ static int stats_alloc(eb_record_stats *s, int S, int L, int N, int data, int ep
     return ok;
 }
 
+/* The next n doubles of a block at base (NULL while only counting). */
+static double *take(double *base, size_t *at, size_t n) {
+    double *p = base ? base + *at : NULL;
+    *at += n;
+    return p;
+}
+
 /* Points b's fields into base (NULL: only counts) and returns the doubles they take. */
 static size_t block_view(batch_sums *b, double *base, int S, int L) {
     run_sums *u[2] = {&b->run, &b->ref};
-    struct block_row { double **field; size_t n; } rows[16];
-    int k = 0;
-    for (int i = 0; i < 2; i++) {
-        rows[k++] = (struct block_row){&u[i]->module, (size_t)S * L * 2 * EB_DRIFT_SUMS};
-        rows[k++] = (struct block_row){&u[i]->module_seen, (size_t)S * L * 2};
-        rows[k++] = (struct block_row){&u[i]->block0, (size_t)S * EB_DRIFT_SUMS};
-        rows[k++] = (struct block_row){&u[i]->output, (size_t)S * EB_DRIFT_SUMS};
-        rows[k++] = (struct block_row){&u[i]->probe_seen, (size_t)S * 2};
-        rows[k++] = (struct block_row){&u[i]->snr, (size_t)S * SNR_SUMS};
-        rows[k++] = (struct block_row){&u[i]->elements, (size_t)S};
-    }
-    rows[k++] = (struct block_row){&b->dev, (size_t)S * 4};
-    rows[k++] = (struct block_row){&b->cost, 2};
     size_t at = 0;
-    for (int i = 0; i < k; i++) {
-        *rows[i].field = base ? base + at : NULL;
-        at += rows[i].n;
+    for (int i = 0; i < 2; i++) {
+        u[i]->module = take(base, &at, (size_t)S * L * 2 * EB_DRIFT_SUMS);
+        u[i]->module_seen = take(base, &at, (size_t)S * L * 2);
+        u[i]->block0 = take(base, &at, (size_t)S * EB_DRIFT_SUMS);
+        u[i]->output = take(base, &at, (size_t)S * EB_DRIFT_SUMS);
+        u[i]->probe_seen = take(base, &at, (size_t)S * 2);
+        u[i]->snr = take(base, &at, (size_t)S * SNR_SUMS);
+        u[i]->elements = take(base, &at, (size_t)S);
     }
+    b->dev = take(base, &at, (size_t)S * 4);
+    b->cost = take(base, &at, 2);
     b->base = base, b->n = at;
     return at;
 }
