@@ -121,9 +121,11 @@ test-opt: deps build/opt/test_suite build/opt/ebcache
 	EBCACHE_BIN=build/opt/ebcache OMP_NUM_THREADS=2 build/opt/test_suite --jobs 1
 test-san: deps build/san/test_suite build/san/ebcache
 	EBCACHE_BIN=build/san/ebcache ASAN_OPTIONS=detect_leaks=1 OMP_NUM_THREADS=2 build/san/test_suite --jobs 1
-# Distributed runs (docs/distributed.md): decode and sample under mpirun -np 2 and 3 give one process's bytes.
+# Distributed runs (docs/distributed.md): decode, sample and record under mpirun -np 2 and 3 give one
+# process's bytes, ablate one process's table; failing and killed ranks (tests/mpi/*.sh).
 test-mpi: deps build/opt/ebcache
 	EBCACHE_BIN=build/opt/ebcache tests/mpi/run.sh
+	EBCACHE_BIN=build/opt/ebcache tests/mpi/record_ablate.sh
 
 # The Python package's suite (python/tests, docs/python.md) with Debian's python3, torch and pytest.
 .PHONY: test-python

@@ -12,28 +12,42 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Sums of one chain set, over every batch. A quantity measured by no batch stays NaN. */
+/* Sums of one chain set, over one batch or (added in batch order) the run: views into a
+ * batch_sums block. A quantity measured by no batch stays NaN. */
 typedef struct {
-    double *module;   /* (S, L, 2, EB_DRIFT_SUMS) attention / MLP pre-gate outputs       */
-    int *module_seen; /* (S, L, 2) batches that measured it                              */
-    double *block0;   /* (S, EB_DRIFT_SUMS) block 0's modulated input                    */
-    double *output;   /* (S, EB_DRIFT_SUMS) model output                                 */
-    int *probe_seen;  /* (S, 2) block 0 input, output                                    */
-    double *snr;      /* (S, 5): Σ ᾱ‖x̂0‖², Σ‖x̂t − √ᾱ x̂0‖², Σ ᾱ‖x0‖², Σ d, Σ d² (d = x̂t − √ᾱ x0) */
-    double *elements; /* (S) elements behind the SNR sums                                */
+    double *module;      /* (S, L, 2, EB_DRIFT_SUMS) attention / MLP pre-gate outputs    */
+    double *module_seen; /* (S, L, 2) batches that measured it                           */
+    double *block0;      /* (S, EB_DRIFT_SUMS) block 0's modulated input                 */
+    double *output;      /* (S, EB_DRIFT_SUMS) model output                              */
+    double *probe_seen;  /* (S, 2) block 0 input, output                                 */
+    double *snr;         /* (S, 5): Σ ᾱ‖x̂0‖², Σ‖x̂t − √ᾱ x̂0‖², Σ ᾱ‖x0‖², Σ d, Σ d² (d = x̂t − √ᾱ x0) */
+    double *elements;    /* (S) elements behind the SNR sums                             */
 } run_sums;
 
-enum { SNR_OWN_SIGNAL, SNR_OWN_NOISE, SNR_DATA_SIGNAL, SNR_DATA_SUM, SNR_DATA_SQ, SNR_SUMS };
-
-/* Sums behind MagCache's magnitude ratios and SmoothCache's lagged drift,
- * over every batch (docs/recording.md). A quantity measured by no batch stays NaN. */
+/* Sums behind MagCache's magnitude ratios and SmoothCache's lagged drift (docs/recording.md):
+ * views into a batch_sums block like run_sums. A quantity measured by no batch stays NaN. */
 typedef struct {
     int lags;          /* K: lag 1 is the drift of run_sums, lags 2..K are here            */
     double *lag;       /* (S, L, 2, K − 1, 2): Σ|F_k − F_{k−j}|, Σ|F_{k−j}| for j = 2..K     */
-    int *lag_seen;     /* (S, L, 2, K − 1) batches that measured it                        */
+    double *lag_seen;  /* (S, L, 2, K − 1) batches that measured it                        */
     double *mag;       /* (S, 2): Σ over the half's tokens of ‖r_k‖ / ‖r_prev‖              */
     double *mag_count; /* (S, 2): tokens behind it                                         */
 } method_sums;
+
+/* Every sum of one batch (or, added in batch order, of the run) in one block of `n` doubles, so
+ * that the batches' blocks are added as vectors in batch order (eb_comm_sum_items): any split of
+ * the batches over ranks gives the bits of one process. A new sum gets a row in block_view. */
+typedef struct {
+    double *base;
+    size_t n;
+    run_sums run, ref; /* the recorded run; the uncached reference of a cached one      */
+    method_sums run_m, ref_m; /* their methods' sums                                    */
+    double *dev;       /* (S, 4): Σ‖Δx‖², Σ‖x_ref‖², Σ‖Δε‖², Σ‖ε_ref‖²                   */
+    double *cost;      /* (2): MACs executed, MACs uncached                              */
+} batch_sums;
+
+enum { SNR_OWN_SIGNAL, SNR_OWN_NOISE, SNR_DATA_SIGNAL, SNR_DATA_SUM, SNR_DATA_SQ, SNR_SUMS };
+
 
 /* The observer's working set for them, for one chain at a time. */
 typedef struct {
@@ -61,7 +75,7 @@ typedef struct {
     float *xs;             /* (S − k0, b, C, H, W) the chain's x_t, host                  */
     float *eps;            /* (S − k0, b, C, H, W) its ε, or NULL when not kept           */
     const float *ref_xs, *ref_eps; /* the reference chain, for the deviation (or NULL)   */
-    double *dev;           /* (S, 4): Σ‖Δx‖², Σ‖x_ref‖², Σ‖Δε‖², Σ‖ε_ref‖²                 */
+    double *dev;           /* (S, 4) of batch_sums, or NULL without a reference          */
     eb_h5w *dump_to;       /* feature dumps of this chain (NULL: none)                    */
     float *dump_host;      /* (cap·T·D) download buffer                                   */
     eb_status error;       /* a hook's failure, reported at the next step                 */
@@ -77,7 +91,7 @@ static void add_sums(double *acc, const double *s) {
 }
 
 /* prev ← cur; when a previous value existed, its change is added to acc and counted. */
-static void track(eb_model *m, float *prev, const float *cur, size_t n, uint8_t *have, double *acc, int *seen) {
+static void track(eb_model *m, float *prev, const float *cur, size_t n, uint8_t *have, double *acc, double *seen) {
     if (*have) {
         double s[EB_DRIFT_SUMS];
         m->be->feature_drift(s, prev, cur, n);
@@ -317,18 +331,6 @@ static int method_stats_alloc(eb_record_stats *s, int S, int L, int lags) {
            (s->drift_mlp_lag = nan_array((size_t)lags * S * L));
 }
 
-static void method_sums_free(method_sums *u) { free(u->lag), free(u->lag_seen), free(u->mag), free(u->mag_count); }
-
-static int method_sums_alloc(method_sums *u, int S, int L, int lags) {
-    const size_t per = (size_t)S * L * 2 * (lags > 1 ? lags - 1 : 1);
-    u->lags = lags;
-    u->lag = calloc(per * 2, sizeof(double));
-    u->lag_seen = calloc(per, sizeof(int));
-    u->mag = calloc((size_t)S * 2, sizeof(double));
-    u->mag_count = calloc((size_t)S * 2, sizeof(double));
-    return u->lag && u->lag_seen && u->mag && u->mag_count;
-}
-
 /* Divides the methods' sums: lag 1 is the drift already in st (drift_attn, drift_mlp). */
 static void finish_method_stats(eb_record_stats *st, const method_sums *u, const eb_recording *rec) {
     const int S = rec->S, L = rec->L, K = u->lags;
@@ -348,25 +350,48 @@ static void finish_method_stats(eb_record_stats *st, const method_sums *u, const
     }
 }
 
-static void sums_free(run_sums *u) {
-    free(u->module), free(u->module_seen), free(u->block0), free(u->output), free(u->probe_seen), free(u->snr);
-    free(u->elements);
+/* The next n doubles of a block at base (NULL while only counting). */
+static double *take(double *base, size_t *at, size_t n) {
+    double *p = base ? base + *at : NULL;
+    *at += n;
+    return p;
 }
 
-static int sums_alloc(run_sums *u, int S, int L) {
-    u->module = calloc((size_t)S * L * 2 * EB_DRIFT_SUMS, sizeof(double));
-    u->module_seen = calloc((size_t)S * L * 2, sizeof(int));
-    u->block0 = calloc((size_t)S * EB_DRIFT_SUMS, sizeof(double));
-    u->output = calloc((size_t)S * EB_DRIFT_SUMS, sizeof(double));
-    u->probe_seen = calloc((size_t)S * 2, sizeof(int));
-    u->snr = calloc((size_t)S * SNR_SUMS, sizeof(double));
-    u->elements = calloc(S, sizeof(double));
-    return u->module && u->module_seen && u->block0 && u->output && u->probe_seen && u->snr && u->elements;
+/* Points b's fields into base (NULL: only counts) and returns the doubles they take; `lags`
+ * steps back for the lagged drift. */
+static size_t block_view(batch_sums *b, double *base, int S, int L, int lags) {
+    run_sums *u[2] = {&b->run, &b->ref};
+    method_sums *v[2] = {&b->run_m, &b->ref_m};
+    const size_t lagged = (size_t)S * L * 2 * (lags > 1 ? lags - 1 : 1);
+    size_t at = 0;
+    for (int i = 0; i < 2; i++) {
+        v[i]->lags = lags;
+        v[i]->lag = take(base, &at, lagged * 2);
+        v[i]->lag_seen = take(base, &at, lagged);
+        v[i]->mag = take(base, &at, (size_t)S * 2);
+        v[i]->mag_count = take(base, &at, (size_t)S * 2);
+        u[i]->module = take(base, &at, (size_t)S * L * 2 * EB_DRIFT_SUMS);
+        u[i]->module_seen = take(base, &at, (size_t)S * L * 2);
+        u[i]->block0 = take(base, &at, (size_t)S * EB_DRIFT_SUMS);
+        u[i]->output = take(base, &at, (size_t)S * EB_DRIFT_SUMS);
+        u[i]->probe_seen = take(base, &at, (size_t)S * 2);
+        u[i]->snr = take(base, &at, (size_t)S * SNR_SUMS);
+        u[i]->elements = take(base, &at, (size_t)S);
+    }
+    b->dev = take(base, &at, (size_t)S * 4);
+    b->cost = take(base, &at, 2);
+    b->base = base, b->n = at;
+    return at;
+}
+
+/* A zeroed block for S steps and L blocks; NULL base when out of memory. */
+static void block_alloc(batch_sums *b, int S, int L, int lags) {
+    block_view(b, calloc(block_view(b, NULL, S, L, lags), sizeof(double)), S, L, lags);
 }
 
 /* Relative L1 change and cosine of one sum set (NaN when nothing was measured). */
-static double rel_l1_of(const double *s, int seen) { return seen ? s[EB_DRIFT_L1] / s[EB_DRIFT_BASE_L1] : NAN; }
-static double cos_of(const double *s, int seen) {
+static double rel_l1_of(const double *s, double seen) { return seen ? s[EB_DRIFT_L1] / s[EB_DRIFT_BASE_L1] : NAN; }
+static double cos_of(const double *s, double seen) {
     return seen ? s[EB_DRIFT_DOT] / sqrt(s[EB_DRIFT_CUR2] * s[EB_DRIFT_PREV2]) : NAN;
 }
 
@@ -525,11 +550,42 @@ static eb_status recording_alloc(eb_recording *rec, const eb_record_opts *o, con
     return EB_OK;
 }
 
+/* An (S, N) array whose columns [lo, hi) are this rank's (eb_shard_batches): every rank's columns, on every rank. */
+static eb_status gather_columns(const eb_comm *c, double *a, int S, int N, int batch) {
+    if (!a || c->size == 1) return EB_OK;
+    long lo, hi;
+    eb_shard_batches(N, batch, c->rank, c->size, &lo, &hi);
+    double *rows = malloc(((size_t)N * S + 1) * sizeof *rows); /* (N, S): a sample's values are one row */
+    if (!rows) return eb_fail(EB_ERUNTIME, "out of memory gathering %d x %d values", S, N);
+    for (long n = lo; n < hi; n++)
+        for (int k = 0; k < S; k++) rows[n * S + k] = a[(size_t)k * N + n];
+    eb_status st = eb_comm_gather_batches(c, N, batch, (size_t)S * sizeof *rows, rows + lo * S, rows);
+    for (long n = 0; !st && n < N; n++)
+        for (int k = 0; k < S; k++) a[(size_t)k * N + n] = rows[n * S + k];
+    free(rows);
+    return st;
+}
+
+/* The run's totals from every rank's batch blocks (added in batch order) and its per-sample rows. */
+static eb_status reduce_run(const eb_comm *c, eb_recording *rec, const double *store, batch_sums *total, int batch) {
+    const int N = rec->N, S = rec->S;
+    const size_t per = (size_t)rec->C * rec->H * rec->H;
+    long lo, hi;
+    eb_shard_batches(N, batch, c->rank, c->size, &lo, &hi);
+    eb_status st = eb_comm_sum_items(c, (N + batch - 1) / batch, (int)total->n, store, total->base);
+    if (!st) st = gather_columns(c, rec->run.eps_norm, S, N, batch);
+    if (!st) st = gather_columns(c, rec->run.eps_norm_q, S, N, batch);
+    if (!st) st = gather_columns(c, rec->reference.eps_norm, S, N, batch);
+    if (!st) st = eb_comm_gather_batches(c, N, batch, per * sizeof(float), rec->samples + lo * per, rec->samples);
+    return st;
+}
+
 eb_status eb_record_run(eb_model *m, const eb_record_opts *o, const float *x_T, const int32_t *y, int N,
                         eb_recording *rec, eb_h5w *dump_to) {
     memset(rec, 0, sizeof *rec);
+    const eb_comm *comm = o->comm ? o->comm : eb_comm_serial();
     eb_status st = check_opts(m, o, N);
-    if (st) return st;
+    if (st) return eb_comm_agree(comm, st);
     const eb_config *c = &m->cfg;
     const int S = o->sched->S, k0 = o->start_step, steps = S - k0, cached = o->cache != NULL;
     const int batch = o->batch > 0 && o->batch < N ? o->batch : N, B = o->so.cfg_scale != 1.0f ? 2 * batch : batch;
@@ -537,24 +593,23 @@ eb_status eb_record_run(eb_model *m, const eb_record_opts *o, const float *x_T, 
     eb_schedule tail = *o->sched; /* steps k0.. are the first S − k0 indices: same arrays, same noise streams */
     tail.S = steps;
     eb_cache_schedule *table = NULL;
-    if (cached && k0 > 0 && (st = slice_table(&table, o->cache, &tail, k0, c))) {
-        eb_cache_schedule_free(table);
-        return st;
-    }
+    if (cached && k0 > 0) st = slice_table(&table, o->cache, &tail, k0, c);
     const eb_cache_schedule *cs = k0 > 0 ? table : o->cache;
-    run_sums main_sums = {0}, ref_sums = {0};
+    long lo, hi; /* this rank's samples: whole batches */
+    eb_shard_batches(N, batch, comm->rank, comm->size, &lo, &hi);
     const int lags = o->lags ? o->lags : EB_RECORD_LAGS < S ? EB_RECORD_LAGS : S;
-    method_sums main_msums = {.lags = lags}, ref_msums = {.lags = lags};
-    recorder run = {.o = o, .S = S, .k0 = k0, .N = N, .sums = &main_sums, .msums = &main_msums}, ref = run;
-    ref.sums = &ref_sums, ref.msums = &ref_msums;
+    batch_sums cur = {0}, total = {0};
+    block_alloc(&cur, S, c->depth, lags);
+    block_alloc(&total, S, c->depth, lags);
+    double *store = malloc(((size_t)(hi - lo + batch - 1) / batch * cur.n + 1) * sizeof *store); /* its batches' blocks */
+    eb_sampler_opts so = o->so; /* several ranks: the progress line across ranks instead of the sampler's */
+    so.progress = o->so.progress && comm->size == 1;
+    recorder run = {.o = o, .S = S, .k0 = k0, .N = N, .sums = &cur.run, .msums = &cur.run_m}, ref = run;
+    ref.sums = &cur.ref, ref.msums = &cur.ref_m;
     float *x = malloc((size_t)batch * per * sizeof(float));
     float *out = malloc((size_t)batch * eb_out_channels(c) * c->input_size * c->input_size * sizeof(float));
     int32_t *t = malloc(batch * sizeof(int32_t));
-    if (!x || !out || !t || !sums_alloc(&main_sums, S, c->depth) || (cached && !sums_alloc(&ref_sums, S, c->depth)))
-        st = eb_fail(EB_ERUNTIME, "out of memory");
-    if (!st && (!method_sums_alloc(&main_msums, S, c->depth, lags) ||
-                (cached && !method_sums_alloc(&ref_msums, S, c->depth, lags))))
-        st = eb_fail(EB_ERUNTIME, "out of memory");
+    if (!st && (!x || !out || !t || !cur.base || !total.base || !store)) st = eb_fail(EB_ERUNTIME, "out of memory");
     if (!st) st = recording_alloc(rec, o, c, N);
     if (!st && (!method_stats_alloc(&rec->run, S, c->depth, lags) ||
                 (cached && !method_stats_alloc(&rec->reference, S, c->depth, lags))))
@@ -567,48 +622,57 @@ eb_status eb_record_run(eb_model *m, const eb_record_opts *o, const float *x_T, 
     if (!st && !(rec->samples = malloc((size_t)N * per * sizeof(float))))
         st = eb_fail(EB_ERUNTIME, "out of memory for %d samples", N);
     if (!st && o->dump.nsteps && dump_to) eb_h5w_set_deflate(dump_to, 4);
-    double *dev = cached ? calloc((size_t)S * 4, sizeof(double)) : NULL;
-    if (!st && cached && !dev) st = eb_fail(EB_ERUNTIME, "out of memory");
-    eb_cache_stats cost = {0};
-    for (int first = 0; !st && first < N; first += batch) {
+    st = eb_comm_agree(comm, st);
+    eb_comm_progress pg = {0};
+    if (!st) st = eb_comm_progress_begin(&pg, comm, "record", N, o->so.progress && comm->size > 1);
+    for (int first = (int)lo; !st && first < hi; first += batch) {
         const int b = N - first < batch ? N - first : batch;
         const float *x0 = o->x0 ? o->x0 + (size_t)first * per : NULL;
         const int32_t *yb = y + first;
         const double sa = sqrt(rec->alpha_bar[k0]), sb = sqrt(1 - rec->alpha_bar[k0]);
         for (size_t j = 0; j < (size_t)b * per; j++)
             x[j] = x0 ? (float)(sa * x0[j] + sb * x_T[first * per + j]) : x_T[first * per + j];
+        memset(cur.base, 0, cur.n * sizeof *cur.base); /* this batch's sums, from zero */
         run.first = ref.first = first, run.b = ref.b = b;
         run.eps_norm = rec->run.eps_norm, ref.eps_norm = rec->reference.eps_norm;
         run.dump_to = first == 0 ? dump_to : NULL;
         if (cached) {
             float *xr = rec->samples + (size_t)first * per; /* the reference's final sample lands here first */
             memcpy(xr, x, (size_t)b * per * sizeof(float));
-            st = observed_chain(&ref, &tail, &o->so, NULL, xr, yb, NULL);
+            st = observed_chain(&ref, &tail, &so, NULL, xr, yb, NULL);
             if (!st) add_snr_sums(&ref, rec->alpha_bar, xr, x0);
-            run.ref_xs = ref.xs, run.ref_eps = ref.eps, run.dev = dev;
+            run.ref_xs = ref.xs, run.ref_eps = ref.eps, run.dev = cur.dev;
         }
-        if (!st) st = observed_chain(&run, &tail, &o->so, cs, x, yb, &cost);
+        eb_cache_stats cost = {0};
+        if (!st) st = observed_chain(&run, &tail, &so, cs, x, yb, &cost);
         if (st) break;
         add_snr_sums(&run, rec->alpha_bar, x, x0);
+        cur.cost[0] = cost.macs, cur.cost[1] = cost.macs_uncached;
+        memcpy(store + (size_t)(first - lo) / batch * cur.n, cur.base, cur.n * sizeof *cur.base);
         memcpy(rec->samples + (size_t)first * per, x, (size_t)b * per * sizeof(float));
         if (o->eps_q)
             st = eps_q_pass(m, o, rec, x0 ? x0 : rec->samples + (size_t)first * per, yb, first, b,
                             rec->run.eps_norm_q, x, out, t);
+        if (!st) st = eb_comm_progress_add(&pg, b);
     }
+    if (pg.c) { /* the line was begun: every rank ends it, failed or not */
+        eb_status ended = eb_comm_progress_end(&pg);
+        if (!st) st = ended;
+        st = eb_comm_agree(comm, st);
+    }
+    if (!st) st = reduce_run(comm, rec, store, &total, batch);
     if (!st) {
-        finish_stats(&rec->run, &main_sums, rec);
-        if (cached) finish_stats(&rec->reference, &ref_sums, rec);
-        finish_method_stats(&rec->run, &main_msums, rec);
-        if (cached) finish_method_stats(&rec->reference, &ref_msums, rec);
+        finish_stats(&rec->run, &total.run, rec);
+        if (cached) finish_stats(&rec->reference, &total.ref, rec);
+        finish_method_stats(&rec->run, &total.run_m, rec);
+        if (cached) finish_method_stats(&rec->reference, &total.ref_m, rec);
         for (int k = k0; cached && k < S; k++) {
-            rec->deviation_x[k] = sqrt(dev[4 * k] / dev[4 * k + 1]);
-            rec->deviation_eps[k] = sqrt(dev[4 * k + 2] / dev[4 * k + 3]);
+            rec->deviation_x[k] = sqrt(total.dev[4 * k] / total.dev[4 * k + 1]);
+            rec->deviation_eps[k] = sqrt(total.dev[4 * k + 2] / total.dev[4 * k + 3]);
         }
-        rec->macs = cost.macs, rec->macs_uncached = cost.macs_uncached;
+        rec->macs = total.cost[0], rec->macs_uncached = total.cost[1];
     }
-    free(dev), free(x), free(out), free(t);
-    sums_free(&main_sums), sums_free(&ref_sums);
-    method_sums_free(&main_msums), method_sums_free(&ref_msums);
+    free(x), free(out), free(t), free(store), free(cur.base), free(total.base);
     if (run.m) recorder_free(&run);
     if (ref.m) recorder_free(&ref);
     eb_cache_schedule_free(table);

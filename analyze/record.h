@@ -12,7 +12,8 @@
  * i = S−1−k). Every per-step array has S rows; rows before `start_step` and
  * rows without a defined value are NaN (docs/recording.md says which).
  * Statistics are sums over the whole run, so a run may be split into batches
- * of any size; memory for them is O(S·L + S·N). The working set besides holds
+ * of any size; memory for them is O(S·L·K + S·N) for K batches (each batch's
+ * sums are kept until they are added in batch order). The working set besides holds
  * one previous feature per block and module (as much as a FORA cache) and the
  * current batch's chain x̂_t (S·B·C·H·W floats on the host).
  */
@@ -21,6 +22,7 @@
 
 #include <stdint.h>
 
+#include "runtime/comm.h"
 #include "runtime/ebcache.h"
 #include "runtime/h5io.h"
 
@@ -45,6 +47,7 @@ typedef struct {
     int lags;                            /* drift against 1..lags steps back (/drift/attn_lag; 0: */
                                          /* EB_RECORD_LAGS, SmoothCache's lookahead; 1: only the  */
                                          /* previous step, no extra buffers)                      */
+    const eb_comm *comm;                 /* NULL: one process; else this rank records its batches */
 } eb_record_opts;
 
 /* The default of eb_record_opts.lags: SmoothCache's default calibration lookahead. */
@@ -99,7 +102,19 @@ typedef struct {
  * the noise z). Feature dumps go to `dump_to` (may be NULL when no dump is
  * asked for). *rec is zeroed first and holds malloc'd arrays on success
  * (eb_recording_free); on failure it is freed. EB_EINPUT for bad options
- * (naming them), EB_ERUNTIME when the run fails or produces non-finite values. */
+ * (naming them), EB_ERUNTIME when the run fails or produces non-finite values.
+ *
+ * Every sum is taken per model batch (from zero) and the batches' sums are
+ * added in batch order, so any number of ranks gives the bits of one process.
+ * With o->comm of several ranks it is collective: every rank passes the whole
+ * run (x_T, y, x0 of all N) and records the whole batches eb_shard_batches
+ * gives it; the sums are reduced in batch order (eb_comm_sum_items) and the
+ * per-sample rows gathered, so every rank returns the whole recording. Its
+ * first collective is eb_comm_agree on its own preparation: a rank that
+ * cannot call it (its own preparation failed) calls eb_comm_agree(comm, its
+ * status) instead, and every rank then fails with that rank's message. The
+ * first batch, whose features are dumped, is rank 0's. With several ranks the
+ * progress line is the one across ranks (comm.h), not the sampler's. */
 eb_status eb_record_run(eb_model *m, const eb_record_opts *o, const float *x_T, const int32_t *y, int N,
                         eb_recording *rec, eb_h5w *dump_to);
 

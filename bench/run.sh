@@ -159,6 +159,10 @@ list() { printf '%s\n' "$@"; }
   echo
   bench/toca_fmnist.sh bin/ebcache 32
   echo
+  echo "Strong scaling under mpirun (bench/bench_mpi.sh: 1 rank against 2, one thread each):"
+  echo
+  EBCACHE_BIN=bin/ebcache bench/bench_mpi.sh
+  echo
   echo "Load average at the end: $(load)."
 } | tee "$tmp"
 mkdir -p results && mv "$tmp" "$out" && trap - EXIT

@@ -2,6 +2,7 @@
  * (docs/ablation.md) through pipeline/ablation.h, its progress and warnings
  * on stderr. */
 #include "cli/args.h"
+#include "cli/comm_mpi.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/gnuplot.h"
@@ -17,12 +18,15 @@
 
 #define CMD "ablate"
 
-/* "ablate [done/total] TEXT (ETA …)", "ablate: TEXT", "ablate: warning: TEXT". */
+/* "ablate [done/total] TEXT (ETA …)", "ablate: TEXT", "ablate: warning: TEXT"; with several ranks
+ * "ablate rank R [done/total] …", done/total counting that rank's rows. */
 static void print_event(void *ctx, const eb_ablation_event *e) {
-    char eta[48] = "";
+    const eb_comm *c = ctx;
+    char eta[48] = "", who[32] = "";
     if (!isnan(e->eta)) eb_eta_text(eta, sizeof eta, e->eta); /* NaN: no ETA yet */
-    if (e->kind == EB_ABLATION_STEP) fprintf(stderr, "ablate [%d/%d] %s%s\n", e->done, e->total, e->text, eta);
-    else fprintf(stderr, "ablate: %s%s%s\n", e->kind == EB_ABLATION_WARNING ? "warning: " : "", e->text, eta);
+    if (c->size > 1) snprintf(who, sizeof who, " rank %d", c->rank);
+    if (e->kind == EB_ABLATION_STEP) fprintf(stderr, "ablate%s [%d/%d] %s%s\n", who, e->done, e->total, e->text, eta);
+    else fprintf(stderr, "ablate%s: %s%s%s\n", who, e->kind == EB_ABLATION_WARNING ? "warning: " : "", e->text, eta);
 }
 
 int cmd_ablate(int argc, char **argv) {
@@ -66,7 +70,8 @@ int cmd_ablate(int argc, char **argv) {
     eb_status st = eb_ablation_spec_read(&s, argv[1]);
     if (st) return eb_report(CMD, st);
     char scripts[PATH_MAX], classifier[PATH_MAX];
-    p.threads = (int)threads, p.progress = 1, p.on_event = print_event;
+    p.threads = (int)threads, p.progress = 1, p.on_event = print_event, p.comm = eb_cli_comm();
+    p.ctx = (void *)p.comm;
     p.model = eb_arg(opts, n, "model") ? eb_arg(opts, n, "model") : s.model[0] ? s.model : eb_default_model_path();
     p.classifier = eb_arg(opts, n, "classifier") ? eb_arg(opts, n, "classifier")
                                                  : eb_data_file_path("EBCACHE_CLASSIFIER", "classifier.safetensors", classifier);
@@ -80,10 +85,17 @@ int cmd_ablate(int argc, char **argv) {
     if ((st = eb_ablation_open(&a, &s, &p))) return eb_report(CMD, st);
     st = eb_ablation_run(a, &r);
     eb_ablation_close(a);
-    if (!st) st = eb_ablation_write_report(&s, &r, &p);
-    if (!st)
-        fprintf(stderr, "ablate: %d of %d rows reused from %s; wrote %s/%s.csv, %s.md and %s_pareto_*.png\n", r.reused,
+    if (!st) { /* rank 0 writes the report, and with several ranks the others learn how that went */
+        if (p.comm->rank == 0) st = eb_ablation_write_report(&s, &r, &p);
+        st = eb_comm_agree(p.comm, st);
+    }
+    if (!st && p.comm->rank == 0) {
+        fprintf(stderr, "ablate: %d of %d rows reused from %s; wrote %s/%s.csv, %s.md and %s_pareto_*.png", r.reused,
                 r.n_rows, p.cells, p.results, s.name, s.name, s.name);
+        if (p.comm->size > 1) fprintf(stderr, "; cells computed on %d ranks", p.comm->size);
+        fprintf(stderr, "\n");
+    }
     eb_ablation_results_free(&r);
+    if (p.comm->rank) return st; /* rank 0 speaks for the job */
     return eb_report(CMD, st);
 }

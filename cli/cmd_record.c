@@ -1,6 +1,7 @@
 /* cmd_record.c — `ebcache record`: sampling with per-step statistics
  * (analyze/record.h) written to one HDF5 file (docs/recording.md). */
 #include "cli/args.h"
+#include "cli/comm_mpi.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 
@@ -66,6 +67,7 @@ int cmd_record(int argc, char **argv) {
     p.eps_q = !eb_arg(opts, n, "no-eps-q");
     p.dump_features = eb_arg(opts, n, "dump-features");
     p.fmnist_dir = getenv("EBCACHE_FMNIST_DIR");
+    p.comm = eb_cli_comm();
 
     struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
     sigaction(SIGINT, &sa, &old_int);
@@ -74,12 +76,14 @@ int cmd_record(int argc, char **argv) {
     eb_status st = eb_record_to_file(&p, &r);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
-    eb_cli_warnings(CMD, r.warning);
+    if (p.comm->rank == 0) eb_cli_warnings(CMD, r.warning);
     eb_cli_run_free(&run);
+    if (p.comm->rank) return st; /* rank 0 speaks for the job */
     if (st) return eb_report(CMD, st);
     fprintf(stderr, "recorded %d sample%s, steps %d..%d of %d, %.2f s", r.N, r.N == 1 ? "" : "s", r.start_step, r.S - 1,
             r.S, r.wall);
     if (p.run.schedule) fprintf(stderr, ", schedule at %.1f%% of the uncached MACs", 100 * r.macs / r.macs_uncached);
+    if (p.comm->size > 1) fprintf(stderr, ", on %d ranks", p.comm->size);
     fprintf(stderr, " -> %s\n", p.output);
     return 0;
 }

@@ -64,8 +64,8 @@ int cmd_sample(int argc, char **argv) {
     eb_cli_run_free(&run);
     if (p.comm->rank) return st; /* rank 0 speaks for the job */
     if (st) return eb_report("sample", st);
-    fprintf(stderr, "sampled %d %s, %d steps, %.2f s (%.3f s per image)\n", r.N, eb_plural(r.N, "image", "images"),
-            r.steps, r.wall, r.wall / r.N);
+    fprintf(stderr, "sampled %d %s, %d steps, %.2f s (%.3f s per image)%s\n", r.N, eb_plural(r.N, "image", "images"),
+            r.steps, r.wall, r.wall / r.N, eb_cli_ranks_note(p.comm, r.merge_seconds));
     if (p.run.schedule) report_cache(p.run.schedule, &r);
     return 0;
 }

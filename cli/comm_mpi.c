@@ -5,12 +5,15 @@
 #include "runtime/h5io.h"
 #include "runtime/h5parts.h"
 
+#include <fcntl.h>
 #include <limits.h>
 #include <mpi.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 static eb_comm world;
 
@@ -26,18 +29,33 @@ static eb_status too_large(size_t bytes) {
     return eb_fail(EB_ERUNTIME, "%zu bytes in one collective (at most %d)", bytes, INT_MAX);
 }
 
+/* Waits for a nonblocking collective without keeping a core busy: a rank that waits for the others (a
+ * slower shard, rank 0 timing an ablation's tables, the ranks of a scan before it) sleeps 0.2 ms between
+ * tests instead of spinning, which on a shared or oversubscribed machine would slow the ranks that work. */
+static eb_status wait_for(int rc, MPI_Request *req, const char *what) {
+    int done = 0;
+    while (rc == MPI_SUCCESS && (rc = MPI_Test(req, &done, MPI_STATUS_IGNORE)) == MPI_SUCCESS && !done)
+        nanosleep(&(struct timespec){.tv_nsec = 200000}, NULL);
+    return mpi_status(rc, what);
+}
+
 static eb_status mpi_broadcast(const eb_comm *c, void *buf, size_t bytes, int root) {
     if (bytes > INT_MAX) return too_large(bytes);
-    return mpi_status(MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, MPI_COMM_WORLD), "Bcast");
+    MPI_Request req;
+    return wait_for(MPI_Ibcast(buf, (int)bytes, MPI_BYTE, root, MPI_COMM_WORLD, &req), &req, "Ibcast");
 }
 
 static eb_status mpi_allgather(const eb_comm *c, const void *mine, size_t bytes, void *all) {
     if (bytes > INT_MAX) return too_large(bytes);
-    return mpi_status(MPI_Allgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, MPI_COMM_WORLD),
-                      "Allgather");
+    MPI_Request req;
+    return wait_for(MPI_Iallgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, MPI_COMM_WORLD, &req), &req,
+                    "Iallgather");
 }
 
-static eb_status mpi_barrier(const eb_comm *c) { return mpi_status(MPI_Barrier(MPI_COMM_WORLD), "Barrier"); }
+static eb_status mpi_barrier(const eb_comm *c) {
+    MPI_Request req;
+    return wait_for(MPI_Ibarrier(MPI_COMM_WORLD, &req), &req, "Ibarrier");
+}
 
 static void finalize(void) { MPI_Finalize(); }
 
@@ -66,6 +84,17 @@ static void pick_gpu(const eb_comm *c) {
     setenv("CUDA_VISIBLE_DEVICES", id, 1);
 }
 
+/* mpirun hands every rank a pipe for stderr, so a progress line (shown only on a terminal) would never show:
+ * when rank 0's parent, the launcher that started it, writes its stderr to a terminal, rank 0 writes there
+ * directly. srun's ranks are started by slurmstepd, whose stderr is no terminal: nothing changes. */
+static void launcher_terminal(void) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/fd/2", (long)getppid());
+    int fd = isatty(2) ? -1 : open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC);
+    if (fd >= 0 && isatty(fd)) dup2(fd, 2);
+    if (fd >= 0) close(fd);
+}
+
 void eb_cli_comm_init(int *argc, char ***argv) {
     /* Not started by a launcher (mpirun, srun, hydra): one process, the serial communicator, no MPI_Init.
      * An Open MPI singleton would give the same one rank for 0.4-0.6 s per start (24-150 ms isolated). */
@@ -84,13 +113,16 @@ void eb_cli_comm_init(int *argc, char ***argv) {
     pick_gpu(&world);
     /* a command that is not sharded yet would run whole on every rank, each rank writing the same output */
     const char *cmd = *argc > 1 ? (*argv)[1] : "";
-    if (world.size > 1 && strcmp(cmd, "decode") && strcmp(cmd, "sample") && strcmp(cmd, "eval") &&
-        strcmp(cmd, "features")) {
+    const char *const distributed[] = {"sample", "decode", "record", "features", "eval", "ablate"};
+    int known = 0;
+    for (size_t k = 0; k < sizeof distributed / sizeof distributed[0]; k++) known |= !strcmp(cmd, distributed[k]);
+    if (world.size > 1 && !known) {
         if (world.rank == 0)
-            fprintf(stderr, "ebcache %s: not distributed yet: run it as one process (under mpirun only decode, "
-                            "sample, eval and features; docs/distributed.md)\n", cmd);
+            fprintf(stderr, "ebcache %s: not distributed yet: run it as one process (under mpirun only sample, record, "
+                            "decode, features, eval and ablate; docs/distributed.md)\n", cmd);
         exit(2);
     }
+    if (world.rank == 0) launcher_terminal();
     if (world.size > 1) {
         struct sigaction sa = {.sa_handler = on_signal};
         sigaction(SIGTERM, &sa, NULL);

@@ -364,17 +364,19 @@ eb_status eb_ablation_open(eb_ablation **out, const eb_ablation_spec *s, const e
     a->n_points = eb_ablation_plan(s, a->points, cap);
     int per_sampler = a->n_points / (s->n_samplers ? s->n_samplers : 1);
     a->total = s->n_samplers * s->n_seeds * per_sampler;
+    const eb_comm *c = p->comm ? p->comm : eb_comm_serial();
     eb_status st = eb_sha256_file(p->model, a->model_sha);
     if (!st && s->judge == EB_JUDGE_IMAGENET) { /* the judge's files, named in its cells' keys */
         if (!(st = eb_ablation_vae_sha(s->vae, a->vae_sha)) && !(st = eb_sha256_file(s->inception, a->inception_sha)))
             st = eb_sha256_file(s->reference, a->reference_sha);
     }
     if (!st) st = eb_ablation_make_dirs(p->cells);
-    if (!st) st = lock_cells(a);
-    int debris = st ? 0 : remove_debris(p->cells, 1);
+    if (!st && c->rank == 0) st = lock_cells(a); /* one lock holder per job: the others wait in the agreement */
+    int debris = st || c->rank ? 0 : remove_debris(p->cells, 1);
     if (debris)
         emit(a, EB_ABLATION_NOTE, NAN, "removed %d temporary file%s of an interrupted run from %s", debris,
              debris == 1 ? "" : "s", p->cells);
+    st = eb_comm_agree(c, st); /* no rank writes into the cells before rank 0 has cleaned them */
     if (st) {
         eb_ablation_close(a);
         return st;
@@ -713,9 +715,90 @@ void eb_ablation_results_free(eb_ablation_results *r) {
     memset(r, 0, sizeof *r);
 }
 
-eb_status eb_ablation_run(eb_ablation *a, eb_ablation_results *res) {
+/* ------------------------------------------------------------------------ */
+/* Several ranks                                                             */
+
+/* Whether item `item` of a round (counted in grid order) is this rank's: round-robin. */
+static int is_mine(const eb_comm *c, int item) { return item % c->size == c->rank; }
+
+/* Round 2's items, in grid order: the points' tables, then every sampler's uncached samples per seed.
+ * computed[item] = 1 when this rank computed it. */
+static eb_status tables_and_references(eb_ablation *a, const eb_comm *c, double *computed) {
     const eb_ablation_spec *s = a->s;
-    memset(res, 0, sizeof *res);
+    char rec[PATH_MAX], fit[PATH_MAX], rec_key[EB_ABLATION_KEY + 1], out[PATH_MAX], key[EB_ABLATION_KEY + 1];
+    eb_status st = EB_OK;
+    for (int k = 0; !st && k < a->n_points; k++) {
+        const eb_ablation_point *pt = &a->points[k];
+        int reached;
+        if (!is_mine(c, k)) continue;
+        a->computed = 0;
+        if (!(st = calibrate(a, pt->sampler, rec, fit, rec_key))) st = search_table(a, pt, rec, fit, rec_key, out, &reached);
+        computed[k] = a->computed;
+    }
+    for (int i = 0, item = a->n_points; i < s->n_samplers; i++)
+        for (int z = 0; !st && z < s->n_seeds; z++, item++) {
+            if (!is_mine(c, item)) continue;
+            a->computed = 0;
+            st = sample_cell(a, i, "", s->seeds[z], "uncached", out, key);
+            computed[item] = a->computed;
+        }
+    return st;
+}
+
+/* Several ranks compute the grid's cells before rank 0 reads them, in three rounds spread over the ranks
+ * round-robin and each closed by an agreement (a failure anywhere stops every rank there): the samplers'
+ * calibrations; the points' tables and the seeds' uncached samples; the rows (their cached samples and
+ * evaluations) in grid order. A round needs only the rounds before it, so no cell is computed by two ranks
+ * (the evaluation's cache of the real images aside: written atomically by whichever rank needs it first).
+ * *reused gets the rows of all ranks for which nothing was computed, a shared cell (calibration, table,
+ * uncached samples) counting against the first row that needs it, as in one process. */
+static eb_status distribute(eb_ablation *a, const eb_comm *c, int *reused) {
+    const eb_ablation_spec *s = a->s;
+    const int I = s->n_samplers, round2 = a->n_points + I * s->n_seeds, grid_rows = a->total;
+    double *computed = calloc((size_t)I + round2 + 1, sizeof *computed), *any = calloc((size_t)I + round2 + 1, sizeof *any);
+    char rec[PATH_MAX], fit[PATH_MAX], key[EB_ABLATION_KEY + 1], table[PATH_MAX];
+    eb_status st = computed && any ? EB_OK : eb_fail(EB_ERUNTIME, "out of memory");
+    a->done = 0, a->total = grid_rows / c->size + (c->rank < grid_rows % c->size); /* this rank's rows: its events count them */
+    for (int i = 0; !st && i < I; i++) {
+        if (!is_mine(c, i)) continue;
+        a->computed = 0;
+        st = calibrate(a, i, rec, fit, key);
+        computed[i] = a->computed;
+    }
+    st = eb_comm_agree(c, st);
+    if (!st) st = eb_comm_agree(c, tables_and_references(a, c, computed + I));
+    if (!st) st = eb_comm_sum_items(c, c->size, I + round2, computed, any); /* one item per rank: 0/1 counts, exact */
+    int mine_reused = 0;
+    if (!st) {
+        eb_status cell = EB_OK;
+        for (int i = 0, item = 0; !cell && i < I; i++)
+            for (int z = 0; !cell && z < s->n_seeds; z++)
+                for (int k = 0; !cell && k < a->n_points; k++) {
+                    const eb_ablation_point *pt = &a->points[k];
+                    if (pt->sampler != i || !is_mine(c, item++)) continue;
+                    eb_ablation_row row = {.point = k};
+                    a->computed = 0;
+                    cell = run_cell(a, pt, s->seeds[z], &row, table);
+                    /* as in one process: a shared cell computed counts against the first row that needs it */
+                    const int first_of_sampler = k == 0 || a->points[k - 1].sampler != i;
+                    mine_reused += !a->computed && !(any[i] && z == 0 && first_of_sampler) && !(any[I + k] && z == 0) &&
+                                   !(any[I + a->n_points + i * s->n_seeds + z] && first_of_sampler);
+                    a->done++;
+                }
+        st = eb_comm_agree(c, cell);
+    }
+    double r = mine_reused, sum = 0;
+    if (!st) st = eb_comm_sum_items(c, c->size, 1, &r, &sum);
+    *reused = (int)sum;
+    a->total = grid_rows;
+    free(computed), free(any);
+    return st;
+}
+
+/* The grid on one process, or rank 0 reading the cells the ranks computed: the rows in grid order, the
+ * tables copied, the timing. */
+static eb_status grid(eb_ablation *a, eb_ablation_results *res) {
+    const eb_ablation_spec *s = a->s;
     res->cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
     res->points = calloc((size_t)a->n_points + 1, sizeof *res->points);
     res->rows = calloc((size_t)a->total + 1, sizeof *res->rows);
@@ -763,5 +846,19 @@ eb_status eb_ablation_run(eb_ablation *a, eb_ablation_results *res) {
     }
     res->reused = a->reused;
     if (st) eb_ablation_results_free(res);
+    return st;
+}
+
+eb_status eb_ablation_run(eb_ablation *a, eb_ablation_results *res) {
+    const eb_comm *c = a->p.comm ? a->p.comm : eb_comm_serial();
+    memset(res, 0, sizeof *res);
+    if (c->size == 1) return grid(a, res);
+    int reused = 0;
+    eb_status st = distribute(a, c, &reused);
+    if (st) return st;
+    if (c->rank == 0) st = grid(a, res); /* the others wait, asleep (cli/comm_mpi.c), while rank 0 times the tables */
+    st = eb_comm_agree(c, st);
+    if (st) eb_ablation_results_free(res);
+    else res->reused = reused;
     return st;
 }

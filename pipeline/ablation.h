@@ -12,6 +12,7 @@
 #ifndef EB_PIPELINE_ABLATION_H
 #define EB_PIPELINE_ABLATION_H
 
+#include "runtime/comm.h"
 #include "runtime/ebcache.h"
 #include "search/methods.h"
 
@@ -159,6 +160,7 @@ typedef struct {
     int progress;           /* 1: the pipeline calls' own progress lines on a terminal (0)         */
     void (*on_event)(void *ctx, const eb_ablation_event *e); /* NULL: silent                       */
     void *ctx;
+    const eb_comm *comm;    /* NULL: one process; else the cells are spread over the ranks          */
 } eb_ablation_params;
 
 void eb_ablation_params_defaults(eb_ablation_params *p);
@@ -207,7 +209,9 @@ typedef struct eb_ablation eb_ablation;
  * cells folder, takes its lock (flock on CELLS/lock, held until
  * eb_ablation_close: a second grid on the same cells waits, with a NOTE, and
  * then reuses the first one's cells) and removes the debris of killed runs
- * there (NOTE). */
+ * there (NOTE). With p->comm of several ranks it is collective: rank 0 alone
+ * takes the lock (one holder per job) and removes the debris, then the ranks
+ * agree on the status (eb_comm_agree). */
 eb_status eb_ablation_open(eb_ablation **out, const eb_ablation_spec *s, const eb_ablation_params *p);
 void eb_ablation_close(eb_ablation *a);
 
@@ -219,7 +223,12 @@ eb_status eb_ablation_run_cell(eb_ablation *a, const eb_ablation_point *pt, int 
 
 /* Runs every cell of the grid, copies each table to RESULTS/NAME_tables/,
  * then times each sampler's tables interleaved against the uncached run
- * (docs/ablation.md, Timing) into *r (eb_ablation_results_free). */
+ * (docs/ablation.md, Timing) into *r (eb_ablation_results_free). With
+ * p->comm of several ranks it is collective: the ranks compute the cells,
+ * each cell on one rank (docs/distributed.md), then rank 0 alone reads them
+ * into *r and times the tables while the others wait; the other ranks' *r
+ * stays empty (rank 0 writes the report), the status is the same on every
+ * rank ("rank R: …"), and r->reused counts the rows of every rank. */
 eb_status eb_ablation_run(eb_ablation *a, eb_ablation_results *r);
 void eb_ablation_results_free(eb_ablation_results *r);
 

@@ -82,49 +82,63 @@ static eb_status params_check(const eb_record_params *p) {
     return EB_OK;
 }
 
-static void write_attrs(eb_h5w *w, const eb_record_params *p, const eb_run *r, double wall) {
+static void write_attrs(eb_h5w *w, const eb_record_params *p, const eb_run *r, double wall, int ranks) {
     eb_run_attrs_write(w, r, &p->run);
     eb_h5w_attr_str(w, NULL, "data", p->data ? p->data : "");
     eb_h5w_attr_f64(w, NULL, "wall_seconds", wall);
+    eb_h5w_attr_i64(w, NULL, "ranks", ranks);
+}
+
+/* Rank 0's part of the job: the recording into w, committed (aborted on failure). */
+static eb_status write_recording(eb_h5w *w, const eb_record_params *p, const eb_run *r, const eb_recording *rec,
+                                 double wall, int ranks) {
+    eb_status st = eb_recording_write(rec, w);
+    int64_t yd[1] = {r->N}; /* the labels, so that the run can be replayed */
+    if (!st) st = eb_h5w_write(w, "/y", EB_H5_I32, r->y, 1, yd);
+    write_attrs(w, p, r, wall, ranks);
+    return st ? (eb_h5w_abort(w), st) : eb_h5w_commit(w);
 }
 
 eb_status eb_record_to_file(const eb_record_params *p, eb_record_result *res) {
     eb_record_result out = {0};
     if (res) *res = out;
-    eb_status st = params_check(p);
+    eb_status st = params_check(p); /* the same on every rank */
     if (st) return st;
+    const eb_comm *comm = p->comm ? p->comm : eb_comm_serial();
     eb_run r;
-    if ((st = eb_run_open(&r, &p->run))) return st;
-    snprintf(out.warning, sizeof out.warning, "%s", r.warning);
-    if (p->data && p->start_step == 0) { /* x̂_T = √ᾱ_T x0 + … keeps almost nothing of x0 (ᾱ_T ≈ 4e-5 on the linear schedule) */
+    st = eb_run_open(&r, &p->run);
+    if (!st) snprintf(out.warning, sizeof out.warning, "%s", r.warning);
+    if (!st && p->data && p->start_step == 0) { /* x̂_T = √ᾱ_T x0 + … keeps almost nothing of x0 (ᾱ_T ≈ 4e-5 on the linear schedule) */
         size_t used = strlen(out.warning);
         snprintf(out.warning + used, sizeof out.warning - used, "%s`data` from step 0: the chains start from almost "
                  "pure noise, so /snr/data and /exposure/var_ratio compare them with an x0 they cannot know; "
                  "`start_step` K > 0 starts them from noised data (docs/recording.md)", used ? "\n" : "");
     }
-    const eb_config *c = eb_model_config(r.model);
     int32_t *dump_steps = NULL, *dump_blocks = NULL, *y0 = NULL;
     float *x0 = NULL;
-    eb_record_opts o = {.sched = &r.sched, .so = r.so, .cache = r.table, .start_step = p->start_step, .batch = r.batch,
-                        .eps_q = p->eps_q};
-    if (p->dump_features) st = parse_dump(p->dump_features, r.sched.S, c->depth, &dump_steps, &dump_blocks, &o.dump);
-    if (!st && p->data) st = load_data(p, c, r.N, &x0, &y0);
+    eb_record_opts o = {.comm = comm};
+    if (!st) {
+        const eb_config *c = eb_model_config(r.model);
+        o = (eb_record_opts){.sched = &r.sched, .so = r.so, .cache = r.table, .start_step = p->start_step,
+                             .batch = r.batch, .eps_q = p->eps_q, .comm = comm};
+        if (p->dump_features) st = parse_dump(p->dump_features, r.sched.S, c->depth, &dump_steps, &dump_blocks, &o.dump);
+        if (!st && p->data) st = load_data(p, c, r.N, &x0, &y0);
+    }
     /* data labels replace the cycling default of n */
     if (!st && y0 && p->run.n) memcpy(r.y, y0, (size_t)r.N * sizeof *r.y);
     o.x0 = x0;
-    eb_h5w *w = NULL;
+    eb_h5w *w = NULL; /* rank 0 writes the file (and the first batch's feature dumps into it) */
     eb_recording rec = {0};
     const double t0 = eb_now_seconds();
-    if (!st) st = eb_h5w_create(&w, p->output);
-    if (!st) st = eb_record_run(r.model, &o, r.x_T, r.y, r.N, &rec, w);
-    const double wall = eb_now_seconds() - t0;
-    if (!st) {
-        st = eb_recording_write(&rec, w);
-        int64_t yd[1] = {r.N}; /* the labels, so that the run can be replayed */
-        if (!st) st = eb_h5w_write(w, "/y", EB_H5_I32, r.y, 1, yd);
-        write_attrs(w, p, &r, wall);
-        st = st ? (eb_h5w_abort(w), st) : eb_h5w_commit(w);
-    } else {
+    if (!st && comm->rank == 0) st = eb_h5w_create(&w, p->output);
+    /* a rank whose preparation failed takes eb_record_run's first collective, the agreement, in its place */
+    st = st ? eb_comm_agree(comm, st) : eb_record_run(r.model, &o, r.x_T, r.y, r.N, &rec, w);
+    double wall = eb_now_seconds() - t0;
+    if (!st) st = eb_comm_max(comm, &wall);
+    if (!st) { /* every rank holds the recording; rank 0 writes it, and the ranks learn how that went */
+        if (comm->rank == 0) st = write_recording(w, p, &r, &rec, wall, comm->size);
+        st = eb_comm_agree(comm, st);
+    } else if (w) {
         eb_h5w_abort(w);
     }
     if (!st)

@@ -2,6 +2,7 @@
  * with the schedule's cost and an optional uncached baseline. */
 #include "pipeline/sampling.h"
 
+#include "runtime/clock.h"
 #include "runtime/h5parts.h"
 #include "runtime/schedule.h"
 
@@ -52,6 +53,27 @@ static eb_status reduce_stats(const eb_comm *c, eb_cache_stats *s, eb_sample_res
     return st[0] ? st[0] : st[1] ? st[1] : st[2] ? st[2] : st[3];
 }
 
+/* Several ranks, with progress: this rank's share batch by batch (the batches eb_run_sample takes), each
+ * followed by the progress line's collective; every rank calls it, one whose run failed (st) with no batch. */
+static eb_status sample_with_progress(const eb_comm *c, const eb_run *mine, long total, eb_status st,
+                                      eb_cache_stats *stats, double *wall) {
+    eb_comm_progress pg;
+    eb_status t = eb_comm_progress_begin(&pg, c, "sample", total, 1);
+    const double t0 = eb_now_seconds();
+    const eb_config *cfg = st ? NULL : eb_model_config(mine->model);
+    const size_t per = cfg ? (size_t)cfg->in_channels * cfg->input_size * cfg->input_size : 0;
+    for (int first = 0; !st && !t && first < mine->N; first += mine->batch) {
+        eb_run one = *mine;
+        double seconds;
+        one.N = mine->N - first < mine->batch ? mine->N - first : mine->batch;
+        one.x_T += first * per, one.y += first, one.first_index += first;
+        if (!(st = eb_run_sample(&one, one.x_T, stats, &seconds))) t = eb_comm_progress_add(&pg, one.N);
+    }
+    eb_status ended = eb_comm_progress_end(&pg);
+    *wall = eb_now_seconds() - t0;
+    return st ? st : t ? t : ended;
+}
+
 eb_status eb_sample_to_file(const eb_sample_params *p, eb_sample_result *r) {
     eb_sample_result res = {.flop_fraction = 1, .policy = EB_POLICY_NONE};
     if (r) *r = res;
@@ -75,7 +97,13 @@ eb_status eb_sample_to_file(const eb_sample_params *p, eb_sample_result *r) {
     eb_cache_stats stats = {0};
     if (!st && p->baseline && !(copy = malloc(bytes + 1))) st = eb_fail(EB_ERUNTIME, "out of memory");
     else if (copy) memcpy(copy, mine.x_T, bytes);
-    if (!st) st = eb_run_sample(&mine, mine.x_T, &stats, &res.wall);
+    if (comm->size > 1) mine.so.progress = 0; /* the line across ranks replaces the sampler's */
+    if (comm->size == 1 || !p->run.progress) {
+        if (!st) st = eb_run_sample(&mine, mine.x_T, &stats, &res.wall);
+    } else {
+        eb_status t = sample_with_progress(comm, &mine, run.N, st, &stats, &res.wall);
+        if (!st) st = t;
+    }
     /* the baseline runs second, on the copy of x_T: warm-up costs fall on the cached run */
     if (!st && copy) { /* the cached run sampled x_T in place: the baseline starts from the copy */
         eb_run base = mine;
@@ -99,7 +127,7 @@ eb_status eb_sample_to_file(const eb_sample_params *p, eb_sample_result *r) {
     const char *target = p->output; /* this rank's part file when there are several (runtime/h5parts.h) */
     if (!st && p->output) st = eb_parts_target(comm, p->output, &target);
     if (!st && p->output) st = write_samples(p, target, comm->size, &mine, mine.x_T, &res);
-    st = p->output ? eb_parts_finish(comm, p->output, NULL, st, NULL) : eb_comm_agree(comm, st);
+    st = p->output ? eb_parts_finish(comm, p->output, NULL, st, &res.merge_seconds) : eb_comm_agree(comm, st);
     eb_run_close(&run);
     if (r) *r = res;
     return st;

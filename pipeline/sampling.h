@@ -29,6 +29,7 @@ typedef struct {
     int steps_skipped;      /* of them, steps a dynamic policy served                    */
     int policy;             /* the table's eb_policy_kind (EB_POLICY_NONE without table)  */
     char warning[1024];     /* eb_run's warning                                          */
+    double merge_seconds;   /* several ranks: rank 0's merge of the parts (0 elsewhere)  */
 } eb_sample_result;
 
 /* Opens the run, samples it and writes p->output atomically (attributes:

@@ -58,11 +58,44 @@ eb_status eb_comm_agree(const eb_comm *c, eb_status st);
 /* The sum over items 0..n-1, in index order, of per-item vectors of k
  * doubles: `mine` holds this rank's items [lo, hi) of eb_shard_range(n, …)
  * as (hi − lo, k) rows; *sum (k) gets the same bits on every rank and for
- * any number of ranks. For small data (each rank receives n · k doubles);
- * EB_ERUNTIME when out of memory. */
+ * any number of ranks: ((0 + item 0) + item 1) + …, what one process adding
+ * its items one after the other gets. A scan: rank r adds its items to the
+ * running sum it receives from rank r − 1 and broadcasts it (size broadcasts
+ * of k doubles, no buffer of n rows). */
 eb_status eb_comm_sum_items(const eb_comm *c, long n, int k, const double *mine, double *sum);
+
+/* Rows [lo, hi) of eb_shard_batches(n, batch, rank, size), row_bytes each,
+ * from every rank into all (n rows, index order) on every rank; `mine` may
+ * point at this rank's rows inside `all`. For small data: each rank receives
+ * size · (rank 0's row count) rows. EB_ERUNTIME when out of memory. */
+eb_status eb_comm_gather_batches(const eb_comm *c, long n, long batch, size_t row_bytes, const void *mine, void *all);
 
 /* The largest of every rank's v, on every rank (e.g. the job's wall time). */
 eb_status eb_comm_max(const eb_comm *c, double *v);
+
+/* A progress line across ranks: "WHAT: D/T samples on R ranks, E s, ETA L s"
+ * on rank 0's stderr when it is a terminal, D counting every rank's finished
+ * rows. Callers show it with several ranks, where it replaces the samplers'
+ * per-step line (which sees one batch of one rank). */
+typedef struct {
+    const eb_comm *c;
+    const char *what;
+    long total, done;
+    int on;       /* 1 on every rank while rank 0 shows the line                     */
+    double start; /* monotonic seconds at eb_comm_progress_begin                     */
+} eb_comm_progress;
+
+/* Collective: every rank calls it, failed or not, with the same `show`; the
+ * line is on when show is set and rank 0's stderr is a terminal (one
+ * broadcast of rank 0's answer). */
+eb_status eb_comm_progress_begin(eb_comm_progress *p, const eb_comm *c, const char *what, long total, int show);
+/* This rank finished n more rows: while the line is on, a collective (one
+ * allgather of two numbers; call it after each batch, any number of times per
+ * rank), and rank 0 redraws; else nothing. The results do not change. */
+eb_status eb_comm_progress_add(eb_comm_progress *p, long n);
+/* Collective: returns once every rank has called it, answering the add calls
+ * of the ranks still working (a rank that failed calls it early, so nothing
+ * waits for it); rank 0 ends its line. */
+eb_status eb_comm_progress_end(eb_comm_progress *p);
 
 #endif

@@ -5,12 +5,14 @@
  * and attributes; .npz: the same bytes). tests/mpi/run.sh runs the real
  * Open MPI ranks (make test-mpi). */
 #include "tests/cli_util.h"
+#include "tests/slot_comm.h"
 #include "runtime/comm.h"
 #include "runtime/h5io.h"
 #include "runtime/h5parts.h"
 #include "runtime/npz.h"
 
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,47 +74,22 @@ Test(comm, serial_communicator) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* Ranks as threads: the collectives over shared slots and a barrier.        */
+/* Ranks as threads: the collectives over shared slots (tests/slot_comm.h).  */
 
 #define MAX_RANKS 5
-typedef struct {
-    pthread_barrier_t barrier;
-    unsigned char slots[MAX_RANKS][2048];
-} shared_state;
-
-static eb_status thread_allgather(const eb_comm *c, const void *mine, size_t bytes, void *all) {
-    shared_state *s = c->impl;
-    cr_assert_leq(bytes, sizeof s->slots[0]);
-    memcpy(s->slots[c->rank], mine, bytes);
-    pthread_barrier_wait(&s->barrier);
-    for (int r = 0; r < c->size; r++) memcpy((unsigned char *)all + r * bytes, s->slots[r], bytes);
-    pthread_barrier_wait(&s->barrier);
-    return EB_OK;
-}
-
-static eb_status thread_broadcast(const eb_comm *c, void *buf, size_t bytes, int root) {
-    shared_state *s = c->impl;
-    cr_assert_leq(bytes, sizeof s->slots[0]);
-    if (c->rank == root) memcpy(s->slots[root], buf, bytes);
-    pthread_barrier_wait(&s->barrier);
-    if (c->rank != root) memcpy(buf, s->slots[root], bytes);
-    pthread_barrier_wait(&s->barrier);
-    return EB_OK;
-}
-
-static eb_status thread_barrier(const eb_comm *c) {
-    pthread_barrier_wait(&((shared_state *)c->impl)->barrier);
-    return EB_OK;
-}
 
 #define ITEMS 37
 static double item_value(long i, int j) { return 1.0 / (i + 3) + j * 1e-3 * i; } /* sums that round */
 
+#define GATHER_BATCH 4
 typedef struct {
     eb_comm comm;
     eb_status agreed;
     char message[256];
     double sum[2];
+    double gathered[ITEMS][2]; /* every rank's rows of eb_shard_batches(ITEMS, GATHER_BATCH) */
+    long progress_done;        /* the progress line's count after it ended                   */
+    int progress_on;
 } rank_result;
 
 static void *rank_main(void *arg) {
@@ -128,34 +105,64 @@ static void *rank_main(void *arg) {
     for (long i = lo; i < hi; i++)
         for (int j = 0; j < 2; j++) mine[i - lo][j] = item_value(i, j);
     cr_expect_eq(eb_comm_sum_items(c, ITEMS, 2, &mine[0][0], r->sum), EB_OK);
+    /* whole batches of rows gathered in index order; this rank's rows sit in place in `gathered` */
+    eb_shard_batches(ITEMS, GATHER_BATCH, c->rank, c->size, &lo, &hi);
+    for (long i = lo; i < hi; i++)
+        for (int j = 0; j < 2; j++) r->gathered[i][j] = item_value(i, j);
+    cr_expect_eq(eb_comm_gather_batches(c, ITEMS, GATHER_BATCH, sizeof r->gathered[0], r->gathered[lo], r->gathered), EB_OK);
+    /* the progress line: ranks add their batches (a different number of calls each), then end */
+    eb_comm_progress pg;
+    cr_expect_eq(eb_comm_progress_begin(&pg, c, "test", ITEMS, 1), EB_OK);
+    r->progress_on = pg.on;
+    for (long i = lo; i < hi; i += GATHER_BATCH)
+        cr_expect_eq(eb_comm_progress_add(&pg, hi - i < GATHER_BATCH ? hi - i : GATHER_BATCH), EB_OK);
+    cr_expect_eq(eb_comm_progress_end(&pg), EB_OK);
+    r->progress_done = pg.done;
     return NULL;
 }
 
+/* Collectives of 1 to 5 ranks: the agreement names the lowest failing rank; the sum in index order has the
+ * serial bits; the batch gather puts every row in place; the progress line (on: stderr is a terminal here)
+ * counts every rank's rows, though the ranks call it a different number of times, and ends on every rank. */
 Test(comm, collectives_agree_on_the_lowest_failing_rank_and_sum_in_index_order) {
+    int master = posix_openpt(O_RDWR | O_NOCTTY), saved = dup(2);
+    cr_assert(master >= 0 && !grantpt(master) && !unlockpt(master), "no pseudo-terminal");
+    int slave = open(ptsname(master), O_RDWR | O_NOCTTY);
+    cr_assert_geq(slave, 0);
+    fcntl(master, F_SETFL, O_NONBLOCK);
+    dup2(slave, 2);
     double serial[2] = {0, 0};
     for (long i = 0; i < ITEMS; i++)
         for (int j = 0; j < 2; j++) serial[j] += item_value(i, j);
     for (int size = 1; size <= MAX_RANKS; size++) {
-        shared_state s;
-        pthread_barrier_init(&s.barrier, NULL, size);
+        slot_state *s = slot_state_new(size, 2048);
         rank_result ranks[MAX_RANKS];
         pthread_t threads[MAX_RANKS];
         for (int r = 0; r < size; r++) {
-            ranks[r] = (rank_result){.comm = {.rank = r, .size = size, .local_size = size, .local_rank = r, .impl = &s,
-                                              .allgather = thread_allgather, .broadcast = thread_broadcast,
-                                              .barrier = thread_barrier}};
+            ranks[r] = (rank_result){.comm = slot_comm(s, r)};
             pthread_create(&threads[r], NULL, rank_main, &ranks[r]);
         }
         for (int r = 0; r < size; r++) pthread_join(threads[r], NULL);
-        pthread_barrier_destroy(&s.barrier);
+        slot_state_free(s);
+        char line[4096] = "", want[64];
+        for (ssize_t got, used = 0; (got = read(master, line + used, sizeof line - 1 - used)) > 0;) used += got;
+        snprintf(want, sizeof want, "test: %d/%d samples on %d rank%s", ITEMS, ITEMS, size, size == 1 ? "" : "s");
+        cr_expect(strstr(line, want), "%d ranks: the progress line lacks '%s': %s", size, want, line);
         for (int r = 0; r < size; r++) {
             cr_expect_eq(ranks[r].agreed, size > 1 ? EB_EINPUT : EB_OK, "%d ranks, rank %d", size, r);
             if (size > 1) cr_expect_str_eq(ranks[r].message, "rank 1: shard 1: bad row", "%d ranks, rank %d", size, r);
             for (int j = 0; j < 2; j++)
                 cr_expect_eq(ranks[r].sum[j], serial[j], "%d ranks, rank %d: sum %d is %.17g, serially %.17g", size, r,
                              j, ranks[r].sum[j], serial[j]);
+            for (long i = 0; i < ITEMS; i++)
+                for (int j = 0; j < 2; j++)
+                    cr_expect_eq(ranks[r].gathered[i][j], item_value(i, j), "%d ranks, rank %d: row %ld", size, r, i);
+            cr_expect(ranks[r].progress_on && ranks[r].progress_done == ITEMS, "%d ranks, rank %d: on %d, done %ld",
+                      size, r, ranks[r].progress_on, ranks[r].progress_done);
         }
     }
+    dup2(saved, 2);
+    close(saved), close(slave), close(master);
 }
 
 /* ------------------------------------------------------------------------ */

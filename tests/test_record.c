@@ -2,11 +2,13 @@
  * (tests/golden/record_goldens.h5, reference/record_ref.py), the nominal SNR
  * against the closed form, the drift reduction against plain loops, that
  * observing changes no result, feature dumps against the drift they imply,
- * and the errors of bad options. `ebcache record` / `plot` end to end are in
+ * the errors of bad options, and that forked ranks around a shared-memory
+ * communicator return one process's recording bit for bit. `ebcache record` / `plot` end to end are in
  * the cli_record suite below. */
 #include "runtime/backend.h"
 #include "tests/cli_util.h"
 #include "tests/golden.h"
+#include "tests/slot_comm.h"
 #include "runtime/h5io.h"
 #include "analyze/record.h"
 #include "runtime/schedule.h"
@@ -19,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -298,6 +301,93 @@ static void expect_rejected(eb_model *m, const eb_record_opts *o, const float *x
     cr_assert_eq(eb_record_run(m, o, xT, y, N, &r, NULL), EB_EINPUT, "'%s' accepted", needle);
     cr_expect(strstr(eb_last_error(), needle) != NULL, "message '%s' lacks '%s'", eb_last_error(), needle);
     cr_expect_null(r.t, "nothing left allocated");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Ranks: forked processes around a shared-memory communicator (slot_comm.h) */
+
+#define FORK_RANKS 3
+typedef struct {
+    char sha[FORK_RANKS][EB_SHA256_HEX];
+    eb_status st[FORK_RANKS];
+} fork_results;
+
+/* SHA-256 of every array of a recording (the NaN patterns included: bytes, not values). */
+static void recording_sha(const eb_recording *r, char hex[EB_SHA256_HEX]) {
+    const size_t S = r->S, SN = S * r->N, SL = S * r->L;
+    const eb_record_stats *st[2] = {&r->run, &r->reference};
+    eb_sha256_ctx ctx;
+    eb_sha256_init(&ctx);
+    for (int k = 0; k < 1 + r->has_reference; k++) {
+        const eb_record_stats *s = st[k];
+        struct { const double *v; size_t n; } a[] = {
+            {s->snr_trajectory, S}, {s->snr_data, S}, {s->var_ratio, S}, {s->snr_ratio, S}, {s->snr_data_ratio, S},
+            {&s->signal_power, 1}, {&s->data_power, 1}, {s->eps_norm, SN}, {s->eps_norm_q, SN}, {s->drift_attn, SL},
+            {s->drift_mlp, SL}, {s->drift_attn_cos, SL}, {s->drift_mlp_cos, SL}, {s->drift_block0, S},
+            {s->drift_output, S}};
+        for (size_t i = 0; i < sizeof a / sizeof a[0]; i++)
+            if (a[i].v) eb_sha256_update(&ctx, a[i].v, a[i].n * sizeof(double));
+    }
+    if (r->has_reference) {
+        eb_sha256_update(&ctx, r->deviation_x, S * sizeof(double));
+        eb_sha256_update(&ctx, r->deviation_eps, S * sizeof(double));
+    }
+    eb_sha256_update(&ctx, r->samples, (size_t)r->N * r->C * r->H * r->H * sizeof(float));
+    eb_sha256_update(&ctx, &r->macs, sizeof r->macs);
+    eb_sha256_update(&ctx, &r->macs_uncached, sizeof r->macs_uncached);
+    uint8_t d[32];
+    eb_sha256_final(&ctx, d);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+}
+
+/* Case `name` in batches of `batch` on 2 and 3 forked ranks: every rank returns the recording of one
+ * process, bit for bit (its sums added in batch order, its rows gathered), a rank left without a batch
+ * included. */
+static void check_ranks(const char *name, int batch) {
+    golden_case g;
+    case_load(&g, name);
+    g.o.batch = batch;
+    eb_set_threads(1); /* forked children start no OpenMP team */
+    eb_recording one;
+    cr_assert_eq(eb_record_run(g.m, &g.o, g.xT, g.y, g.N, &one, NULL), EB_OK, "%s", eb_last_error());
+    char want[EB_SHA256_HEX];
+    recording_sha(&one, want);
+    eb_recording_free(&one);
+    fork_results *res = mmap(NULL, sizeof *res, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    cr_assert_neq(res, MAP_FAILED);
+    for (int size = 2; size <= FORK_RANKS; size++) {
+        slot_state *s = slot_state_new(size, 1 << 20);
+        pid_t pids[FORK_RANKS];
+        for (int r = 0; r < size; r++)
+            if ((pids[r] = fork()) == 0) {
+                eb_comm c = slot_comm(s, r);
+                eb_record_opts o = g.o;
+                o.comm = &c;
+                eb_recording rec;
+                res->st[r] = eb_record_run(g.m, &o, g.xT, g.y, g.N, &rec, NULL);
+                if (!res->st[r]) recording_sha(&rec, res->sha[r]);
+                eb_recording_free(&rec);
+                _exit(0);
+            }
+        for (int r = 0; r < size; r++) {
+            int status;
+            cr_assert_eq(waitpid(pids[r], &status, 0), pids[r]);
+            cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s, %d ranks: rank %d died", name, size, r);
+            cr_expect_eq(res->st[r], EB_OK, "%s, %d ranks: rank %d failed", name, size, r);
+            cr_expect_str_eq(res->sha[r], want, "%s, %d ranks: rank %d's recording differs from one process's", name,
+                             size, r);
+        }
+        slot_state_free(s);
+    }
+    munmap(res, sizeof *res);
+    case_free(&g);
+}
+
+/* Cached from data at a start step, batches of 1 (N batches); plain, batches of 2 + 1 (3 ranks: one
+ * without a batch). */
+Test(record, ranks_give_one_process_bits) {
+    check_ranks("cached", 1);
+    check_ranks("plain", 2);
 }
 
 Test(record, bad_options) {

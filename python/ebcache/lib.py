@@ -92,13 +92,13 @@ class SampleResult(ctypes.Structure):  # eb_sample_result
                 ("baseline_wall", ctypes.c_double), ("flop_fraction", ctypes.c_double),
                 ("cache_bytes", ctypes.c_size_t), ("steps_run", ctypes.c_int), ("steps_skipped", ctypes.c_int),
                 ("policy", ctypes.c_int),
-                ("warning", ctypes.c_char * 1024)]
+                ("warning", ctypes.c_char * 1024), ("merge_seconds", ctypes.c_double)]
 
 
 class RecordParams(ctypes.Structure):  # eb_record_params (pipeline/recording.h)
     _fields_ = [("run", RunParams), ("data", ctypes.c_char_p), ("fmnist_dir", ctypes.c_char_p),
                 ("start_step", ctypes.c_int), ("eps_q", ctypes.c_int), ("dump_features", ctypes.c_char_p),
-                ("output", ctypes.c_char_p)]
+                ("output", ctypes.c_char_p), ("comm", ctypes.c_void_p)]  # NULL: one process
 
 
 class RecordResult(ctypes.Structure):  # eb_record_result

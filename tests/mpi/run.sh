@@ -3,32 +3,7 @@
 # and sample on 2 and 3 ranks give the datasets of one process byte for byte; a rank whose part
 # cannot be written fails the job naming it, and a killed rank stops it, leaving no output, no part
 # and no temporary file; the rerun then succeeds. $EBCACHE_BIN is the binary (build/opt/ebcache).
-set -u
-E=$(realpath "${EBCACHE_BIN:-build/opt/ebcache}")
-ROOT=$(pwd)
-VAE=$ROOT/tests/golden/vae_small/ldm
-TINY=$ROOT/tests/golden/models/tiny_sigma.safetensors
-MODEL=$ROOT/data/dit_fmnist.safetensors
-T=$(mktemp -d /tmp/ebcache_mpi_XXXXXX)
-trap 'rm -rf "$T"' EXIT
-# as root (CI) mpirun needs --allow-run-as-root; 3 ranks on 2 cores need --oversubscribe
-MPIRUN="mpirun --allow-run-as-root --oversubscribe"
-# shared memory between the ranks, without the single-copy mechanism some containers forbid
-export OMP_NUM_THREADS=1 OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none
-failures=0
-start=$(date +%s)
-ok() { echo "test-mpi: ok ($(( $(date +%s) - start )) s): $*"; }
-
-fail() { echo "test-mpi: FAIL: $*" >&2; failures=$((failures + 1)); }
-
-# same DATASET A B: the dataset's bytes (h5dump's raw little-endian dump) are equal
-same() {
-    h5dump -d "$1" -b LE -o "$T/a.bin" "$2" >/dev/null 2>&1 && h5dump -d "$1" -b LE -o "$T/b.bin" "$3" >/dev/null 2>&1 &&
-        cmp -s "$T/a.bin" "$T/b.bin"
-}
-ranks_attr() { h5dump -a /ranks "$1" 2>/dev/null | sed -n 's/.*(0): \([0-9]*\).*/\1/p'; }
-# leftovers: no part and no temporary file beside the outputs
-clean() { ! ls "$T" | grep -q '\.part-\|\.tmp\.'; }
+. "$(dirname "$0")/common.sh"
 
 # --- decode: latents of the tiny 4x8x8 model through the small VAE, 7 images in batches of 2
 "$E" sample --model "$TINY" --n 7 --steps 4 --batch 2 --output "$T/z.h5" 2>"$T/log" || fail "sample for decode: $(cat "$T/log")"
@@ -76,14 +51,9 @@ fi
 # --- a killed rank: rank 1 blocks reading its latents (a FIFO under the same relative name) and is
 # killed once rank 0 has written its .npz part; mpirun stops rank 0, whose SIGTERM handler removes it
 mkdir "$T/a" "$T/b" && cp "$T/z.h5" "$T/a/z.h5" && mkfifo "$T/b/z.h5"
-$MPIRUN -np 2 sh -c 'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then cd "$0/b" && echo $$ >"$0/rank1.pid"; else cd "$0/a"; fi
-                     exec "$@"' "$T" "$E" decode --vae "$VAE" --samples z.h5 --batch 2 --output "$T/k.npz" 2>"$T/log" &
-job=$!
-for i in $(seq 100); do [ -s "$T/rank1.pid" ] && [ -e "$T/k.npz.part-0-of-2" ] && break; sleep 0.1; done
-kill -9 "$(cat "$T/rank1.pid")" 2>/dev/null
-wait $job
-rc=$?
-rm -f "$T/b/z.h5" "$T/rank1.pid"
+kill_rank1 '[ -e "$T/k.npz.part-0-of-2" ]' on_two_ranks "$E" decode --vae "$VAE" --samples z.h5 --batch 2 \
+    --output "$T/k.npz" 2>"$T/log"
+rm -f "$T/b/z.h5"
 rm -r "$T/a" "$T/b"
 if [ $rc = 0 ] || [ -e "$T/k.npz" ] || ! clean; then
     fail "a killed rank: exit $rc, or an output / part / temporary file was left: $(ls "$T") $(cat "$T/log")"
@@ -119,24 +89,18 @@ done
 
 # --- sample with the model missing on rank 1 only (its own working folder): the job fails naming rank 1
 mkdir "$T/a" "$T/b" && cp "$MODEL" "$T/a/model.safetensors"
-$MPIRUN -np 2 sh -c 'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then cd "$0/b"; else cd "$0/a"; fi; exec "$@"' "$T" \
-    "$E" sample --model model.safetensors --n 7 --steps 5 --batch 2 --output "$T/m.h5" 2>"$T/log"
+on_two_ranks "$E" sample --model model.safetensors --n 7 --steps 5 --batch 2 --output "$T/m.h5" 2>"$T/log"
 rc=$?
-rm -r "$T/a" "$T/b"
-if [ $rc = 0 ] || [ -e "$T/m.h5" ] || ! clean || ! grep -q "ebcache sample: rank 1: " "$T/log"; then
-    fail "sample with rank 1's model missing: exit $rc, $(ls "$T") $(cat "$T/log")"
-else
-    ok "sample with rank 1's model missing: '$(grep -o 'rank 1: .*' "$T/log" | head -1)', exit $rc, no output"
-fi
+rm -r "$T/a" "$T/b" "$T/rank1.pid"
+expect_rank1_failure "sample with rank 1's model missing" "$T/m.h5" "ebcache sample: rank 1: "
 
 # --- a command that is not distributed yet is refused rather than run whole on every rank
-if $MPIRUN -np 2 "$E" record --model "$TINY" --n 2 --steps 2 --output "$T/r.h5" 2>"$T/log"; then
-    fail "record under mpirun ran"
-elif grep -q "ebcache record: not distributed yet" "$T/log" && [ ! -e "$T/r.h5" ]; then
-    ok "record under mpirun: refused (not distributed yet)"
+if $MPIRUN -np 2 "$E" fit "$T/none.h5" --output "$T/fit.h5" 2>"$T/log"; then
+    fail "fit under mpirun ran"
+elif grep -q "ebcache fit: not distributed yet" "$T/log" && [ ! -e "$T/fit.h5" ]; then
+    ok "fit under mpirun: refused (not distributed yet)"
 else
-    fail "record under mpirun: $(cat "$T/log")"
+    fail "fit under mpirun: $(cat "$T/log")"
 fi
 
-[ $failures = 0 ] || { echo "test-mpi: $failures failed" >&2; exit 1; }
-echo "test-mpi: all passed"
+finish
