@@ -14,6 +14,7 @@
 #include <gsl/gsl_cblas.h> /* GSL's copy of the CBLAS declarations; OpenBLAS provides the symbols */
 #include <gsl/gsl_eigen.h>
 #include <gsl/gsl_errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,8 +51,9 @@ static eb_status stats_of(eb_adm_stats *s, const eb_adm_activations *a) {
 
 /* tr (Σ_A^½ Σ Σ_A^½)^½ for Σ_A = Aᵀ·A, A (n, D) the rows x centred on mu over √(n − 1): the sum of
  * the square roots of the eigenvalues of the n × n matrix A·Σ·Aᵀ (the non-zero ones of the D × D
- * product; negative round-off clamped to 0). Only the symmetric part of Σ counts. One thread,
- * as eb_feature_stats: the bits do not follow the thread count. */
+ * product), those within n·ε·λ_max of 0 (round-off, of either sign) taken as 0. Only the
+ * symmetric part of Σ counts. One thread, as eb_feature_stats: the bits do not follow the thread
+ * count. */
 static eb_status low_rank_trace_sqrt(double *out, const float *x, int n, const double *mu, const double *sigma,
                                      int D) {
     double *a = malloc((size_t)n * D * sizeof *a), *t = malloc((size_t)n * D * sizeof *t);
@@ -62,22 +64,28 @@ static eb_status low_rank_trace_sqrt(double *out, const float *x, int n, const d
         const double scale = 1.0 / sqrt(n - 1.0);
         for (int i = 0; i < n; i++)
             for (int j = 0; j < D; j++) a[(size_t)i * D + j] = (x[(size_t)i * D + j] - mu[j]) * scale;
+        gsl_error_handler_t *old = gsl_set_error_handler_off();
+        gsl_matrix_view M = gsl_matrix_view_array(m, n, n);
+        gsl_vector_view L = gsl_vector_view_array(eval, n);
+        int status;
+        /* in a parallel region: OpenBLAS (GSL's eigen-solver calls it too) then runs on one thread */
 #pragma omp parallel
 #pragma omp single
         {
             cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, D, D, 1.0, a, D, sigma, D, 0.0, t, D);
             cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, D, 1.0, t, D, a, D, 0.0, m, n);
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < i; j++)
+                    m[(size_t)i * n + j] = m[(size_t)j * n + i] = 0.5 * (m[(size_t)i * n + j] + m[(size_t)j * n + i]);
+            status = gsl_eigen_symm(&M.matrix, &L.vector, ws);
         }
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < i; j++) m[(size_t)i * n + j] = m[(size_t)j * n + i] = 0.5 * (m[(size_t)i * n + j] + m[(size_t)j * n + i]);
-        gsl_error_handler_t *old = gsl_set_error_handler_off();
-        gsl_matrix_view M = gsl_matrix_view_array(m, n, n);
-        gsl_vector_view L = gsl_vector_view_array(eval, n);
-        int status = gsl_eigen_symm(&M.matrix, &L.vector, ws);
         gsl_set_error_handler(old);
         if (status) st = eb_fail(EB_ERUNTIME, "frechet distance: eigenvalues of %dx%d failed: %s", n, n, gsl_strerror(status));
-        double sum = 0;
-        for (int i = 0; i < n; i++) sum += sqrt(fmax(eval[i], 0.0));
+        /* the centring leaves a null direction (rank n − 1): eigenvalues within the solver's round-off
+         * of 0 are 0, not the square root of that round-off */
+        double top = 0, sum = 0;
+        for (int i = 0; i < n; i++) top = fmax(top, eval[i]);
+        for (int i = 0; i < n; i++) sum += eval[i] > n * DBL_EPSILON * top ? sqrt(eval[i]) : 0.0;
         *out = sum;
     }
     if (ws) gsl_eigen_symm_free(ws);
@@ -211,16 +219,12 @@ typedef struct {
 static int read_cache(const char *path, const cache_key *k, float **pool, float **spatial) {
     if (access(path, F_OK) != 0) return 0;
     eb_h5 *f = NULL;
-    if (eb_h5_open(&f, path)) {
-        char why[1024];
-        snprintf(why, sizeof why, "%s", eb_last_error());
-        eb_fail(EB_EINPUT, "reference-activation cache %s is unreadable (corrupt? remove it): %s", path, why);
-        return -1;
-    }
-    if (!eb_h5_has_attr(f, NULL, CACHE_MARK)) {
-        eb_h5_close(f);
-        eb_fail(EB_EINPUT, "reference-activation cache %s exists and is not an ebcache reference-activation cache; "
-                           "remove it or pick another path", path);
+    if (eb_h5_open(&f, path) || !eb_h5_has_attr(f, NULL, CACHE_MARK)) {
+        char why[1024] = "";
+        if (!f) snprintf(why, sizeof why, " (%s)", eb_last_error());
+        if (f) eb_h5_close(f);
+        eb_fail(EB_EINPUT, "reference-activation cache %s exists and is not an ebcache reference-activation cache%s; "
+                           "remove it or pick another path", path, why);
         return -1;
     }
     char *sum = NULL;
@@ -383,23 +387,27 @@ eb_status eb_evaluate_imagenet(const eb_eval_params *p, eb_eval_result *r) {
     if (!st && !hit) {
         ap.label = "the reference";
         st = eb_inception_npz_activations(fx, p->reference_batch, &ap, &ref);
-        if (!st && p->real_cache && c->rank == 0) st = write_cache(p->real_cache, &key, ref.pool, ref.spatial);
-        st = eb_comm_agree(c, st);
+        if (!st) { /* the ranks agreed on the activations; now on rank 0's cache */
+            if (p->real_cache && c->rank == 0) st = write_cache(p->real_cache, &key, ref.pool, ref.spatial);
+            st = eb_comm_agree(c, st);
+        }
     }
     if (!st) {
         ap.label = "the samples";
         st = eb_inception_npz_activations(fx, p->samples, &ap, &smp);
     }
-    if (!st && c->rank == 0) {
-        const eb_adm_activations sa = {.n = (int)smp.n, .pool_dim = EB_INCEPTION_POOL,
-                                       .spatial_dim = EB_INCEPTION_SPATIAL, .classes = fx->classes,
-                                       .pool = smp.pool, .spatial = smp.spatial, .logits = smp.logits};
-        const eb_adm_activations ra = {.n = (int)ri.n, .pool_dim = EB_INCEPTION_POOL,
-                                       .spatial_dim = EB_INCEPTION_SPATIAL, .pool = ref.pool, .spatial = ref.spatial};
-        st = eb_adm_scores(&res, p->output ? &sample_stats : NULL, &sa, &ra, from_file ? &ref_stats : NULL);
-        if (!st && p->output) st = write_output(p, &res, &sample_stats, fx->checksum, from_file);
+    if (!st) { /* rank 0's numbers and output */
+        if (c->rank == 0) {
+            const eb_adm_activations sa = {.n = (int)smp.n, .pool_dim = EB_INCEPTION_POOL,
+                                           .spatial_dim = EB_INCEPTION_SPATIAL, .classes = fx->classes,
+                                           .pool = smp.pool, .spatial = smp.spatial, .logits = smp.logits};
+            const eb_adm_activations ra = {.n = (int)ri.n, .pool_dim = EB_INCEPTION_POOL,
+                                           .spatial_dim = EB_INCEPTION_SPATIAL, .pool = ref.pool, .spatial = ref.spatial};
+            st = eb_adm_scores(&res, p->output ? &sample_stats : NULL, &sa, &ra, from_file ? &ref_stats : NULL);
+            if (!st && p->output) st = write_output(p, &res, &sample_stats, fx->checksum, from_file);
+        }
+        st = eb_comm_agree(c, st);
     }
-    st = eb_comm_agree(c, st); /* rank 0's numbers and output */
     if (!st) st = share_result(c, &res);
     if (!st) *r = res;
     eb_inception_acts_free(&ref), eb_inception_acts_free(&smp);

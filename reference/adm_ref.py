@@ -191,7 +191,7 @@ def exact_stats_generator(rng, d, centre):
 
 def e2e_part(g, binary):
     rng = np.random.default_rng(SEED + 1)
-    s1, s2, ref_images = pattern_images(rng, (5, 5, 4)), pattern_images(rng, (3, 6)), pattern_images(rng, (5, 5, 5, 5, 1))
+    s1, s2, ref_images = pattern_images(rng, (5, 5, 4)), pattern_images(rng, (3, 6)), pattern_images(rng, (5, 5, 5, 5, 5))
     with tempfile.TemporaryDirectory() as work:
         weights = os.path.join(work, "inception.safetensors")
         st_io.save(weights, inception_ref.random_weights())

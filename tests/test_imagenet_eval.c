@@ -78,11 +78,13 @@ Test(imagenet_eval, scores_of_activations) {
     expect_exact(r.recall, "acts/recall");
     cr_expect(r.n_samples == 30 && r.n_real == 26 && r.D == 24 && r.k == EB_ADM_PR_K);
     cr_expect_eq(r.fd, r.fd_mean + r.fd_cov);
-    /* the low-rank route gives eb_frechet_terms' number */
+    /* the low-rank route gives eb_frechet_terms' number, but for the square roots of the D × D
+     * route's round-off eigenvalues (seen 6e-9 relative; the low-rank one is within 2e-16 of the
+     * exact value) */
     double *mu = malloc(40 * sizeof *mu), *sigma = malloc(40 * 40 * sizeof *sigma), mean, cov;
     cr_assert_eq(eb_feature_stats(mu, sigma, rspatial, 26, 40), EB_OK);
     cr_assert_eq(eb_frechet_terms(&mean, &cov, mine.mu_s, mine.sigma_s, mu, sigma, 40), EB_OK);
-    cr_expect_leq(fabs(mean + cov - r.sfid), 1e-9 * fabs(r.sfid), "low rank %.15g vs full %.15g", r.sfid, mean + cov);
+    cr_expect_leq(fabs(mean + cov - r.sfid), 1e-7 * fabs(r.sfid), "low rank %.15g vs full %.15g", r.sfid, mean + cov);
     free(mu), free(sigma);
     eb_adm_stats_free(&mine);
 
