@@ -80,7 +80,8 @@ static eb_status low_rank_trace_sqrt(double *out, const float *x, int n, const d
             status = gsl_eigen_symm(&M.matrix, &L.vector, ws);
         }
         gsl_set_error_handler(old);
-        if (status) st = eb_fail(EB_ERUNTIME, "frechet distance: eigenvalues of %dx%d failed: %s", n, n, gsl_strerror(status));
+        if (status)
+            st = eb_fail(EB_ERUNTIME, "frechet distance: eigenvalues of %dx%d failed: %s", n, n, gsl_strerror(status));
         /* the centring leaves a null direction (rank n − 1): eigenvalues within the solver's round-off
          * of 0 are 0, not the square root of that round-off */
         double top = 0, sum = 0;
@@ -101,7 +102,8 @@ static eb_status fd_terms(double *mean_term, double *cov_term, const float *x1, 
     const int one = x1 && n1 <= D && (!x2 || n1 <= n2), two = !one && x2 && n2 <= D;
     if (!one && !two) return eb_frechet_terms(mean_term, cov_term, mu1, cov1, mu2, cov2, D);
     double root;
-    eb_status st = one ? low_rank_trace_sqrt(&root, x1, n1, mu1, cov2, D) : low_rank_trace_sqrt(&root, x2, n2, mu2, cov1, D);
+    eb_status st = one ? low_rank_trace_sqrt(&root, x1, n1, mu1, cov2, D)
+                       : low_rank_trace_sqrt(&root, x2, n2, mu2, cov1, D);
     if (st) return st;
     double mean = 0, t1 = 0, t2 = 0;
     for (int i = 0; i < D; i++) {
@@ -150,7 +152,8 @@ eb_status eb_adm_scores(eb_eval_result *r, eb_adm_stats *sample_stats, const eb_
                            rs->sigma_s, Ds);
     if (!st) r->fd = r->fd_mean + r->fd_cov, r->sfid = mean_s + cov_s;
     r->inception_score = NAN;
-    if (!st && s->logits) st = eb_adm_inception_score(&r->inception_score, s->logits, s->n, s->classes, EB_ADM_IS_SPLIT);
+    if (!st && s->logits)
+        st = eb_adm_inception_score(&r->inception_score, s->logits, s->n, s->classes, EB_ADM_IS_SPLIT);
     if (!st) st = eb_adm_precision_recall(&r->precision, &r->recall, ref->pool, ref->n, s->pool, s->n, D, EB_ADM_PR_K,
                                           EB_ADM_PR_BATCH);
     r->n_samples = s->n, r->n_real = ref->n, r->D = D, r->k = EB_ADM_PR_K;
@@ -177,8 +180,8 @@ static eb_status read_reference(const char *path, uint32_t *crc, eb_adm_stats *s
     for (int i = 0; i < 4; i++) have += eb_npz_has(z, STAT_NAMES[i]);
     for (int i = 0; !st && have && have < 4; i++)
         if (!eb_npz_has(z, STAT_NAMES[i]))
-            st = eb_fail(EB_EINPUT, "%s: has %d of the statistics mu, sigma, mu_s, sigma_s but no %s: a reference batch "
-                                    "holds all four or none", path, have, STAT_NAMES[i]);
+            st = eb_fail(EB_EINPUT, "%s: has %d of the statistics mu, sigma, mu_s, sigma_s but no %s: a reference "
+                                    "batch holds all four or none", path, have, STAT_NAMES[i]);
     double **dst[4] = {&s->mu, &s->sigma, &s->mu_s, &s->sigma_s};
     const int64_t width[4] = {EB_INCEPTION_POOL, EB_INCEPTION_POOL, EB_INCEPTION_SPATIAL, EB_INCEPTION_SPATIAL};
     for (int i = 0; !st && have == 4 && i < 4; i++) {
@@ -308,14 +311,7 @@ static eb_status write_output(const eb_eval_params *p, const eb_eval_result *r, 
     eb_h5w_write(w, "samples/sigma", EB_H5_F64, s->sigma, 2, m);
     eb_h5w_write(w, "samples/mu_s", EB_H5_F64, s->mu_s, 1, vs);
     eb_h5w_write(w, "samples/sigma_s", EB_H5_F64, s->sigma_s, 2, ms);
-    eb_eval_field fields[EB_EVAL_FIELDS];
-    const int n = eb_eval_fields(p, r, fields);
-    for (int i = 0; i < n; i++) {
-        const eb_eval_field *f = &fields[i];
-        if (f->kind == EB_FIELD_TEXT) eb_h5w_attr_str(w, NULL, f->key, f->text);
-        else if (f->kind == EB_FIELD_INT) eb_h5w_attr_i64(w, NULL, f->key, (int64_t)f->value);
-        else if (!isnan(f->value)) eb_h5w_attr_f64(w, NULL, f->key, f->value);
-    }
+    eb_eval_write_fields(w, p, r);
     eb_h5w_attr_str(w, NULL, "reference_statistics", ref_stats_from_file ? "file" : "arr_0");
     eb_h5w_attr_str(w, NULL, CHECKSUM_ATTR, checksum);
     eb_h5w_attr_str(w, NULL, "ebcache_version", EBCACHE_VERSION);
@@ -402,7 +398,8 @@ eb_status eb_evaluate_imagenet(const eb_eval_params *p, eb_eval_result *r) {
                                            .spatial_dim = EB_INCEPTION_SPATIAL, .classes = fx->classes,
                                            .pool = smp.pool, .spatial = smp.spatial, .logits = smp.logits};
             const eb_adm_activations ra = {.n = (int)ri.n, .pool_dim = EB_INCEPTION_POOL,
-                                           .spatial_dim = EB_INCEPTION_SPATIAL, .pool = ref.pool, .spatial = ref.spatial};
+                                           .spatial_dim = EB_INCEPTION_SPATIAL, .pool = ref.pool,
+                                           .spatial = ref.spatial};
             st = eb_adm_scores(&res, p->output ? &sample_stats : NULL, &sa, &ra, from_file ? &ref_stats : NULL);
             if (!st && p->output) st = write_output(p, &res, &sample_stats, fx->checksum, from_file);
         }

@@ -21,7 +21,8 @@ static eb_status write_images(const char *folder, const char *name, int first, i
             for (int x = 0; x < SIDE; x++)
                 for (int c = 0; c < 3; c++) {
                     const int k = first + i;
-                    u8[(((size_t)i * SIDE + y) * SIDE + x) * 3 + c] = (uint8_t)(37 * k + (k + 1) * 5 * x + (3 + k) * (c + 1) * y);
+                    u8[(((size_t)i * SIDE + y) * SIDE + x) * 3 + c] =
+                        (uint8_t)(37 * k + (k + 1) * 5 * x + (3 + k) * (c + 1) * y);
                 }
     eb_npz_writer *w;
     eb_status st = eb_npz_create(&w, path);
