@@ -375,11 +375,11 @@ Test(imagenet_eval, bad_inputs_are_named, .init = cli_workdir_make, .fini = cli_
     st.sigma_s[5 * EB_INCEPTION_SPATIAL + 9] = NAN;
     p.reference_batch = write_npz(path, "nan.npz", u8, shape, EB_NPY_U8, &st);
     expect_fails(p, "nan.npz", "sigma_s has NaN at [5, 9]");
-    double *keep = st.mu_s;
+    double *keep[2] = {st.mu_s, st.sigma_s};
     st.mu_s = NULL, st.sigma_s = NULL;
     p.reference_batch = write_npz(path, "partial.npz", u8, shape, EB_NPY_U8, &st);
     expect_fails(p, "partial.npz", "no mu_s");
-    st.mu_s = keep;
+    st.mu_s = keep[0], st.sigma_s = keep[1];
     eb_npz_writer *sw;
     cr_assert_eq(eb_npz_create(&sw, in_workdir(path, "short_mu.npz")), EB_OK);
     cr_assert_eq(eb_npz_write_array(sw, "arr_0", EB_NPY_U8, 4, shape, u8), EB_OK);
