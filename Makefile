@@ -121,11 +121,15 @@ test-opt: deps build/opt/test_suite build/opt/ebcache
 	EBCACHE_BIN=build/opt/ebcache OMP_NUM_THREADS=2 build/opt/test_suite --jobs 1
 test-san: deps build/san/test_suite build/san/ebcache
 	EBCACHE_BIN=build/san/ebcache ASAN_OPTIONS=detect_leaks=1 OMP_NUM_THREADS=2 build/san/test_suite --jobs 1
-# Distributed runs (docs/distributed.md): decode, sample and record under mpirun -np 2 and 3 give one
-# process's bytes, ablate one process's table; failing and killed ranks (tests/mpi/*.sh).
-test-mpi: deps build/opt/ebcache
+# Distributed runs (docs/distributed.md): decode, sample, record, features and eval --inception under
+# mpirun -np 2 and 3 give one process's bytes, ablate one process's table; failing and killed ranks
+# (tests/mpi/*.sh; the ImageNet inputs from tests/mpi/make_inputs.c).
+test-mpi: deps build/opt/ebcache build/opt/tests/mpi/make_inputs
 	EBCACHE_BIN=build/opt/ebcache tests/mpi/run.sh
 	EBCACHE_BIN=build/opt/ebcache tests/mpi/record_ablate.sh
+	EBCACHE_BIN=build/opt/ebcache MAKE_INPUTS=build/opt/tests/mpi/make_inputs tests/mpi/imagenet.sh
+build/opt/tests/mpi/make_inputs: build/opt/tests/mpi/make_inputs.o build/opt/tests/inception_fixture.o build/opt/libebcache.a
+	$(CC) $(CFLAGS_OPT) $^ -o $@ $(LDLIBS)
 
 # The Python package's suite (python/tests, docs/python.md) with Debian's python3, torch and pytest.
 .PHONY: test-python

@@ -33,7 +33,8 @@ int cmd_features(int argc, char **argv) {
     if (rc) return rc < 0 ? 0 : rc;
     eb_features_file_params p;
     eb_features_file_params_defaults(&p);
-    p.inception = eb_arg(opts, n, "inception"), p.images = eb_arg(opts, n, "images"), p.output = eb_arg(opts, n, "output");
+    p.inception = eb_arg(opts, n, "inception"), p.images = eb_arg(opts, n, "images");
+    p.output = eb_arg(opts, n, "output");
     if (!p.inception || !p.images || !p.output) {
         fprintf(stderr, "ebcache " CMD ": --inception, --images and --output are required (see --help)\n");
         return 2;

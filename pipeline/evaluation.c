@@ -459,6 +459,17 @@ int eb_eval_fields(const eb_eval_params *p, const eb_eval_result *r, eb_eval_fie
     return n;
 }
 
+void eb_eval_write_fields(eb_h5w *w, const eb_eval_params *p, const eb_eval_result *r) {
+    eb_eval_field fields[EB_EVAL_FIELDS];
+    const int n = eb_eval_fields(p, r, fields);
+    for (int i = 0; i < n; i++) {
+        const eb_eval_field *f = &fields[i];
+        if (f->kind == EB_FIELD_TEXT) eb_h5w_attr_str(w, NULL, f->key, f->text);
+        else if (f->kind == EB_FIELD_INT) eb_h5w_attr_i64(w, NULL, f->key, (int64_t)f->value);
+        else if (!isnan(f->value)) eb_h5w_attr_f64(w, NULL, f->key, f->value);
+    }
+}
+
 static eb_status write_output(const eb_eval_params *p, const eb_features *fx, const eb_eval_result *r,
                               const eval_detail *d) {
     eb_h5w *w;
@@ -474,14 +485,7 @@ static eb_status write_output(const eb_eval_params *p, const eb_features *fx, co
     if (d->predicted) eb_h5w_write(w, "samples/predicted", EB_H5_I32, d->predicted, 1, rows);
     if (d->psnr) eb_h5w_write(w, "per_image/psnr", EB_H5_F64, d->psnr, 1, rows);
     if (d->ssim) eb_h5w_write(w, "per_image/ssim", EB_H5_F64, d->ssim, 1, rows);
-    eb_eval_field fields[EB_EVAL_FIELDS];
-    const int n = eb_eval_fields(p, r, fields);
-    for (int i = 0; i < n; i++) {
-        const eb_eval_field *f = &fields[i];
-        if (f->kind == EB_FIELD_TEXT) eb_h5w_attr_str(w, NULL, f->key, f->text);
-        else if (f->kind == EB_FIELD_INT) eb_h5w_attr_i64(w, NULL, f->key, (int64_t)f->value);
-        else if (!isnan(f->value)) eb_h5w_attr_f64(w, NULL, f->key, f->value);
-    }
+    eb_eval_write_fields(w, p, r);
     eb_h5w_attr_str(w, NULL, CHECKSUM_ATTR, fx->checksum);
     eb_h5w_attr_str(w, NULL, "ebcache_version", EBCACHE_VERSION);
     return eb_h5w_commit(w);

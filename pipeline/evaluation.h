@@ -129,7 +129,8 @@ void eb_adm_stats_free(eb_adm_stats *s);
  * other number of r is left alone. The Fréchet distances are eb_frechet_terms' exactly, but when
  * a side given by rows has no more rows than dimensions (a rank-deficient covariance A·Aᵀ, A the
  * centred rows over √(n − 1)), the trace of the root comes from the n × n matrix A·Σ·Aᵀ, whose
- * eigenvalues are the non-zero ones of Σ_A^½ Σ Σ_A^½: the same number without a D × D eigensolver.
+ * eigenvalues are the non-zero ones of Σ_A^½ Σ Σ_A^½ (those within round-off of 0 taken as 0): the
+ * same number without a D × D eigensolver, and without the square roots of its round-off.
  * sample_stats (may be NULL) receives the samples' statistics (freed with eb_adm_stats_free).
  * EB_EINPUT for mismatched widths, too few rows (each set needs more than EB_ADM_PR_K) or
  * non-finite values, named. */

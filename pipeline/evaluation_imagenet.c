@@ -14,6 +14,7 @@
 #include <gsl/gsl_cblas.h> /* GSL's copy of the CBLAS declarations; OpenBLAS provides the symbols */
 #include <gsl/gsl_eigen.h>
 #include <gsl/gsl_errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,8 +51,9 @@ static eb_status stats_of(eb_adm_stats *s, const eb_adm_activations *a) {
 
 /* tr (Σ_A^½ Σ Σ_A^½)^½ for Σ_A = Aᵀ·A, A (n, D) the rows x centred on mu over √(n − 1): the sum of
  * the square roots of the eigenvalues of the n × n matrix A·Σ·Aᵀ (the non-zero ones of the D × D
- * product; negative round-off clamped to 0). Only the symmetric part of Σ counts. One thread,
- * as eb_feature_stats: the bits do not follow the thread count. */
+ * product), those within n·ε·λ_max of 0 (round-off, of either sign) taken as 0. Only the
+ * symmetric part of Σ counts. One thread, as eb_feature_stats: the bits do not follow the thread
+ * count. */
 static eb_status low_rank_trace_sqrt(double *out, const float *x, int n, const double *mu, const double *sigma,
                                      int D) {
     double *a = malloc((size_t)n * D * sizeof *a), *t = malloc((size_t)n * D * sizeof *t);
@@ -62,22 +64,29 @@ static eb_status low_rank_trace_sqrt(double *out, const float *x, int n, const d
         const double scale = 1.0 / sqrt(n - 1.0);
         for (int i = 0; i < n; i++)
             for (int j = 0; j < D; j++) a[(size_t)i * D + j] = (x[(size_t)i * D + j] - mu[j]) * scale;
+        gsl_error_handler_t *old = gsl_set_error_handler_off();
+        gsl_matrix_view M = gsl_matrix_view_array(m, n, n);
+        gsl_vector_view L = gsl_vector_view_array(eval, n);
+        int status;
+        /* in a parallel region: OpenBLAS (GSL's eigen-solver calls it too) then runs on one thread */
 #pragma omp parallel
 #pragma omp single
         {
             cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, D, D, 1.0, a, D, sigma, D, 0.0, t, D);
             cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, D, 1.0, t, D, a, D, 0.0, m, n);
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < i; j++)
+                    m[(size_t)i * n + j] = m[(size_t)j * n + i] = 0.5 * (m[(size_t)i * n + j] + m[(size_t)j * n + i]);
+            status = gsl_eigen_symm(&M.matrix, &L.vector, ws);
         }
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < i; j++) m[(size_t)i * n + j] = m[(size_t)j * n + i] = 0.5 * (m[(size_t)i * n + j] + m[(size_t)j * n + i]);
-        gsl_error_handler_t *old = gsl_set_error_handler_off();
-        gsl_matrix_view M = gsl_matrix_view_array(m, n, n);
-        gsl_vector_view L = gsl_vector_view_array(eval, n);
-        int status = gsl_eigen_symm(&M.matrix, &L.vector, ws);
         gsl_set_error_handler(old);
-        if (status) st = eb_fail(EB_ERUNTIME, "frechet distance: eigenvalues of %dx%d failed: %s", n, n, gsl_strerror(status));
-        double sum = 0;
-        for (int i = 0; i < n; i++) sum += sqrt(fmax(eval[i], 0.0));
+        if (status)
+            st = eb_fail(EB_ERUNTIME, "frechet distance: eigenvalues of %dx%d failed: %s", n, n, gsl_strerror(status));
+        /* the centring leaves a null direction (rank n − 1): eigenvalues within the solver's round-off
+         * of 0 are 0, not the square root of that round-off */
+        double top = 0, sum = 0;
+        for (int i = 0; i < n; i++) top = fmax(top, eval[i]);
+        for (int i = 0; i < n; i++) sum += eval[i] > n * DBL_EPSILON * top ? sqrt(eval[i]) : 0.0;
         *out = sum;
     }
     if (ws) gsl_eigen_symm_free(ws);
@@ -93,7 +102,8 @@ static eb_status fd_terms(double *mean_term, double *cov_term, const float *x1, 
     const int one = x1 && n1 <= D && (!x2 || n1 <= n2), two = !one && x2 && n2 <= D;
     if (!one && !two) return eb_frechet_terms(mean_term, cov_term, mu1, cov1, mu2, cov2, D);
     double root;
-    eb_status st = one ? low_rank_trace_sqrt(&root, x1, n1, mu1, cov2, D) : low_rank_trace_sqrt(&root, x2, n2, mu2, cov1, D);
+    eb_status st = one ? low_rank_trace_sqrt(&root, x1, n1, mu1, cov2, D)
+                       : low_rank_trace_sqrt(&root, x2, n2, mu2, cov1, D);
     if (st) return st;
     double mean = 0, t1 = 0, t2 = 0;
     for (int i = 0; i < D; i++) {
@@ -142,7 +152,8 @@ eb_status eb_adm_scores(eb_eval_result *r, eb_adm_stats *sample_stats, const eb_
                            rs->sigma_s, Ds);
     if (!st) r->fd = r->fd_mean + r->fd_cov, r->sfid = mean_s + cov_s;
     r->inception_score = NAN;
-    if (!st && s->logits) st = eb_adm_inception_score(&r->inception_score, s->logits, s->n, s->classes, EB_ADM_IS_SPLIT);
+    if (!st && s->logits)
+        st = eb_adm_inception_score(&r->inception_score, s->logits, s->n, s->classes, EB_ADM_IS_SPLIT);
     if (!st) st = eb_adm_precision_recall(&r->precision, &r->recall, ref->pool, ref->n, s->pool, s->n, D, EB_ADM_PR_K,
                                           EB_ADM_PR_BATCH);
     r->n_samples = s->n, r->n_real = ref->n, r->D = D, r->k = EB_ADM_PR_K;
@@ -169,8 +180,8 @@ static eb_status read_reference(const char *path, uint32_t *crc, eb_adm_stats *s
     for (int i = 0; i < 4; i++) have += eb_npz_has(z, STAT_NAMES[i]);
     for (int i = 0; !st && have && have < 4; i++)
         if (!eb_npz_has(z, STAT_NAMES[i]))
-            st = eb_fail(EB_EINPUT, "%s: has %d of the statistics mu, sigma, mu_s, sigma_s but no %s: a reference batch "
-                                    "holds all four or none", path, have, STAT_NAMES[i]);
+            st = eb_fail(EB_EINPUT, "%s: has %d of the statistics mu, sigma, mu_s, sigma_s but no %s: a reference "
+                                    "batch holds all four or none", path, have, STAT_NAMES[i]);
     double **dst[4] = {&s->mu, &s->sigma, &s->mu_s, &s->sigma_s};
     const int64_t width[4] = {EB_INCEPTION_POOL, EB_INCEPTION_POOL, EB_INCEPTION_SPATIAL, EB_INCEPTION_SPATIAL};
     for (int i = 0; !st && have == 4 && i < 4; i++) {
@@ -211,16 +222,12 @@ typedef struct {
 static int read_cache(const char *path, const cache_key *k, float **pool, float **spatial) {
     if (access(path, F_OK) != 0) return 0;
     eb_h5 *f = NULL;
-    if (eb_h5_open(&f, path)) {
-        char why[1024];
-        snprintf(why, sizeof why, "%s", eb_last_error());
-        eb_fail(EB_EINPUT, "reference-activation cache %s is unreadable (corrupt? remove it): %s", path, why);
-        return -1;
-    }
-    if (!eb_h5_has_attr(f, NULL, CACHE_MARK)) {
-        eb_h5_close(f);
-        eb_fail(EB_EINPUT, "reference-activation cache %s exists and is not an ebcache reference-activation cache; "
-                           "remove it or pick another path", path);
+    if (eb_h5_open(&f, path) || !eb_h5_has_attr(f, NULL, CACHE_MARK)) {
+        char why[1024] = "";
+        if (!f) snprintf(why, sizeof why, " (%s)", eb_last_error());
+        if (f) eb_h5_close(f);
+        eb_fail(EB_EINPUT, "reference-activation cache %s exists and is not an ebcache reference-activation cache%s; "
+                           "remove it or pick another path", path, why);
         return -1;
     }
     char *sum = NULL;
@@ -304,14 +311,7 @@ static eb_status write_output(const eb_eval_params *p, const eb_eval_result *r, 
     eb_h5w_write(w, "samples/sigma", EB_H5_F64, s->sigma, 2, m);
     eb_h5w_write(w, "samples/mu_s", EB_H5_F64, s->mu_s, 1, vs);
     eb_h5w_write(w, "samples/sigma_s", EB_H5_F64, s->sigma_s, 2, ms);
-    eb_eval_field fields[EB_EVAL_FIELDS];
-    const int n = eb_eval_fields(p, r, fields);
-    for (int i = 0; i < n; i++) {
-        const eb_eval_field *f = &fields[i];
-        if (f->kind == EB_FIELD_TEXT) eb_h5w_attr_str(w, NULL, f->key, f->text);
-        else if (f->kind == EB_FIELD_INT) eb_h5w_attr_i64(w, NULL, f->key, (int64_t)f->value);
-        else if (!isnan(f->value)) eb_h5w_attr_f64(w, NULL, f->key, f->value);
-    }
+    eb_eval_write_fields(w, p, r);
     eb_h5w_attr_str(w, NULL, "reference_statistics", ref_stats_from_file ? "file" : "arr_0");
     eb_h5w_attr_str(w, NULL, CHECKSUM_ATTR, checksum);
     eb_h5w_attr_str(w, NULL, "ebcache_version", EBCACHE_VERSION);
@@ -383,23 +383,28 @@ eb_status eb_evaluate_imagenet(const eb_eval_params *p, eb_eval_result *r) {
     if (!st && !hit) {
         ap.label = "the reference";
         st = eb_inception_npz_activations(fx, p->reference_batch, &ap, &ref);
-        if (!st && p->real_cache && c->rank == 0) st = write_cache(p->real_cache, &key, ref.pool, ref.spatial);
-        st = eb_comm_agree(c, st);
+        if (!st) { /* the ranks agreed on the activations; now on rank 0's cache */
+            if (p->real_cache && c->rank == 0) st = write_cache(p->real_cache, &key, ref.pool, ref.spatial);
+            st = eb_comm_agree(c, st);
+        }
     }
     if (!st) {
         ap.label = "the samples";
         st = eb_inception_npz_activations(fx, p->samples, &ap, &smp);
     }
-    if (!st && c->rank == 0) {
-        const eb_adm_activations sa = {.n = (int)smp.n, .pool_dim = EB_INCEPTION_POOL,
-                                       .spatial_dim = EB_INCEPTION_SPATIAL, .classes = fx->classes,
-                                       .pool = smp.pool, .spatial = smp.spatial, .logits = smp.logits};
-        const eb_adm_activations ra = {.n = (int)ri.n, .pool_dim = EB_INCEPTION_POOL,
-                                       .spatial_dim = EB_INCEPTION_SPATIAL, .pool = ref.pool, .spatial = ref.spatial};
-        st = eb_adm_scores(&res, p->output ? &sample_stats : NULL, &sa, &ra, from_file ? &ref_stats : NULL);
-        if (!st && p->output) st = write_output(p, &res, &sample_stats, fx->checksum, from_file);
+    if (!st) { /* rank 0's numbers and output */
+        if (c->rank == 0) {
+            const eb_adm_activations sa = {.n = (int)smp.n, .pool_dim = EB_INCEPTION_POOL,
+                                           .spatial_dim = EB_INCEPTION_SPATIAL, .classes = fx->classes,
+                                           .pool = smp.pool, .spatial = smp.spatial, .logits = smp.logits};
+            const eb_adm_activations ra = {.n = (int)ri.n, .pool_dim = EB_INCEPTION_POOL,
+                                           .spatial_dim = EB_INCEPTION_SPATIAL, .pool = ref.pool,
+                                           .spatial = ref.spatial};
+            st = eb_adm_scores(&res, p->output ? &sample_stats : NULL, &sa, &ra, from_file ? &ref_stats : NULL);
+            if (!st && p->output) st = write_output(p, &res, &sample_stats, fx->checksum, from_file);
+        }
+        st = eb_comm_agree(c, st);
     }
-    st = eb_comm_agree(c, st); /* rank 0's numbers and output */
     if (!st) st = share_result(c, &res);
     if (!st) *r = res;
     eb_inception_acts_free(&ref), eb_inception_acts_free(&smp);

@@ -289,10 +289,10 @@ Test(eval, bad_inputs) {
         {"--samples good.h5 --labels-dataset labels", "labels"},
         {"--samples good.h5 --reference ref_short.h5", "same seeds"},
         {"--samples good.h5 --reference missing.h5", "missing.h5"},
-        {"--samples good.h5 --real valid", "--real"},
-        {"--samples good.h5 --n-real 2", "--n-real"},
-        {"--floor --samples good.h5", "--floor"},
-        {"", "--samples"},
+        {"--samples good.h5 --real valid", "'valid' is not test or train"},
+        {"--samples good.h5 --n-real 2", "n_real = 2"},
+        {"--floor --samples good.h5", "the floor compares"},
+        {"", "no samples to evaluate"},
         {"--samples good.h5 --classifier good.h5", "good.h5"},
     };
     expect_rejected(cases, sizeof cases / sizeof cases[0]);
