@@ -171,7 +171,16 @@ endif
 run: deps bin/ebcache
 	./tools/main_job.sh
 
-bench: deps $(REF_DEB_STAMP) bin/ebcache build/opt/bench_forward build/opt/bench_cache build/opt/bench_record
+# diffusers 0.31.0 over Debian's torch 1.13 (reference/vae_ref.py's goldens, bench/bench_vae_ref.py): a venv
+# with the system site-packages; needs PyPI once.
+DIFFUSERS_VENV := build/venv-diffusers/.installed
+$(DIFFUSERS_VENV): $(REF_DEB_STAMP)
+	/usr/bin/python3 -m venv --system-site-packages $(dir $@)
+	$(dir $@)bin/pip install -q diffusers==0.31.0 'huggingface-hub<1.0' safetensors filelock regex importlib_metadata
+	touch $@
+
+bench: deps $(REF_DEB_STAMP) $(DIFFUSERS_VENV) bin/ebcache build/opt/bench_forward build/opt/bench_cache \
+  build/opt/bench_record build/opt/bench_vae build/opt/bench_inception
 	./bench/run.sh
 
 goldens: $(REF_DEB_STAMP)
