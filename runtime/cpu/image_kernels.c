@@ -5,6 +5,7 @@
  * and every split of the work is a constant of the shapes, so the results do
  * not depend on the thread count. */
 #include "runtime/cpu/kernels.h"
+#include "runtime/cpu/vec8.h"
 #include "runtime/parallel.h"
 
 #include <cblas.h>
@@ -256,7 +257,8 @@ void group_norm_forward(float *out, const float *x, const float *gamma, const fl
                         float eps, int silu) {
     const int cg = C / G;
     const size_t group = (size_t)cg * HW;
-    /* Statistics in double, two passes, one thread per (image, group); then each (image, channel) plane. */
+    /* Statistics in double, two vectorized passes, one thread per (image, group); then each (image, channel)
+     * plane. */
     double *stats = malloc(sizeof(double) * 2 * (size_t)B * G);
     if (!stats) {
         for (size_t i = 0; i < (size_t)B * C * HW; i++) out[i] = NAN;
@@ -266,8 +268,10 @@ void group_norm_forward(float *out, const float *x, const float *gamma, const fl
     for (int bg = 0; bg < B * G; bg++) {
         const float *xg = x + (size_t)bg * group;
         double sum = 0.0, sq = 0.0;
+#pragma omp simd reduction(+ : sum)
         for (size_t i = 0; i < group; i++) sum += xg[i];
         double mean = sum / (double)group;
+#pragma omp simd reduction(+ : sq)
         for (size_t i = 0; i < group; i++) {
             double d = (double)xg[i] - mean;
             sq += d * d;
@@ -282,9 +286,9 @@ void group_norm_forward(float *out, const float *x, const float *gamma, const fl
         const float scale = gamma ? gamma[ch] : 1.0f, shift = beta ? beta[ch] : 0.0f;
         const float *xp = x + (size_t)bc * HW;
         float *op = out + (size_t)bc * HW;
-        for (int i = 0; i < HW; i++) {
-            float v = ((xp[i] - m) * r) * scale + shift;
-            op[i] = silu ? v / (1.0f + expf(-v)) : v;
+        for (int i = 0; i < HW; i += 8) { /* SiLU with the vectorised exp (vec8.h, ≤ 2 ulp from expf) */
+            vf8 v = ((load8(xp + i, HW - i) - m) * r) * scale + shift;
+            store8(op + i, silu ? v / (1.0f + exp8(-v)) : v, HW - i);
         }
     }
     free(stats);
