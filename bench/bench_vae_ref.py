@@ -1,5 +1,6 @@
 """The diffusers side of `bench_vae decode`: AutoencoderKL (sd-vae configuration, random weights) decoding
-one SIDE×SIDE latent, ITERS times after a warm-up, on THREADS threads. Needs the venv of reference/vae_ref.py.
+one SIDE×SIDE latent, ITERS times after a warm-up, on THREADS threads. Needs the venv of reference/vae_ref.py
+(`make build/venv-diffusers/.installed`).
 
     build/venv-diffusers/bin/python bench/bench_vae_ref.py SIDE ITERS THREADS
 """
@@ -7,9 +8,11 @@ import os
 import sys
 import time
 
+import diffusers
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "reference"))
+from bench_ref import openblas_core  # noqa: E402
 from vae_ref import SD, make_vae  # noqa: E402
 
 
@@ -24,7 +27,10 @@ def main(side, iters, threads):
             vae.decode(z)
         dt = (time.perf_counter() - t0) / iters
     s = side * 8
-    print(f"diffusers decode {side}x{side} -> {s}x{s}: {1 / dt:.3f} images/s ({dt:.2f} s per image)")
+    wait = os.environ.get("OMP_WAIT_POLICY", "unset")
+    print(f"diffusers decode {side}x{side} -> {s}x{s}: {1 / dt:.3f} images/s ({dt:.2f} s per image; diffusers "
+          f"{diffusers.__version__}, PyTorch {torch.__version__}, {threads} threads), OpenBLAS core {openblas_core()}, "
+          f"OMP_WAIT_POLICY {wait}")
 
 
 if __name__ == "__main__":

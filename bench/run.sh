@@ -41,25 +41,78 @@ check_core() { # side line
 }
 warnings=() noise=()
 
-# One model, $2 rounds alternating the two sides (the first side alternates too);
-# sets eb_rates, pt_rates, ratios, eb_gflops (one entry per round).
-measure() {
-  local cfg=$1 n=$2 r e p
-  eb_rates=() pt_rates=() ratios=() eb_gflops=()
+# $1 rounds of the commands in the arrays eb_cmd and pt_cmd, alternately (who goes first alternates too);
+# sets eb_lines, pt_lines (their output lines), eb_rates, pt_rates and ratios (one entry per round).
+interleave() {
+  local n=$1 r e p
+  eb_lines=() pt_lines=() eb_rates=() pt_rates=() ratios=()
   for r in $(seq "$n"); do
     if [ $((r % 2)) = 1 ]; then
-      e=$(build/opt/bench_forward "$cfg" 8 "$iters") p=$("$py" bench/bench_ref.py "$cfg" 8 "$iters" "$threads")
+      e=$("${eb_cmd[@]}") p=$("${pt_cmd[@]}")
     else
-      p=$("$py" bench/bench_ref.py "$cfg" 8 "$iters" "$threads") e=$(build/opt/bench_forward "$cfg" 8 "$iters")
+      p=$("${pt_cmd[@]}") e=$("${eb_cmd[@]}")
     fi
     check_core ebcache "$e"
     check_core PyTorch "$p"
+    eb_lines+=("$e") pt_lines+=("$p")
     eb_rates+=("$(field images/s <<<"$e")") pt_rates+=("$(field images/s <<<"$p")")
-    eb_gflops+=("$(field GFLOP/s <<<"$e")")
     ratios+=("$(echo "${eb_rates[-1]} / ${pt_rates[-1]}" | bc -l)")
   done
 }
+
+# One DiT, $2 rounds (interleave); sets eb_gflops too.
+measure() {
+  local cfg=$1 l
+  eb_cmd=(build/opt/bench_forward "$cfg" 8 "$iters") pt_cmd=("$py" bench/bench_ref.py "$cfg" 8 "$iters" "$threads")
+  interleave "$2"
+  eb_gflops=()
+  for l in "${eb_lines[@]}"; do eb_gflops+=("$(field GFLOP/s <<<"$l")"); done
+}
 list() { printf '%s\n' "$@"; }
+
+# SD-VAE decode and the FID Inception against PyTorch (issue 18), rounds as the DiT forward's: its own
+# section of results/bench.md; `bench/run.sh images` prints it alone (without writing the file).
+images_section() {
+  local vae_py=build/venv-diffusers/bin/python goal=1.3 row warnings=()
+  [ -x "$vae_py" ] || { echo "bench: $vae_py is missing (make build/venv-diffusers/.installed)" >&2; exit 1; }
+  echo "## SD-VAE decode and FID Inception against PyTorch — $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo
+  echo "$threads threads on both sides, OpenBLAS core $core, OMP_WAIT_POLICY=$OMP_WAIT_POLICY; load average at the start:"
+  echo "$(load). Random weights on both sides; each side is one process per round, a warm-up and $iters timed runs; $rounds rounds,"
+  echo "alternating (who goes first alternates too); median over the rounds, (min–max) in brackets, the ratio per round."
+  echo
+  echo "- decode: one 32×32×4 latent → a 256² image, the sd-vae configuration; ebcache's eb_vae_decode (bench/bench_vae.c)"
+  echo "  against diffusers $("$vae_py" -c 'import diffusers; print(diffusers.__version__)')'s AutoencoderKL.decode (bench/bench_vae_ref.py)."
+  echo "- Inception: pool, spatial and logits of 8 random 256² uint8 images, the resize to 299 included; ebcache's"
+  echo "  eb_inception_forward (bench/bench_inception.c) against reference/inception_ref.py's network, pytorch-fid's"
+  echo "  architecture in plain PyTorch (bench/bench_inception_ref.py)."
+  echo
+  echo "| work | ebcache images/s | PyTorch images/s | ratio | load after |"
+  echo "|---|---|---|---|---|"
+  for row in decode inception; do
+    if [ $row = decode ]; then
+      eb_cmd=(build/opt/bench_vae decode 32 "$iters") pt_cmd=("$vae_py" bench/bench_vae_ref.py 32 "$iters" "$threads")
+    else
+      eb_cmd=(build/opt/bench_inception 256 8 "$iters") pt_cmd=("$py" bench/bench_inception_ref.py 256 8 "$iters" "$threads")
+    fi
+    interleave "$rounds"
+    echo "| $row | $(list "${eb_rates[@]}" | spread %.3f) | $(list "${pt_rates[@]}" | spread %.3f) |" \
+      "$(list "${ratios[@]}" | spread %.2f)× | $(load) |"
+    lo=$(list "${ratios[@]}" | sort -g | head -1) hi=$(list "${ratios[@]}" | sort -g | tail -1)
+    if (($(echo "$hi < 1" | bc -l))); then
+      warnings+=("**Warning:** $row: every round's ratio is below 1 — a measurement problem (load?) or a slow kernel")
+    elif (($(echo "$(list "${ratios[@]}" | median) < $goal" | bc -l))); then
+      warnings+=("**Note:** $row: the median ratio is below the issue's goal of ${goal}×")
+    fi
+  done
+  echo
+  for w in "${warnings[@]}"; do echo "$w"; echo; done
+}
+
+if [ "${1:-}" = images ]; then
+  images_section
+  exit 0
+fi
 
 {
   gemm_line=$("$py" bench/bench_ref.py --gemm "$threads")
@@ -139,6 +192,7 @@ list() { printf '%s\n' "$@"; }
   echo "$(field images/s <<<"$p") images/s at load $(load). On a busy machine the spinning threads lose whole time"
   echo "slices to each other, so that figure depends on the load, not on the kernels."
   echo
+  images_section
   echo "DiT-XL/2, batch 1, one forward (ebcache):"
   echo
   echo '```'

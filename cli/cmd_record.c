@@ -6,20 +6,11 @@
 #include "cli/common.h"
 
 #include "pipeline/recording.h"
-#include "runtime/h5io.h"
 
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #define CMD "record"
-
-/* An interrupted run leaves no temporary file; the default action then ends the process. */
-static void on_signal(int sig) {
-    eb_h5w_remove_temps();
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
 
 int cmd_record(int argc, char **argv) {
     eb_opt opts[] = {
@@ -69,13 +60,8 @@ int cmd_record(int argc, char **argv) {
     p.fmnist_dir = getenv("EBCACHE_FMNIST_DIR");
     p.comm = eb_cli_comm();
 
-    struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
-    eb_record_result r;
+    eb_record_result r; /* an interrupted run leaves no temporary file (main.c's signal handler) */
     eb_status st = eb_record_to_file(&p, &r);
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
     if (p.comm->rank == 0) eb_cli_warnings(CMD, r.warning);
     eb_cli_run_free(&run);
     if (p.comm->rank) return st; /* rank 0 speaks for the job */

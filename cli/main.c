@@ -2,9 +2,11 @@
 #include "cli/commands.h"
 #include "cli/comm_mpi.h"
 
+#include "runtime/atomic.h"
 #include "runtime/ebcache.h"
 #include "runtime/cpu/kernels.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -30,6 +32,15 @@ static const struct {
     {"features", cmd_features, "FID Inception features (pool, spatial, logits) of an .npz of images into HDF5"},
 };
 
+/* SIGINT / SIGTERM: the temporaries of the files being written go (runtime/atomic.h: every writer
+ * registers its own), then the default action ends the process. train and the ranks of an MPI run
+ * install their own handlers. */
+static void on_signal(int sig) {
+    eb_atomic_remove_temps();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 static void usage(FILE *f) {
     fprintf(f, "ebcache %s — DiT feature caching toolkit\n\nusage: ebcache <command> [options]\n\ncommands:\n",
             EBCACHE_VERSION);
@@ -42,6 +53,9 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
     eb_cpu_reexec(argv); /* OpenMP's wait policy, OpenBLAS's best kernels for this CPU (kernels.h) */
+    struct sigaction sa = {.sa_handler = on_signal}; /* before the ranks' own (comm_mpi.c), which replaces it */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     eb_cli_comm_init(&argc, &argv); /* one rank of mpirun / srun, or one process (docs/distributed.md) */
     if (argc < 2) {
         usage(stderr);

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "runtime/atomic.h"
 #include "runtime/check.h"
 #include "runtime/checked.h"
 
@@ -851,54 +852,31 @@ static int write_tensor(int fd, const eb_st_entry *t, uint64_t bytes) {
     return 1;
 }
 
-/* fsync of the directory holding `path`, so the rename is durable (best effort). */
-static void sync_parent_dir(const char *path) {
-    char *dir = strdup(path);
-    if (!dir) return;
-    char *slash = strrchr(dir, '/');
-    if (slash == dir) slash[1] = 0;
-    else if (slash) *slash = 0;
-    int fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
-
 eb_status eb_st_write(const char *path, const eb_st_entry *tensors, int n_tensors, const eb_st_meta *meta,
                       int n_meta) {
     if (n_tensors < 0 || n_meta < 0) return eb_fail(EB_EINPUT, "%s: negative tensor or metadata count", path);
     uint64_t *bytes = calloc((size_t)n_tensors + 1, sizeof *bytes);
     strbuf header = {0};
-    char *tmp = malloc(strlen(path) + 16);
-    int fd = -1;
     eb_status st = EB_OK;
-    if (!bytes || !tmp) st = eb_fail(EB_ERUNTIME, "%s: out of memory", path);
+    if (!bytes) st = eb_fail(EB_ERUNTIME, "%s: out of memory", path);
     if (!st) st = check_entries(path, tensors, n_tensors, meta, n_meta, bytes);
     if (!st) st = build_header(&header, path, tensors, n_tensors, meta, n_meta, bytes);
+    eb_atomic out;
+    if (!st) st = eb_atomic_open(&out, path);
     if (!st) {
-        sprintf(tmp, "%s.tmp-XXXXXX", path);
-        fd = mkstemp(tmp);
-        if (fd < 0) st = eb_fail(EB_ERUNTIME, "%s: cannot create a temporary file: %s", path, strerror(errno));
-    }
-    if (!st) {
+        /* unbuffered writes on the temporary's descriptor: the commit's fflush has nothing to flush */
+        const int fd = fileno(out.f);
         uint64_t n = header.len;
-        int ok = fchmod(fd, 0644) == 0 && write_all(fd, &n, 8) && write_all(fd, header.s, header.len);
+        int ok = write_all(fd, &n, 8) && write_all(fd, header.s, header.len);
         for (int i = 0; ok && i < n_tensors; i++) ok = write_tensor(fd, &tensors[i], bytes[i]);
-        ok = ok && fsync(fd) == 0;
-        int err = errno;
-        ok = close(fd) == 0 && ok;
-        fd = -1;
-        if (!ok || rename(tmp, path) != 0) {
-            st = eb_fail(EB_ERUNTIME, "%s: write failed: %s", path, strerror(ok ? errno : err));
-            unlink(tmp);
+        if (!ok) {
+            st = eb_fail(EB_ERUNTIME, "%s: write failed: %s", path, strerror(errno));
+            eb_atomic_abort(&out);
         } else {
-            sync_parent_dir(path);
+            st = eb_atomic_commit(&out);
         }
     }
     free(header.s);
     free(bytes);
-    free(tmp);
     return st;
 }

@@ -11,6 +11,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define CACHE_TOL 1e-5 /* max |Δ| / max |want|, per step and for whole loops */
 
@@ -289,7 +291,78 @@ Test(cache, memory_exactly_accounted) {
 #define HEAP_COUNTS 1
 #endif
 
+/* What the heap holds after each step of the second of two TaylorSeer trajectories (the first warms up:
+ * on first use the CUDA backend loads kernels lazily and builds a GEMM plan per shape, once per process,
+ * in host memory). 0, or 1 with a message in r->msg. Runs in a child process: no Criterion calls. */
+typedef struct {
+    int failed;
+    size_t in_use[10];
+    char msg[512];
+} heap_steps;
+
+static void measure_heap_steps(heap_steps *r) {
+    eb_model *m = golden_model("tiny_sigma.safetensors", 0); /* asserts only on a failure: see the caller */
+    eb_schedule s;
+    eb_cache_schedule *cs;
+    if (eb_schedule_create(&s, "10") || eb_cache_schedule_taylorseer(&cs, &s, 2, 2, 2)) {
+        r->failed = 1, snprintf(r->msg, sizeof r->msg, "%s", eb_last_error());
+        return;
+    }
+    enum { N = 2, PER = 4 * 8 * 8 };
+    float x[N * PER], out[N * 2 * PER];
+    int32_t t[N], y[N] = {1, 2};
+    eb_rng_fill_normal(x, N * PER, eb_rng_key(5, 0));
+    for (int run = 0; run < 2 && !r->failed; run++) {
+        eb_cache *cache;
+        if (eb_cache_create(&cache, m, cs, &s, 2 * N)) {
+            r->failed = 1, snprintf(r->msg, sizeof r->msg, "%s", eb_last_error());
+            break;
+        }
+        for (int k = 0; k < 10 && !r->failed; k++) {
+            t[0] = t[1] = s.timestep[9 - k];
+            if (eb_forward_run(m, cache, k, out, x, t, y, N, 1, 1.5f, 3))
+                r->failed = 1, snprintf(r->msg, sizeof r->msg, "step %d: %s", k, eb_last_error());
+            r->in_use[k] = mallinfo2().uordblks;
+        }
+        eb_cache_free(cache);
+    }
+    eb_cache_schedule_free(cs);
+    eb_schedule_free(&s);
+    eb_model_free(m);
+}
+
+/* The heap is counted in a child process: Criterion's worker runs a thread of its own (its message
+ * transport), whose mallocs and frees land in mallinfo2 whenever the scheduler runs it, on a loaded
+ * machine between two steps. fork copies only the calling thread; nothing has started OpenMP in this
+ * process yet (libgomp's team would not survive the fork), so the child's heap moves with the
+ * library's work alone. alarm: a child that hangs (a failed assertion in golden_model) fails the test. */
 Test(cache, steps_allocate_nothing) {
+    if (HEAP_COUNTS) {
+        int fds[2];
+        cr_assert_eq(pipe(fds), 0);
+        pid_t pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+            close(fds[0]);
+            alarm(300);
+            heap_steps r = {0};
+            measure_heap_steps(&r);
+            _exit(write(fds[1], &r, sizeof r) == (ssize_t)sizeof r ? 0 : 1);
+        }
+        close(fds[1]);
+        heap_steps r = {0};
+        ssize_t got = read(fds[0], &r, sizeof r);
+        close(fds[0]);
+        int status;
+        waitpid(pid, &status, 0);
+        cr_assert(got == (ssize_t)sizeof r && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "the measuring child failed (status %d)", status);
+        cr_assert(!r.failed, "%s", r.msg);
+        for (int k = 2; k < 10; k++)
+            cr_expect_eq(r.in_use[k], r.in_use[1], "step %d: heap in use %zu, after step 1 %zu", k, r.in_use[k],
+                         r.in_use[1]);
+    }
+    /* steps out of order or with another batch are refused */
     eb_model *m = golden_model("tiny_sigma.safetensors", 0);
     eb_schedule s;
     cr_assert_eq(eb_schedule_create(&s, "10"), EB_OK);
@@ -297,24 +370,11 @@ Test(cache, steps_allocate_nothing) {
     cr_assert_eq(eb_cache_schedule_taylorseer(&cs, &s, 2, 2, 2), EB_OK);
     enum { N = 2, PER = 4 * 8 * 8 };
     float x[N * PER], out[N * 2 * PER];
-    int32_t t[N], y[N] = {1, 2};
+    int32_t t[N] = {s.timestep[9], s.timestep[9]}, y[N] = {1, 2};
     eb_rng_fill_normal(x, N * PER, eb_rng_key(5, 0));
     eb_cache *cache;
-    size_t in_use[10];
-    /* The second of two trajectories is measured: on first use the CUDA backend loads kernels lazily
-     * and builds a GEMM plan per shape, once per process, in host memory. */
-    for (int run = 0; run < 2; run++) {
-        cr_assert_eq(eb_cache_create(&cache, m, cs, &s, 2 * N), EB_OK);
-        for (int k = 0; k < 10; k++) {
-            t[0] = t[1] = s.timestep[9 - k];
-            cr_assert_eq(eb_forward_run(m, cache, k, out, x, t, y, N, 1, 1.5f, 3), EB_OK, "%s", eb_last_error());
-            in_use[k] = mallinfo2().uordblks;
-        }
-        if (!run) eb_cache_free(cache);
-    }
-    for (int k = 2; HEAP_COUNTS && k < 10; k++)
-        cr_expect_eq(in_use[k], in_use[1], "step %d: heap in use %zu, after step 1 %zu", k, in_use[k], in_use[1]);
-    /* steps out of order or with another batch are refused */
+    cr_assert_eq(eb_cache_create(&cache, m, cs, &s, 2 * N), EB_OK);
+    cr_expect_eq(eb_forward_run(m, cache, 0, out, x, t, y, N, 1, 1.5f, 3), EB_OK, "%s", eb_last_error());
     cr_expect_eq(eb_forward_run(m, cache, 3, out, x, t, y, N, 1, 1.5f, 3), EB_EINPUT);
     cr_expect(strstr(eb_last_error(), "out of order"), "%s", eb_last_error());
     eb_cache_free(cache);

@@ -5,9 +5,11 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -409,11 +411,27 @@ Test(safetensors, failed_writes_leave_nothing) {
     cr_assert_eq(stat(path, &after), 0);
     cr_assert_eq(after.st_ino, before.st_ino, "a refused write must not replace the existing file");
 
-    /* rename onto a folder fails after the data was written: the temporary file must go */
+    /* the output path a folder, or in a missing one: bad input (runtime/atomic.h), before any byte */
     const char *dir = scratch_path("folder");
     cr_assert_eq(mkdir(dir, 0755), 0);
-    cr_assert_eq(eb_st_write(dir, &good, 1, NULL, 0), EB_ERUNTIME);
-    cr_assert_eq(eb_st_write(scratch_path("no/such/dir.safetensors"), &good, 1, NULL, 0), EB_ERUNTIME);
+    cr_assert_eq(eb_st_write(dir, &good, 1, NULL, 0), EB_EINPUT);
+    cr_assert(strstr(eb_last_error(), "is a directory"), "%s", eb_last_error());
+    cr_assert_eq(eb_st_write(scratch_path("no/such/dir.safetensors"), &good, 1, NULL, 0), EB_EINPUT);
+    cr_assert(strstr(eb_last_error(), "no/such/dir.safetensors"), "%s", eb_last_error());
+
+    /* a write that fails after the temporary has data (the file size limit: EFBIG): the temporary goes,
+     * the existing file stays */
+    static float big[4096];
+    eb_st_entry large = {"w", EB_DT_F32, 1, {4096}, big};
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit small = {1024, 1024};
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &small), 0);
+    path = scratch_path("keep.safetensors"); /* the static buffer held the missing folder's path */
+    cr_assert_eq(eb_st_write(path, &large, 1, NULL, 0), EB_ERUNTIME, "%s", eb_last_error());
+    cr_assert(strstr(eb_last_error(), "keep.safetensors") && strstr(eb_last_error(), "write failed"), "%s",
+              eb_last_error());
+    cr_assert_eq(stat(path, &after), 0);
+    cr_assert_eq(after.st_ino, before.st_ino, "a failed write must not replace the existing file");
     cr_assert_eq(entries_in_scratch(), 2, "only keep.safetensors and folder/ may remain");
 }
 

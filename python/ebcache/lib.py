@@ -132,12 +132,15 @@ class EvalParams(ctypes.Structure):  # eb_eval_params (pipeline/evaluation.h)
                 ("reference", ctypes.c_char_p), ("classifier", ctypes.c_char_p), ("features", ctypes.c_void_p),
                 ("real_split", ctypes.c_char_p),
                 ("n_real", ctypes.c_int), ("real_cache", ctypes.c_char_p), ("fmnist_dir", ctypes.c_char_p),
-                ("floor", ctypes.c_int), ("output", ctypes.c_char_p)]
+                ("floor", ctypes.c_int), ("output", ctypes.c_char_p),
+                ("inception", ctypes.c_char_p), ("reference_batch", ctypes.c_char_p), ("batch", ctypes.c_int),
+                ("device", ctypes.c_void_p), ("comm", ctypes.c_void_p), ("progress", ctypes.c_int)]
 
 
 class EvalResult(ctypes.Structure):  # eb_eval_result
     _fields_ = [("n_samples", ctypes.c_int), ("n_real", ctypes.c_int), ("D", ctypes.c_int), ("k", ctypes.c_int),
                 ("fd", ctypes.c_double), ("fd_mean", ctypes.c_double), ("fd_cov", ctypes.c_double),
+                ("sfid", ctypes.c_double), ("inception_score", ctypes.c_double),
                 ("pixel_k", ctypes.c_int), ("pixel_fd", ctypes.c_double), ("pixel_fd_mean", ctypes.c_double),
                 ("pixel_fd_cov", ctypes.c_double), ("precision", ctypes.c_double), ("recall", ctypes.c_double),
                 ("accuracy", ctypes.c_double), ("real_accuracy", ctypes.c_double), ("psnr", ctypes.c_double),

@@ -128,3 +128,21 @@ def test_errors(shipped, tmp_path):
         et.apply_schedule(shipped, policy)
     with pytest.raises(TypeError, match="neither the official DiT"):
         et.apply_schedule(torch.nn.Linear(2, 2), table)
+
+
+@pytest.mark.skipif(not hasattr(torch, "compile"), reason="torch.compile is PyTorch 2.x")
+def test_compiled_models_are_refused(shipped, tmp_path):
+    """A compiled model (or block) would recompile at every step (docs/python.md, PyTorch versions)."""
+    table = tmp_path / "fora.schedule"
+    run_ebcache("schedule", "fora", "--interval", "2", "--steps", "3", "--model", SHIPPED, "--output", table)
+    with pytest.raises(TypeError, match="torch.compile module"):
+        et.apply_schedule(torch.compile(shipped), table)
+    saved = shipped.blocks[1]
+    shipped.blocks[1] = torch.compile(saved)
+    try:
+        with pytest.raises(TypeError, match="torch.compile module"):
+            et.apply_schedule(shipped, table)
+    finally:
+        shipped.blocks[1] = saved
+    with et.apply_schedule(shipped, table):  # the model itself is still accepted
+        pass

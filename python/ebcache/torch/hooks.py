@@ -12,6 +12,7 @@ the engine's `x += gate_t ⊙ cached`.
 """
 import math
 import os
+import sys
 
 import numpy as np
 import torch
@@ -69,6 +70,13 @@ class Layout:
             return block.norm1(x) * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
         out = block.norm1(x, kwargs.get("timestep"), kwargs.get("class_labels"), hidden_dtype=x.dtype)
         return out[0]
+
+
+def _compiled(module):
+    """True for torch.compile's wrapper (PyTorch 2.x); torch 1.13 has none, nor does a process that never
+    imported dynamo."""
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")
+    return eval_frame is not None and isinstance(module, getattr(eval_frame, "OptimizedModule", ()))
 
 
 def model_layout(model):
@@ -183,6 +191,11 @@ class ScheduleHooks:
     the number of model calls so far. `observer`, when given, sees every step (ebcache.torch.record)."""
 
     def __init__(self, model, schedule=None, observer=None, check_timesteps=True, steps=None):
+        if _compiled(model) or any(_compiled(b) for b in getattr(model, "blocks", None) or ()):
+            # dynamo guards on the hooks' Python state (the step, the table's action), so every step
+            # recompiles until torch._dynamo's recompile limit, then runs eagerly: no gain, minutes lost
+            raise TypeError("apply_schedule: the model (or a block) is a torch.compile module; the schedule's "
+                            "per-step decisions recompile it at every step: give the uncompiled model")
         self.model = model
         self.layout = model_layout(model)
         self.schedule = as_schedule(schedule) if schedule is not None else None
