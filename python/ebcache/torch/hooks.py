@@ -235,6 +235,9 @@ class ScheduleHooks:
             for mod, name in ((0, L.attn), (1, L.mlp)):
                 if (b, mod) in self.plan.cap or self.observer is not None:  # cap: a later step reuses or forecasts it
                     self._patch(getattr(block, name), "forward", self._module_forward(b, mod))
+        if self.observer is not None:  # outermost: the tokens entering the first block and leaving the last
+            for b in sorted({0, L.depth - 1}):
+                self._patch(L.blocks[b], "forward", self._observe_tokens(b))
         return self
 
     def __exit__(self, *exc):
@@ -315,6 +318,20 @@ class ScheduleHooks:
                 for r in self.plan.record[k]:
                     if r[1] == b + 1:
                         self.residual[r] = out - self.run_input.pop(r)
+                return out
+            return forward
+        return wrap
+
+    def _observe_tokens(self, b):
+        last = self.layout.depth - 1
+
+        def wrap(original):
+            def forward(*args, **kwargs):
+                if b == 0:
+                    self.observer.tokens_in(self.current, self.layout.arg(args, kwargs, 0, self.layout.x_kw))
+                out = original(*args, **kwargs)
+                if b == last:
+                    self.observer.tokens_out(self.current, out)
                 return out
             return forward
         return wrap

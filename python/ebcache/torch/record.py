@@ -28,6 +28,10 @@ DESCRIPTIONS = {
     "drift/mlp_cos": "cosine similarity of the pre-gate MLP output to F_prev",
     "drift/block0_input": "relative L1 change of block 0's modulated input (TeaCache)",
     "drift/output": "relative L1 change of the model output (both CFG halves)",
+    "drift/attn_lag": "row j-1: sum|F_k - F_(k-j)| / sum|F_(k-j)| of the pre-gate attention output (row 0 = drift/attn)",
+    "drift/mlp_lag": "row j-1: sum|F_k - F_(k-j)| / sum|F_(k-j)| of the pre-gate MLP output (row 0 = drift/mlp)",
+    "magcache/ratio": "mean over tokens of |r_k| / |r_prev|, r = tokens after the last block - after the embedding; "
+                      "columns: conditional, unconditional rows",
     "deviation/x": "|x_cached - x_uncached| / |x_uncached|",
     "deviation/eps": "|eps_cached - eps_uncached| / |eps_uncached|",
 }
@@ -36,8 +40,13 @@ DESCRIPTIONS = {
 class _Observer:
     """What one chain's hooks see: per step x̂_t and ε (N rows), drift sums per feature."""
 
-    def __init__(self, S, L, C, cfg_scale, guide_channels):
+    def __init__(self, S, L, C, cfg_scale, guide_channels, lags=3):
         self.S, self.L, self.C = S, L, C
+        self.K = min(lags, S)  # the engine's default: SmoothCache's lookahead 3, at most the steps
+        self.hist = {}  # (block, module) -> F_(k-2), F_(k-3), … newest first
+        self.lag = {}   # (block, module) -> (K - 1, S) lagged relative L1 change
+        self.h0, self.norm_prev = None, None
+        self.mag = np.full((S, 2), np.nan)
         self.cfg_scale, self.g = cfg_scale, guide_channels
         self.xs, self.eps_k = [None] * S, [None] * S
         self.t, self.y = [None] * S, None
@@ -72,7 +81,30 @@ class _Observer:
         self.track("block0", k, p)
 
     def feature(self, k, b, mod, f):
-        self.track((b, mod), k, f)
+        key, f64 = (b, mod), f.detach().double()
+        hist = self.hist.setdefault(key, [])
+        for j, h in enumerate(hist):  # lags 2..K, before the history takes F_(k-1)
+            lag = self.lag.setdefault(key, np.full((self.K - 1, self.S), np.nan))
+            lag[j, k] = ((f64 - h).abs().sum() / h.abs().sum()).item()
+        if self.K > 1 and key in self.prev:
+            hist.insert(0, self.prev[key])
+            del hist[self.K - 1:]
+        self.track(key, k, f)
+
+    def tokens_in(self, k, x):
+        self.h0 = x.detach().double()
+
+    def tokens_out(self, k, h):
+        """MagCache's ratio: ‖r‖ per token over the hidden size, r = h − h0, against the previous forward."""
+        norm = (h.detach().double() - self.h0).norm(dim=-1).reshape(h.shape[0], -1)
+        if self.norm_prev is not None:
+            ratio = norm / self.norm_prev
+            if self.cfg_scale != 1:
+                n = h.shape[0] // 2
+                self.mag[k] = [ratio[:n].mean().item(), ratio[n:].mean().item()]
+            else:
+                self.mag[k, 0] = ratio.mean().item()
+        self.norm_prev = norm
 
     def output(self, k, out):
         self.track("output", k, out)
@@ -89,9 +121,14 @@ class _Observer:
 
     def drift(self):
         per = lambda mod, w: np.stack([self.series((b, mod), w) for b in range(self.L)], axis=1)  # noqa: E731
+        nan = np.full((self.K - 1, self.S), np.nan)
+        lagged = lambda mod: np.stack([np.stack([self.lag.get((b, mod), nan)[j] for b in range(self.L)], axis=1)  # noqa: E731
+                                       for j in range(self.K - 1)]) if self.K > 1 else np.zeros((0, self.S, self.L))
         return {"drift/attn": per(0, "rel"), "drift/mlp": per(1, "rel"), "drift/attn_cos": per(0, "cos"),
                 "drift/mlp_cos": per(1, "cos"), "drift/block0_input": self.series("block0", "rel"),
-                "drift/output": self.series("output", "rel")}
+                "drift/output": self.series("output", "rel"),
+                "drift/attn_lag": np.concatenate([per(0, "rel")[None], lagged(0)]),
+                "drift/mlp_lag": np.concatenate([per(1, "rel")[None], lagged(1)]), "magcache/ratio": self.mag}
 
 
 def guide(out, scale, g):
@@ -211,7 +248,7 @@ def record(model, sampler_loop, output=None, *, alphas_cumprod, schedule=None, s
             "sampler": sampler, "respacing": respacing, "steps": S, "eta": float(eta), "variance": variance,
             "seed": seed, "start": "seed", "data": "", "start_step": 0, "N": N, "batch": N,
             "schedule": "", "schedule_text": sched.text() if sched else "",
-            "flop_fraction": hooks.plan.flop_fraction(config, hooks.skipped if hooks.plan.policy else None), "has_data": 0, "has_reference": int(sched is not None),
+            "flop_fraction": hooks.plan.flop_fraction(config, hooks.skipped if hooks.plan.policy else None), "has_data": 0, "has_reference": int(sched is not None), "ranks": 1,
             "signal_power": power, **extra, "wall_seconds": time.monotonic() - start}
     if sched is not None and sched.method:
         root["schedule_method"] = sched.method
