@@ -5,22 +5,8 @@
 # files, the ranks get uneven shares and, on 3 ranks, one gets no reference image); the reference
 # cache written under 2 ranks is hit under 3; a rank whose samples are missing fails the job
 # naming it. $EBCACHE_BIN is the binary, $MAKE_INPUTS tests/mpi/make_inputs.c built.
-set -u
-E=$(realpath "${EBCACHE_BIN:-build/opt/ebcache}")
+. "$(dirname "$0")/common.sh"
 M=$(realpath "${MAKE_INPUTS:-build/opt/tests/mpi/make_inputs}")
-T=$(mktemp -d /tmp/ebcache_mpi_imagenet_XXXXXX)
-trap 'rm -rf "$T"' EXIT
-MPIRUN="mpirun --allow-run-as-root --oversubscribe"
-export OMP_NUM_THREADS=1 OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none
-failures=0
-start=$(date +%s)
-ok() { echo "test-mpi imagenet: ok ($(( $(date +%s) - start )) s): $*"; }
-fail() { echo "test-mpi imagenet: FAIL: $*" >&2; failures=$((failures + 1)); }
-same() {
-    h5dump -d "$1" -b LE -o "$T/a.bin" "$2" >/dev/null 2>&1 && h5dump -d "$1" -b LE -o "$T/b.bin" "$3" >/dev/null 2>&1 &&
-        cmp -s "$T/a.bin" "$T/b.bin"
-}
-clean() { ! ls "$T" | grep -q '\.tmp\.'; }
 
 "$M" "$T" || { echo "test-mpi imagenet: FAIL: make_inputs" >&2; exit 1; }
 W=$T/inception.safetensors
