@@ -11,8 +11,8 @@
  * alone it stays one process on eb_comm_serial() without starting MPI. With
  * several ranks, SIGTERM / SIGINT remove this rank's temporary and part
  * files before it dies (mpirun stops every rank when one fails), and a
- * command that is not distributed yet (any but sample, record, decode and
- * ablate) exits 2, rank 0 saying so. Rank 0 writes its stderr to the
+ * command that is not distributed yet (any but sample, record, decode,
+ * features, eval and ablate) exits 2, rank 0 saying so. Rank 0 writes its stderr to the
  * launcher's when that is a terminal (mpirun gives the ranks pipes), so
  * that progress lines show. Call once, first thing in main, before any
  * thread starts. */
