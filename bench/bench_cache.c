@@ -1,8 +1,10 @@
 /* bench_cache.c — does skipped work show up as time? Samples with a DiT of
  * random weights uncached and under FORA N=2, FORA N=3, an EB-Cache-style
  * table and ToCa (R = 0.07 at N = 4 and N = 8), and compares the measured
- * speedup with the FLOP-ratio speedup.
- * usage: bench_cache [CONFIG [STEPS [ROUNDS]]]   (default B/2 12 3)
+ * speedup with the FLOP-ratio speedup; then any schedule tables given (made by
+ * `ebcache search` for this sampler, e.g. MagCache's whole-step skips, which
+ * need a recording: bench/run.sh makes them on the shipped model).
+ * usage: bench_cache [CONFIG [STEPS [ROUNDS [TABLE...]]]]   (default B/2 12 3)
  * One sample with guidance (model batch 2), DDIM; configurations interleaved
  * in rounds, best round of each. The machine is shared, so besides the wall
  * time the process CPU time is compared too: it counts only the time this
@@ -53,12 +55,22 @@ int main(int argc, char **argv) {
     /* small random weights keep activations finite; speed does not depend on the values */
     eb_rng_fill_normal(m->slab, eb_param_count(&c), eb_rng_key(1, 0));
     for (size_t i = 0; i < eb_param_count(&c); i++) m->slab[i] *= 0.02f;
-    enum { NT = 6 };
-    eb_cache_schedule *tables[NT] = {NULL};
-    const char *labels[NT] = {"uncached", "FORA N=2", "FORA N=3", "EB-Cache style", "ToCa N=4 R=0.07", "ToCa N=8 R=0.07"};
-    if (eb_cache_schedule_fora(&tables[1], &s, 2) || eb_cache_schedule_fora(&tables[2], &s, 3) ||
-        ebcache_style(&tables[3], &s) || eb_cache_schedule_toca(&tables[4], &s, c.depth, EB_TOCA_RATIO, 4) ||
-        eb_cache_schedule_toca(&tables[5], &s, c.depth, EB_TOCA_RATIO, 8)) {
+    enum { BUILT_IN = 6, MAX_TABLES = 16 };
+    const int NT = BUILT_IN + (argc > 4 ? argc - 4 : 0);
+    if (NT > MAX_TABLES) {
+        fprintf(stderr, "bench_cache: at most %d tables besides the built-in ones\n", MAX_TABLES - BUILT_IN);
+        return 2;
+    }
+    eb_cache_schedule *tables[MAX_TABLES] = {NULL};
+    char labels[MAX_TABLES][sizeof tables[0]->method + sizeof tables[0]->params + 2] = {"uncached", "FORA N=2", "FORA N=3", "EB-Cache style", "ToCa N=4 R=0.07",
+                                    "ToCa N=8 R=0.07"};
+    eb_status bad = eb_cache_schedule_fora(&tables[1], &s, 2) || eb_cache_schedule_fora(&tables[2], &s, 3) ||
+                    ebcache_style(&tables[3], &s) || eb_cache_schedule_toca(&tables[4], &s, c.depth, EB_TOCA_RATIO, 4) ||
+                    eb_cache_schedule_toca(&tables[5], &s, c.depth, EB_TOCA_RATIO, 8);
+    for (int k = BUILT_IN; !bad && k < NT; k++)
+        if (!(bad = eb_cache_schedule_read(&tables[k], argv[k - BUILT_IN + 4])))
+            snprintf(labels[k], sizeof labels[k], "%s %s", tables[k]->method, tables[k]->params);
+    if (bad) {
         fprintf(stderr, "bench_cache: %s\n", eb_last_error());
         return 2;
     }
@@ -68,8 +80,8 @@ int main(int argc, char **argv) {
     eb_rng_fill_normal(x0, per, eb_rng_key(2, 0));
     eb_sampler_opts o = {.kind = EB_SAMPLER_DDIM, .var_type = EB_VAR_LEARNED_RANGE, .cfg_scale = 1.5f,
                          .guide_channels = 3, .seed = 1};
-    double best[NT] = {0}, best_cpu[NT] = {0}, fraction[NT];
-    size_t bytes[NT];
+    double best[MAX_TABLES] = {0}, best_cpu[MAX_TABLES] = {0}, fraction[MAX_TABLES];
+    size_t bytes[MAX_TABLES];
     for (int r = -1; r < rounds; r++) /* round −1: one cheap untimed run warms up threads and pages */
         for (int k = r < 0 ? 2 : 0; k < (r < 0 ? 3 : NT); k++) {
             eb_cache_stats st = {0};

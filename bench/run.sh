@@ -17,7 +17,7 @@ rounds=${BENCH_ROUNDS:-5}
 extra_rounds=${BENCH_EXTRA_ROUNDS:-2}
 out=results/bench.md
 tmp=$(mktemp)
-trap 'rm -f "$tmp"' EXIT
+trap 'rm -f "$tmp" "$tmp".*' EXIT
 py=/usr/bin/python3
 eb_core=$(build/opt/bench_forward --core)
 own_core=$(env -u OPENBLAS_CORETYPE "$py" bench/bench_ref.py --core)
@@ -199,7 +199,16 @@ fi
   build/opt/bench_forward XL/2 1 1
   echo '```'
   echo
-  build/opt/bench_cache B/2 10 "$((iters + 1))"
+  # MagCache's tables need a recording's magnitude ratios: those of the shipped model on the same sampler
+  # (its whole-step skips fit any depth; bench_cache counts the MACs it executes on B/2)
+  bin/ebcache record --sampler ddim --steps 10 --cfg-scale 1.5 --n 8 --seed 7 --output "$tmp.rec.h5" 2>/dev/null
+  for x in 1.25 1.5; do
+    bin/ebcache search --method magcache --record "$tmp.rec.h5" --target-speedup $x --output "$tmp.mag$x" 2>/dev/null
+  done
+  echo "(MagCache rows: \`search --method magcache\` at 1.25× and 1.5× targets on a 10-step DDIM recording of the shipped model;"
+  echo "a Learning-to-Cache table, from a router converted by tools/convert_l2c.py, can be added as a further argument.)"
+  echo
+  build/opt/bench_cache B/2 10 "$((iters + 1))" "$tmp.mag1.25" "$tmp.mag1.5"
   echo
   build/opt/bench_record "$((iters + 1))"
   echo
@@ -219,5 +228,5 @@ fi
   echo
   echo "Load average at the end: $(load)."
 } | tee "$tmp"
-mkdir -p results && mv "$tmp" "$out" && trap - EXIT
+mkdir -p results && mv "$tmp" "$out" && rm -f "$tmp".* && trap - EXIT
 echo "wrote $out"
