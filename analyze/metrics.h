@@ -38,6 +38,14 @@ eb_status eb_frechet_distance(double *fd, const double *mu1, const double *cov1,
 eb_status eb_frechet_terms(double *mean_term, double *cov_term, const double *mu1, const double *cov1,
                            const double *mu2, const double *cov2, int D);
 
+/* eb_frechet_terms where side k may come with the rows xk (nk, D) its mean and covariance were
+ * computed from (eb_feature_stats; NULL: none): when the side with fewer rows has at most D of
+ * them, tr (Σ1^½ Σ2 Σ1^½)^½ comes from an nk × nk eigenproblem (exact, much cheaper than the
+ * D × D one, and without its round-off on small sets); else eb_frechet_terms. */
+eb_status eb_frechet_terms_rows(double *mean_term, double *cov_term, const float *x1, int n1, const double *mu1,
+                                const double *cov1, const float *x2, int n2, const double *mu2, const double *cov2,
+                                int D);
+
 /* Principal components of the rows of x (N, D), N ≥ 2: mean (D) and the K
  * unit eigenvectors of the unbiased covariance with the largest eigenvalues,
  * as the rows of components (K, D), largest first, each signed so that its

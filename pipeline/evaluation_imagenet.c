@@ -11,10 +11,6 @@
 #include "runtime/h5io.h"
 #include "runtime/npz.h"
 
-#include <gsl/gsl_cblas.h> /* GSL's copy of the CBLAS declarations; OpenBLAS provides the symbols */
-#include <gsl/gsl_eigen.h>
-#include <gsl/gsl_errno.h>
-#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,72 +45,6 @@ static eb_status stats_of(eb_adm_stats *s, const eb_adm_activations *a) {
     return st;
 }
 
-/* tr (Σ_A^½ Σ Σ_A^½)^½ for Σ_A = Aᵀ·A, A (n, D) the rows x centred on mu over √(n − 1): the sum of
- * the square roots of the eigenvalues of the n × n matrix A·Σ·Aᵀ (the non-zero ones of the D × D
- * product), those within n·ε·λ_max of 0 (round-off, of either sign) taken as 0. Only the
- * symmetric part of Σ counts. One thread, as eb_feature_stats: the bits do not follow the thread
- * count. */
-static eb_status low_rank_trace_sqrt(double *out, const float *x, int n, const double *mu, const double *sigma,
-                                     int D) {
-    double *a = malloc((size_t)n * D * sizeof *a), *t = malloc((size_t)n * D * sizeof *t);
-    double *m = malloc((size_t)n * n * sizeof *m), *eval = malloc((size_t)n * sizeof *eval);
-    gsl_eigen_symm_workspace *ws = gsl_eigen_symm_alloc(n);
-    eb_status st = a && t && m && eval && ws ? EB_OK : eb_fail(EB_ERUNTIME, "out of memory for %dx%d features", n, D);
-    if (!st) {
-        const double scale = 1.0 / sqrt(n - 1.0);
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < D; j++) a[(size_t)i * D + j] = (x[(size_t)i * D + j] - mu[j]) * scale;
-        gsl_error_handler_t *old = gsl_set_error_handler_off();
-        gsl_matrix_view M = gsl_matrix_view_array(m, n, n);
-        gsl_vector_view L = gsl_vector_view_array(eval, n);
-        int status;
-        /* in a parallel region: OpenBLAS (GSL's eigen-solver calls it too) then runs on one thread */
-#pragma omp parallel
-#pragma omp single
-        {
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, D, D, 1.0, a, D, sigma, D, 0.0, t, D);
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, D, 1.0, t, D, a, D, 0.0, m, n);
-            for (int i = 0; i < n; i++)
-                for (int j = 0; j < i; j++)
-                    m[(size_t)i * n + j] = m[(size_t)j * n + i] = 0.5 * (m[(size_t)i * n + j] + m[(size_t)j * n + i]);
-            status = gsl_eigen_symm(&M.matrix, &L.vector, ws);
-        }
-        gsl_set_error_handler(old);
-        if (status)
-            st = eb_fail(EB_ERUNTIME, "frechet distance: eigenvalues of %dx%d failed: %s", n, n, gsl_strerror(status));
-        /* the centring leaves a null direction (rank n − 1): eigenvalues within the solver's round-off
-         * of 0 are 0, not the square root of that round-off */
-        double top = 0, sum = 0;
-        for (int i = 0; i < n; i++) top = fmax(top, eval[i]);
-        for (int i = 0; i < n; i++) sum += eval[i] > n * DBL_EPSILON * top ? sqrt(eval[i]) : 0.0;
-        *out = sum;
-    }
-    if (ws) gsl_eigen_symm_free(ws);
-    free(a), free(t), free(m), free(eval);
-    return st;
-}
-
-/* FD's two terms of (mu1, cov1) against (mu2, cov2), where side k may come with its rows xk (nk,
- * D) (else NULL): through the rows of the side with fewer of them when that is at most D, else
- * eb_frechet_terms. */
-static eb_status fd_terms(double *mean_term, double *cov_term, const float *x1, int n1, const double *mu1,
-                          const double *cov1, const float *x2, int n2, const double *mu2, const double *cov2, int D) {
-    const int one = x1 && n1 <= D && (!x2 || n1 <= n2), two = !one && x2 && n2 <= D;
-    if (!one && !two) return eb_frechet_terms(mean_term, cov_term, mu1, cov1, mu2, cov2, D);
-    double root;
-    eb_status st = one ? low_rank_trace_sqrt(&root, x1, n1, mu1, cov2, D)
-                       : low_rank_trace_sqrt(&root, x2, n2, mu2, cov1, D);
-    if (st) return st;
-    double mean = 0, t1 = 0, t2 = 0;
-    for (int i = 0; i < D; i++) {
-        const double d = mu1[i] - mu2[i];
-        mean += d * d, t1 += cov1[(size_t)i * D + i], t2 += cov2[(size_t)i * D + i];
-    }
-    *mean_term = mean, *cov_term = t1 + t2 - 2.0 * root;
-    if (!isfinite(mean + *cov_term)) return eb_fail(EB_ERUNTIME, "frechet distance: non-finite result (D=%d)", D);
-    return EB_OK;
-}
-
 /* ref_stats: finite, of the activations' widths (their sizes are the caller's). */
 static eb_status check_stats(const eb_adm_stats *s, int D, int Ds) {
     const int64_t v[1] = {D}, m[2] = {D, D}, vs[1] = {Ds}, ms[2] = {Ds, Ds};
@@ -146,10 +76,12 @@ eb_status eb_adm_scores(eb_eval_result *r, eb_adm_stats *sample_stats, const eb_
     const eb_adm_stats *rs = ref_stats ? ref_stats : &theirs;
     const float *rpool = ref_stats ? NULL : ref->pool, *rspatial = ref_stats ? NULL : ref->spatial;
     double mean_s, cov_s;
-    if (!st) st = fd_terms(&r->fd_mean, &r->fd_cov, s->pool, s->n, mine.mu, mine.sigma, rpool, ref->n, rs->mu,
-                           rs->sigma, D);
-    if (!st) st = fd_terms(&mean_s, &cov_s, s->spatial, s->n, mine.mu_s, mine.sigma_s, rspatial, ref->n, rs->mu_s,
-                           rs->sigma_s, Ds);
+    if (!st)
+        st = eb_frechet_terms_rows(&r->fd_mean, &r->fd_cov, s->pool, s->n, mine.mu, mine.sigma, rpool, ref->n, rs->mu,
+                                   rs->sigma, D);
+    if (!st)
+        st = eb_frechet_terms_rows(&mean_s, &cov_s, s->spatial, s->n, mine.mu_s, mine.sigma_s, rspatial, ref->n,
+                                   rs->mu_s, rs->sigma_s, Ds);
     if (!st) r->fd = r->fd_mean + r->fd_cov, r->sfid = mean_s + cov_s;
     r->inception_score = NAN;
     if (!st && s->logits)
