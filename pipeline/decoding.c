@@ -1,5 +1,6 @@
 /* pipeline/decoding.c — `decode` as a library call (pipeline/decoding.h, docs/vae.md). */
 #include "pipeline/decoding.h"
+#include "pipeline/run.h"
 
 #include "runtime/clock.h"
 #include "runtime/h5io.h"
@@ -56,8 +57,10 @@ static eb_status decode_all(eb_vae *v, decode_sink *sink, const float *z, int N,
             st = eb_npz_append(sink->npz, sink->bytes, (size_t)b * iper);
         }
         if (!st && show) {
-            double t = eb_now_seconds() - t0, eta = t / (first + b) * (N - first - b);
-            fprintf(stderr, "\rdecoding: %d/%d images, %.1f s, ETA %.0f s   ", first + b, N, t, eta);
+            char eta[48];
+            const double t = eb_now_seconds() - t0;
+            fprintf(stderr, "\rdecoding: %d/%d images, %.1f s%s   ", first + b, N, t,
+                    eb_eta_text(eta, sizeof eta, t / (first + b) * (N - first - b)));
         }
     }
     if (show && N) fprintf(stderr, "\n");
