@@ -4,6 +4,7 @@
  * rec-KEY (recording, fit), table-KEY (table or an `unreachable` marker),
  * sample-KEY (samples and their eval-KEY.h5), plus the real images' cache. */
 #include "pipeline/ablation.h"
+#include "runtime/readfile.h"
 #include "runtime/clock.h"
 #include "runtime/atomic.h"
 #include "pipeline/ablation_internal.h"
@@ -135,11 +136,6 @@ void eb_ablation_imagenet_real_key(char key[EB_ABLATION_KEY + 1], const eb_ablat
     eb_ablation_key(key, text);
 }
 
-static int is_regular(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
 eb_status eb_ablation_vae_sha(const char *vae, char sha[EB_SHA256_HEX]) {
     struct stat sb;
     if (stat(vae, &sb) != 0) return eb_fail(EB_EINPUT, "%s: %s", vae, strerror(errno));
@@ -152,7 +148,7 @@ eb_status eb_ablation_vae_sha(const char *vae, char sha[EB_SHA256_HEX]) {
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (snprintf(path, sizeof path, "%s/%s", vae, names[i]) >= (int)sizeof path)
             return eb_fail(EB_EINPUT, "%s: path too long", vae);
-        if (!is_regular(path)) continue;
+        if (!eb_is_regular_file(path)) continue;
         eb_status st = eb_sha256_file(path, one);
         if (st) return st;
         weights += strstr(names[i], ".safetensors") != NULL;

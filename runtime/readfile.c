@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 eb_status eb_read_file(const char *path, size_t limit, char **data, size_t *size) {
     *data = NULL;
@@ -42,4 +43,9 @@ eb_status eb_read_file(const char *path, size_t limit, char **data, size_t *size
     *data = buf;
     *size = n;
     return EB_OK;
+}
+
+int eb_is_regular_file(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }

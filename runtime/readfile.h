@@ -17,4 +17,8 @@
  * NULL on failure. */
 eb_status eb_read_file(const char *path, size_t limit, char **data, size_t *size);
 
+/* 1 when `path` names a regular file (after symbolic links), else 0: how a
+ * model or VAE folder's layout is told apart. */
+int eb_is_regular_file(const char *path);
+
 #endif

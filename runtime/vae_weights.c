@@ -268,11 +268,6 @@ static eb_status read_config(const char *path, eb_vae_config *c) {
     return EB_OK;
 }
 
-static int is_file(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
 eb_status eb_vae_load_on(eb_vae **out, const char *path, const eb_device *dev) {
     *out = NULL;
     struct stat sb;
@@ -284,13 +279,13 @@ eb_status eb_vae_load_on(eb_vae **out, const char *path, const eb_device *dev) {
     eb_vae_config_sd(&c);
     if (!st && S_ISDIR(sb.st_mode)) {
         snprintf(config, n, "%s/vae/diffusion_pytorch_model.safetensors", path);
-        const char *sub = is_file(config) ? "/vae" : "";
+        const char *sub = eb_is_regular_file(config) ? "/vae" : "";
         snprintf(config, n, "%s%s/config.json", path, sub);
         snprintf(weights, n, "%s%s/diffusion_pytorch_model.safetensors", path, sub);
-        if (!is_file(weights))
+        if (!eb_is_regular_file(weights))
             st = eb_fail(EB_EINPUT, "%s: a folder without diffusion_pytorch_model.safetensors or "
                                     "vae/diffusion_pytorch_model.safetensors", path);
-        else if (is_file(config))
+        else if (eb_is_regular_file(config))
             st = read_config(config, &c);
     } else if (!st) {
         snprintf(weights, n, "%s", path);

@@ -448,11 +448,6 @@ static eb_status diffusers_config(const char *path, int heads, eb_config *c) {
     return EB_OK;
 }
 
-static int is_file(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
 /* `dir` holds transformer/ or is the transformer folder itself. */
 static eb_status load_diffusers(eb_model **out, const char *dir, int heads, const eb_device *dev) {
     size_t n = strlen(dir) + 64;
@@ -460,10 +455,10 @@ static eb_status load_diffusers(eb_model **out, const char *dir, int heads, cons
     eb_status st = config && weights ? EB_OK : eb_fail(EB_ERUNTIME, "%s: out of memory", dir);
     if (!st) {
         snprintf(config, n, "%s/transformer/config.json", dir);
-        const char *sub = is_file(config) ? "/transformer" : "";
+        const char *sub = eb_is_regular_file(config) ? "/transformer" : "";
         snprintf(config, n, "%s%s/config.json", dir, sub);
         snprintf(weights, n, "%s%s/diffusion_pytorch_model.safetensors", dir, sub);
-        if (!is_file(config))
+        if (!eb_is_regular_file(config))
             st = eb_fail(EB_EINPUT, "%s: a folder without transformer/config.json or config.json", dir);
     }
     eb_config c;
