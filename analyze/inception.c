@@ -410,7 +410,7 @@ static void forward_chunk(eb_inception *m, float *pool, float *spatial, float *l
     be->avg_pool2d(p, x_blk, B, EB_INCEPTION_POOL, s, s, s, s, 0);
     if (pool) be->download(pool, p, sizeof(float) * (size_t)B * EB_INCEPTION_POOL);
     if (logits) {
-        be->linear(l, p, m->slab + m->fc, NULL, B, EB_INCEPTION_POOL, EB_INCEPTION_CLASSES);
+        be->linear_rows(l, p, m->slab + m->fc, NULL, B, EB_INCEPTION_POOL, EB_INCEPTION_CLASSES);
         be->download(logits, l, sizeof(float) * (size_t)B * EB_INCEPTION_CLASSES);
     }
 }

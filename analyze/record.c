@@ -161,7 +161,7 @@ static void on_embedded(void *ctx, eb_model *m, int B) {
     recorder *r = ctx;
     const eb_config *c = &m->cfg;
     int D = c->hidden_size, T = eb_tokens(c);
-    m->cond_be->linear(r->mod0, m->acts.cond_silu, m->p.adaln_w, m->p.adaln_b, B, D, 2 * D); /* as the adaLN */
+    m->cond_be->linear_rows(r->mod0, m->acts.cond_silu, m->p.adaln_w, m->p.adaln_b, B, D, 2 * D); /* as the adaLN */
     m->be->ln_modulate(r->probe, m->acts.tokens, r->mod0, r->mod0 + D, B, T, D, 2 * D);
     m->be->copy(r->probe_m.h0, m->acts.tokens, feature_elems(c, B)); /* MagCache's residual starts here */
     track(m, r->prev_block0, r->probe, feature_elems(c, B), &r->have[2 * r->L], r->sums->block0 + r->step * EB_DRIFT_SUMS,

@@ -24,6 +24,10 @@ typedef struct eb_backend {
 
     /* out (BT, OC) = in (BT, IC) · w (OC, IC)ᵀ + b (OC); b may be NULL. */
     void (*linear)(float *out, const float *in, const float *w, const float *b, int BT, int IC, int OC);
+    /* The same product for the few rows of the conditioning (timestep MLP, adaLN) and of a classifier
+     * head, where the weights outweigh the rows: a row's result depends neither on how many rows come
+     * with it nor on OC (recorder's 2D slice of the adaLN = the adaLN's first 2D columns). */
+    void (*linear_rows)(float *out, const float *in, const float *w, const float *b, int B, int IC, int OC);
     /* Conv2d(k=p, s=p) patch embedding plus the fixed position embedding.
      * out (B, T, D); x (B, C, H, W); w (D, C*p*p); b (D); pos (T, D). */
     void (*patch_embed)(float *out, const float *x, const float *w, const float *b, const float *pos, int B, int C,

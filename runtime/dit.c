@@ -93,7 +93,7 @@ const char *eb_model_warning(const eb_model *m) { return m->warning; }
 /* Block l's adaLN-Zero modulation of the conditioning: acts.mod (B, 6D). */
 void eb_block_modulation(eb_model *m, int l, int B) {
     size_t D = m->cfg.hidden_size;
-    m->cond_be->linear(m->acts.mod, m->acts.cond_silu, m->p.adaln_w + l * 6 * D * D, m->p.adaln_b + l * 6 * D, B, D,
+    m->cond_be->linear_rows(m->acts.mod, m->acts.cond_silu, m->p.adaln_w + l * 6 * D * D, m->p.adaln_b + l * 6 * D, B, D,
                        6 * D);
 }
 
@@ -154,9 +154,9 @@ void eb_embed(eb_model *m, int B) {
     be->patch_embed(a->tokens, a->x_in, m->p.x_embed_w, m->p.x_embed_b, m->pos_embed, B, c->in_channels,
                     c->input_size, c->patch_size, D);
     be->timestep_freq(a->tfreq, a->t_in, B);
-    m->cond_be->linear(a->thidden, a->tfreq, m->p.t_fc1_w, m->p.t_fc1_b, B, EB_FREQ_DIM, D);
+    m->cond_be->linear_rows(a->thidden, a->tfreq, m->p.t_fc1_w, m->p.t_fc1_b, B, EB_FREQ_DIM, D);
     be->silu(a->thidden, a->thidden, (size_t)B * D);
-    m->cond_be->linear(a->cond, a->thidden, m->p.t_fc2_w, m->p.t_fc2_b, B, D, D);
+    m->cond_be->linear_rows(a->cond, a->thidden, m->p.t_fc2_w, m->p.t_fc2_b, B, D, D);
     be->label_add(a->cond, m->p.y_table, a->y_in, B, D);
     be->silu(a->cond_silu, a->cond, (size_t)B * D);
     if (m->obs && m->obs->embedded) m->obs->embedded(m->obs->ctx, m, B);
@@ -167,7 +167,7 @@ void eb_final_layer(eb_model *m, int B) {
     const eb_backend *be = m->be;
     eb_acts *a = &m->acts;
     int D = c->hidden_size, T = eb_tokens(c), Co = eb_out_channels(c), K = c->patch_size * c->patch_size * Co;
-    m->cond_be->linear(a->mod, a->cond_silu, m->p.final_adaln_w, m->p.final_adaln_b, B, D, 2 * D);
+    m->cond_be->linear_rows(a->mod, a->cond_silu, m->p.final_adaln_w, m->p.final_adaln_b, B, D, 2 * D);
     be->ln_modulate(a->normed, a->tokens, a->mod, a->mod + D, B, T, D, 2 * D);
     be->linear(a->final_out, a->normed, m->p.final_w, m->p.final_b, B * T, D, K);
     be->unpatchify(a->out, a->final_out, B, Co, c->input_size, c->patch_size);

@@ -173,7 +173,7 @@ static double device_err(const eb_backend *be, const float *d, const float *want
     return e;
 }
 
-Test(backend, linear_matches_cpu) {
+Test(backend, linear_and_linear_rows_match_cpu) {
     const struct { int BT, IC, OC, bias_offset, w_offset; } cases[] = {
         {7, 13, 5, 0, 0}, {64, 256, 96, 0, 0}, {300, 72, 200, 1, 0}, {33, 40, 24, -1, 1}, {1, 256, 64, 0, 0},
     };
@@ -199,6 +199,10 @@ Test(backend, linear_matches_cpu) {
             be->linear(dout, din, dw + cases[k].w_offset, bh ? db + cases[k].bias_offset : NULL, BT, IC, OC);
             err = device_err(be, dout, want, (size_t)BT * OC);
             expect_rel_err(err, tol_gemm[p], "%s linear after re-upload: rel err %g", be->name, err);
+            linear_rows_forward(want, in, wh, bh, BT, IC, OC);
+            be->linear_rows(dout, din, dw + cases[k].w_offset, bh ? db + cases[k].bias_offset : NULL, BT, IC, OC);
+            err = device_err(be, dout, want, (size_t)BT * OC);
+            expect_rel_err(err, tol_gemm[p], "%s linear_rows %dx%dx%d: rel err %g", be->name, BT, IC, OC, err);
             be->free(din), be->free(dw), be->free(db), be->free(dout);
             free(in), free(w), free(b), free(want);
         }

@@ -3,6 +3,8 @@
 
 #include <criterion/criterion.h>
 #include <math.h>
+#include <omp.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -49,4 +51,43 @@ Test(kernels, linear_blocks_do_not_change_results) {
             worst = fmax(worst, fabs(acc - out[r * OC + o]));
         }
     cr_expect_leq(worst, 1e-5, "linear: max abs error %g", worst);
+}
+
+/* linear_rows_forward against a double loop, on widths that leave a K tail (IC % 8) and column
+ * tails (OC % 4, OC % 32); each row's bits the same alone, among B rows, in an OC slice and at
+ * one thread or two, which is what lets the adaLN of a sample ignore its batch. */
+Test(kernels, linear_rows_matches_and_ignores_batch_width_and_threads) {
+    const struct { int IC, OC; } shapes[] = {{256, 128}, {13, 70}, {768, 4608}, {1152, 6912}};
+    enum { B = 9 };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int IC = shapes[s].IC, OC = shapes[s].OC, part = OC / 3;
+        float *in = malloc(sizeof(float) * B * IC), *w = malloc(sizeof(float) * (size_t)OC * IC);
+        float *b = malloc(sizeof(float) * OC), *all = malloc(sizeof(float) * B * OC), *one = malloc(sizeof(float) * OC);
+        for (int i = 0; i < B * IC; i++) in[i] = sinf(i * 0.37f);
+        for (size_t i = 0; i < (size_t)OC * IC; i++) w[i] = 0.05f * cosf(i * 0.11f);
+        for (int i = 0; i < OC; i++) b[i] = 0.1f * sinf(i);
+        linear_rows_forward(all, in, w, b, B, IC, OC);
+        double worst = 0;
+        for (int r = 0; r < B; r++)
+            for (int o = 0; o < OC; o++) {
+                double acc = b[o], mag = fabs(b[o]);
+                for (int k = 0; k < IC; k++)
+                    acc += (double)in[r * IC + k] * w[(size_t)o * IC + k], mag += fabs((double)in[r * IC + k] * w[(size_t)o * IC + k]);
+                worst = fmax(worst, fabs(acc - all[r * OC + o]) / mag);
+            }
+        cr_expect_leq(worst, 1e-6, "IC %d OC %d: error %g of the terms' magnitude", IC, OC, worst);
+        for (int threads = 1; threads <= 2; threads++) {
+            omp_set_num_threads(threads);
+            for (int r = 0; r < B; r++) {
+                linear_rows_forward(one, in + (size_t)r * IC, w, b, 1, IC, OC);
+                cr_expect_eq(memcmp(one, all + (size_t)r * OC, sizeof(float) * OC), 0,
+                             "IC %d OC %d row %d alone, %d threads: other bits", IC, OC, r, threads);
+                linear_rows_forward(one, in + (size_t)r * IC, w, b, 1, IC, part);
+                cr_expect_eq(memcmp(one, all + (size_t)r * OC, sizeof(float) * part), 0,
+                             "IC %d OC %d row %d, the first %d columns: other bits", IC, OC, r, part);
+            }
+        }
+        omp_set_num_threads(omp_get_num_procs());
+        free(in), free(w), free(b), free(all), free(one);
+    }
 }

@@ -176,9 +176,9 @@ void eb_train_forward(eb_trainer *tr) {
     const size_t D = d.D, BT = d.BT, BTD = d.BTD;
     patch_embed_forward(a->resid, a->x_t, p->x_embed_w, p->x_embed_b, tr->model->pos_embed, d.B, d.C, d.H, d.p, d.D);
     timestep_freq_forward(a->tfreq, a->t, d.B);
-    linear_forward(a->t_pre, a->tfreq, p->t_fc1_w, p->t_fc1_b, d.B, EB_FREQ_DIM, d.D);
+    linear_rows_forward(a->t_pre, a->tfreq, p->t_fc1_w, p->t_fc1_b, d.B, EB_FREQ_DIM, d.D);
     silu_forward(a->t_act, a->t_pre, (size_t)d.B * D);
-    linear_forward(a->cond, a->t_act, p->t_fc2_w, p->t_fc2_b, d.B, d.D, d.D);
+    linear_rows_forward(a->cond, a->t_act, p->t_fc2_w, p->t_fc2_b, d.B, d.D, d.D);
     label_add_forward(a->cond, p->y_table, a->y, d.B, d.D);
     silu_forward(a->cond_silu, a->cond, (size_t)d.B * D);
     for (int l = 0; l < d.L; l++) {
@@ -189,7 +189,7 @@ void eb_train_forward(eb_trainer *tr) {
         float *qkv = a->qkv + 3 * l * BTD, *fc1 = a->fc1 + EB_MLP_RATIO * l * BTD;
         float *gelu = a->gelu + EB_MLP_RATIO * l * BTD;
         float *probs = a->probs + (size_t)l * d.B * d.NH * d.T * d.T;
-        linear_forward(mod, a->cond_silu, p->adaln_w + l * 6 * D * D, p->adaln_b + l * 6 * D, d.B, d.D, 6 * d.D);
+        linear_rows_forward(mod, a->cond_silu, p->adaln_w + l * 6 * D * D, p->adaln_b + l * 6 * D, d.B, d.D, 6 * d.D);
         ln_modulate_forward(ln1, a->ln1_mean + l * BT, a->ln1_rstd + l * BT, x, mod, mod + D, d.B, d.T, d.D, 6 * d.D);
         linear_forward(qkv, ln1, p->qkv_w + l * 3 * D * D, p->qkv_b + l * 3 * D, d.BT, d.D, 3 * d.D);
         attention_forward(attn, probs, qkv, d.B, d.T, d.NH, d.hd);
@@ -204,7 +204,7 @@ void eb_train_forward(eb_trainer *tr) {
         memcpy(x_out, x_mid, BTD * sizeof(float));
         gate_residual_forward(x_out, mod + 5 * D, mlp_out, d.B, d.T, d.D, 6 * d.D);
     }
-    linear_forward(a->final_mod, a->cond_silu, p->final_adaln_w, p->final_adaln_b, d.B, d.D, 2 * d.D);
+    linear_rows_forward(a->final_mod, a->cond_silu, p->final_adaln_w, p->final_adaln_b, d.B, d.D, 2 * d.D);
     ln_modulate_forward(a->final_ln, a->final_mean, a->final_rstd, a->resid + 2 * d.L * BTD, a->final_mod,
                         a->final_mod + D, d.B, d.T, d.D, 2 * d.D);
     linear_forward(a->final_out, a->final_ln, p->final_w, p->final_b, d.BT, d.D, d.K);

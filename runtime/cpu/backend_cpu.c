@@ -24,6 +24,7 @@ const eb_backend eb_backend_cpu = {
     .upload = cpu_copy,
     .download = cpu_copy,
     .linear = linear_forward,
+    .linear_rows = linear_rows_forward,
     .patch_embed = patch_embed_forward,
     .timestep_freq = timestep_freq_forward,
     .silu = silu_forward,

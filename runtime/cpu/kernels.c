@@ -66,26 +66,91 @@ void linear_forward(float *out, const float *in, const float *w, const float *b,
     }
 }
 
+/* Sum of the 8 lanes in one fixed order. */
+static inline float lanes_sum(vf8 v) { return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7])); }
+
+/* out[r][o] for R ≤ 4 rows and the C ≤ 4 columns from o: lane j of each sum
+ * takes the k ≡ j (mod 8) terms in increasing k, whatever R and C are. */
+static inline __attribute__((always_inline)) void rows_dot(float *out, const float *in, const float *w,
+                                                           const float *b, int R, int C, int IC, int OC, int o) {
+    vf8 acc[4][8];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) acc[r][c] = splat(0.0f);
+    int k = 0;
+    for (; k + 8 <= IC; k += 8) {
+        vf8 wk[8], x;
+        for (int c = 0; c < C; c++) memcpy(&wk[c], w + (size_t)(o + c) * IC + k, sizeof wk[c]);
+        for (int r = 0; r < R; r++) {
+            memcpy(&x, in + (size_t)r * IC + k, sizeof x);
+            for (int c = 0; c < C; c++) acc[r][c] += wk[c] * x;
+        }
+    }
+    if (k < IC) /* the tail, zero-padded: +0 leaves a sum as it is */
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < C; c++) acc[r][c] += load8(w + (size_t)(o + c) * IC + k, IC - k) * load8(in + (size_t)r * IC + k, IC - k);
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++)
+            out[(size_t)r * OC + o + c] = b ? lanes_sum(acc[r][c]) + b[o + c] : lanes_sum(acc[r][c]);
+}
+
+/* rows_dot with the row count R as a constant, so each body is unrolled. */
+static inline __attribute__((always_inline)) void rows_dot_cols(float *out, const float *in, const float *w,
+                                                                const float *b, int R, int IC, int OC, int o0, int o1) {
+    int o = o0;
+    if (R <= 2)
+        for (; o + 8 <= o1; o += 8) rows_dot(out, in, w, b, R, 8, IC, OC, o);
+    for (; o + 4 <= o1; o += 4) rows_dot(out, in, w, b, R, 4, IC, OC, o);
+    for (; o < o1; o++) rows_dot(out, in, w, b, R, 1, IC, OC, o);
+}
+
+void linear_rows_forward(float *out, const float *in, const float *w, const float *b, int B, int IC, int OC) {
+    enum { COLS = 32 }; /* columns per chunk: a fixed split, so threads never change a sum */
+    const int chunks = (OC + COLS - 1) / COLS;
+#pragma omp parallel for schedule(static) if ((size_t)B * IC * OC >= EB_PAR_MIN_MACS / 16)
+    for (int k = 0; k < chunks; k++) {
+        const int o0 = k * COLS, o1 = OC - o0 < COLS ? OC : o0 + COLS;
+        for (int r = 0; r < B; r += 4) {
+            const float *ir = in + (size_t)r * IC;
+            float *orow = out + (size_t)r * OC;
+            switch (B - r) { /* one body per row count, each unrolled */
+            case 1: rows_dot_cols(orow, ir, w, b, 1, IC, OC, o0, o1); break;
+            case 2: rows_dot_cols(orow, ir, w, b, 2, IC, OC, o0, o1); break;
+            case 3: rows_dot_cols(orow, ir, w, b, 3, IC, OC, o0, o1); break;
+            default: rows_dot_cols(orow, ir, w, b, 4, IC, OC, o0, o1);
+            }
+        }
+    }
+}
+
 void patch_embed_forward(float *out, const float *x, const float *w, const float *b, const float *pos, int B, int C,
                          int H, int p, int D) {
     int grid = H / p, T = grid * grid, K = C * p * p;
+    /* w transposed to (K, D), so the loop over d is contiguous; each output still sums its K terms
+     * in w's (c, py, px) order, the order of the plain loop. */
+    float *wt = malloc((size_t)K * D * sizeof(float));
+    if (!wt) { /* out of memory: poison the output so the forward's finite check reports it */
+        for (size_t i = 0; i < (size_t)B * T * D; i++) out[i] = NAN;
+        return;
+    }
+    for (int d = 0; d < D; d++)
+        for (int k = 0; k < K; k++) wt[(size_t)k * D + d] = w[(size_t)d * K + k];
 #pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * D * K >= EB_PAR_MIN_MACS)
     for (int n = 0; n < B; n++)
         for (int tok = 0; tok < T; tok++) {
             int gy = tok / grid, gx = tok % grid;
             float *o = out + ((size_t)n * T + tok) * D;
-            for (int d = 0; d < D; d++) {
-                const float *wd = w + (size_t)d * K;
-                float acc = 0.0f;
-                for (int c = 0; c < C; c++)
-                    for (int py = 0; py < p; py++) {
-                        const float *xr = x + (((size_t)n * C + c) * H + gy * p + py) * H + gx * p;
-                        const float *wr = wd + (c * p + py) * p;
-                        for (int px = 0; px < p; px++) acc += wr[px] * xr[px];
+            for (int d = 0; d < D; d++) o[d] = 0.0f;
+            for (int c = 0; c < C; c++)
+                for (int py = 0; py < p; py++) {
+                    const float *xr = x + (((size_t)n * C + c) * H + gy * p + py) * H + gx * p;
+                    for (int px = 0; px < p; px++) {
+                        const float *wk = wt + (size_t)((c * p + py) * p + px) * D, xv = xr[px];
+                        for (int d = 0; d < D; d++) o[d] += wk[d] * xv;
                     }
-                o[d] = (acc + b[d]) + pos[(size_t)tok * D + d];
-            }
+                }
+            for (int d = 0; d < D; d++) o[d] = (o[d] + b[d]) + pos[(size_t)tok * D + d];
         }
+    free(wt);
 }
 
 void timestep_freq_forward(float *out, const int32_t *t, int B) {

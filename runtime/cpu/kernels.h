@@ -50,6 +50,11 @@ void eb_kernels_single_blas(void);
 
 /* out (BT, OC) = in (BT, IC) · w (OC, IC)ᵀ + b (OC); b may be NULL. */
 void linear_forward(float *out, const float *in, const float *w, const float *b, int BT, int IC, int OC);
+/* linear_forward's product for few rows (backend.h linear_rows): each output is one 8-lane dot
+ * product summed in a fixed order, the output columns split over the threads in fixed chunks, so
+ * the bits depend on neither B, OC nor the thread count; w is streamed once per 4 rows (sgemm packs
+ * all of w first, which costs more than the product when B is 2). */
+void linear_rows_forward(float *out, const float *in, const float *w, const float *b, int B, int IC, int OC);
 /* out (B, T, D) = conv_{p,p}(x (B, C, H, W); w (D, C*p*p), b (D)) + pos (T, D). */
 void patch_embed_forward(float *out, const float *x, const float *w, const float *b, const float *pos, int B, int C,
                          int H, int p, int D);

@@ -238,7 +238,8 @@ static void conv2d_at(float *out, const float *x, const float *w, const float *b
 #define CUDA_TABLE(P, NAME)                                                                                    \
     {                                                                                                          \
         .name = NAME, .alloc = cuda_alloc, .free = cuda_free, .upload = cuda_upload,                           \
-        .download = cuda_download, .linear = linear_at<P>, .patch_embed = cuda_patch_embed,                    \
+        .download = cuda_download, .linear = linear_at<P>, .linear_rows = linear_at<P>,                        \
+        .patch_embed = cuda_patch_embed,                                                                       \
         .timestep_freq = cuda_timestep_freq, .silu = cuda_silu, .label_add = cuda_label_add,                   \
         .ln_modulate = cuda_ln_modulate, .attention = attention_at<P>, .gelu_tanh = cuda_gelu_tanh,            \
         .gate_residual = cuda_gate_residual, .unpatchify = cuda_unpatchify, .cfg_combine = cuda_cfg_combine,   \
