@@ -2,9 +2,12 @@
  * random weights uncached and under FORA N=2, FORA N=3, an EB-Cache-style
  * table and ToCa (R = 0.07 at N = 4 and N = 8), and compares the measured
  * speedup with the FLOP-ratio speedup; then any schedule tables given (made by
- * `ebcache search` for this sampler, e.g. MagCache's whole-step skips, which
- * need a recording: bench/run.sh makes them on the shipped model).
+ * `ebcache search` for this sampler from a recording of the model --write-model
+ * writes, or from a router trained on it: bench/run.sh makes SmoothCache's,
+ * MagCache's and Learning-to-Cache's).
  * usage: bench_cache [CONFIG [STEPS [ROUNDS [TABLE...]]]]   (default B/2 12 3)
+ *        bench_cache --write-model PATH [CONFIG]   writes the random model the tables are timed on, for
+ *        the tables a recording or a trained router makes (bench/run.sh: SmoothCache, MagCache, L2C)
  * One sample with guidance (model batch 2), DDIM; configurations interleaved
  * in rounds, best round of each. The machine is shared, so besides the wall
  * time the process CPU time is compared too: it counts only the time this
@@ -12,6 +15,7 @@
 #include "runtime/cpu/kernels.h"
 #include "runtime/model.h"
 #include "runtime/schedule.h"
+#include "runtime/weights.h"
 #include "search/toca.h"
 
 #include <stdio.h>
@@ -41,6 +45,8 @@ static eb_status ebcache_style(eb_cache_schedule **out, const eb_schedule *s) {
 
 int main(int argc, char **argv) {
     eb_cpu_reexec(argv); /* OpenMP's wait policy, OpenBLAS's best kernels for this CPU (kernels.h) */
+    const char *write_model = argc > 2 && !strcmp(argv[1], "--write-model") ? argv[2] : NULL;
+    if (write_model) argc -= 2, argv += 2;
     const char *name = argc > 1 ? argv[1] : "B/2";
     int steps = argc > 2 ? atoi(argv[2]) : 12, rounds = argc > 3 ? atoi(argv[3]) : 3;
     eb_config c;
@@ -55,6 +61,13 @@ int main(int argc, char **argv) {
     /* small random weights keep activations finite; speed does not depend on the values */
     eb_rng_fill_normal(m->slab, eb_param_count(&c), eb_rng_key(1, 0));
     for (size_t i = 0; i < eb_param_count(&c); i++) m->slab[i] *= 0.02f;
+    if (write_model) {
+        eb_status st = eb_model_save(m, write_model, NULL, 0, EB_DT_F32);
+        if (st) fprintf(stderr, "bench_cache: %s\n", eb_last_error());
+        eb_model_free(m);
+        eb_schedule_free(&s);
+        return st ? 1 : 0;
+    }
     enum { BUILT_IN = 6, MAX_TABLES = 16 };
     const int NT = BUILT_IN + (argc > 4 ? argc - 4 : 0);
     if (NT > MAX_TABLES) {

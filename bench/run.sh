@@ -199,16 +199,22 @@ fi
   build/opt/bench_forward XL/2 1 1
   echo '```'
   echo
-  # MagCache's tables need a recording's magnitude ratios: those of the shipped model on the same sampler
-  # (its whole-step skips fit any depth; bench_cache counts the MACs it executes on B/2)
-  bin/ebcache record --sampler ddim --steps 10 --cfg-scale 1.5 --n 8 --seed 7 --output "$tmp.rec.h5" 2>/dev/null
-  for x in 1.25 1.5; do
-    bin/ebcache search --method magcache --record "$tmp.rec.h5" --target-speedup $x --output "$tmp.mag$x" 2>/dev/null
+  # SmoothCache's and MagCache's tables come from a recording of the model they are timed on: bench_cache
+  # writes its random DiT-B/2, `record` samples it on the same sampler, `search` meets two speed targets.
+  build/opt/bench_cache --write-model "$tmp.b2.safetensors" B/2
+  bin/ebcache record --model "$tmp.b2.safetensors" --sampler ddim --steps 10 --cfg-scale 1.5 --n 2 --seed 7 \
+    --no-eps-q --output "$tmp.rec.h5" 2>/dev/null
+  tables=()
+  for m in smoothcache magcache; do
+    for x in 1.25 1.5; do
+      bin/ebcache search --method $m --record "$tmp.rec.h5" --model "$tmp.b2.safetensors" --target-speedup $x \
+        --output "$tmp.$m$x" 2>/dev/null && tables+=("$tmp.$m$x")
+    done
   done
-  echo "(MagCache rows: \`search --method magcache\` at 1.25× and 1.5× targets on a 10-step DDIM recording of the shipped model;"
-  echo "a Learning-to-Cache table, from a router converted by tools/convert_l2c.py, can be added as a further argument.)"
+  echo "(SmoothCache and MagCache rows: \`search --method smoothcache|magcache\` at 1.25× and 1.5× targets on a"
+  echo "10-step DDIM recording of 2 samples of this random DiT-B/2.)"
   echo
-  build/opt/bench_cache B/2 10 "$((iters + 1))" "$tmp.mag1.25" "$tmp.mag1.5"
+  build/opt/bench_cache B/2 10 "$((iters + 1))" "${tables[@]}"
   echo
   build/opt/bench_record "$((iters + 1))"
   echo
