@@ -35,22 +35,33 @@ Test(kernels, fast_tanh_absolute_error) {
     cr_expect_leq(worst, 2e-7, "fast tanh abs error %g", worst);
 }
 
+/* linear_forward against a double loop: 3 row chunks of EB_GEMM_ROWS plus a tail, and one chunk
+ * large enough to be split into EB_GEMM_COLS column blocks (with a tail block); the bits the same at
+ * one thread and at two. */
 Test(kernels, linear_blocks_do_not_change_results) {
-    /* 3 row blocks of EB_GEMM_ROWS plus a tail against a plain double loop. */
-    enum { BT = 3 * EB_GEMM_ROWS + 5, IC = 17, OC = 9 };
-    static float in[BT * IC], w[OC * IC], b[OC], out[BT * OC];
-    for (int i = 0; i < BT * IC; i++) in[i] = sinf(i * 0.37f);
-    for (int i = 0; i < OC * IC; i++) w[i] = cosf(i * 0.11f);
-    for (int i = 0; i < OC; i++) b[i] = 0.1f * i;
-    linear_forward(out, in, w, b, BT, IC, OC);
-    double worst = 0;
-    for (int r = 0; r < BT; r++)
-        for (int o = 0; o < OC; o++) {
-            double acc = b[o];
-            for (int k = 0; k < IC; k++) acc += (double)in[r * IC + k] * w[o * IC + k];
-            worst = fmax(worst, fabs(acc - out[r * OC + o]));
-        }
-    cr_expect_leq(worst, 1e-5, "linear: max abs error %g", worst);
+    const struct { int BT, IC, OC; } shapes[] = {{3 * EB_GEMM_ROWS + 5, 17, 9}, {17, 300, 2 * EB_GEMM_COLS + 40}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int BT = shapes[s].BT, IC = shapes[s].IC, OC = shapes[s].OC;
+        float *in = malloc(sizeof(float) * BT * IC), *w = malloc(sizeof(float) * OC * IC), *b = malloc(sizeof(float) * OC);
+        float *out = malloc(sizeof(float) * BT * OC), *again = malloc(sizeof(float) * BT * OC);
+        for (int i = 0; i < BT * IC; i++) in[i] = sinf(i * 0.37f);
+        for (int i = 0; i < OC * IC; i++) w[i] = cosf(i * 0.11f);
+        for (int i = 0; i < OC; i++) b[i] = 0.1f * i;
+        omp_set_num_threads(2);
+        linear_forward(out, in, w, b, BT, IC, OC);
+        double worst = 0;
+        for (int r = 0; r < BT; r++)
+            for (int o = 0; o < OC; o++) {
+                double acc = b[o], mag = fabs(b[o]);
+                for (int k = 0; k < IC; k++) acc += (double)in[r * IC + k] * w[o * IC + k], mag += fabs(in[r * IC + k] * w[o * IC + k]);
+                worst = fmax(worst, fabs(acc - out[r * OC + o]) / mag);
+            }
+        cr_expect_leq(worst, 1e-6, "linear %dx%dx%d: error %g of the terms' magnitude", BT, IC, OC, worst);
+        omp_set_num_threads(1);
+        linear_forward(again, in, w, b, BT, IC, OC);
+        cr_expect_eq(memcmp(out, again, sizeof(float) * BT * OC), 0, "linear %dx%dx%d: other bits at one thread", BT, IC, OC);
+        free(in), free(w), free(b), free(out), free(again);
+    }
 }
 
 /* linear_rows_forward against a double loop, on widths that leave a K tail (IC % 8) and column

@@ -51,18 +51,22 @@ float eb_fast_expf(float x) { return exp8(splat(x))[0]; }
 float eb_fast_tanhf(float x) { return tanh8(splat(x))[0]; }
 
 void linear_forward(float *out, const float *in, const float *w, const float *b, int BT, int IC, int OC) {
-    /* Fixed row chunks, each one single-threaded sgemm in an active parallel region, even for one
-     * chunk: OpenBLAS's own threading splits work by thread count and would change the bits with it
-     * (runtime/parallel.h). */
-    int chunks = (BT + EB_GEMM_ROWS - 1) / EB_GEMM_ROWS, most = BT < EB_GEMM_ROWS ? BT : EB_GEMM_ROWS;
-#pragma omp parallel for schedule(static) if (eb_gemm_loop_parallel((size_t)BT * IC * OC, (size_t)most * IC * OC))
-    for (int k = 0; k < chunks; k++) {
-        int r0 = k * EB_GEMM_ROWS, rows = BT - r0 < EB_GEMM_ROWS ? BT - r0 : EB_GEMM_ROWS;
-        float *o = out + (size_t)r0 * OC;
+    /* Fixed tiles, each one single-threaded sgemm in an active parallel region, even for one tile:
+     * OpenBLAS's own threading splits work by thread count and would change the bits with it
+     * (runtime/parallel.h). Tiles are row chunks; a product of one chunk worth a team (ToCa's few
+     * gathered tokens) splits its columns too, or it would run on one thread. */
+    const int chunks = (BT + EB_GEMM_ROWS - 1) / EB_GEMM_ROWS, most = BT < EB_GEMM_ROWS ? BT : EB_GEMM_ROWS;
+    const int col_blocks = chunks == 1 && (size_t)BT * IC * OC >= EB_PAR_MIN_MACS ? (OC + EB_GEMM_COLS - 1) / EB_GEMM_COLS : 1;
+    const int width = col_blocks > 1 ? EB_GEMM_COLS : OC;
+#pragma omp parallel for schedule(static) if (eb_gemm_loop_parallel((size_t)BT * IC * OC, (size_t)most * IC * width))
+    for (int k = 0; k < chunks * col_blocks; k++) {
+        const int r0 = k / col_blocks * EB_GEMM_ROWS, rows = BT - r0 < EB_GEMM_ROWS ? BT - r0 : EB_GEMM_ROWS;
+        const int c0 = k % col_blocks * width, cols = OC - c0 < width ? OC - c0 : width;
+        float *o = out + (size_t)r0 * OC + c0;
         if (b)
-            for (int r = 0; r < rows; r++) memcpy(o + (size_t)r * OC, b, sizeof(float) * OC);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, OC, IC, 1.0f, in + (size_t)r0 * IC, IC, w, IC,
-                    b ? 1.0f : 0.0f, o, OC);
+            for (int r = 0; r < rows; r++) memcpy(o + (size_t)r * OC, b + c0, sizeof(float) * cols);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, IC, 1.0f, in + (size_t)r0 * IC, IC,
+                    w + (size_t)c0 * IC, IC, b ? 1.0f : 0.0f, o, OC);
     }
 }
 

@@ -18,6 +18,8 @@
 #ifndef EB_GEMM_ROWS
 #define EB_GEMM_ROWS 64
 #endif
+/* Columns per sgemm call when a product has only one row chunk (linear_forward). */
+#define EB_GEMM_COLS 256
 
 /* The vectorisable exp and tanh of the softmax and GELU loops (≤ 2 ulp / ≤ 1e-7
  * absolute from libm; exposed for tests and the trainer's backward). */
