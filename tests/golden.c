@@ -43,7 +43,7 @@ double golden_attr_f64(const char *file, const char *name) {
     return v;
 }
 
-static eb_model *load_golden_model(const char *name, int heads, const char *device) {
+eb_model *golden_model_on(const char *name, int heads, const char *device) {
     char path[512];
     snprintf(path, sizeof path, GOLDEN_DIR "models/%s", name);
     eb_model *m;
@@ -54,10 +54,10 @@ static eb_model *load_golden_model(const char *name, int heads, const char *devi
 
 eb_model *golden_model(const char *name, int heads) {
     const char *device = getenv("EBCACHE_DEVICE");
-    return load_golden_model(name, heads, device && *device ? device : "cpu");
+    return golden_model_on(name, heads, device && *device ? device : "cpu");
 }
 
-eb_model *golden_host_model(const char *name, int heads) { return load_golden_model(name, heads, "cpu"); }
+eb_model *golden_host_model(const char *name, int heads) { return golden_model_on(name, heads, "cpu"); }
 
 double max_rel_err(const float *got, const float *want, size_t n) {
     double diff = 0, scale = 0;

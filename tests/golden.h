@@ -22,6 +22,8 @@ double golden_attr_f64(const char *file, const char *name);
 eb_model *golden_model(const char *name, int heads);
 /* The same, always on the CPU: for tests that reach into the host buffers. */
 eb_model *golden_host_model(const char *name, int heads);
+/* The same on `device` ("cpu", "cuda") at fp32, or fails the test. */
+eb_model *golden_model_on(const char *name, int heads, const char *device);
 
 /* max |got − want| / max |want| over n elements: the relative error every
  * golden comparison states its tolerance in. */

@@ -230,6 +230,90 @@ Test(backend, attention_matches_cpu) {
     }
 }
 
+static uint64_t next_random(uint64_t *s) { /* xorshift64 */
+    *s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
+    return *s;
+}
+
+/* attention_colsum: the output is `attention`'s, bit for bit, and the column sums of the softmax maps
+ * (float32 at every precision) are the CPU's within the attention's tolerance. */
+Test(backend, attention_colsum_matches_cpu) {
+    /* padded rows (T 37, hd 12), T = 300 over 256-thread blocks, and 2 + 1 samples in chunks of scores */
+    const struct { int B, T, NH, hd; } cases[] = {
+        {2, 16, 4, 16}, {1, 37, 3, 12}, {2, 300, 2, 8}, {1, 256, 2, 72}, {3, 2048, 8, 8}};
+    for (int p = 0; p < 3; p++) {
+        const eb_backend *be = cuda_or_skip((eb_precision)p);
+        for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+            const int B = cases[k].B, T = cases[k].T, NH = cases[k].NH, hd = cases[k].hd, D = NH * hd;
+            const size_t nqkv = (size_t)B * T * 3 * D, nout = (size_t)B * T * D, ncs = (size_t)B * NH * T;
+            float *qkv = host_normal(nqkv, 70 + k, 1.0f), *want = malloc(nout * 4), *want_cs = malloc(ncs * 4);
+            attention_colsum_forward(want, want_cs, qkv, B, T, NH, hd);
+            float *dqkv = on_device(be, qkv, nqkv * 4), *dout = be->alloc(nout * 4), *dcs = be->alloc(ncs * 4);
+            float *dplain = be->alloc(nout * 4);
+            be->attention_colsum(dout, dcs, dqkv, B, T, NH, hd);
+            double err = device_err(be, dout, want, nout);
+            expect_rel_err(err, tol_gemm[p], "%s attention_colsum B%d T%d NH%d hd%d: output rel err %g", be->name, B, T,
+                           NH, hd, err);
+            err = device_err(be, dcs, want_cs, ncs);
+            expect_rel_err(err, tol_gemm[p], "%s attention_colsum B%d T%d NH%d hd%d: colsum rel err %g", be->name, B, T,
+                           NH, hd, err);
+            be->attention(dplain, dqkv, B, T, NH, hd);
+            float *a = malloc(nout * 4), *b = malloc(nout * 4);
+            be->download(a, dout, nout * 4), be->download(b, dplain, nout * 4);
+            cr_expect_eq(memcmp(a, b, nout * 4), 0, "%s B%d T%d: attention_colsum's output differs from attention's",
+                         be->name, B, T);
+            be->free(dqkv), be->free(dout), be->free(dcs), be->free(dplain);
+            free(qkv), free(want), free(want_cs), free(a), free(b);
+        }
+    }
+}
+
+/* toca_select picks the CPU's tokens in the CPU's order and leaves the CPU's ages, bit for bit, over three
+ * rounds (the ages growing), and token_gather / token_scatter move the rows it picked as the CPU does.
+ * Column sums from three values make ties in the scores; all-zero ones leave only the ages (the norm's
+ * floor). Precision-independent: the fp32 table's ops. */
+Test(backend, toca_select_and_token_ops_match_cpu) {
+    enum { RANDOM, TIES, ZEROS };
+    const struct { int B, NH, T, K, grid, kind; } cases[] = {
+        {2, 3, 16, 5, 2, RANDOM}, {1, 2, 36, 0, 3, TIES}, {3, 1, 64, 64, 2, TIES}, {2, 4, 576, 40, 2, RANDOM},
+        {2, 16, 1024, 71, 4, TIES}, {1, 1, 256, 17, 2, ZEROS}, {1, 2, 1, 1, 1, RANDOM}, {2, 2, 100, 99, 5, TIES}};
+    const eb_backend *be = cuda_or_skip(EB_PRECISION_FP32);
+    enum { D = 8 };
+    uint64_t rs = 0x5851f42d4c957f2du;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int B = cases[c].B, NH = cases[c].NH, T = cases[c].T, K = cases[c].K, grid = cases[c].grid;
+        const size_t ncs = (size_t)B * NH * T, nt = (size_t)B * T, nk = (size_t)B * K;
+        float *colsum = host_normal(ncs, 80 + c, 1.0f), *age = malloc(nt * 4), *got_age = malloc(nt * 4);
+        for (size_t i = 0; i < ncs; i++)
+            colsum[i] = cases[c].kind == RANDOM ? fabsf(colsum[i])
+                        : cases[c].kind == TIES ? 0.25f * (float)(next_random(&rs) % 3) : 0.0f;
+        for (size_t i = 0; i < nt; i++) age[i] = (float)(next_random(&rs) % 5);
+        int32_t *idx = malloc((nk ? nk : 1) * 4), *got_idx = malloc((nk ? nk : 1) * 4);
+        float *dcs = on_device(be, colsum, ncs * 4), *dage = on_device(be, age, nt * 4);
+        int32_t *didx = be->alloc(nk * 4);
+        for (int round = 0; round < 3; round++) {
+            toca_select_forward(idx, age, colsum, B, NH, T, K, 0.25, 4, 0.6, grid);
+            be->toca_select(didx, dage, dcs, B, NH, T, K, 0.25, 4, 0.6, grid);
+            be->download(got_idx, didx, nk * 4), be->download(got_age, dage, nt * 4);
+            cr_expect_eq(memcmp(got_idx, idx, nk * 4), 0, "case %zu round %d: the chosen tokens differ", c, round);
+            cr_expect_eq(memcmp(got_age, age, nt * 4), 0, "case %zu round %d: the ages differ", c, round);
+        }
+        float *x = host_normal(nt * D, 90 + c, 1.0f), *want = calloc(nt * D, 4), *got = malloc(nt * D * 4);
+        float *dx = on_device(be, x, nt * D * 4), *dsub = be->alloc(nk * D * 4), *dfull = be->alloc(nt * D * 4);
+        token_gather_forward(want, x, idx, B, T, K, D);
+        be->token_gather(dsub, dx, didx, B, T, K, D);
+        be->download(got, dsub, nk * D * 4);
+        cr_expect_eq(memcmp(got, want, nk * D * 4), 0, "case %zu: token_gather", c);
+        float *full = calloc(nt * D, 4);
+        token_scatter_forward(full, want, idx, B, T, K, D);
+        be->token_scatter(dfull, dsub, didx, B, T, K, D);
+        be->download(got, dfull, nt * D * 4);
+        cr_expect_eq(memcmp(got, full, nt * D * 4), 0, "case %zu: token_scatter", c);
+        be->free(dcs), be->free(dage), be->free(didx), be->free(dx), be->free(dsub), be->free(dfull);
+        free(colsum), free(age), free(got_age), free(idx), free(got_idx), free(x), free(want), free(got), free(full);
+    }
+}
+
 /* An op that cannot run (attention whose scores need 1 TiB of scratch) is
  * not silent: what the host reads back is NaN from then on, so the forward's
  * finite check fails with EB_ERUNTIME, and rel_l1 is NaN. */
@@ -357,10 +441,6 @@ Test(backend, elementwise_ops_match_cpu) {
 /* ------------------------------------------------------------------------ */
 /* Whole models: random configurations and schedules on both backends       */
 
-static uint64_t next_random(uint64_t *s) { /* xorshift64 */
-    *s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
-    return *s;
-}
 #define PICK(s, arr) (arr)[next_random(s) % (sizeof(arr) / sizeof((arr)[0]))]
 
 /* A small DiT drawn from sizes that exercise ragged attention tiles, token

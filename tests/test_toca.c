@@ -1,10 +1,12 @@
 /* test_toca.c — ToCa's partial MLP: the cache engine against
- * reference/toca_ref.py (tests/golden/toca.h5, relative 1e-5 fp32, CPU), the
- * generator against the reference's decisions, the executed MACs against the
- * formula, the token kernels, and the table's partial action. */
+ * reference/toca_ref.py (tests/golden/toca.h5, relative 1e-5 fp32, on the CPU
+ * and on CUDA where a device runs), the generator against the reference's
+ * decisions, the executed MACs against the formula, the token kernels, and
+ * the table's partial action. */
 #include "runtime/cache.h"
 #include "runtime/cpu/kernels.h"
 #include "runtime/h5io.h"
+#include "runtime/model.h"
 #include "search/toca.h"
 #include "tests/golden.h"
 
@@ -85,9 +87,9 @@ static double reference_macs(const eb_config *c, const int32_t *fresh, const int
     return macs;
 }
 
-static void check_case(const toca_golden *g) {
+/* The golden case on model m (g's model on some device; freed here). */
+static void check_case(const toca_golden *g, eb_model *m) {
     const char *group = g->group;
-    eb_model *m = golden_model(g->model, g->heads);
     toca_case tc = load(g);
     const eb_config *c = eb_model_config(m);
     int64_t xd[5], od[5], fd[2];
@@ -130,8 +132,21 @@ static void check_case(const toca_golden *g) {
     eb_model_free(m);
 }
 
-Test(toca, guided_ddpm_matches_reference) { check_case(&SIGMA_CFG); }
-Test(toca, ddim_three_blocks_matches_reference) { check_case(&NOSIGMA_DDIM); }
+Test(toca, guided_ddpm_matches_reference) { check_case(&SIGMA_CFG, golden_model(SIGMA_CFG.model, SIGMA_CFG.heads)); }
+Test(toca, ddim_three_blocks_matches_reference) {
+    check_case(&NOSIGMA_DDIM, golden_model(NOSIGMA_DDIM.model, NOSIGMA_DDIM.heads));
+}
+
+/* The same goldens with the model on CUDA fp32 (its attention_colsum and toca_select; the tolerance the
+ * cache goldens meet there), skipped where no CUDA device runs. */
+static void check_case_on_cuda(const toca_golden *g) {
+    const eb_backend *be, *cond;
+    if (eb_backend_select(&(eb_device){"cuda", EB_PRECISION_FP32}, &be, &cond))
+        cr_skip_test("no CUDA device runs here: %s", eb_last_error());
+    check_case(g, golden_model_on(g->model, g->heads, "cuda"));
+}
+Test(toca, cuda_guided_ddpm_matches_reference) { check_case_on_cuda(&SIGMA_CFG); }
+Test(toca, cuda_ddim_three_blocks_matches_reference) { check_case_on_cuda(&NOSIGMA_DDIM); }
 
 /* The C generator makes the decisions the reference made: same actions and bit-equal ratios per step and block. */
 Test(toca, generator_matches_reference_decisions) {

@@ -230,11 +230,16 @@ template <eb_precision P> static void attention_at(float *out, const float *qkv,
 }
 
 template <eb_precision P>
+static void attention_colsum_at(float *out, float *colsum, const float *qkv, int B, int T, int NH, int hd) {
+    cuda_attention_colsum(P, out, colsum, qkv, B, T, NH, hd);
+}
+
+template <eb_precision P>
 static void conv2d_at(float *out, const float *x, const float *w, const float *b, const eb_conv_shape *s) {
     cuda_conv2d(P, out, x, w, b, s);
 }
 
-/* Every op, the optional cache and recorder block and image block included (backend.h). */
+/* Every op, the optional cache and recorder block (ToCa's ops included) and image block (backend.h). */
 #define CUDA_TABLE(P, NAME)                                                                                    \
     {                                                                                                          \
         .name = NAME, .alloc = cuda_alloc, .free = cuda_free, .upload = cuda_upload,                           \
@@ -247,9 +252,9 @@ static void conv2d_at(float *out, const float *x, const float *w, const float *b
         .copy = cuda_copy, .add_scaled = cuda_add_scaled, .rel_l1 = cuda_rel_l1,                               \
         .taylor_update = cuda_taylor_update, .taylor_forecast = cuda_taylor_forecast,                          \
         .feature_drift = cuda_feature_drift,                                                                   \
-        /* ToCa: gather and scatter only (no attention_colsum, toca_select: partial tables refused) */        \
-        .attention_colsum = NULL, .token_gather = cuda_token_gather, .token_scatter = cuda_token_scatter,      \
-        .toca_select = NULL,                                                                                   \
+        /* ToCa's ops */                                                                                      \
+        .attention_colsum = attention_colsum_at<P>, .token_gather = cuda_token_gather,                         \
+        .token_scatter = cuda_token_scatter, .toca_select = cuda_toca_select,                                  \
         /* image ops */                                                                                        \
         .conv2d = conv2d_at<P>, .group_norm = cuda_group_norm, .upsample2x = cuda_upsample2x,                  \
         .avg_pool2d = cuda_avg_pool2d, .max_pool2d = cuda_max_pool2d,                                          \

@@ -67,6 +67,7 @@ enum {
     CUDA_SCRATCH_ATTN_QKV, /* the attention's per-head Q, K, V */
     CUDA_SCRATCH_ATTN_S,   /* its scores, then probabilities */
     CUDA_SCRATCH_ATTN_O,   /* its per-head output */
+    CUDA_SCRATCH_ATTN_STATS, /* its softmax row statistics, for attention_colsum */
     CUDA_SCRATCH_IM2COL,   /* conv2d's im2col tile (image.cu) */
     CUDA_SCRATCH_SLOTS
 };
@@ -77,6 +78,7 @@ void cuda_to_bf16(__nv_bfloat16 *dst, const float *src, size_t n);
 /* The ops of the backend table, one file each (backend.h has the contracts). */
 void cuda_linear(eb_precision p, float *out, const float *in, const float *w, const float *b, int BT, int IC, int OC);
 void cuda_attention(eb_precision p, float *out, const float *qkv, int B, int T, int NH, int hd);
+void cuda_attention_colsum(eb_precision p, float *out, float *colsum, const float *qkv, int B, int T, int NH, int hd);
 
 /* A strided batch of column-major GEMMs D (m × n, float32) = op(A) (m × k) · B (k × n),
  * op(A) = Aᵀ (A stored k × m) when trans_a; matrix i of each operand starts stride_*
@@ -111,6 +113,8 @@ void cuda_feature_drift(double *sums, float *prev, const float *cur, size_t n);
 /* ToCa's token ops (toca.cu). */
 void cuda_token_gather(float *out, const float *x, const int32_t *idx, int B, int T, int K, int D);
 void cuda_token_scatter(float *x, const float *src, const int32_t *idx, int B, int T, int K, int D);
+void cuda_toca_select(int32_t *idx, float *age, const float *colsum, int B, int NH, int T, int K, double weight,
+                      double fresh, double bonus, int grid);
 
 /* The image operations (image.cu). */
 void cuda_conv2d(eb_precision p, float *out, const float *x, const float *w, const float *bias, const eb_conv_shape *s);
