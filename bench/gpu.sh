@@ -99,7 +99,7 @@ run() {
     grep -q 'no CUDA device runs here' "$logs/backend.log" && r_backend+=", but NO CUDA DEVICE RAN (see the log)"
     if grep -q EBCACHE_DEVICE tests/golden.c; then
         r_golden=""
-        for s in model diffusion cache record; do
+        for s in model diffusion cache record toca; do
             r_golden+="$s: $(step 60 "$logs/golden-$s.log" env EBCACHE_DEVICE=cuda $suite --filter "$s/*"); "
         done
     else
@@ -124,11 +124,12 @@ run() {
     local cs
     cs="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer) --target-processes all"
     cs+=" --error-exitcode 3"
-    r_mem=$(step 90 "$logs/memcheck.log" $cs --tool memcheck $suite --filter 'backend/@(attention|linear|elem)*')
-    # Shared memory is only in the reductions (reduce.cu), which the elementwise test runs. Not the attention
+    r_mem=$(step 90 "$logs/memcheck.log" $cs --tool memcheck $suite --filter 'backend/@(attention|linear|elem|toca)*')
+    # Shared memory is in the reductions (reduce.cu), which the elementwise test runs, and in ToCa's selection
+    # (toca.cu, one block per sample), which its backend test runs. Not the attention
     # test: racecheck reports hazards inside cuBLAS's Hopper GEMM kernels (nvjet_*, synchronised through TMA
     # barriers), and excluding those kernels made the sanitizer fail with an internal error (H200, 2026-11-27).
-    r_race=$(step 120 "$logs/racecheck.log" $cs --tool racecheck $suite --filter 'backend/elementwise*')
+    r_race=$(step 120 "$logs/racecheck.log" $cs --tool racecheck $suite --filter 'backend/@(elementwise|toca_select)*')
     {
         echo "# bench/gpu.sh on ${card:-an unknown GPU} — $(date -u '+%Y-%m-%d %H:%M UTC')"
         echo
