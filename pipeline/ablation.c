@@ -35,7 +35,7 @@
 struct eb_ablation {
     const eb_ablation_spec *s;
     eb_ablation_params p;
-    char model_sha[EB_SHA256_HEX];
+    char model_sha[EB_SHA256_HEX], router_sha[EB_SHA256_HEX]; /* router: the spec's, "" without one */
     char vae_sha[EB_SHA256_HEX], inception_sha[EB_SHA256_HEX], reference_sha[EB_SHA256_HEX]; /* ImageNet judge */
     int lock_fd;
     eb_ablation_point *points; /* the plan */
@@ -89,12 +89,15 @@ void eb_ablation_record_key(char key[EB_ABLATION_KEY + 1], const eb_ablation_spe
     eb_ablation_key(key, text);
 }
 
-void eb_ablation_table_key(char key[EB_ABLATION_KEY + 1], const char *rec_key, const eb_ablation_point *p) {
-    char text[512], value[64] = "-";
+void eb_ablation_table_key(char key[EB_ABLATION_KEY + 1], const char *rec_key, const eb_ablation_point *p,
+                           const char *router_sha) {
+    char text[600], value[64] = "-";
     if (p->sweep == EB_SWEEP_SPEEDUP) snprintf(value, sizeof value, "%.17g", p->value);
     else if (p->sweep == EB_SWEEP_NATIVE)
         snprintf(value, sizeof value, "%s=%.17g", eb_param_kind_name(eb_methods[p->method].param), p->value);
-    snprintf(text, sizeof text, "table|%s|%s|%s|%s", EBCACHE_VERSION, rec_key, eb_methods[p->method].name, value);
+    int n = snprintf(text, sizeof text, "table|%s|%s|%s|%s", EBCACHE_VERSION, rec_key, eb_methods[p->method].name, value);
+    if ((eb_methods[p->method].needs & EB_NEEDS_ROUTER) && n > 0 && (size_t)n < sizeof text)
+        snprintf(text + n, sizeof text - (size_t)n, "|router=%s", router_sha ? router_sha : "-");
     eb_ablation_key(key, text);
 }
 
@@ -362,6 +365,7 @@ eb_status eb_ablation_open(eb_ablation **out, const eb_ablation_spec *s, const e
     a->total = s->n_samplers * s->n_seeds * per_sampler;
     const eb_comm *c = p->comm ? p->comm : eb_comm_serial();
     eb_status st = eb_sha256_file(p->model, a->model_sha);
+    if (!st && s->router[0]) st = eb_sha256_file(s->router, a->router_sha);
     if (!st && s->judge == EB_JUDGE_IMAGENET) { /* the judge's files, named in its cells' keys */
         if (!(st = eb_ablation_vae_sha(s->vae, a->vae_sha)) && !(st = eb_sha256_file(s->inception, a->inception_sha)))
             st = eb_sha256_file(s->reference, a->reference_sha);
@@ -433,7 +437,7 @@ static eb_status search_table(eb_ablation *a, const eb_ablation_point *pt, const
     table[0] = 0;
     if (!d->generate) return EB_OK;
     char key[EB_ABLATION_KEY + 1], dir[DIR_CAP], marker[PATH_MAX + 16], label[64], sn[32];
-    eb_ablation_table_key(key, rec_key, pt);
+    eb_ablation_table_key(key, rec_key, pt, a->router_sha);
     eb_status st = cell_dir(dir, a->p.cells, "table", key);
     if (st) return st;
     snprintf(table, PATH_MAX, "%s/table.txt", dir);
@@ -445,7 +449,7 @@ static eb_status search_table(eb_ablation *a, const eb_ablation_point *pt, const
     eb_search_params sp;
     eb_search_params_defaults(&sp);
     sp.record = rec, sp.fit = fit, sp.output = table, sp.threads = a->p.threads, sp.progress = a->p.progress;
-    sp.opts.method = d;
+    sp.opts.method = d, sp.opts.router = a->s->router[0] ? a->s->router : NULL;
     if (pt->sweep == EB_SWEEP_SPEEDUP) sp.opts.target = 1 / pt->value;
     else if (pt->sweep == EB_SWEEP_NATIVE && d->param == EB_PARAM_INTERVAL) sp.opts.interval = (int)pt->value;
     else if (pt->sweep == EB_SWEEP_NATIVE && d->param == EB_PARAM_THRESHOLD) sp.opts.threshold = pt->value;

@@ -56,6 +56,9 @@ typedef struct {
        precision ("fp32"; tf32 and bf16 on cuda). */
     eb_ablation_judge judge;
     char vae[PATH_MAX], inception[PATH_MAX], reference[PATH_MAX], device[16], precision[8];
+    /* Learning-to-Cache's router scores (tools/train_l2c.py, tools/convert_l2c.py): required with l2c in
+       `methods` and only then; its SHA-256 is part of l2c's table keys. */
+    char router[PATH_MAX];
     double scale_factor;
     int decode_batch;
 } eb_ablation_spec;
@@ -106,8 +109,11 @@ void eb_ablation_key(char key[EB_ABLATION_KEY + 1], const char *text);
  * when its precision is not fp32 either (as for sample keys) */
 void eb_ablation_record_key(char key[EB_ABLATION_KEY + 1], const eb_ablation_spec *s, int sampler, const char *model_sha);
 /* "table|VER|rec_key|method|target" (target "-" untargeted); native points
- * "table|VER|rec_key|method|PARAM=value" (PARAM: eb_param_kind_name). */
-void eb_ablation_table_key(char key[EB_ABLATION_KEY + 1], const char *rec_key, const eb_ablation_point *p);
+ * "table|VER|rec_key|method|PARAM=value" (PARAM: eb_param_kind_name); a method
+ * that reads a router (l2c) appends "|router=SHA" with router_sha, which
+ * every other method ignores (NULL is fine for them). */
+void eb_ablation_table_key(char key[EB_ABLATION_KEY + 1], const char *rec_key, const eb_ablation_point *p,
+                           const char *router_sha);
 /* "sample|VER|model_sha|kind|steps|cfg|n|seed|batch|table_sha" ("none": uncached) */
 void eb_ablation_sample_key(char key[EB_ABLATION_KEY + 1], const eb_ablation_spec *s, int sampler, const char *model_sha,
                             int seed, const char *table_sha);

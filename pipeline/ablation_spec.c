@@ -61,7 +61,8 @@ static int spec_set(eb_ablation_spec *s, const char *key, char *value, char *why
     } paths[] = {{"model", offsetof(eb_ablation_spec, model)},
                  {"vae", offsetof(eb_ablation_spec, vae)},
                  {"inception", offsetof(eb_ablation_spec, inception)},
-                 {"reference", offsetof(eb_ablation_spec, reference)}};
+                 {"reference", offsetof(eb_ablation_spec, reference)},
+                 {"router", offsetof(eb_ablation_spec, router)}};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
         if (!strcmp(key, paths[i].key)) {
             if (!*value) return snprintf(why, cap, "%s: no value", key), -1;
@@ -236,8 +237,8 @@ eb_status eb_ablation_spec_read(eb_ablation_spec *s, const char *path) {
     static const char *const keys[] = {"name", "model", "samplers", "methods", "speedups", "seeds",
                                        "n", "calibration", "calibration_seed", "real", "batch", "cfg",
                                        "timing_n", "timing_rounds", "judge", "vae", "inception", "reference",
-                                       "scale_factor", "decode_batch", "device", "precision"};
-    enum { NKEYS = sizeof keys / sizeof keys[0], K_REAL = 9, K_IMAGENET = 15, K_PRECISION = 21 }; /* keys[15..19]: the ImageNet judge's */
+                                       "scale_factor", "decode_batch", "device", "precision", "router"};
+    enum { NKEYS = sizeof keys / sizeof keys[0], K_REAL = 9, K_IMAGENET = 15, K_PRECISION = 21, K_ROUTER = 22 }; /* keys[15..19]: the ImageNet judge's */
     int lineno = 0, methods_line = 0, sweep_line[EB_NMETHODS] = {0}, key_line[NKEYS] = {0};
     eb_status st = EB_OK;
     unsigned seen = 0;
@@ -289,6 +290,14 @@ eb_status eb_ablation_spec_read(eb_ablation_spec *s, const char *path) {
     missing = !imagenet ? NULL : !s->vae[0] ? "vae" : !s->inception[0] ? "inception" : !s->reference[0] ? "reference"
                                                                                                      : NULL;
     if (missing) return eb_fail(EB_EINPUT, "%s: judge = imagenet: '%s' is required (see docs/ablation.md)", path, missing);
+    int routed = 0; /* a method that reads the router */
+    for (int i = 0; i < s->n_methods; i++)
+        if (eb_methods[s->methods[i]].needs & EB_NEEDS_ROUTER) routed = i + 1;
+    if (routed && !s->router[0])
+        return eb_fail(EB_EINPUT, "%s:%d: methods: %s needs 'router = SCORES.h5' (tools/train_l2c.py --scores, "
+                       "tools/convert_l2c.py --scores)", path, methods_line, eb_methods[s->methods[routed - 1]].name);
+    if (!routed && s->router[0])
+        return eb_fail(EB_EINPUT, "%s:%d: router: only with l2c in 'methods'", path, key_line[K_ROUTER]);
     return check_sweeps(s, methods_line, sweep_line);
 }
 

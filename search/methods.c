@@ -51,7 +51,7 @@ const eb_method eb_methods[EB_NMETHODS] = {
      .scaling = EB_SCALING_NONE, .needs = EB_NEEDS_RECORDING, .sweeps = 1, .top = eb_magcache_top,
      .about = "MagCache: skip steps by the cached residual while the recorded magnitude ratios' error stays below δ"},
     {.name = "l2c", .generate = eb_generate_l2c, .param = EB_PARAM_THRESHOLD, .fixed = NAN,
-     .scaling = EB_SCALING_NONE, .needs = EB_NEEDS_RECORDING, .top = eb_l2c_top,
+     .scaling = EB_SCALING_NONE, .needs = EB_NEEDS_RECORDING | EB_NEEDS_ROUTER, .sweeps = 1, .top = eb_l2c_top,
      .about = "Learning-to-Cache: a converted router's per-step, per-block reuse at its threshold"},
     {.name = "toca", .generate = eb_generate_toca, .param = EB_PARAM_INTERVAL, .fixed = NAN,
      .scaling = EB_SCALING_NONE, .sweeps = 1,

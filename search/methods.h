@@ -52,7 +52,7 @@ typedef struct {
  * method gives up at p (a target that cannot be met there). */
 typedef eb_status (*eb_method_generate)(eb_cache_schedule **out, const eb_method_input *in, double p);
 
-enum { EB_NEEDS_FIT = 1, EB_NEEDS_RECORDING = 2, EB_NEEDS_RUNNER = 4 };
+enum { EB_NEEDS_FIT = 1, EB_NEEDS_RECORDING = 2, EB_NEEDS_RUNNER = 4, EB_NEEDS_ROUTER = 8 /* o->router */ };
 
 typedef struct {
     const char *name;            /* as named in search --method, specs and reports                        */

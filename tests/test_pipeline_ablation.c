@@ -43,13 +43,13 @@ Test(pipeline_ablation, golden_keys_of_the_default_sweep) {
     eb_ablation_record_key(rec, &s, 0, SHIPPED_SHA);
     cr_assert_str_eq(rec, "87f4d4fd0e2eadc1");
     const eb_ablation_point fora = {0, eb_method_index(eb_method_find("fora")), EB_SWEEP_SPEEDUP, 1.5};
-    eb_ablation_table_key(key, rec, &fora);
+    eb_ablation_table_key(key, rec, &fora, NULL);
     cr_assert_str_eq(key, "54a62a3c7b553c49");
     const eb_ablation_point eb = {0, eb_method_index(eb_method_find("eb-cache")), EB_SWEEP_SPEEDUP, 1.5};
-    eb_ablation_table_key(key, rec, &eb);
+    eb_ablation_table_key(key, rec, &eb, NULL);
     cr_assert_str_eq(key, "b75c51ef752b132a");
     const eb_ablation_point ns = {0, eb_method_index(eb_method_find("noise-scaling")), EB_SWEEP_NONE, NAN};
-    eb_ablation_table_key(key, rec, &ns);
+    eb_ablation_table_key(key, rec, &ns, NULL);
     cr_assert_str_eq(key, "3852525aafa4fc95");
     char uncached[EB_ABLATION_KEY + 1];
     eb_ablation_sample_key(uncached, &s, 0, SHIPPED_SHA, 7001, "none");
@@ -58,10 +58,20 @@ Test(pipeline_ablation, golden_keys_of_the_default_sweep) {
     cr_assert_str_eq(key, "0821cc9fef28b352");
     /* a native point has a text of its own: "table|0.3.0|REC|fora|interval=3" */
     const eb_ablation_point native = {0, fora.method, EB_SWEEP_NATIVE, 3};
-    eb_ablation_table_key(key, rec, &native);
+    eb_ablation_table_key(key, rec, &native, NULL);
     cr_assert_str_eq(key, "99ca8fed89c24797");
     eb_ablation_key(key, "table|0.3.0|87f4d4fd0e2eadc1|fora|1.5");
     cr_assert_str_eq(key, "54a62a3c7b553c49");
+    /* a router changes l2c's tables only, and names its file's hash */
+    eb_ablation_table_key(key, rec, &fora, "abc");
+    cr_assert_str_eq(key, "54a62a3c7b553c49");
+    const eb_ablation_point l2c = {0, eb_method_index(eb_method_find("l2c")), EB_SWEEP_SPEEDUP, 1.5};
+    char routed[EB_ABLATION_KEY + 1], other[EB_ABLATION_KEY + 1];
+    eb_ablation_table_key(routed, rec, &l2c, "abc");
+    eb_ablation_key(key, "table|0.3.0|87f4d4fd0e2eadc1|l2c|1.5|router=abc");
+    cr_assert_str_eq(routed, key);
+    eb_ablation_table_key(other, rec, &l2c, "abd");
+    cr_assert_str_neq(routed, other);
 }
 
 Test(pipeline_ablation, native_sweeps_and_the_plan) {
@@ -124,6 +134,9 @@ Test(pipeline_ablation, sweep_errors) {
         {"name = x\nsamplers = ddim-8\nmethods = none\nmethods = fbcache\nseeds = 0\n", "g.spec:4: 'methods' is set twice"},
         {"name = x\nsamplers = ddim-8\nmethods = none fbcache\nseeds = 0\n", "g.spec:3: methods: fbcache takes no speed target"},
         {"name = x\nsamplers = ddim-8\nmethods = fora teacache\nsweep.fora = 2\nseeds = 0\n", "'speedups' is required by the cached methods (or 'sweep.teacache')"},
+        {"name = x\nsamplers = ddim-8\nmethods = none l2c\nspeedups = 2\nseeds = 0\n", "g.spec:3: methods: l2c needs 'router = SCORES.h5'"},
+        {"name = x\nsamplers = ddim-8\nmethods = fora\nspeedups = 2\nrouter = r.h5\nseeds = 0\n", "g.spec:5: router: only with l2c in 'methods'"},
+        {"name = x\nsamplers = ddim-8\nmethods = l2c\nspeedups = 2\nrouter =\nseeds = 0\n", "g.spec:5: router: no value"},
     };
     expect_spec_errors(cases, sizeof cases / sizeof cases[0]);
 }
@@ -234,6 +247,41 @@ Test(pipeline_ablation, one_cell_on_the_shipped_model, .timeout = 300) {
     cr_assert_eq(again.flop_speedup, row.flop_speedup);
     const eb_ablation_point other = {0, pt.method, EB_SWEEP_SPEEDUP, 3};
     cr_assert_eq(eb_ablation_run_cell(a, &other, 3, &again), EB_EINPUT, "a point the spec does not plan");
+    eb_ablation_close(a);
+}
+
+/* An l2c cell searches the spec's router (the shipped model's, DDPM-50) to its target; its
+ * table's cell is keyed by the router's hash; a router of another sampler fails naming its file. */
+Test(pipeline_ablation, l2c_cells_read_the_router, .timeout = 300) {
+    static eb_ablation_spec s;
+    char path[512], cells[512], results[512];
+    spec_file(path, "name = routed\nmodel = data/dit_fmnist.safetensors\nsamplers = ddpm-50 ddim-6\nmethods = l2c\n"
+                    "router = data/l2c/dit_fmnist_ddpm50.h5\nspeedups = 1.5\nseeds = 3\nn = 4\ncalibration = 2\n"
+                    "real = 40\nbatch = 8\n");
+    cr_assert_eq(eb_ablation_spec_read(&s, path), EB_OK, "%s", eb_last_error());
+    eb_ablation_params p;
+    eb_ablation_params_defaults(&p);
+    p.model = s.model, p.classifier = "data/classifier.safetensors", p.threads = 2;
+    p.cells = in_workdir(cells, "cells"), p.results = in_workdir(results, "res");
+    eb_ablation *a;
+    cr_assert_eq(eb_ablation_open(&a, &s, &p), EB_OK, "%s", eb_last_error());
+    const eb_ablation_point pt = {0, eb_method_index(eb_method_find("l2c")), EB_SWEEP_SPEEDUP, 1.5};
+    eb_ablation_row row;
+    cr_assert_eq(eb_ablation_run_cell(a, &pt, 3, &row), EB_OK, "%s", eb_last_error());
+    cr_assert_eq(row.reached, 1);
+    cr_assert(row.flop_speedup >= 1.5 && row.flop_speedup < 2.5, "the search met its target: %g", row.flop_speedup);
+    cr_assert(isfinite(row.fd) && row.fd > 0);
+    char rec[EB_ABLATION_KEY + 1], key[EB_ABLATION_KEY + 1], sha[65], model_sha[65], dir[1024];
+    FILE *f = popen("sha256sum data/l2c/dit_fmnist_ddpm50.h5 data/dit_fmnist.safetensors", "r");
+    cr_assert(f && fscanf(f, "%64s %*s %64s", sha, model_sha) == 2);
+    pclose(f);
+    eb_ablation_record_key(rec, &s, 0, model_sha);
+    eb_ablation_table_key(key, rec, &pt, sha);
+    snprintf(dir, sizeof dir, "%s/table-%s/table.txt", cells, key);
+    cr_assert_eq(access(dir, R_OK), 0, "%s", dir);
+    const eb_ablation_point ddim = {1, pt.method, EB_SWEEP_SPEEDUP, 1.5};
+    cr_assert_eq(eb_ablation_run_cell(a, &ddim, 3, &row), EB_EINPUT);
+    cr_assert(strstr(eb_last_error(), "dit_fmnist_ddpm50.h5"), "%s", eb_last_error());
     eb_ablation_close(a);
 }
 
