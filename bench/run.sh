@@ -211,8 +211,17 @@ fi
         --output "$tmp.$m$x" 2>/dev/null && tables+=("$tmp.$m$x")
     done
   done
-  echo "(SmoothCache and MagCache rows: \`search --method smoothcache|magcache\` at 1.25× and 1.5× targets on a"
-  echo "10-step DDIM recording of 2 samples of this random DiT-B/2.)"
+  # Learning-to-Cache: a router trained on this model (tools/train_l2c.py, pure-noise data; 20 iterations,
+  # ~1.5 min: the timing depends on the table's reuse pattern, not on how well the router learned).
+  /usr/bin/python3 tools/train_l2c.py "$tmp.b2.safetensors" --respacing 10 --data noise --iters 20 --batch 2 \
+    --lr 0.05 --output "$tmp.l2c.pt" --scores "$tmp.l2c.h5" 2>/dev/null
+  for x in 1.25 1.5; do
+    bin/ebcache search --method l2c --router "$tmp.l2c.h5" --record "$tmp.rec.h5" --model "$tmp.b2.safetensors" \
+      --target-speedup $x --output "$tmp.l2c$x" 2>/dev/null && tables+=("$tmp.l2c$x")
+  done
+  echo "(SmoothCache, MagCache and L2C rows: \`search --method smoothcache|magcache|l2c\` at 1.25× and 1.5× targets"
+  echo "on a 10-step DDIM recording of 2 samples of this random DiT-B/2; L2C's router trained on it by"
+  echo "tools/train_l2c.py, 20 iterations on noise.)"
   echo
   build/opt/bench_cache B/2 10 "$((iters + 1))" "${tables[@]}"
   echo
