@@ -186,7 +186,7 @@ $(DIFFUSERS_VENV): $(REF_DEB_STAMP)
 	$(dir $@)bin/pip install -q diffusers==0.31.0 'huggingface-hub<1.0' safetensors filelock regex importlib_metadata
 	touch $@
 
-bench: deps $(REF_DEB_STAMP) $(DIFFUSERS_VENV) bin/ebcache build/opt/bench_forward build/opt/bench_cache \
+bench: deps $(REF_DEB_STAMP) $(DIFFUSERS_VENV) bin/ebcache build/opt/bench_forward build/opt/bench_cache build/opt/bench_toca \
   build/opt/bench_record build/opt/bench_vae build/opt/bench_inception
 	./bench/run.sh
 

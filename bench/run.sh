@@ -225,6 +225,10 @@ fi
   echo
   build/opt/bench_cache B/2 10 "$((iters + 1))" "${tables[@]}"
   echo
+  echo "Where ToCa's time goes (bench_toca: one DiT-B/2 block, R = 0.07):"
+  echo
+  build/opt/bench_toca B/2 0.07 "$((2 * iters + 1))"
+  echo
   build/opt/bench_record "$((iters + 1))"
   echo
   echo "The Python package's schedule hooks in PyTorch (bench/bench_python.py, DiT-S/2, one thread):"
