@@ -28,6 +28,7 @@ a temporary name and renamed. Exit 2 on bad input, 1 on a failure to write.
 """
 import argparse
 import gzip
+import io
 import math
 import os
 import struct
@@ -164,6 +165,11 @@ def train(model, sched, data, a, progress):
     return OrderedDict((f"{i}.prob", p.detach().clone()) for i, p in enumerate(probs))
 
 
+def write_bytes(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+
+
 def main(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("model", help="the DiT (safetensors with ebcache's metadata)")
@@ -201,8 +207,10 @@ def main(argv):
         return 2
     torch.set_num_threads(a.threads)
     routers = train(model, sched, data, a, sys.stderr.isatty())
+    buf = io.BytesIO()  # saved in memory first: torch.save names its archive after the file it writes
+    torch.save({"routers": routers}, buf)
     try:
-        convert_l2c.atomic_write(a.output, lambda tmp: torch.save({"routers": routers}, tmp))
+        convert_l2c.atomic_write(a.output, lambda tmp: write_bytes(tmp, buf.getvalue()))
     except OSError as e:
         print(f"train_l2c.py: {e}", file=sys.stderr)
         return 1
