@@ -16,7 +16,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from dit_ref import DiT, layer_norm, modulate
 
@@ -93,10 +92,6 @@ class CachedDiT(DiT):
         self.skipped = []
 
     # -- modules ----------------------------------------------------------
-    def modulation(self, i, c):
-        w, b = self.w, f"blocks.{i}.adaLN_modulation.1."
-        return F.linear(F.silu(c), w[b + "weight"], w[b + "bias"]).chunk(6, dim=1)
-
     def derivative_approximation(self, i, name, feature):
         """TaylorSeer: new factor k+1 = (new factor k − old factor k) / distance."""
         old, last = self.factors[i][name], self.activated[i][name]

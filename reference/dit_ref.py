@@ -248,11 +248,14 @@ class DiT:
         h = F.gelu(F.linear(x, w[b + "fc1.weight"], w[b + "fc1.bias"]), approximate="tanh")
         return F.linear(h, w[b + "fc2.weight"], w[b + "fc2.bias"])
 
+    def modulation(self, i, c):
+        """Block i's adaLN-Zero chunks of c (N, D): shift, scale, gate of the attention, then of the MLP."""
+        w, b = self.w, f"blocks.{i}.adaLN_modulation.1."
+        return F.linear(F.silu(c), w[b + "weight"], w[b + "bias"]).chunk(6, dim=1)
+
     def block(self, i, x, c):
         """adaLN-Zero DiT block i: x (N, T, D), c (N, D) -> (N, T, D)."""
-        w, b = self.w, f"blocks.{i}."
-        mod = F.linear(F.silu(c), w[b + "adaLN_modulation.1.weight"], w[b + "adaLN_modulation.1.bias"])
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod.chunk(6, dim=1)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.modulation(i, c)
         x = x + gate_msa.unsqueeze(1) * self.attention(i, modulate(layer_norm(x), shift_msa, scale_msa))
         x = x + gate_mlp.unsqueeze(1) * self.mlp(i, modulate(layer_norm(x), shift_mlp, scale_mlp))
         return x

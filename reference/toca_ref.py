@@ -138,9 +138,7 @@ class ToCaDiT(DiT):
         L, T = self.cfg.depth, self.cfg.tokens
         fresh_row, tokens_row = [], []
         for l in range(L):
-            w = self.w
-            mod = F.linear(F.silu(c), w[f"blocks.{l}.adaLN_modulation.1.weight"], w[f"blocks.{l}.adaLN_modulation.1.bias"])
-            shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod.chunk(6, dim=1)
+            shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.modulation(l, c)
             fresh = self.calls == 0 or bool(i % self.period == 0)
             if fresh:
                 self.attn_out[l], self.attn_map[l] = self.attention_with_map(

@@ -104,10 +104,7 @@ def forward(model, x, t, y, cache=None, weights=None):
     tokens, c = model.patch_embed(x), model.condition(t, y)
     kept = []
     for i in range(model.cfg.depth):
-        w, b = model.w, f"blocks.{i}."
-        mod = torch.nn.functional.linear(torch.nn.functional.silu(c), w[b + "adaLN_modulation.1.weight"],
-                                         w[b + "adaLN_modulation.1.bias"])
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod.chunk(6, dim=1)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = model.modulation(i, c)
         att = model.attention(i, modulate(layer_norm(tokens), shift_msa, scale_msa))
         if weights is not None:
             att = cache[i][0] * (1 - weights[2 * i]) + att * weights[2 * i]
