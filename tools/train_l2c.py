@@ -17,8 +17,10 @@ router_training_losses (gaussian_diffusion.py) and router_models.py:
     DDIM (eta 0) step to x at index ts − 1, and there compares the full model's output with the
     routed one, where each module's output is w·fresh + (1 − w)·cached with w its score;
   - loss = mean over the batch of the mean squared difference over every output channel
-    + l1 · Σ scores of that router; AdamW (weight decay 0) on the routers alone; after each
-    step every prob is clamped to [−5, 5].
+    + l1 · Σ scores of that router; AdamW (weight decay 0) on the routers alone, the gradients
+    reset to None between iterations (torch >= 2.0, which the official code runs on), so a
+    router moves only in the iterations that draw it; after each step every prob is clamped
+    to [−5, 5].
 Defaults are the published training command's (--lr 0.001 --l1 5e-6, batch 64 over 8 GPUs);
 the shipped model's router (make l2c-router) states its own. The data: Fashion-MNIST training
 images (the model's input side, centered on −1 as ebcache's trainer pads them) with their
@@ -143,11 +145,11 @@ def train(model, sched, data, a, progress):
             out, cache = forward(model, x_t, torch.from_numpy(sched.timestep)[ts], y)
             x_next = dr.ddim_sample(sched, var, out, x_t, ts, 0.0, torch.zeros_like(x_t))
             t_next = torch.from_numpy(sched.timestep)[ts - 1]
-            target, _ = forward(model, x_next, t_next, y)
+            target = model.forward(x_next, t_next, y)
         scores = torch.sigmoid(probs[int(ts[0]) - 1])
         pred = forward(model, x_next, t_next, y, cache=cache, weights=scores)
         loss = ((target - pred) ** 2).flatten(1).mean(1).mean() + a.l1 * scores.sum()
-        opt.zero_grad()
+        opt.zero_grad(set_to_none=True)  # torch >= 2.0's default, the official code's: other routers stay put
         loss.backward()
         opt.step()
         with torch.no_grad():

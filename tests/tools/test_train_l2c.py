@@ -88,6 +88,22 @@ def test_the_mse_raises_scores_and_l1_lowers_them(model):
             assert torch.all(b >= -train_l2c.PROB_CLAMP)
 
 
+def test_a_router_moves_only_when_its_index_is_drawn(model):
+    """As with torch >= 2.0's zero_grad (gradients set to None): an iteration that draws another
+    index leaves a router as it was, Adam's momentum included (zeroed gradients would keep moving it)."""
+    for seed in range(20):
+        one, init = trained_scores(model, iters=1, seed=seed, l1=1.0)
+        two, _ = trained_scores(model, iters=2, seed=seed, l1=1.0)
+        moved = [i for i in range(len(init)) if not torch.equal(one[f"{i}.prob"], init[i])]
+        assert len(moved) == 1, moved
+        later = [i for i in range(len(init)) if not torch.equal(two[f"{i}.prob"], one[f"{i}.prob"])]
+        if later != moved:  # the second iteration drew another index
+            assert torch.equal(two[f"{moved[0]}.prob"], one[f"{moved[0]}.prob"])
+            assert len(later) == 1
+            return
+    pytest.fail("no seed in 0..19 drew two different indices")
+
+
 def test_the_file_converts_and_replays(tmp_path):
     router, scores, table = tmp_path / "r.pt", tmp_path / "s.h5", tmp_path / "t.schedule"
     r = run(MODEL, "--respacing", "ddim6", "--output", str(router), "--scores", str(scores), "--data", "noise",
